@@ -1,0 +1,377 @@
+"""Domains, users and aliases, authentication and recipient resolution.
+
+Addresses are kept in lower case. A user's mailboxes are created with the
+user (through the mailstore, in the same transaction), and a deleted user's
+mail is soft-deleted, so the garbage collector frees it after retention.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lightmail.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidValue,
+    NotFound,
+    RecipientDisabled,
+    UnknownRecipient,
+)
+from lightmail.mailstore.store import MailStore, Recipient, utcnow
+from lightmail.security.passwords import hash_password, verify_password
+from lightmail.storage.db import tables as t
+
+# RFC 5321 section 4.1.2 dot-atom local parts (no quoted strings) and RFC 1035
+# host names; generous enough for real addresses, strict enough for a typo.
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+DETAIL_SEPARATOR = "+"
+
+
+def normalize_domain(name: str) -> str:
+    domain = name.strip().lower().rstrip(".")
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
+        raise InvalidValue(f"{name!r} is not a valid domain name (for example example.org)")
+    return domain
+
+
+def normalize_address(address: str) -> str:
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or len(local) > 64 or not _LOCAL.fullmatch(local):
+        raise InvalidValue(f"{address!r} is not a valid address (for example alice@example.org)")
+    return f"{local.lower()}@{normalize_domain(domain)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    address: str
+    quota: int | None  # bytes; None = unlimited
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    address: str  # "@domain" is the domain's catch-all
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedRecipient:
+    """Where mail for one envelope address goes: one or more local users."""
+
+    address: str
+    recipients: tuple[Recipient, ...]
+
+
+def _user(row: t.AnyRow) -> User:
+    return User(
+        id=row.id,
+        address=row.address,
+        quota=row.quota_bytes,
+        enabled=bool(row.enabled),
+        created_at=row.created_at.replace(tzinfo=UTC),
+    )
+
+
+_USER_COLUMNS = (
+    t.users.c.id,
+    t.users.c.address,
+    t.users.c.quota_bytes,
+    t.users.c.enabled,
+    t.users.c.created_at,
+)
+
+
+class Accounts:
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+        self.db = store.db
+
+    # -- domains ---------------------------------------------------------
+
+    async def add_domain(self, name: str) -> str:
+        domain = normalize_domain(name)
+        async with self.db.write() as conn:
+            if await self._domain_id(conn, domain) is not None:
+                raise AlreadyExists(f"domain {domain} already exists")
+            await conn.execute(insert(t.domains).values(name=domain, created_at=utcnow()))
+        return domain
+
+    async def list_domains(self) -> list[Domain]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.domains.c.name, func.count(t.users.c.id))
+                .select_from(t.domains.outerjoin(t.users))
+                .group_by(t.domains.c.name)
+                .order_by(t.domains.c.name)
+            )
+            return [Domain(row[0], row[1]) for row in rows]
+
+    async def delete_domain(self, name: str) -> None:
+        """Delete an empty domain; one with users must have them deleted first."""
+        domain = normalize_domain(name)
+        async with self.db.write() as conn:
+            domain_id = await self._require_domain(conn, domain)
+            users = (
+                await conn.execute(select(func.count()).where(t.users.c.domain_id == domain_id))
+            ).scalar_one()
+            if users:
+                raise AlreadyExists(f"domain {domain} still has {users} user(s); delete them first")
+            await conn.execute(delete(t.aliases).where(t.aliases.c.address.endswith("@" + domain)))
+            await conn.execute(delete(t.domains).where(t.domains.c.id == domain_id))
+
+    # -- users -----------------------------------------------------------
+
+    async def add_user(self, address: str, password: str, quota: int | None = None) -> User:
+        address = normalize_address(address)
+        if not password:
+            raise InvalidValue("the password is empty")
+        password_hash = await hash_password(password)
+        async with self.db.write() as conn:
+            domain_id = await self._require_domain(conn, address.partition("@")[2])
+            if await self._user_row(conn, address) is not None:
+                raise AlreadyExists(f"user {address} already exists")
+            now = utcnow()
+            result = await conn.execute(
+                insert(t.users).values(
+                    domain_id=domain_id,
+                    address=address,
+                    password_hash=password_hash,
+                    quota_bytes=quota,
+                    enabled=True,
+                    next_uidvalidity=1,
+                    created_at=now,
+                )
+            )
+            (user_id,) = result.inserted_primary_key or (None,)
+            if user_id is None:
+                raise RuntimeError("the database returned no id for the new user")
+            await self.store.create_user_mailboxes(conn, user_id)
+        return User(user_id, address, quota, True, now.replace(tzinfo=UTC))
+
+    async def get_user(self, address: str) -> User:
+        address = normalize_address(address)
+        async with self.db.read() as conn:
+            row = await self._user_row(conn, address)
+        if row is None:
+            raise NotFound(f"no user {address}")
+        return _user(row)
+
+    async def list_users(self, domain: str | None = None) -> list[User]:
+        query = select(*_USER_COLUMNS).order_by(t.users.c.address)
+        async with self.db.read() as conn:
+            if domain is not None:
+                domain_id = await self._require_domain(conn, normalize_domain(domain))
+                query = query.where(t.users.c.domain_id == domain_id)
+            return [_user(row) for row in await conn.execute(query)]
+
+    async def set_password(self, address: str, password: str) -> None:
+        if not password:
+            raise InvalidValue("the password is empty")
+        await self._update_user(address, password_hash=await hash_password(password))
+
+    async def set_quota(self, address: str, quota: int | None) -> None:
+        await self._update_user(address, quota_bytes=quota)
+
+    async def set_enabled(self, address: str, enabled: bool) -> None:
+        await self._update_user(address, enabled=enabled)
+
+    async def delete_user(self, address: str) -> None:
+        """Delete a user, their aliases and mailboxes; their mail is soft-deleted."""
+        address = normalize_address(address)
+        async with self.db.write() as conn:
+            row = await self._user_row(conn, address)
+            if row is None:
+                raise NotFound(f"no user {address}")
+            await self.store.remove_user_mail(conn, row.id)
+            await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == row.id))
+            await conn.execute(delete(t.users).where(t.users.c.id == row.id))
+
+    async def authenticate(self, address: str, password: str) -> User:
+        """Check a login; raise AuthenticationFailed without saying what was wrong.
+
+        A bcrypt hash (or an outdated argon2 one) is replaced on success.
+        """
+        try:
+            address = normalize_address(address)
+        except InvalidValue:
+            raise AuthenticationFailed() from None
+        async with self.db.read() as conn:
+            result = await conn.execute(
+                select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == address)
+            )
+            row = result.one_or_none()
+        if row is None or not row.enabled:
+            raise AuthenticationFailed()
+        verification = await verify_password(row.password_hash, password)
+        if not verification.ok:
+            raise AuthenticationFailed()
+        if verification.new_hash is not None:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(t.users)
+                    .where(t.users.c.id == row.id, t.users.c.password_hash == row.password_hash)
+                    .values(password_hash=verification.new_hash)
+                )
+        return _user(row)
+
+    # -- aliases ---------------------------------------------------------
+
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
+        """Point ``address`` (or ``@domain``, the catch-all) at one or more users."""
+        address = _alias_address(address)
+        if not targets:
+            raise InvalidValue("an alias needs at least one target user")
+        async with self.db.write() as conn:
+            await self._require_domain(conn, address.partition("@")[2])
+            if not address.startswith("@") and await self._user_row(conn, address) is not None:
+                raise AlreadyExists(f"{address} is a user; an alias cannot shadow it")
+            existing = set(await self._alias_targets(conn, address))
+            for target in dict.fromkeys(normalize_address(x) for x in targets):
+                row = await self._user_row(conn, target)
+                if row is None:
+                    raise NotFound(f"alias target {target} is not a user here")
+                if target not in existing:
+                    await conn.execute(
+                        insert(t.aliases).values(
+                            address=address, user_id=row.id, created_at=utcnow()
+                        )
+                    )
+            return Alias(address, tuple(await self._alias_targets(conn, address)))
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        query = (
+            select(t.aliases.c.address, t.users.c.address.label("target"))
+            .select_from(t.aliases.join(t.users))
+            .order_by(t.aliases.c.address, t.users.c.address)
+        )
+        if domain is not None:
+            query = query.where(t.aliases.c.address.endswith("@" + normalize_domain(domain)))
+        grouped: dict[str, list[str]] = {}
+        async with self.db.read() as conn:
+            for row in await conn.execute(query):
+                grouped.setdefault(row.address, []).append(row.target)
+        return [Alias(address, tuple(targets)) for address, targets in grouped.items()]
+
+    async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
+        """Delete the alias, or only the given targets of it."""
+        address = _alias_address(address)
+        async with self.db.write() as conn:
+            query = delete(t.aliases).where(t.aliases.c.address == address)
+            if targets:
+                ids = select(t.users.c.id).where(
+                    t.users.c.address.in_([normalize_address(x) for x in targets])
+                )
+                query = query.where(t.aliases.c.user_id.in_(ids))
+            if (await conn.execute(query)).rowcount == 0:
+                raise NotFound(f"no alias {address}" + (" with those targets" if targets else ""))
+
+    # -- recipients ------------------------------------------------------
+
+    async def resolve_recipient(self, address: str) -> ResolvedRecipient:
+        """Resolve an envelope recipient to local users (deduplicated).
+
+        Tried in order: the user, an alias, the same two without a ``+detail``
+        (the detail is kept as the target mailbox name), the domain's
+        catch-all. Raises UnknownRecipient, or RecipientDisabled when every
+        user it reaches is disabled.
+        """
+        try:
+            address = normalize_address(address)
+        except InvalidValue:
+            raise UnknownRecipient(address) from None
+        local, _, domain = address.partition("@")
+        base, separator, detail = local.partition(DETAIL_SEPARATOR)
+        candidates: list[tuple[str, str | None]] = [(address, None)]
+        if separator and base:
+            candidates.append((f"{base}@{domain}", detail or None))
+        candidates.append((f"@{domain}", None))
+        async with self.db.read() as conn:
+            for candidate, mailbox in candidates:
+                rows = await self._resolve_rows(conn, candidate)
+                if not rows:
+                    continue
+                enabled = [row for row in rows if row.enabled]
+                if not enabled:
+                    raise RecipientDisabled(address)
+                recipients = tuple(
+                    Recipient(row.id, row.address, mailbox)
+                    for row in {row.id: row for row in enabled}.values()
+                )
+                return ResolvedRecipient(address, recipients)
+        raise UnknownRecipient(address)
+
+    # -- internals -------------------------------------------------------
+
+    async def _resolve_rows(self, conn: AsyncConnection, address: str) -> list[t.AnyRow]:
+        if not address.startswith("@"):
+            row = (
+                await conn.execute(
+                    select(t.users.c.id, t.users.c.address, t.users.c.enabled).where(
+                        t.users.c.address == address
+                    )
+                )
+            ).one_or_none()
+            if row is not None:
+                return [row]
+        result = await conn.execute(
+            select(t.users.c.id, t.users.c.address, t.users.c.enabled)
+            .select_from(t.aliases.join(t.users))
+            .where(t.aliases.c.address == address)
+            .order_by(t.users.c.address)
+        )
+        return list(result)
+
+    async def _alias_targets(self, conn: AsyncConnection, address: str) -> list[str]:
+        rows = await conn.execute(
+            select(t.users.c.address)
+            .select_from(t.aliases.join(t.users))
+            .where(t.aliases.c.address == address)
+            .order_by(t.users.c.address)
+        )
+        return [row.address for row in rows]
+
+    async def _update_user(self, address: str, **values: Any) -> None:
+        address = normalize_address(address)
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(t.users).where(t.users.c.address == address).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no user {address}")
+
+    async def _user_row(self, conn: AsyncConnection, address: str) -> t.AnyRow | None:
+        result = await conn.execute(select(*_USER_COLUMNS).where(t.users.c.address == address))
+        return result.one_or_none()
+
+    async def _domain_id(self, conn: AsyncConnection, domain: str) -> int | None:
+        result = await conn.execute(select(t.domains.c.id).where(t.domains.c.name == domain))
+        return result.scalar_one_or_none()
+
+    async def _require_domain(self, conn: AsyncConnection, domain: str) -> int:
+        domain_id = await self._domain_id(conn, domain)
+        if domain_id is None:
+            raise NotFound(f"domain {domain} does not exist; add it with `lightmail domain add`")
+        return domain_id
+
+
+def _alias_address(address: str) -> str:
+    if address.strip().startswith("@"):
+        return "@" + normalize_domain(address.strip()[1:])
+    return normalize_address(address)

@@ -1,0 +1,287 @@
+"""The ``lightmail`` command: run a node and manage it.
+
+Exit codes: 0 success, 1 a refused request (unknown domain, duplicate user,
+...), 2 bad usage or configuration, 75 (EX_TEMPFAIL) when the database or
+blob store is unavailable, so scripts can retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TextIO
+
+from lightmail import runtime
+from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
+from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
+from lightmail.storage.db.engine import Database, SchemaOutdated, describe_url
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
+
+
+def format_size(size: int | None) -> str:
+    """Bytes in the units the config and CLI accept (exact, so it reads back)."""
+    if size is None:
+        return "unlimited"
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def _quota(text: str) -> int | None:
+    if text.lower() in ("unlimited", "none"):
+        return None
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: use 2048, 2K, 64M, 1G or 'unlimited'"
+        ) from None
+
+
+def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
+    if args.password_stdin:
+        return stdin.readline().rstrip("\r\n")
+    if args.password is not None:
+        return str(args.password)
+    if not stdin.isatty():
+        raise LightMailError("give the password with --password or --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise LightMailError("the passwords do not match")
+    return first
+
+
+# -- command handlers -------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    await runtime.serve(settings)
+
+
+async def _check_config(args: argparse.Namespace, settings: Settings) -> None:
+    print(f"configuration OK ({args.config_path or 'built-in defaults'})")
+    print(f"database: {describe_url(settings.database.url)}")
+    print(f"blobs: {settings.blobs.url}")
+
+
+async def _db_upgrade(args: argparse.Namespace, settings: Settings) -> None:
+    if settings.database.url.startswith("sqlite"):
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database.url, connect_timeout=settings.database.connect_timeout)
+    try:
+        before = await db.current_revision()
+        after = await db.upgrade()
+    finally:
+        await db.close()
+    if before == after:
+        print(f"database schema already at revision {after}")
+    else:
+        print(f"database schema upgraded from {before or 'empty'} to revision {after}")
+
+
+async def _domain_add(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        print(f"added domain {await node.accounts.add_domain(args.name)}")
+
+
+async def _domain_list(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        for domain in await node.accounts.list_domains():
+            print(f"{domain.name}\t{domain.users} user(s)")
+
+
+async def _domain_delete(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await node.accounts.delete_domain(args.name)
+        print(f"deleted domain {args.name}")
+
+
+async def _user_add(args: argparse.Namespace, settings: Settings) -> None:
+    password = _read_password(args, sys.stdin)
+    async with runtime.open_node(settings) as node:
+        user = await node.accounts.add_user(args.address, password, args.quota)
+        print(f"added user {user.address} (quota {format_size(user.quota)})")
+
+
+async def _user_list(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        for user in await node.accounts.list_users(args.domain):
+            used, count = await node.store.usage(user.id)
+            state = "enabled" if user.enabled else "disabled"
+            print(
+                f"{user.address}\t{state}\tquota {format_size(user.quota)}"
+                f"\tused {format_size(used) if used else '0'} in {count} message(s)"
+            )
+
+
+async def _user_passwd(args: argparse.Namespace, settings: Settings) -> None:
+    password = _read_password(args, sys.stdin)
+    async with runtime.open_node(settings) as node:
+        await node.accounts.set_password(args.address, password)
+        print(f"password changed for {args.address}")
+
+
+async def _user_set_quota(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await node.accounts.set_quota(args.address, args.size)
+        print(f"quota of {args.address} set to {format_size(args.size)}")
+
+
+async def _user_enable(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await node.accounts.set_enabled(args.address, args.enabled)
+        print(f"{args.address} {'enabled' if args.enabled else 'disabled'}")
+
+
+async def _user_delete(args: argparse.Namespace, settings: Settings) -> None:
+    if not args.yes:
+        raise LightMailError(
+            f"deleting {args.address} deletes all of their mail; add --yes to confirm"
+        )
+    async with runtime.open_node(settings) as node:
+        await node.accounts.delete_user(args.address)
+        print(f"deleted user {args.address}; their mail is purged after the GC retention")
+
+
+async def _alias_add(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        alias = await node.accounts.add_alias(args.address, args.targets)
+        print(f"{alias.address} -> {', '.join(alias.targets)}")
+
+
+async def _alias_list(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        for alias in await node.accounts.list_aliases(args.domain):
+            print(f"{alias.address}\t{', '.join(alias.targets)}")
+
+
+async def _alias_delete(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await node.accounts.delete_alias(args.address, args.targets)
+        print(
+            f"deleted alias {args.address}"
+            + (f" -> {', '.join(args.targets)}" if args.targets else "")
+        )
+
+
+# -- argument parsing ---------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $LIGHTMAIL_CONFIG, else ./config.ini if present)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="lightmail", description="LightMail mail store server", parents=[common]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def leaf(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Handler,
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        return sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    leaf(commands, "serve", _serve, "run the server until SIGTERM or SIGINT")
+    leaf(commands, "check-config", _check_config, "validate the configuration and exit")
+
+    db = group("db", "database schema")
+    leaf(db, "upgrade", _db_upgrade, "create or upgrade the database schema")
+
+    domain = group("domain", "manage domains")
+    leaf(domain, "add", _domain_add, "add a domain").add_argument("name")
+    leaf(domain, "list", _domain_list, "list domains")
+    leaf(domain, "delete", _domain_delete, "delete a domain that has no users").add_argument("name")
+
+    user = group("user", "manage users")
+
+    def with_password(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        source = sub.add_mutually_exclusive_group()
+        source.add_argument("--password", metavar="PW", help="the password (visible in ps)")
+        source.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input"
+        )
+        return sub
+
+    add = with_password(leaf(user, "add", _user_add, "add a user"))
+    add.add_argument("address")
+    add.add_argument(
+        "--quota", type=_quota, default=None, metavar="SIZE", help="e.g. 2G (default: unlimited)"
+    )
+    leaf(user, "list", _user_list, "list users").add_argument("--domain")
+    with_password(leaf(user, "passwd", _user_passwd, "change a password")).add_argument("address")
+    quota = leaf(user, "set-quota", _user_set_quota, "set a user's quota")
+    quota.add_argument("address")
+    quota.add_argument("size", type=_quota, help="e.g. 2G, or 'unlimited'")
+    for name, enabled in (("enable", True), ("disable", False)):
+        sub = leaf(user, name, _user_enable, f"{name} a user's login and delivery")
+        sub.add_argument("address")
+        sub.set_defaults(enabled=enabled)
+    delete = leaf(user, "delete", _user_delete, "delete a user and all of their mail")
+    delete.add_argument("address")
+    delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+
+    alias = group("alias", "manage aliases (an address of '@domain' is its catch-all)")
+    add_alias = leaf(alias, "add", _alias_add, "point an address at one or more users")
+    add_alias.add_argument("address")
+    add_alias.add_argument("targets", nargs="+", metavar="TARGET")
+    leaf(alias, "list", _alias_list, "list aliases").add_argument("--domain")
+    delete_alias = leaf(alias, "delete", _alias_delete, "delete an alias or some of its targets")
+    delete_alias.add_argument("address")
+    delete_alias.add_argument("targets", nargs="*", metavar="TARGET")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.config_path = resolve_config_path(args.config, os.environ)
+        settings = load_settings(args.config_path, os.environ)
+    except ConfigError as error:
+        print(f"lightmail: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        if args.command == "serve":
+            import uvloop
+
+            uvloop.run(handler(args, settings))
+        else:
+            asyncio.run(handler(args, settings))
+    except ConfigError as error:
+        print(f"lightmail: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TemporaryFailure as error:
+        print(f"lightmail: temporary failure, try again: {error}", file=sys.stderr)
+        return EXIT_TEMPFAIL
+    except (LightMailError, SchemaOutdated) as error:
+        print(f"lightmail: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0

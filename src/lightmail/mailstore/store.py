@@ -1,0 +1,910 @@
+"""The mailstore: the one place that changes mail.
+
+Every change is one SQL transaction plus blob writes, and publishes a
+:class:`~lightmail.notify.bus.ChangeEvent` once committed. A message blob is
+written (and durable) before the transaction that makes it visible; if that
+transaction fails the blob is deleted again, or, after a crash, left as an
+orphan for the sweeper. So a message is either wholly visible or not at all
+(DESIGN invariant 1). UIDs are reserved with an UPDATE of the mailbox row
+inside the same transaction that inserts the messages, which serialises
+concurrent writers to one mailbox on that row lock (invariant 2).
+
+Protocol code calls this module and never SQL or the blob store directly.
+Errors are those of :mod:`lightmail.errors`; nothing here formats a reply.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
+from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lightmail.errors import (
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotAllowed,
+    MailboxNotFound,
+    QuotaExceeded,
+)
+from lightmail.mailstore import names
+from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
+from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
+from lightmail.storage.db import tables as t
+from lightmail.storage.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+# IN (...) lists are cut into pieces of this many values (SQLite allows 32766).
+_CHUNK = 500
+
+SYSTEM_FLAGS: dict[str, int] = {
+    "\\Seen": t.FLAG_SEEN,
+    "\\Answered": t.FLAG_ANSWERED,
+    "\\Flagged": t.FLAG_FLAGGED,
+    "\\Deleted": t.FLAG_DELETED,
+    "\\Draft": t.FLAG_DRAFT,
+}
+_SYSTEM_BY_FOLDED = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """System flags as a bit set plus keywords (RFC 3501 section 2.3.2)."""
+
+    system: int = 0
+    keywords: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, flags: Iterable[str]) -> Flags:
+        """Split flag names into system flags and keywords.
+
+        System flags match case-insensitively; ``\\Recent`` is a session
+        property, never stored, and other backslash names are not keywords.
+        """
+        system, keywords = 0, set()
+        for flag in flags:
+            canonical = _SYSTEM_BY_FOLDED.get(flag.lower())
+            if canonical is not None:
+                system |= SYSTEM_FLAGS[canonical]
+            elif not flag.startswith("\\"):
+                keywords.add(flag)
+        return cls(system, frozenset(keywords))
+
+    @classmethod
+    def from_row(cls, system: int, keywords: str) -> Flags:
+        return cls(system, frozenset(keywords.split()))
+
+    def names(self) -> tuple[str, ...]:
+        """Flag names in a stable order: system flags first, then keywords sorted."""
+        system = tuple(name for name, bit in SYSTEM_FLAGS.items() if self.system & bit)
+        return system + tuple(sorted(self.keywords))
+
+    @property
+    def keyword_text(self) -> str:
+        return " ".join(sorted(self.keywords))
+
+
+class StoreMode(enum.Enum):
+    """STORE's FLAGS, +FLAGS and -FLAGS (RFC 3501 section 6.4.6)."""
+
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+    def apply(self, current: Flags, change: Flags) -> Flags:
+        if self is StoreMode.REPLACE:
+            return change
+        if self is StoreMode.ADD:
+            return Flags(current.system | change.system, current.keywords | change.keywords)
+        return Flags(current.system & ~change.system, current.keywords - change.keywords)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    user_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """The counts STATUS reports (RFC 3501 section 6.3.10), less \\Recent."""
+
+    mailbox: Mailbox
+    messages: int
+    unseen: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """What a mailbox view needs of each message; read from SQL only."""
+
+    uid: int
+    modseq: int
+    flags: Flags
+    size: int
+    internaldate: datetime
+    object_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """The cached parse of a message: FETCH of these never reads the blob."""
+
+    info: MessageInfo
+    header: bytes
+    envelope: Envelope
+    body: BodyPart
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """APPENDUID's data (RFC 4315 section 3)."""
+
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """COPYUID's data (RFC 4315 section 3): source UIDs and the UIDs they got."""
+
+    uidvalidity: int
+    source_uids: tuple[int, ...]
+    dest_uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One copy of a delivery: a user and the mailbox it goes to (None = INBOX)."""
+
+    user_id: int
+    address: str
+    mailbox: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    recipient: Recipient
+    result: AppendResult | None = None
+    error: QuotaExceeded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredBlob:
+    key: str
+    put: PutResult
+    parsed: ParsedMessage
+
+
+def _mailbox(row: t.AnyRow) -> Mailbox:
+    return Mailbox(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        uidvalidity=row.uidvalidity,
+        uidnext=row.uidnext,
+        highestmodseq=row.highestmodseq,
+        special_use=row.special_use,
+    )
+
+
+def _info(row: t.AnyRow) -> MessageInfo:
+    return MessageInfo(
+        uid=row.uid,
+        modseq=row.modseq,
+        flags=Flags.from_row(row.flags, row.keywords),
+        size=row.size,
+        internaldate=_aware(row.internaldate),
+        object_key=row.object_key,
+    )
+
+
+_MAILBOX_COLUMNS = (
+    t.mailboxes.c.id,
+    t.mailboxes.c.user_id,
+    t.mailboxes.c.name,
+    t.mailboxes.c.uidvalidity,
+    t.mailboxes.c.uidnext,
+    t.mailboxes.c.highestmodseq,
+    t.mailboxes.c.special_use,
+)
+_INFO_COLUMNS = (
+    t.messages.c.uid,
+    t.messages.c.modseq,
+    t.messages.c.flags,
+    t.messages.c.keywords,
+    t.messages.c.size,
+    t.messages.c.internaldate,
+    t.messages.c.object_key,
+)
+# Columns copied unchanged when a message is copied or moved.
+_COPIED_COLUMNS = (
+    "object_key",
+    "size",
+    "internaldate",
+    "flags",
+    "keywords",
+    "header",
+    "envelope",
+    "bodystructure",
+    "sent_date",
+    "subject",
+    "from_addr",
+    "to_addr",
+    "cc_addr",
+    "bcc_addr",
+    "message_id",
+)
+
+
+def _live(mailbox_id: int) -> Any:
+    return and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.deleted_at.is_(None))
+
+
+class MailStore:
+    def __init__(self, db: Database, blobs: BlobStore, bus: NotificationBus) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.bus = bus
+
+    # -- mailboxes -------------------------------------------------------
+
+    async def create_user_mailboxes(self, conn: AsyncConnection, user_id: int) -> None:
+        """Create INBOX and the special-use mailboxes of a new user, subscribed.
+
+        Runs inside the caller's transaction, the one that creates the user.
+        """
+        for name, special_use in names.DEFAULT_MAILBOXES:
+            await self._insert_mailbox(conn, user_id, name, special_use)
+            await self._subscribe(conn, user_id, name)
+
+    async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*_MAILBOX_COLUMNS)
+                .where(t.mailboxes.c.user_id == user_id)
+                .order_by(t.mailboxes.c.name)
+            )
+            return [_mailbox(row) for row in rows]
+
+    async def get_mailbox(self, user_id: int, name: str) -> Mailbox:
+        async with self.db.read() as conn:
+            return await self._find_mailbox(conn, user_id, names.normalize(name))
+
+    async def mailbox_status(self, user_id: int, name: str) -> MailboxStatus:
+        async with self.db.read() as conn:
+            mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
+            seen = t.messages.c.flags.op("&")(t.FLAG_SEEN)
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(t.messages.c.size), 0),
+                        func.coalesce(func.sum(case((seen == 0, 1), else_=0)), 0),
+                    ).where(_live(mailbox.id))
+                )
+            ).one()
+            return MailboxStatus(mailbox, messages=row[0], size=int(row[1]), unseen=int(row[2]))
+
+    async def create_mailbox(self, user_id: int, name: str) -> Mailbox:
+        """CREATE (RFC 3501 section 6.3.3): superior names are created as needed."""
+        name = names.normalize(name)
+        if name == names.INBOX:
+            raise MailboxExists(name)
+        async with self.db.write() as conn:
+            if await self._mailbox_row(conn, user_id, name) is not None:
+                raise MailboxExists(name)
+            for parent in names.parents(name):
+                if await self._mailbox_row(conn, user_id, parent) is None:
+                    await self._insert_mailbox(conn, user_id, parent, None)
+            mailbox = await self._insert_mailbox(conn, user_id, name, None)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+        return mailbox
+
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        """DELETE (RFC 3501 section 6.3.4).
+
+        The mailbox's messages are soft-deleted (the GC purges them). Its
+        inferior mailboxes stay; the name then lives on only as their parent,
+        which LIST shows as ``\\Noselect``.
+        """
+        name = names.normalize(name)
+        if name == names.INBOX:
+            raise MailboxNotAllowed("INBOX cannot be deleted")
+        async with self.db.write() as conn:
+            mailbox = await self._find_mailbox(conn, user_id, name)
+            await conn.execute(
+                update(t.messages).where(_live(mailbox.id)).values(deleted_at=utcnow())
+            )
+            await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.id == mailbox.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        """RENAME (RFC 3501 section 6.3.5), with inferiors and INBOX's special case.
+
+        Renaming INBOX moves its messages into a new mailbox of the new name
+        and leaves INBOX empty; UIDs are kept and never reused in INBOX.
+        """
+        old, new = names.normalize(old), names.normalize(new)
+        if new == names.INBOX or new.startswith(old + names.DELIMITER):
+            raise InvalidMailboxName(new, "a mailbox cannot be renamed to INBOX or below itself")
+        async with self.db.write() as conn:
+            source = await self._find_mailbox(conn, user_id, old)
+            if await self._mailbox_row(conn, user_id, new) is not None:
+                raise MailboxExists(new)
+            for parent in names.parents(new):
+                if await self._mailbox_row(conn, user_id, parent) is None:
+                    await self._insert_mailbox(conn, user_id, parent, None)
+            if old == names.INBOX:
+                target = await self._insert_mailbox(conn, user_id, new, None)
+                await conn.execute(
+                    update(t.mailboxes)
+                    .where(t.mailboxes.c.id == target.id)
+                    .values(uidnext=source.uidnext, highestmodseq=source.highestmodseq)
+                )
+                await conn.execute(
+                    update(t.messages).where(_live(source.id)).values(mailbox_id=target.id)
+                )
+            else:
+                renames = [(source.id, new)]
+                rows = await conn.execute(
+                    select(t.mailboxes.c.id, t.mailboxes.c.name).where(
+                        t.mailboxes.c.user_id == user_id,
+                        t.mailboxes.c.name.startswith(old + names.DELIMITER, autoescape=True),
+                    )
+                )
+                renames += [(row.id, new + row.name[len(old) :]) for row in rows]
+                for mailbox_id, name in renames:
+                    await conn.execute(
+                        update(t.mailboxes)
+                        .where(t.mailboxes.c.id == mailbox_id)
+                        .values(name=name, name_hash=names.name_hash(name))
+                    )
+        if old == names.INBOX:
+            await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, source.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+
+    async def subscribe(self, user_id: int, name: str) -> None:
+        """SUBSCRIBE (RFC 3501 section 6.3.6); the mailbox need not exist."""
+        name = names.normalize(name)
+        async with self.db.write() as conn:
+            await self._subscribe(conn, user_id, name)
+
+    async def unsubscribe(self, user_id: int, name: str) -> None:
+        name = names.normalize(name)
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(t.subscriptions).where(
+                    t.subscriptions.c.user_id == user_id,
+                    t.subscriptions.c.name_hash == names.name_hash(name),
+                )
+            )
+
+    async def subscriptions(self, user_id: int) -> list[str]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.subscriptions.c.name)
+                .where(t.subscriptions.c.user_id == user_id)
+                .order_by(t.subscriptions.c.name)
+            )
+            return [row.name for row in rows]
+
+    # -- adding messages -------------------------------------------------
+
+    async def append(
+        self,
+        user_id: int,
+        mailbox_name: str,
+        source: AsyncIterable[bytes],
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+    ) -> AppendResult:
+        """APPEND (RFC 3501 section 6.3.11): stream ``source`` into a new message.
+
+        The size limit is the caller's to enforce on ``source``: an exception
+        raised by the source leaves nothing behind.
+        """
+        mailbox_name = names.normalize(mailbox_name)
+        async with self.db.read() as conn:  # fail fast, before streaming the literal
+            await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
+        stored = await self._store_blob(source)
+        try:
+            async with self.db.write() as conn:
+                mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
+                await self._check_quota(conn, user_id, stored.put.size)
+                await self._insert_object_key(conn, stored)
+                result = await self._insert_message(
+                    conn,
+                    mailbox,
+                    stored,
+                    Flags.parse(flags),
+                    internaldate or datetime.now(UTC),
+                )
+        except BaseException:
+            await self._discard_blob(stored.key)
+            raise
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
+        return result
+
+    async def deliver(
+        self, recipients: Sequence[Recipient], source: AsyncIterable[bytes]
+    ) -> list[DeliveryOutcome]:
+        """Deliver one message to several recipients, all sharing one blob.
+
+        All copies are committed in one transaction. A recipient over quota
+        gets its own outcome and the others are still delivered. A missing
+        target mailbox falls back to INBOX: delivery never fails for a name.
+        """
+        stored = await self._store_blob(source)
+        outcomes: list[DeliveryOutcome] = []
+        try:
+            async with self.db.write() as conn:
+                targets = []
+                for recipient in recipients:
+                    mailbox = None
+                    if recipient.mailbox is not None:
+                        row = await self._mailbox_row(
+                            conn, recipient.user_id, names.normalize(recipient.mailbox)
+                        )
+                        mailbox = _mailbox(row) if row is not None else None
+                    if mailbox is None:
+                        mailbox = await self._find_mailbox(conn, recipient.user_id, names.INBOX)
+                    targets.append((recipient, mailbox))
+                # Lock mailbox rows in one order so concurrent deliveries cannot deadlock.
+                targets.sort(key=lambda target: target[1].id)
+                if targets:
+                    await self._insert_object_key(conn, stored)
+                now = datetime.now(UTC)
+                for recipient, mailbox in targets:
+                    try:
+                        await self._check_quota(conn, recipient.user_id, stored.put.size)
+                    except QuotaExceeded as error:
+                        outcomes.append(DeliveryOutcome(recipient, error=error))
+                        continue
+                    result = await self._insert_message(conn, mailbox, stored, Flags(), now)
+                    outcomes.append(DeliveryOutcome(recipient, result=result))
+                if not any(outcome.result for outcome in outcomes):
+                    await conn.execute(
+                        delete(t.object_keys).where(t.object_keys.c.key == stored.key)
+                    )
+        except BaseException:
+            await self._discard_blob(stored.key)
+            raise
+        if not any(outcome.result for outcome in outcomes):
+            await self._discard_blob(stored.key)
+        for outcome in outcomes:
+            if outcome.result is not None:
+                await self.bus.publish(
+                    ChangeEvent(
+                        outcome.recipient.user_id,
+                        ChangeKind.MESSAGES_ADDED,
+                        outcome.result.mailbox_id,
+                    )
+                )
+        order = {recipient: index for index, recipient in enumerate(recipients)}
+        outcomes.sort(key=lambda outcome: order[outcome.recipient])
+        return outcomes
+
+    async def copy(
+        self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str
+    ) -> CopyResult:
+        """COPY (RFC 3501 section 6.4.7): the copies share the originals' blobs."""
+        dest_id, result = await self._copy(user_id, source, uids, dest_name, move=False)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, dest_id))
+        return result
+
+    async def move(
+        self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str
+    ) -> CopyResult:
+        """MOVE (RFC 6851): copy and expunge the originals, in one transaction."""
+        dest_id, result = await self._copy(user_id, source, uids, dest_name, move=True)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, dest_id))
+        if result.source_uids:
+            await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, source.id))
+        return result
+
+    async def _copy(
+        self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str, *, move: bool
+    ) -> tuple[int, CopyResult]:
+        dest_name = names.normalize(dest_name)
+        async with self.db.write() as conn:
+            dest = await self._find_mailbox(conn, user_id, dest_name, try_create=True)
+            rows: list[t.AnyRow] = []
+            for chunk in _chunks(sorted(set(uids))):
+                result = await conn.execute(
+                    select(t.messages.c.uid, *(t.messages.c[name] for name in _COPIED_COLUMNS))
+                    .where(
+                        _live(source.id),
+                        t.messages.c.user_id == user_id,
+                        t.messages.c.uid.in_(chunk),
+                    )
+                    .order_by(t.messages.c.uid)
+                )
+                rows.extend(result)
+            if not rows:
+                return dest.id, CopyResult(dest.uidvalidity, (), ())
+            first_uid, modseq = await self._reserve_uids(conn, dest.id, len(rows))
+            await conn.execute(
+                insert(t.messages),
+                [
+                    {
+                        **{name: row._mapping[name] for name in _COPIED_COLUMNS},
+                        "mailbox_id": dest.id,
+                        "user_id": user_id,
+                        "uid": first_uid + index,
+                        "modseq": modseq,
+                    }
+                    for index, row in enumerate(rows)
+                ],
+            )
+            source_uids = tuple(row.uid for row in rows)
+            if move:
+                await self._soft_delete(conn, source.id, source_uids)
+        dest_uids = tuple(range(first_uid, first_uid + len(rows)))
+        return dest.id, CopyResult(dest.uidvalidity, source_uids, dest_uids)
+
+    # -- changing messages -----------------------------------------------
+
+    async def store_flags(
+        self,
+        user_id: int,
+        mailbox: Mailbox,
+        uids: Sequence[int],
+        mode: StoreMode,
+        flags: Iterable[str],
+    ) -> list[MessageInfo]:
+        """STORE (RFC 3501 section 6.4.6); returns the messages whose flags changed.
+
+        The changed messages all get one new mod-sequence (RFC 7162).
+        """
+        change = Flags.parse(flags)
+        changed: list[MessageInfo] = []
+        async with self.db.write() as conn:
+            rows: list[t.AnyRow] = []
+            for chunk in _chunks(sorted(set(uids))):
+                result = await conn.execute(
+                    select(t.messages.c.id, *_INFO_COLUMNS).where(
+                        _live(mailbox.id),
+                        t.messages.c.user_id == user_id,
+                        t.messages.c.uid.in_(chunk),
+                    )
+                )
+                rows.extend(result)
+            updates = []
+            for row in rows:
+                current = Flags.from_row(row.flags, row.keywords)
+                new = mode.apply(current, change)
+                if new != current:
+                    updates.append((row, new))
+            if not updates:
+                return []
+            modseq = await self._bump_modseq(conn, mailbox.id)
+            for row, new in updates:
+                await conn.execute(
+                    update(t.messages)
+                    .where(t.messages.c.id == row.id)
+                    .values(flags=new.system, keywords=new.keyword_text, modseq=modseq)
+                )
+                changed.append(
+                    MessageInfo(
+                        row.uid,
+                        modseq,
+                        new,
+                        row.size,
+                        _aware(row.internaldate),
+                        row.object_key,
+                    )
+                )
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq))
+        return changed
+
+    async def expunge(
+        self, user_id: int, mailbox: Mailbox, uids: Sequence[int] | None = None
+    ) -> list[int]:
+        """EXPUNGE (RFC 3501 section 6.4.3), or UID EXPUNGE (RFC 4315) with ``uids``.
+
+        Soft-deletes the messages flagged ``\\Deleted``; returns their UIDs.
+        """
+        async with self.db.write() as conn:
+            query = select(t.messages.c.uid).where(
+                _live(mailbox.id),
+                t.messages.c.user_id == user_id,
+                t.messages.c.flags.op("&")(t.FLAG_DELETED) != 0,
+            )
+            candidates = [row.uid for row in await conn.execute(query)]
+            if uids is not None:
+                wanted = set(uids)
+                candidates = [uid for uid in candidates if uid in wanted]
+            if candidates:
+                await self._soft_delete(conn, mailbox.id, candidates)
+        if candidates:
+            await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
+        return sorted(candidates)
+
+    # -- reading ---------------------------------------------------------
+
+    async def list_messages(self, mailbox: Mailbox) -> list[MessageInfo]:
+        """Every live message of the mailbox in UID order, in one query."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*_INFO_COLUMNS).where(_live(mailbox.id)).order_by(t.messages.c.uid)
+            )
+            return [_info(row) for row in rows]
+
+    async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
+        """The cached parse of the given messages, in UID order, in batched queries."""
+        metas: list[MessageMeta] = []
+        async with self.db.read() as conn:
+            for chunk in _chunks(sorted(set(uids))):
+                rows = await conn.execute(
+                    select(
+                        *_INFO_COLUMNS,
+                        t.messages.c.header,
+                        t.messages.c.envelope,
+                        t.messages.c.bodystructure,
+                    )
+                    .where(_live(mailbox.id), t.messages.c.uid.in_(chunk))
+                    .order_by(t.messages.c.uid)
+                )
+                metas.extend(
+                    MessageMeta(
+                        info=_info(row),
+                        header=row.header,
+                        envelope=Envelope.from_json(json.loads(row.envelope)),
+                        body=BodyPart.from_json(json.loads(row.bodystructure)),
+                    )
+                    for row in rows
+                )
+        return metas
+
+    def read_message(
+        self, info: MessageInfo, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream a message, or bytes ``start`` to ``end`` of it, from the blob store."""
+        if start == 0 and end is None:
+            return self.blobs.get(info.object_key)
+        return self.blobs.get_range(info.object_key, start, info.size if end is None else end)
+
+    async def usage(self, user_id: int) -> tuple[int, int]:
+        """Bytes and number of the user's live messages (what the quota counts)."""
+        async with self.db.read() as conn:
+            return await self._usage(conn, user_id)
+
+    # -- internals -------------------------------------------------------
+
+    async def _store_blob(self, source: AsyncIterable[bytes]) -> _StoredBlob:
+        """Stream the message into a new blob, parsing its structure on the way."""
+        scanner = MimeScanner()
+
+        async def parsed_chunks() -> AsyncIterator[bytes]:
+            async for chunk in source:
+                scanner.feed(chunk)
+                yield chunk
+
+        key = new_blob_key()
+        put = await self.blobs.put(key, parsed_chunks())
+        return _StoredBlob(key, put, scanner.close())
+
+    async def _discard_blob(self, key: str) -> None:
+        """Delete a blob no row will refer to; if that fails, the sweeper will."""
+        try:
+            await self.blobs.delete_many([key])
+        except Exception:
+            log.warning("could not delete unused blob %s; the orphan sweeper will", key)
+
+    async def _insert_object_key(self, conn: AsyncConnection, stored: _StoredBlob) -> None:
+        await conn.execute(
+            insert(t.object_keys).values(
+                key=stored.key,
+                size=stored.put.size,
+                sha256=stored.put.sha256,
+                created_at=utcnow(),
+            )
+        )
+
+    async def _insert_message(
+        self,
+        conn: AsyncConnection,
+        mailbox: Mailbox,
+        stored: _StoredBlob,
+        flags: Flags,
+        internaldate: datetime,
+    ) -> AppendResult:
+        uid, modseq = await self._reserve_uids(conn, mailbox.id, 1)
+        parsed = stored.parsed
+        await conn.execute(
+            insert(t.messages).values(
+                mailbox_id=mailbox.id,
+                user_id=mailbox.user_id,
+                uid=uid,
+                modseq=modseq,
+                object_key=stored.key,
+                size=stored.put.size,
+                internaldate=_naive_utc(internaldate),
+                flags=flags.system,
+                keywords=flags.keyword_text,
+                header=parsed.header,
+                envelope=json.dumps(parsed.envelope.to_json(), separators=(",", ":")),
+                bodystructure=json.dumps(parsed.body.to_json(), separators=(",", ":")),
+                sent_date=_naive_utc(parsed.sent_date) if parsed.sent_date else None,
+                subject=parsed.subject,
+                from_addr=parsed.from_,
+                to_addr=parsed.to,
+                cc_addr=parsed.cc,
+                bcc_addr=parsed.bcc,
+                message_id=parsed.message_id,
+            )
+        )
+        return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
+
+    async def _reserve_uids(
+        self, conn: AsyncConnection, mailbox_id: int, count: int
+    ) -> tuple[int, int]:
+        """Reserve ``count`` consecutive UIDs; return the first and the new modseq.
+
+        The UPDATE takes the mailbox row's write lock until commit, so no other
+        transaction can reserve the same UIDs (no ``UPDATE ... RETURNING`` on
+        MariaDB 10.11: the values are read back in the same transaction).
+        """
+        result = await conn.execute(
+            update(t.mailboxes)
+            .where(t.mailboxes.c.id == mailbox_id)
+            .values(
+                uidnext=t.mailboxes.c.uidnext + count,
+                highestmodseq=t.mailboxes.c.highestmodseq + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise MailboxNotFound(str(mailbox_id))
+        row = (
+            await conn.execute(
+                select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
+                    t.mailboxes.c.id == mailbox_id
+                )
+            )
+        ).one()
+        return row.uidnext - count, row.highestmodseq
+
+    async def _bump_modseq(self, conn: AsyncConnection, mailbox_id: int) -> int:
+        _, modseq = await self._reserve_uids(conn, mailbox_id, 0)
+        return modseq
+
+    async def _soft_delete(
+        self, conn: AsyncConnection, mailbox_id: int, uids: Sequence[int]
+    ) -> None:
+        modseq = await self._bump_modseq(conn, mailbox_id)
+        now = utcnow()
+        for chunk in _chunks(uids):
+            await conn.execute(
+                update(t.messages)
+                .where(_live(mailbox_id), t.messages.c.uid.in_(chunk))
+                .values(deleted_at=now, modseq=modseq)
+            )
+
+    async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
+        row = (
+            await conn.execute(
+                select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
+                    t.messages.c.user_id == user_id, t.messages.c.deleted_at.is_(None)
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    async def _check_quota(self, conn: AsyncConnection, user_id: int, size: int) -> None:
+        row = (
+            await conn.execute(
+                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
+            )
+        ).one()
+        if row.quota_bytes is None:
+            return
+        used, _ = await self._usage(conn, user_id)
+        if used + size > row.quota_bytes:
+            raise QuotaExceeded(row.address, row.quota_bytes, used, size)
+
+    async def _mailbox_row(self, conn: AsyncConnection, user_id: int, name: str) -> t.AnyRow | None:
+        result = await conn.execute(
+            select(*_MAILBOX_COLUMNS).where(
+                t.mailboxes.c.user_id == user_id,
+                t.mailboxes.c.name_hash == names.name_hash(name),
+            )
+        )
+        return result.one_or_none()
+
+    async def _find_mailbox(
+        self, conn: AsyncConnection, user_id: int, name: str, *, try_create: bool = False
+    ) -> Mailbox:
+        row = await self._mailbox_row(conn, user_id, name)
+        if row is None:
+            raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
+        return _mailbox(row)
+
+    async def _insert_mailbox(
+        self, conn: AsyncConnection, user_id: int, name: str, special_use: str | None
+    ) -> Mailbox:
+        """Insert a mailbox with a UIDVALIDITY never used before by this user."""
+        row = (
+            await conn.execute(select(t.users.c.next_uidvalidity).where(t.users.c.id == user_id))
+        ).one()
+        uidvalidity = max(row.next_uidvalidity, int(datetime.now(UTC).timestamp()))
+        await conn.execute(
+            update(t.users).where(t.users.c.id == user_id).values(next_uidvalidity=uidvalidity + 1)
+        )
+        result = await conn.execute(
+            insert(t.mailboxes).values(
+                user_id=user_id,
+                name=name,
+                name_hash=names.name_hash(name),
+                uidvalidity=uidvalidity,
+                uidnext=1,
+                highestmodseq=1,
+                special_use=special_use,
+                created_at=utcnow(),
+            )
+        )
+        (mailbox_id,) = result.inserted_primary_key or (None,)
+        if mailbox_id is None:
+            raise RuntimeError("the database returned no id for the new mailbox")
+        return Mailbox(mailbox_id, user_id, name, uidvalidity, 1, 1, special_use)
+
+    async def _subscribe(self, conn: AsyncConnection, user_id: int, name: str) -> None:
+        exists = await conn.execute(
+            select(t.subscriptions.c.id).where(
+                t.subscriptions.c.user_id == user_id,
+                t.subscriptions.c.name_hash == names.name_hash(name),
+            )
+        )
+        if exists.first() is None:
+            await conn.execute(
+                insert(t.subscriptions).values(
+                    user_id=user_id, name=name, name_hash=names.name_hash(name)
+                )
+            )
+
+    async def remove_user_mail(self, conn: AsyncConnection, user_id: int) -> None:
+        """Soft-delete all of a user's mail and drop their mailboxes (in the caller's
+        transaction, the one that deletes the user)."""
+        await conn.execute(
+            update(t.messages)
+            .where(t.messages.c.user_id == user_id, t.messages.c.deleted_at.is_(None))
+            .values(deleted_at=utcnow())
+        )
+        await conn.execute(delete(t.subscriptions).where(t.subscriptions.c.user_id == user_id))
+        await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.user_id == user_id))

@@ -1,0 +1,95 @@
+"""The notification bus: how sessions learn that a mailbox changed.
+
+Events are hints, not a log: a subscriber that receives one re-reads the state
+it cares about from the mailstore. So a slow subscriber whose queue is full may
+miss an event without losing a change, because an earlier unread event will
+make it look again. The in-process bus serves one node; a Redis bus with the
+same interface serves several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ChangeKind(enum.Enum):
+    MESSAGES_ADDED = "added"
+    MESSAGES_EXPUNGED = "expunged"
+    FLAGS_CHANGED = "flags"
+    MAILBOXES_CHANGED = "mailboxes"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    user_id: int
+    kind: ChangeKind
+    mailbox_id: int | None = None  # None for changes to the mailbox list itself
+    modseq: int = 0  # the mailbox's HIGHESTMODSEQ after the change, when known
+
+
+class NotificationBus(Protocol):
+    description: str
+
+    async def publish(self, event: ChangeEvent) -> None: ...
+
+    def subscription(self, user_id: int) -> AbstractAsyncContextManager[Subscription]:
+        """Subscribe to one user's events for the duration of an ``async with``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Subscription:
+    """A bounded queue of one user's events."""
+
+    def __init__(self, user_id: int, maxsize: int = 256) -> None:
+        self.user_id = user_id
+        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(maxsize)
+
+    def offer(self, event: ChangeEvent) -> None:
+        # A full queue already holds unread hints; dropping this one loses nothing.
+        if not self._queue.full():
+            self._queue.put_nowait(event)
+
+    async def get(self) -> ChangeEvent:
+        return await self._queue.get()
+
+    def drain(self) -> list[ChangeEvent]:
+        """Every event waiting now, without blocking."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
+
+class InProcessNotificationBus:
+    """Delivers events to subscribers in this process only."""
+
+    description = "in-process"
+
+    def __init__(self) -> None:
+        self._subscribers: dict[int, set[Subscription]] = {}
+
+    async def publish(self, event: ChangeEvent) -> None:
+        for subscription in self._subscribers.get(event.user_id, ()):
+            subscription.offer(event)
+
+    @asynccontextmanager
+    async def subscription(self, user_id: int) -> AsyncIterator[Subscription]:
+        subscription = Subscription(user_id)
+        self._subscribers.setdefault(user_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            remaining = self._subscribers[user_id]
+            remaining.discard(subscription)
+            if not remaining:
+                del self._subscribers[user_id]
+
+    async def close(self) -> None:
+        self._subscribers.clear()

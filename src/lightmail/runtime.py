@@ -1,0 +1,131 @@
+"""Builds a node's parts from the settings, runs them, and stops them cleanly.
+
+The parts every command needs (database, blob store, notification bus,
+mailstore, accounts) are built by :func:`open_node`. ``lightmail serve`` adds
+the long-running services (protocol listeners, workers): each is an object
+with ``start()`` and ``stop()``, started in order and stopped in reverse
+order on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from lightmail.accounts.service import Accounts
+from lightmail.config import Settings
+from lightmail.errors import ConfigError
+from lightmail.mailstore.store import MailStore
+from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
+from lightmail.storage.blobs import BlobStore, open_blob_store
+from lightmail.storage.db.engine import Database
+
+log = logging.getLogger("lightmail")
+
+
+class Service(Protocol):
+    """A long-running part of a node: a protocol listener or a worker."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Start serving; return once listening (log where)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop accepting, let current work finish or time out, release resources."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    bus: NotificationBus
+    store: MailStore
+    accounts: Accounts
+
+
+@asynccontextmanager
+async def open_node(settings: Settings) -> AsyncIterator[Node]:
+    """Build the shared parts; the schema must be current (SQLite upgrades itself).
+
+    An embedded SQLite database is created and upgraded automatically; a
+    MySQL/MariaDB one is upgraded only by ``lightmail db upgrade``, so that an
+    operator chooses when a shared production schema changes.
+    """
+    db = Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        connect_timeout=settings.database.connect_timeout,
+    )
+    try:
+        if db.dialect == "sqlite":
+            settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+            await db.upgrade()
+        else:
+            await db.check_schema()
+        try:
+            blobs = open_blob_store(
+                settings.blobs.url,
+                endpoint=settings.blobs.endpoint,
+                region=settings.blobs.region,
+                access_key=settings.blobs.access_key,
+                secret_key=settings.blobs.secret_key,
+            )
+        except ValueError as error:
+            raise ConfigError(
+                "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
+            ) from None
+        bus = InProcessNotificationBus()
+        store = MailStore(db, blobs, bus)
+        try:
+            yield Node(settings, db, blobs, bus, store, Accounts(store))
+        finally:
+            await bus.close()
+            await blobs.close()
+    finally:
+        await db.close()
+
+
+async def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
+    """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_node(settings) as node:
+        log.info("database: %s", node.db.description)
+        log.info("blobs: %s", node.blobs.description)
+        log.info("notifications: %s", node.bus.description)
+        started: list[Service] = []
+        try:
+            for service in services:
+                await service.start()
+                started.append(service)
+            if not started:
+                log.info(
+                    "no protocol listeners in this version yet; manage accounts with "
+                    "`lightmail domain add example.org` and `lightmail user add alice@example.org`"
+                )
+            log.info(
+                "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
+                settings.server.data_dir,
+            )
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            for service in reversed(started):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("%s did not stop cleanly", service.name)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    log.info("stopped")

@@ -1,0 +1,124 @@
+"""The blob store interface: raw messages live here, addressed by key.
+
+Keys look like ``eml/<uuid7>.eml``. A blob is written once and never changed;
+it is deleted only by the garbage collector, once no live message uses it.
+Every implementation raises :class:`lightmail.errors.TemporaryFailure` when
+the store is unreachable, so callers can answer with a temporary error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import uuid6
+
+from lightmail.errors import LightMailError
+
+LIST_PAGE_SIZE = 1000
+"""How many :class:`BlobInfo` one page of :meth:`BlobStore.list` holds by default."""
+
+_MAX_KEY_BYTES = 1024  # S3's limit on a key, applied to every backend alike
+
+
+class BlobNotFound(LightMailError):
+    """No blob is stored under ``key``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"blob {key!r} does not exist")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    size: int
+    sha256: str  # lowercase hex
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    key: str
+    size: int
+    modified: datetime  # timezone-aware UTC
+
+
+class BlobStore(Protocol):
+    description: str  # for the start-up log line, with no secrets in it
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
+        """Store the chunks under ``key``; return only once the blob is durable."""
+        ...
+
+    def get(self, key: str) -> AsyncIterator[bytes]:
+        """Stream the whole blob in bounded chunks."""
+        ...
+
+    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes ``start`` (inclusive) to ``end`` (exclusive), clamped to the size."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete the keys; keys that are already gone are not an error."""
+        ...
+
+    def list(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> AsyncIterator[list[BlobInfo]]:
+        """Page through the blobs under ``prefix``, one bounded page at a time.
+
+        ``prefix`` is a folder of keys (``""`` for all, ``"eml"`` or ``"eml/"`` for
+        every key that starts with ``eml/``), not an arbitrary string prefix. Pages
+        hold at most ``page_size`` blobs; their order is unspecified.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+def new_blob_key() -> str:
+    """A fresh, time-ordered key for a message blob (UUIDv7, RFC 9562)."""
+    return f"eml/{uuid6.uuid7()}.eml"
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a well-formed blob key, else raise :class:`ValueError`.
+
+    A key is one or more ``/``-separated names: not absolute, no empty names, no
+    ``.`` or ``..``, no name starting with ``.`` (reserved for the stores' own
+    files), no backslash or control character, at most 1024 bytes of UTF-8.
+    """
+    _check_segments(key, key.split("/"))
+    return key
+
+
+def validate_prefix(prefix: str) -> tuple[str, ...]:
+    """Return the names of a :meth:`BlobStore.list` prefix (``()`` for ``""``).
+
+    One trailing ``/`` is allowed; otherwise the rules of :func:`validate_key` apply.
+    """
+    trimmed = prefix.removesuffix("/")
+    if not trimmed:
+        if prefix:
+            raise ValueError(f"invalid blob prefix {prefix!r}: it must not be only '/'")
+        return ()
+    names = trimmed.split("/")
+    _check_segments(prefix, names)
+    return tuple(names)
+
+
+def _check_segments(key: str, names: list[str]) -> None:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"invalid blob key {key!r}: not valid Unicode") from None
+    if size > _MAX_KEY_BYTES:
+        raise ValueError(f"invalid blob key {key[:40]!r}...: longer than {_MAX_KEY_BYTES} bytes")
+    for name in names:
+        if not name:
+            raise ValueError(f"invalid blob key {key!r}: empty name (absolute or '//')")
+        if name.startswith("."):
+            raise ValueError(f"invalid blob key {key!r}: a name starts with '.'")
+        if "\\" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+            raise ValueError(f"invalid blob key {key!r}: backslash or control character")

@@ -1,0 +1,275 @@
+"""Blobs as files under one root directory.
+
+A key ``a/b/<name>`` lives at ``root/a/b/<shard>/<name>``, where ``<shard>`` is two
+hex digits: the last two of the name's stem when they are lowercase hex (the random
+end of a UUIDv7 key), else the first two of the name's SHA-256. No directory holds
+more than about 1/256 of a folder's blobs. Files sit only in shard directories, so
+a file's logical key is its path without its parent directory.
+
+Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
+directory is fsynced. Every blocking call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, ParamSpec, TypeVar
+
+from lightmail.errors import TemporaryFailure
+from lightmail.storage.blobs.base import (
+    LIST_PAGE_SIZE,
+    BlobInfo,
+    BlobNotFound,
+    PutResult,
+    validate_key,
+    validate_prefix,
+)
+
+_READ_CHUNK = 256 * 1024  # size of the chunks get() yields
+_WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
+_TMP_DIR = ".tmp"  # names starting with "." are never keys (validate_key)
+_HEX = frozenset("0123456789abcdef")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class FileSystemBlobStore:
+    """A :class:`~lightmail.storage.blobs.base.BlobStore` in a local directory."""
+
+    __slots__ = ("_root", "description")
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.absolute()
+        self.description = f"filesystem {self._root}"
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds (or would hold) ``key``."""
+        *folders, name = validate_key(key).split("/")
+        return self._root.joinpath(*folders, _shard(name), name)
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
+        final = self.path_of(key)
+        file, temp = await self._io("put", key, self._open_temp)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            batch: list[bytes] = []
+            batch_size = 0
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+                batch.append(data)
+                batch_size += len(data)
+                if batch_size >= _WRITE_BATCH:
+                    await self._io("put", key, _write, file, digest, batch)
+                    size += batch_size
+                    batch, batch_size = [], 0
+            if batch:
+                await self._io("put", key, _write, file, digest, batch)
+                size += batch_size
+            await self._io("put", key, self._commit, file, temp, final)
+        except BaseException:
+            # Closing waits for a write still running in a worker thread (the
+            # buffered file's lock), so the descriptor is never closed under it.
+            file.close()
+            temp.unlink(missing_ok=True)
+            raise
+        return PutResult(size=size, sha256=digest.hexdigest())
+
+    def get(self, key: str) -> AsyncIterator[bytes]:
+        return self._read(key, self.path_of(key), 0, None)
+
+    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if start < 0:
+            raise ValueError(f"range start must not be negative, got {start}")
+        return self._read(key, self.path_of(key), start, max(start, end))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        paths = [self.path_of(key) for key in keys]
+        if paths:
+            await self._io("delete", None, _unlink_all, paths)
+
+    def list(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> AsyncIterator[builtins.list[BlobInfo]]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        names = validate_prefix(prefix)
+        return self._list(names, page_size)
+
+    async def close(self) -> None:
+        return None
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _read(
+        self, key: str, path: Path, start: int, end: int | None
+    ) -> AsyncIterator[bytes]:
+        try:
+            # Buffered on purpose: close() then waits for a read still running in
+            # a worker thread instead of closing the descriptor under it.
+            file = await asyncio.to_thread(open, path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        except OSError as exc:
+            raise self._failure("get", key, exc) from exc
+        try:
+            if start:
+                await self._io("get", key, file.seek, start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+                data = await self._io("get", key, file.read, want)
+                if not data:
+                    return
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            file.close()
+
+    async def _list(
+        self, names: tuple[str, ...], page_size: int
+    ) -> AsyncIterator[builtins.list[BlobInfo]]:
+        walker = _walk(self._root.joinpath(*names), names)
+        try:
+            while True:
+                page = await self._io("list", None, _take, walker, page_size)
+                if page:
+                    yield page
+                if len(page) < page_size:
+                    return
+        finally:
+            # Fails only if a cancelled page read is still running in its thread;
+            # the scandir handles are then released when the walker is collected.
+            with contextlib.suppress(ValueError):
+                walker.close()
+
+    def _open_temp(self) -> tuple[IO[bytes], Path]:
+        folder = self._root / _TMP_DIR
+        _ensure_dir(folder)
+        temp = folder / f"{uuid.uuid4().hex}.part"
+        return open(temp, "xb"), temp  # closed by put()
+
+    @staticmethod
+    def _commit(file: IO[bytes], temp: Path, final: Path) -> None:
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+        _ensure_dir(final.parent)
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+
+    async def _io(
+        self,
+        operation: str,
+        key: str | None,
+        func: Callable[_P, _T],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run blocking ``func`` in a worker thread; an ``OSError`` is a TemporaryFailure."""
+        try:
+            return await asyncio.to_thread(func, *args, **kwargs)
+        except OSError as exc:
+            raise self._failure(operation, key, exc) from exc
+
+    def _failure(self, operation: str, key: str | None, exc: OSError) -> TemporaryFailure:
+        what = f" {key!r}" if key is not None else ""
+        reason = exc.strerror or type(exc).__name__
+        return TemporaryFailure(f"blob {operation}{what} failed in {self._root}: {reason}")
+
+
+def _shard(name: str) -> str:
+    tail = name.partition(".")[0][-2:]
+    if len(tail) == 2 and _HEX.issuperset(tail):
+        return tail
+    return hashlib.sha256(name.encode()).hexdigest()[:2]
+
+
+def _write(file: IO[bytes], digest: hashlib._Hash, batch: builtins.list[bytes]) -> None:
+    for data in batch:
+        digest.update(data)
+        file.write(data)
+
+
+def _ensure_dir(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, fsyncing each new entry's parent."""
+    if folder.is_dir():
+        return
+    missing = [folder]
+    while not missing[-1].parent.is_dir():
+        missing.append(missing[-1].parent)
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_all(paths: builtins.list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
+
+
+def _take(walker: Iterator[BlobInfo], count: int) -> builtins.list[BlobInfo]:
+    page: builtins.list[BlobInfo] = []
+    for info in walker:
+        page.append(info)
+        if len(page) == count:
+            break
+    return page
+
+
+def _walk(base: Path, names: tuple[str, ...]) -> Generator[BlobInfo, None, None]:
+    """Yield every blob below ``base``, whose logical folder is ``names``.
+
+    Depth first with an explicit stack, so one directory handle is open at a time.
+    A file counts only inside a shard directory below ``base``: the files directly
+    in ``base`` are shards of its parent folder, outside the prefix.
+    """
+    stack: builtins.list[tuple[str, tuple[str, ...]]] = [(str(base), names)]
+    while stack:
+        folder, logical = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, (*logical, entry.name)))
+                elif len(logical) > len(names) and entry.is_file(follow_symlinks=False):
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # deleted while we walked
+                        continue
+                    yield BlobInfo(
+                        key="/".join((*logical[:-1], entry.name)),
+                        size=stat.st_size,
+                        modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                    )

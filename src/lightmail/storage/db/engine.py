@@ -1,0 +1,164 @@
+"""Database engines for SQLite (embedded default) and MySQL/MariaDB (production).
+
+Every transaction that may write goes through :meth:`Database.write`. On SQLite
+that transaction begins with ``BEGIN IMMEDIATE``, which takes the write lock
+up front: a deferred transaction that reads ``uidnext`` and then writes can
+interleave with another and hand out the same UID twice. Reads go through
+:meth:`Database.read` and do not wait for writers (WAL).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from lightmail.errors import TemporaryFailure
+
+log = logging.getLogger(__name__)
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",  # a delivery is acknowledged only once it is durable
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",  # other processes (the CLI) may hold the write lock
+)
+
+# Errors that mean "the database is not reachable or not answering now".
+_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
+
+
+class SchemaOutdated(Exception):
+    """The database schema is not the one this version of LightMail needs."""
+
+
+def describe_url(url: str) -> str:
+    """The database URL with any password masked, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", "lightmail.storage.db:migrations")
+    return config
+
+
+class Database:
+    """The connection pools of one database, for reading and for writing."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+        parsed = make_url(url)
+        self.dialect = "sqlite" if parsed.get_backend_name() == "sqlite" else "mysql"
+        self.description = describe_url(url)
+        if self.dialect == "sqlite":
+            connect_args: dict[str, Any] = {"timeout": connect_timeout}
+            self._reader = create_async_engine(
+                parsed, pool_size=pool_size, max_overflow=0, connect_args=connect_args
+            )
+            # One writer at a time per process: writers queue on the pool
+            # instead of spinning on SQLite's busy handler.
+            self._writer = create_async_engine(
+                parsed, pool_size=1, max_overflow=0, pool_timeout=60, connect_args=connect_args
+            )
+            for engine, begin in ((self._reader, "BEGIN"), (self._writer, "BEGIN IMMEDIATE")):
+                _configure_sqlite(engine, begin)
+        else:
+            query = dict(parsed.query)
+            query.setdefault("charset", "utf8mb4")
+            self._reader = create_async_engine(
+                parsed.set(query=query),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_recycle=3600,
+                isolation_level="READ COMMITTED",
+                connect_args={"connect_timeout": int(connect_timeout)},
+            )
+            self._writer = self._reader
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that may write; commits on success, rolls back on error."""
+        async with self._transaction(self._writer) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (a consistent snapshot on both backends)."""
+        async with self._transaction(self._reader) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        except _UNAVAILABLE as error:
+            log.warning("database unavailable: %s", error.__class__.__name__, exc_info=True)
+            raise TemporaryFailure(f"database unavailable ({self.description})") from error
+
+    async def upgrade(self) -> str:
+        """Bring the schema to the newest revision; return that revision."""
+        async with self._transaction(self._writer) as conn:
+            await conn.run_sync(_upgrade)
+        return self.head_revision()
+
+    async def current_revision(self) -> str | None:
+        async with self._transaction(self._reader) as conn:
+            return await conn.run_sync(_current_revision)
+
+    @staticmethod
+    def head_revision() -> str:
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        if head is None:
+            raise RuntimeError("the migrations folder has no revisions")
+        return head
+
+    async def check_schema(self) -> None:
+        """Raise :class:`SchemaOutdated` unless the schema is at the newest revision."""
+        current, head = await self.current_revision(), self.head_revision()
+        if current != head:
+            raise SchemaOutdated(
+                f"the database schema is at revision {current or 'none'} but this version "
+                f"of LightMail needs {head}: run `lightmail db upgrade`"
+            )
+
+    async def close(self) -> None:
+        await self._reader.dispose()
+        if self._writer is not self._reader:
+            await self._writer.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would
+        # otherwise begin deferred transactions behind our back).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = _alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,183 @@
+"""The SQL schema: SQLAlchemy Core tables, one schema for SQLite and MySQL/MariaDB.
+
+Migrations under ``migrations/`` create exactly these tables; a test compares
+the two. Names follow DESIGN.md's storage model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql, sqlite
+
+# A result row of any shape (SQLAlchemy 2.1 rows are typed by their columns).
+AnyRow = Row[*tuple[Any, ...]]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT AUTO_INCREMENT on MySQL; plain INTEGER PRIMARY KEY (the rowid) on SQLite.
+Id = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+# Cached header blocks and body structures can exceed TEXT's 64 KB on MySQL.
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+Timestamp = DateTime(timezone=False)  # always UTC, stored naive
+# utf8mb4 with binary collation: names compare exactly as stored (case-folding,
+# where wanted, is done by the code before it writes).
+_MYSQL: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(253), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    **_MYSQL,
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("domain_id", Id, ForeignKey("domains.id"), nullable=False, index=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("quota_bytes", BigInteger, nullable=True),  # NULL = unlimited
+    Column("enabled", Boolean, nullable=False, default=True),
+    # UIDVALIDITY handed to the next mailbox created for this user; strictly
+    # increasing so a re-created name never reuses an old value (RFC 3501 2.3.1.1).
+    Column("next_uidvalidity", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    **_MYSQL,
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # "name@domain", or "@domain" for the domain's catch-all.
+    Column("address", String(320), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("address", "user_id"),
+    Index(None, "user_id"),
+    **_MYSQL,
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_used_at", Timestamp, nullable=True),
+    **_MYSQL,
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(1000), nullable=False),  # UTF-8, "/" as hierarchy delimiter
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=False),
+    Column("special_use", String(32), nullable=True),  # e.g. "\\Sent" (RFC 6154)
+    Column("created_at", Timestamp, nullable=False),
+    # Mailbox names can exceed MySQL's index key length, so uniqueness is on a hash.
+    Column("name_hash", String(64), nullable=False),
+    UniqueConstraint("user_id", "name_hash"),
+    **_MYSQL,
+)
+
+# Subscriptions outlive the mailbox they name (RFC 3501 section 6.3.6).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("name_hash", String(64), nullable=False),
+    UniqueConstraint("user_id", "name_hash"),
+    **_MYSQL,
+)
+
+object_keys = Table(
+    "object_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    **_MYSQL,
+)
+
+# System flags are a bit set; keywords a space-separated list.
+FLAG_SEEN = 1
+FLAG_ANSWERED = 2
+FLAG_FLAGGED = 4
+FLAG_DELETED = 8
+FLAG_DRAFT = 16
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # No foreign keys to mailboxes and users: deleting either soft-deletes its
+    # messages, and the rows stay until the garbage collector purges them.
+    Column("mailbox_id", Id, nullable=False),
+    Column("user_id", Id, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("object_key", String(64), ForeignKey("object_keys.key"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("internaldate", Timestamp, nullable=False),
+    Column("flags", Integer, nullable=False, default=0),
+    Column("keywords", Text, nullable=False, default=""),
+    Column("deleted_at", Timestamp, nullable=True),
+    # The parse cached at delivery, so FETCH of headers/ENVELOPE/BODYSTRUCTURE
+    # and SEARCH/SORT on header fields never read the blob.
+    Column("header", Blob, nullable=False),
+    Column("envelope", LongText, nullable=False),
+    Column("bodystructure", LongText, nullable=False),
+    Column("sent_date", Timestamp, nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("from_addr", Text, nullable=False, default=""),
+    Column("to_addr", Text, nullable=False, default=""),
+    Column("cc_addr", Text, nullable=False, default=""),
+    Column("bcc_addr", Text, nullable=False, default=""),
+    Column("message_id", Text, nullable=False, default=""),
+    UniqueConstraint("mailbox_id", "uid"),
+    Index(None, "object_key"),
+    Index(None, "deleted_at"),
+    Index(None, "user_id", "deleted_at"),
+    **_MYSQL,
+)

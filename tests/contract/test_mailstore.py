@@ -1,0 +1,366 @@
+"""The mailstore contract: the same behaviour on SQLite+filesystem and MariaDB+S3."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from lightmail.errors import (
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotAllowed,
+    MailboxNotFound,
+    QuotaExceeded,
+)
+from lightmail.mailstore.store import Flags, MailStore, Recipient, StoreMode
+from lightmail.notify.bus import ChangeKind
+from lightmail.storage.blobs import BlobStore
+from tests.contract.conftest import Backend
+
+MESSAGE = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: Bob <bob@example.org>\r\n"
+    b"Subject: Hello\r\n"
+    b"Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+    b"Message-ID: <1@example.org>\r\n"
+    b"\r\n"
+    b"Hi Bob.\r\n"
+)
+
+
+async def chunks(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def read_all(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in stream])
+
+
+async def blob_keys(blobs: BlobStore) -> list[str]:
+    return [info.key async for page in blobs.list("eml/") for info in page]
+
+
+async def test_new_user_gets_inbox_and_special_use_mailboxes(backend: Backend) -> None:
+    user = await backend.new_user()
+    mailboxes = {m.name: m.special_use for m in await backend.store.list_mailboxes(user.id)}
+    assert mailboxes == {
+        "INBOX": None,
+        "Drafts": "\\Drafts",
+        "Sent": "\\Sent",
+        "Trash": "\\Trash",
+        "Junk": "\\Junk",
+        "Archive": "\\Archive",
+    }
+    assert set(await backend.store.subscriptions(user.id)) == set(mailboxes)
+
+
+async def test_append_then_read_back(backend: Backend) -> None:
+    user = await backend.new_user()
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    result = await backend.store.append(
+        user.id, "inbox", chunks(MESSAGE), flags=["\\Seen", "$Label1"], internaldate=when
+    )
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    assert (result.uid, result.uidvalidity, inbox.uidnext) == (1, inbox.uidvalidity, 2)
+    [info] = await backend.store.list_messages(inbox)
+    assert info.uid == 1
+    assert info.size == len(MESSAGE)
+    assert info.internaldate == when
+    assert info.flags.names() == ("\\Seen", "$Label1")
+    [meta] = await backend.store.fetch_meta(inbox, [1])
+    assert meta.header.startswith(b"From: Alice")
+    assert meta.envelope.subject == "Hello"
+    assert await read_all(backend.store.read_message(info)) == MESSAGE
+    assert await read_all(backend.store.read_message(info, 6, 11)) == b"Alice"
+
+
+async def test_fifty_concurrent_appends_get_fifty_consecutive_uids(backend: Backend) -> None:
+    user = await backend.new_user()
+    results = await asyncio.gather(
+        *(backend.store.append(user.id, "INBOX", chunks(MESSAGE)) for _ in range(50))
+    )
+    assert sorted(r.uid for r in results) == list(range(1, 51))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    assert inbox.uidnext == 51
+    assert [m.uid for m in await backend.store.list_messages(inbox)] == list(range(1, 51))
+
+
+async def test_copy_shares_the_blob_and_survives_expunge_of_the_original(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user()
+    await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    copied = await backend.store.copy(user.id, inbox, [1], "Archive")
+    assert copied.source_uids == (1,)
+    assert copied.dest_uids == (1,)
+    archive = await backend.store.get_mailbox(user.id, "Archive")
+    assert copied.uidvalidity == archive.uidvalidity
+    [original] = await backend.store.list_messages(inbox)
+    [copy] = await backend.store.list_messages(archive)
+    assert copy.object_key == original.object_key
+    assert len(await blob_keys(backend.blobs)) == 1
+
+    await backend.store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\Deleted"])
+    assert await backend.store.expunge(user.id, inbox) == [1]
+    assert await backend.store.list_messages(inbox) == []
+    assert await read_all(backend.store.read_message(copy)) == MESSAGE
+
+
+async def test_copy_to_a_missing_mailbox_says_trycreate(backend: Backend) -> None:
+    user = await backend.new_user()
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    with pytest.raises(MailboxNotFound) as caught:
+        await backend.store.copy(user.id, inbox, [1], "Nowhere")
+    assert caught.value.try_create
+
+
+async def test_move_expunges_the_source(backend: Backend) -> None:
+    user = await backend.new_user()
+    for _ in range(3):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    moved = await backend.store.move(user.id, inbox, [1, 3, 99], "Trash")
+    assert (moved.source_uids, moved.dest_uids) == ((1, 3), (1, 2))
+    assert [m.uid for m in await backend.store.list_messages(inbox)] == [2]
+    trash = await backend.store.get_mailbox(user.id, "Trash")
+    assert [m.uid for m in await backend.store.list_messages(trash)] == [1, 2]
+
+
+async def test_store_flags_modes_and_modseq(backend: Backend) -> None:
+    user = await backend.new_user()
+    await backend.store.append(user.id, "INBOX", chunks(MESSAGE), flags=["\\Draft"])
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    [before] = await backend.store.list_messages(inbox)
+
+    changed = await backend.store.store_flags(
+        user.id, inbox, [1], StoreMode.ADD, ["\\seen", "Work"]
+    )
+    assert changed[0].flags.names() == ("\\Seen", "\\Draft", "Work")
+    assert changed[0].modseq > before.modseq
+    changed = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REMOVE, ["\\Draft"])
+    assert changed[0].flags.names() == ("\\Seen", "Work")
+    changed = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REPLACE, ["\\Flagged"])
+    assert changed[0].flags.names() == ("\\Flagged",)
+    # No change, no new modseq, nothing reported.
+    assert await backend.store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\Flagged"]) == []
+    refreshed = await backend.store.get_mailbox(user.id, "INBOX")
+    assert refreshed.highestmodseq == changed[0].modseq
+
+
+async def test_expunge_removes_only_deleted_and_uid_expunge_only_the_given(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user()
+    for _ in range(4):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    await backend.store.store_flags(user.id, inbox, [1, 2, 3], StoreMode.ADD, ["\\Deleted"])
+    assert await backend.store.expunge(user.id, inbox, [2, 4]) == [2]
+    assert await backend.store.expunge(user.id, inbox) == [1, 3]
+    assert [m.uid for m in await backend.store.list_messages(inbox)] == [4]
+    status = await backend.store.mailbox_status(user.id, "INBOX")
+    assert (status.messages, status.unseen, status.size) == (1, 1, len(MESSAGE))
+
+
+async def test_mailbox_lifecycle(backend: Backend) -> None:
+    user = await backend.new_user()
+    store = backend.store
+    created = await store.create_mailbox(user.id, "Projects/2026/Q1")
+    names = [m.name for m in await store.list_mailboxes(user.id)]
+    assert {"Projects", "Projects/2026", "Projects/2026/Q1"} <= set(names)
+    with pytest.raises(MailboxExists):
+        await store.create_mailbox(user.id, "Projects")
+    with pytest.raises(MailboxExists):
+        await store.create_mailbox(user.id, "inbox")
+    with pytest.raises(InvalidMailboxName):
+        await store.create_mailbox(user.id, "a//b")
+
+    await store.rename_mailbox(user.id, "Projects", "Work")
+    names = [m.name for m in await store.list_mailboxes(user.id)]
+    assert "Work/2026/Q1" in names
+    assert not any(name.startswith("Projects") for name in names)
+    renamed = await store.get_mailbox(user.id, "Work/2026/Q1")
+    assert renamed.uidvalidity == created.uidvalidity
+
+    await store.delete_mailbox(user.id, "Work/2026/Q1")
+    again = await store.create_mailbox(user.id, "Work/2026/Q1")
+    assert again.uidvalidity != created.uidvalidity
+    with pytest.raises(MailboxNotAllowed):
+        await store.delete_mailbox(user.id, "INBOX")
+    with pytest.raises(MailboxNotFound):
+        await store.delete_mailbox(user.id, "Nope")
+
+
+async def test_rename_inbox_moves_its_messages_and_keeps_inbox(backend: Backend) -> None:
+    user = await backend.new_user()
+    for _ in range(2):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    await backend.store.rename_mailbox(user.id, "INBOX", "Old")
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    old = await backend.store.get_mailbox(user.id, "Old")
+    assert await backend.store.list_messages(inbox) == []
+    assert [m.uid for m in await backend.store.list_messages(old)] == [1, 2]
+    # INBOX never reuses the UIDs its old messages had.
+    result = await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    assert result.uid == 3
+
+
+async def test_subscriptions_outlive_the_mailbox(backend: Backend) -> None:
+    user = await backend.new_user()
+    await backend.store.create_mailbox(user.id, "Lists")
+    await backend.store.subscribe(user.id, "Lists")
+    await backend.store.delete_mailbox(user.id, "Lists")
+    assert "Lists" in await backend.store.subscriptions(user.id)
+    await backend.store.unsubscribe(user.id, "Lists")
+    assert "Lists" not in await backend.store.subscriptions(user.id)
+
+
+async def test_deliver_to_several_recipients_shares_one_blob(backend: Backend) -> None:
+    alice, bob = await backend.new_user(), await backend.new_user()
+    await backend.store.create_mailbox(bob.id, "Lists")
+    outcomes = await backend.store.deliver(
+        [
+            Recipient(alice.id, alice.address),
+            Recipient(bob.id, bob.address, "Lists"),
+            Recipient(bob.id, bob.address, "NoSuchFolder"),
+        ],
+        chunks(MESSAGE),
+    )
+    assert all(outcome.result is not None for outcome in outcomes)
+    alice_inbox = await backend.store.get_mailbox(alice.id, "INBOX")
+    bob_lists = await backend.store.get_mailbox(bob.id, "Lists")
+    bob_inbox = await backend.store.get_mailbox(bob.id, "INBOX")
+    keys = set()
+    for mailbox in (alice_inbox, bob_lists, bob_inbox):
+        [info] = await backend.store.list_messages(mailbox)
+        keys.add(info.object_key)
+        assert await read_all(backend.store.read_message(info)) == MESSAGE
+    assert len(keys) == 1
+    assert len(await blob_keys(backend.blobs)) == 1
+
+
+async def test_deliver_skips_only_the_recipient_over_quota(backend: Backend) -> None:
+    small, roomy = await backend.new_user(quota=10), await backend.new_user()
+    outcomes = await backend.store.deliver(
+        [Recipient(small.id, small.address), Recipient(roomy.id, roomy.address)],
+        chunks(MESSAGE),
+    )
+    assert isinstance(outcomes[0].error, QuotaExceeded)
+    assert outcomes[1].result is not None
+    assert await backend.store.usage(small.id) == (0, 0)
+    assert await backend.store.usage(roomy.id) == (len(MESSAGE), 1)
+    with pytest.raises(QuotaExceeded):
+        await backend.store.append(small.id, "INBOX", chunks(MESSAGE))
+    assert await blob_keys(backend.blobs) == [
+        (await backend.store.list_messages(await backend.store.get_mailbox(roomy.id, "INBOX")))[
+            0
+        ].object_key
+    ]
+
+
+async def test_failure_between_blob_write_and_commit_leaves_nothing_visible(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await backend.new_user()
+
+    async def broken(*args: Any) -> None:
+        raise ConnectionError("injected: database lost after the blob was written")
+
+    monkeypatch.setattr(MailStore, "_insert_object_key", broken)
+    with pytest.raises(ConnectionError):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    assert await backend.store.list_messages(inbox) == []
+    assert inbox.uidnext == 1
+    assert await blob_keys(backend.blobs) == []
+
+
+async def test_failure_inside_the_transaction_leaves_no_half_message(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await backend.new_user(), await backend.new_user()
+    real_insert = MailStore._insert_message
+    calls = 0
+
+    async def second_insert_fails(self: MailStore, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("injected: connection lost in the middle of the transaction")
+        return await real_insert(self, *args)
+
+    monkeypatch.setattr(MailStore, "_insert_message", second_insert_fails)
+    with pytest.raises(ConnectionError):
+        await backend.store.deliver(
+            [Recipient(alice.id, alice.address), Recipient(bob.id, bob.address)],
+            chunks(MESSAGE),
+        )
+    for user in (alice, bob):
+        inbox = await backend.store.get_mailbox(user.id, "INBOX")
+        assert await backend.store.list_messages(inbox) == []
+        assert inbox.uidnext == 1
+    assert await blob_keys(backend.blobs) == []
+
+
+async def test_a_failing_source_leaves_nothing_behind(backend: Backend) -> None:
+    user = await backend.new_user()
+
+    async def dropped_connection() -> AsyncIterator[bytes]:
+        yield MESSAGE[:20]
+        raise ConnectionResetError("client went away mid-literal")
+
+    with pytest.raises(ConnectionResetError):
+        await backend.store.append(user.id, "INBOX", dropped_connection())
+    assert await blob_keys(backend.blobs) == []
+
+
+async def test_append_streams_in_chunks(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message goes to the blob store chunk by chunk, never joined in memory."""
+    user = await backend.new_user()
+    seen: list[int] = []
+    real_put = type(backend.blobs).put
+
+    async def recording_put(self: BlobStore, key: str, source: AsyncIterator[bytes]) -> Any:
+        async def spy() -> AsyncIterator[bytes]:
+            async for chunk in source:
+                seen.append(len(chunk))
+                yield chunk
+
+        return await real_put(self, key, spy())
+
+    monkeypatch.setattr(type(backend.blobs), "put", recording_put)
+    body = MESSAGE + b"x" * (3 * 1024 * 1024) + b"\r\n"
+    await backend.store.append(user.id, "INBOX", chunks(body, 65536))
+    assert len(seen) == -(-len(body) // 65536)
+    assert max(seen) == 65536
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    [info] = await backend.store.list_messages(inbox)
+    data = await read_all(backend.store.read_message(info))
+    assert hashlib.sha256(data).digest() == hashlib.sha256(body).digest()
+
+
+async def test_changes_are_published(backend: Backend) -> None:
+    user = await backend.new_user()
+    async with backend.store.bus.subscription(user.id) as subscription:
+        result = await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+        inbox = await backend.store.get_mailbox(user.id, "INBOX")
+        await backend.store.store_flags(user.id, inbox, [result.uid], StoreMode.ADD, ["\\Deleted"])
+        await backend.store.expunge(user.id, inbox)
+        kinds = [event.kind for event in subscription.drain()]
+    assert kinds == [
+        ChangeKind.MESSAGES_ADDED,
+        ChangeKind.FLAGS_CHANGED,
+        ChangeKind.MESSAGES_EXPUNGED,
+    ]
+
+
+def test_flags_parse_system_flags_case_insensitively() -> None:
+    flags = Flags.parse(["\\SEEN", "\\Recent", "\\Unknown", "Keyword", "$Junk"])
+    assert flags.names() == ("\\Seen", "$Junk", "Keyword")
