@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-
-from sqlalchemy import text
 
 from lightmail.accounts.service import Accounts
 from lightmail.config import parse_size
@@ -37,7 +34,8 @@ from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support.s3server import S3Server, running_seaweedfs  # noqa: E402
+from tests.support.mariadb import MARIADB_URL, recreate_schema
+from tests.support.s3server import S3Server, running_seaweedfs
 
 CHUNK = 64 * 1024
 HEADER = (
@@ -51,16 +49,18 @@ HEADER = (
 TRAILER = b"\r\n--b1--\r\n"
 
 
-def rss_now_kb() -> int:
+def _status_kb(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def peak_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def reset_peak_rss() -> None:
+    """Make the kernel's peak RSS (VmHWM) start again from the current RSS."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
 
 
 async def message(size: int) -> AsyncIterator[bytes]:
@@ -83,39 +83,27 @@ async def run(db: Database, blobs: BlobStore, size: int) -> None:
     user = await accounts.add_user(f"bench@{domain}", "bench")
 
     await store.append(user.id, "INBOX", message(256 * 1024))  # warm-up: imports, pools
-    before_kb = rss_now_kb()
-    peak_before_kb = peak_rss_kb()
+    before_kb = _status_kb("VmRSS")
+    reset_peak_rss()
     started = time.perf_counter()
     result = await store.append(user.id, "INBOX", message(size))
     elapsed = time.perf_counter() - started
-    growth_kb = max(0, peak_rss_kb() - max(before_kb, peak_before_kb))
+    growth_kb = _status_kb("VmHWM") - before_kb
     inbox = await store.get_mailbox(user.id, "INBOX")
     [meta] = await store.fetch_meta(inbox, [result.uid])
     print(f"backend:        {db.description} + {blobs.description}")
     print(f"message:        {meta.info.size / 2**20:.1f} MiB in {CHUNK // 1024} KiB chunks")
     print(f"append:         {elapsed:.2f} s ({meta.info.size / 2**20 / elapsed:.0f} MiB/s)")
     print(f"RSS before:     {before_kb / 1024:.1f} MiB")
-    print(f"peak RSS growth:{growth_kb / 1024:6.1f} MiB (target: under 32 MiB)")
+    print(f"peak RSS growth: {growth_kb / 1024:.1f} MiB (target: under 32 MiB)")
     print(f"parts:          {len(meta.body.children)} (parsed while streaming)")
-
-
-async def reset_mysql(url: str) -> Database:
-    db = Database(url)
-    async with db.write() as conn:
-        tables = [row[0] for row in await conn.execute(text("SHOW TABLES"))]
-        await conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
-        for table in tables:
-            await conn.execute(text(f"DROP TABLE `{table}`"))
-        await conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
-    await db.upgrade()
-    return db
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["filesystem", "s3"], default="filesystem")
     parser.add_argument("--size", type=parse_size, default=parse_size("50M"))
-    parser.add_argument("--mysql-url", default="mysql+asyncmy://root@127.0.0.1:3306/test")
+    parser.add_argument("--mysql-url", default=MARIADB_URL)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lightmail-bench-") as tmp:
         workdir = Path(tmp)
@@ -131,7 +119,8 @@ def main() -> None:
                 await db.close()
 
         async def s3(server: S3Server) -> None:
-            db = await reset_mysql(args.mysql_url)
+            await recreate_schema(args.mysql_url)
+            db = Database(args.mysql_url)
             blobs = S3BlobStore(
                 server.bucket,
                 "bench",

@@ -9,7 +9,6 @@ with its own fresh domain and users, so tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from lightmail.accounts.service import Accounts, User
 from lightmail.mailstore.store import MailStore
@@ -26,38 +24,15 @@ from lightmail.storage.blobs import BlobStore
 from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
+from tests.support.mariadb import MARIADB_URL, mariadb_listening, recreate_schema
 from tests.support.require import require
-
-MARIADB_URL = "mysql+asyncmy://root@127.0.0.1:3306/test"
-
-
-def _mariadb_listening() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 3306), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-async def _reset_mariadb() -> None:
-    db = Database(MARIADB_URL)
-    try:
-        async with db.write() as conn:
-            tables = [row[0] for row in await conn.execute(text("SHOW TABLES"))]
-            await conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
-            for table in tables:
-                await conn.execute(text(f"DROP TABLE `{table}`"))
-            await conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
-        await db.upgrade()
-    finally:
-        await db.close()
 
 
 @pytest.fixture(scope="session")
 def mariadb_schema() -> str:
     """The ``test`` database emptied and migrated once per test session."""
-    require("MariaDB", _mariadb_listening(), "start MariaDB on 127.0.0.1:3306 (root, no password)")
-    asyncio.run(_reset_mariadb())
+    require("MariaDB", mariadb_listening(), "start MariaDB on 127.0.0.1:3306 (root, no password)")
+    asyncio.run(recreate_schema(MARIADB_URL))
     return MARIADB_URL
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
 from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +34,7 @@ from lightmail.errors import (
     QuotaExceeded,
 )
 from lightmail.mailstore import names
+from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
 from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
 from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
 from lightmail.storage.db import tables as t

@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("last_used_at", sa.DateTime(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", name=op.f("uq_api_tokens_name")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
         mysql_charset="utf8mb4",
@@ -47,7 +47,7 @@ def upgrade() -> None:
         ),
         sa.Column("name", sa.String(length=253), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_domains")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", name=op.f("uq_domains_name")),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("key", name=op.f("pk_object_keys")),
+        sa.PrimaryKeyConstraint("key"),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mysql_engine="InnoDB",
@@ -115,7 +115,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["object_key"], ["object_keys.key"], name=op.f("fk_messages_object_key_object_keys")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("mailbox_id", "uid", name=op.f("uq_messages_mailbox_id_uid")),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -148,7 +148,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["domain_id"], ["domains.id"], name=op.f("fk_users_domain_id_domains")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("address", name=op.f("uq_users_address")),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -171,7 +171,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_aliases_user_id_users"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_aliases")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("address", "user_id", name=op.f("uq_aliases_address_user_id")),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -199,7 +199,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_mailboxes_user_id_users"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_mailboxes")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("user_id", "name_hash", name=op.f("uq_mailboxes_user_id_name_hash")),
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -222,7 +222,7 @@ def upgrade() -> None:
             name=op.f("fk_subscriptions_user_id_users"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
+        sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
             "user_id", "name_hash", name=op.f("uq_subscriptions_user_id_name_hash")
         ),

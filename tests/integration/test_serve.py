@@ -1,0 +1,68 @@
+"""``lightmail serve`` starts on the embedded default and stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
+    env = {
+        **os.environ,
+        "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
+        "LIGHTMAIL_LOG_LEVEL": "info",
+    }
+    env.pop("LIGHTMAIL_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightmail", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "lightmail is running" in line:
+            break
+    log = "".join(lines)
+    assert "lightmail is running" in log, log
+    assert "database: sqlite+aiosqlite:///" in log
+    assert "blobs: filesystem " in log
+    process.send_signal(signum)
+    _, rest = process.communicate(timeout=30)
+    log += rest
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert "stopped" in rest
+    assert (tmp_path / "data" / "lightmail.db").exists()
+
+
+def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:99999"}
+    env.pop("LIGHTMAIL_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "lightmail", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("lightmail: config [imap] listen = '127.0.0.1:99999'")
+    assert result.stderr.count("\n") == 1
