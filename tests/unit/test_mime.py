@@ -1013,6 +1013,20 @@ def test_many_dash_lines_are_cheap_and_not_delimiters() -> None:
     check_invariants(message, result)
 
 
+def test_prefix_lines_under_deep_nesting_stay_cheap() -> None:
+    """Lines that begin like all 39 open delimiters but match none."""
+    message = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%05d\r\n\r\n--b%05d\r\n" % (i, i)
+        for i in range(39)
+    )
+    message += b"--b000\r\n--b0\r\n" * 20_000 + b"--b00038\r\n\r\nlast"
+    result = scan(message)
+    check_invariants(message, result)
+    deepest = result.body.find((1,) * 39)
+    assert deepest is not None
+    assert message[deepest.body_start : deepest.end] == b"last"
+
+
 # -- chunking ---------------------------------------------------------------------
 
 

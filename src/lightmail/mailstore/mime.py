@@ -67,6 +67,7 @@ import encodings
 import encodings.aliases
 import enum
 import functools
+import itertools
 import logging
 import pkgutil
 import re
@@ -445,10 +446,42 @@ class _Frame:
     message_envelope: Envelope | None = None
 
 
+def _alternation(words: list[bytes]) -> bytes:
+    """A regex matching any of `words` (sorted, prefix-free), factored as a trie.
+
+    Each line is then rejected in one pass, however many delimiters share a prefix.
+    """
+    if len(words) == 1:
+        return re.escape(words[0])
+    first, last = words[0], words[-1]
+    common = 0
+    while common < min(len(first), len(last)) and first[common] == last[common]:
+        common += 1
+    if common:
+        return re.escape(first[:common]) + _alternation([word[common:] for word in words])
+    branches = [list(group) for _, group in itertools.groupby(words, key=lambda word: word[:1])]
+    return b"(?:" + b"|".join(_alternation(branch) for branch in branches) + b")"
+
+
+def _prefix_free(delimiters: tuple[bytes, ...]) -> list[bytes]:
+    """The delimiters no other one is a prefix of: enough to find candidate lines."""
+    kept: list[bytes] = []
+    for word in sorted(set(delimiters)):
+        if not kept or not word.startswith(kept[-1]):
+            kept.append(word)
+    return kept
+
+
+@functools.lru_cache(maxsize=64)
+def _delimiter_pattern(delimiters: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """Any of the open delimiters, to be matched at a line start."""
+    return re.compile(_alternation(_prefix_free(delimiters)))
+
+
 @functools.lru_cache(maxsize=64)
 def _line_pattern(in_header: bool, delimiters: tuple[bytes, ...]) -> re.Pattern[bytes]:
     """LF followed by a line that may matter: a delimiter, or in a header an empty line."""
-    alternatives = [re.escape(delimiter) for delimiter in sorted(set(delimiters))]
+    alternatives = [_alternation(_prefix_free(delimiters))] if delimiters else []
     if in_header:
         alternatives.insert(0, rb"\r?\n")
     return re.compile(rb"\n(?:" + b"|".join(alternatives) + rb")")
@@ -608,12 +641,25 @@ class MimeScanner:
             if len(head) < 2:
                 self._prefix += data[pos:]
                 return len(data)
-            if head[1] == _DASH:
+            if head[1] == _DASH and self._may_be_delimiter(data, pos):
                 self._line = _Line.DASHES
                 return pos
         self._consume_prefix()
         self._line = _Line.MIDDLE
         return pos
+
+    def _may_be_delimiter(self, data: bytes, pos: int) -> bool:
+        """Whether the line starting at `pos` (prefix buffer aside) can be a delimiter.
+
+        Decided at C speed where `data` holds enough of the line, so that runs of
+        ``--`` lines that match no boundary do not go through `_dashes` one by one.
+        """
+        if self._prefix:
+            return True
+        if _delimiter_pattern(self._delimiters).match(data, pos) is not None:
+            return True
+        end = pos + self._longest
+        return end > len(data) and data.find(b"\n", pos, end) < 0
 
     def _dashes(self, data: bytes, pos: int) -> int:
         """Collect the first octets of a ``--`` line, enough to match any boundary."""

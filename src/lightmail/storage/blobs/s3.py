@@ -37,7 +37,7 @@ from lightmail.storage.blobs.base import (
 )
 
 if TYPE_CHECKING:
-    from obstore import ObjectMeta
+    from obstore import GetResult, ObjectMeta
     from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
 
 _READ_CHUNK = 256 * 1024  # get() yields chunks of at least this much (the last may be less)
@@ -185,14 +185,7 @@ class S3BlobStore:
             result = await self._store.get_async(key)
         except Exception as exc:
             self._raise("get", exc, key)
-        stream = result.stream(min_chunk_size=_READ_CHUNK)
-        while True:
-            try:
-                chunk = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                self._raise("get", exc, key)
+        async for chunk in self._stream(result, key):
             yield chunk
 
     async def _get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
@@ -208,6 +201,10 @@ class S3BlobStore:
             if start >= (await self._head(key))["size"]:
                 return
             self._raise("get", exc, key)
+        async for chunk in self._stream(result, key):
+            yield chunk
+
+    async def _stream(self, result: GetResult, key: str) -> AsyncIterator[bytes]:
         stream = result.stream(min_chunk_size=_READ_CHUNK)
         while True:
             try:
