@@ -1019,12 +1019,15 @@ def test_prefix_lines_under_deep_nesting_stay_cheap() -> None:
         b"Content-Type: multipart/mixed; boundary=b%05d\r\n\r\n--b%05d\r\n" % (i, i)
         for i in range(39)
     )
-    message += b"--b000\r\n--b0\r\n" * 20_000 + b"--b00038\r\n\r\nlast"
+    message += b"\r\n" + b"--b000\r\n--b0\r\n" * 20_000 + b"--b00038\r\n\r\nlast"
     result = scan(message)
     check_invariants(message, result)
-    deepest = result.body.find((1,) * 39)
-    assert deepest is not None
-    assert message[deepest.body_start : deepest.end] == b"last"
+    flooded = result.body.find((1,) * 39)
+    assert flooded is not None
+    assert flooded.lines == 39_999
+    last = result.body.find((1,) * 38 + (2,))
+    assert last is not None
+    assert message[last.body_start : last.end] == b"last"
 
 
 # -- chunking ---------------------------------------------------------------------
@@ -1128,7 +1131,7 @@ def test_any_header_value_parses(value: str) -> None:
 
 def test_8bit_parameter_name_does_not_break_the_parse() -> None:
     """'\xff'.upper() is not latin-1: parameter names are upper-cased in ASCII only."""
-    message = b"Content-Type: text/plain; \xc3\xbf\xb5=1; ch\xc3\x9f=2\r\n\r\nx"
+    message = b"Content-Type: text/plain; \xc3\xbf\xc2\xb5=1; ch\xc3\x9f=2\r\n\r\nx"
     result = scan(message)
     assert result.body.params == (("ÿµ", "1"), ("CHß", "2"), ("CHARSET", "US-ASCII"))
     check_invariants(message, result)
