@@ -364,3 +364,16 @@ async def test_changes_are_published(backend: Backend) -> None:
 def test_flags_parse_system_flags_case_insensitively() -> None:
     flags = Flags.parse(["\\SEEN", "\\Recent", "\\Unknown", "Keyword", "$Junk"])
     assert flags.names() == ("\\Seen", "$Junk", "Keyword")
+
+
+async def test_a_new_message_is_recent_in_exactly_one_session(backend: Backend) -> None:
+    user = await backend.new_user()
+    for _ in range(2):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    assert await backend.store.claim_recent(inbox, readonly=True) == [1, 2]
+    assert await backend.store.claim_recent(inbox) == [1, 2]
+    assert await backend.store.claim_recent(inbox) == []
+    await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    claims = await asyncio.gather(*(backend.store.claim_recent(inbox) for _ in range(5)))
+    assert sorted(claims) == [[], [], [], [], [3]]

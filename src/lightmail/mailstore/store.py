@@ -701,6 +701,47 @@ class MailStore:
             return self.blobs.get(info.object_key)
         return self.blobs.get_range(info.object_key, start, info.size if end is None else end)
 
+    async def claim_recent(self, mailbox: Mailbox, *, readonly: bool = False) -> list[int]:
+        """The UIDs this session sees as ``\\Recent`` (RFC 3501 section 2.3.2).
+
+        A message is recent in exactly one session: the first that selects
+        the mailbox after it arrived claims it. A read-only session (EXAMINE)
+        sees what no session has claimed yet, and claims nothing.
+        """
+        if readonly:
+            async with self.db.read() as conn:
+                claimed = await self._recent_uid(conn, mailbox.id)
+                return await self._live_uids_above(conn, mailbox.id, claimed)
+        async with self.db.write() as conn:
+            claimed = await self._recent_uid(conn, mailbox.id, lock=True)
+            uids = await self._live_uids_above(conn, mailbox.id, claimed)
+            if uids:
+                await conn.execute(
+                    update(t.mailboxes)
+                    .where(t.mailboxes.c.id == mailbox.id)
+                    .values(recent_uid=uids[-1])
+                )
+            return uids
+
+    async def _recent_uid(
+        self, conn: AsyncConnection, mailbox_id: int, *, lock: bool = False
+    ) -> int:
+        query = select(t.mailboxes.c.recent_uid).where(t.mailboxes.c.id == mailbox_id)
+        value = (
+            await conn.execute(query.with_for_update() if lock else query)
+        ).scalar_one_or_none()
+        if value is None:
+            raise MailboxNotFound(str(mailbox_id))
+        return int(value)
+
+    async def _live_uids_above(self, conn: AsyncConnection, mailbox_id: int, uid: int) -> list[int]:
+        rows = await conn.execute(
+            select(t.messages.c.uid)
+            .where(_live(mailbox_id), t.messages.c.uid > uid)
+            .order_by(t.messages.c.uid)
+        )
+        return [row.uid for row in rows]
+
     async def usage(self, user_id: int) -> tuple[int, int]:
         """Bytes and number of the user's live messages (what the quota counts)."""
         async with self.db.read() as conn:

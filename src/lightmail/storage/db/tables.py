@@ -110,6 +110,8 @@ mailboxes = Table(
     Column("uidnext", BigInteger, nullable=False),
     Column("highestmodseq", BigInteger, nullable=False),
     Column("special_use", String(32), nullable=True),  # e.g. "\\Sent" (RFC 6154)
+    # Highest UID some session has already announced as \Recent (RFC 3501 2.3.2).
+    Column("recent_uid", BigInteger, nullable=False, server_default="0"),
     Column("created_at", Timestamp, nullable=False),
     # Mailbox names can exceed MySQL's index key length, so uniqueness is on a hash.
     Column("name_hash", String(64), nullable=False),
