@@ -93,7 +93,11 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (a consistent snapshot on both backends)."""
+        """A transaction for reading: it never waits for writers.
+
+        On SQLite (WAL) it reads one snapshot; on MySQL/MariaDB (READ
+        COMMITTED) each statement sees what was committed when it ran.
+        """
         async with self._transaction(self._reader) as conn:
             yield conn
 
