@@ -1,11 +1,31 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder.
+
+``backend`` is parametrized over both storage backends: SQLite with the
+filesystem blob store in a temp folder, and MariaDB (127.0.0.1:3306, root,
+database ``test``) with a real S3 server (SeaweedFS, started once per
+session). On MariaDB every test works with its own fresh domain and users, so
+tests never see each other's data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lightmail.accounts.service import Accounts, User
+from lightmail.mailstore.store import MailStore
+from lightmail.notify.bus import InProcessNotificationBus
+from lightmail.storage.blobs import BlobStore
+from lightmail.storage.blobs.filesystem import FileSystemBlobStore
+from lightmail.storage.blobs.s3 import S3BlobStore
+from lightmail.storage.db.engine import Database
+from tests.support.mariadb import MARIADB_URL, mariadb_listening, recreate_schema
 from tests.support.require import require
 from tests.support.s3server import S3Server, find_weed, running_seaweedfs
 
@@ -22,3 +42,75 @@ def s3_server() -> Iterator[S3Server]:
     )
     with running_seaweedfs(weed) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_schema() -> str:
+    """The ``test`` database emptied and migrated once per test session."""
+    require("MariaDB", mariadb_listening(), "start MariaDB on 127.0.0.1:3306 (root, no password)")
+    asyncio.run(recreate_schema(MARIADB_URL))
+    return MARIADB_URL
+
+
+@dataclass
+class Backend:
+    name: str
+    db: Database
+    blobs: BlobStore
+    store: MailStore
+    accounts: Accounts
+    domain: str
+
+    async def new_user(self, quota: int | None = None) -> User:
+        local = f"u{uuid.uuid4().hex[:10]}"
+        return await self.accounts.add_user(f"{local}@{self.domain}", "secret", quota)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def storage(
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The database URL and blob-store arguments of the backend under test."""
+    if backend_name == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/test.db", {"root": tmp_path / "blobs"}
+        return
+    url = request.getfixturevalue("mariadb_schema")
+    s3 = request.getfixturevalue("s3_server")
+    yield url, {"s3": s3, "prefix": f"t-{uuid.uuid4().hex[:12]}"}
+
+
+def open_blobs(spec: dict[str, Any]) -> BlobStore:
+    if "root" in spec:
+        return FileSystemBlobStore(spec["root"])
+    s3 = spec["s3"]
+    return S3BlobStore(
+        s3.bucket,
+        spec["prefix"],
+        endpoint=s3.endpoint,
+        region=s3.region,
+        access_key=s3.access_key,
+        secret_key=s3.secret_key,
+    )
+
+
+@pytest.fixture
+async def backend(backend_name: str, storage: tuple[str, dict[str, Any]]) -> AsyncIterator[Backend]:
+    url, blob_spec = storage
+    db = Database(url)
+    blobs = open_blobs(blob_spec)
+    if backend_name == "sqlite":
+        await db.upgrade()
+    store = MailStore(db, blobs, InProcessNotificationBus())
+    accounts = Accounts(store)
+    domain = f"d{uuid.uuid4().hex[:10]}.example"
+    await accounts.add_domain(domain)
+    try:
+        yield Backend(backend_name, db, blobs, store, accounts, domain)
+    finally:
+        await blobs.close()
+        await db.close()

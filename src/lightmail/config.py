@@ -155,6 +155,26 @@ def _optional_hostname(text: str) -> str:
     return _hostname(text) if text else ""
 
 
+def _size_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        size = parse_size(text)
+        if not low <= size <= high:
+            raise ValueError(f"{size} is out of range")
+        return size
+
+    return parse
+
+
+def _duration_at_least(low: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = parse_duration(text)
+        if seconds < low:
+            raise ValueError(f"{seconds} is below {low}")
+        return seconds
+
+    return parse
+
+
 def _boolean(text: str) -> bool:
     try:
         return _BOOLEANS[text.lower()]
@@ -326,6 +346,15 @@ class ImapSettings:
     listen: tuple[ListenAddress, ...]
     tls_listen: tuple[ListenAddress, ...]  # () unless [tls] is enabled
     plaintext_networks: tuple[Network, ...]
+    max_append_size: int
+    max_line_length: int
+    idle_timeout: float
+    login_timeout: float
+    max_bad_commands: int
+    max_login_failures: int
+    max_connections: int
+    max_connections_per_ip: int
+    max_connections_per_user: int
 
     def plaintext_allowed(
         self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -462,6 +491,19 @@ _KEYS: tuple[_Key, ...] = (
         "127.0.0.0/8, ::1",
         _networks,
         "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none",
+    ),
+    _Key("imap", "max_append_size", "64M", _positive_size, _SIZE_TEXT),
+    _Key("imap", "max_line_length", "64K", _size_between(1024, 16 << 20), "a size from 1K to 16M"),
+    _Key("imap", "idle_timeout", "30m", _duration_at_least(1800), "a duration of at least 30m"),
+    _Key("imap", "login_timeout", "60s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("imap", "max_bad_commands", "20", _integer(1, 1_000_000), "an integer of at least 1"),
+    _Key("imap", "max_login_failures", "3", _integer(1, 1_000), "an integer from 1 to 1000"),
+    _Key("imap", "max_connections", "5000", _integer(1, 1_000_000), "an integer of at least 1"),
+    _Key(
+        "imap", "max_connections_per_ip", "100", _integer(1, 1_000_000), "an integer of at least 1"
+    ),
+    _Key(
+        "imap", "max_connections_per_user", "50", _integer(1, 1_000_000), "an integer of at least 1"
     ),
     _Key("pop3", "listen", "127.0.0.1:1110", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "tls_listen", "127.0.0.1:1995", parse_listen, _LISTEN_TEXT),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,7 +20,9 @@ from typing import Protocol
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
+from lightmail.imap.server import ImapServer
 from lightmail.mailstore.store import MailStore
+from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
 from lightmail.storage.blobs import BlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
@@ -94,7 +96,19 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         await db.close()
 
 
-async def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
+def build_services(node: Node) -> list[Service]:
+    """The listeners and workers this node runs, from its settings."""
+    settings = node.settings
+    tls = None
+    if settings.tls.cert is not None and settings.tls.key is not None:
+        tls = server_context(settings.tls.cert, settings.tls.key)
+    services: list[Service] = []
+    if settings.imap.listen or settings.imap.tls_listen:
+        services.append(ImapServer(settings, node.store, node.accounts, tls))
+    return services
+
+
+async def serve(settings: Settings) -> None:
     """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,13 +120,13 @@ async def serve(settings: Settings, services: Sequence[Service] = ()) -> None:
         log.info("notifications: %s", node.bus.description)
         started: list[Service] = []
         try:
-            for service in services:
+            for service in build_services(node):
                 await service.start()
                 started.append(service)
-            if not started:
+            if not await node.accounts.list_domains():
                 log.info(
-                    "no protocol listeners in this version yet; manage accounts with "
-                    "`lightmail domain add example.org` and `lightmail user add alice@example.org`"
+                    "no domains yet: add one with `lightmail domain add example.org`, "
+                    "then a user with `lightmail user add alice@example.org`"
                 )
             log.info(
                 "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",

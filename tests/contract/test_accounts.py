@@ -17,7 +17,7 @@ from lightmail.errors import (
     UnknownRecipient,
 )
 from lightmail.storage.db import tables as t
-from tests.contract.conftest import Backend
+from tests.conftest import Backend
 
 
 async def test_user_errors_are_clear(backend: Backend) -> None:

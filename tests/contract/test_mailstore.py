@@ -20,7 +20,7 @@ from lightmail.errors import (
 from lightmail.mailstore.store import Flags, MailStore, Recipient, StoreMode
 from lightmail.notify.bus import ChangeKind
 from lightmail.storage.blobs import BlobStore
-from tests.contract.conftest import Backend
+from tests.conftest import Backend
 
 MESSAGE = (
     b"From: Alice <alice@example.org>\r\n"

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from lightmail.errors import TemporaryFailure
 from lightmail.storage.db.engine import Database
 from lightmail.storage.db.tables import metadata
-from tests.contract.conftest import Backend
+from tests.conftest import Backend
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -305,6 +305,20 @@ class MailStore:
         async with self.db.read() as conn:
             return await self._find_mailbox(conn, user_id, names.normalize(name))
 
+    async def mailbox_by_id(self, user_id: int, mailbox_id: int) -> Mailbox:
+        """The mailbox as it is now; MailboxNotFound once it was deleted."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(*_MAILBOX_COLUMNS).where(
+                        t.mailboxes.c.id == mailbox_id, t.mailboxes.c.user_id == user_id
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise MailboxNotFound(str(mailbox_id))
+        return _mailbox(row)
+
     async def mailbox_status(self, user_id: int, name: str) -> MailboxStatus:
         async with self.db.read() as conn:
             mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
@@ -380,6 +394,7 @@ class MailStore:
                 await conn.execute(
                     update(t.messages).where(_live(source.id)).values(mailbox_id=target.id)
                 )
+                await self._bump_modseq(conn, source.id)  # INBOX's sessions must look again
             else:
                 renames = [(source.id, new)]
                 rows = await conn.execute(

@@ -1,0 +1,361 @@
+"""SEARCH evaluation (RFC 3501 section 6.4.4), sans-I/O: no asyncio, no storage.
+
+The session builds one `SearchMessage` per candidate message from the index (flags,
+sizes, dates, the cached header block) and calls `matches`. Only when the key holds
+BODY or TEXT keys (`text_needles` is not empty) does it read the message, feeding
+it to a `TextScan` chunk by chunk, and pass `TextScan.found()` to `matches`.
+
+Matching is substring matching, case-insensitive (RFC 3501 section 6.4.4). Search
+strings are decoded as UTF-8 (invalid octets become U+FFFD) and compared with
+Unicode case folding (`str.casefold`).
+
+Known gaps:
+
+- BODY and TEXT search the message as transmitted: base64 and quoted-printable
+  bodies are not decoded, so text inside them is found only where the encoding
+  leaves it readable (QP soft line breaks and ``=XX`` escapes hide it), and bodies
+  in charsets other than UTF-8 (or ASCII) are not converted. RFC 3501 allows
+  skipping non-TEXT parts; we search every octet after the header.
+- Needles with non-ASCII characters are matched against the message decoded as
+  UTF-8; ASCII needles are matched octet-wise (ASCII case folding), so they find
+  text in any ASCII-compatible charset.
+- TEXT also matches the RFC 2047-decoded header fields (``name: value``), so an
+  encoded Subject is found; the raw header is searched by `TextScan` as well.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Generic, TypeVar
+
+from lightmail.imap.wire.types import (
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SizeKey,
+    TextKey,
+)
+from lightmail.mailstore.mime import _decode_words
+
+__all__ = [
+    "Needle",
+    "SearchMessage",
+    "TextScan",
+    "matches",
+    "text_needles",
+]
+
+Needle = tuple[bytes, bool]
+"""A BODY or TEXT search string as sent, and whether it covers the whole message (TEXT)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchMessage:
+    """What SEARCH needs to know of one message, short of its body.
+
+    ``flags`` as stored (``"\\\\Seen"``, ``"$Label"``), without ``\\Recent``, which is
+    ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware; ``header`` is the
+    raw header block; ``sent_date`` is the Date header's date in its own time zone,
+    or None when missing or unparsable.
+    """
+
+    seq: int
+    uid: int
+    flags: tuple[str, ...]
+    recent: bool
+    size: int
+    internaldate: datetime
+    header: bytes
+    sent_date: date | None
+
+
+# -- keys -----------------------------------------------------------------------
+
+
+def text_needles(key: SearchKey) -> frozenset[Needle]:
+    """The ``(value, whole_message)`` of every BODY/TEXT key in the tree.
+
+    Empty: the message body need not be read.
+    """
+    out: set[Needle] = set()
+    stack: list[SearchKey] = [key]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, TextKey):
+            out.add((node.value, node.whole_message))
+        elif isinstance(node, NotKey):
+            stack.append(node.key)
+        elif isinstance(node, OrKey):
+            stack.extend((node.left, node.right))
+        elif isinstance(node, AndKey):
+            stack.extend(node.keys)
+    return frozenset(out)
+
+
+def matches(
+    key: SearchKey,
+    message: SearchMessage,
+    *,
+    largest_seq: int,
+    largest_uid: int,
+    found: frozenset[Needle] = frozenset(),
+) -> bool:
+    """Whether `message` matches `key` (RFC 3501 section 6.4.4).
+
+    ``*`` in a sequence set stands for `largest_seq` (or `largest_uid` for UID);
+    `found` holds the BODY/TEXT needles a `TextScan` of the message found.
+    """
+    return _Evaluation(message, largest_seq, largest_uid, found).test(key)
+
+
+def _fold(value: bytes) -> str:
+    """A search string for comparison: UTF-8 decoded, case-folded."""
+    return value.decode("utf-8", "replace").casefold()
+
+
+class _Evaluation:
+    """One message against one key tree; the header is parsed at most once, lazily."""
+
+    __slots__ = ("_fields", "_flags", "_found", "_largest_seq", "_largest_uid", "_message", "_text")
+
+    def __init__(
+        self, message: SearchMessage, largest_seq: int, largest_uid: int, found: frozenset[Needle]
+    ) -> None:
+        self._message = message
+        self._largest_seq = largest_seq
+        self._largest_uid = largest_uid
+        self._found = found
+        self._flags: frozenset[str] | None = None
+        self._fields: list[tuple[str, str]] | None = None
+        self._text: str | None = None
+
+    def test(self, key: SearchKey) -> bool:
+        message = self._message
+        if isinstance(key, AllKey):
+            return True
+        if isinstance(key, FlagKey):
+            return self._has_flag(key.flag) == key.present
+        if isinstance(key, HeaderKey):
+            return self._header_contains(key.field, key.value)
+        if isinstance(key, TextKey):
+            return self._text_contains(key)
+        if isinstance(key, DateKey):
+            if key.sent:
+                if message.sent_date is None:
+                    return False
+                day = message.sent_date
+            else:
+                day = message.internaldate.astimezone(UTC).date()
+            if key.op == "before":
+                return day < key.date
+            if key.op == "on":
+                return day == key.date
+            return day >= key.date
+        if isinstance(key, SizeKey):
+            if key.op == "larger":
+                return message.size > key.size
+            return message.size < key.size
+        if isinstance(key, SequenceKey):
+            if key.uid:
+                return key.sequence_set.contains(message.uid, self._largest_uid)
+            return key.sequence_set.contains(message.seq, self._largest_seq)
+        if isinstance(key, NotKey):
+            return not self.test(key.key)
+        if isinstance(key, OrKey):
+            return self.test(key.left) or self.test(key.right)
+        return all(self.test(k) for k in key.keys)
+
+    def _has_flag(self, flag: bytes) -> bool:
+        """Flags compare case-insensitively; ``\\Recent`` is session state."""
+        name = flag.decode("utf-8", "replace").lower()
+        if name == "\\recent":
+            return self._message.recent
+        if self._flags is None:
+            self._flags = frozenset(f.lower() for f in self._message.flags)
+        return name in self._flags
+
+    def _header_fields(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            self._fields = _parse_header(self._message.header)
+        return self._fields
+
+    def _header_contains(self, field: bytes, value: bytes) -> bool:
+        """HEADER field string: a field of that name whose text contains the string.
+
+        An empty string matches any message that has the field at all.
+        """
+        name = field.decode("utf-8", "replace").strip().lower()
+        needle = _fold(value)
+        return any(
+            field_name == name and needle in field_value
+            for field_name, field_value in self._header_fields()
+        )
+
+    def _text_contains(self, key: TextKey) -> bool:
+        if (key.value, key.whole_message) in self._found:
+            return True
+        if not key.whole_message:
+            return False
+        if self._text is None:
+            self._text = "\n".join(f"{name}: {value}" for name, value in self._header_fields())
+        return _fold(key.value) in self._text
+
+
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+")
+_FIELD = re.compile(rb"([^:\s]+)[ \t]*:")
+
+
+def _parse_header(header: bytes) -> list[tuple[str, str]]:
+    """``(lower-case name, value)`` per field: unfolded, RFC 2047-decoded, case-folded."""
+    fields: list[tuple[str, str]] = []
+    name: bytes | None = None
+    value: list[bytes] = []
+
+    def flush() -> None:
+        if name is not None:
+            text = b"".join(value).decode("utf-8", "replace").strip(" \t")
+            fields.append((name.decode("utf-8", "replace").lower(), _decode_words(text).casefold()))
+
+    for match in _LINE.finditer(header):
+        line = match.group()
+        if line in (b"\n", b"\r\n"):
+            break
+        content = line.rstrip(b"\r\n")
+        if line[:1] in (b" ", b"\t"):
+            value.append(content)  # unfolding removes only the line break (RFC 5322 2.2.3)
+            continue
+        flush()
+        field = _FIELD.match(content)
+        if field is None:
+            name, value = None, []
+        else:
+            name, value = field.group(1), [content[field.end() :]]
+    flush()
+    return fields
+
+
+# -- BODY / TEXT scanning -------------------------------------------------------
+
+_S = TypeVar("_S", bytes, str)
+
+
+class _Window(Generic[_S]):
+    """Needles searched in one representation of the message stream.
+
+    Keeps only the last ``longest needle - 1`` units between chunks, so that a
+    match straddling two chunks is found and memory stays bounded. Positions are in
+    the stream's own units (octets, or case-folded characters).
+    """
+
+    __slots__ = ("_body", "_keep", "_needles", "_tail", "_tail_start")
+
+    def __init__(self, needles: list[tuple[_S, Needle]], empty: _S) -> None:
+        self._needles: list[tuple[_S, Needle]] = needles
+        self._keep = max((len(folded) for folded, _ in needles), default=1) - 1
+        self._tail: _S = empty
+        self._tail_start = 0
+        self._body: int | None = None
+
+    def mark_body(self) -> None:
+        """The next unit fed is the first of the body."""
+        self._body = self._tail_start + len(self._tail)
+
+    def scan(self, data: _S, found: set[Needle]) -> None:
+        buffer = self._tail + data
+        for folded, needle in self._needles:
+            if needle in found:
+                continue
+            if needle[1]:
+                start = 0
+            elif self._body is None:
+                continue
+            else:
+                start = max(0, self._body - self._tail_start)
+            if buffer.find(folded, start) >= 0:
+                found.add(needle)
+        cut = max(0, len(buffer) - self._keep)
+        self._tail = buffer[cut:]
+        self._tail_start += cut
+
+
+class TextScan:
+    """Find BODY/TEXT needles in a message fed in chunks of any size.
+
+    TEXT needles (``whole_message=True``) match anywhere; BODY needles only where
+    the match starts at or after `body_start` (the offset of the root body).
+    ASCII needles are matched octet-wise with ASCII case folding; needles with
+    non-ASCII characters are matched in the message decoded as UTF-8 (invalid octets
+    as U+FFFD) with Unicode case folding, a decoder carrying split characters across
+    chunks. Encoded bodies are searched as transmitted (see the module docstring).
+    Any chunking gives the same result.
+    """
+
+    __slots__ = (
+        "_body_start",
+        "_decoder",
+        "_found",
+        "_in_body",
+        "_needles",
+        "_octets",
+        "_pos",
+        "_text",
+    )
+
+    def __init__(self, needles: Iterable[Needle], body_start: int) -> None:
+        self._needles = frozenset(needles)
+        self._body_start = max(0, body_start)
+        self._pos = 0
+        self._in_body = False
+        self._found: set[Needle] = {n for n in self._needles if not n[0]}
+        ascii_needles: list[tuple[bytes, Needle]] = []
+        text_needles_: list[tuple[str, Needle]] = []
+        for needle in self._needles - self._found:
+            if needle[0].isascii():
+                ascii_needles.append((needle[0].lower(), needle))
+            else:
+                text_needles_.append((_fold(needle[0]), needle))
+        self._octets = _Window(ascii_needles, b"") if ascii_needles else None
+        self._text = _Window(text_needles_, "") if text_needles_ else None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    @property
+    def done(self) -> bool:
+        """Every needle was found: the rest of the message need not be read."""
+        return len(self._found) == len(self._needles)
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan the next chunk of the raw message."""
+        if not chunk or self.done:
+            return
+        cut = self._body_start - self._pos
+        if 0 < cut < len(chunk):
+            self._scan(chunk[:cut])
+            self._scan(chunk[cut:])
+        else:
+            self._scan(chunk)
+
+    def found(self) -> frozenset[Needle]:
+        """The needles found so far."""
+        return frozenset(self._found)
+
+    def _scan(self, data: bytes) -> None:
+        if not self._in_body and self._pos >= self._body_start:
+            self._in_body = True
+            for window in (self._octets, self._text):
+                if window is not None:
+                    window.mark_body()
+        self._pos += len(data)
+        if self._octets is not None:
+            self._octets.scan(data.lower(), self._found)
+        if self._text is not None:
+            self._text.scan(self._decoder.decode(data).casefold(), self._found)

@@ -1,0 +1,174 @@
+"""One session's view of its selected mailbox (RFC 3501 sections 2.3.1.2, 5.2, 7.4.1).
+
+Sans-I/O: the session feeds fresh snapshots of the mailbox (UIDs and flags,
+read from the mailstore) and this view works out what to tell the client:
+new messages (EXISTS, with ``\\Recent`` for those this session claimed),
+flag changes (FETCH FLAGS) and expunges (EXPUNGE with sequence numbers that
+are correct at the moment each response is sent). Expunges are held back
+while the client may not be told of them (during FETCH, STORE and SEARCH,
+RFC 3501 section 7.4.1) and announced at the next point that allows them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A message as the mailstore sees it now."""
+
+    uid: int
+    flags: tuple[str, ...]
+    modseq: int
+
+
+@dataclass(slots=True)
+class Updates:
+    """What the client must be told, in this order (RFC 3501 section 7.4.1 and 7.3.1)."""
+
+    expunged: list[int] = field(default_factory=list)  # sequence numbers, each valid when sent
+    exists: int | None = None
+    recent: int | None = None
+    flags: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)  # seq, uid, flags
+
+    def __bool__(self) -> bool:
+        return bool(self.expunged or self.exists is not None or self.flags)
+
+
+class SelectedMailbox:
+    """The message sequence map and flag cache of one selected mailbox."""
+
+    def __init__(
+        self,
+        mailbox_id: int,
+        snapshot: Iterable[Snapshot],
+        *,
+        readonly: bool,
+        recent: Iterable[int] = (),
+    ) -> None:
+        self.mailbox_id = mailbox_id
+        self.readonly = readonly
+        messages = sorted(snapshot, key=lambda m: m.uid)
+        self._uids: list[int] = [m.uid for m in messages]
+        self._flags: dict[int, tuple[str, ...]] = {m.uid: m.flags for m in messages}
+        self._modseq: dict[int, int] = {m.uid: m.modseq for m in messages}
+        self._recent: set[int] = set(recent)
+        # UIDs the store no longer has but the client has not been told of yet.
+        self._gone: set[int] = set()
+
+    # -- the sequence map ----------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self._uids)
+
+    @property
+    def recent_count(self) -> int:
+        return len(self._recent)
+
+    @property
+    def uids(self) -> Sequence[int]:
+        return self._uids
+
+    @property
+    def largest_uid(self) -> int:
+        return self._uids[-1] if self._uids else 0
+
+    def uid_of(self, seq: int) -> int:
+        return self._uids[seq - 1]
+
+    def seq_of(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self._uids, uid)
+        if index < len(self._uids) and self._uids[index] == uid:
+            return index + 1
+        return None
+
+    def flags_of(self, uid: int) -> tuple[str, ...]:
+        return self._flags[uid]
+
+    def is_recent(self, uid: int) -> bool:
+        return uid in self._recent
+
+    def is_expunged(self, uid: int) -> bool:
+        """Still in the map but already gone from the store (not yet announced)."""
+        return uid in self._gone
+
+    @property
+    def has_pending_expunges(self) -> bool:
+        return bool(self._gone)
+
+    def uids_between(self, low: int, high: int) -> Sequence[int]:
+        """The UIDs in the map from ``low`` to ``high`` inclusive, in order."""
+        return self._uids[
+            bisect.bisect_left(self._uids, low) : bisect.bisect_right(self._uids, high)
+        ]
+
+    def first_unseen(self) -> int | None:
+        for seq, uid in enumerate(self._uids, start=1):
+            if "\\Seen" not in self._flags[uid]:
+                return seq
+        return None
+
+    # -- changes -------------------------------------------------------------
+
+    def set_flags(self, uid: int, flags: tuple[str, ...], modseq: int) -> None:
+        """Record flags this session itself just stored (and already reported)."""
+        if uid in self._flags:
+            self._flags[uid] = flags
+            self._modseq[uid] = modseq
+
+    def release_expunges(self) -> Updates:
+        """Drop the vanished messages from the map; their EXPUNGE numbers, highest first
+        (so the numbers of the messages still to go do not shift)."""
+        updates = Updates()
+        for index in range(len(self._uids) - 1, -1, -1):
+            uid = self._uids[index]
+            if uid in self._gone:
+                updates.expunged.append(index + 1)
+                del self._uids[index]
+                del self._flags[uid]
+                del self._modseq[uid]
+                self._recent.discard(uid)
+        self._gone.clear()
+        return updates
+
+    def update(
+        self,
+        snapshot: Iterable[Snapshot],
+        *,
+        allow_expunge: bool,
+        recent: Iterable[int] = (),
+    ) -> Updates:
+        """Compare with a fresh snapshot and return what to announce.
+
+        ``recent`` are the new UIDs this session claimed as ``\\Recent``.
+        With ``allow_expunge`` false, vanished messages stay in the map
+        (their data can no longer be fetched) until a later update allows it.
+        """
+        current = {m.uid: m for m in snapshot}
+        self._gone |= {uid for uid in self._uids if uid not in current}
+        updates = self.release_expunges() if allow_expunge else Updates()
+
+        for uid in self._uids:
+            message = current.get(uid)
+            if message is not None and message.flags != self._flags[uid]:
+                self._flags[uid] = message.flags
+                self._modseq[uid] = message.modseq
+                updates.flags.append((self.seq_of(uid) or 0, uid, message.flags))
+
+        largest = self.largest_uid
+        new = sorted(uid for uid in current if uid > largest)
+        if new:
+            self._recent.update(recent)
+            for uid in new:
+                self._uids.append(uid)
+                self._flags[uid] = current[uid].flags
+                self._modseq[uid] = current[uid].modseq
+        if new:
+            # Never an EXISTS that lowers the count: only EXPUNGE may (RFC 3501 5.2).
+            updates.exists = len(self._uids)
+            updates.recent = len(self._recent)
+        return updates

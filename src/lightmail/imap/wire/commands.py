@@ -1,0 +1,343 @@
+"""One typed value per IMAP command, as produced by the receiver.
+
+Each is a frozen, slotted dataclass whose first field is the client's ``tag``.
+Mailbox names are the raw bytes sent (modified UTF-7, see ``mutf7``), except
+that every case variant of ``INBOX`` arrives as ``b"INBOX"`` (RFC 3501
+section 9, ``mailbox``). Keywords of the protocol (mechanisms, STATUS items,
+capabilities, charsets) are upper-case ``str``.
+
+Grouped by the state that allows them (RFC 3501 section 6); the receiver
+accepts every command in every state, the session decides.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from lightmail.imap.wire.types import FetchAttribute, SearchKey, SequenceSet
+
+__all__ = [
+    "AppendCommand",
+    "AuthenticateCommand",
+    "CapabilityCommand",
+    "CheckCommand",
+    "CloseCommand",
+    "Command",
+    "CopyCommand",
+    "CreateCommand",
+    "DeleteCommand",
+    "EnableCommand",
+    "ExpungeCommand",
+    "FetchCommand",
+    "IdCommand",
+    "IdleCommand",
+    "ListCommand",
+    "LoginCommand",
+    "LogoutCommand",
+    "LsubCommand",
+    "MoveCommand",
+    "NamespaceCommand",
+    "NoopCommand",
+    "RenameCommand",
+    "SearchCommand",
+    "SelectCommand",
+    "StartTlsCommand",
+    "StatusCommand",
+    "StoreCommand",
+    "StoreMode",
+    "SubscribeCommand",
+    "UidExpungeCommand",
+    "UnselectCommand",
+    "UnsubscribeCommand",
+]
+
+# --------------------------------------------------------------------------- any state
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NoopCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdCommand:
+    """RFC 2971. ``params`` is ``None`` for ``ID NIL``; values may be ``None`` (NIL)."""
+
+    tag: bytes
+    params: tuple[tuple[bytes, bytes | None], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnableCommand:
+    """RFC 5161."""
+
+    tag: bytes
+    capabilities: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- not authenticated
+
+
+@dataclass(frozen=True, slots=True)
+class StartTlsCommand:
+    """After answering OK the session must call ``Receiver.discard_pending()``."""
+
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticateCommand:
+    """RFC 3501 section 6.2.2 with RFC 4959 SASL-IR.
+
+    ``initial_response`` is the base64 text as sent (``=`` becomes ``b""``, the
+    base64 of nothing), or ``None`` when the client sent none.
+    """
+
+    tag: bytes
+    mechanism: str
+    initial_response: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCommand:
+    tag: bytes
+    userid: bytes
+    password: bytes = field(repr=False)
+
+
+# --------------------------------------------------------------------------- authenticated
+
+
+@dataclass(frozen=True, slots=True)
+class SelectCommand:
+    """SELECT, or EXAMINE when ``readonly``."""
+
+    tag: bytes
+    mailbox: bytes
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCommand:
+    tag: bytes
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCommand:
+    tag: bytes
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RenameCommand:
+    tag: bytes
+    old: bytes
+    new: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeCommand:
+    tag: bytes
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeCommand:
+    tag: bytes
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListCommand:
+    """LIST, with the RFC 5258 selection and return options (upper-case atoms) if sent."""
+
+    tag: bytes
+    reference: bytes
+    pattern: bytes
+    select_options: tuple[str, ...] = ()
+    return_options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LsubCommand:
+    tag: bytes
+    reference: bytes
+    pattern: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCommand:
+    """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN, in the order sent."""
+
+    tag: bytes
+    mailbox: bytes
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendCommand:
+    """The head of an APPEND (RFC 3501 section 6.3.11); the message follows as events.
+
+    The session answers it by calling ``Receiver.accept_literal()`` (then
+    ``LiteralChunk`` events and one ``AppendEnd``) or ``reject_literal()``.
+    For a synchronizing literal the session sends ``+ ...`` before accepting.
+    ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
+    """
+
+    tag: bytes
+    mailbox: bytes
+    flags: tuple[bytes, ...]
+    date_time: datetime.datetime | None
+    size: int
+    synchronizing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IdleCommand:
+    """RFC 2177. After sending ``+ idling`` the session calls ``Receiver.start_idle()``."""
+
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceCommand:
+    """RFC 2342."""
+
+    tag: bytes
+
+
+# --------------------------------------------------------------------------- selected
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnselectCommand:
+    """RFC 3691."""
+
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeCommand:
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UidExpungeCommand:
+    """RFC 4315 (UIDPLUS)."""
+
+    tag: bytes
+    sequence_set: SequenceSet
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCommand:
+    """Several top-level keys arrive as one ``AndKey``.
+
+    ``charset`` is upper-case as sent, ``None`` when absent (US-ASCII). The
+    strings in ``key`` are raw bytes in that charset.
+    """
+
+    tag: bytes
+    uid: bool
+    charset: str | None
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class FetchCommand:
+    """ALL/FAST/FULL arrive expanded. UID FETCH does not add UID here: the session does."""
+
+    tag: bytes
+    uid: bool
+    sequence_set: SequenceSet
+    attributes: tuple[FetchAttribute, ...]
+
+
+StoreMode: TypeAlias = Literal["replace", "add", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCommand:
+    """``FLAGS`` / ``+FLAGS`` / ``-FLAGS`` [``.SILENT``]; system flags in canonical case."""
+
+    tag: bytes
+    uid: bool
+    sequence_set: SequenceSet
+    mode: StoreMode
+    silent: bool
+    flags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyCommand:
+    tag: bytes
+    uid: bool
+    sequence_set: SequenceSet
+    mailbox: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MoveCommand:
+    """RFC 6851."""
+
+    tag: bytes
+    uid: bool
+    sequence_set: SequenceSet
+    mailbox: bytes
+
+
+Command: TypeAlias = (
+    CapabilityCommand
+    | NoopCommand
+    | LogoutCommand
+    | IdCommand
+    | EnableCommand
+    | StartTlsCommand
+    | AuthenticateCommand
+    | LoginCommand
+    | SelectCommand
+    | CreateCommand
+    | DeleteCommand
+    | RenameCommand
+    | SubscribeCommand
+    | UnsubscribeCommand
+    | ListCommand
+    | LsubCommand
+    | StatusCommand
+    | AppendCommand
+    | IdleCommand
+    | NamespaceCommand
+    | CheckCommand
+    | CloseCommand
+    | UnselectCommand
+    | ExpungeCommand
+    | UidExpungeCommand
+    | SearchCommand
+    | FetchCommand
+    | StoreCommand
+    | CopyCommand
+    | MoveCommand
+)

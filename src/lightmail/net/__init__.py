@@ -1,0 +1,26 @@
+"""The network layer shared by IMAP, POP3 and LMTP: listeners, connections, TLS."""
+
+from lightmail.net.listener import ConnectionLimiter, Handler, Listener, ListenError
+from lightmail.net.stream import (
+    Connection,
+    ConnectionClosed,
+    IdleTimeout,
+    StreamError,
+    TlsHandshakeFailed,
+    WriteTimeout,
+)
+from lightmail.net.tls import server_context
+
+__all__ = [
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionLimiter",
+    "Handler",
+    "IdleTimeout",
+    "ListenError",
+    "Listener",
+    "StreamError",
+    "TlsHandshakeFailed",
+    "WriteTimeout",
+    "server_context",
+]

@@ -1,0 +1,332 @@
+"""Listening sockets for one protocol: TCP, unix sockets, implicit TLS, limits, shutdown.
+
+A :class:`Listener` binds its addresses, wraps each accepted socket in a
+:class:`~lightmail.net.stream.Connection` and runs the protocol's handler on it
+as its own task. It satisfies :class:`lightmail.runtime.Service`.
+
+Limits are checked once a connection is made (for implicit TLS, after the
+handshake, which is bounded by ``tls_handshake_timeout``): over
+``max_connections`` in total or ``max_per_ip`` from one client (one IPv4
+address, or one IPv6 /64, the block one subscriber usually holds) the
+connection gets the optional ``refuse`` line and is closed. Unix socket
+clients count only toward ``max_connections``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import ssl
+import stat
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightmail.config import ListenAddress, TcpAddress, UnixAddress
+from lightmail.errors import LightMailError
+from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+TLS_HANDSHAKE_TIMEOUT = 15.0  # seconds, for implicit TLS
+_CANCEL_TIMEOUT = 5.0  # seconds cancelled handlers get to unwind at stop()
+_BACKLOG = 511
+
+
+class ListenError(LightMailError):
+    """An address could not be bound; ``str()`` names the listener and the address."""
+
+
+class ConnectionLimiter:
+    """Counts open connections per key and caps each key at ``limit``.
+
+    The listener keeps one per client IP; a session can keep one per user.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: Counter[Hashable] = Counter()
+
+    def try_acquire(self, key: Hashable) -> bool:
+        """Count one more connection for ``key``, unless that would exceed the limit."""
+        if self._counts[key] >= self.limit:
+            return False
+        self._counts[key] += 1
+        return True
+
+    def release(self, key: Hashable) -> None:
+        """Forget one connection counted by a successful :meth:`try_acquire`."""
+        if self._counts[key] <= 1:
+            del self._counts[key]
+        else:
+            self._counts[key] -= 1
+
+    def count(self, key: Hashable) -> int:
+        return self._counts.get(key, 0)
+
+
+class Listener:
+    """One protocol's listening sockets and the connections they accepted."""
+
+    def __init__(
+        self,
+        name: str,
+        addresses: Sequence[ListenAddress],
+        handler: Handler,
+        *,
+        tls: ssl.SSLContext | None = None,
+        max_connections: int = 1000,
+        max_per_ip: int = 50,
+        refuse: bytes | None = None,
+        unix_mode: int | None = 0o660,
+        unix_owner: str | None = None,
+        unix_group: str | None = None,
+        tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.addresses = tuple(addresses)
+        self.tls = tls
+        self.max_connections = max_connections
+        self.refuse = refuse
+        self.unix_mode = unix_mode
+        self.unix_owner = unix_owner
+        self.unix_group = unix_group
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.bound: list[str] = []  # "127.0.0.1:1143", "unix:/run/lightmail/lmtp.sock"
+        self.bound_addresses: list[ListenAddress] = []  # with the ports actually bound
+        self._handler = handler
+        self._per_ip = ConnectionLimiter(max_per_ip)
+        self._servers: list[asyncio.Server] = []
+        self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
+        self._tasks: dict[asyncio.Task[None], Connection] = {}
+        self._stopping = False
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Bind every address (raises :class:`ListenError`), then accept connections."""
+        self._stopping = False
+        try:
+            for address in self.addresses:
+                if isinstance(address, UnixAddress):
+                    server = await self._bind_unix(address)
+                else:
+                    server = await self._bind_tcp(address)
+                self._servers.append(server)
+        except BaseException:
+            await self._close_servers()
+            raise
+        tls = " (TLS)" if self.tls is not None else ""
+        for where in self.bound:
+            log.info("%s: listening on %s%s", self.name, where, tls)
+
+    async def stop(self, grace: float = 10) -> None:
+        """Stop accepting; ask sessions to end; after ``grace`` seconds cancel the rest."""
+        self._stopping = True
+        for server in self._servers:
+            server.close()  # stop accepting now; the sockets are released below
+        tasks = set(self._tasks)
+        for connection in self._tasks.values():
+            connection.shutdown_requested.set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            if pending:
+                log.info(
+                    "%s: cancelling %d sessions still open after %gs",
+                    self.name,
+                    len(pending),
+                    grace,
+                )
+                for task in pending:
+                    task.cancel()
+                _, stuck = await asyncio.wait(pending, timeout=_CANCEL_TIMEOUT)
+                for task in stuck:
+                    log.error(
+                        "%s: session %s ignored cancellation", self.name, self._tasks[task].id
+                    )
+                    self._tasks[task].abort()
+        await self._close_servers()
+
+    # --- binding -----------------------------------------------------------
+
+    async def _bind_tcp(self, address: TcpAddress) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        try:
+            server = await loop.create_server(
+                self._protocol,
+                address.host,
+                address.port,
+                reuse_address=True,
+                backlog=_BACKLOG,
+                **self._tls_options(),
+            )
+        except OSError as error:
+            raise self._error(address, error) from None
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            actual = TcpAddress(host, port)
+            self.bound_addresses.append(actual)
+            self.bound.append(str(actual))
+        return server
+
+    async def _bind_unix(self, address: UnixAddress) -> asyncio.Server:
+        path = address.path
+        await self._remove_stale(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(os.fspath(path))
+            # Not listening yet: until chmod and chown are done, connects are refused.
+            if self.unix_mode is not None:
+                path.chmod(self.unix_mode)
+            if self.unix_owner is not None or self.unix_group is not None:
+                shutil.chown(path, self.unix_owner, self.unix_group)  # type: ignore[arg-type]
+            info = path.stat()
+            server = await asyncio.get_running_loop().create_unix_server(
+                self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options()
+            )
+        except (OSError, LookupError) as error:
+            sock.close()
+            with contextlib.suppress(OSError):
+                if path.is_socket():
+                    path.unlink()
+            raise self._error(address, error) from None
+        self._unix_files.append((path, info.st_dev, info.st_ino))
+        self.bound_addresses.append(address)
+        self.bound.append(str(address))
+        return server
+
+    async def _remove_stale(self, address: UnixAddress) -> None:
+        """Unlink a socket file nobody listens on; refuse to touch anything else."""
+        path = address.path
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise self._error(address, error) from None
+        if not stat.S_ISSOCK(mode):
+            raise ListenError(f"{self.name}: cannot listen on {address}: not a socket file")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            async with asyncio.timeout(1):
+                await asyncio.get_running_loop().sock_connect(probe, os.fspath(path))
+        except (OSError, TimeoutError):
+            try:
+                path.unlink(missing_ok=True)  # stale: left by a process that died
+            except OSError as error:
+                raise self._error(address, error) from None
+            log.info("%s: removed stale socket file %s", self.name, path)
+            return
+        finally:
+            probe.close()
+        raise ListenError(f"{self.name}: cannot listen on {address}: another server uses it")
+
+    def _tls_options(self) -> dict[str, Any]:
+        if self.tls is None:
+            return {}
+        return {"ssl": self.tls, "ssl_handshake_timeout": self.tls_handshake_timeout}
+
+    def _error(self, address: ListenAddress, error: OSError | LookupError) -> ListenError:
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        else:
+            reason = str(error) or type(error).__name__
+        return ListenError(f"{self.name}: cannot listen on {address}: {reason}")
+
+    async def _close_servers(self) -> None:
+        """Stop accepting and unlink our socket files; safe to call twice."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            # From Python 3.12 this also waits for open connections, including
+            # implicit-TLS handshakes that have not reached a session yet.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CANCEL_TIMEOUT):
+                    await server.wait_closed()
+        files, self._unix_files = self._unix_files, []
+        for path, device, inode in files:
+            with contextlib.suppress(OSError):
+                info = path.lstat()
+                if (info.st_dev, info.st_ino) == (device, inode):  # not replaced by another
+                    path.unlink()
+        self.bound.clear()
+        self.bound_addresses.clear()
+
+    # --- connections -------------------------------------------------------
+
+    def _protocol(self) -> asyncio.Protocol:
+        return ConnectionProtocol(self._accept)
+
+    def _accept(self, connection: Connection) -> None:
+        """Called from ``connection_made``: admit the connection or refuse it."""
+        key = _ip_key(connection.peer_ip)
+        if self._stopping:
+            connection.refuse(None)
+            return
+        if len(self._tasks) >= self.max_connections:
+            log.warning(
+                "%s: refused %s: %d connections open (max_connections)",
+                self.name,
+                connection.peer,
+                len(self._tasks),
+            )
+            connection.refuse(self.refuse)
+            return
+        if key is not None and not self._per_ip.try_acquire(key):
+            log.warning(
+                "%s: refused %s: %d connections from %s (max_per_ip)",
+                self.name,
+                connection.peer,
+                self._per_ip.count(key),
+                key,
+            )
+            connection.refuse(self.refuse)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._serve(connection), name=f"{self.name}-{connection.id}"
+        )
+        self._tasks[task] = connection
+
+        def done(task: asyncio.Task[None]) -> None:
+            del self._tasks[task]
+            if key is not None:
+                self._per_ip.release(key)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                # Only BaseExceptions other than CancelledError get here.
+                log.error("%s: session %s ended by %r", self.name, connection.id, error)
+
+        task.add_done_callback(done)
+
+    async def _serve(self, connection: Connection) -> None:
+        log.debug("%s: %s connected from %s", self.name, connection.id, connection.peer)
+        try:
+            await self._handler(connection)
+        except StreamError as error:
+            log.info("%s: %s from %s: %s", self.name, connection.id, connection.peer, error)
+        except Exception:
+            log.exception(
+                "%s: session %s from %s failed", self.name, connection.id, connection.peer
+            )
+        finally:
+            await connection.close()
+            log.debug("%s: %s closed", self.name, connection.id)
+
+
+def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashable | None:
+    """What ``max_per_ip`` counts: the IPv4 address or the IPv6 /64; None for unix sockets."""
+    if isinstance(ip, ipaddress.IPv6Address) and not ip.is_loopback:
+        return ipaddress.IPv6Network((ip, 64), strict=False)
+    return ip

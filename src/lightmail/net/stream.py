@@ -1,0 +1,370 @@
+"""One client connection: bounded reads, drained writes, timeouts and STARTTLS.
+
+The protocol sessions (IMAP, POP3, LMTP) are sans-I/O objects; their thin
+async driver owns one :class:`Connection` and loops ``read`` → feed the
+protocol → ``write`` the replies. This module is that driver's only view of the
+socket, shaped like h11's trio example plus Stalwart's ``handle_conn``.
+
+It sits on an :class:`asyncio.Protocol` of its own rather than a
+``StreamReader`` so that it controls the receive buffer:
+
+- the buffer is bounded: above ``high_water`` bytes the transport stops
+  reading (the kernel's window then pushes back on the client) and resumes
+  once a ``read`` drains it below ``high_water // 4``; a client that floods
+  cannot grow memory beyond ``high_water`` plus one transport read;
+- :meth:`Connection.start_tls` drops whatever was received in plaintext
+  before the handshake, so bytes a client (or a man in the middle) pipelined
+  after ``STARTTLS`` never reach the session as if they had come over TLS
+  (RFC 3501 §6.2.1, RFC 2595 §3.1, CVE-2011-0411).
+
+Errors are subclasses of :class:`StreamError` (itself a ``ConnectionError``):
+the peer went away, stayed silent or stopped reading. They are not bugs; the
+session ends and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from typing import TypeAlias, cast
+
+log = logging.getLogger(__name__)
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+READ_SIZE = 64 * 1024  # most bytes one read() returns
+HIGH_WATER = 256 * 1024  # receive buffer size at which reading pauses
+CLOSE_TIMEOUT = 5.0  # seconds a graceful close may take before the connection is aborted
+
+
+class StreamError(ConnectionError):
+    """The connection cannot carry on: the peer closed, stalled or failed TLS."""
+
+
+class ConnectionClosed(StreamError):
+    """The connection is closed (by the peer, by us, or after an error)."""
+
+
+class IdleTimeout(StreamError):
+    """Nothing arrived within the read timeout; the connection is still open."""
+
+
+class WriteTimeout(StreamError):
+    """The peer did not read what we wrote within the timeout; the connection was aborted."""
+
+
+class TlsHandshakeFailed(StreamError):
+    """The TLS handshake failed or timed out; the connection was closed."""
+
+
+def _session_id() -> str:
+    """8 characters of base32 (40 random bits): short enough for every log line."""
+    return base64.b32encode(os.urandom(5)).decode("ascii").lower()
+
+
+def _format_address(name: object) -> str:
+    """``203.0.113.5:51234``, ``[2001:db8::1]:51234`` or ``unix`` / ``unix:PATH``."""
+    if isinstance(name, tuple) and len(name) >= 2:
+        host, port = str(name[0]), name[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(name, bytes):  # an abstract or non-UTF-8 unix socket name
+        name = name.decode("utf-8", "backslashreplace")
+    return f"unix:{name}" if isinstance(name, str) and name else "unix"
+
+
+def _ip(name: object) -> IPAddress | None:
+    """The peer's address, IPv4-mapped IPv6 (``::ffff:192.0.2.1``) as IPv4; None for unix."""
+    if not (isinstance(name, tuple) and len(name) >= 2):
+        return None
+    try:
+        address = ipaddress.ip_address(str(name[0]))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+class ConnectionProtocol(asyncio.Protocol):
+    """The asyncio side of a :class:`Connection`; listeners pass it to ``create_server``.
+
+    It buffers what arrives and wakes the one reader, and tracks write pauses
+    and the end of the connection. ``on_connection`` receives the new
+    :class:`Connection` from ``connection_made``.
+    """
+
+    transport: asyncio.Transport  # set by connection_made
+
+    def __init__(
+        self,
+        on_connection: Callable[[Connection], None] | None = None,
+        *,
+        high_water: int = HIGH_WATER,
+    ) -> None:
+        self._on_connection = on_connection
+        self.high_water = high_water
+        self.buffer = bytearray()
+        self.connection: Connection | None = None
+        self.reading_paused = False
+        self.eof = False
+        self.lost = False
+        self.tls = False  # eof_received's answer must be False over TLS
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+
+    # --- asyncio.Protocol ------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport; uvloop's do not subclass asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.connection = Connection(self.transport, self)
+        if self._on_connection is not None:
+            self._on_connection(self.connection)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= self.high_water and not self.reading_paused:
+            self.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        # Over plain TCP keep our half open, so a client that shuts down its
+        # sending side after its last command still gets the reply.
+        return not self.tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = self.eof = True
+        self._wake_reader()
+        self._wake(self._write_waiter)
+        self._wake(self._lost_waiter)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake(self._write_waiter)
+
+    # --- used by Connection ----------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.reading_paused = True
+
+    def resume_reading(self) -> None:
+        self.reading_paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def wait_readable(self) -> None:
+        if self._read_waiter is not None:
+            raise RuntimeError("another task is already reading this connection")
+        self._read_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._read_waiter
+        finally:
+            self._read_waiter = None
+
+    async def wait_writable(self) -> None:
+        """Return once the transport's write buffer is below its high-water mark."""
+        while self._writing_paused and not self.lost:
+            if self._write_waiter is None or self._write_waiter.done():
+                self._write_waiter = asyncio.get_running_loop().create_future()
+            # Shared by concurrent writers; shielded so one writer's timeout
+            # does not cancel the others' wait.
+            await asyncio.shield(self._write_waiter)
+
+    async def wait_lost(self) -> None:
+        if not self.lost:
+            self._lost_waiter = self._lost_waiter or asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._lost_waiter)
+
+    def _wake_reader(self) -> None:
+        self._wake(self._read_waiter)
+
+    @staticmethod
+    def _wake(waiter: asyncio.Future[None] | None) -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Connection:
+    """One client connection, driven by one session task.
+
+    Built by the listener; sessions use :meth:`read`, :meth:`write`,
+    :meth:`start_tls` and :meth:`close`, and watch :attr:`shutdown_requested`
+    to say BYE when the server stops. Only one task may read at a time.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: ConnectionProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+        self.id = _session_id()
+        peername = transport.get_extra_info("peername")
+        self.peer: str = _format_address(peername) if isinstance(peername, tuple) else "unix"
+        self.peer_ip: IPAddress | None = _ip(peername)
+        self.local: str = _format_address(transport.get_extra_info("sockname"))
+        self.is_tls: bool = transport.get_extra_info("sslcontext") is not None
+        protocol.tls = self.is_tls
+        self.shutdown_requested = asyncio.Event()  # set by the listener when the server stops
+
+    def __repr__(self) -> str:
+        tls = " tls" if self.is_tls else ""
+        return f"<Connection {self.id} {self.peer}{tls}>"
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet read (at most the high-water mark plus one read)."""
+        return len(self._protocol.buffer)
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer closed its side and everything it sent has been read."""
+        return self._protocol.eof and not self._protocol.buffer
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closed or self._protocol.lost or self._transport.is_closing()
+
+    # The timeouts below are parameters (ASYNC109) because each maps to its own
+    # error and reaction: an idle client gets a BYE, a stalled one is aborted.
+
+    async def read(self, timeout: float, max_bytes: int = READ_SIZE) -> bytes:  # noqa: ASYNC109
+        """The next bytes received (1 to ``max_bytes``), or ``b""`` at end of stream.
+
+        End of stream is the peer closing or resetting the connection, or our
+        own close. Raises :class:`IdleTimeout` when nothing arrives within
+        ``timeout`` seconds (the connection stays open, e.g. to send BYE).
+        Cancel-safe: a cancelled read loses no data.
+        """
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof:
+            try:
+                async with asyncio.timeout(timeout):
+                    await protocol.wait_readable()
+            except TimeoutError:
+                raise IdleTimeout(f"nothing received for {timeout:g} seconds") from None
+        if len(protocol.buffer) <= max_bytes:
+            data = bytes(protocol.buffer)
+            protocol.buffer.clear()
+        else:
+            data = bytes(protocol.buffer[:max_bytes])
+            del protocol.buffer[:max_bytes]  # O(1): CPython moves a bytearray's start
+        if protocol.reading_paused and len(protocol.buffer) <= protocol.high_water // 4:
+            protocol.resume_reading()
+        return data
+
+    async def write(self, data: bytes, timeout: float = 60) -> None:  # noqa: ASYNC109
+        """Send ``data`` and wait until the transport's buffer has room again.
+
+        Raises :class:`ConnectionClosed` when the connection is closed, and
+        :class:`WriteTimeout` (after aborting the connection) when the peer
+        reads nothing for ``timeout`` seconds. Write large replies in chunks:
+        each call buffers all of ``data`` before waiting.
+        """
+        if self.is_closing:
+            raise ConnectionClosed("connection closed")
+        self._transport.write(data)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._protocol.wait_writable()
+        except TimeoutError:
+            self._abort()
+            raise WriteTimeout(f"peer read nothing for {timeout:g} seconds") from None
+        if self._protocol.lost:
+            raise ConnectionClosed("connection closed by peer")
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30) -> None:  # noqa: ASYNC109
+        """Upgrade to TLS as the server side; call right after sending the go-ahead reply.
+
+        Bytes received before the handshake are discarded: they came in
+        plaintext after the STARTTLS command (RFC 3501 §6.2.1, RFC 2595 §3.1;
+        the CVE-2011-0411 injection). The caller must equally drop anything its
+        own protocol object still buffers. Raises :class:`TlsHandshakeFailed`
+        (the connection is then closed) or :class:`ConnectionClosed`.
+        """
+        if self.is_tls:
+            raise RuntimeError("the connection already uses TLS")
+        if self.is_closing:
+            raise ConnectionClosed("connection closed")
+        protocol = self._protocol
+        if protocol.buffer:
+            log.info(
+                "%s: discarded %d bytes sent in plaintext after STARTTLS",
+                self.id,
+                len(protocol.buffer),
+            )
+            protocol.buffer.clear()
+        protocol.eof = False  # nothing to read yet over TLS; a real EOF ends the handshake
+        protocol.tls = True
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(
+                self._transport,
+                protocol,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=timeout,
+            )
+        except (OSError, TimeoutError, asyncio.CancelledError) as error:
+            self._lose()
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            raise TlsHandshakeFailed(f"TLS handshake failed: {error}") from None
+        if transport is None:  # the peer closed during the handshake
+            self._lose()
+            raise ConnectionClosed("connection closed during the TLS handshake")
+        # loop.start_tls switched the socket to the TLS protocol before its first
+        # await, so the buffer now holds only decrypted bytes. It also resumed
+        # reading if a full buffer had paused it.
+        protocol.reading_paused = False
+        protocol.transport = self._transport = transport
+        self.is_tls = True
+
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:  # noqa: ASYNC109
+        """Flush and close; abort if that takes more than ``timeout`` seconds. Idempotent."""
+        self._closed = True
+        if not self._transport.is_closing():
+            self._transport.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._protocol.wait_lost()
+        except TimeoutError:
+            log.debug("%s: close timed out; aborting", self.id)
+            self._abort()
+            try:
+                async with asyncio.timeout(1):
+                    await self._protocol.wait_lost()
+            except TimeoutError:
+                self._protocol.connection_lost(None)
+
+    def refuse(self, line: bytes | None) -> None:
+        """Send ``line`` (if any) and close; for over-limit connections."""
+        self._closed = True
+        if line:
+            self._transport.write(line)
+        self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping anything not yet sent."""
+        self._abort()
+
+    def _abort(self) -> None:
+        self._closed = True
+        self._transport.abort()
+
+    def _lose(self) -> None:
+        """After a failed handshake: the old transport is gone and will not report it."""
+        self._abort()
+        self._protocol.connection_lost(None)

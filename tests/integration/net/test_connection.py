@@ -1,0 +1,276 @@
+"""Connection: reads, writes, timeouts, flow control and STARTTLS, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+
+import pytest
+
+from lightmail.net import (
+    Connection,
+    ConnectionClosed,
+    IdleTimeout,
+    TlsHandshakeFailed,
+    WriteTimeout,
+)
+from lightmail.net.stream import HIGH_WATER, READ_SIZE, _ip
+from tests.integration.net.conftest import close, connect, serving
+
+
+async def echo(connection: Connection) -> None:
+    while data := await connection.read(timeout=5):
+        await connection.write(data)
+
+
+async def test_echo_over_tcp_with_peer_details() -> None:
+    seen: list[Connection] = []
+
+    async def handler(connection: Connection) -> None:
+        seen.append(connection)
+        await echo(connection)
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"a1 NOOP\r\n")
+        assert await reader.readexactly(9) == b"a1 NOOP\r\n"
+        local_port = writer.get_extra_info("sockname")[1]
+        bound = listener.bound[0]
+        await close(writer)
+    (connection,) = seen
+    assert connection.peer == f"127.0.0.1:{local_port}"
+    assert connection.peer_ip == ipaddress.IPv4Address("127.0.0.1")
+    assert connection.local == bound
+    assert not connection.is_tls
+    assert len(connection.id) == 8
+
+
+def test_ipv4_mapped_peer_is_reported_as_ipv4() -> None:
+    assert _ip(("::ffff:192.0.2.1", 143, 0, 0)) == ipaddress.IPv4Address("192.0.2.1")
+    assert _ip(("2001:db8::1", 143, 0, 0)) == ipaddress.IPv6Address("2001:db8::1")
+    assert _ip("") is None
+
+
+async def test_read_returns_empty_bytes_at_eof_and_reply_still_goes_out() -> None:
+    async def handler(connection: Connection) -> None:
+        received = b""
+        while data := await connection.read(timeout=5):
+            received += data
+        await connection.write(b"got " + received)  # the client only shut down its side
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"QUIT\r\n")
+        writer.write_eof()
+        assert await reader.read() == b"got QUIT\r\n"
+        await close(writer)
+
+
+async def test_idle_timeout_leaves_the_connection_open_for_bye() -> None:
+    async def handler(connection: Connection) -> None:
+        with pytest.raises(IdleTimeout):
+            await connection.read(timeout=0.1)
+        await connection.write(b"* BYE Autologout\r\n")
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        assert await reader.read() == b"* BYE Autologout\r\n"
+        await close(writer)
+
+
+async def test_flood_is_bounded_by_the_high_water_mark() -> None:
+    total = 50 * 1024 * 1024
+    observed: list[int] = []
+    received = 0
+    start_reading = asyncio.Event()
+
+    async def handler(connection: Connection) -> None:
+        nonlocal received
+        for _ in range(50):  # the client floods while the session does not read
+            await asyncio.sleep(0.01)
+            observed.append(connection.buffered)
+        await start_reading.wait()
+        while data := await connection.read(timeout=5):
+            assert len(data) <= READ_SIZE
+            received += len(data)
+            observed.append(connection.buffered)
+        await connection.write(b"done\r\n")
+
+    async def flood(writer: asyncio.StreamWriter) -> None:
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(total // len(chunk)):
+            writer.write(chunk)
+            await writer.drain()
+        writer.write_eof()
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        sender = asyncio.create_task(flood(writer))
+        await asyncio.sleep(0.6)
+        assert not sender.done()  # the server stopped reading; the kernel pushes back
+        assert HIGH_WATER <= max(observed) <= 2 * HIGH_WATER
+        start_reading.set()
+        await sender
+        assert await reader.read() == b"done\r\n"
+        await close(writer)
+    assert received == total
+    assert max(observed) <= 2 * HIGH_WATER
+
+
+async def test_write_to_a_peer_that_closed_raises_connection_closed() -> None:
+    outcome: list[BaseException] = []
+
+    async def keep_writing(connection: Connection) -> None:
+        for _ in range(100):  # the first writes may still reach the kernel
+            await connection.write(b"* OK still there?\r\n" * 100)
+            await asyncio.sleep(0.01)
+
+    async def handler(connection: Connection) -> None:
+        assert await connection.read(timeout=5) == b""
+        with pytest.raises(ConnectionClosed) as raised:
+            await keep_writing(connection)
+        outcome.append(raised.value)
+
+    async with serving(handler) as listener:
+        _, writer = await connect(listener)
+        await close(writer)
+        for _ in range(100):
+            if outcome:
+                break
+            await asyncio.sleep(0.02)
+    assert outcome
+
+
+async def test_write_to_a_peer_that_does_not_read_times_out() -> None:
+    outcome: list[BaseException] = []
+
+    async def keep_writing(connection: Connection) -> None:
+        for _ in range(1000):  # until the kernel's buffers are full
+            await connection.write(b"x" * 1024 * 1024, timeout=0.2)
+
+    async def handler(connection: Connection) -> None:
+        with pytest.raises(WriteTimeout) as raised:
+            await keep_writing(connection)
+        outcome.append(raised.value)
+        assert connection.is_closing
+
+    async with serving(handler) as listener:
+        _, writer = await connect(listener)
+        for _ in range(100):
+            if outcome:
+                break
+            await asyncio.sleep(0.05)
+        await close(writer)
+    assert outcome
+
+
+async def test_implicit_tls(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
+    tls_seen: list[bool] = []
+
+    async def handler(connection: Connection) -> None:
+        tls_seen.append(connection.is_tls)
+        await connection.write(b"* OK ready\r\n")
+        await echo(connection)
+
+    async with serving(handler, tls=server_tls) as listener:
+        reader, writer = await connect(listener, tls=client_tls)
+        assert await reader.readline() == b"* OK ready\r\n"
+        writer.write(b"a1 CAPABILITY\r\n")
+        assert await reader.readline() == b"a1 CAPABILITY\r\n"
+        await close(writer)
+    assert tls_seen == [True]
+
+
+async def test_implicit_tls_handshake_failure_ends_quietly(server_tls: ssl.SSLContext) -> None:
+    called: list[Connection] = []
+
+    async def handler(connection: Connection) -> None:
+        called.append(connection)
+
+    async with serving(handler, tls=server_tls, tls_handshake_timeout=2) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"a1 LOGIN alice secret\r\n")  # plaintext to a TLS port
+        assert await reader.read() == b""
+        await close(writer)
+        assert listener.connections == 0
+    assert called == []
+
+
+async def test_starttls_upgrade(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
+    async def handler(connection: Connection) -> None:
+        assert await connection.read(timeout=5) == b"a1 STARTTLS\r\n"
+        await connection.write(b"a1 OK begin TLS\r\n")
+        await connection.start_tls(server_tls)
+        assert connection.is_tls
+        await echo(connection)
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"a1 STARTTLS\r\n")
+        assert await reader.readline() == b"a1 OK begin TLS\r\n"
+        await writer.start_tls(client_tls, server_hostname="localhost")
+        writer.write(b"a2 NOOP\r\n")
+        assert await reader.readline() == b"a2 NOOP\r\n"
+        await close(writer)
+
+
+async def test_starttls_discards_pipelined_plaintext_injection(
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    """CVE-2011-0411: bytes sent in plaintext after STARTTLS must not count as TLS input."""
+    after_tls: list[bytes] = []
+    command = b"a1 STARTTLS\r\n"
+    injected = b"a2 DELETE INBOX\r\n"
+
+    async def handler(connection: Connection) -> None:
+        assert await connection.read(timeout=5, max_bytes=len(command)) == command
+        # The attack: the injected command is already buffered at the upgrade.
+        while connection.buffered < len(injected):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        await connection.write(b"a1 OK begin TLS\r\n")
+        await connection.start_tls(server_tls)
+        while data := await connection.read(timeout=5):
+            after_tls.append(data)
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(command + injected)  # one segment, as a man in the middle would add it
+        assert await reader.readline() == b"a1 OK begin TLS\r\n"
+        await writer.start_tls(client_tls, server_hostname="localhost")
+        writer.write(b"a3 LOGOUT\r\n")
+        await writer.drain()
+        await close(writer)
+        for _ in range(100):
+            if after_tls:
+                break
+            await asyncio.sleep(0.01)
+    assert b"".join(after_tls) == b"a3 LOGOUT\r\n"
+
+
+async def test_starttls_with_a_plaintext_client_fails_the_handshake(
+    server_tls: ssl.SSLContext,
+) -> None:
+    outcome: list[BaseException] = []
+
+    async def handler(connection: Connection) -> None:
+        await connection.read(timeout=5)
+        await connection.write(b"a1 OK begin TLS\r\n")
+        with pytest.raises(TlsHandshakeFailed) as raised:
+            await connection.start_tls(server_tls, timeout=2)
+        outcome.append(raised.value)
+        with pytest.raises(ConnectionClosed):
+            await connection.write(b"a2 BAD\r\n")
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"a1 STARTTLS\r\n")
+        assert await reader.readline() == b"a1 OK begin TLS\r\n"
+        writer.write(b"a2 LOGIN alice secret\r\n")
+        await reader.read()
+        await close(writer)
+        for _ in range(100):
+            if outcome:
+                break
+            await asyncio.sleep(0.01)
+    assert outcome

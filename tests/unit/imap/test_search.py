@@ -1,0 +1,341 @@
+"""SEARCH keys (RFC 3501 section 6.4.4) and the chunked BODY/TEXT scanner."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lightmail.imap.search import SearchMessage, TextScan, matches, text_needles
+from lightmail.imap.wire.types import (
+    STAR,
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SequenceSet,
+    SizeKey,
+    TextKey,
+)
+
+HEADER = (
+    b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n"
+    b"To: Smith <smith@example.net>\r\n"
+    b"Cc: team@example.net\r\n"
+    b"Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n"
+    b"  and more\r\n"
+    b"X-Empty:\r\n"
+    b"Date: Tue, 2 Jan 2024 01:30:00 +0100\r\n"
+    b"\r\n"
+)
+
+MESSAGE = SearchMessage(
+    seq=3,
+    uid=42,
+    flags=("\\Seen", "\\Flagged", "$Label"),
+    recent=True,
+    size=2000,
+    internaldate=datetime(2024, 1, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+    header=HEADER,
+    sent_date=date(2024, 1, 2),
+)
+
+
+def check(
+    key: SearchKey,
+    message: SearchMessage = MESSAGE,
+    found: frozenset[tuple[bytes, bool]] = frozenset(),
+) -> bool:
+    return matches(key, message, largest_seq=10, largest_uid=100, found=found)
+
+
+# -- flags -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (AllKey(), True),
+        (FlagKey(b"\\Seen"), True),
+        (FlagKey(b"\\SEEN"), True),
+        (FlagKey(b"\\Seen", present=False), False),
+        (FlagKey(b"\\Answered"), False),
+        (FlagKey(b"\\Answered", present=False), True),
+        (FlagKey(b"\\Deleted"), False),
+        (FlagKey(b"\\Draft", present=False), True),
+        (FlagKey(b"\\Flagged"), True),
+        (FlagKey(b"\\Recent"), True),
+        (FlagKey(b"$Label"), True),
+        (FlagKey(b"$label"), True),
+        (FlagKey(b"$Other"), False),
+        (FlagKey(b"$Other", present=False), True),
+        # NEW = (RECENT UNSEEN); OLD = NOT RECENT
+        (AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False))), False),
+        (NotKey(FlagKey(b"\\Recent")), False),
+    ],
+)
+def test_flag_keys(key: SearchKey, expected: bool) -> None:
+    assert check(key) is expected
+
+
+def test_recent_comes_from_session_state_not_flags() -> None:
+    message = SearchMessage(
+        seq=1,
+        uid=1,
+        flags=("\\Recent",),
+        recent=False,
+        size=1,
+        internaldate=datetime(2024, 1, 1, tzinfo=UTC),
+        header=b"",
+        sent_date=None,
+    )
+    assert not check(FlagKey(b"\\Recent"), message)
+    new = AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))
+    assert check(new, replace(message, recent=True))
+    assert not check(new, replace(message, recent=True, flags=("\\Seen",)))
+
+
+# -- headers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (b"FROM", b"joerg@example", True),
+        (b"FROM", b"J\xc3\xb6rg M\xc3\xbcller", True),  # RFC 2047-decoded
+        (b"FROM", b"J\xc3\x96RG", True),  # Unicode case folding
+        (b"FROM", b"=?UTF-8?", False),  # not the encoded form
+        (b"TO", b"SMITH", True),
+        (b"CC", b"team@", True),
+        (b"BCC", b"", False),  # no Bcc field at all
+        (b"SUBJECT", b"gr\xc3\xbc\xc3\x9fe aus k\xc3\xb6ln", True),
+        (b"SUBJECT", b"GR\xc3\x9c\xc3\x9fE", True),
+        (b"SUBJECT", b"k\xc3\xb6ln  and more", True),  # unfolded: CRLF removed, WSP kept
+        (b"SUBJECT", b"and more", True),
+        (b"SUBJECT", b"missing", False),
+        (b"x-empty", b"", True),  # empty string: the field is present
+        (b"X-EMPTY", b"a", False),
+        (b"Received", b"", False),
+        (b"date", b"01:30", True),
+    ],
+)
+def test_header_keys(field: bytes, value: bytes, expected: bool) -> None:
+    assert check(HeaderKey(field, value)) is expected
+
+
+def test_header_search_with_bare_lf_and_repeated_fields() -> None:
+    message = replace(
+        MESSAGE, header=b"Received: a\nReceived: from relay\n\tby mx\nSubject: x\n\nX-In-Body: y\n"
+    )
+    assert check(HeaderKey(b"RECEIVED", b"relay\tby mx"), message)
+    assert check(HeaderKey(b"RECEIVED", b"a"), message)
+    assert not check(HeaderKey(b"X-In-Body", b""), message)
+
+
+# -- dates, sizes, sequences --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        # internal date 2024-01-01 23:30 -05:00 is 2024-01-02 in UTC
+        (DateKey("on", date(2024, 1, 2), sent=False), True),
+        (DateKey("on", date(2024, 1, 1), sent=False), False),
+        (DateKey("before", date(2024, 1, 2), sent=False), False),
+        (DateKey("before", date(2024, 1, 3), sent=False), True),
+        (DateKey("since", date(2024, 1, 2), sent=False), True),
+        (DateKey("since", date(2024, 1, 3), sent=False), False),
+        # sent date in its own zone: 2024-01-02 (it was 2024-01-01 in UTC)
+        (DateKey("on", date(2024, 1, 2), sent=True), True),
+        (DateKey("before", date(2024, 1, 2), sent=True), False),
+        (DateKey("since", date(2024, 1, 2), sent=True), True),
+        (DateKey("since", date(2024, 1, 3), sent=True), False),
+        (SizeKey("larger", 1999), True),
+        (SizeKey("larger", 2000), False),
+        (SizeKey("smaller", 2000), False),
+        (SizeKey("smaller", 2001), True),
+        (SequenceKey(SequenceSet(((3, 3),)), uid=False), True),
+        (SequenceKey(SequenceSet(((1, 2), (4, STAR))), uid=False), False),
+        (SequenceKey(SequenceSet(((STAR, 2),)), uid=False), True),  # 10:2
+        (SequenceKey(SequenceSet(((42, 42),)), uid=True), True),
+        (SequenceKey(SequenceSet(((3, 3),)), uid=True), False),
+        (SequenceKey(SequenceSet(((50, STAR),)), uid=True), False),  # 50:100
+        (SequenceKey(SequenceSet(((STAR, STAR),)), uid=True), False),
+    ],
+)
+def test_date_size_sequence_keys(key: SearchKey, expected: bool) -> None:
+    assert check(key) is expected
+
+
+def test_star_is_the_largest() -> None:
+    last = replace(MESSAGE, seq=10, uid=100)
+    assert check(SequenceKey(SequenceSet(((STAR, STAR),)), uid=False), last)
+    assert check(SequenceKey(SequenceSet(((STAR, STAR),)), uid=True), last)
+
+
+def test_sent_keys_never_match_without_date() -> None:
+    undated = replace(MESSAGE, sent_date=None)
+    ops: tuple[Literal["before", "on", "since"], ...] = ("before", "on", "since")
+    for op in ops:
+        assert not check(DateKey(op, date(2024, 1, 2), sent=True), undated)
+        assert check(NotKey(DateKey(op, date(2024, 1, 2), sent=True)), undated)
+
+
+# -- combinations --------------------------------------------------------------------
+
+
+def test_nested_or_not_and() -> None:
+    # FLAGGED SINCE 1-Jan-2024 NOT FROM "Smith"  (RFC 3501's example, shifted)
+    key = AndKey(
+        (
+            FlagKey(b"\\Flagged"),
+            DateKey("since", date(2024, 1, 1), sent=False),
+            NotKey(HeaderKey(b"FROM", b"Smith")),
+        )
+    )
+    assert check(key)
+    assert not check(AndKey((key, HeaderKey(b"FROM", b"nobody"))))
+    assert check(OrKey(HeaderKey(b"FROM", b"nobody"), OrKey(AllKey(), FlagKey(b"\\Deleted"))))
+    assert not check(OrKey(FlagKey(b"\\Deleted"), NotKey(OrKey(AllKey(), AllKey()))))
+    assert check(NotKey(NotKey(AndKey((FlagKey(b"\\Seen"), SizeKey("larger", 1))))))
+
+
+# -- BODY / TEXT -------------------------------------------------------------------
+
+
+def test_text_needles_collects_every_text_key() -> None:
+    key = AndKey(
+        (
+            TextKey(b"a", whole_message=True),
+            OrKey(NotKey(TextKey(b"b", whole_message=False)), FlagKey(b"\\Seen")),
+            AndKey((TextKey(b"a", whole_message=False),)),
+        )
+    )
+    assert text_needles(key) == {(b"a", True), (b"b", False), (b"a", False)}
+    assert text_needles(AndKey((FlagKey(b"\\Seen"), HeaderKey(b"TO", b"x")))) == frozenset()
+
+
+RAW_HEADER = b"Subject: Hello World\r\nX-Tag: needle-in-header\r\n\r\n"
+RAW = RAW_HEADER + b"First line\r\nThe Quick BROWN fox\r\nGr\xc3\xbc\xc3\x9fe\r\n"
+BODY_START = len(RAW_HEADER)
+
+
+def run_scan(
+    needles: set[tuple[bytes, bool]], chunks: list[bytes]
+) -> frozenset[tuple[bytes, bool]]:
+    scan = TextScan(needles, BODY_START)
+    for chunk in chunks:
+        scan.feed(chunk)
+    return scan.found()
+
+
+NEEDLES = {
+    (b"quick brown", False),
+    (b"QUICK brown", True),
+    (b"needle-in-header", False),  # BODY: only the body counts
+    (b"needle-in-header", True),  # TEXT: header too
+    (b"hello", True),
+    (b"hello", False),
+    (b"line\r\nthe", False),  # across lines
+    (b"\r\n\r\nfirst", True),  # straddles header and body
+    (b"\r\n\r\nfirst", False),  # starts in the header: not BODY
+    (b"GR\xc3\x9c\xc3\x9fE", False),  # non-ASCII, Unicode case folding
+    (b"gr\xc3\xbcsse", True),  # casefold: sharp s is "ss"
+    (b"absent", True),
+    (b"", False),  # the empty string is in every body
+}
+EXPECTED = {
+    (b"quick brown", False),
+    (b"QUICK brown", True),
+    (b"needle-in-header", True),
+    (b"hello", True),
+    (b"line\r\nthe", False),
+    (b"\r\n\r\nfirst", True),
+    (b"GR\xc3\x9c\xc3\x9fE", False),
+    (b"gr\xc3\xbcsse", True),
+    (b"", False),
+}
+
+
+def test_text_scan_whole() -> None:
+    assert run_scan(NEEDLES, [RAW]) == EXPECTED
+
+
+def test_text_scan_one_octet_at_a_time() -> None:
+    assert run_scan(NEEDLES, [RAW[i : i + 1] for i in range(len(RAW))]) == EXPECTED
+
+
+def test_text_scan_every_split() -> None:
+    for cut in range(len(RAW) + 1):
+        assert run_scan(NEEDLES, [RAW[:cut], RAW[cut:]]) == EXPECTED, cut
+
+
+def test_text_scan_done_after_a_long_gap() -> None:
+    scan = TextScan({(b"fox", False)}, BODY_START)
+    states = [scan.done]
+    scan.feed(RAW_HEADER)
+    scan.feed(b"x" * 100_000 + b"fo")
+    states.append(scan.done)
+    scan.feed(b"X and more")
+    states.append(scan.done)
+    assert states == [False, False, True]
+    assert scan.found() == {(b"fox", False)}
+
+
+def test_body_needle_not_found_when_message_has_no_body() -> None:
+    scan = TextScan({(b"subject", False), (b"subject", True)}, BODY_START)
+    scan.feed(RAW_HEADER)
+    assert scan.found() == {(b"subject", True)}
+
+
+def test_matches_uses_found_and_decoded_header_for_text() -> None:
+    body = TextKey(b"fox", whole_message=False)
+    text = TextKey(b"fox", whole_message=True)
+    assert check(body, found=frozenset({(b"fox", False)}))
+    assert not check(body, found=frozenset({(b"fox", True)}))
+    assert not check(text)
+    assert check(text, found=frozenset({(b"fox", True)}))
+    # TEXT also sees the RFC 2047-decoded header (the raw one holds only base64).
+    assert check(TextKey(b"k\xc3\xb6ln", whole_message=True))
+    assert not check(TextKey(b"k\xc3\xb6ln", whole_message=False))
+    assert check(NotKey(body))
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=len(RAW)), max_size=12),
+    needles=st.sets(
+        st.tuples(
+            st.one_of(
+                st.sampled_from([needle for needle, _ in NEEDLES]),
+                st.binary(max_size=4),
+                st.integers(0, len(RAW) - 1).flatmap(
+                    lambda i: st.integers(i, min(len(RAW), i + 12)).map(lambda j: RAW[i:j])
+                ),
+            ),
+            st.booleans(),
+        ),
+        max_size=6,
+    ),
+)
+def test_text_scan_any_chunking_gives_the_same_result(
+    cuts: list[int], needles: set[tuple[bytes, bool]]
+) -> None:
+    bounds = [0, *sorted(cuts), len(RAW)]
+    chunks = [RAW[a:b] for a, b in itertools.pairwise(bounds)]
+    assert run_scan(needles, chunks) == run_scan(needles, [RAW])
+    # ASCII needles agree with a plain case-insensitive search of the raw octets.
+    for needle, whole in needles:
+        if needle.isascii():
+            haystack = RAW.lower() if whole else RAW[BODY_START:].lower()
+            expected = needle.lower() in haystack
+            assert ((needle, whole) in run_scan(needles, chunks)) is expected
