@@ -1,7 +1,7 @@
 # `make run` and `make test` work on a fresh Debian machine: each installs what it needs.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: run test lint bench-append clean
+.PHONY: run test lint clean
 
 run:
 	./scripts/bootstrap.sh
@@ -9,6 +9,7 @@ run:
 
 test:
 	./scripts/bootstrap.sh --dev
+	./scripts/system-packages.sh
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives as real clients and peers
+# (see DESIGN.md, "Testing with real parts"). Idempotent: does nothing when all
+# are present. Needs root for apt-get; without it, says what is missing.
+set -euo pipefail
+
+# command -> package
+declare -A wanted=(
+    [mbsync]=isync
+)
+
+missing=()
+for command in "${!wanted[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-packages: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+fi
+echo "system-packages: installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
