@@ -144,8 +144,13 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
 
 
 def _decode_mailbox(raw: bytes) -> str:
+    return names.normalize(_decode_pattern(raw))
+
+
+def _decode_pattern(raw: bytes) -> str:
+    """A mailbox name or LIST pattern from the wire (RFC 3501 section 5.1.3)."""
     try:
-        return names.normalize(mutf7.decode(raw))
+        return mutf7.decode(raw)
     except ValueError:
         raise InvalidMailboxName(raw.decode("ascii", "replace"), "not modified UTF-7") from None
 
@@ -640,8 +645,8 @@ class ImapSession:
 
     async def _list(self, command: c.ListCommand) -> None:
         """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
-        reference = mutf7.decode(command.reference) if command.reference else ""
-        pattern = mutf7.decode(command.pattern) if command.pattern else ""
+        reference = _decode_pattern(command.reference)
+        pattern = _decode_pattern(command.pattern)
         if not pattern:
             self._send(DataResponse(b'LIST (\\Noselect) "/" ""'))
             self._ok(command.tag, "List completed")
@@ -667,8 +672,8 @@ class ImapSession:
         self._ok(command.tag, "List completed")
 
     async def _lsub(self, command: c.LsubCommand) -> None:
-        reference = mutf7.decode(command.reference) if command.reference else ""
-        pattern = mutf7.decode(command.pattern) if command.pattern else ""
+        reference = _decode_pattern(command.reference)
+        pattern = _decode_pattern(command.pattern)
         if not pattern:
             self._send(DataResponse(b'LSUB (\\Noselect) "/" ""'))
             self._ok(command.tag, "Lsub completed")
@@ -1107,8 +1112,8 @@ class ImapSession:
                     self._infos[info.uid] = info
                     seen_now.add(info.uid)
         missing = len(live) < len(targets)
-        for start in range(0, len(live), 200):
-            batch = live[start : start + 200]
+        for start in range(0, len(live), _FETCH_BATCH):
+            batch = live[start : start + _FETCH_BATCH]
             metas: dict[int, MessageMeta] = {}
             if needs_meta:
                 uids = [uid for _, uid in batch]
@@ -1223,6 +1228,7 @@ class _Streamed:
 
 
 _INLINE_LIMIT = 16 * 1024
+_FETCH_BATCH = 500  # messages whose cached parse one query reads
 _RFC822_SECTIONS = {
     FetchItem.RFC822: BodySection(),
     FetchItem.RFC822_HEADER: BodySection(peek=True, text=SectionText.HEADER),
