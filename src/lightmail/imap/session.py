@@ -745,11 +745,14 @@ class ImapSession:
                 flags=_flag_names(command.flags),
                 internaldate=command.date_time,
             )
+        except _LiteralAborted:
+            return  # the receiver's event (BAD, or the end of the connection) was handled
         except LightMailError as error:
-            ended = await self._drain_literal(source)
-            if ended:
+            if await self._drain_literal(source):
                 self._send(reply_for_error(tag, error))
             return
+        except (_Done, StreamError):
+            raise
         except Exception:
             log.exception("imap %s: APPEND failed", self.conn.id)
             if await self._drain_literal(source):
