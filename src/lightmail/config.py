@@ -351,6 +351,7 @@ class ImapSettings:
     idle_timeout: float
     login_timeout: float
     max_bad_commands: int
+    max_commands_before_login: int
     max_login_failures: int
     max_connections: int
     max_connections_per_ip: int
@@ -497,6 +498,13 @@ _KEYS: tuple[_Key, ...] = (
     _Key("imap", "idle_timeout", "30m", _duration_at_least(1800), "a duration of at least 30m"),
     _Key("imap", "login_timeout", "60s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("imap", "max_bad_commands", "20", _integer(1, 1_000_000), "an integer of at least 1"),
+    _Key(
+        "imap",
+        "max_commands_before_login",
+        "30",
+        _integer(1, 1_000),
+        "an integer from 1 to 1000",
+    ),
     _Key("imap", "max_login_failures", "3", _integer(1, 1_000), "an integer from 1 to 1000"),
     _Key("imap", "max_connections", "5000", _integer(1, 1_000_000), "an integer of at least 1"),
     _Key(

@@ -205,6 +205,7 @@ class ImapSession:
         self._subscription: Subscription | None = None
         self._bad_commands = 0
         self._login_failures = 0
+        self._commands_before_login = 0
         self._out: list[bytes] = []
         self._resources = contextlib.AsyncExitStack()
         self._append_ended = False
@@ -312,6 +313,10 @@ class ImapSession:
             await self._command(event)
 
     async def _command(self, command: c.Command) -> None:
+        if self.state is State.NOT_AUTHENTICATED:
+            self._commands_before_login += 1
+            if self._commands_before_login > self.settings.max_commands_before_login:
+                await self._bye("Too many commands without logging in")
         if not allowed(command, self.state):
             await self._wrong_state(command)
             return

@@ -139,3 +139,18 @@ async def test_server_stop_says_bye_to_sessions(imap_factory: ImapFactory) -> No
             return reader.readline()
 
     assert await asyncio.to_thread(conversation) == b"* BYE Server shutting down\r\n"
+
+
+async def test_commands_before_login_are_budgeted(imap_factory: ImapFactory) -> None:
+    target = await imap_factory(max_commands_before_login="5")
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(b"".join(b"n%d NOOP\r\n" % n for n in range(6)))
+            return [reader.readline() for _ in range(7)]
+
+    lines = await asyncio.to_thread(conversation)
+    assert lines[:5] == [b"n%d OK completed\r\n" % n for n in range(5)]
+    assert lines[5:] == [b"* BYE Too many commands without logging in\r\n", b""]
