@@ -114,9 +114,13 @@ async def test_connections_per_user_are_capped(imap_factory: ImapFactory) -> Non
     user = await target.new_user()
 
     def conversation() -> None:
-        with target.client(user), target.client(user), target.client() as third:
-            with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
-                third.login(user.address, PASSWORD)
+        with (
+            target.client(user),
+            target.client(user),
+            target.client() as third,
+            pytest.raises(imaplib.IMAP4.error, match="LIMIT"),
+        ):
+            third.login(user.address, PASSWORD)
         # Logged out: the slots are free again.
         with target.client(user) as again:
             assert again.noop()[0] == "OK"
