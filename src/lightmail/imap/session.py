@@ -737,6 +737,14 @@ class ImapSession:
             self.receiver.reject_literal()
             self._send(reply_for_error(tag, error))
             return
+        except Exception:
+            # The literal is still owed: refuse it, or the receiver stays stuck on it.
+            log.exception("imap %s: APPEND failed before its literal", self.conn.id)
+            self.receiver.reject_literal()
+            self._send(
+                TaggedResponse(tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG))
+            )
+            return
         if command.synchronizing:
             self._send(ContinuationResponse("Ready for literal"))
         self.receiver.accept_literal()
