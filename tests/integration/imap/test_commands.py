@@ -374,3 +374,31 @@ async def test_garbage_gets_bad_and_the_connection_survives(imap: ImapTarget) ->
             assert reader.readline().startswith(b"* BYE")
 
     await asyncio.to_thread(conversation)
+
+
+async def test_append_survives_an_unexpected_error_before_its_literal(
+    imap: ImapTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await imap.new_user()
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("injected: a bug or an unexpected database error")
+
+    monkeypatch.setattr(imap.backend.store, "get_mailbox", broken)
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((imap.host, imap.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(f"a1 LOGIN {user.address} secret\r\n".encode())
+            reader.readline()
+            raw.sendall(b"a2 APPEND INBOX {10}\r\n")
+            first = reader.readline()
+            raw.sendall(b"a3 APPEND INBOX {10+}\r\n0123456789\r\na4 NOOP\r\n")
+            return [first, reader.readline(), reader.readline()]
+
+    assert await asyncio.to_thread(conversation) == [
+        b"a2 NO [SERVERBUG] Internal error\r\n",
+        b"a3 NO [SERVERBUG] Internal error\r\n",
+        b"a4 OK completed\r\n",
+    ]
