@@ -887,14 +887,20 @@ class ImapSession:
         for seq in updates.expunged:
             self._send(expunge_response(seq))
         self._infos = {uid: self._infos[uid] for uid in self._view.uids if uid in self._infos}
-        for seq, uid, flags in updates.flags:
-            self._send(
-                fetch_response(seq, [(b"UID", uid), (b"FLAGS", Raw(flag_list(_flag_bytes(flags))))])
-            )
+        for seq, uid, _ in updates.flags:
+            self._send(fetch_response(seq, [(b"UID", uid), (b"FLAGS", Raw(self._flag_list(uid)))]))
         if updates.exists is not None:
             self._send(exists_response(updates.exists))
         if updates.recent is not None:
             self._send(recent_response(updates.recent))
+
+    def _flag_list(self, uid: int) -> bytes:
+        """A message's flags as FETCH shows them: ``\\Recent`` is this session's own
+        (RFC 3501 sections 2.3.2 and 9, ``flag-fetch``)."""
+        flags = _flag_bytes(self._view.flags_of(uid))
+        if self._view.is_recent(uid):
+            flags.append(b"\\Recent")
+        return flag_list(flags)
 
     def _resolve(self, sequence_set: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
         """(seq, uid) of the messages a set names, in sequence order.
@@ -980,9 +986,7 @@ class ImapSession:
             self._infos[info.uid] = info
         if not command.silent:
             for seq, uid in live:
-                items: list[tuple[bytes, Any]] = [
-                    (b"FLAGS", Raw(flag_list(_flag_bytes(view.flags_of(uid)))))
-                ]
+                items: list[tuple[bytes, Any]] = [(b"FLAGS", Raw(self._flag_list(uid)))]
                 if command.uid:
                     items.insert(0, (b"UID", uid))
                 self._send(fetch_response(seq, items))
@@ -1163,7 +1167,6 @@ class ImapSession:
         seen_now: bool,
     ) -> None:
         """Write one FETCH response; large body sections stream from the blob store."""
-        view = self._view
         items: list[bytes | _Streamed] = []
         for attribute in attributes:
             if isinstance(attribute, BodySection):
@@ -1171,7 +1174,7 @@ class ImapSession:
                 continue
             match attribute:
                 case FetchItem.FLAGS:
-                    items.append(b"FLAGS " + flag_list(_flag_bytes(view.flags_of(info.uid))))
+                    items.append(b"FLAGS " + self._flag_list(info.uid))
                 case FetchItem.UID:
                     items.append(b"UID " + str(info.uid).encode())
                 case FetchItem.INTERNALDATE:
@@ -1190,7 +1193,7 @@ class ImapSession:
                     section = _RFC822_SECTIONS[attribute]
                     items.append(await self._section(section, attribute.response_name, info, meta))
         if seen_now and FetchItem.FLAGS not in attributes:
-            items.append(b"FLAGS " + flag_list(_flag_bytes(view.flags_of(info.uid))))
+            items.append(b"FLAGS " + self._flag_list(info.uid))
         self._out.append(b"* " + str(seq).encode() + b" FETCH (")
         for index, item in enumerate(items):
             separator = b" " if index else b""

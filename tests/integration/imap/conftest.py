@@ -58,11 +58,11 @@ def _settings(
     tmp_path: Path, tls_files: tuple[Path, Path] | None, extra: dict[str, str]
 ) -> Settings:
     environ = {
-        **extra,
         "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
         "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_IMAP_TLS_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_IMAP_MAX_APPEND_SIZE": "16M",
+        **extra,
     }
     if tls_files is not None:
         environ["LIGHTMAIL_TLS_CERT"] = str(tls_files[0])

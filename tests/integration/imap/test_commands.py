@@ -157,7 +157,7 @@ async def test_append_select_fetch(imap: ImapTarget) -> None:
             line = data[0]
             assert isinstance(line, bytes)
             assert b"UID 1" in line
-            assert b"FLAGS (\\Flagged $Work)" in line
+            assert b"FLAGS (\\Flagged $Work \\Recent)" in line
             assert f"RFC822.SIZE {len(MESSAGE)}".encode() in line
             assert b'"Lunch on Friday" (("Bob Example" NIL "bob" "example.org"))' in line
 
@@ -180,7 +180,7 @@ async def test_append_select_fetch(imap: ImapTarget) -> None:
             data = ok(client.fetch("2", "(BODY[2] BODY[2.MIME] BODY.PEEK[1]<4.3>)"))
             assert data[0][0].startswith(b'2 (BODY[2] "JVBERi0xLjQK" BODY[2.MIME] {')
             assert data[0][1].startswith(b"Content-Type: application/pdf")
-            assert data[1] == b' BODY[1]<4> "the" FLAGS (\\Seen))'
+            assert data[1] == b' BODY[1]<4> "the" FLAGS (\\Seen \\Recent))'
 
             data = ok(client.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT DATE)])"))
             assert data[0][1] == (
@@ -225,7 +225,10 @@ async def test_store_search_copy_move_expunge(imap: ImapTarget) -> None:
         with imap.client(user) as client:
             ok(client.select("INBOX"))
             data = ok(client.store("1:2", "+FLAGS", "(\\Seen Important)"))
-            assert data == [b"1 (FLAGS (\\Seen Important))", b"2 (FLAGS (\\Seen Important))"]
+            assert data == [
+                b"1 (FLAGS (\\Seen Important \\Recent))",
+                b"2 (FLAGS (\\Seen Important \\Recent))",
+            ]
             assert ok(client.store("2", "-FLAGS.SILENT", "(Important)")) == [None]
             assert ok(client.search(None, "SEEN")) == [b"1 2"]
             assert ok(client.search(None, "UNSEEN")) == [b"3 4"]

@@ -83,7 +83,7 @@ async def test_select_and_fetch_flags_of_many_messages(
         with imap.client(user) as client, counting_queries() as queries:
             client.select("INBOX")
             before = len(queries)
-            typ, data = client.fetch("1:*", "(ENVELOPE BODY.PEEK[HEADER])")
+            typ, _data = client.fetch("1:*", "(ENVELOPE BODY.PEEK[HEADER])")
             assert typ == "OK"
             return len(queries) - before
 

@@ -1,0 +1,253 @@
+"""Run a throwaway Dovecot IMAP server for benchmarks, configured in a temporary folder.
+
+Needs Debian's ``dovecot-imapd`` (``apt-get install dovecot-imapd``). The
+server gets its own ``dovecot.conf`` (no system configuration is read): IMAP
+only, on 127.0.0.1 and a free port, no TLS, plaintext LOGIN allowed, users in
+a passwd-file with one static uid/gid, maildir under the temporary folder.
+Run as root, the mail user is ``nobody`` and Dovecot's own processes use the
+``dovecot``/``dovenull`` users the package created; run as another user,
+everything runs as that user.
+
+``running_dovecot`` starts ``dovecot -F -c CONF`` as a child and stops it (and
+removes the folder) when the block ends.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DovecotServer:
+    host: str
+    port: int
+    pid: int  # the master process; its children serve the connections
+    workdir: Path
+
+    def log_tail(self, lines: int = 20) -> str:
+        return _tail(self.workdir / "dovecot.log", lines)
+
+
+def find_dovecot() -> Path | None:
+    for candidate in (shutil.which("dovecot"), "/usr/sbin/dovecot"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_dovecot(
+    users: Mapping[str, str],
+    *,
+    max_connections: int = 1000,
+    login_mode: str = "performance",
+) -> Iterator[DovecotServer]:
+    """Run Dovecot for ``users`` (address -> password hash such as ``{ARGON2ID}$argon2id$...``).
+
+    ``max_connections`` sizes the process and client limits (one ``imap``
+    process per logged-in connection, Dovecot's only supported mode).
+    ``login_mode`` is ``performance`` (a few ``imap-login`` processes serving
+    many clients each) or ``security`` (Dovecot's default: one ``imap-login``
+    process per connection).
+    """
+    dovecot = find_dovecot()
+    if dovecot is None:
+        raise RuntimeError("dovecot not found: apt-get install dovecot-imapd")
+    if login_mode not in ("performance", "security"):
+        raise ValueError(f"login_mode {login_mode!r}")
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        if os.getuid() == 0:
+            mail_user, mail_group = "nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+            internal_user, login_user = "dovecot", "dovenull"
+        else:
+            mail_user = pwd.getpwuid(os.getuid()).pw_name
+            mail_group = grp.getgrgid(os.getgid()).gr_name
+            internal_user = login_user = mail_user
+        mail_uid = pwd.getpwnam(mail_user).pw_uid
+        mail_gid = grp.getgrnam(mail_group).gr_gid
+        workdir.chmod(0o755)  # the mail user must reach mail/ below it
+        mail = workdir / "mail"
+        mail.mkdir()
+        os.chown(mail, mail_uid, mail_gid)
+        passwd = workdir / "passwd"
+        passwd.write_text("".join(f"{user}:{hash_}::::::\n" for user, hash_ in users.items()))
+        passwd.chmod(0o644)
+        port = free_port()
+        cpus = os.cpu_count() or 1
+        limit = max_connections + 100
+        if login_mode == "performance":
+            login = (
+                f"  service_count = 0\n  process_min_avail = {cpus}\n"
+                f"  process_limit = {cpus}\n  client_limit = {limit}\n"
+            )
+        else:
+            login = f"  service_count = 1\n  process_limit = {limit}\n"
+        conf = workdir / "dovecot.conf"
+        conf.write_text(
+            f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+instance_name = lightmail-bench-{port}
+log_path = {workdir}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = {min(mail_uid, 500)}
+first_valid_gid = {min(mail_gid, 500)}
+mail_location = maildir:{mail}/%u/Maildir
+mail_max_userip_connections = {limit}
+default_process_limit = {limit}
+default_client_limit = {4 * limit}
+default_vsz_limit = 1G
+passdb {{
+  driver = passwd-file
+  args = {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={mail}/%u
+}}
+namespace inbox {{
+  inbox = yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+{login}}}
+service imap {{
+  process_limit = {limit}
+}}
+service auth {{
+  client_limit = {4 * limit}
+}}
+service anvil {{
+  client_limit = {4 * limit}
+}}
+"""
+        )
+        log = stack.enter_context((workdir / "stdout.log").open("wb"))
+        process = subprocess.Popen(
+            [str(dovecot), "-F", "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        stack.callback(_stop, process)
+        server = DovecotServer("127.0.0.1", port, process.pid, workdir)
+        _wait_until_ready(server, process)
+        yield server
+
+
+def _wait_until_ready(server: DovecotServer, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"dovecot exited with status {process.returncode}:\n"
+                f"{_tail(server.workdir / 'stdout.log')}\n{server.log_tail()}"
+            )
+        try:
+            with socket.create_connection((server.host, server.port), timeout=2) as sock:
+                if sock.recv(1024).startswith(b"* OK"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(
+        f"dovecot did not answer within {_READY_TIMEOUT:.0f} s:\n{server.log_tail()}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the master (it stops its children), then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses: split after it.
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in KiB; (0, 0) if it has gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0, 0
+    values = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Rss", "Pss"):
+            values[name] = int(rest.split()[0])
+    return values.get("Rss", 0), values.get("Pss", 0)
+
+
+def tree_memory_kb(root: int) -> tuple[int, int, int]:
+    """(RSS sum, PSS sum, process count) of ``root`` and its descendants."""
+    pids = process_tree(root)
+    rss = pss = 0
+    for pid in pids:
+        one_rss, one_pss = memory_kb(pid)
+        rss += one_rss
+        pss += one_pss
+    return rss, pss, len(pids)
