@@ -7,7 +7,7 @@ from lightmail.imap.selected import SelectedMailbox, Snapshot
 
 def snap(*uids: int, flags: dict[int, tuple[str, ...]] | None = None) -> list[Snapshot]:
     flags = flags or {}
-    return [Snapshot(uid, flags.get(uid, ()), 1) for uid in uids]
+    return [Snapshot(uid, flags.get(uid, ())) for uid in uids]
 
 
 def test_sequence_map() -> None:
@@ -49,5 +49,5 @@ def test_new_messages_and_flag_changes() -> None:
 
 def test_own_store_is_not_reported_back() -> None:
     view = SelectedMailbox(1, snap(1), readonly=False)
-    view.set_flags(1, ("\\Flagged",), 2)
+    view.set_flags(1, ("\\Flagged",))
     assert not view.update(snap(1, flags={1: ("\\Flagged",)}), allow_expunge=True)

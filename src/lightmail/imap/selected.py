@@ -22,7 +22,6 @@ class Snapshot:
 
     uid: int
     flags: tuple[str, ...]
-    modseq: int
 
 
 @dataclass(slots=True)
@@ -52,9 +51,11 @@ class SelectedMailbox:
         self.mailbox_id = mailbox_id
         self.readonly = readonly
         messages = sorted(snapshot, key=lambda m: m.uid)
+        # Most messages share one of a few flag combinations: keep one tuple of
+        # each, so a session's memory grows by little more than a UID per message.
+        self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._uids: list[int] = [m.uid for m in messages]
-        self._flags: dict[int, tuple[str, ...]] = {m.uid: m.flags for m in messages}
-        self._modseq: dict[int, int] = {m.uid: m.modseq for m in messages}
+        self._flags: dict[int, tuple[str, ...]] = {m.uid: self._share(m.flags) for m in messages}
         self._recent: set[int] = set(recent)
         # UIDs the store no longer has but the client has not been told of yet.
         self._gone: set[int] = set()
@@ -114,11 +115,13 @@ class SelectedMailbox:
 
     # -- changes -------------------------------------------------------------
 
-    def set_flags(self, uid: int, flags: tuple[str, ...], modseq: int) -> None:
+    def _share(self, flags: tuple[str, ...]) -> tuple[str, ...]:
+        return self._shared.setdefault(flags, flags)
+
+    def set_flags(self, uid: int, flags: tuple[str, ...]) -> None:
         """Record flags this session itself just stored (and already reported)."""
         if uid in self._flags:
-            self._flags[uid] = flags
-            self._modseq[uid] = modseq
+            self._flags[uid] = self._share(flags)
 
     def release_expunges(self) -> Updates:
         """Drop the vanished messages from the map; their EXPUNGE numbers, highest first
@@ -130,7 +133,6 @@ class SelectedMailbox:
                 updates.expunged.append(index + 1)
                 del self._uids[index]
                 del self._flags[uid]
-                del self._modseq[uid]
                 self._recent.discard(uid)
         self._gone.clear()
         return updates
@@ -155,8 +157,7 @@ class SelectedMailbox:
         for uid in self._uids:
             message = current.get(uid)
             if message is not None and message.flags != self._flags[uid]:
-                self._flags[uid] = message.flags
-                self._modseq[uid] = message.modseq
+                self._flags[uid] = self._share(message.flags)
                 updates.flags.append((self.seq_of(uid) or 0, uid, message.flags))
 
         largest = self.largest_uid
@@ -165,8 +166,7 @@ class SelectedMailbox:
             self._recent.update(recent)
             for uid in new:
                 self._uids.append(uid)
-                self._flags[uid] = current[uid].flags
-                self._modseq[uid] = current[uid].modseq
+                self._flags[uid] = self._share(current[uid].flags)
         if new:
             # Never an EXISTS that lowers the count: only EXPUNGE may (RFC 3501 5.2).
             updates.exists = len(self._uids)

@@ -21,7 +21,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
@@ -200,7 +200,6 @@ class ImapSession:
         self.state = State.NOT_AUTHENTICATED
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None
-        self._infos: dict[int, MessageInfo] = {}
         self._modseq = 0  # HIGHESTMODSEQ of the selected mailbox when last looked at
         self._subscription: Subscription | None = None
         self._bad_commands = 0
@@ -581,11 +580,10 @@ class ImapSession:
         recent = await self.store.claim_recent(mailbox, readonly=command.readonly)
         view = SelectedMailbox(
             mailbox.id,
-            (Snapshot(i.uid, i.flags.names(), i.modseq) for i in infos),
+            (Snapshot(i.uid, i.flags.names()) for i in infos),
             readonly=command.readonly,
             recent=recent,
         )
-        self._infos = {info.uid: info for info in infos}
         self._modseq = mailbox.highestmodseq
         self.selected = view
         self.state = State.SELECTED
@@ -613,7 +611,6 @@ class ImapSession:
 
     def _deselect(self) -> None:
         self.selected = None
-        self._infos = {}
         self.state = State.AUTHENTICATED
 
     async def _watch(self) -> None:
@@ -872,9 +869,8 @@ class ImapSession:
                 recent: list[int] = []
                 if not view.readonly and infos and infos[-1].uid > view.largest_uid:
                     recent = await self.store.claim_recent(mailbox)
-                self._infos.update((info.uid, info) for info in infos)
                 updates = view.update(
-                    (Snapshot(i.uid, i.flags.names(), i.modseq) for i in infos),
+                    (Snapshot(i.uid, i.flags.names()) for i in infos),
                     allow_expunge=allow_expunge,
                     recent=recent,
                 )
@@ -886,7 +882,6 @@ class ImapSession:
     def _send_updates(self, updates: Updates) -> None:
         for seq in updates.expunged:
             self._send(expunge_response(seq))
-        self._infos = {uid: self._infos[uid] for uid in self._view.uids if uid in self._infos}
         for seq, uid, _ in updates.flags:
             self._send(fetch_response(seq, [(b"UID", uid), (b"FLAGS", Raw(self._flag_list(uid)))]))
         if updates.exists is not None:
@@ -982,8 +977,7 @@ class ImapSession:
             _flag_names(command.flags),
         )
         for info in changed:
-            view.set_flags(info.uid, info.flags.names(), info.modseq)
-            self._infos[info.uid] = info
+            view.set_flags(info.uid, info.flags.names())
         if not command.silent:
             for seq, uid in live:
                 items: list[tuple[bytes, Any]] = [(b"FLAGS", Raw(self._flag_list(uid)))]
@@ -1125,26 +1119,31 @@ class ImapSession:
         if sets_seen:
             unseen = [uid for _, uid in live if "\\Seen" not in view.flags_of(uid)]
             if unseen:
-                for info in await self.store.store_flags(
+                for changed in await self.store.store_flags(
                     self._user_id, mailbox, unseen, StoreMode.ADD, ["\\Seen"]
                 ):
-                    view.set_flags(info.uid, info.flags.names(), info.modseq)
-                    self._infos[info.uid] = info
-                    seen_now.add(info.uid)
+                    view.set_flags(changed.uid, changed.flags.names())
+                    seen_now.add(changed.uid)
+        needs_info = needs_meta or any(
+            a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
+        )
         missing = len(live) < len(targets)
         for start in range(0, len(live), _FETCH_BATCH):
             batch = live[start : start + _FETCH_BATCH]
+            uids = [uid for _, uid in batch]
             metas: dict[int, MessageMeta] = {}
+            infos: dict[int, MessageInfo] = {}
             if needs_meta:
-                uids = [uid for _, uid in batch]
                 metas = {m.info.uid: m for m in await self.store.fetch_meta(mailbox, uids)}
+                infos = {uid: meta.info for uid, meta in metas.items()}
+            elif needs_info:
+                infos = {i.uid: i for i in await self.store.fetch_infos(mailbox, uids)}
             for seq, uid in batch:
-                known = self._infos.get(uid)
-                meta = metas.get(uid)
-                if known is None or (needs_meta and meta is None):
+                info = infos.get(uid)
+                if needs_info and info is None:  # expunged by another session meanwhile
                     missing = True
                     continue
-                await self._fetch_one(seq, known, meta, attributes, uid in seen_now)
+                await self._fetch_one(seq, uid, info, metas.get(uid), attributes, uid in seen_now)
         await self._announce(allow_expunge=self._may_expunge(command))
         if missing:
             self._send(
@@ -1161,26 +1160,30 @@ class ImapSession:
     async def _fetch_one(
         self,
         seq: int,
-        info: MessageInfo,
+        uid: int,
+        info: MessageInfo | None,
         meta: MessageMeta | None,
         attributes: Sequence[FetchItem | BodySection],
         seen_now: bool,
     ) -> None:
-        """Write one FETCH response; large body sections stream from the blob store."""
+        """Write one FETCH response; large body sections stream from the blob store.
+
+        ``info`` and ``meta`` are None when no attribute asked for them.
+        """
         items: list[bytes | _Streamed] = []
         for attribute in attributes:
             if isinstance(attribute, BodySection):
-                items.append(await self._section(attribute, attribute.response_name, info, meta))
+                items.append(await self._section(attribute, attribute.response_name, meta))
                 continue
             match attribute:
                 case FetchItem.FLAGS:
-                    items.append(b"FLAGS " + self._flag_list(info.uid))
+                    items.append(b"FLAGS " + self._flag_list(uid))
                 case FetchItem.UID:
-                    items.append(b"UID " + str(info.uid).encode())
+                    items.append(b"UID " + str(uid).encode())
                 case FetchItem.INTERNALDATE:
-                    items.append(b"INTERNALDATE " + _internaldate(info.internaldate))
+                    items.append(b"INTERNALDATE " + _internaldate(_need(info).internaldate))
                 case FetchItem.RFC822_SIZE:
-                    items.append(b"RFC822.SIZE " + str(info.size).encode())
+                    items.append(b"RFC822.SIZE " + str(_need(info).size).encode())
                 case FetchItem.ENVELOPE:
                     items.append(b"ENVELOPE " + fetch.envelope_bytes(_need(meta).envelope))
                 case FetchItem.BODYSTRUCTURE:
@@ -1190,10 +1193,10 @@ class ImapSession:
                     structure = fetch.body_structure_bytes(_need(meta).body, extensible=False)
                     items.append(b"BODY " + structure)
                 case FetchItem.RFC822 | FetchItem.RFC822_HEADER | FetchItem.RFC822_TEXT:
-                    section = _RFC822_SECTIONS[attribute]
-                    items.append(await self._section(section, attribute.response_name, info, meta))
+                    rfc822 = _RFC822_SECTIONS[attribute]
+                    items.append(await self._section(rfc822, attribute.response_name, meta))
         if seen_now and FetchItem.FLAGS not in attributes:
-            items.append(b"FLAGS " + self._flag_list(info.uid))
+            items.append(b"FLAGS " + self._flag_list(uid))
         self._out.append(b"* " + str(seq).encode() + b" FETCH (")
         for index, item in enumerate(items):
             separator = b" " if index else b""
@@ -1203,12 +1206,12 @@ class ImapSession:
             size = item.end - item.start
             self._out.append(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
             await self._flush()
-            async for chunk in self.store.read_message(info, item.start, item.end):
+            async for chunk in self.store.read_message(_need(meta).info, item.start, item.end):
                 await self.conn.write(chunk)
         self._out.append(b")\r\n")
 
     async def _section(
-        self, section: BodySection, name: bytes, info: MessageInfo, meta: MessageMeta | None
+        self, section: BodySection, name: bytes, meta: MessageMeta | None
     ) -> bytes | _Streamed:
         """``BODY[section]<partial>``: from the cached header when it holds the bytes,
         inline when small, else streamed from the blob store."""
@@ -1217,7 +1220,7 @@ class ImapSession:
         if where is None:
             return name + b' ""'
         if where.fields is not None:
-            header = await self._read_range(info, meta, where.start, where.end)
+            header = await self._read_range(meta, where.start, where.end)
             data = fetch.filter_header(header, where.fields, exclude=where.exclude)
             offset, count = fetch.apply_partial(len(data), section.partial)
             return name + b" " + string(data[offset : offset + count])
@@ -1226,15 +1229,14 @@ class ImapSession:
         if count == 0:
             return name + b' ""'
         if count <= _INLINE_LIMIT or _cached(meta, end):
-            return name + b" " + string(await self._read_range(info, meta, start, end))
+            return name + b" " + string(await self._read_range(meta, start, end))
         return _Streamed(name, start, end)
 
-    async def _read_range(
-        self, info: MessageInfo, meta: MessageMeta, start: int, end: int
-    ) -> bytes:
+    async def _read_range(self, meta: MessageMeta, start: int, end: int) -> bytes:
         if _cached(meta, end):
             return meta.header[start:end]
-        return b"".join([chunk async for chunk in self.store.read_message(info, start, end)])
+        chunks = self.store.read_message(meta.info, start, end)
+        return b"".join([chunk async for chunk in chunks])
 
 
 @dataclass(frozen=True, slots=True)
@@ -1265,10 +1267,14 @@ def _sent_date(value: str | None) -> date | None:
         return None
 
 
-def _need(meta: MessageMeta | None) -> MessageMeta:
-    if meta is None:
-        raise AssertionError("FETCH asked the store for the parse of every message it renders")
-    return meta
+_T = TypeVar("_T")
+
+
+def _need(value: _T | None) -> _T:
+    """FETCH read what its attributes need before rendering; None here is our bug."""
+    if value is None:
+        raise AssertionError("FETCH did not read what an attribute needs")
+    return value
 
 
 def _cached(meta: MessageMeta, end: int) -> bool:

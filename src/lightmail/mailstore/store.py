@@ -682,31 +682,36 @@ class MailStore:
             )
             return [_info(row) for row in rows]
 
+    async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
+        """Sizes, dates, flags and blob keys of the given messages, in UID order."""
+        return [_info(row) async for row in self._rows(mailbox, uids)]
+
     async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
         """The cached parse of the given messages, in UID order, in batched queries."""
-        metas: list[MessageMeta] = []
+        parse = (t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
+        return [
+            MessageMeta(
+                info=_info(row),
+                header=row.header,
+                envelope=Envelope.from_json(json.loads(row.envelope)),
+                body=BodyPart.from_json(json.loads(row.bodystructure)),
+            )
+            async for row in self._rows(mailbox, uids, *parse)
+        ]
+
+    async def _rows(
+        self, mailbox: Mailbox, uids: Sequence[int], *extra: Any
+    ) -> AsyncIterator[t.AnyRow]:
+        """Live message rows by UID, one query per chunk of the list."""
         async with self.db.read() as conn:
             for chunk in _chunks(sorted(set(uids))):
                 rows = await conn.execute(
-                    select(
-                        *_INFO_COLUMNS,
-                        t.messages.c.header,
-                        t.messages.c.envelope,
-                        t.messages.c.bodystructure,
-                    )
+                    select(*_INFO_COLUMNS, *extra)
                     .where(_live(mailbox.id), t.messages.c.uid.in_(chunk))
                     .order_by(t.messages.c.uid)
                 )
-                metas.extend(
-                    MessageMeta(
-                        info=_info(row),
-                        header=row.header,
-                        envelope=Envelope.from_json(json.loads(row.envelope)),
-                        body=BodyPart.from_json(json.loads(row.bodystructure)),
-                    )
-                    for row in rows
-                )
-        return metas
+                for row in rows:
+                    yield row
 
     def read_message(
         self, info: MessageInfo, start: int = 0, end: int | None = None
