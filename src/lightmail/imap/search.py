@@ -11,11 +11,10 @@ Unicode case folding (`str.casefold`).
 
 Known gaps:
 
-- BODY and TEXT search the message as transmitted: base64 and quoted-printable
-  bodies are not decoded, so text inside them is found only where the encoding
-  leaves it readable (QP soft line breaks and ``=XX`` escapes hide it), and bodies
-  in charsets other than UTF-8 (or ASCII) are not converted. RFC 3501 allows
-  skipping non-TEXT parts; we search every octet after the header.
+- BODY and TEXT search the TEXT/* parts of the message (`text_parts`), each
+  decoded from its transfer encoding (base64, quoted-printable) and charset to
+  UTF-8 by a `PartDecoder`; attachments of other types are not searched (RFC
+  3501 leaves it to the server).
 - Needles with non-ASCII characters are matched against the message decoded as
   UTF-8; ASCII needles are matched octet-wise (ASCII case folding), so they find
   text in any ASCII-compatible charset.
@@ -25,6 +24,7 @@ Known gaps:
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import re
 from collections.abc import Iterable
@@ -45,14 +45,16 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
-from lightmail.mailstore.mime import _decode_words
+from lightmail.mailstore.mime import BodyPart, decode_words
 
 __all__ = [
     "Needle",
+    "PartDecoder",
     "SearchMessage",
     "TextScan",
     "matches",
     "text_needles",
+    "text_parts",
 ]
 
 Needle = tuple[bytes, bool]
@@ -224,7 +226,7 @@ def _parse_header(header: bytes) -> list[tuple[str, str]]:
     def flush() -> None:
         if name is not None:
             text = b"".join(value).decode("utf-8", "replace").strip(" \t")
-            fields.append((name.decode("utf-8", "replace").lower(), _decode_words(text).casefold()))
+            fields.append((name.decode("utf-8", "replace").lower(), decode_words(text).casefold()))
 
     for match in _LINE.finditer(header):
         line = match.group()
@@ -359,3 +361,65 @@ class TextScan:
             self._octets.scan(data.lower(), self._found)
         if self._text is not None:
             self._text.scan(self._decoder.decode(data).casefold(), self._found)
+
+
+def text_parts(body: BodyPart) -> list[BodyPart]:
+    """The TEXT/* leaf parts of a message, encapsulated messages included, in order."""
+    if body.is_multipart:
+        return [part for child in body.children for part in text_parts(child)]
+    if body.is_message and body.message is not None:
+        return text_parts(body.message)
+    return [body] if body.type == "TEXT" else []
+
+
+_MAX_QP_LINE = 64 * 1024
+
+
+class PartDecoder:
+    """Turns a part's raw body, fed in chunks, into UTF-8 text (sans-I/O).
+
+    Undoes the Content-Transfer-Encoding (base64 and quoted-printable are cut
+    only at whole units: 4 base64 characters, whole QP lines) and converts
+    the part's charset; unknown charsets and broken bytes degrade to U+FFFD,
+    never to an exception.
+    """
+
+    def __init__(self, encoding: str, charset: str | None) -> None:
+        self._encoding = encoding.upper()
+        self._pending = b""
+        try:
+            codec = codecs.lookup(charset or "us-ascii")
+            if not codec._is_text_encoding:
+                codec = codecs.lookup("utf-8")
+        except LookupError:
+            codec = codecs.lookup("utf-8")
+        self._text = codec.incrementaldecoder(errors="replace")
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._convert(self._transfer_decode(self._pending + chunk, final=False))
+
+    def close(self) -> bytes:
+        return self._convert(self._transfer_decode(self._pending, final=True), final=True)
+
+    def _transfer_decode(self, data: bytes, *, final: bool) -> bytes:
+        self._pending = b""
+        if self._encoding == "BASE64":
+            compact = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            cut = len(compact) if final else len(compact) - len(compact) % 4
+            self._pending = compact[cut:]
+            usable = compact[:cut]
+            usable += b"=" * (-len(usable) % 4)
+            try:
+                return binascii.a2b_base64(usable)
+            except binascii.Error:
+                return b""
+        if self._encoding == "QUOTED-PRINTABLE":
+            cut = len(data) if final else data.rfind(b"\n") + 1
+            if cut == 0 and len(data) > _MAX_QP_LINE:  # a hostile endless line: bounded memory
+                cut = len(data) - 2  # keep what may be the start of an "=XX" escape
+            self._pending = data[cut:]
+            return binascii.a2b_qp(data[:cut])
+        return data
+
+    def _convert(self, data: bytes, *, final: bool = False) -> bytes:
+        return self._text.decode(data, final).encode("utf-8", "surrogatepass")

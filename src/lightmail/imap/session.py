@@ -1056,10 +1056,7 @@ class ImapSession:
                 continue
             found: frozenset[tuple[bytes, bool]] = frozenset()
             if needles:
-                scan = search.TextScan(needles, meta.body.body_start)
-                async for chunk in self.store.read_message(meta.info):
-                    scan.feed(chunk)
-                found = scan.found()
+                found = await self._search_text(meta, needles)
             message = search.SearchMessage(
                 seq=seq,
                 uid=uid,
@@ -1081,6 +1078,21 @@ class ImapSession:
         self._send(DataResponse(b" ".join([b"SEARCH", *(str(n).encode() for n in matched)])))
         await self._announce(allow_expunge=self._may_expunge(command))
         self._ok(command.tag, "Search completed")
+
+    async def _search_text(
+        self, meta: MessageMeta, needles: frozenset[tuple[bytes, bool]]
+    ) -> frozenset[tuple[bytes, bool]]:
+        """BODY/TEXT needles found in the decoded text parts, read part by part from
+        the blob store (the header is matched from the cache by ``search.matches``)."""
+        scan = search.TextScan(needles, body_start=0)
+        for part in search.text_parts(meta.body):
+            decoder = search.PartDecoder(part.encoding, part.param("CHARSET"))
+            async for chunk in self.store.read_message(meta.info, part.body_start, part.end):
+                scan.feed(decoder.feed(chunk))
+                if scan.done:
+                    return scan.found()
+            scan.feed(decoder.close())
+        return scan.found()
 
     # -- FETCH ----------------------------------------------------------------------
 

@@ -871,7 +871,7 @@ class MimeScanner:
             envelope=envelope,
             body=body,
             sent_date=_parse_date(envelope.date),
-            subject=_decode_words(envelope.subject or ""),
+            subject=decode_words(envelope.subject or ""),
             from_=_display(envelope.from_),
             to=_display(envelope.to),
             cc=_display(envelope.cc),
@@ -1202,7 +1202,7 @@ def _param_text(params: Params, name: str) -> str | None:
             return _decode_2231(value)
     for key, value in params:
         if key == wanted:
-            return _decode_words(value)
+            return decode_words(value)
     return None
 
 
@@ -1274,7 +1274,7 @@ def _word_octets(encoding: str, payload: str) -> bytes | None:
         return None
 
 
-def _decode_words(text: str) -> str:
+def decode_words(text: str) -> str:
     """Decode RFC 2047 encoded words, leniently (RFC 2047 section 6).
 
     White space between adjacent encoded words is dropped (section 6.2); adjacent
@@ -1460,7 +1460,7 @@ def _display(addresses: AddressList) -> str:
     group_name = ""
     for address in addresses:
         if address.is_group_start:
-            group, group_name = [], _decode_words(address.mailbox or "")
+            group, group_name = [], decode_words(address.mailbox or "")
             continue
         if address.is_group_end:
             if group is not None:
@@ -1469,7 +1469,7 @@ def _display(addresses: AddressList) -> str:
             continue
         mailbox = address.mailbox or ""
         spec = mailbox if address.host in (None, MISSING_HOST) else f"{mailbox}@{address.host}"
-        text = f"{_decode_words(address.name)} <{spec}>" if address.name else spec
+        text = f"{decode_words(address.name)} <{spec}>" if address.name else spec
         (items if group is None else group).append(text)
     if group is not None:
         items.append(_display_group(group_name, group))

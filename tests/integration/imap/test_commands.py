@@ -7,6 +7,7 @@ while the server runs on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import re
 import socket
@@ -405,3 +406,37 @@ async def test_append_survives_an_unexpected_error_before_its_literal(
         b"a3 NO [SERVERBUG] Internal error\r\n",
         b"a4 OK completed\r\n",
     ]
+
+
+async def test_search_body_looks_inside_encoded_text_parts(imap: ImapTarget) -> None:
+    user = await imap.new_user()
+    latin1_base64 = (
+        b"Subject: one\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes("Grüße aus Köln".encode("iso-8859-1")).replace(b"\n", b"\r\n")
+    )
+    quoted_printable = (
+        b"Subject: two\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"Le caf=C3=A9 est tr=\r\n=C3=A8s bon\r\n"
+    )
+    attachment_only = (
+        b'Subject: three\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n\r\n"
+        + "Köln café".encode()
+        + b"\r\n--b--\r\n"
+    )
+    for message in (latin1_base64, quoted_printable, attachment_only):
+        await deliver(imap, user.id, user.address, message)
+
+    def conversation() -> None:
+        with imap.client(user) as client:
+            ok(client.select("INBOX"))
+            client.literal = "Köln".encode()  # type: ignore[assignment]  # the stub says str; imaplib sends bytes
+            assert ok(client.search("UTF-8", "BODY")) == [b"1"]
+            client.literal = "très".encode()  # type: ignore[assignment]
+            assert ok(client.search("UTF-8", "TEXT")) == [b"2"]
+            assert ok(client.search(None, "BODY", "attached")) == [b"3"]
+
+    await asyncio.to_thread(conversation)

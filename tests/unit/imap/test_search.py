@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -11,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightmail.imap.search import SearchMessage, TextScan, matches, text_needles
+from lightmail.imap.search import (
+    PartDecoder,
+    SearchMessage,
+    TextScan,
+    matches,
+    text_needles,
+    text_parts,
+)
 from lightmail.imap.wire.types import (
     STAR,
     AllKey,
@@ -27,6 +35,7 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
+from lightmail.mailstore.mime import MimeScanner
 
 HEADER = (
     b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n"
@@ -339,3 +348,49 @@ def test_text_scan_any_chunking_gives_the_same_result(
             haystack = RAW.lower() if whole else RAW[BODY_START:].lower()
             expected = needle.lower() in haystack
             assert ((needle, whole) in run_scan(needles, chunks)) is expected
+
+
+# -- decoding text parts for BODY/TEXT ----------------------------------------------
+
+
+def decode_in_pieces(decoder: PartDecoder, data: bytes, size: int) -> bytes:
+    out = b"".join(decoder.feed(data[i : i + size]) for i in range(0, len(data), size))
+    return out + decoder.close()
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+def test_part_decoder_base64_in_any_chunking(size: int) -> None:
+    text = "Grüße aus Köln, viele Grüße!\n" * 3
+    encoded = base64.encodebytes(text.encode("iso-8859-1"))
+    assert decode_in_pieces(PartDecoder("base64", "ISO-8859-1"), encoded, size) == text.encode()
+
+
+@pytest.mark.parametrize("size", [1, 5, 1000])
+def test_part_decoder_quoted_printable_soft_breaks(size: int) -> None:
+    encoded = b"caf=C3=A9 au lait, tr=\r\nes bon\r\n"
+    out = decode_in_pieces(PartDecoder("QUOTED-PRINTABLE", "utf-8"), encoded, size)
+    assert out == "café au lait, tres bon\r\n".encode()
+
+
+def test_part_decoder_survives_garbage_and_unknown_charsets() -> None:
+    decoder = PartDecoder("BASE64", "x-no-such-charset")
+    assert isinstance(decoder.feed(b"!!!%%%\xff\xfe"), bytes)
+    assert isinstance(decoder.close(), bytes)
+    endless = PartDecoder("QUOTED-PRINTABLE", None)
+    assert len(endless.feed(b"a" * 200_000)) > 100_000  # no newline: still decoded, bounded
+
+
+def test_text_parts_skip_attachments_and_enter_messages() -> None:
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"Subject: inner\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n"
+        b"--b--\r\n"
+    )
+    scanner = MimeScanner()
+    scanner.feed(raw)
+    parts = text_parts(scanner.close().body)
+    assert [(p.type, p.subtype) for p in parts] == [("TEXT", "PLAIN"), ("TEXT", "HTML")]
+    assert [raw[p.body_start : p.end] for p in parts] == [b"hello", b"<p>inner</p>"]
