@@ -11,10 +11,10 @@ Unicode case folding (`str.casefold`).
 
 Known gaps:
 
-- BODY and TEXT search the TEXT/* parts of the message (`text_parts`), each
-  decoded from its transfer encoding (base64, quoted-printable) and charset to
-  UTF-8 by a `PartDecoder`; attachments of other types are not searched (RFC
-  3501 leaves it to the server).
+- BODY and TEXT search the MIME headers of the parts and the TEXT/* parts of
+  the message (`text_segments`), each text part decoded from its transfer
+  encoding (base64, quoted-printable) and charset to UTF-8 by a
+  `PartDecoder`; the bodies of other types (attachments) are not searched.
 - Needles with non-ASCII characters are matched against the message decoded as
   UTF-8; ASCII needles are matched octet-wise (ASCII case folding), so they find
   text in any ASCII-compatible charset.
@@ -51,10 +51,11 @@ __all__ = [
     "Needle",
     "PartDecoder",
     "SearchMessage",
+    "Segment",
     "TextScan",
     "matches",
     "text_needles",
-    "text_parts",
+    "text_segments",
 ]
 
 Needle = tuple[bytes, bool]
@@ -363,13 +364,45 @@ class TextScan:
             self._text.scan(self._decoder.decode(data).casefold(), self._found)
 
 
-def text_parts(body: BodyPart) -> list[BodyPart]:
-    """The TEXT/* leaf parts of a message, encapsulated messages included, in order."""
-    if body.is_multipart:
-        return [part for child in body.children for part in text_parts(child)]
-    if body.is_message and body.message is not None:
-        return text_parts(body.message)
-    return [body] if body.type == "TEXT" else []
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A byte range of the raw message that BODY/TEXT search reads.
+
+    ``part`` is the TEXT/* part whose body this is (decode it with a
+    `PartDecoder`), or None for a MIME header block, searched as it is.
+    """
+
+    start: int
+    end: int
+    part: BodyPart | None = None
+
+
+def text_segments(body: BodyPart) -> list[Segment]:
+    """What BODY and TEXT search of a message read, in message order.
+
+    The MIME headers of every part below the top (so a file name is found)
+    and the body of every TEXT/* part, encapsulated messages included.
+    Other parts' bodies (attachments) are skipped. The top-level header is
+    not here: `matches` searches it from the cache.
+    """
+    segments: list[Segment] = []
+
+    def visit(part: BodyPart, top: bool) -> None:
+        if not top and part.header_start < part.body_start:
+            segments.append(Segment(part.header_start, part.body_start))
+        if part.is_multipart:
+            for child in part.children:
+                visit(child, top=False)
+        elif part.is_message and part.message is not None:
+            inner = part.message
+            if inner.header_start < inner.body_start:
+                segments.append(Segment(inner.header_start, inner.body_start))
+            visit(inner, top=True)
+        elif part.type == "TEXT" and part.body_start < part.end:
+            segments.append(Segment(part.body_start, part.end, part))
+
+    visit(body, top=True)
+    return segments
 
 
 _MAX_QP_LINE = 64 * 1024

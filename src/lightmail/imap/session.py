@@ -1082,16 +1082,22 @@ class ImapSession:
     async def _search_text(
         self, meta: MessageMeta, needles: frozenset[tuple[bytes, bool]]
     ) -> frozenset[tuple[bytes, bool]]:
-        """BODY/TEXT needles found in the decoded text parts, read part by part from
-        the blob store (the header is matched from the cache by ``search.matches``)."""
+        """BODY/TEXT needles found in the parts' MIME headers and decoded text, read
+        range by range from the blob store (the top-level header is matched from
+        the cache by ``search.matches``)."""
         scan = search.TextScan(needles, body_start=0)
-        for part in search.text_parts(meta.body):
-            decoder = search.PartDecoder(part.encoding, part.param("CHARSET"))
-            async for chunk in self.store.read_message(meta.info, part.body_start, part.end):
-                scan.feed(decoder.feed(chunk))
+        for segment in search.text_segments(meta.body):
+            part = segment.part
+            decoder = (
+                None if part is None else search.PartDecoder(part.encoding, part.param("CHARSET"))
+            )
+            async for chunk in self.store.read_message(meta.info, segment.start, segment.end):
+                scan.feed(chunk if decoder is None else decoder.feed(chunk))
                 if scan.done:
                     return scan.found()
-            scan.feed(decoder.close())
+            if decoder is not None:
+                scan.feed(decoder.close())
+            scan.feed(b"\n")  # no match across two segments
         return scan.found()
 
     # -- FETCH ----------------------------------------------------------------------

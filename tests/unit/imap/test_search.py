@@ -18,7 +18,7 @@ from lightmail.imap.search import (
     TextScan,
     matches,
     text_needles,
-    text_parts,
+    text_segments,
 )
 from lightmail.imap.wire.types import (
     STAR,
@@ -380,17 +380,23 @@ def test_part_decoder_survives_garbage_and_unknown_charsets() -> None:
     assert len(endless.feed(b"a" * 200_000)) > 100_000  # no newline: still decoded, bounded
 
 
-def test_text_parts_skip_attachments_and_enter_messages() -> None:
+def test_text_segments_skip_attachment_bodies_and_enter_messages() -> None:
     raw = (
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
-        b"--b\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n"
+        b"--b\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\n%PDF\r\n"
         b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
         b"Subject: inner\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n"
         b"--b--\r\n"
     )
     scanner = MimeScanner()
     scanner.feed(raw)
-    parts = text_parts(scanner.close().body)
-    assert [(p.type, p.subtype) for p in parts] == [("TEXT", "PLAIN"), ("TEXT", "HTML")]
-    assert [raw[p.body_start : p.end] for p in parts] == [b"hello", b"<p>inner</p>"]
+    segments = text_segments(scanner.close().body)
+    assert [(raw[s.start : s.end], s.part is not None) for s in segments] == [
+        (b"Content-Type: text/plain\r\n\r\n", False),
+        (b"hello", True),
+        (b"Content-Type: application/pdf; name=a.pdf\r\n\r\n", False),
+        (b"Content-Type: message/rfc822\r\n\r\n", False),
+        (b"Subject: inner\r\nContent-Type: text/html\r\n\r\n", False),
+        (b"<p>inner</p>", True),
+    ]
