@@ -18,6 +18,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
         **os.environ,
         "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
         "LIGHTMAIL_LOG_LEVEL": "info",
+        "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:0",  # no fixed port: another test may hold it
     }
     env.pop("LIGHTMAIL_CONFIG", None)
     process = subprocess.Popen(
@@ -42,6 +43,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert "lightmail is running" in log, log
     assert "database: sqlite+aiosqlite:///" in log
     assert "blobs: filesystem " in log
+    assert "imap: listening on 127.0.0.1:" in log
     process.send_signal(signum)
     _, rest = process.communicate(timeout=30)
     log += rest
