@@ -275,6 +275,16 @@ def _word(text: str) -> str:
     return text
 
 
+def _optional_word(text: str) -> str:
+    return _word(text) if text else ""
+
+
+def _file_mode(text: str) -> int:
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ValueError(f"invalid file mode {text!r}")
+    return int(text, 8)
+
+
 class AntivirusMode(enum.StrEnum):
     OFF = "off"
     REJECT = "reject"  # LMTP 554 5.7.1
@@ -377,6 +387,12 @@ class Pop3Settings:
 class LmtpSettings:
     listen: tuple[ListenAddress, ...]
     max_message_size: int  # bytes
+    max_recipients: int
+    timeout: float
+    socket_mode: int
+    socket_owner: str
+    socket_group: str
+    detail_mailbox: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +533,12 @@ _KEYS: tuple[_Key, ...] = (
     _Key("pop3", "tls_listen", "127.0.0.1:1995", parse_listen, _LISTEN_TEXT),
     _Key("lmtp", "listen", "127.0.0.1:2424, unix:{data_dir}/lmtp.sock", parse_listen, _LISTEN_TEXT),
     _Key("lmtp", "max_message_size", "64M", _positive_size, _SIZE_TEXT),
+    _Key("lmtp", "max_recipients", "1000", _integer(1, 100_000), "an integer from 1 to 100000"),
+    _Key("lmtp", "timeout", "10m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("lmtp", "socket_mode", "0660", _file_mode, "an octal file mode such as 0660"),
+    _Key("lmtp", "socket_owner", "", _optional_word, "a user name, or empty"),
+    _Key("lmtp", "socket_group", "", _optional_word, "a group name, or empty"),
+    _Key("lmtp", "detail_mailbox", "false", _boolean, _BOOLEAN_TEXT),
     _Key("api", "listen", "127.0.0.1:8080", parse_listen, _LISTEN_TEXT),
     _Key(
         "antivirus",

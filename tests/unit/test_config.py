@@ -449,7 +449,8 @@ def test_unknown_key(tmp_path: Path) -> None:
         load_text(tmp_path, "[lmtp]\nmax_size = 10M\n")
     assert str(caught.value) == (
         "config [lmtp] max_size = '10M' is invalid: "
-        "expected one of the keys listen, max_message_size"
+        "expected one of the keys listen, max_message_size, max_recipients, timeout, "
+        "socket_mode, socket_owner, socket_group, detail_mailbox"
     )
 
 

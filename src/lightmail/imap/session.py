@@ -83,7 +83,7 @@ from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText,
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore, MessageInfo, MessageMeta, StoreMode
 from lightmail.net.listener import ConnectionLimiter
-from lightmail.net.stream import Connection, IdleTimeout, StreamError
+from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 from lightmail.notify.bus import Subscription
 
 log = logging.getLogger(__name__)
@@ -278,20 +278,12 @@ class ImapSession:
             if self.state is State.NOT_AUTHENTICATED
             else self.settings.idle_timeout
         )
-        read = asyncio.ensure_future(self.conn.read(timeout))
-        shutdown = asyncio.ensure_future(self.conn.shutdown_requested.wait())
         try:
-            done, _ = await asyncio.wait({read, shutdown}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (read, shutdown):
-                if not task.done():
-                    task.cancel()
-        if read in done:
-            try:
-                return read.result()
-            except IdleTimeout:
-                await self._bye("Autologout; idle for too long")
-        await self._bye("Server shutting down")
+            return await self.conn.read_request(timeout)
+        except IdleTimeout:
+            await self._bye("Autologout; idle for too long")
+        except ShutdownRequested:
+            await self._bye("Server shutting down")
 
     async def _bye(self, text: str) -> NoReturn:
         self._send(UntaggedResponse(Status.BYE, text))

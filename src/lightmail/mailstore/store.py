@@ -762,6 +762,12 @@ class MailStore:
         )
         return [row.uid for row in rows]
 
+    async def check_quota(self, user_id: int, size: int) -> None:
+        """Raise QuotaExceeded if ``size`` more bytes would not fit (LMTP's RCPT check
+        with the declared SIZE; delivery checks again with the real size)."""
+        async with self.db.read() as conn:
+            await self._check_quota(conn, user_id, size)
+
     async def usage(self, user_id: int) -> tuple[int, int]:
         """Bytes and number of the user's live messages (what the quota counts)."""
         async with self.db.read() as conn:

@@ -58,6 +58,10 @@ class WriteTimeout(StreamError):
     """The peer did not read what we wrote within the timeout; the connection was aborted."""
 
 
+class ShutdownRequested(Exception):
+    """The server is stopping; raised instead of reading a new request."""
+
+
 class TlsHandshakeFailed(StreamError):
     """The TLS handshake failed or timed out; the connection was closed."""
 
@@ -264,6 +268,23 @@ class Connection:
         if protocol.reading_paused and len(protocol.buffer) <= protocol.high_water // 4:
             protocol.resume_reading()
         return data
+
+    async def read_request(self, timeout: float) -> bytes:  # noqa: ASYNC109
+        """:meth:`read`, unless the server is stopping first: then ShutdownRequested,
+        so the session can say goodbye in its protocol (BYE, 421) and end."""
+        if self.shutdown_requested.is_set():
+            raise ShutdownRequested
+        read = asyncio.ensure_future(self.read(timeout))
+        stop = asyncio.ensure_future(self.shutdown_requested.wait())
+        try:
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (read, stop):
+                if not task.done():
+                    task.cancel()
+        if read.done() and not read.cancelled():
+            return read.result()  # data wins over a shutdown that came at the same time
+        raise ShutdownRequested
 
     async def write(self, data: bytes, timeout: float = 60) -> None:  # noqa: ASYNC109
         """Send ``data`` and wait until the transport's buffer has room again.
