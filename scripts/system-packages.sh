@@ -7,6 +7,7 @@ set -euo pipefail
 # command -> package
 declare -A wanted=(
     [mbsync]=isync
+    [clamd]=clamav-daemon
 )
 
 missing=()
