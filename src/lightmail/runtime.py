@@ -21,6 +21,7 @@ from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.imap.server import ImapServer
+from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import MailStore
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
@@ -103,6 +104,8 @@ def build_services(node: Node) -> list[Service]:
     if settings.tls.cert is not None and settings.tls.key is not None:
         tls = server_context(settings.tls.cert, settings.tls.key)
     services: list[Service] = []
+    if settings.lmtp.listen:
+        services.append(LmtpServer(settings, node.store, node.accounts))
     if settings.imap.listen or settings.imap.tls_listen:
         services.append(ImapServer(settings, node.store, node.accounts, tls))
     return services

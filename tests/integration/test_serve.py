@@ -19,6 +19,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
         "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
         "LIGHTMAIL_LOG_LEVEL": "info",
         "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:0",  # no fixed port: another test may hold it
+        "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0, unix:{data_dir}/lmtp.sock",
     }
     env.pop("LIGHTMAIL_CONFIG", None)
     process = subprocess.Popen(
@@ -44,6 +45,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert "database: sqlite+aiosqlite:///" in log
     assert "blobs: filesystem " in log
     assert "imap: listening on 127.0.0.1:" in log
+    assert f"lmtp: listening on unix:{tmp_path / 'data' / 'lmtp.sock'}" in log
     process.send_signal(signum)
     _, rest = process.communicate(timeout=30)
     log += rest
@@ -51,6 +53,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert "Traceback" not in log
     assert "stopped" in rest
     assert (tmp_path / "data" / "lightmail.db").exists()
+    assert not (tmp_path / "data" / "lmtp.sock").exists()  # removed at stop
 
 
 def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""The LMTP service: TCP and unix-socket listeners, one session per connection."""
+
+from __future__ import annotations
+
+from lightmail.accounts.service import Accounts
+from lightmail.config import Settings
+from lightmail.lmtp.session import LmtpContext, LmtpSession
+from lightmail.mailstore.store import MailStore
+from lightmail.net.listener import Listener
+from lightmail.net.stream import Connection
+
+
+class LmtpServer:
+    """Satisfies :class:`lightmail.runtime.Service`."""
+
+    name = "lmtp"
+
+    def __init__(self, settings: Settings, store: MailStore, accounts: Accounts) -> None:
+        lmtp = settings.lmtp
+        self.context = LmtpContext(
+            settings=lmtp, store=store, accounts=accounts, hostname=settings.server.hostname
+        )
+        self.listener = Listener(
+            "lmtp",
+            lmtp.listen,
+            self._serve,
+            refuse=b"421 4.3.2 Too many connections, try again later\r\n",
+            unix_mode=lmtp.socket_mode,
+            unix_owner=lmtp.socket_owner or None,
+            unix_group=lmtp.socket_group or None,
+        )
+
+    async def _serve(self, connection: Connection) -> None:
+        await LmtpSession(self.context, connection).run()
+
+    async def start(self) -> None:
+        await self.listener.start()
+
+    async def stop(self) -> None:
+        await self.listener.stop()

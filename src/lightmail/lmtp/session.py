@@ -1,0 +1,378 @@
+"""One LMTP connection (RFC 2033): an MTA hands over messages for local users.
+
+The wire format is :mod:`lightmail.lmtp.wire` (sans-I/O). Per-connection
+state (LHLO seen) lives on the session; per-transaction state (sender,
+recipients) in an :class:`Envelope`, reset by RSET, by a completed DATA and
+by a new transaction. After DATA the session answers once per accepted
+recipient, in RCPT order, and only after the message is durable and its
+metadata committed (DESIGN invariant 1). Any failure that a retry could cure
+is a 4xx reply (invariant 4): the MTA keeps the message and tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from lightmail.accounts.service import Accounts
+from lightmail.config import LmtpSettings
+from lightmail.errors import (
+    LightMailError,
+    MessageTooLarge,
+    QuotaExceeded,
+    RecipientDisabled,
+    TemporaryFailure,
+    UnknownRecipient,
+)
+from lightmail.lmtp.wire import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    BadCommand,
+    DataChunk,
+    DataCommand,
+    DataEnd,
+    Event,
+    HeloCommand,
+    LhloCommand,
+    LmtpReceiver,
+    MailCommand,
+    NoopCommand,
+    QuitCommand,
+    RcptCommand,
+    Reply,
+    RsetCommand,
+    VrfyCommand,
+)
+from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
+from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
+
+log = logging.getLogger(__name__)
+
+
+def _reply(code: int, enhanced: str | None, *lines: str) -> Reply:
+    return Reply(code, enhanced, lines)
+
+
+# The replies of RFC 2033 / RFC 5321 with RFC 3463 enhanced codes, in one place.
+OK = _reply(250, "2.0.0", "OK")
+SENDER_OK = _reply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = _reply(250, "2.1.5", "Recipient OK")
+DELIVERED = _reply(250, "2.1.5", "Delivered")
+START_DATA = _reply(354, None, "Start mail input; end with <CRLF>.<CRLF>")
+BYE = _reply(221, "2.0.0", "Bye")
+CANNOT_VERIFY = _reply(252, "2.5.0", "Cannot verify the user, but will accept the message")
+NOT_LMTP = _reply(500, "5.5.1", "This is LMTP: use LHLO (RFC 2033 section 4.1)")
+NEED_LHLO = _reply(503, "5.5.1", "Send LHLO first")
+NESTED_MAIL = _reply(503, "5.5.1", "Sender already given")
+NEED_MAIL = _reply(503, "5.5.1", "Send MAIL first")
+NEED_RCPT = _reply(503, "5.5.1", "No valid recipients")
+UNKNOWN_USER = _reply(550, "5.1.1", "No such user here")
+DISABLED_USER = _reply(550, "5.2.1", "Mailbox disabled")
+OVER_QUOTA = _reply(552, "5.2.2", "Mailbox full")
+TOO_BIG = _reply(552, "5.3.4", "Message too big")
+TOO_MANY_RECIPIENTS = _reply(452, "4.5.3", "Too many recipients")
+TEMPORARY = _reply(451, "4.3.0", "Temporary failure, try again later")
+TIMEOUT = _reply(421, "4.4.2", "Timeout, closing connection")
+SHUTTING_DOWN = _reply(421, "4.3.2", "Service shutting down, try again later")
+
+
+def reply_for_error(error: Exception) -> Reply:
+    """The one mapping from mailstore and accounts errors to LMTP replies.
+
+    Anything unexpected is temporary: a bug must never bounce mail.
+    """
+    match error:
+        case UnknownRecipient():
+            return UNKNOWN_USER
+        case RecipientDisabled():
+            return DISABLED_USER
+        case QuotaExceeded():
+            return OVER_QUOTA
+        case MessageTooLarge():
+            return TOO_BIG
+        case _:
+            return TEMPORARY
+
+
+@dataclass
+class _Accepted:
+    """One accepted RCPT: its address and the local users it reaches."""
+
+    address: str
+    recipients: tuple[Recipient, ...]
+
+
+@dataclass
+class Envelope:
+    """The transaction in progress (RFC 5321 section 3.3)."""
+
+    sender: str
+    size: int | None
+    accepted: list[_Accepted] = field(default_factory=list)
+    refused: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LmtpContext:
+    settings: LmtpSettings
+    store: MailStore
+    accounts: Accounts
+    hostname: str
+
+
+class LmtpSession:
+    def __init__(self, context: LmtpContext, connection: Connection) -> None:
+        self.ctx = context
+        self.settings = context.settings
+        self.conn = connection
+        self.receiver = LmtpReceiver(max_message_size=self.settings.max_message_size)
+        self.client: str | None = None  # the LHLO domain
+        self.envelope: Envelope | None = None
+        self._out: list[bytes] = []
+        self._data_ended = False
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self._send(_reply(220, None, f"{self.ctx.hostname} LightMail LMTP ready"))
+            while True:
+                event = await self._next_event()
+                if event is CONNECTION_CLOSED:
+                    return
+                if not await self._handle(event):
+                    return
+        except (_Closing, StreamError):
+            pass
+        finally:
+            await self._flush_quietly()
+            await self.conn.close()
+
+    async def _next_event(self) -> Event:
+        while True:
+            event = self.receiver.next_event()
+            if event is not NEED_DATA:
+                return event
+            await self._flush()
+            self.receiver.receive_data(await self._read())
+
+    async def _read(self) -> bytes:
+        try:
+            return await self.conn.read_request(self.settings.timeout)
+        except IdleTimeout:
+            self._send(TIMEOUT)
+        except ShutdownRequested:
+            self._send(SHUTTING_DOWN)
+        raise _Closing
+
+    async def _handle(self, event: Event) -> bool:
+        """Answer one event; False when the session is over."""
+        match event:
+            case BadCommand():
+                self._send(_reply(event.code, event.enhanced, event.text))
+            case LhloCommand():
+                self.client = event.domain
+                self.envelope = None
+                self._send(
+                    _reply(
+                        250,
+                        None,
+                        self.ctx.hostname,
+                        "PIPELINING",
+                        "ENHANCEDSTATUSCODES",
+                        "8BITMIME",
+                        f"SIZE {self.settings.max_message_size}",
+                    )
+                )
+            case HeloCommand():
+                self._send(NOT_LMTP)
+            case MailCommand():
+                self._mail(event)
+            case RcptCommand():
+                await self._rcpt(event)
+            case DataCommand():
+                await self._data()
+            case RsetCommand():
+                self.envelope = None
+                self._send(OK)
+            case NoopCommand():
+                self._send(OK)
+            case VrfyCommand():
+                self._send(CANNOT_VERIFY)
+            case QuitCommand():
+                self._send(BYE)
+                return False
+            case _:
+                # DataChunk/DataEnd come only after start_data, inside _data.
+                raise AssertionError(f"unexpected event {event!r}")
+        return True
+
+    # -- the transaction -------------------------------------------------------------
+
+    def _mail(self, command: MailCommand) -> None:
+        if self.client is None:
+            self._send(NEED_LHLO)
+        elif self.envelope is not None:
+            self._send(NESTED_MAIL)
+        elif command.size is not None and command.size > self.settings.max_message_size:
+            self._send(_reply(552, "5.3.4", "Message size exceeds the limit"))
+        else:
+            self.envelope = Envelope(command.reverse_path, command.size)
+            self._send(SENDER_OK)
+
+    async def _rcpt(self, command: RcptCommand) -> None:
+        envelope = self.envelope
+        if envelope is None:
+            self._send(NEED_MAIL)
+            return
+        if len(envelope.accepted) >= self.settings.max_recipients:
+            self._send(TOO_MANY_RECIPIENTS)
+            return
+        try:
+            resolved = await self.ctx.accounts.resolve_recipient(command.forward_path)
+            recipients = resolved.recipients
+            if not self.settings.detail_mailbox:
+                recipients = tuple(Recipient(r.user_id, r.address) for r in recipients)
+            size = envelope.size or 0
+            fits = []
+            for recipient in recipients:
+                try:
+                    await self.ctx.store.check_quota(recipient.user_id, size)
+                    fits.append(recipient)
+                except QuotaExceeded:
+                    continue
+            if not fits:
+                raise QuotaExceeded(command.forward_path, 0, 0, size)
+        except LightMailError as error:
+            envelope.refused += 1
+            log.info("lmtp %s: RCPT %s refused: %s", self.conn.id, command.forward_path, error)
+            self._send(reply_for_error(error))
+            return
+        envelope.accepted.append(_Accepted(command.forward_path, tuple(fits)))
+        self._send(RECIPIENT_OK)
+
+    async def _data(self) -> None:
+        envelope = self.envelope
+        if envelope is None:
+            self._send(NEED_MAIL)
+            return
+        if not envelope.accepted:
+            self._send(NEED_RCPT)
+            return
+        self._send(START_DATA)
+        await self._flush()
+        self.receiver.start_data()
+        self.envelope = None
+        replies = await self._deliver(envelope)
+        for reply in replies:
+            self._send(reply)
+
+    async def _deliver(self, envelope: Envelope) -> list[Reply]:
+        """Store the message for every accepted recipient; one reply per RCPT."""
+        # One copy per (user, mailbox), however many RCPTs reach it.
+        targets = list(dict.fromkeys(r for a in envelope.accepted for r in a.recipients))
+        source = self._message(envelope)
+        try:
+            outcomes = await self.ctx.store.deliver(targets, source)
+        except _DataAborted:
+            raise _Closing from None
+        except MessageTooLarge as error:
+            await self._drain(source)
+            return [reply_for_error(error)] * len(envelope.accepted)
+        except TemporaryFailure as error:
+            log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
+            await self._drain(source)
+            return [TEMPORARY] * len(envelope.accepted)
+        except (_Closing, StreamError):
+            raise
+        except Exception:
+            log.exception("lmtp %s: delivery failed", self.conn.id)
+            await self._drain(source)
+            return [TEMPORARY] * len(envelope.accepted)
+        return self._replies(envelope, outcomes)
+
+    def _replies(self, envelope: Envelope, outcomes: list[DeliveryOutcome]) -> list[Reply]:
+        delivered = {o.recipient for o in outcomes if o.result is not None}
+        replies = []
+        for accepted in envelope.accepted:
+            if any(r in delivered for r in accepted.recipients):
+                replies.append(DELIVERED)
+            else:
+                replies.append(OVER_QUOTA)  # the only per-recipient failure of deliver()
+        log.info(
+            "lmtp %s: from <%s> delivered to %d of %d recipient(s)",
+            self.conn.id,
+            envelope.sender,
+            sum(r is DELIVERED for r in replies),
+            len(replies),
+        )
+        return replies
+
+    async def _message(self, envelope: Envelope) -> AsyncIterator[bytes]:
+        """The message as stored: trace headers, then the data as it arrives.
+
+        The same bytes for every recipient, so they all share one blob: no
+        per-recipient header such as Delivered-To.
+        """
+        self._data_ended = False
+        yield self._trace_headers(envelope)
+        while True:
+            event = await self._next_event()
+            if isinstance(event, DataChunk):
+                yield event.data
+            elif isinstance(event, DataEnd):
+                self._data_ended = True
+                if event.too_large:
+                    raise MessageTooLarge(self.settings.max_message_size)
+                return
+            else:  # the connection ended inside DATA: the MTA will try again
+                raise _DataAborted
+
+    async def _drain(self, source: AsyncIterator[bytes]) -> None:
+        """Read and drop the rest of the data, so the session stays in step."""
+        if self._data_ended:
+            return
+        try:
+            async for _ in source:
+                pass
+        except MessageTooLarge:
+            pass
+        except _DataAborted:
+            raise _Closing from None
+
+    def _trace_headers(self, envelope: Envelope) -> bytes:
+        """Return-Path and Received (RFC 5321 sections 4.4 and 4.1.1.4)."""
+        date = email.utils.format_datetime(email.utils.localtime())
+        peer = self.conn.peer
+        received = (
+            f"Received: from {self.client} ({peer})\r\n"
+            f"\tby {self.ctx.hostname} (LightMail) with LMTP id {self.conn.id};\r\n"
+            f"\t{date}\r\n"
+        )
+        return f"Return-Path: <{envelope.sender}>\r\n{received}".encode("utf-8", "replace")
+
+    # -- output ----------------------------------------------------------------------
+
+    def _send(self, reply: Reply) -> None:
+        self._out.append(reply.to_bytes())
+
+    async def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            await self.conn.write(data)
+
+    async def _flush_quietly(self) -> None:
+        with contextlib.suppress(StreamError):  # the peer may already be gone
+            await self._flush()
+
+
+class _Closing(Exception):
+    """The session ends now (QUIT, timeout, shutdown, or the peer left)."""
+
+
+class _DataAborted(Exception):
+    """The connection ended inside DATA: nothing is delivered."""
