@@ -25,6 +25,7 @@ from lightmail.storage.blobs import BlobStore
 from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
+from tests.support.clamd import Clamd, find_clamd, running_clamd
 from tests.support.mariadb import MARIADB_URL, mariadb_listening, recreate_schema
 from tests.support.require import require
 from tests.support.s3server import S3Server, find_weed, running_seaweedfs
@@ -114,3 +115,16 @@ async def backend(backend_name: str, storage: tuple[str, dict[str, Any]]) -> Asy
     finally:
         await blobs.close()
         await db.close()
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
+    """clamd with StreamMaxLength 1M on a unix socket and a loopback port."""
+    binary = find_clamd()
+    require(
+        "clamd", binary is not None, "install Debian's clamav-daemon (scripts/system-packages.sh)"
+    )
+    with running_clamd(
+        tmp_path_factory.mktemp("clamd"), stream_max_length="1M", clamd=binary
+    ) as server:
+        yield server

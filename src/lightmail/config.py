@@ -292,6 +292,14 @@ class AntivirusMode(enum.StrEnum):
     TAG = "tag"  # delivered with an X-Virus header
 
 
+class ScanErrorPolicy(enum.StrEnum):
+    """What LMTP does with a message when clamd is down or times out."""
+
+    TEMPFAIL = "tempfail"  # 451 4.x.x: the MTA keeps the message and retries
+    ACCEPT = "accept"  # deliver it unscanned
+    REJECT = "reject"  # 554 5.7.1
+
+
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -404,6 +412,9 @@ class ApiSettings:
 class AntivirusSettings:
     mode: AntivirusMode
     clamd: ListenAddress
+    on_error: ScanErrorPolicy
+    timeout: float
+    stream_max_length: int
 
     @property
     def enabled(self) -> bool:
@@ -548,6 +559,15 @@ _KEYS: tuple[_Key, ...] = (
         f"one of {', '.join(AntivirusMode)}",
     ),
     _Key("antivirus", "clamd", "127.0.0.1:3310", _clamd, "HOST:PORT or unix:PATH"),
+    _Key(
+        "antivirus",
+        "on_error",
+        "tempfail",
+        _choice(ScanErrorPolicy),
+        "one of tempfail, accept, reject",
+    ),
+    _Key("antivirus", "timeout", "60s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("antivirus", "stream_max_length", "25M", _positive_size, _SIZE_TEXT),
     _Key("gc", "enabled", "true", _boolean, _BOOLEAN_TEXT),
     _Key("gc", "interval", "5m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("gc", "batch_size", "500", _integer(1, 100_000), "an integer from 1 to 100000"),

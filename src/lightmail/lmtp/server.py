@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lightmail.accounts.service import Accounts
+from lightmail.antivirus.clamd import ClamdClient
 from lightmail.config import Settings
 from lightmail.lmtp.session import LmtpContext, LmtpSession
 from lightmail.mailstore.store import MailStore
@@ -17,8 +18,22 @@ class LmtpServer:
 
     def __init__(self, settings: Settings, store: MailStore, accounts: Accounts) -> None:
         lmtp = settings.lmtp
+        antivirus = settings.antivirus
+        scanner = None
+        if antivirus.enabled:
+            scanner = ClamdClient(
+                antivirus.clamd,
+                connect_timeout=min(antivirus.timeout, 10.0),
+                read_timeout=antivirus.timeout,
+                stream_max_length=antivirus.stream_max_length,
+            )
         self.context = LmtpContext(
-            settings=lmtp, store=store, accounts=accounts, hostname=settings.server.hostname
+            settings=lmtp,
+            store=store,
+            accounts=accounts,
+            hostname=settings.server.hostname,
+            antivirus=antivirus,
+            scanner=scanner,
         )
         self.listener = Listener(
             "lmtp",

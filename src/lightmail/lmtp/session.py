@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import enum
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from lightmail.accounts.service import Accounts
-from lightmail.config import LmtpSettings
+from lightmail.antivirus.clamd import ClamdClient, ClamdScan
+from lightmail.config import AntivirusMode, AntivirusSettings, LmtpSettings, ScanErrorPolicy
 from lightmail.errors import (
     LightMailError,
     MessageTooLarge,
@@ -46,7 +48,7 @@ from lightmail.lmtp.wire import (
     RsetCommand,
     VrfyCommand,
 )
-from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
+from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient, StoredMessage
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ OVER_QUOTA = _reply(552, "5.2.2", "Mailbox full")
 TOO_BIG = _reply(552, "5.3.4", "Message too big")
 TOO_MANY_RECIPIENTS = _reply(452, "4.5.3", "Too many recipients")
 TEMPORARY = _reply(451, "4.3.0", "Temporary failure, try again later")
+REFUSED_CONTENT = _reply(554, "5.7.1", "Message refused by content policy")
 TIMEOUT = _reply(421, "4.4.2", "Timeout, closing connection")
 SHUTTING_DOWN = _reply(421, "4.3.2", "Service shutting down, try again later")
 
@@ -121,6 +124,22 @@ class LmtpContext:
     store: MailStore
     accounts: Accounts
     hostname: str
+    antivirus: AntivirusSettings
+    scanner: ClamdClient | None  # None: [antivirus] mode = off
+
+
+class _Verdict(enum.Enum):
+    DELIVER = "deliver"
+    REFUSE = "refuse"
+    RETRY = "retry"
+
+
+@dataclass
+class _Scan:
+    """One message's clamd session, or why there is none."""
+
+    session: ClamdScan | None
+    error: Exception | None = None
 
 
 class LmtpSession:
@@ -271,28 +290,120 @@ class LmtpSession:
             self._send(reply)
 
     async def _deliver(self, envelope: Envelope) -> list[Reply]:
-        """Store the message for every accepted recipient; one reply per RCPT."""
+        """Store the message for every accepted recipient; one reply per RCPT.
+
+        The message streams into the blob store (and to clamd, when scanning)
+        as it arrives; it becomes visible only once the verdict allows it.
+        """
         # One copy per (user, mailbox), however many RCPTs reach it.
         targets = list(dict.fromkeys(r for a in envelope.accepted for r in a.recipients))
+        count = len(envelope.accepted)
         source = self._message(envelope)
+        async with contextlib.AsyncExitStack() as resources:
+            scan = await self._start_scan(resources)
+            try:
+                stored = await self.ctx.store.store_message(self._scanned(source, scan))
+            except _DataAborted:
+                raise _Closing from None
+            except MessageTooLarge as error:
+                await self._drain(source)
+                return [reply_for_error(error)] * count
+            except TemporaryFailure as error:
+                log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
+                await self._drain(source)
+                return [TEMPORARY] * count
+            except (_Closing, StreamError):
+                raise
+            except Exception:
+                log.exception("lmtp %s: delivery failed", self.conn.id)
+                await self._drain(source)
+                return [TEMPORARY] * count
+            verdict = await self._verdict(scan, envelope)
         try:
-            outcomes = await self.ctx.store.deliver(targets, source)
-        except _DataAborted:
-            raise _Closing from None
-        except MessageTooLarge as error:
-            await self._drain(source)
-            return [reply_for_error(error)] * len(envelope.accepted)
+            if verdict is _Verdict.REFUSE:
+                await self.ctx.store.discard(stored)
+                return [REFUSED_CONTENT] * count
+            if verdict is _Verdict.RETRY:
+                await self.ctx.store.discard(stored)
+                return [TEMPORARY] * count
+            if isinstance(verdict, str):  # tag mode: the virus name
+                stored = await self._tagged_copy(stored, verdict)
+            outcomes = await self.ctx.store.deliver_stored(targets, stored)
         except TemporaryFailure as error:
             log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
-            await self._drain(source)
-            return [TEMPORARY] * len(envelope.accepted)
-        except (_Closing, StreamError):
-            raise
+            return [TEMPORARY] * count
         except Exception:
             log.exception("lmtp %s: delivery failed", self.conn.id)
-            await self._drain(source)
-            return [TEMPORARY] * len(envelope.accepted)
+            return [TEMPORARY] * count
         return self._replies(envelope, outcomes)
+
+    async def _start_scan(self, resources: contextlib.AsyncExitStack) -> _Scan:
+        scanner = self.ctx.scanner
+        if scanner is None:
+            return _Scan(None)
+        try:
+            return _Scan(await resources.enter_async_context(scanner.scan()))
+        except TemporaryFailure as error:
+            return _Scan(None, error)
+
+    async def _scanned(self, source: AsyncIterator[bytes], scan: _Scan) -> AsyncIterator[bytes]:
+        """The message chunks, also sent to clamd while it answers."""
+        async for chunk in source:
+            if scan.session is not None and scan.error is None:
+                try:
+                    await scan.session.feed(chunk)
+                except TemporaryFailure as error:
+                    scan.error = error
+            yield chunk
+
+    async def _verdict(self, scan: _Scan, envelope: Envelope) -> _Verdict | str:
+        """What to do with the stored message: deliver, refuse, retry, or tag with a name."""
+        if self.ctx.scanner is None:
+            return _Verdict.DELIVER
+        result = None
+        if scan.session is not None and scan.error is None:
+            try:
+                result = await scan.session.finish()
+            except TemporaryFailure as error:
+                scan.error = error
+        if result is None:
+            policy = self.ctx.antivirus.on_error
+            log.warning(
+                "lmtp %s: virus scan failed (%s); on_error=%s", self.conn.id, scan.error, policy
+            )
+            return {
+                ScanErrorPolicy.TEMPFAIL: _Verdict.RETRY,
+                ScanErrorPolicy.ACCEPT: _Verdict.DELIVER,
+                ScanErrorPolicy.REJECT: _Verdict.REFUSE,
+            }[policy]
+        if not result.infected:
+            log.info("lmtp %s: virus scan clean (%d octets)", self.conn.id, result.scanned)
+            return _Verdict.DELIVER
+        mode = self.ctx.antivirus.mode
+        log.warning(
+            "lmtp %s: virus %s found in mail from <%s>; mode=%s",
+            self.conn.id,
+            result.virus,
+            envelope.sender,
+            mode,
+        )
+        if mode is AntivirusMode.TAG:
+            return result.virus or "unknown"
+        return _Verdict.REFUSE
+
+    async def _tagged_copy(self, stored: StoredMessage, virus: str) -> StoredMessage:
+        """The message again with X-Virus headers on top (tag mode)."""
+        name = "".join(ch if 0x20 < ord(ch) < 0x7F else "?" for ch in virus)
+        headers = f"X-Virus-Status: Infected\r\nX-Virus-Name: {name}\r\n".encode()
+
+        async def tagged() -> AsyncIterator[bytes]:
+            yield headers
+            async for chunk in self.ctx.store.read_stored(stored):
+                yield chunk
+
+        copy = await self.ctx.store.store_message(tagged())
+        await self.ctx.store.discard(stored)
+        return copy
 
     def _replies(self, envelope: Envelope, outcomes: list[DeliveryOutcome]) -> list[Reply]:
         delivered = {o.recipient for o in outcomes if o.result is not None}

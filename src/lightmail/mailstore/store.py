@@ -204,7 +204,7 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _StoredBlob:
+class StoredMessage:
     key: str
     put: PutResult
     parsed: ParsedMessage
@@ -486,7 +486,28 @@ class MailStore:
         gets its own outcome and the others are still delivered. A missing
         target mailbox falls back to INBOX: delivery never fails for a name.
         """
-        stored = await self._store_blob(source)
+        return await self.deliver_stored(recipients, await self.store_message(source))
+
+    async def store_message(self, source: AsyncIterable[bytes]) -> StoredMessage:
+        """Stream a message into a new blob, durable but not yet visible anywhere.
+
+        For callers that decide after the data is in (LMTP waits for the
+        virus scanner's verdict): then :meth:`deliver_stored` or :meth:`discard`.
+        A crash in between leaves an orphan blob, which the sweeper removes.
+        """
+        return await self._store_blob(source)
+
+    async def discard(self, stored: StoredMessage) -> None:
+        """Drop a stored message that will not be delivered."""
+        await self._discard_blob(stored.key)
+
+    def read_stored(self, stored: StoredMessage) -> AsyncIterator[bytes]:
+        return self.blobs.get(stored.key)
+
+    async def deliver_stored(
+        self, recipients: Sequence[Recipient], stored: StoredMessage
+    ) -> list[DeliveryOutcome]:
+        """:meth:`deliver` for a message already stored with :meth:`store_message`."""
         outcomes: list[DeliveryOutcome] = []
         try:
             async with self.db.write() as conn:
@@ -775,7 +796,7 @@ class MailStore:
 
     # -- internals -------------------------------------------------------
 
-    async def _store_blob(self, source: AsyncIterable[bytes]) -> _StoredBlob:
+    async def _store_blob(self, source: AsyncIterable[bytes]) -> StoredMessage:
         """Stream the message into a new blob, parsing its structure on the way."""
         scanner = MimeScanner()
 
@@ -786,7 +807,7 @@ class MailStore:
 
         key = new_blob_key()
         put = await self.blobs.put(key, parsed_chunks())
-        return _StoredBlob(key, put, scanner.close())
+        return StoredMessage(key, put, scanner.close())
 
     async def _discard_blob(self, key: str) -> None:
         """Delete a blob no row will refer to; if that fails, the sweeper will."""
@@ -795,7 +816,7 @@ class MailStore:
         except Exception:
             log.warning("could not delete unused blob %s; the orphan sweeper will", key)
 
-    async def _insert_object_key(self, conn: AsyncConnection, stored: _StoredBlob) -> None:
+    async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
         await conn.execute(
             insert(t.object_keys).values(
                 key=stored.key,
@@ -809,7 +830,7 @@ class MailStore:
         self,
         conn: AsyncConnection,
         mailbox: Mailbox,
-        stored: _StoredBlob,
+        stored: StoredMessage,
         flags: Flags,
         internaldate: datetime,
     ) -> AppendResult:

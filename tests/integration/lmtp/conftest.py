@@ -4,7 +4,7 @@ and a small LMTP client that reads every reply (smtplib.LMTP reads one after DAT
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +78,12 @@ LmtpFactory = Callable[..., Awaitable[LmtpTarget]]
 async def lmtp_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[LmtpFactory]:
     servers: list[LmtpServer] = []
 
-    async def start(**lmtp_settings: str) -> LmtpTarget:
+    async def start(antivirus: Mapping[str, str] | None = None, **lmtp_settings: str) -> LmtpTarget:
+        """Start a server; keyword arguments override ``[lmtp]`` keys, ``antivirus``
+        ``[antivirus]`` keys (as strings)."""
         socket_path = tmp_path / "lmtp.sock"
         environ = {
+            **{f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()},
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
             "LIGHTMAIL_SERVER_HOSTNAME": "mx.test.example",
             "LIGHTMAIL_LMTP_LISTEN": f"127.0.0.1:0, unix:{socket_path}",
