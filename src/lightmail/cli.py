@@ -175,6 +175,29 @@ async def _alias_delete(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
+async def _quarantine_list(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        for item in await node.store.list_quarantine():
+            when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{item.id}\t{when}\t{item.virus}\tfrom <{item.sender}>"
+                f"\tto {', '.join(item.recipients)}\t{format_size(item.size)}"
+            )
+
+
+async def _quarantine_release(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        outcomes = await node.store.release_quarantine(args.id)
+        delivered = ", ".join(o.recipient.address for o in outcomes) or "nobody (users gone)"
+        print(f"released {args.id} to {delivered}")
+
+
+async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await node.store.delete_quarantine(args.id)
+        print(f"deleted quarantined message {args.id}")
+
+
 # -- argument parsing ---------------------------------------------------------
 
 
@@ -251,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     delete_alias = leaf(alias, "delete", _alias_delete, "delete an alias or some of its targets")
     delete_alias.add_argument("address")
     delete_alias.add_argument("targets", nargs="*", metavar="TARGET")
+
+    quarantine = group("quarantine", "messages the virus scanner kept aside")
+    leaf(quarantine, "list", _quarantine_list, "one line per message: id, date, virus, addresses")
+    leaf(
+        quarantine, "release", _quarantine_release, "deliver to the recipients' INBOX"
+    ).add_argument("id", type=int)
+    leaf(quarantine, "delete", _quarantine_delete, "delete for good").add_argument("id", type=int)
     return parser
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lightmail.accounts.service import Accounts
-from lightmail.config import AntivirusMode, Settings
+from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
@@ -103,10 +103,6 @@ def build_services(node: Node) -> list[Service]:
     tls = None
     if settings.tls.cert is not None and settings.tls.key is not None:
         tls = server_context(settings.tls.cert, settings.tls.key)
-    if settings.antivirus.mode is AntivirusMode.QUARANTINE:
-        raise ConfigError(
-            "antivirus", "mode", "quarantine", "off, reject or tag (quarantine is not built yet)"
-        )
     services: list[Service] = []
     if settings.lmtp.listen:
         services.append(LmtpServer(settings, node.store, node.accounts))

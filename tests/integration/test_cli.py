@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from lightmail.cli import EXIT_REFUSED, EXIT_USAGE, main
+from lightmail.config import load_settings
+from lightmail.mailstore.store import Recipient
+from lightmail.runtime import open_node
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +112,43 @@ def test_db_upgrade_is_idempotent(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert out.startswith("database schema upgraded from empty to revision ")
     assert run(capsys, "db", "upgrade")[1].startswith("database schema already at revision ")
+
+
+def test_quarantine_list_release_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "domain", "add", "example.org")
+    run(capsys, "user", "add", "gina@example.org", "--password", "pw")
+
+    async def quarantine_two() -> list[int]:
+        settings = load_settings(None, os.environ)
+        async with open_node(settings) as node:
+            user = await node.accounts.get_user("gina@example.org")
+            ids = []
+            for _ in range(2):
+
+                async def message() -> AsyncIterator[bytes]:
+                    yield b"Subject: bad\r\n\r\nvirus inside\r\n"
+
+                stored = await node.store.store_message(message())
+                recipient = Recipient(user.id, user.address)
+                ids.append(
+                    await node.store.quarantine(
+                        stored, "evil@example.net", [recipient], "Test.Virus"
+                    )
+                )
+            return ids
+
+    first, second = asyncio.run(quarantine_two())
+    code, out, _ = run(capsys, "quarantine", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{first}\t")
+    assert "\tTest.Virus\tfrom <evil@example.net>\tto gina@example.org\t" in lines[0]
+    assert run(capsys, "quarantine", "release", str(first))[1] == (
+        f"released {first} to gina@example.org\n"
+    )
+    assert run(capsys, "quarantine", "delete", str(second))[0] == 0
+    assert run(capsys, "quarantine", "list")[1] == ""
+    assert "used 30 in 1 message(s)" in run(capsys, "user", "list")[1]
+    code, _, err = run(capsys, "quarantine", "delete", str(second))
+    assert (code, err) == (EXIT_REFUSED, f"lightmail: no quarantined message {second}\n")

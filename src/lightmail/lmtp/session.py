@@ -78,6 +78,7 @@ TOO_BIG = _reply(552, "5.3.4", "Message too big")
 TOO_MANY_RECIPIENTS = _reply(452, "4.5.3", "Too many recipients")
 TEMPORARY = _reply(451, "4.3.0", "Temporary failure, try again later")
 REFUSED_CONTENT = _reply(554, "5.7.1", "Message refused by content policy")
+KEPT_ASIDE = _reply(250, "2.1.5", "Accepted")
 TIMEOUT = _reply(421, "4.4.2", "Timeout, closing connection")
 SHUTTING_DOWN = _reply(421, "4.3.2", "Service shutting down, try again later")
 
@@ -132,6 +133,12 @@ class _Verdict(enum.Enum):
     DELIVER = "deliver"
     REFUSE = "refuse"
     RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class _Infected:
+    mode: AntivirusMode
+    virus: str
 
 
 @dataclass
@@ -326,8 +333,14 @@ class LmtpSession:
             if verdict is _Verdict.RETRY:
                 await self.ctx.store.discard(stored)
                 return [TEMPORARY] * count
-            if isinstance(verdict, str):  # tag mode: the virus name
-                stored = await self._tagged_copy(stored, verdict)
+            if isinstance(verdict, _Infected) and verdict.mode is AntivirusMode.QUARANTINE:
+                item = await self.ctx.store.quarantine(
+                    stored, envelope.sender, targets, verdict.virus
+                )
+                log.warning("lmtp %s: quarantined as %d", self.conn.id, item)
+                return [KEPT_ASIDE] * count  # a 250: the MTA must not retry
+            if isinstance(verdict, _Infected):  # tag mode
+                stored = await self._tagged_copy(stored, verdict.virus)
             outcomes = await self.ctx.store.deliver_stored(targets, stored)
         except TemporaryFailure as error:
             log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
@@ -356,8 +369,9 @@ class LmtpSession:
                     scan.error = error
             yield chunk
 
-    async def _verdict(self, scan: _Scan, envelope: Envelope) -> _Verdict | str:
-        """What to do with the stored message: deliver, refuse, retry, or tag with a name."""
+    async def _verdict(self, scan: _Scan, envelope: Envelope) -> _Verdict | _Infected:
+        """What to do with the stored message: deliver, refuse, retry, or (infected)
+        tag or quarantine it."""
         if self.ctx.scanner is None:
             return _Verdict.DELIVER
         result = None
@@ -387,8 +401,8 @@ class LmtpSession:
             envelope.sender,
             mode,
         )
-        if mode is AntivirusMode.TAG:
-            return result.virus or "unknown"
+        if mode in (AntivirusMode.TAG, AntivirusMode.QUARANTINE):
+            return _Infected(mode, result.virus or "unknown")
         return _Verdict.REFUSE
 
     async def _tagged_copy(self, stored: StoredMessage, virus: str) -> StoredMessage:

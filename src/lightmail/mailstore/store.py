@@ -31,6 +31,7 @@ from lightmail.errors import (
     MailboxExists,
     MailboxNotAllowed,
     MailboxNotFound,
+    NotFound,
     QuotaExceeded,
 )
 from lightmail.mailstore import names
@@ -201,6 +202,16 @@ class DeliveryOutcome:
     recipient: Recipient
     result: AppendResult | None = None
     error: QuotaExceeded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    id: int
+    sender: str
+    recipients: tuple[str, ...]  # the envelope addresses it was sent to
+    virus: str
+    size: int
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +567,112 @@ class MailStore:
         order = {recipient: index for index, recipient in enumerate(recipients)}
         outcomes.sort(key=lambda outcome: order[outcome.recipient])
         return outcomes
+
+    # -- quarantine ------------------------------------------------------------
+
+    async def quarantine(
+        self,
+        stored: StoredMessage,
+        sender: str,
+        recipients: Sequence[Recipient],
+        virus: str,
+    ) -> int:
+        """Keep a stored message aside, in no mailbox; return its quarantine id."""
+        listed = [[r.address, r.user_id] for r in recipients]
+        try:
+            async with self.db.write() as conn:
+                await self._insert_object_key(conn, stored)
+                result = await conn.execute(
+                    insert(t.quarantine).values(
+                        object_key=stored.key,
+                        sender=sender,
+                        recipients=json.dumps(listed),
+                        virus=virus,
+                        created_at=utcnow(),
+                    )
+                )
+        except BaseException:
+            await self._discard_blob(stored.key)
+            raise
+        (item_id,) = result.inserted_primary_key or (None,)
+        if item_id is None:
+            raise RuntimeError("the database returned no id for the quarantined message")
+        return int(item_id)
+
+    async def list_quarantine(self) -> list[QuarantinedMessage]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.quarantine, t.object_keys.c.size)
+                .select_from(t.quarantine.join(t.object_keys))
+                .order_by(t.quarantine.c.id)
+            )
+            return [
+                QuarantinedMessage(
+                    id=row.id,
+                    sender=row.sender,
+                    recipients=tuple(address for address, _ in json.loads(row.recipients)),
+                    virus=row.virus,
+                    size=row.size,
+                    created_at=_aware(row.created_at),
+                )
+                for row in rows
+            ]
+
+    async def release_quarantine(self, item_id: int) -> list[DeliveryOutcome]:
+        """Deliver a quarantined message to its recipients' INBOX and forget the entry.
+
+        Recipients deleted since are skipped. The blob is shared, not copied.
+        """
+        item = await self._quarantine_row(item_id)
+        parser = MimeScanner()
+        async for chunk in self.blobs.get(item.object_key):
+            parser.feed(chunk)
+        stored = StoredMessage(item.object_key, PutResult(item.size, item.sha256), parser.close())
+        outcomes: list[DeliveryOutcome] = []
+        async with self.db.write() as conn:
+            now = datetime.now(UTC)
+            for address, user_id in json.loads(item.recipients):
+                row = await self._mailbox_row(conn, user_id, names.INBOX)
+                if row is None:
+                    continue
+                result = await self._insert_message(conn, _mailbox(row), stored, Flags(), now)
+                outcomes.append(DeliveryOutcome(Recipient(user_id, address), result=result))
+            await conn.execute(delete(t.quarantine).where(t.quarantine.c.id == item_id))
+            if not outcomes:
+                await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == stored.key))
+        if not outcomes:
+            await self._discard_blob(stored.key)
+        for outcome in outcomes:
+            if outcome.result is not None:
+                await self.bus.publish(
+                    ChangeEvent(
+                        outcome.recipient.user_id,
+                        ChangeKind.MESSAGES_ADDED,
+                        outcome.result.mailbox_id,
+                    )
+                )
+        return outcomes
+
+    async def delete_quarantine(self, item_id: int) -> None:
+        """Delete a quarantined message and its blob."""
+        item = await self._quarantine_row(item_id)
+        async with self.db.write() as conn:
+            await conn.execute(delete(t.quarantine).where(t.quarantine.c.id == item_id))
+            await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == item.object_key))
+        await self._discard_blob(item.object_key)
+
+    async def _quarantine_row(self, item_id: int) -> t.AnyRow:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(t.quarantine, t.object_keys.c.size, t.object_keys.c.sha256)
+                    .select_from(t.quarantine.join(t.object_keys))
+                    .where(t.quarantine.c.id == item_id)
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"no quarantined message {item_id}")
+        return row
 
     async def copy(
         self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str

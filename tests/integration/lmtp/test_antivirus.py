@@ -86,3 +86,45 @@ async def test_message_longer_than_the_scan_limit(lmtp_factory: LmtpFactory, cla
     assert (await send(target, user.address, late_virus + b"\r\n"))[0] == 250
     early_virus = INFECTED + (b"y" * 998 + b"\r\n") * 100
     assert (await send(target, user.address, early_virus))[0] == 554
+
+
+async def test_quarantine_mode_keeps_it_aside_until_released(
+    lmtp_factory: LmtpFactory, clamd: Clamd
+) -> None:
+    target = await lmtp_factory(antivirus={"mode": "quarantine", "clamd": clamd_address(clamd)})
+    alice, bob = await target.new_user(), await target.new_user()
+    store = target.backend.store
+    client = await target.connect()
+    await client.command("MAIL FROM:<sender@example.net>")
+    for user in (alice, bob):
+        await client.command(f"RCPT TO:<{user.address}>")
+    await client.command("DATA")
+    await client.send(stuffed(INFECTED))
+    assert [await client.reply() for _ in range(2)] == [(250, ["2.1.5 Accepted"])] * 2
+    await client.close()
+    assert await stored(target, alice) == []
+    [item] = [i for i in await store.list_quarantine() if alice.address in i.recipients]
+    assert item.virus == REPORTED_NAME
+    assert item.sender == "sender@example.net"
+    assert set(item.recipients) == {alice.address, bob.address}
+
+    outcomes = await store.release_quarantine(item.id)
+    assert {o.recipient.address for o in outcomes} == {alice.address, bob.address}
+    [one], [two] = await stored(target, alice), await stored(target, bob)
+    assert one == two
+    assert one.endswith(INFECTED)
+    assert item.id not in [i.id for i in await store.list_quarantine()]
+
+
+async def test_quarantine_delete_removes_the_blob(lmtp_factory: LmtpFactory, clamd: Clamd) -> None:
+    target = await lmtp_factory(
+        antivirus={"mode": "quarantine", "clamd": f"unix:{clamd.unix.path}"}
+    )
+    user = await target.new_user()
+    assert (await send(target, user.address, INFECTED))[0] == 250
+    [item] = [
+        i for i in await target.backend.store.list_quarantine() if user.address in i.recipients
+    ]
+    await target.backend.store.delete_quarantine(item.id)
+    assert await no_blobs(target)
+    assert await stored(target, user) == []

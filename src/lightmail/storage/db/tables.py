@@ -182,3 +182,17 @@ messages = Table(
     Index(None, "user_id", "deleted_at"),
     **_MYSQL,
 )
+
+# Messages a virus scan kept aside ([antivirus] mode = quarantine): not in any
+# mailbox; the blob stays referenced through object_keys until release or delete.
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("object_key", String(64), ForeignKey("object_keys.key"), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON: [[address, user_id], ...]
+    Column("virus", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    **_MYSQL,
+)
