@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lightmail.accounts.service import Accounts
-from lightmail.antivirus.clamd import ClamdClient
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import Settings
 from lightmail.lmtp.session import LmtpContext, LmtpSession
 from lightmail.mailstore.store import MailStore
@@ -18,22 +18,13 @@ class LmtpServer:
 
     def __init__(self, settings: Settings, store: MailStore, accounts: Accounts) -> None:
         lmtp = settings.lmtp
-        antivirus = settings.antivirus
-        scanner = None
-        if antivirus.enabled:
-            scanner = ClamdClient(
-                antivirus.clamd,
-                connect_timeout=min(antivirus.timeout, 10.0),
-                read_timeout=antivirus.timeout,
-                stream_max_length=antivirus.stream_max_length,
-            )
         self.context = LmtpContext(
             settings=lmtp,
             store=store,
             accounts=accounts,
             hostname=settings.server.hostname,
-            antivirus=antivirus,
-            scanner=scanner,
+            antivirus=settings.antivirus,
+            scanner=scanner_for(settings.antivirus),
         )
         self.listener = Listener(
             "lmtp",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import enum
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from lightmail.accounts.service import Accounts
-from lightmail.antivirus.clamd import ClamdClient, ClamdScan
-from lightmail.config import AntivirusMode, AntivirusSettings, LmtpSettings, ScanErrorPolicy
+from lightmail.antivirus.clamd import ClamdClient
+from lightmail.antivirus.policy import Action, MessageScan, tagged_copy
+from lightmail.config import AntivirusSettings, LmtpSettings
 from lightmail.errors import (
     LightMailError,
     MessageTooLarge,
@@ -48,7 +48,7 @@ from lightmail.lmtp.wire import (
     RsetCommand,
     VrfyCommand,
 )
-from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient, StoredMessage
+from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 
 log = logging.getLogger(__name__)
@@ -127,26 +127,6 @@ class LmtpContext:
     hostname: str
     antivirus: AntivirusSettings
     scanner: ClamdClient | None  # None: [antivirus] mode = off
-
-
-class _Verdict(enum.Enum):
-    DELIVER = "deliver"
-    REFUSE = "refuse"
-    RETRY = "retry"
-
-
-@dataclass(frozen=True, slots=True)
-class _Infected:
-    mode: AntivirusMode
-    virus: str
-
-
-@dataclass
-class _Scan:
-    """One message's clamd session, or why there is none."""
-
-    session: ClamdScan | None
-    error: Exception | None = None
 
 
 class LmtpSession:
@@ -306,10 +286,10 @@ class LmtpSession:
         targets = list(dict.fromkeys(r for a in envelope.accepted for r in a.recipients))
         count = len(envelope.accepted)
         source = self._message(envelope)
-        async with contextlib.AsyncExitStack() as resources:
-            scan = await self._start_scan(resources)
+        what = f"lmtp {self.conn.id} from <{envelope.sender}>"
+        async with MessageScan(self.ctx.scanner, self.ctx.antivirus, what) as scan:
             try:
-                stored = await self.ctx.store.store_message(self._scanned(source, scan))
+                stored = await self.ctx.store.store_message(scan.wrap(source))
             except _DataAborted:
                 raise _Closing from None
             except MessageTooLarge as error:
@@ -325,22 +305,22 @@ class LmtpSession:
                 log.exception("lmtp %s: delivery failed", self.conn.id)
                 await self._drain(source)
                 return [TEMPORARY] * count
-            verdict = await self._verdict(scan, envelope)
+            decision = await scan.decide()
         try:
-            if verdict is _Verdict.REFUSE:
-                await self.ctx.store.discard(stored)
-                return [REFUSED_CONTENT] * count
-            if verdict is _Verdict.RETRY:
-                await self.ctx.store.discard(stored)
-                return [TEMPORARY] * count
-            if isinstance(verdict, _Infected) and verdict.mode is AntivirusMode.QUARANTINE:
-                item = await self.ctx.store.quarantine(
-                    stored, envelope.sender, targets, verdict.virus
-                )
-                log.warning("lmtp %s: quarantined as %d", self.conn.id, item)
-                return [KEPT_ASIDE] * count  # a 250: the MTA must not retry
-            if isinstance(verdict, _Infected):  # tag mode
-                stored = await self._tagged_copy(stored, verdict.virus)
+            match decision.action:
+                case Action.REFUSE | Action.RETRY:
+                    await self.ctx.store.discard(stored)
+                    return [
+                        REFUSED_CONTENT if decision.action is Action.REFUSE else TEMPORARY
+                    ] * count
+                case Action.QUARANTINE:
+                    item = await self.ctx.store.quarantine(
+                        stored, envelope.sender, targets, decision.virus or "unknown"
+                    )
+                    log.warning("lmtp %s: quarantined as %d", self.conn.id, item)
+                    return [KEPT_ASIDE] * count  # a 250: the MTA must not retry
+                case Action.TAG:
+                    stored = await tagged_copy(self.ctx.store, stored, decision.virus or "unknown")
             outcomes = await self.ctx.store.deliver_stored(targets, stored)
         except TemporaryFailure as error:
             log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
@@ -349,75 +329,6 @@ class LmtpSession:
             log.exception("lmtp %s: delivery failed", self.conn.id)
             return [TEMPORARY] * count
         return self._replies(envelope, outcomes)
-
-    async def _start_scan(self, resources: contextlib.AsyncExitStack) -> _Scan:
-        scanner = self.ctx.scanner
-        if scanner is None:
-            return _Scan(None)
-        try:
-            return _Scan(await resources.enter_async_context(scanner.scan()))
-        except TemporaryFailure as error:
-            return _Scan(None, error)
-
-    async def _scanned(self, source: AsyncIterator[bytes], scan: _Scan) -> AsyncIterator[bytes]:
-        """The message chunks, also sent to clamd while it answers."""
-        async for chunk in source:
-            if scan.session is not None and scan.error is None:
-                try:
-                    await scan.session.feed(chunk)
-                except TemporaryFailure as error:
-                    scan.error = error
-            yield chunk
-
-    async def _verdict(self, scan: _Scan, envelope: Envelope) -> _Verdict | _Infected:
-        """What to do with the stored message: deliver, refuse, retry, or (infected)
-        tag or quarantine it."""
-        if self.ctx.scanner is None:
-            return _Verdict.DELIVER
-        result = None
-        if scan.session is not None and scan.error is None:
-            try:
-                result = await scan.session.finish()
-            except TemporaryFailure as error:
-                scan.error = error
-        if result is None:
-            policy = self.ctx.antivirus.on_error
-            log.warning(
-                "lmtp %s: virus scan failed (%s); on_error=%s", self.conn.id, scan.error, policy
-            )
-            return {
-                ScanErrorPolicy.TEMPFAIL: _Verdict.RETRY,
-                ScanErrorPolicy.ACCEPT: _Verdict.DELIVER,
-                ScanErrorPolicy.REJECT: _Verdict.REFUSE,
-            }[policy]
-        if not result.infected:
-            log.info("lmtp %s: virus scan clean (%d octets)", self.conn.id, result.scanned)
-            return _Verdict.DELIVER
-        mode = self.ctx.antivirus.mode
-        log.warning(
-            "lmtp %s: virus %s found in mail from <%s>; mode=%s",
-            self.conn.id,
-            result.virus,
-            envelope.sender,
-            mode,
-        )
-        if mode in (AntivirusMode.TAG, AntivirusMode.QUARANTINE):
-            return _Infected(mode, result.virus or "unknown")
-        return _Verdict.REFUSE
-
-    async def _tagged_copy(self, stored: StoredMessage, virus: str) -> StoredMessage:
-        """The message again with X-Virus headers on top (tag mode)."""
-        name = "".join(ch if 0x20 < ord(ch) < 0x7F else "?" for ch in virus)
-        headers = f"X-Virus-Status: Infected\r\nX-Virus-Name: {name}\r\n".encode()
-
-        async def tagged() -> AsyncIterator[bytes]:
-            yield headers
-            async for chunk in self.ctx.store.read_stored(stored):
-                yield chunk
-
-        copy = await self.ctx.store.store_message(tagged())
-        await self.ctx.store.discard(stored)
-        return copy
 
     def _replies(self, envelope: Envelope, outcomes: list[DeliveryOutcome]) -> list[Reply]:
         delivered = {o.recipient for o in outcomes if o.result is not None}

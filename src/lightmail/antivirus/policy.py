@@ -1,0 +1,127 @@
+"""Scanning one message while it streams, and what the verdict means for it.
+
+Shared by LMTP delivery and IMAP APPEND: the message is stored (not yet
+visible) while its bytes also go to clamd; once the last byte is in, the
+verdict and ``[antivirus]`` settings decide: deliver, refuse, retry later,
+tag, or quarantine. Every verdict is logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from lightmail.antivirus.clamd import ClamdClient, ClamdScan
+from lightmail.config import AntivirusMode, AntivirusSettings, ScanErrorPolicy
+from lightmail.errors import TemporaryFailure
+from lightmail.mailstore.store import MailStore, StoredMessage
+
+log = logging.getLogger(__name__)
+
+
+class Action(enum.Enum):
+    DELIVER = "deliver"
+    REFUSE = "refuse"  # LMTP 554 5.7.1, IMAP NO
+    RETRY = "retry"  # clamd unavailable under on_error = tempfail: LMTP 451, IMAP NO [UNAVAILABLE]
+    TAG = "tag"  # deliver a copy with X-Virus headers on top
+    QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    virus: str | None = None
+
+
+def scanner_for(settings: AntivirusSettings) -> ClamdClient | None:
+    """The clamd client the settings ask for, or None when scanning is off."""
+    if not settings.enabled:
+        return None
+    return ClamdClient(
+        settings.clamd,
+        connect_timeout=min(settings.timeout, 10.0),
+        read_timeout=settings.timeout,
+        stream_max_length=settings.stream_max_length,
+    )
+
+
+class MessageScan:
+    """One message's scan; use as ``async with``, wrap the source, then ``decide``."""
+
+    def __init__(self, client: ClamdClient | None, settings: AntivirusSettings, what: str) -> None:
+        self._client = client
+        self._settings = settings
+        self._what = what  # for log lines: "lmtp <session id> from <sender>"
+        self._session: ClamdScan | None = None
+        self._error: Exception | None = None
+        self._resources = AsyncExitStack()
+
+    async def __aenter__(self) -> MessageScan:
+        if self._client is not None:
+            try:
+                self._session = await self._resources.enter_async_context(self._client.scan())
+            except TemporaryFailure as error:
+                self._error = error  # the data is still read and stored; on_error decides
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._resources.aclose()
+
+    async def wrap(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The message chunks, also sent to clamd for as long as it answers."""
+        async for chunk in source:
+            if self._session is not None and self._error is None:
+                try:
+                    await self._session.feed(chunk)
+                except TemporaryFailure as error:
+                    self._error = error
+            yield chunk
+
+    async def decide(self) -> Decision:
+        if self._client is None:
+            return Decision(Action.DELIVER)
+        verdict = None
+        if self._session is not None and self._error is None:
+            try:
+                verdict = await self._session.finish()
+            except TemporaryFailure as error:
+                self._error = error
+        if verdict is None:
+            policy = self._settings.on_error
+            log.warning("%s: virus scan failed (%s); on_error=%s", self._what, self._error, policy)
+            return Decision(
+                {
+                    ScanErrorPolicy.TEMPFAIL: Action.RETRY,
+                    ScanErrorPolicy.ACCEPT: Action.DELIVER,
+                    ScanErrorPolicy.REJECT: Action.REFUSE,
+                }[policy]
+            )
+        if not verdict.infected:
+            log.info("%s: virus scan clean (%d octets scanned)", self._what, verdict.scanned)
+            return Decision(Action.DELIVER)
+        mode = self._settings.mode
+        virus = verdict.virus or "unknown"
+        log.warning("%s: virus %s found; mode=%s", self._what, virus, mode)
+        action = {
+            AntivirusMode.TAG: Action.TAG,
+            AntivirusMode.QUARANTINE: Action.QUARANTINE,
+        }.get(mode, Action.REFUSE)
+        return Decision(action, virus)
+
+
+async def tagged_copy(store: MailStore, stored: StoredMessage, virus: str) -> StoredMessage:
+    """The message again with X-Virus headers on top (tag mode); the original goes."""
+    name = "".join(ch if 0x20 < ord(ch) < 0x7F else "?" for ch in virus)
+    headers = f"X-Virus-Status: Infected\r\nX-Virus-Name: {name}\r\n".encode()
+
+    async def tagged() -> AsyncIterator[bytes]:
+        yield headers
+        async for chunk in store.read_stored(stored):
+            yield chunk
+
+    copy = await store.store_message(tagged())
+    await store.discard(stored)
+    return copy
