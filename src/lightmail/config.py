@@ -415,6 +415,7 @@ class AntivirusSettings:
     on_error: ScanErrorPolicy
     timeout: float
     stream_max_length: int
+    scan_append: bool
 
     @property
     def enabled(self) -> bool:
@@ -568,6 +569,7 @@ _KEYS: tuple[_Key, ...] = (
     ),
     _Key("antivirus", "timeout", "60s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("antivirus", "stream_max_length", "25M", _positive_size, _SIZE_TEXT),
+    _Key("antivirus", "scan_append", "false", _boolean, _BOOLEAN_TEXT),
     _Key("gc", "enabled", "true", _boolean, _BOOLEAN_TEXT),
     _Key("gc", "interval", "5m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("gc", "batch_size", "500", _integer(1, 100_000), "an integer from 1 to 100000"),

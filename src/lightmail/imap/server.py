@@ -6,6 +6,7 @@ import logging
 import ssl
 
 from lightmail.accounts.service import Accounts
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import ListenAddress, Settings
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
@@ -35,6 +36,8 @@ class ImapServer:
             tls=tls,
             per_user=ConnectionLimiter(imap.max_connections_per_user),
             hostname=settings.server.hostname,
+            antivirus=settings.antivirus,
+            scanner=scanner_for(settings.antivirus) if settings.antivirus.scan_append else None,
         )
 
         def listener(

@@ -25,7 +25,9 @@ from typing import Any, NoReturn, TypeVar
 
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
-from lightmail.config import ImapSettings
+from lightmail.antivirus.clamd import ClamdClient
+from lightmail.antivirus.policy import Action, MessageScan, tagged_copy
+from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
     InvalidMailboxName,
@@ -110,6 +112,8 @@ class ImapContext:
     tls: Any  # ssl.SSLContext | None: STARTTLS is offered when set
     per_user: ConnectionLimiter
     hostname: str
+    antivirus: AntivirusSettings
+    scanner: ClamdClient | None  # None unless [antivirus] scan_append
 
 
 def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
@@ -739,11 +743,23 @@ class ImapSession:
         self.receiver.accept_literal()
         await self._flush()
         source = self._literal_chunks()
+        what = f"imap {self.conn.id} APPEND by {self.user.address if self.user else '?'}"
         try:
-            result = await self.store.append(
+            async with MessageScan(self.ctx.scanner, self.ctx.antivirus, what) as scan:
+                stored = await self.store.store_message(scan.wrap(source))
+                decision = await scan.decide()
+            if decision.action is Action.TAG:
+                stored = await tagged_copy(self.store, stored, decision.virus or "unknown")
+            elif decision.action is not Action.DELIVER:
+                await self.store.discard(stored)
+                if decision.action is Action.RETRY:
+                    raise TemporaryFailure("the virus scanner is unavailable")
+                self._send(TaggedResponse(tag, Status.NO, "Message refused by content policy"))
+                return
+            result = await self.store.append_stored(
                 self._user_id,
                 name,
-                source,
+                stored,
                 flags=_flag_names(command.flags),
                 internaldate=command.date_time,
             )

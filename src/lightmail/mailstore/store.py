@@ -470,6 +470,21 @@ class MailStore:
         async with self.db.read() as conn:  # fail fast, before streaming the literal
             await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
         stored = await self._store_blob(source)
+        return await self.append_stored(
+            user_id, mailbox_name, stored, flags=flags, internaldate=internaldate
+        )
+
+    async def append_stored(
+        self,
+        user_id: int,
+        mailbox_name: str,
+        stored: StoredMessage,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+    ) -> AppendResult:
+        """:meth:`append` for a message already stored with :meth:`store_message`."""
+        mailbox_name = names.normalize(mailbox_name)
         try:
             async with self.db.write() as conn:
                 mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)

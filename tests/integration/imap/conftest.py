@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +77,11 @@ ImapFactory = Callable[..., Awaitable[ImapTarget]]
 async def imap_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[ImapFactory]:
     servers: list[ImapServer] = []
 
-    async def start(*, tls: bool = False, **imap_settings: str) -> ImapTarget:
-        """Start a server; ``imap_settings`` override ``[imap]`` keys (as strings)."""
+    async def start(
+        *, tls: bool = False, antivirus: Mapping[str, str] | None = None, **imap_settings: str
+    ) -> ImapTarget:
+        """Start a server; ``imap_settings`` override ``[imap]`` keys and ``antivirus``
+        ``[antivirus]`` keys (as strings)."""
         ca = trustme.CA() if tls else None
         files = None
         if ca is not None:
@@ -90,6 +93,7 @@ async def imap_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[ImapFa
             cert.private_key_pem.write_to_path(str(key_path))
             files = (cert_path, key_path)
         extra = {f"LIGHTMAIL_IMAP_{key.upper()}": value for key, value in imap_settings.items()}
+        extra.update({f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()})
         settings = _settings(tmp_path, files, extra)
         context = server_context(*files) if files else None
         server = ImapServer(settings, backend.store, backend.accounts, context)
