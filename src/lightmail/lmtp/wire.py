@@ -92,6 +92,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LocalProtocolError, Sentinel
+
 __all__ = [
     "CONNECTION_CLOSED",
     "NEED_DATA",
@@ -116,21 +118,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- sentinels, errors
-
-
-class Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-    CONNECTION_CLOSED = "CONNECTION_CLOSED"
-
-
-NEED_DATA = Sentinel.NEED_DATA
-"""Feed more bytes with ``receive_data`` before asking again."""
-CONNECTION_CLOSED = Sentinel.CONNECTION_CLOSED
-"""The peer closed (``receive_data(b"")``); a command line or message in progress is dropped."""
-
-
-class LocalProtocolError(Exception):
-    """The caller used the receiver or built a reply wrongly: our bug, never the peer's."""
 
 
 # --------------------------------------------------------------------------- commands

@@ -847,6 +847,8 @@ def test_wire_imports_only_stdlib() -> None:
         else:
             continue
         for name in names:
+            if name == "lightmail.sansio":  # the sentinels every receiver shares
+                continue
             top = name.split(".")[0]
             assert top in sys.stdlib_module_names, name
             assert top not in banned, name

@@ -117,6 +117,7 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
+from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LocalProtocolError, Sentinel
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -134,22 +135,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- events
-
-
-class Sentinel(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-    CONNECTION_CLOSED = "CONNECTION_CLOSED"
-
-
-NEED_DATA = Sentinel.NEED_DATA
-"""Feed more bytes with ``receive_data`` before asking again."""
-CONNECTION_CLOSED = Sentinel.CONNECTION_CLOSED
-"""The peer closed (``receive_data(b"")``), or a fatal ``BadCommand`` was returned.
-Any command, literal or APPEND in progress is abandoned."""
-
-
-class LocalProtocolError(Exception):
-    """The caller used the receiver out of turn: a bug on our side, never the peer's."""
 
 
 @dataclass(frozen=True, slots=True)
