@@ -8,6 +8,8 @@ set -euo pipefail
 declare -A wanted=(
     [mbsync]=isync
     [clamd]=clamav-daemon
+    [swaks]=swaks
+    [postfix]=postfix
 )
 
 missing=()
@@ -22,4 +24,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system-packages: installing ${missing[*]}" >&2
 apt-get update -qq
+# Postfix's package asks how to configure the machine's own mail system: say "not at
+# all" (the tests run private instances with their own config_directory).
+if [[ " ${missing[*]} " == *" postfix "* ]]; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
