@@ -18,6 +18,7 @@ from lightmail.antivirus.clamd import ClamdClient, ClamdScan
 from lightmail.config import AntivirusMode, AntivirusSettings, ScanErrorPolicy
 from lightmail.errors import TemporaryFailure
 from lightmail.mailstore.store import MailStore, StoredMessage
+from lightmail.metrics import ANTIVIRUS_VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class MessageScan:
             except TemporaryFailure as error:
                 self._error = error
         if verdict is None:
+            ANTIVIRUS_VERDICTS.labels("error").inc()
             policy = self._settings.on_error
             log.warning("%s: virus scan failed (%s); on_error=%s", self._what, self._error, policy)
             return Decision(
@@ -99,6 +101,7 @@ class MessageScan:
                     ScanErrorPolicy.REJECT: Action.REFUSE,
                 }[policy]
             )
+        ANTIVIRUS_VERDICTS.labels("infected" if verdict.infected else "clean").inc()
         if not verdict.infected:
             log.info("%s: virus scan clean (%d octets scanned)", self._what, verdict.scanned)
             return Decision(Action.DELIVER)

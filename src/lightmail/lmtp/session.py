@@ -49,6 +49,7 @@ from lightmail.lmtp.wire import (
     VrfyCommand,
 )
 from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
+from lightmail.metrics import LMTP_RECIPIENTS
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,8 @@ class LmtpSession:
         self.envelope = None
         replies = await self._deliver(envelope)
         for reply in replies:
+            outcome = {2: "delivered", 4: "deferred"}.get(reply.code // 100, "refused")
+            LMTP_RECIPIENTS.labels(outcome).inc()
             self._send(reply)
 
     async def _deliver(self, envelope: Envelope) -> list[Reply]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from lightmail.config import TcpAddress
 from tests.integration.lmtp.conftest import LmtpFactory, LmtpTarget
@@ -128,3 +129,27 @@ async def test_quarantine_delete_removes_the_blob(lmtp_factory: LmtpFactory, cla
     await target.backend.store.delete_quarantine(item.id)
     assert await no_blobs(target)
     assert await stored(target, user) == []
+
+
+async def test_verdicts_and_outcomes_are_counted(lmtp_factory: LmtpFactory, clamd: Clamd) -> None:
+    target = await lmtp_factory(antivirus={"mode": "reject", "clamd": clamd_address(clamd)})
+    user = await target.new_user()
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        count("lightmail_antivirus_verdicts_total", verdict="infected"),
+        count("lightmail_antivirus_verdicts_total", verdict="clean"),
+        count("lightmail_lmtp_recipients_total", outcome="refused"),
+        count("lightmail_lmtp_recipients_total", outcome="delivered"),
+    )
+    await send(target, user.address, INFECTED)
+    await send(target, user.address, CLEAN)
+    after = (
+        count("lightmail_antivirus_verdicts_total", verdict="infected"),
+        count("lightmail_antivirus_verdicts_total", verdict="clean"),
+        count("lightmail_lmtp_recipients_total", outcome="refused"),
+        count("lightmail_lmtp_recipients_total", outcome="delivered"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 1]
