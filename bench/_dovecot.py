@@ -1,6 +1,7 @@
-"""Run a throwaway Dovecot IMAP server for benchmarks, configured in a temporary folder.
+"""Run a throwaway Dovecot IMAP or LMTP server for benchmarks, configured in a temporary folder.
 
-Needs Debian's ``dovecot-imapd`` (``apt-get install dovecot-imapd``). The
+Needs Debian's ``dovecot-imapd`` (``apt-get install dovecot-imapd``), or
+``dovecot-lmtpd`` for :func:`running_dovecot_lmtp`. The
 server gets its own ``dovecot.conf`` (no system configuration is read): IMAP
 only, on 127.0.0.1 and a free port, no TLS, plaintext LOGIN allowed, users in
 a passwd-file with one static uid/gid, maildir under the temporary folder.
@@ -23,8 +24,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,15 +80,7 @@ def running_dovecot(
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        if os.getuid() == 0:
-            mail_user, mail_group = "nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
-            internal_user, login_user = "dovecot", "dovenull"
-        else:
-            mail_user = pwd.getpwuid(os.getuid()).pw_name
-            mail_group = grp.getgrgid(os.getgid()).gr_name
-            internal_user = login_user = mail_user
-        mail_uid = pwd.getpwnam(mail_user).pw_uid
-        mail_gid = grp.getgrnam(mail_group).gr_gid
+        mail_uid, mail_gid, internal_user, login_user = _identities()
         workdir.chmod(0o755)  # the mail user must reach mail/ below it
         mail = workdir / "mail"
         mail.mkdir()
@@ -170,7 +163,139 @@ service anvil {{
         yield server
 
 
-def _wait_until_ready(server: DovecotServer, process: subprocess.Popen[bytes]) -> None:
+def _identities() -> tuple[int, int, str, str]:
+    """(mail uid, mail gid, default_internal_user, default_login_user).
+
+    As root: ``nobody`` owns the mail and Dovecot's processes use the
+    ``dovecot``/``dovenull`` users the package created; otherwise everything is
+    the current user.
+    """
+    if os.getuid() == 0:
+        mail_user, mail_group = "nobody", grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+        internal_user, login_user = "dovecot", "dovenull"
+    else:
+        mail_user = pwd.getpwuid(os.getuid()).pw_name
+        mail_group = grp.getgrgid(os.getgid()).gr_name
+        internal_user = login_user = mail_user
+    return (
+        pwd.getpwnam(mail_user).pw_uid,
+        grp.getgrnam(mail_group).gr_gid,
+        internal_user,
+        login_user,
+    )
+
+
+def find_dovecot_lmtp() -> Path | None:
+    """Debian's ``dovecot-lmtpd`` puts the ``lmtp`` service binary here."""
+    for candidate in ("/usr/lib/dovecot/lmtp", "/usr/libexec/dovecot/lmtp"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@contextmanager
+def running_dovecot_lmtp(
+    addresses: Iterable[str], *, process_limit: int = 100
+) -> Iterator[DovecotServer]:
+    """Run Dovecot as an LMTP server delivering to maildir for ``addresses``.
+
+    Only ``protocols = lmtp``, on 127.0.0.1 and a free port. The users are in
+    a passwd-file (unknown recipients are refused at RCPT); each one's mail
+    goes to ``workdir/mail/ADDRESS/Maildir`` (see :func:`maildir_count`).
+    Dovecot's defaults are kept otherwise (one ``lmtp`` process per
+    connection, reused; ``mail_fsync = optimized``).
+    """
+    dovecot = find_dovecot()
+    if dovecot is None:
+        raise RuntimeError("dovecot not found: apt-get install dovecot-lmtpd")
+    if find_dovecot_lmtp() is None:
+        raise RuntimeError("Dovecot's lmtp service not found: apt-get install dovecot-lmtpd")
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-lmtp-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        mail_uid, mail_gid, internal_user, login_user = _identities()
+        workdir.chmod(0o755)  # the mail user must reach mail/ below it
+        mail = workdir / "mail"
+        mail.mkdir()
+        os.chown(mail, mail_uid, mail_gid)
+        passwd = workdir / "passwd"
+        # user:password:uid:gid:gecos:home:shell:extra; the password is never used (LMTP).
+        passwd.write_text(
+            "".join(
+                f"{address}:{{PLAIN}}unused:{mail_uid}:{mail_gid}::{mail}/{address}::\n"
+                for address in addresses
+            )
+        )
+        passwd.chmod(0o644)
+        port = free_port()
+        conf = workdir / "dovecot.conf"
+        conf.write_text(
+            f"""\
+protocols = lmtp
+listen = 127.0.0.1
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+instance_name = lightmail-bench-lmtp-{port}
+log_path = {workdir}/dovecot.log
+ssl = no
+default_internal_user = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = {min(mail_uid, 500)}
+first_valid_gid = {min(mail_gid, 500)}
+mail_location = maildir:{mail}/%u/Maildir
+postmaster_address = postmaster@bench.example
+default_process_limit = {process_limit + 10}
+default_vsz_limit = 1G
+passdb {{
+  driver = passwd-file
+  args = {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = {passwd}
+}}
+namespace inbox {{
+  inbox = yes
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  process_limit = {process_limit}
+}}
+"""
+        )
+        log = stack.enter_context((workdir / "stdout.log").open("wb"))
+        process = subprocess.Popen(
+            [str(dovecot), "-F", "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        stack.callback(_stop, process)
+        server = DovecotServer("127.0.0.1", port, process.pid, workdir)
+        _wait_until_ready(server, process, greeting=b"220 ", goodbye=b"QUIT\r\n")
+        yield server
+
+
+def maildir_count(server: DovecotServer, address: str) -> int:
+    """Messages in ``address``'s maildir INBOX (new/ and cur/) of a Dovecot LMTP server."""
+    maildir = server.workdir / "mail" / address / "Maildir"
+    total = 0
+    for sub in ("new", "cur"):
+        with suppress(FileNotFoundError):
+            total += sum(1 for _ in (maildir / sub).iterdir())
+    return total
+
+
+def _wait_until_ready(
+    server: DovecotServer,
+    process: subprocess.Popen[bytes],
+    *,
+    greeting: bytes = b"* OK",
+    goodbye: bytes = b"",
+) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -180,7 +305,9 @@ def _wait_until_ready(server: DovecotServer, process: subprocess.Popen[bytes]) -
             )
         try:
             with socket.create_connection((server.host, server.port), timeout=2) as sock:
-                if sock.recv(1024).startswith(b"* OK"):
+                if sock.recv(1024).startswith(greeting):
+                    if goodbye:
+                        sock.sendall(goodbye)
                     return
         except OSError:
             time.sleep(0.1)
