@@ -308,3 +308,22 @@ async def test_fifty_megabyte_message(lmtp: LmtpTarget) -> None:
     await client.close()
     [message] = await stored(lmtp, user)
     assert without_trace(message) == body
+
+
+@pytest.mark.parametrize("detail_mailbox", ["true", "false"])
+async def test_plus_detail_delivery(lmtp_factory: Any, detail_mailbox: str) -> None:
+    target = await lmtp_factory(detail_mailbox=detail_mailbox)
+    user = await target.new_user()
+    await target.backend.store.create_mailbox(user.id, "lists")
+    local, domain = user.address.split("@")
+    client = await target.connect()
+    await client.command("MAIL FROM:<a@example.net>")
+    for detail in ("lists", "nosuchfolder"):
+        assert (await client.command(f"RCPT TO:<{local}+{detail}@{domain}>"))[0] == 250
+    await client.command("DATA")
+    await client.send(stuffed(BODY))
+    assert [(await client.reply())[0] for _ in range(2)] == [250, 250]
+    await client.close()
+    in_lists = len(await stored(target, user, "lists"))
+    in_inbox = len(await stored(target, user))
+    assert (in_lists, in_inbox) == ((1, 1) if detail_mailbox == "true" else (0, 1))
