@@ -121,6 +121,11 @@ async def serve(settings: Settings) -> None:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
         log.info("notifications: %s", node.bus.description)
+        antivirus = settings.antivirus
+        log.info(
+            "antivirus: %s",
+            f"{antivirus.mode} with clamd {antivirus.clamd}" if antivirus.enabled else "off",
+        )
         started: list[Service] = []
         try:
             for service in build_services(node):
