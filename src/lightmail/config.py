@@ -389,6 +389,13 @@ class ImapSettings:
 class Pop3Settings:
     listen: tuple[ListenAddress, ...]
     tls_listen: tuple[ListenAddress, ...]  # () unless [tls] is enabled
+    allow_delete: bool
+    idle_timeout: float
+    login_timeout: float
+    max_bad_commands: int
+    max_login_failures: int
+    max_connections: int
+    max_connections_per_ip: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +550,15 @@ _KEYS: tuple[_Key, ...] = (
     ),
     _Key("pop3", "listen", "127.0.0.1:1110", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "tls_listen", "127.0.0.1:1995", parse_listen, _LISTEN_TEXT),
+    _Key("pop3", "allow_delete", "false", _boolean, _BOOLEAN_TEXT),
+    _Key("pop3", "idle_timeout", "10m", _duration_at_least(600), "a duration of at least 10m"),
+    _Key("pop3", "login_timeout", "60s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("pop3", "max_bad_commands", "20", _integer(1, 1_000_000), "an integer of at least 1"),
+    _Key("pop3", "max_login_failures", "3", _integer(1, 1_000), "an integer from 1 to 1000"),
+    _Key("pop3", "max_connections", "5000", _integer(1, 1_000_000), "an integer of at least 1"),
+    _Key(
+        "pop3", "max_connections_per_ip", "100", _integer(1, 1_000_000), "an integer of at least 1"
+    ),
     _Key("lmtp", "listen", "127.0.0.1:2424, unix:{data_dir}/lmtp.sock", parse_listen, _LISTEN_TEXT),
     _Key("lmtp", "max_message_size", "64M", _positive_size, _SIZE_TEXT),
     _Key("lmtp", "max_recipients", "1000", _integer(1, 100_000), "an integer from 1 to 100000"),

@@ -25,6 +25,7 @@ from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import MailStore
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
+from lightmail.pop3.server import Pop3Server
 from lightmail.storage.blobs import BlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
 
@@ -108,6 +109,8 @@ def build_services(node: Node) -> list[Service]:
         services.append(LmtpServer(settings, node.store, node.accounts))
     if settings.imap.listen or settings.imap.tls_listen:
         services.append(ImapServer(settings, node.store, node.accounts, tls))
+    if settings.pop3.listen or settings.pop3.tls_listen:
+        services.append(Pop3Server(settings, node.store, node.accounts, tls))
     return services
 
 

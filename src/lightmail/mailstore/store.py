@@ -825,6 +825,17 @@ class MailStore:
             await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
         return sorted(candidates)
 
+    async def delete_messages(self, user_id: int, mailbox: Mailbox, uids: Sequence[int]) -> None:
+        """Soft-delete the given messages, flagged or not (POP3's DELE applied at QUIT).
+
+        The same soft delete EXPUNGE does: the GC purges them after retention.
+        """
+        if not uids:
+            return
+        async with self.db.write() as conn:
+            await self._soft_delete(conn, mailbox.id, uids)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
+
     # -- reading ---------------------------------------------------------
 
     async def list_messages(self, mailbox: Mailbox) -> list[MessageInfo]:

@@ -1,0 +1,377 @@
+"""One POP3 connection (RFC 1939, with CAPA and RESP-CODES of RFC 2449, SASL of RFC 5034).
+
+The maildrop is the user's INBOX as it was at login: message numbers, sizes
+and UIDs are fixed for the session. UIDL values are ``<uidvalidity>.<uid>``,
+stable across sessions and never reused. POP3 is read-only unless
+``[pop3] allow_delete``: then DELE marks messages and only QUIT (in the
+UPDATE state) soft-deletes them, as IMAP's EXPUNGE does; a dropped
+connection applies nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from lightmail import __version__
+from lightmail.accounts.service import Accounts, User
+from lightmail.config import ImapSettings, Pop3Settings
+from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
+from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
+from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
+from lightmail.pop3.wire import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    ApopCommand,
+    AuthCommand,
+    BadCommand,
+    CapaCommand,
+    DeleCommand,
+    DotStuffer,
+    Event,
+    ListCommand,
+    NoopCommand,
+    PassCommand,
+    Pop3Receiver,
+    QuitCommand,
+    RetrCommand,
+    RsetCommand,
+    SaslResponse,
+    StatCommand,
+    StlsCommand,
+    TopCommand,
+    TopFilter,
+    UidlCommand,
+    UserCommand,
+    continuation,
+    err,
+    ok,
+)
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """RFC 1939 section 3 (UPDATE is QUIT from TRANSACTION)."""
+
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+
+
+@dataclass(frozen=True, slots=True)
+class Pop3Context:
+    settings: Pop3Settings
+    plaintext: ImapSettings  # [imap] plaintext_networks rules POP3's plaintext logins too
+    store: MailStore
+    accounts: Accounts
+    tls: Any  # ssl.SSLContext | None
+    hostname: str
+
+
+class _Done(Exception):
+    """The session is over."""
+
+
+class Pop3Session:
+    def __init__(self, context: Pop3Context, connection: Connection) -> None:
+        self.ctx = context
+        self.settings = context.settings
+        self.conn = connection
+        self.receiver = Pop3Receiver()
+        self.state = State.AUTHORIZATION
+        self.user_name: str | None = None
+        self.user: User | None = None
+        self.inbox: Mailbox | None = None
+        self.messages: list[MessageInfo] = []
+        self.deleted: set[int] = set()  # message numbers marked by DELE
+        self._bad = 0
+        self._failures = 0
+        self._out: list[bytes] = []
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self._out.append(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
+            while True:
+                event = await self._next_event()
+                if event is CONNECTION_CLOSED:
+                    return
+                await self._handle(event)
+        except (_Done, StreamError):
+            pass
+        finally:
+            await self._flush_quietly()
+            await self.conn.close()
+
+    async def _next_event(self) -> Event:
+        while True:
+            event = self.receiver.next_event()
+            if event is not NEED_DATA:
+                return event
+            await self._flush()
+            timeout = (
+                self.settings.login_timeout
+                if self.state is State.AUTHORIZATION
+                else self.settings.idle_timeout
+            )
+            try:
+                self.receiver.receive_data(await self.conn.read_request(timeout))
+            except IdleTimeout:
+                self._out.append(err("Autologout; idle for too long"))
+                raise _Done from None
+            except ShutdownRequested:
+                self._out.append(err("Server shutting down", "SYS/TEMP"))
+                raise _Done from None
+
+    async def _handle(self, event: Event) -> None:
+        try:
+            await self._dispatch(event)
+        except TemporaryFailure:
+            log.warning("pop3 %s: temporary failure", self.conn.id, exc_info=True)
+            self._out.append(err("Temporary failure, try again later", "SYS/TEMP"))
+        except (_Done, StreamError):
+            raise
+        except Exception:
+            log.exception("pop3 %s: command failed", self.conn.id)
+            self._out.append(err("Internal error, try again later", "SYS/TEMP"))
+
+    async def _dispatch(self, event: Event) -> None:
+        transaction = self.state is State.TRANSACTION
+        match event:
+            case BadCommand():
+                await self._bad_command(event.text)
+            case CapaCommand():
+                self._capa()
+            case QuitCommand():
+                await self._quit()
+            case NoopCommand() if transaction:
+                self._out.append(ok(""))
+            case StlsCommand() if not transaction:
+                await self._stls()
+            case UserCommand() if not transaction:
+                self._user(event)
+            case PassCommand() if not transaction:
+                await self._pass(event)
+            case AuthCommand() if not transaction:
+                await self._auth(event)
+            case ApopCommand():
+                self._out.append(err("APOP is not offered; use USER/PASS or AUTH PLAIN"))
+            case StatCommand() if transaction:
+                live = self._live()
+                self._out.append(ok(f"{len(live)} {sum(m.size for _, m in live)}"))
+            case ListCommand() if transaction:
+                self._list(event)
+            case UidlCommand() if transaction:
+                self._uidl(event)
+            case RetrCommand() if transaction:
+                await self._retr(event.msg, None)
+            case TopCommand() if transaction:
+                await self._retr(event.msg, event.lines)
+            case DeleCommand() if transaction:
+                self._dele(event)
+            case RsetCommand() if transaction:
+                self.deleted.clear()
+                self._out.append(ok(f"maildrop has {len(self.messages)} messages"))
+            case SaslResponse():
+                raise AssertionError("SASL responses arrive only inside AUTH")
+            case _:
+                await self._bad_command(f"command not valid in the {self.state.value} state")
+
+    async def _bad_command(self, text: str) -> None:
+        self._out.append(err(text))
+        self._bad += 1
+        if self._bad >= self.settings.max_bad_commands:
+            self._out.append(err("Too many invalid commands"))
+            raise _Done
+
+    # -- AUTHORIZATION ---------------------------------------------------------------
+
+    def _plaintext_ok(self) -> bool:
+        ip = self.conn.peer_ip
+        return self.conn.is_tls or ip is None or self.ctx.plaintext.plaintext_allowed(ip)
+
+    def _capa(self) -> None:
+        lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self._plaintext_ok():
+            lines += ["USER", "SASL PLAIN"]
+        if self.ctx.tls is not None and not self.conn.is_tls and self.state is State.AUTHORIZATION:
+            lines.append("STLS")
+        lines.append(f"IMPLEMENTATION LightMail {__version__}")
+        self._out.append(ok("Capability list follows"))
+        self._out.append("".join(f"{line}\r\n" for line in lines).encode() + b".\r\n")
+
+    async def _stls(self) -> None:
+        if self.ctx.tls is None or self.conn.is_tls:
+            self._out.append(err("TLS is not available here"))
+            return
+        self._out.append(ok("Begin TLS negotiation"))
+        await self._flush()
+        self.receiver = Pop3Receiver()  # plaintext pipelined after STLS is not trusted
+        await self.conn.start_tls(self.ctx.tls)
+
+    def _user(self, command: UserCommand) -> None:
+        if not self._plaintext_ok():
+            self._out.append(err("Plaintext login needs TLS: use STLS", "AUTH"))
+            return
+        self.user_name = command.name
+        self._out.append(ok("Send PASS"))  # the same for every name: no probing for addresses
+
+    async def _pass(self, command: PassCommand) -> None:
+        if self.user_name is None:
+            await self._bad_command("send USER first")
+            return
+        name, self.user_name = self.user_name, None
+        await self._login(name, command.password)
+
+    async def _auth(self, command: AuthCommand) -> None:
+        if command.mechanism is None:
+            self._out.append(ok("Supported mechanisms follow") + b"PLAIN\r\n.\r\n")
+            return
+        if command.mechanism.upper() != "PLAIN":
+            self._out.append(err("Unsupported mechanism; use PLAIN"))
+            return
+        if not self._plaintext_ok():
+            self._out.append(err("Plaintext login needs TLS: use STLS", "AUTH"))
+            return
+        response = command.initial_response
+        if response is None:
+            self._out.append(continuation(""))
+            self.receiver.expect_sasl_response()
+            event = await self._next_event()
+            if not isinstance(event, SaslResponse):
+                await self._handle(event)
+                return
+            if event.cancelled:
+                self._out.append(err("Authentication cancelled"))
+                return
+            response = event.data
+        try:
+            decoded = base64.b64decode(response.encode("ascii"), validate=True)
+            authzid, authcid, password = decoded.decode("utf-8").split("\0")
+        except (binascii.Error, UnicodeError, ValueError):
+            self._out.append(err("Invalid PLAIN credentials", "AUTH"))
+            await self._count_failure()
+            return
+        if authzid and authzid != authcid:
+            self._out.append(err("Authorization as another user is not allowed", "AUTH"))
+            await self._count_failure()
+            return
+        await self._login(authcid, password)
+
+    async def _login(self, name: str, password: str) -> None:
+        try:
+            user = await self.ctx.accounts.authenticate(name, password)
+        except AuthenticationFailed:
+            log.info("pop3 %s: failed login for %r from %s", self.conn.id, name, self.conn.peer)
+            self._out.append(err("Authentication failed", "AUTH"))
+            await self._count_failure()
+            return
+        inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
+        self.messages = await self.ctx.store.list_messages(inbox)
+        self.user, self.inbox = user, inbox
+        self.state = State.TRANSACTION
+        log.info("pop3 %s: %s logged in from %s", self.conn.id, user.address, self.conn.peer)
+        self._out.append(ok(f"{user.address} has {len(self.messages)} messages"))
+
+    async def _count_failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self.settings.max_login_failures:
+            self._out.append(err("Too many failed logins", "AUTH"))
+            raise _Done
+
+    # -- TRANSACTION -----------------------------------------------------------------
+
+    def _live(self) -> list[tuple[int, MessageInfo]]:
+        return [(n, m) for n, m in enumerate(self.messages, 1) if n not in self.deleted]
+
+    def _message(self, number: int) -> MessageInfo | None:
+        if 1 <= number <= len(self.messages) and number not in self.deleted:
+            return self.messages[number - 1]
+        self._out.append(err(f"no message {number}"))
+        return None
+
+    def _uid(self, info: MessageInfo) -> str:
+        assert self.inbox is not None  # noqa: S101 - TRANSACTION has an inbox
+        return f"{self.inbox.uidvalidity}.{info.uid}"
+
+    def _list(self, command: ListCommand) -> None:
+        if command.msg is not None:
+            info = self._message(command.msg)
+            if info is not None:
+                self._out.append(ok(f"{command.msg} {info.size}"))
+            return
+        live = self._live()
+        self._out.append(ok(f"{len(live)} messages"))
+        self._out.append("".join(f"{n} {m.size}\r\n" for n, m in live).encode() + b".\r\n")
+
+    def _uidl(self, command: UidlCommand) -> None:
+        if command.msg is not None:
+            info = self._message(command.msg)
+            if info is not None:
+                self._out.append(ok(f"{command.msg} {self._uid(info)}"))
+            return
+        self._out.append(ok("unique-id listing follows"))
+        listing = "".join(f"{n} {self._uid(m)}\r\n" for n, m in self._live())
+        self._out.append(listing.encode() + b".\r\n")
+
+    async def _retr(self, number: int, top: int | None) -> None:
+        """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3)."""
+        info = self._message(number)
+        if info is None:
+            return
+        self._out.append(ok(f"{info.size} octets" if top is None else "top of message follows"))
+        await self._flush()
+        stuffer = DotStuffer()
+        top_filter = TopFilter(top) if top is not None else None
+        async for chunk in self.ctx.store.read_message(info):
+            if top_filter is not None:
+                chunk = top_filter.feed(chunk)
+            if chunk:
+                await self.conn.write(stuffer.feed(chunk))
+            if top_filter is not None and top_filter.done:
+                break
+        await self.conn.write(stuffer.close())
+
+    def _dele(self, command: DeleCommand) -> None:
+        if not self.settings.allow_delete:
+            self._out.append(
+                err("This mailbox is read-only over POP3; delete mail with IMAP", "SYS/PERM")
+            )
+            return
+        if self._message(command.msg) is not None:
+            self.deleted.add(command.msg)
+            self._out.append(ok(f"message {command.msg} deleted"))
+
+    async def _quit(self) -> None:
+        """QUIT: in TRANSACTION, enter UPDATE and apply the DELEs (RFC 1939 section 6)."""
+        if self.state is State.TRANSACTION and self.deleted:
+            assert self.user is not None  # noqa: S101 - TRANSACTION has a user
+            assert self.inbox is not None  # noqa: S101
+            uids = [self.messages[n - 1].uid for n in sorted(self.deleted)]
+            try:
+                await self.ctx.store.delete_messages(self.user.id, self.inbox, uids)
+            except LightMailError:
+                log.warning("pop3 %s: QUIT could not delete", self.conn.id, exc_info=True)
+                self._out.append(err("Some deleted messages were not removed", "SYS/TEMP"))
+                raise _Done from None
+        self._out.append(ok("Bye"))
+        raise _Done
+
+    # -- output ----------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            await self.conn.write(data)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self._flush()
+        except StreamError:
+            return

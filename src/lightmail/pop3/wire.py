@@ -1,0 +1,722 @@
+"""The POP3 wire layer (sans-I/O, h11-shaped): bytes in, events out; replies to bytes.
+
+``Pop3Receiver.receive_data`` takes bytes (``b""`` is end of file) and
+``next_event`` returns one event at a time: a typed command, a ``BadCommand``
+value, after ``expect_sasl_response()`` one ``SaslResponse``, or the
+``NEED_DATA`` / ``CONNECTION_CLOSED`` sentinels. ``Pop3Reply`` renders the
+single-line replies, ``DotStuffer`` encodes a multi-line body (RETR, TOP) and
+``TopFilter`` cuts a message down to what TOP sends.
+
+Grammar: RFC 1939 (POP3) with RFC 2449 (CAPA, RESP-CODES, 255-octet command
+lines), RFC 5034 (SASL AUTH with an initial response) and RFC 2595 (STLS).
+
+Choices made where the RFCs leave room:
+
+* Command lines end in CRLF; a bare LF is accepted as a line end too. A CR
+  anywhere else in a line is an invalid character.
+* Keywords are case-insensitive (returned upper-cased where they are kept:
+  the SASL mechanism). Extra spaces between arguments and trailing spaces and
+  tabs are ignored; a line starting with a space is a syntax error.
+* ``max_line`` (octets, line end included; at least RFC 2449's 255) bounds a
+  command line. Longer: ``BadCommand`` at once, then the rest of that line is
+  read and discarded unseen, and the next line is a new command.
+* A command line may hold only printable ASCII and SP (RFC 1939 section 3);
+  NUL, other controls and 8-bit octets give ``BadCommand``. Except PASS:
+  everything after ``"PASS "`` (one space) up to the line end is the password,
+  verbatim: leading, inner and trailing spaces included (RFC 1939 allows
+  treating spaces as part of the password). It may hold 8-bit octets if they
+  are valid UTF-8 (clients send UTF-8 passwords whatever the RFCs say); it may
+  not hold NUL or any other control character (HTAB and DEL included), and it
+  may not be empty.
+* Message numbers are ``1*DIGIT`` (ASCII) with a value of at least 1, leading
+  zeros allowed; no sign, no upper bound (the session looks them up). The TOP
+  line count is ``1*DIGIT`` and may be 0.
+* USER takes exactly one argument (no spaces in user names). APOP is
+  recognised with any arguments, so the session can refuse it. Every other
+  command that takes no argument gives ``BadCommand`` when it gets one.
+* ``AUTH`` alone lists the mechanisms (``mechanism=None``). The mechanism is
+  upper-cased and must be a SASL mechanism name (RFC 4422: 1 to 20 of A-Z,
+  0-9, ``-``, ``_``). An initial response ``=`` becomes ``""`` (present but
+  empty, RFC 5034); any other is returned as sent, undecoded: use
+  ``decode_sasl``.
+
+SASL (RFC 5034 section 4): after answering an ``AuthCommand`` (or a
+``SaslResponse``) with a ``+`` continuation, the session calls
+``expect_sasl_response()``: the next line is then returned as a
+``SaslResponse`` (``cancelled`` when it is ``*``), verbatim. Such a line may be
+up to ``max_sasl_line`` octets (RFC 5034: responses may be of any length the
+mechanism needs, beyond the command limit) and must be printable ASCII; a
+longer line or one with another octet gives ``BadCommand`` (the session ends
+the exchange with -ERR; a longer line is discarded to its end as above).
+
+Pipelining (RFC 2449 PIPELINING): commands come out strictly in order, and a
+line is only parsed when ``next_event`` reaches it, so a line sent right after
+an AUTH is read as a SASL response if and only if the session called
+``expect_sasl_response()`` first. After ``StlsCommand`` the session must check
+``buffered`` is 0 before starting TLS: octets sent after STLS in the clear
+must not be read as if they came over TLS (RFC 2595 section 3.1; the
+CVE-2011-0411 class of bug). ``receive_data`` keeps what it is given: call
+``next_event`` until ``NEED_DATA`` before feeding more, and memory is bounded
+by one read plus ``max_sasl_line``.
+
+Nothing the peer sends makes the receiver raise. Using it out of turn
+(``expect_sasl_response`` not right after an ``AuthCommand`` or
+``SaslResponse``, ``receive_data`` after end of file) is a bug on our side and
+raises ``LocalProtocolError``.
+
+Replies: ``Pop3Reply.ok``/``err``/``continuation`` (also module functions
+``ok``, ``err``, ``continuation``) make one line; each character of the text
+other than printable ASCII (CR, LF, HTAB and 8-bit included) becomes ``?``,
+and a ``[`` opening the text of a reply without a response code too (it would
+read as one, RFC 2449 section 8). ``+OK``/``-ERR`` lines are cut to 512
+octets, CRLF included (RFC 2449 section 4); a continuation is not cut (SASL
+challenges may be longer, RFC 5034).
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LocalProtocolError, Sentinel
+
+__all__ = [
+    "CONNECTION_CLOSED",
+    "NEED_DATA",
+    "ApopCommand",
+    "AuthCommand",
+    "BadCommand",
+    "CapaCommand",
+    "Command",
+    "DeleCommand",
+    "DotStuffer",
+    "Event",
+    "ListCommand",
+    "LocalProtocolError",
+    "NoopCommand",
+    "PassCommand",
+    "Pop3Receiver",
+    "Pop3Reply",
+    "QuitCommand",
+    "RetrCommand",
+    "RsetCommand",
+    "SaslResponse",
+    "Sentinel",
+    "StatCommand",
+    "StlsCommand",
+    "TopCommand",
+    "TopFilter",
+    "UidlCommand",
+    "UserCommand",
+    "continuation",
+    "decode_sasl",
+    "err",
+    "ok",
+]
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class UserCommand:
+    """``USER name`` (RFC 1939 section 7)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PassCommand:
+    """``PASS string`` (RFC 1939 section 7): the rest of the line after ``"PASS "``, verbatim."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "PassCommand(password=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCommand:
+    """``AUTH [mechanism [initial-response]]`` (RFC 5034 section 4).
+
+    ``mechanism`` is upper-cased, None for a bare ``AUTH`` (list the
+    mechanisms, RFC 1734 style). ``initial_response`` is None when absent,
+    ``""`` for ``=`` (empty), else the base64 text as sent, undecoded.
+    """
+
+    mechanism: str | None
+    initial_response: str | None
+
+    def __repr__(self) -> str:
+        shown = None if self.initial_response is None else "<hidden>"
+        return f"AuthCommand(mechanism={self.mechanism!r}, initial_response={shown})"
+
+
+@dataclass(frozen=True, slots=True)
+class CapaCommand:
+    """``CAPA`` (RFC 2449 section 5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StlsCommand:
+    """``STLS`` (RFC 2595 section 4): check ``Pop3Receiver.buffered`` is 0 before TLS."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatCommand:
+    """``STAT`` (RFC 1939 section 5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListCommand:
+    """``LIST [msg]`` (RFC 1939 section 5); ``msg`` None lists every message."""
+
+    msg: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrCommand:
+    """``RETR msg`` (RFC 1939 section 5)."""
+
+    msg: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopCommand:
+    """``TOP msg n`` (RFC 1939 section 7): header, blank line, at most ``lines`` body lines."""
+
+    msg: int
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
+class UidlCommand:
+    """``UIDL [msg]`` (RFC 1939 section 7); ``msg`` None lists every message."""
+
+    msg: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoopCommand:
+    """``NOOP`` (RFC 1939 section 5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RsetCommand:
+    """``RSET`` (RFC 1939 section 5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleCommand:
+    """``DELE msg`` (RFC 1939 section 5)."""
+
+    msg: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuitCommand:
+    """``QUIT`` (RFC 1939 sections 4 and 6)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApopCommand:
+    """``APOP ...`` (RFC 1939 section 7), arguments ignored: we do not offer it, refuse it."""
+
+
+Command: TypeAlias = (
+    UserCommand
+    | PassCommand
+    | AuthCommand
+    | CapaCommand
+    | StlsCommand
+    | StatCommand
+    | ListCommand
+    | RetrCommand
+    | TopCommand
+    | UidlCommand
+    | NoopCommand
+    | RsetCommand
+    | DeleCommand
+    | QuitCommand
+    | ApopCommand
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SaslResponse:
+    """One client line of a SASL exchange (RFC 5034 section 4), verbatim.
+
+    ``cancelled``: the line was ``*``; answer -ERR. Otherwise decode ``data``
+    with ``decode_sasl`` (None: answer -ERR).
+    """
+
+    data: str
+
+    @property
+    def cancelled(self) -> bool:
+        return self.data == "*"
+
+    def __repr__(self) -> str:
+        return "SaslResponse(data=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class BadCommand:
+    """The peer broke the grammar or a limit: answer ``-ERR text`` and read on.
+
+    ``text`` is ours, never contains client bytes, and is safe on the wire.
+    """
+
+    text: str
+
+    def to_bytes(self) -> bytes:
+        return err(self.text)
+
+
+Event: TypeAlias = Command | SaslResponse | BadCommand | Sentinel
+
+
+def decode_sasl(data: str) -> bytes | None:
+    """Strict base64 (RFC 5034 section 4, RFC 4648 section 4); None if it is not.
+
+    Characters outside the alphabet, missing padding and padding anywhere but
+    at the end are rejected. ``""`` and ``"="`` are the empty response.
+    """
+    if data in ("", "="):
+        return b""
+    try:
+        return binascii.a2b_base64(data.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
+# --------------------------------------------------------------------------- replies
+
+_MAX_REPLY_LINE = 512  # octets, CRLF included (RFC 2449 section 4)
+_UNSAFE_TEXT = re.compile(r"[^\x20-\x7e]")
+# RFC 2449 section 3: resp-code = "[" resp-level *("/" resp-level) "]", rchar (no DEL here).
+_RESP_CODE = re.compile(r"[\x21-\x2e\x30-\x5c\x5e-\x7e]+(?:/[\x21-\x2e\x30-\x5c\x5e-\x7e]+)*")
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE_TEXT.sub("?", text)
+
+
+def _status_line(status: str, text: str, code: str | None) -> bytes:
+    text = _safe(text)
+    if code is not None:
+        if _RESP_CODE.fullmatch(code) is None:
+            raise LocalProtocolError(f"bad response code {code!r}")
+        text = f"[{code}] {text}" if text else f"[{code}]"
+    elif text.startswith("["):
+        text = "?" + text[1:]
+    line = f"{status} {text}" if text else status
+    return line[: _MAX_REPLY_LINE - 2].encode("ascii") + b"\r\n"
+
+
+class Pop3Reply:
+    """Single-line replies (RFC 1939 section 3, RFC 2449 section 8, RFC 5034 section 4)."""
+
+    @staticmethod
+    def ok(text: str = "") -> bytes:
+        """``+OK text`` CRLF (``+OK`` alone for no text)."""
+        return _status_line("+OK", text, None)
+
+    @staticmethod
+    def err(text: str = "", code: str | None = None) -> bytes:
+        """``-ERR [CODE] text`` CRLF; ``code`` like ``AUTH``, ``SYS/TEMP``, ``IN-USE``.
+
+        A code that is not resp-level *("/" resp-level) is our bug: ``LocalProtocolError``.
+        """
+        return _status_line("-ERR", text, code)
+
+    @staticmethod
+    def continuation(text: str = "") -> bytes:
+        """``+ text`` CRLF: a SASL challenge (base64) or ``+ `` CRLF, the empty one."""
+        return b"+ " + _safe(text).encode("ascii") + b"\r\n"
+
+    @staticmethod
+    def multiline(text: str, lines: Iterable[str]) -> bytes:
+        """``+OK text``, the lines (made safe, dot-stuffed), then ``.``: CAPA, LIST, UIDL."""
+        out = [Pop3Reply.ok(text)]
+        for line in lines:
+            safe = _safe(line)
+            out.append((("." + safe) if safe.startswith(".") else safe).encode("ascii") + b"\r\n")
+        out.append(b".\r\n")
+        return b"".join(out)
+
+
+ok = Pop3Reply.ok
+err = Pop3Reply.err
+continuation = Pop3Reply.continuation
+
+# --------------------------------------------------------------------------- multi-line bodies
+
+_CR = 0x0D
+_LF = 0x0A
+
+
+class DotStuffer:
+    """Encode a message as a multi-line response body (RFC 1939 section 3), streaming.
+
+    ``feed`` returns the encoded form of each chunk: a line starting with ``.``
+    gets one more, a bare LF becomes CRLF, a bare CR is kept as is (CR then LF
+    split across two chunks is one CRLF). ``close`` ends an unfinished last
+    line with CRLF (a final bare CR stays, CRLF follows it) and adds the
+    terminating ``.`` CRLF; an empty body gives just that. The ``+OK`` line
+    is the session's to send first.
+    """
+
+    __slots__ = ("_at_line_start", "_closed", "_last_cr")
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        self._last_cr = False
+        self._closed = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._closed:
+            raise LocalProtocolError("DotStuffer.feed after close")
+        if not data:
+            return b""
+        head = b""
+        rest = data
+        if self._last_cr and rest[0] == _LF:  # the CR we already sent and this LF: one CRLF
+            head, rest = b"\n", rest[1:]
+        if rest.count(b"\n") != rest.count(b"\r\n"):
+            rest = rest.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        out = (head + rest).replace(b"\n.", b"\n..")
+        if self._at_line_start and out[:1] == b".":
+            out = b"." + out
+        self._at_line_start = data[-1] == _LF
+        self._last_cr = data[-1] == _CR
+        return out
+
+    def close(self) -> bytes:
+        if self._closed:
+            raise LocalProtocolError("DotStuffer.close twice")
+        self._closed = True
+        return b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+
+
+class TopFilter:
+    """What TOP sends of a message (RFC 1939 section 7), raw: feed its output to a DotStuffer.
+
+    Passes the header, the blank line after it, then at most ``lines`` body
+    lines (with their line ends). A line ends at LF (CRLF or bare LF); the
+    header ends at the first empty line (``""`` or ``"\\r"`` before the LF). A
+    message with no blank line is all header and is passed whole. ``done``
+    turns True once nothing more would pass: stop reading the message, and
+    ``feed`` returns ``b""`` from then on.
+    """
+
+    __slots__ = ("_blank_so_far", "_done", "_in_body", "_line_len", "_remaining")
+
+    def __init__(self, lines: int) -> None:
+        if lines < 0:
+            raise ValueError("lines must be >= 0")
+        self._remaining = lines
+        self._in_body = False
+        self._done = False
+        self._line_len = 0  # header: octets of the current line so far
+        self._blank_so_far = True  # header: the current line so far is "" or "\r"
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> bytes:
+        if self._done or not data:
+            return b""
+        start = 0
+        if not self._in_body:
+            end = self._header(data)
+            if end is None:
+                return data
+            if self._remaining == 0:
+                self._done = True
+                return data[:end]
+            start = end
+        return data[:start] + self._body(data, start)
+
+    def _header(self, data: bytes) -> int | None:
+        """Scan header octets; the offset just past the blank line, or None if not in ``data``."""
+        pos = 0
+        while True:
+            lf = data.find(b"\n", pos)
+            if lf < 0:
+                piece = data[pos:]
+                self._blank_so_far = self._is_blank(piece)
+                self._line_len += len(piece)
+                return None
+            if self._is_blank(data[pos:lf]):
+                self._in_body = True
+                return lf + 1
+            self._line_len = 0
+            self._blank_so_far = True
+            pos = lf + 1
+
+    def _is_blank(self, piece: bytes) -> bool:
+        """Would the current line, extended by ``piece``, still be "" or "\\r"?"""
+        if not self._blank_so_far:
+            return False
+        total = self._line_len + len(piece)
+        if total == 0:
+            return True
+        if total > 1:
+            return False
+        return (piece or b"\r") == b"\r"
+
+    def _body(self, data: bytes, start: int) -> bytes:
+        count = data.count(b"\n", start)
+        if count < self._remaining:
+            self._remaining -= count
+            return data[start:]
+        pos = start
+        for _ in range(self._remaining):
+            pos = data.index(b"\n", pos) + 1
+        self._remaining = 0
+        self._done = True
+        return data[start:pos]
+
+
+# --------------------------------------------------------------------------- command grammar
+
+_KEYWORD = re.compile(r"[A-Za-z]{3,4}")
+_NUMBER = re.compile(r"[0-9]+")
+_MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
+_PRINTABLE = frozenset(range(0x20, 0x7F))
+_CONTROLS = frozenset([*range(0x20), 0x7F])
+
+_Parse = Callable[[list[str]], Command | BadCommand]
+
+
+def _number(text: str, *, zero: bool = False) -> int | None:
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value >= 1 or zero else None
+
+
+def _no_args(make: Callable[[], Command], keyword: str) -> _Parse:
+    def parse(args: list[str]) -> Command | BadCommand:
+        return BadCommand(f"Syntax: {keyword} takes no argument") if args else make()
+
+    return parse
+
+
+def _one_msg(make: Callable[[int], Command], keyword: str) -> _Parse:
+    def parse(args: list[str]) -> Command | BadCommand:
+        msg = _number(args[0]) if len(args) == 1 else None
+        return BadCommand(f"Syntax: {keyword} msg") if msg is None else make(msg)
+
+    return parse
+
+
+def _optional_msg(make: Callable[[int | None], Command], keyword: str) -> _Parse:
+    def parse(args: list[str]) -> Command | BadCommand:
+        if not args:
+            return make(None)
+        msg = _number(args[0]) if len(args) == 1 else None
+        return BadCommand(f"Syntax: {keyword} [msg]") if msg is None else make(msg)
+
+    return parse
+
+
+def _parse_user(args: list[str]) -> Command | BadCommand:
+    return UserCommand(args[0]) if len(args) == 1 else BadCommand("Syntax: USER name")
+
+
+def _parse_top(args: list[str]) -> Command | BadCommand:
+    if len(args) == 2:
+        msg, lines = _number(args[0]), _number(args[1], zero=True)
+        if msg is not None and lines is not None:
+            return TopCommand(msg, lines)
+    return BadCommand("Syntax: TOP msg lines")
+
+
+def _parse_auth(args: list[str]) -> Command | BadCommand:
+    if not args:
+        return AuthCommand(None, None)
+    if len(args) > 2:
+        return BadCommand("Syntax: AUTH mechanism [initial-response]")
+    mechanism = args[0].upper()
+    if _MECHANISM.fullmatch(mechanism) is None:
+        return BadCommand("Invalid SASL mechanism name")
+    if len(args) == 1:
+        return AuthCommand(mechanism, None)
+    return AuthCommand(mechanism, "" if args[1] == "=" else args[1])
+
+
+_COMMANDS: dict[str, _Parse] = {
+    "USER": _parse_user,
+    "AUTH": _parse_auth,
+    "CAPA": _no_args(CapaCommand, "CAPA"),
+    "STLS": _no_args(StlsCommand, "STLS"),
+    "STAT": _no_args(StatCommand, "STAT"),
+    "LIST": _optional_msg(ListCommand, "LIST"),
+    "RETR": _one_msg(RetrCommand, "RETR"),
+    "TOP": _parse_top,
+    "UIDL": _optional_msg(UidlCommand, "UIDL"),
+    "NOOP": _no_args(NoopCommand, "NOOP"),
+    "RSET": _no_args(RsetCommand, "RSET"),
+    "DELE": _one_msg(DeleCommand, "DELE"),
+    "QUIT": _no_args(QuitCommand, "QUIT"),
+    "APOP": lambda _: ApopCommand(),
+}
+
+
+def _parse_pass(password: bytes) -> Command | BadCommand:
+    if not password:
+        return BadCommand("Syntax: PASS password")
+    if any(c in _CONTROLS for c in password):
+        return BadCommand("Invalid character in password")
+    try:
+        return PassCommand(password.decode("utf-8"))
+    except UnicodeDecodeError:
+        return BadCommand("Invalid character in password")
+
+
+def _parse_command(line: bytes) -> Command | BadCommand:
+    """One command line, its line end removed."""
+    if line[:5].upper() == b"PASS ":
+        return _parse_pass(line[5:])
+    line = line.rstrip(b" \t")
+    if not all(c in _PRINTABLE for c in line):
+        return BadCommand("Invalid character in command")
+    text = line.decode("ascii")
+    keyword, _, rest = text.partition(" ")
+    if _KEYWORD.fullmatch(keyword) is None:
+        return BadCommand("Syntax error")
+    keyword = keyword.upper()
+    if keyword == "PASS":
+        return BadCommand("Syntax: PASS password")
+    parse = _COMMANDS.get(keyword)
+    if parse is None:
+        return BadCommand("Unknown command")
+    return parse(rest.split())
+
+
+def _parse_sasl(line: bytes) -> SaslResponse | BadCommand:
+    if not all(c in _PRINTABLE for c in line):
+        return BadCommand("Invalid character in SASL response")
+    return SaslResponse(line.decode("ascii"))
+
+
+# --------------------------------------------------------------------------- receiver
+
+
+class _State(enum.Enum):
+    COMMAND = enum.auto()  # reading lines
+    DISCARD_LINE = enum.auto()  # skipping the rest of a line that was too long
+    CLOSED = enum.auto()
+
+
+class Pop3Receiver:
+    """Bytes in, POP3 events out; see the module docstring for limits and choices."""
+
+    def __init__(self, *, max_line: int = 255, max_sasl_line: int = 16384) -> None:
+        if max_line < 255 or max_sasl_line < max_line:
+            raise ValueError("max_line must be >= 255 and max_sasl_line >= max_line")
+        self._max_line = max_line
+        self._max_sasl_line = max_sasl_line
+        self._buf = bytearray()  # received, not yet consumed
+        self._eof = False
+        self._state = _State.COMMAND
+        self._scan = 0  # how far _buf was searched for LF without finding one
+        self._sasl = False  # the next line is a SASL response
+        self._sasl_allowed = False  # the last event returned was an AuthCommand or SaslResponse
+
+    @property
+    def buffered(self) -> int:
+        """Octets received but not yet consumed (after STLS: must be 0)."""
+        return len(self._buf)
+
+    # -- input
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means the peer closed its side."""
+        if self._eof:
+            raise LocalProtocolError("receive_data after end of file")
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    def expect_sasl_response(self) -> None:
+        """After a ``+`` continuation to AUTH (or a SASL response): the next line is a response."""
+        if not self._sasl_allowed:
+            raise LocalProtocolError(
+                "expect_sasl_response() is only valid right after an AuthCommand or SaslResponse"
+            )
+        self._sasl = True
+
+    # -- output
+
+    def next_event(self) -> Event:
+        """The next event; ``NEED_DATA`` when the buffered bytes are used up."""
+        while True:
+            event = self._step()
+            if event is not None:
+                if event is not NEED_DATA:
+                    self._sasl_allowed = isinstance(event, AuthCommand | SaslResponse)
+                return event
+
+    def _step(self) -> Event | None:
+        match self._state:
+            case _State.COMMAND:
+                return self._read_line()
+            case _State.DISCARD_LINE:
+                return self._discard_line()
+            case _State.CLOSED:
+                return CONNECTION_CLOSED
+
+    def _no_data(self) -> Sentinel:
+        if self._eof:
+            self._state = _State.CLOSED
+            self._buf.clear()
+            return CONNECTION_CLOSED
+        return NEED_DATA
+
+    def _consume(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._scan = 0
+        return data
+
+    def _take_line(self, limit: int) -> bytes | Literal["overflow"] | None:
+        """One line with its LF; None when more data is needed; "overflow" past ``limit``."""
+        lf = self._buf.find(b"\n", self._scan)
+        if lf < 0:
+            self._scan = len(self._buf)
+            return "overflow" if len(self._buf) >= limit else None
+        if lf + 1 > limit:
+            return "overflow"
+        return self._consume(lf + 1)
+
+    def _read_line(self) -> Event:
+        sasl = self._sasl
+        line = self._take_line(self._max_sasl_line if sasl else self._max_line)
+        if line == "overflow":
+            self._sasl = False
+            self._state = _State.DISCARD_LINE
+            return BadCommand("SASL response too long" if sasl else "Command line too long")
+        if line is None:
+            return self._no_data()
+        self._sasl = False
+        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]  # a bare LF ends a line too
+        return _parse_sasl(line) if sasl else _parse_command(line)
+
+    def _discard_line(self) -> Event | None:
+        lf = self._buf.find(b"\n")
+        if lf < 0:
+            if not self._buf:
+                return self._no_data()
+            self._consume(len(self._buf))
+            return None
+        self._consume(lf + 1)
+        self._state = _State.COMMAND
+        return None

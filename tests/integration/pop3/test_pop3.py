@@ -1,0 +1,202 @@
+"""POP3 through Python's poplib and raw sockets, on both storage backends."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import poplib
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lightmail.accounts.service import User
+from lightmail.mailstore.store import Recipient
+from tests.integration.pop3.conftest import Pop3Factory, Pop3Target
+
+MESSAGES = [
+    b"Subject: one\r\nFrom: a@example.net\r\n\r\nfirst\r\n",
+    b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n",
+    b"Subject: three\r\n\r\nline 1\r\nline 2\r\nline 3\r\nline 4\r\n",
+]
+
+
+async def deliver(target: Pop3Target, user: User, message: bytes) -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield message
+
+    await target.backend.store.deliver([Recipient(user.id, user.address)], source())
+
+
+def login(target: Pop3Target, user: User) -> poplib.POP3:
+    client = poplib.POP3(target.host, target.port, timeout=10)
+    client.user(user.address)
+    client.pass_("secret")
+    return client
+
+
+async def test_every_command(pop3: Pop3Target) -> None:
+    user = await pop3.new_user()
+    for message in MESSAGES:
+        await deliver(pop3, user, message)
+
+    def conversation() -> None:
+        client = poplib.POP3(pop3.host, pop3.port, timeout=10)
+        capabilities = client.capa()
+        for name in ("TOP", "UIDL", "USER", "SASL", "RESP-CODES", "PIPELINING"):
+            assert name in capabilities
+        assert capabilities["SASL"] == ["PLAIN"]
+        assert client.user("whoever@nowhere.example").startswith(b"+OK")
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
+            client.pass_("wrong")
+        client.user(user.address)
+        assert client.pass_("secret").startswith(b"+OK")
+        sizes = [len(m) for m in MESSAGES]
+        assert client.stat() == (3, sum(sizes))
+        _, listing, _ = client.list()
+        assert listing == [f"{n} {size}".encode() for n, size in enumerate(sizes, 1)]
+        assert client.list(2) == f"+OK 2 {sizes[1]}".encode()  # type: ignore[comparison-overlap]
+        for number, message in enumerate(MESSAGES, 1):
+            _, lines, octets = client.retr(number)
+            assert b"\r\n".join(lines) + b"\r\n" == message
+            assert octets == len(message)  # poplib counts the octets after un-stuffing
+        _, lines, _ = client.top(3, 0)
+        assert lines == [b"Subject: three", b""]
+        _, lines, _ = client.top(3, 2)
+        assert lines == [b"Subject: three", b"", b"line 1", b"line 2"]
+        _, uidls, _ = client.uidl()
+        assert len(uidls) == 3
+        assert client.uidl(1) == b"+OK " + uidls[0]
+        assert client.noop().startswith(b"+OK")
+        with pytest.raises(poplib.error_proto, match=r"\[SYS/PERM\] .*read-only"):
+            client.dele(1)
+        assert client.rset().startswith(b"+OK")
+        with pytest.raises(poplib.error_proto, match="no message 9"):
+            client.retr(9)
+        assert client.quit().startswith(b"+OK")
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_uidl_is_stable_and_the_maildrop_fixed_for_the_session(pop3: Pop3Target) -> None:
+    user = await pop3.new_user()
+    await deliver(pop3, user, MESSAGES[0])
+
+    def first() -> list[bytes]:
+        client = login(pop3, user)
+        uidls = client.uidl()[1]
+        client.quit()
+        return uidls
+
+    before = await asyncio.to_thread(first)
+    client = await asyncio.to_thread(login, pop3, user)
+    await deliver(pop3, user, MESSAGES[1])  # arrives during the session: not in its maildrop
+    assert await asyncio.to_thread(client.stat) == (1, len(MESSAGES[0]))
+    await asyncio.to_thread(client.quit)
+    after = await asyncio.to_thread(first)
+    assert after[0] == before[0]
+    assert len(after) == 2
+    assert after[1] != after[0]
+
+
+async def test_allow_delete_applies_at_quit_only(pop3_factory: Pop3Factory) -> None:
+    target = await pop3_factory(allow_delete="true")
+    user = await target.new_user()
+    for message in MESSAGES:
+        await deliver(target, user, message)
+
+    def dropped_connection() -> None:
+        client = login(target, user)
+        client.dele(1)
+        client.sock.close()  # no QUIT: RFC 1939 says nothing is deleted
+
+    await asyncio.to_thread(dropped_connection)
+    await asyncio.sleep(0.2)
+    inbox = await target.backend.store.get_mailbox(user.id, "INBOX")
+    assert len(await target.backend.store.list_messages(inbox)) == 3
+
+    def quit_applies() -> None:
+        client = login(target, user)
+        client.dele(1)
+        client.dele(3)
+        with pytest.raises(poplib.error_proto, match="no message 1"):
+            client.retr(1)
+        assert client.stat() == (1, len(MESSAGES[1]))
+        client.quit()
+
+    await asyncio.to_thread(quit_applies)
+    remaining = await target.backend.store.list_messages(inbox)
+    assert [m.uid for m in remaining] == [2]
+
+
+async def test_auth_plain_with_initial_response(pop3: Pop3Target) -> None:
+    user = await pop3.new_user()
+    token = base64.b64encode(f"\0{user.address}\0secret".encode()).decode()
+
+    def conversation() -> bytes:
+        with socket.create_connection((pop3.host, pop3.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(f"AUTH PLAIN {token}\r\nSTAT\r\nQUIT\r\n".encode())
+            return b"".join(reader.readline() for _ in range(3))
+
+    assert await asyncio.to_thread(conversation) == (
+        f"+OK {user.address} has 0 messages\r\n+OK 0 0\r\n+OK Bye\r\n".encode()
+    )
+
+
+async def test_hostile_input_gets_err_and_the_session_goes_on(pop3: Pop3Target) -> None:
+    def conversation() -> list[bytes]:
+        with socket.create_connection((pop3.host, pop3.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(b"X" * 300 + b"\r\n")
+            raw.sendall(b"\x00\xff\xfe garbage\r\n")
+            raw.sendall(b"STAT\r\n")
+            raw.sendall(b"RETR 1\r\n")
+            raw.sendall(b"CAPA\r\n")
+            lines = [reader.readline() for _ in range(4)]
+            while reader.readline() != b".\r\n":
+                pass
+            raw.sendall(b"QUIT\r\n")
+            lines.append(reader.readline())
+            return lines
+
+    lines = await asyncio.to_thread(conversation)
+    assert all(line.startswith(b"-ERR") for line in lines[:4]), lines
+    assert lines[4] == b"+OK Bye\r\n"
+
+
+async def test_plaintext_login_outside_plaintext_networks_is_refused(
+    pop3_factory: Pop3Factory,
+) -> None:
+    target = await pop3_factory(plaintext_networks="192.0.2.0/24")
+    user = await target.new_user()
+
+    def conversation() -> None:
+        client = poplib.POP3(target.host, target.port, timeout=10)
+        assert "USER" not in client.capa()
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\] .*STLS"):
+            client.user(user.address)
+        client.quit()
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_stls_then_login(pop3_factory: Pop3Factory) -> None:
+    target = await pop3_factory(tls=True, plaintext_networks="192.0.2.0/24")
+    user = await target.new_user()
+    await deliver(target, user, MESSAGES[0])
+
+    def conversation() -> tuple[int, int]:
+        client = poplib.POP3(target.host, target.port, timeout=10)
+        assert "STLS" in client.capa()
+        client.stls(context=target.client_ssl_context())
+        assert "STLS" not in client.capa()
+        client.user(user.address)
+        client.pass_("secret")
+        stat = client.stat()
+        client.quit()
+        return stat
+
+    assert await asyncio.to_thread(conversation) == (1, len(MESSAGES[0]))
