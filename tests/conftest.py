@@ -26,7 +26,12 @@ from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
 from tests.support.clamd import Clamd, find_clamd, running_clamd
-from tests.support.mariadb import MARIADB_URL, mariadb_listening, recreate_schema
+from tests.support.mariadb import (
+    create_database,
+    drop_database,
+    mariadb_listening,
+    recreate_schema,
+)
 from tests.support.require import require
 from tests.support.s3server import S3Server, find_weed, running_seaweedfs
 
@@ -46,11 +51,20 @@ def s3_server() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="session")
-def mariadb_schema() -> str:
-    """The ``test`` database emptied and migrated once per test session."""
+def mariadb_schema() -> Iterator[str]:
+    """A database of this test session's own, migrated, dropped at the end.
+
+    Created through the ``test`` database (root on 127.0.0.1:3306), so two
+    test runs on one machine never drop each other's tables.
+    """
     require("MariaDB", mariadb_listening(), "start MariaDB on 127.0.0.1:3306 (root, no password)")
-    asyncio.run(recreate_schema(MARIADB_URL))
-    return MARIADB_URL
+    name = f"lightmail_test_{uuid.uuid4().hex[:10]}"
+    url = asyncio.run(create_database(name))
+    try:
+        asyncio.run(recreate_schema(url))
+        yield url
+    finally:
+        asyncio.run(drop_database(name))
 
 
 @dataclass

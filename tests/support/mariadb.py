@@ -19,6 +19,26 @@ def mariadb_listening(host: str = "127.0.0.1", port: int = 3306) -> bool:
         return False
 
 
+async def create_database(name: str, url: str = MARIADB_URL) -> str:
+    """Create an empty database next to ``test``; return its URL."""
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    finally:
+        await db.close()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(name: str, url: str = MARIADB_URL) -> None:
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        await db.close()
+
+
 async def recreate_schema(url: str = MARIADB_URL) -> None:
     """Drop every table of the database and migrate it from scratch."""
     db = Database(url)
