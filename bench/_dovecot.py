@@ -1,7 +1,8 @@
 """Run a throwaway Dovecot IMAP or LMTP server for benchmarks, configured in a temporary folder.
 
 Needs Debian's ``dovecot-imapd`` (``apt-get install dovecot-imapd``), or
-``dovecot-lmtpd`` for :func:`running_dovecot_lmtp`. The
+``dovecot-lmtpd`` for :func:`running_dovecot_lmtp`, or ``dovecot-pop3d`` for
+:func:`running_dovecot_pop3`. The
 server gets its own ``dovecot.conf`` (no system configuration is read): IMAP
 only, on 127.0.0.1 and a free port, no TLS, plaintext LOGIN allowed, users in
 a passwd-file with one static uid/gid, maildir under the temporary folder.
@@ -277,6 +278,135 @@ service lmtp {{
         server = DovecotServer("127.0.0.1", port, process.pid, workdir)
         _wait_until_ready(server, process, greeting=b"220 ", goodbye=b"QUIT\r\n")
         yield server
+
+
+def find_dovecot_pop3() -> Path | None:
+    """Debian's ``dovecot-pop3d`` puts the ``pop3`` service binary here."""
+    for candidate in ("/usr/lib/dovecot/pop3", "/usr/libexec/dovecot/pop3"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@contextmanager
+def running_dovecot_pop3(
+    users: Mapping[str, str],
+    maildrops: Mapping[str, Iterable[bytes]],
+    *,
+    max_connections: int = 100,
+) -> Iterator[DovecotServer]:
+    """Run Dovecot as a POP3 server for ``users`` (address -> password hash).
+
+    Only ``protocols = pop3``, on 127.0.0.1 and a free port, no TLS, plaintext
+    USER/PASS allowed, a few ``pop3-login`` processes serving many clients
+    each (``performance`` mode), one ``pop3`` process per logged-in
+    connection. Before it starts, each address's messages in ``maildrops``
+    (whole messages, CRLF line ends) are written to ``workdir/mail/ADDRESS/Maildir/new``
+    as a delivery agent would, owned by the mail user.
+    """
+    dovecot = find_dovecot()
+    if dovecot is None:
+        raise RuntimeError("dovecot not found: apt-get install dovecot-pop3d")
+    if find_dovecot_pop3() is None:
+        raise RuntimeError("Dovecot's pop3 service not found: apt-get install dovecot-pop3d")
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-pop3-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        mail_uid, mail_gid, internal_user, login_user = _identities()
+        workdir.chmod(0o755)  # the mail user must reach mail/ below it
+        mail = workdir / "mail"
+        mail.mkdir()
+        os.chown(mail, mail_uid, mail_gid)
+        for address, messages in maildrops.items():
+            _write_maildir(mail / address, messages, mail_uid, mail_gid)
+        passwd = workdir / "passwd"
+        passwd.write_text("".join(f"{user}:{hash_}::::::\n" for user, hash_ in users.items()))
+        passwd.chmod(0o644)
+        port = free_port()
+        cpus = os.cpu_count() or 1
+        limit = max_connections + 100
+        conf = workdir / "dovecot.conf"
+        conf.write_text(
+            f"""\
+protocols = pop3
+listen = 127.0.0.1
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+instance_name = lightmail-bench-pop3-{port}
+log_path = {workdir}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = {min(mail_uid, 500)}
+first_valid_gid = {min(mail_gid, 500)}
+mail_location = maildir:{mail}/%u/Maildir
+mail_max_userip_connections = {limit}
+default_process_limit = {limit}
+default_client_limit = {4 * limit}
+default_vsz_limit = 1G
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={mail}/%u
+}}
+namespace inbox {{
+  inbox = yes
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+  service_count = 0
+  process_min_avail = {cpus}
+  process_limit = {cpus}
+  client_limit = {limit}
+}}
+service pop3 {{
+  process_limit = {limit}
+}}
+service auth {{
+  client_limit = {4 * limit}
+}}
+service anvil {{
+  client_limit = {4 * limit}
+}}
+"""
+        )
+        log = stack.enter_context((workdir / "stdout.log").open("wb"))
+        process = subprocess.Popen(
+            [str(dovecot), "-F", "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        stack.callback(_stop, process)
+        server = DovecotServer("127.0.0.1", port, process.pid, workdir)
+        _wait_until_ready(server, process, greeting=b"+OK", goodbye=b"QUIT\r\n")
+        yield server
+
+
+def _write_maildir(home: Path, messages: Iterable[bytes], uid: int, gid: int) -> None:
+    """``home/Maildir`` with ``messages`` in new/, all owned by ``uid``/``gid``."""
+    maildir = home / "Maildir"
+    for folder in (home, maildir, maildir / "new", maildir / "cur", maildir / "tmp"):
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, uid, gid)
+    stamp = int(time.time())
+    for number, message in enumerate(messages):
+        size = len(message)
+        path = maildir / "new" / f"{stamp}.M{number}P{os.getpid()}.bench,S={size},W={size}"
+        path.write_bytes(message)
+        os.chown(path, uid, gid)
 
 
 def maildir_count(server: DovecotServer, address: str) -> int:
