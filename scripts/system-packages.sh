@@ -10,6 +10,7 @@ declare -A wanted=(
     [clamd]=clamav-daemon
     [swaks]=swaks
     [postfix]=postfix
+    [fetchmail]=fetchmail
 )
 
 missing=()

@@ -51,7 +51,8 @@ async def pop3_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Pop3Fa
         ca = trustme.CA() if tls else None
         context = None
         if ca is not None:
-            cert = ca.issue_cert("localhost", "127.0.0.1")
+            # A CommonName too: fetchmail 6.4 checks the alternative names only then.
+            cert = ca.issue_cert("localhost", "127.0.0.1", common_name="localhost")
             cert_path, key_path = tmp_path / "pop3-cert.pem", tmp_path / "pop3-key.pem"
             cert.cert_chain_pems[0].write_to_path(str(cert_path))
             for blob in cert.cert_chain_pems[1:]:
