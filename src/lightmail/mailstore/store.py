@@ -19,7 +19,7 @@ import enum
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,6 +158,7 @@ class MessageInfo:
     size: int
     internaldate: datetime
     object_key: str
+    size_crlf: int  # ``size`` with every bare LF counted as CRLF (POP3's octet count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,22 @@ class StoredMessage:
     key: str
     put: PutResult
     parsed: ParsedMessage
+    bare_lf: int  # line feeds not preceded by CR
+
+
+class _LineEndings:
+    """Counts bare LFs in a stream of chunks (a CR may end one chunk, its LF start the next)."""
+
+    def __init__(self) -> None:
+        self.bare_lf = 0
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        crlf = chunk.count(b"\r\n") + (1 if self._after_cr and chunk[0] == 0x0A else 0)
+        self.bare_lf += chunk.count(b"\n") - crlf
+        self._after_cr = chunk[-1] == 0x0D
 
 
 def _mailbox(row: t.AnyRow) -> Mailbox:
@@ -241,6 +258,7 @@ def _info(row: t.AnyRow) -> MessageInfo:
         size=row.size,
         internaldate=_aware(row.internaldate),
         object_key=row.object_key,
+        size_crlf=row.size_crlf,
     )
 
 
@@ -261,11 +279,13 @@ _INFO_COLUMNS = (
     t.messages.c.size,
     t.messages.c.internaldate,
     t.messages.c.object_key,
+    t.messages.c.size_crlf,
 )
 # Columns copied unchanged when a message is copied or moved.
 _COPIED_COLUMNS = (
     "object_key",
     "size",
+    "size_crlf",
     "internaldate",
     "flags",
     "keywords",
@@ -639,10 +659,12 @@ class MailStore:
         Recipients deleted since are skipped. The blob is shared, not copied.
         """
         item = await self._quarantine_row(item_id)
-        parser = MimeScanner()
+        parser, endings = MimeScanner(), _LineEndings()
         async for chunk in self.blobs.get(item.object_key):
             parser.feed(chunk)
-        stored = StoredMessage(item.object_key, PutResult(item.size, item.sha256), parser.close())
+            endings.feed(chunk)
+        put = PutResult(item.size, item.sha256)
+        stored = StoredMessage(item.object_key, put, parser.close(), endings.bare_lf)
         outcomes: list[DeliveryOutcome] = []
         async with self.db.write() as conn:
             now = datetime.now(UTC)
@@ -789,16 +811,7 @@ class MailStore:
                     .where(t.messages.c.id == row.id)
                     .values(flags=new.system, keywords=new.keyword_text, modseq=modseq)
                 )
-                changed.append(
-                    MessageInfo(
-                        row.uid,
-                        modseq,
-                        new,
-                        row.size,
-                        _aware(row.internaldate),
-                        row.object_key,
-                    )
-                )
+                changed.append(replace(_info(row), flags=new, modseq=modseq))
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq))
         return changed
 
@@ -942,15 +955,17 @@ class MailStore:
     async def _store_blob(self, source: AsyncIterable[bytes]) -> StoredMessage:
         """Stream the message into a new blob, parsing its structure on the way."""
         scanner = MimeScanner()
+        endings = _LineEndings()
 
         async def parsed_chunks() -> AsyncIterator[bytes]:
             async for chunk in source:
                 scanner.feed(chunk)
+                endings.feed(chunk)
                 yield chunk
 
         key = new_blob_key()
         put = await self.blobs.put(key, parsed_chunks())
-        return StoredMessage(key, put, scanner.close())
+        return StoredMessage(key, put, scanner.close(), endings.bare_lf)
 
     async def _discard_blob(self, key: str) -> None:
         """Delete a blob no row will refer to; if that fails, the sweeper will."""
@@ -987,6 +1002,7 @@ class MailStore:
                 modseq=modseq,
                 object_key=stored.key,
                 size=stored.put.size,
+                size_crlf=stored.put.size + stored.bare_lf,
                 internaldate=_naive_utc(internaldate),
                 flags=flags.system,
                 keywords=flags.keyword_text,

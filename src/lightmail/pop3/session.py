@@ -163,7 +163,7 @@ class Pop3Session:
                 self._out.append(err("APOP is not offered; use USER/PASS or AUTH PLAIN"))
             case StatCommand() if transaction:
                 live = self._live()
-                self._out.append(ok(f"{len(live)} {sum(m.size for _, m in live)}"))
+                self._out.append(ok(f"{len(live)} {sum(m.size_crlf for _, m in live)}"))
             case ListCommand() if transaction:
                 self._list(event)
             case UidlCommand() if transaction:
@@ -303,11 +303,11 @@ class Pop3Session:
         if command.msg is not None:
             info = self._message(command.msg)
             if info is not None:
-                self._out.append(ok(f"{command.msg} {info.size}"))
+                self._out.append(ok(f"{command.msg} {info.size_crlf}"))
             return
         live = self._live()
         self._out.append(ok(f"{len(live)} messages"))
-        self._out.append("".join(f"{n} {m.size}\r\n" for n, m in live).encode() + b".\r\n")
+        self._out.append("".join(f"{n} {m.size_crlf}\r\n" for n, m in live).encode() + b".\r\n")
 
     def _uidl(self, command: UidlCommand) -> None:
         if command.msg is not None:
@@ -324,7 +324,8 @@ class Pop3Session:
         info = self._message(number)
         if info is None:
             return
-        self._out.append(ok(f"{info.size} octets" if top is None else "top of message follows"))
+        octets = f"{info.size_crlf} octets"
+        self._out.append(ok(octets if top is None else "top of message follows"))
         await self._flush()
         stuffer = DotStuffer()
         top_filter = TopFilter(top) if top is not None else None

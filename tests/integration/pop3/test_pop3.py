@@ -200,3 +200,25 @@ async def test_stls_then_login(pop3_factory: Pop3Factory) -> None:
         return stat
 
     assert await asyncio.to_thread(conversation) == (1, len(MESSAGES[0]))
+
+
+async def test_octet_counts_are_exact_for_a_bare_lf_message(pop3: Pop3Target) -> None:
+    user = await pop3.new_user()
+    bare = b"Subject: bare\n\nline one\nline two\r\nline three\n"
+
+    async def source() -> AsyncIterator[bytes]:
+        for index in range(len(bare)):  # one byte at a time: CR and LF in separate chunks
+            yield bare[index : index + 1]
+
+    await pop3.backend.store.append(user.id, "INBOX", source())
+    sent = bare.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+    def conversation() -> None:
+        client = login(pop3, user)
+        assert client.stat() == (1, len(sent))
+        _, lines, octets = client.retr(1)
+        assert b"\r\n".join(lines) + b"\r\n" == sent
+        assert octets == len(sent)
+        client.quit()
+
+    await asyncio.to_thread(conversation)

@@ -160,6 +160,8 @@ messages = Table(
     Column("modseq", BigInteger, nullable=False),
     Column("object_key", String(64), ForeignKey("object_keys.key"), nullable=False),
     Column("size", BigInteger, nullable=False),
+    # The size with every bare LF sent as CRLF: what POP3's LIST and RETR count.
+    Column("size_crlf", BigInteger, nullable=False, server_default="0"),
     Column("internaldate", Timestamp, nullable=False),
     Column("flags", Integer, nullable=False, default=0),
     Column("keywords", Text, nullable=False, default=""),
