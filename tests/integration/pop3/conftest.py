@@ -15,6 +15,7 @@ from lightmail.config import TcpAddress, load_settings
 from lightmail.net.tls import server_context
 from lightmail.pop3.server import Pop3Server
 from tests.conftest import Backend
+from tests.integration.imap.conftest import imap_factory as imap_factory  # for IMAP checks
 
 
 @dataclass

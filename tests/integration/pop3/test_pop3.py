@@ -12,6 +12,7 @@ import pytest
 
 from lightmail.accounts.service import User
 from lightmail.mailstore.store import Recipient
+from tests.integration.imap.conftest import ImapFactory
 from tests.integration.pop3.conftest import Pop3Factory, Pop3Target
 
 MESSAGES = [
@@ -222,3 +223,26 @@ async def test_octet_counts_are_exact_for_a_bare_lf_message(pop3: Pop3Target) ->
         client.quit()
 
     await asyncio.to_thread(conversation)
+
+
+async def test_pop3_delete_is_seen_from_imap(
+    pop3_factory: Pop3Factory, imap_factory: ImapFactory
+) -> None:
+    target = await pop3_factory(allow_delete="true")
+    imap = await imap_factory()
+    user = await target.new_user()
+    for message in MESSAGES:
+        await deliver(target, user, message)
+
+    def conversation() -> list[object]:
+        with imap.client(user) as client:
+            client.select("INBOX")
+            pop = login(target, user)
+            pop.dele(2)
+            pop.quit()
+            client.noop()
+            expunged = client.untagged_responses.pop("EXPUNGE", [])
+            assert client.uid("SEARCH", "ALL") == ("OK", [b"1 3"])
+            return list(expunged)
+
+    assert await asyncio.to_thread(conversation) == [b"2"]
