@@ -351,10 +351,10 @@ async def running_lightmail(
             await _wait_for_greeting(port, process, workdir / "serve.log")
             yield Target(name, "127.0.0.1", port, process.pid)
         finally:
-            await _terminate(process)
+            await terminate(process)
             if process.returncode not in (0, -signal.SIGKILL):
                 print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(_tail(workdir / "serve.log"))
+                print(log_tail(workdir / "serve.log"))
             report_server_errors(name, workdir / "serve.log")
 
 
@@ -401,7 +401,9 @@ async def _wait_for_greeting(port: int, process: asyncio.subprocess.Process, log
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.returncode is not None:
-            raise RuntimeError(f"lightmail serve exited with {process.returncode}:\n{_tail(log)}")
+            raise RuntimeError(
+                f"lightmail serve exited with {process.returncode}:\n{log_tail(log)}"
+            )
         try:
             client = await ImapClient.connect("127.0.0.1", port)
         except (OSError, ImapError):
@@ -409,10 +411,10 @@ async def _wait_for_greeting(port: int, process: asyncio.subprocess.Process, log
         else:
             await client.close()
             return
-    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{_tail(log)}")
+    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{log_tail(log)}")
 
 
-async def _terminate(process: asyncio.subprocess.Process) -> None:
+async def terminate(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -424,7 +426,7 @@ async def _terminate(process: asyncio.subprocess.Process) -> None:
             await process.wait()
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

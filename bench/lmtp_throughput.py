@@ -75,7 +75,14 @@ from _dovecot import (
     process_tree,
     running_dovecot_lmtp,
 )
-from imap_load import cpu_seconds, ensure_database, lightmail_env, report_server_errors
+from imap_load import (
+    cpu_seconds,
+    ensure_database,
+    lightmail_env,
+    log_tail,
+    report_server_errors,
+    terminate,
+)
 
 from tests.support.clamd import EICAR, find_clamd, running_clamd
 from tests.support.mariadb import mariadb_listening, recreate_schema
@@ -201,10 +208,10 @@ async def running_lightmail(
                 env,
             )
         finally:
-            await _terminate(process)
+            await terminate(process)
             if process.returncode not in (0, -signal.SIGKILL):
                 print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(_tail(log_path))
+                print(log_tail(log_path))
             report_server_errors(name, log_path)
 
 
@@ -212,7 +219,9 @@ async def _wait_for_lmtp(port: int, process: asyncio.subprocess.Process, log: Pa
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.returncode is not None:
-            raise RuntimeError(f"lightmail serve exited with {process.returncode}:\n{_tail(log)}")
+            raise RuntimeError(
+                f"lightmail serve exited with {process.returncode}:\n{log_tail(log)}"
+            )
         try:
             client = await LmtpClient.connect("127.0.0.1", port)
         except (OSError, LmtpError, TimeoutError):
@@ -220,26 +229,7 @@ async def _wait_for_lmtp(port: int, process: asyncio.subprocess.Process, log: Pa
         else:
             await client.quit()
             return
-    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{_tail(log)}")
-
-
-async def _terminate(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(20):
-                await process.wait()
-        except TimeoutError:
-            print("!! lightmail serve did not stop within 20 s of SIGTERM: killed")
-            process.kill()
-            await process.wait()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{log_tail(log)}")
 
 
 @contextlib.contextmanager

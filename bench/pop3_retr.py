@@ -68,7 +68,9 @@ from imap_load import (
     dovecot_users,
     ensure_database,
     lightmail_env,
+    log_tail,
     report_server_errors,
+    terminate,
     user_address,
     user_password,
 )
@@ -310,10 +312,10 @@ async def running_lightmail(
             await _wait_for_pop3(port, process, log_path)
             yield Target(key, name, "127.0.0.1", port, process.pid, log_path)
         finally:
-            await _terminate(process)
+            await terminate(process)
             if process.returncode not in (0, -signal.SIGKILL):
                 print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(_tail(log_path))
+                print(log_tail(log_path))
             report_server_errors(name, log_path)
 
 
@@ -321,7 +323,9 @@ async def _wait_for_pop3(port: int, process: asyncio.subprocess.Process, log: Pa
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.returncode is not None:
-            raise RuntimeError(f"lightmail serve exited with {process.returncode}:\n{_tail(log)}")
+            raise RuntimeError(
+                f"lightmail serve exited with {process.returncode}:\n{log_tail(log)}"
+            )
         try:
             client = await Pop3Client.connect("127.0.0.1", port)
         except (OSError, Pop3Error, TimeoutError):
@@ -329,26 +333,7 @@ async def _wait_for_pop3(port: int, process: asyncio.subprocess.Process, log: Pa
         else:
             await client.quit()
             return
-    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{_tail(log)}")
-
-
-async def _terminate(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(20):
-                await process.wait()
-        except TimeoutError:
-            print("!! lightmail serve did not stop within 20 s of SIGTERM: killed")
-            process.kill()
-            await process.wait()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+    raise RuntimeError(f"lightmail serve did not answer within 60 s:\n{log_tail(log)}")
 
 
 @contextlib.contextmanager
