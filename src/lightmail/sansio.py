@@ -7,6 +7,7 @@ A receiver takes bytes with ``receive_data`` and returns events from
 from __future__ import annotations
 
 import enum
+from typing import Literal
 
 
 class Sentinel(enum.Enum):
@@ -24,3 +25,51 @@ in progress is abandoned."""
 class LocalProtocolError(Exception):
     """The caller used a receiver out of turn or built a reply wrongly: our bug,
     never the peer's."""
+
+
+class LineBuffer:
+    """The input buffer of a line-based receiver (LMTP, POP3) and how lines leave it.
+
+    Subclasses call ``super().__init__()`` and read lines with ``_take_line`` and
+    ``_skip_line``; ``_consume`` is the only place bytes leave the buffer.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()  # received, not yet consumed
+        self._eof = False
+        self._scan = 0  # how far _buf was searched for LF without finding one
+
+    def _consume(self, n: int) -> bytes:
+        """Remove and return the first ``n`` buffered octets."""
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        self._scan = 0
+        return data
+
+    def _take_line(self, limit: int) -> bytes | Literal["overflow"] | None:
+        """One line with its LF, at most ``limit`` octets LF included.
+
+        None when more data is needed; "overflow" as soon as the line cannot fit.
+        """
+        lf = self._buf.find(b"\n", self._scan)
+        if lf < 0:
+            self._scan = len(self._buf)
+            return "overflow" if len(self._buf) >= limit else None
+        if lf + 1 > limit:
+            return "overflow"
+        return self._consume(lf + 1)
+
+    def _skip_line(self) -> bool | None:
+        """Drop buffered octets up to and including the next LF.
+
+        True when the line ended, False when more of it may follow, None when
+        nothing was buffered.
+        """
+        lf = self._buf.find(b"\n")
+        if lf < 0:
+            if not self._buf:
+                return None
+            self._consume(len(self._buf))
+            return False
+        self._consume(lf + 1)
+        return True

@@ -90,9 +90,15 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
-from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LocalProtocolError, Sentinel
+from lightmail.sansio import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    LineBuffer,
+    LocalProtocolError,
+    Sentinel,
+)
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -455,7 +461,7 @@ _LF = 0x0A
 _DOT = 0x2E
 
 
-class LmtpReceiver:
+class LmtpReceiver(LineBuffer):
     """Bytes in, LMTP events out; see the module docstring for limits and choices."""
 
     def __init__(
@@ -470,10 +476,8 @@ class LmtpReceiver:
         self._max_line = max_line
         self._max_message_size = max_message_size
         self._chunk_size = chunk_size
-        self._buf = bytearray()  # received, not yet consumed
-        self._eof = False
+        super().__init__()
         self._state = _State.COMMAND
-        self._scan = 0  # how far _buf was searched for LF without finding one
         self._data_pending = False  # the last event returned was a DataCommand
         # DATA
         self._out = bytearray()  # decoded message not yet returned
@@ -547,27 +551,10 @@ class LmtpReceiver:
             return CONNECTION_CLOSED
         return NEED_DATA
 
-    def _consume(self, n: int) -> bytes:
-        """Remove and return the first ``n`` buffered octets (the only place that does)."""
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._scan = 0
-        return data
-
-    def _take_line(self) -> bytes | Literal["overflow"] | None:
-        """One line with its LF; None when more data is needed; "overflow" past max_line."""
-        lf = self._buf.find(b"\n", self._scan)
-        if lf < 0:
-            self._scan = len(self._buf)
-            return "overflow" if len(self._buf) > self._max_line else None
-        if lf + 1 > self._max_line:
-            return "overflow"
-        return self._consume(lf + 1)
-
     # -- commands
 
     def _read_command(self) -> Event:
-        line = self._take_line()
+        line = self._take_line(self._max_line)
         if line == "overflow":
             self._state = _State.DISCARD_LINE
             return BadCommand(500, "5.5.2", "Line too long")
@@ -577,14 +564,11 @@ class LmtpReceiver:
         return _parse_command(line[:-end])
 
     def _discard_line(self) -> Event | None:
-        lf = self._buf.find(b"\n")
-        if lf < 0:
-            if not self._buf:
-                return self._no_data()
-            self._consume(len(self._buf))
-            return None
-        self._consume(lf + 1)
-        self._state = _State.COMMAND
+        ended = self._skip_line()
+        if ended is None:
+            return self._no_data()
+        if ended:
+            self._state = _State.COMMAND
         return None
 
     # -- DATA

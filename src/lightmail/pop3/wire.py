@@ -80,9 +80,15 @@ import enum
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
-from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LocalProtocolError, Sentinel
+from lightmail.sansio import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    LineBuffer,
+    LocalProtocolError,
+    Sentinel,
+)
 
 __all__ = [
     "CONNECTION_CLOSED",
@@ -615,7 +621,7 @@ class _State(enum.Enum):
     CLOSED = enum.auto()
 
 
-class Pop3Receiver:
+class Pop3Receiver(LineBuffer):
     """Bytes in, POP3 events out; see the module docstring for limits and choices."""
 
     def __init__(self, *, max_line: int = 255, max_sasl_line: int = 16384) -> None:
@@ -623,10 +629,8 @@ class Pop3Receiver:
             raise ValueError("max_line must be >= 255 and max_sasl_line >= max_line")
         self._max_line = max_line
         self._max_sasl_line = max_sasl_line
-        self._buf = bytearray()  # received, not yet consumed
-        self._eof = False
+        super().__init__()
         self._state = _State.COMMAND
-        self._scan = 0  # how far _buf was searched for LF without finding one
         self._sasl = False  # the next line is a SASL response
         self._sasl_allowed = False  # the last event returned was an AuthCommand or SaslResponse
 
@@ -681,22 +685,6 @@ class Pop3Receiver:
             return CONNECTION_CLOSED
         return NEED_DATA
 
-    def _consume(self, n: int) -> bytes:
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._scan = 0
-        return data
-
-    def _take_line(self, limit: int) -> bytes | Literal["overflow"] | None:
-        """One line with its LF; None when more data is needed; "overflow" past ``limit``."""
-        lf = self._buf.find(b"\n", self._scan)
-        if lf < 0:
-            self._scan = len(self._buf)
-            return "overflow" if len(self._buf) >= limit else None
-        if lf + 1 > limit:
-            return "overflow"
-        return self._consume(lf + 1)
-
     def _read_line(self) -> Event:
         sasl = self._sasl
         line = self._take_line(self._max_sasl_line if sasl else self._max_line)
@@ -711,12 +699,9 @@ class Pop3Receiver:
         return _parse_sasl(line) if sasl else _parse_command(line)
 
     def _discard_line(self) -> Event | None:
-        lf = self._buf.find(b"\n")
-        if lf < 0:
-            if not self._buf:
-                return self._no_data()
-            self._consume(len(self._buf))
-            return None
-        self._consume(lf + 1)
-        self._state = _State.COMMAND
+        ended = self._skip_line()
+        if ended is None:
+            return self._no_data()
+        if ended:
+            self._state = _State.COMMAND
         return None
