@@ -7,11 +7,11 @@ from lightmail.antivirus.policy import scanner_for
 from lightmail.config import Settings
 from lightmail.lmtp.session import LmtpContext, LmtpSession
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import Listener
+from lightmail.net.listener import Listener, ListeningService
 from lightmail.net.stream import Connection
 
 
-class LmtpServer:
+class LmtpServer(ListeningService):
     """Satisfies :class:`lightmail.runtime.Service`."""
 
     name = "lmtp"
@@ -35,12 +35,7 @@ class LmtpServer:
             unix_owner=lmtp.socket_owner or None,
             unix_group=lmtp.socket_group or None,
         )
+        self.listeners = [self.listener]
 
     async def _serve(self, connection: Connection) -> None:
         await LmtpSession(self.context, connection).run()
-
-    async def start(self) -> None:
-        await self.listener.start()
-
-    async def stop(self) -> None:
-        await self.listener.stop()

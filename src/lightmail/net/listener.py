@@ -330,3 +330,56 @@ def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashabl
     if isinstance(ip, ipaddress.IPv6Address) and not ip.is_loopback:
         return ipaddress.IPv6Network((ip, 64), strict=False)
     return ip
+
+
+def plain_and_tls_listeners(
+    name: str,
+    plain: Sequence[ListenAddress],
+    implicit_tls: Sequence[ListenAddress],
+    handler: Handler,
+    *,
+    tls: ssl.SSLContext | None,
+    max_connections: int,
+    max_per_ip: int,
+    refuse: bytes,
+) -> list[Listener]:
+    """A protocol's listeners: plain (STARTTLS-capable) ones, and implicit TLS ones
+    named ``<name>s`` when a certificate is configured (IMAPS, POP3S)."""
+    listeners = [
+        Listener(
+            name,
+            plain,
+            handler,
+            max_connections=max_connections,
+            max_per_ip=max_per_ip,
+            refuse=refuse,
+        )
+    ]
+    if tls is not None and implicit_tls:
+        listeners.append(
+            Listener(
+                f"{name}s",
+                implicit_tls,
+                handler,
+                tls=tls,
+                max_connections=max_connections,
+                max_per_ip=max_per_ip,
+                refuse=refuse,
+            )
+        )
+    return listeners
+
+
+class ListeningService:
+    """A protocol server made of listeners (:class:`lightmail.runtime.Service`)."""
+
+    name: str
+    listeners: list[Listener]
+
+    async def start(self) -> None:
+        for listener in self.listeners:
+            await listener.start()
+
+    async def stop(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()

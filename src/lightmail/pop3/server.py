@@ -5,14 +5,14 @@ from __future__ import annotations
 import ssl
 
 from lightmail.accounts.service import Accounts
-from lightmail.config import ListenAddress, Settings
+from lightmail.config import Settings
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import Listener
+from lightmail.net.listener import ListeningService, plain_and_tls_listeners
 from lightmail.net.stream import Connection
 from lightmail.pop3.session import Pop3Context, Pop3Session
 
 
-class Pop3Server:
+class Pop3Server(ListeningService):
     """Satisfies :class:`lightmail.runtime.Service`."""
 
     name = "pop3"
@@ -34,30 +34,16 @@ class Pop3Server:
             hostname=settings.server.hostname,
         )
 
-        def listener(
-            name: str, addresses: tuple[ListenAddress, ...], tls: ssl.SSLContext | None
-        ) -> Listener:
-            return Listener(
-                name,
-                addresses,
-                self._serve,
-                tls=tls,
-                max_connections=pop3.max_connections,
-                max_per_ip=pop3.max_connections_per_ip,
-                refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-            )
-
-        self.listeners = [listener("pop3", pop3.listen, None)]
-        if tls is not None and pop3.tls_listen:
-            self.listeners.append(listener("pop3s", pop3.tls_listen, tls))
+        self.listeners = plain_and_tls_listeners(
+            "pop3",
+            pop3.listen,
+            pop3.tls_listen,
+            self._serve,
+            tls=tls,
+            max_connections=pop3.max_connections,
+            max_per_ip=pop3.max_connections_per_ip,
+            refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+        )
 
     async def _serve(self, connection: Connection) -> None:
         await Pop3Session(self.context, connection).run()
-
-    async def start(self) -> None:
-        for listener in self.listeners:
-            await listener.start()
-
-    async def stop(self) -> None:
-        for listener in self.listeners:
-            await listener.stop()
