@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from lightmail import runtime
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
+from lightmail.gc import GcWorker
 from lightmail.storage.db.engine import Database, SchemaOutdated, describe_url
 
 EXIT_REFUSED = 1
@@ -198,6 +199,23 @@ async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> No
         print(f"deleted quarantined message {args.id}")
 
 
+async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        if not (args.once or args.dry_run):
+            worker = GcWorker(node.gc, settings.gc.interval)
+            await worker.start()
+            await runtime.stop_requested()
+            await worker.stop()
+            return
+        report = await node.gc.run(dry_run=args.dry_run)
+        verb = "would purge" if args.dry_run else "purged"
+        print(
+            f"{verb} {report.messages_purged} message(s): {report.blobs_deleted} blob(s) "
+            f"and {report.orphans_deleted} orphan blob(s), "
+            f"{format_size(report.bytes_freed)} freed"
+        )
+
+
 # -- argument parsing ---------------------------------------------------------
 
 
@@ -281,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
         quarantine, "release", _quarantine_release, "deliver to the recipients' INBOX"
     ).add_argument("id", type=int)
     leaf(quarantine, "delete", _quarantine_delete, "delete for good").add_argument("id", type=int)
+
+    gc = group("gc", "garbage collection of deleted mail")
+    gc_run = leaf(
+        gc,
+        "run",
+        _gc_run,
+        "purge deleted mail past [gc] retention and orphan blobs (every [gc] interval "
+        "until SIGTERM, or once)",
+    )
+    gc_run.add_argument("--once", action="store_true", help="one run, then exit")
+    gc_run.add_argument(
+        "--dry-run", action="store_true", help="print what one run would delete; change nothing"
+    )
     return parser
 
 

@@ -77,6 +77,14 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest exact form :func:`parse_duration` reads back (``7d``, ``90s``)."""
+    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % factor == 0:
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds:g}s"
+
+
 @dataclass(frozen=True, slots=True)
 class TcpAddress:
     host: str  # an IPv4 or IPv6 address (normalized) or a host name

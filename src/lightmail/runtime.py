@@ -20,6 +20,7 @@ from typing import Protocol
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
+from lightmail.gc import GarbageCollector, GcWorker
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import MailStore
@@ -54,6 +55,7 @@ class Node:
     bus: NotificationBus
     store: MailStore
     accounts: Accounts
+    gc: GarbageCollector
 
 
 @asynccontextmanager
@@ -90,7 +92,8 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         bus = InProcessNotificationBus()
         store = MailStore(db, blobs, bus)
         try:
-            yield Node(settings, db, blobs, bus, store, Accounts(store))
+            gc = GarbageCollector(db, blobs, settings.gc)
+            yield Node(settings, db, blobs, bus, store, Accounts(store), gc)
         finally:
             await bus.close()
             await blobs.close()
@@ -111,15 +114,13 @@ def build_services(node: Node) -> list[Service]:
         services.append(ImapServer(settings, node.store, node.accounts, tls))
     if settings.pop3.listen or settings.pop3.tls_listen:
         services.append(Pop3Server(settings, node.store, node.accounts, tls))
+    if settings.gc.enabled:
+        services.append(GcWorker(node.gc, settings.gc.interval))
     return services
 
 
 async def serve(settings: Settings) -> None:
     """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     async with open_node(settings) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
@@ -143,7 +144,7 @@ async def serve(settings: Settings) -> None:
                 "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
                 settings.server.data_dir,
             )
-            await stop.wait()
+            await stop_requested()
             log.info("stopping")
         finally:
             for service in reversed(started):
@@ -151,6 +152,17 @@ async def serve(settings: Settings) -> None:
                     await service.stop()
                 except Exception:
                     log.exception("%s did not stop cleanly", service.name)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+async def stop_requested() -> None:
+    """Return once the process gets SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -152,3 +152,38 @@ def test_quarantine_list_release_delete(capsys: pytest.CaptureFixture[str]) -> N
     assert "used 30 in 1 message(s)" in run(capsys, "user", "list")[1]
     code, _, err = run(capsys, "quarantine", "delete", str(second))
     assert (code, err) == (EXIT_REFUSED, f"lightmail: no quarantined message {second}\n")
+
+
+def test_gc_run_dry_run_then_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, "domain", "add", "example.org")
+    run(capsys, "user", "add", "hal@example.org", "--password", "pw")
+    body = b"Subject: old\r\n\r\nto be purged\r\n"
+
+    async def deliver_and_delete() -> None:
+        settings = load_settings(None, os.environ)
+        async with open_node(settings) as node:
+            user = await node.accounts.get_user("hal@example.org")
+
+            async def message() -> AsyncIterator[bytes]:
+                yield body
+
+            await node.store.deliver([Recipient(user.id, user.address)], message())
+            inbox = await node.store.get_mailbox(user.id, "INBOX")
+            await node.store.delete_messages(user.id, inbox, [1])
+
+    asyncio.run(deliver_and_delete())
+    assert run(capsys, "gc", "run", "--once")[1] == (
+        "purged 0 message(s): 0 blob(s) and 0 orphan blob(s), 0 freed\n"
+    )  # the default retention is 7 days
+    monkeypatch.setenv("LIGHTMAIL_GC_RETENTION", "0s")
+    assert run(capsys, "gc", "run", "--dry-run")[:2] == (
+        0,
+        f"would purge 1 message(s): 1 blob(s) and 0 orphan blob(s), {len(body)} freed\n",
+    )
+    assert run(capsys, "gc", "run", "--once")[:2] == (
+        0,
+        f"purged 1 message(s): 1 blob(s) and 0 orphan blob(s), {len(body)} freed\n",
+    )
+    assert run(capsys, "gc", "run", "--once")[1].startswith("purged 0 message(s)")

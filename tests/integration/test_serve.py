@@ -47,6 +47,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert "blobs: filesystem " in log
     assert "imap: listening on 127.0.0.1:" in log
     assert "pop3: listening on 127.0.0.1:" in log
+    assert "gc: every 5m, purging mail deleted more than 7d ago" in log
     assert f"lmtp: listening on unix:{tmp_path / 'data' / 'lmtp.sock'}" in log
     process.send_signal(signum)
     _, rest = process.communicate(timeout=30)
@@ -73,3 +74,27 @@ def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("lightmail: config [imap] listen = '127.0.0.1:99999'")
     assert result.stderr.count("\n") == 1
+
+
+def test_gc_run_without_once_keeps_running_until_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
+        "LIGHTMAIL_LOG_LEVEL": "info",
+        "LIGHTMAIL_GC_INTERVAL": "1s",
+    }
+    env.pop("LIGHTMAIL_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightmail", "gc", "run"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert "gc: every 1s" in process.stderr.readline()
+    time.sleep(1.5)  # at least one run after the first
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=30)
+    assert process.returncode == 0, rest
+    assert "Traceback" not in rest

@@ -206,6 +206,21 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedMessage:
+    """A soft-deleted message the garbage collector has not claimed: restorable."""
+
+    id: int
+    mailbox_id: int
+    mailbox: str | None  # the name of the mailbox it came from; None if that is gone
+    uid: int  # its UID before it was deleted
+    size: int
+    internaldate: datetime
+    deleted_at: datetime
+    subject: str
+    from_addr: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantinedMessage:
     id: int
     sender: str
@@ -300,6 +315,15 @@ _COPIED_COLUMNS = (
     "bcc_addr",
     "message_id",
 )
+
+
+def _same_mailbox(mailbox_created: datetime | None, message_deleted: datetime) -> bool:
+    """Whether a mailbox row is the one a message was deleted from.
+
+    Mailbox ids can be reused (SQLite hands out the highest rowid again), but
+    a mailbox created after the message was deleted cannot be where it was.
+    """
+    return mailbox_created is not None and mailbox_created <= message_deleted
 
 
 def _live(mailbox_id: int) -> Any:
@@ -848,6 +872,96 @@ class MailStore:
         async with self.db.write() as conn:
             await self._soft_delete(conn, mailbox.id, uids)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
+
+    async def list_deleted(
+        self, user_id: int, *, after_id: int = 0, limit: int = 100
+    ) -> list[DeletedMessage]:
+        """The user's restorable messages, by id, starting after ``after_id``."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(
+                    t.messages.c.id,
+                    t.messages.c.mailbox_id,
+                    t.messages.c.uid,
+                    t.messages.c.size,
+                    t.messages.c.internaldate,
+                    t.messages.c.deleted_at,
+                    t.messages.c.subject,
+                    t.messages.c.from_addr,
+                    t.mailboxes.c.name,
+                    t.mailboxes.c.created_at,
+                )
+                .select_from(
+                    t.messages.outerjoin(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                )
+                .where(
+                    t.messages.c.user_id == user_id,
+                    t.messages.c.deleted_at.is_not(None),
+                    t.messages.c.purge_claimed_until.is_(None),
+                    t.messages.c.id > after_id,
+                )
+                .order_by(t.messages.c.id)
+                .limit(limit)
+            )
+            return [
+                DeletedMessage(
+                    id=row.id,
+                    mailbox_id=row.mailbox_id,
+                    mailbox=row.name if _same_mailbox(row.created_at, row.deleted_at) else None,
+                    uid=row.uid,
+                    size=row.size,
+                    internaldate=_aware(row.internaldate),
+                    deleted_at=_aware(row.deleted_at),
+                    subject=row.subject,
+                    from_addr=row.from_addr,
+                )
+                for row in rows
+            ]
+
+    async def restore(self, user_id: int, message_id: int) -> AppendResult:
+        """Undelete a soft-deleted message into the mailbox it came from, with a new UID.
+
+        A message the garbage collector has claimed is gone for good
+        (:class:`~lightmail.errors.NotFound`); so is one whose mailbox was
+        deleted since (:class:`~lightmail.errors.MailboxNotFound`). The
+        restored message counts against the quota again.
+        """
+        async with self.db.write() as conn:
+            # The row lock orders this against the garbage collector's claim:
+            # whichever commits second sees the other's change.
+            row = (
+                await conn.execute(
+                    select(t.messages.c.mailbox_id, t.messages.c.size, t.messages.c.deleted_at)
+                    .where(
+                        t.messages.c.id == message_id,
+                        t.messages.c.user_id == user_id,
+                        t.messages.c.deleted_at.is_not(None),
+                        t.messages.c.purge_claimed_until.is_(None),
+                    )
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no restorable deleted message {message_id}")
+            found = (
+                await conn.execute(
+                    select(*_MAILBOX_COLUMNS, t.mailboxes.c.created_at).where(
+                        t.mailboxes.c.id == row.mailbox_id, t.mailboxes.c.user_id == user_id
+                    )
+                )
+            ).one_or_none()
+            if found is None or not _same_mailbox(found.created_at, row.deleted_at):
+                raise MailboxNotFound(f"the mailbox message {message_id} was deleted from")
+            await self._check_quota(conn, user_id, row.size)
+            uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1)
+            await conn.execute(
+                update(t.messages)
+                .where(t.messages.c.id == message_id)
+                .values(uid=uid, modseq=modseq, deleted_at=None)
+            )
+        mailbox = _mailbox(found)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
+        return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
 
     # -- reading ---------------------------------------------------------
 

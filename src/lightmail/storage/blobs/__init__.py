@@ -7,10 +7,12 @@ from pathlib import Path
 
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
+    MESSAGE_PREFIX,
     BlobInfo,
     BlobNotFound,
     BlobStore,
     PutResult,
+    blob_key_time,
     new_blob_key,
     validate_key,
     validate_prefix,
@@ -20,12 +22,14 @@ from lightmail.storage.blobs.s3 import S3BlobStore
 
 __all__ = [
     "LIST_PAGE_SIZE",
+    "MESSAGE_PREFIX",
     "BlobInfo",
     "BlobNotFound",
     "BlobStore",
     "FileSystemBlobStore",
     "PutResult",
     "S3BlobStore",
+    "blob_key_time",
     "new_blob_key",
     "open_blob_store",
     "validate_key",

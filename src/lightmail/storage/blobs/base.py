@@ -8,9 +8,10 @@ the store is unreachable, so callers can answer with a temporary error.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import uuid6
@@ -77,9 +78,26 @@ class BlobStore(Protocol):
     async def close(self) -> None: ...
 
 
+MESSAGE_PREFIX = "eml/"
+"""Every message blob's key starts with this; nothing else of ours does."""
+
+
 def new_blob_key() -> str:
     """A fresh, time-ordered key for a message blob (UUIDv7, RFC 9562)."""
-    return f"eml/{uuid6.uuid7()}.eml"
+    return f"{MESSAGE_PREFIX}{uuid6.uuid7()}.eml"
+
+
+def blob_key_time(key: str) -> datetime | None:
+    """When a key from :func:`new_blob_key` was made (its UUIDv7's milliseconds),
+    or None for a key of another shape."""
+    name = key.removeprefix(MESSAGE_PREFIX).removesuffix(".eml")
+    try:
+        value = uuid.UUID(name)
+    except ValueError:
+        return None
+    if value.version != 7 or key != f"{MESSAGE_PREFIX}{value}.eml":
+        return None
+    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
 
 
 def validate_key(key: str) -> str:

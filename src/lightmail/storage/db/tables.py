@@ -166,6 +166,10 @@ messages = Table(
     Column("flags", Integer, nullable=False, default=0),
     Column("keywords", Text, nullable=False, default=""),
     Column("deleted_at", Timestamp, nullable=True),
+    # Set when the garbage collector claims a soft-deleted message for purging:
+    # from then on the message can no longer be restored, and no other worker
+    # takes it before this time passes (a crashed worker's claim runs out).
+    Column("purge_claimed_until", Timestamp, nullable=True),
     # The parse cached at delivery, so FETCH of headers/ENVELOPE/BODYSTRUCTURE
     # and SEARCH/SORT on header fields never read the blob.
     Column("header", Blob, nullable=False),
@@ -196,5 +200,22 @@ quarantine = Table(
     Column("recipients", Text, nullable=False),  # JSON: [[address, user_id], ...]
     Column("virus", String(255), nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    **_MYSQL,
+)
+
+# One row per garbage collection run (any node, or `lightmail gc run`), so
+# operators and the API can see when mail was last purged. Old rows are trimmed.
+gc_runs = Table(
+    "gc_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("node", String(255), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=False),
+    Column("messages_purged", BigInteger, nullable=False),
+    Column("blobs_deleted", BigInteger, nullable=False),
+    Column("bytes_freed", BigInteger, nullable=False),
+    Column("orphans_deleted", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
     **_MYSQL,
 )

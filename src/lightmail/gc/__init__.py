@@ -1,0 +1,6 @@
+"""Garbage collection: purging soft-deleted mail and sweeping orphan blobs."""
+
+from lightmail.gc.collector import CLAIM_LEASE, GarbageCollector, GcReport, GcStatus
+from lightmail.gc.worker import GcWorker
+
+__all__ = ["CLAIM_LEASE", "GarbageCollector", "GcReport", "GcStatus", "GcWorker"]

@@ -1,0 +1,427 @@
+"""The garbage collector: purges soft-deleted mail past retention, sweeps orphan blobs.
+
+EXPUNGE, POP3's DELE and the API only set ``messages.deleted_at``. A purge
+batch then goes in three steps, each safe to interrupt:
+
+1. **Claim** (one transaction): pick up to ``batch_size`` messages deleted
+   before ``now - retention`` that no other worker holds, and set their
+   ``purge_claimed_until``. From this commit on a claimed message can no
+   longer be restored, so it is doomed even if this worker dies now. Rows are
+   picked with ``FOR UPDATE SKIP LOCKED`` (MySQL/MariaDB), so workers on
+   several nodes take different batches; a claim that runs out (a worker that
+   crashed) is taken over by the next run.
+2. **Delete blobs**: of the blobs the batch uses, those no unclaimed message
+   and no quarantine entry refers to. Nothing can start referring to such a
+   blob again (a copy needs a live message that uses it), so this never takes
+   a live message's data. A blob already gone is not an error.
+3. **Delete rows** (one transaction): the batch's ``messages`` rows, then the
+   ``object_keys`` rows no message refers to any more (the foreign key wants
+   the messages first). The ``object_keys`` rows are locked first, so two
+   workers finishing batches that share a blob cannot both leave its row.
+
+A crash between steps leaves claimed rows whose blobs may be gone: they are
+never visible again and the next run completes them. The orphan sweep then
+deletes blobs that have no ``object_keys`` row at all (a crash between a blob
+write and its commit), once they are older than ``orphan_grace``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
+
+from lightmail.config import GcSettings
+from lightmail.mailstore.store import utcnow
+from lightmail.metrics import (
+    GC_BATCH_SECONDS,
+    GC_BLOBS_DELETED,
+    GC_BYTES_FREED,
+    GC_ERRORS,
+    GC_MESSAGES_PURGED,
+    GC_PENDING,
+)
+from lightmail.storage.blobs import MESSAGE_PREFIX, BlobInfo, BlobStore, blob_key_time
+from lightmail.storage.db import tables as t
+from lightmail.storage.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=5)
+"""How long a claimed batch is left to its worker before another may take it over."""
+
+_CHUNK = 500  # values per IN (...) list
+_DELETE_CHUNK = 1000  # keys per blob store delete request (S3's DeleteObjects limit)
+_LIST_PAGE = 1000  # blobs per page of the orphan sweep's listing
+_KEPT_RUNS = 1000  # rows of gc_runs kept
+
+_T = TypeVar("_T")
+
+
+def _chunks(values: Sequence[_T], size: int = _CHUNK) -> Iterator[list[_T]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What one run did (or, with ``dry_run``, would do)."""
+
+    started_at: datetime  # naive UTC, like every timestamp in the database
+    finished_at: datetime
+    dry_run: bool
+    messages_purged: int
+    blobs_deleted: int  # blobs of purged messages (orphans not included)
+    bytes_freed: int  # by purged blobs and orphans
+    orphans_deleted: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GcStatus:
+    last_run: GcReport | None  # the latest run of any node
+    deleted_messages: int  # soft-deleted and not yet purged
+    deleted_bytes: int
+    due_messages: int  # of those, past retention
+
+
+@dataclass(slots=True)
+class _Totals:
+    messages: int = 0
+    blobs: int = 0
+    bytes: int = 0
+    orphans: int = 0
+
+
+class GarbageCollector:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        settings: GcSettings,
+        *,
+        node: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.settings = settings
+        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+        self.clock = clock  # naive UTC; tests move it forward
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(seconds=self.settings.retention)
+
+    async def run(self, *, dry_run: bool = False) -> GcReport:
+        """One full run: purge every due message, then sweep orphan blobs.
+
+        A real run is recorded in ``gc_runs``, also when it stops on an error,
+        which is then raised (the worker logs it and tries again later).
+        """
+        started = self.clock()
+        totals = _Totals()
+        try:
+            if dry_run:
+                await self._plan_purge(totals)
+            else:
+                await self._purge(totals)
+            await self._sweep_orphans(totals, dry_run=dry_run)
+        except Exception as error:
+            report = self._report(started, totals, dry_run, error=f"{error}")
+            if not dry_run:
+                await self._record(report, quiet=True)
+            raise
+        report = self._report(started, totals, dry_run)
+        if not dry_run:
+            await self._record(report)
+            GC_PENDING.set(await self._due_count())
+        return report
+
+    async def status(self) -> GcStatus:
+        cutoff = self.clock() - self.retention
+        deleted = t.messages.c.deleted_at
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(t.messages.c.size), 0),
+                        func.coalesce(func.sum(case((deleted <= cutoff, 1), else_=0)), 0),
+                    ).where(deleted.is_not(None))
+                )
+            ).one()
+            last = (
+                await conn.execute(select(t.gc_runs).order_by(t.gc_runs.c.id.desc()).limit(1))
+            ).one_or_none()
+        last_run = None
+        if last is not None:
+            last_run = GcReport(
+                started_at=last.started_at,
+                finished_at=last.finished_at,
+                dry_run=False,
+                messages_purged=last.messages_purged,
+                blobs_deleted=last.blobs_deleted,
+                bytes_freed=last.bytes_freed,
+                orphans_deleted=last.orphans_deleted,
+                error=last.error,
+            )
+        return GcStatus(last_run, int(row[0]), int(row[1]), int(row[2]))
+
+    # -- purge ---------------------------------------------------------------
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        """Messages a worker may claim now: deleted before retention, not held."""
+        m = t.messages.c
+        return and_(
+            m.deleted_at.is_not(None),
+            m.deleted_at <= now - self.retention,
+            or_(m.purge_claimed_until.is_(None), m.purge_claimed_until < now),
+        )
+
+    async def _purge(self, totals: _Totals) -> None:
+        while True:
+            began = time.monotonic()
+            try:
+                batch = await self._purge_batch()
+            except Exception:
+                GC_ERRORS.labels("purge").inc()
+                raise
+            if batch is None:
+                return
+            elapsed = time.monotonic() - began
+            GC_BATCH_SECONDS.labels("purge").observe(elapsed)
+            messages, blobs, freed = batch
+            totals.messages += messages
+            totals.blobs += blobs
+            totals.bytes += freed
+            log.info(
+                "gc: purged %d messages, deleted %d blobs (%d bytes) in %.2f s",
+                messages,
+                blobs,
+                freed,
+                elapsed,
+            )
+
+    async def _purge_batch(self) -> tuple[int, int, int] | None:
+        """Claim, delete blobs, delete rows; None when nothing is due."""
+        ids, keys = await self._claim()
+        if not ids:
+            return None
+        doomed = await self._unused_keys(keys)
+        for chunk in _chunks(sorted(doomed), _DELETE_CHUNK):
+            await self.blobs.delete_many(chunk)
+        messages = await self._delete_rows(ids, keys)
+        freed = sum(doomed.values())
+        GC_MESSAGES_PURGED.inc(messages)
+        GC_BLOBS_DELETED.labels("purge").inc(len(doomed))
+        GC_BYTES_FREED.inc(freed)
+        return messages, len(doomed), freed
+
+    async def _claim(self) -> tuple[list[int], list[str]]:
+        now = self.clock()
+        m = t.messages.c
+        async with self.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(m.id, m.object_key)
+                    .where(self._due(now))
+                    .order_by(m.deleted_at, m.id)
+                    .limit(self.settings.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            ids = [row.id for row in rows]
+            for chunk in _chunks(ids):
+                await conn.execute(
+                    update(t.messages)
+                    .where(m.id.in_(chunk))
+                    .values(purge_claimed_until=now + CLAIM_LEASE)
+                )
+        return ids, sorted({row.object_key for row in rows})
+
+    async def _unused_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """Of ``keys``, those no unclaimed message and no quarantine entry uses,
+        with their sizes."""
+        m = t.messages.c
+        unused: dict[str, int] = {}
+        async with self.db.read() as conn:
+            for chunk in _chunks(keys):
+                rows = await conn.execute(
+                    select(t.object_keys.c.key, t.object_keys.c.size).where(
+                        t.object_keys.c.key.in_(chunk)
+                    )
+                )
+                sizes = {row.key: row.size for row in rows}
+                used = await conn.execute(
+                    select(m.object_key)
+                    .where(m.object_key.in_(chunk), m.purge_claimed_until.is_(None))
+                    .union(
+                        select(t.quarantine.c.object_key).where(
+                            t.quarantine.c.object_key.in_(chunk)
+                        )
+                    )
+                )
+                kept = set(used.scalars())
+                # A key without an object_keys row was freed by an earlier,
+                # interrupted batch: delete it again (size unknown, so 0).
+                unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
+        return unused
+
+    async def _delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
+        deleted = 0
+        async with self.db.write() as conn:
+            for key_chunk in _chunks(keys):
+                await conn.execute(
+                    select(t.object_keys.c.key)
+                    .where(t.object_keys.c.key.in_(key_chunk))
+                    .order_by(t.object_keys.c.key)
+                    .with_for_update()
+                )
+            for id_chunk in _chunks(ids):
+                result = await conn.execute(delete(t.messages).where(t.messages.c.id.in_(id_chunk)))
+                deleted += result.rowcount
+            for chunk in _chunks(keys):
+                used = await conn.execute(
+                    select(t.messages.c.object_key)
+                    .where(t.messages.c.object_key.in_(chunk))
+                    .union(
+                        select(t.quarantine.c.object_key).where(
+                            t.quarantine.c.object_key.in_(chunk)
+                        )
+                    )
+                )
+                gone = set(chunk) - set(used.scalars())
+                if gone:
+                    await conn.execute(delete(t.object_keys).where(t.object_keys.c.key.in_(gone)))
+        return deleted
+
+    async def _plan_purge(self, totals: _Totals) -> None:
+        """What :meth:`_purge` would do now, changing nothing."""
+        now = self.clock()
+        m = t.messages.c
+        due = self._due(now)
+        doomed_or_due = or_(due, m.purge_claimed_until.is_not(None))
+        async with self.db.read() as conn:
+            totals.messages = int(
+                (await conn.execute(select(func.count()).where(due))).scalar_one()
+            )
+            due_keys = select(m.object_key).where(due)
+            rows = await conn.execute(
+                select(m.object_key, func.max(t.object_keys.c.size))
+                .select_from(t.messages.join(t.object_keys))
+                .where(
+                    m.object_key.in_(due_keys),
+                    m.object_key.not_in(select(t.quarantine.c.object_key)),
+                )
+                .group_by(m.object_key)
+                .having(func.sum(case((doomed_or_due, 0), else_=1)) == 0)
+            )
+            for _, size in rows:
+                totals.blobs += 1
+                totals.bytes += int(size)
+
+    async def _due_count(self) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).where(self._due(self.clock())))
+                ).scalar_one()
+            )
+
+    # -- orphan sweep ------------------------------------------------------------
+
+    async def _sweep_orphans(self, totals: _Totals, *, dry_run: bool) -> None:
+        """Delete message blobs without an ``object_keys`` row, older than the grace.
+
+        A blob's age counts from the later of its key's UUIDv7 time and the
+        store's modification time. The listing is read one page at a time.
+        """
+        cutoff = self.clock() - timedelta(seconds=self.settings.orphan_grace)
+        began = time.monotonic()
+        try:
+            async for page in self.blobs.list(MESSAGE_PREFIX, page_size=_LIST_PAGE):
+                orphans = await self._orphans(page, cutoff)
+                freed = sum(blob.size for blob in orphans)
+                if orphans and not dry_run:
+                    await self.blobs.delete_many([blob.key for blob in orphans])
+                    GC_BLOBS_DELETED.labels("orphan").inc(len(orphans))
+                    GC_BYTES_FREED.inc(freed)
+                    log.info("gc: deleted %d orphan blobs (%d bytes)", len(orphans), freed)
+                totals.orphans += len(orphans)
+                totals.bytes += freed
+                GC_BATCH_SECONDS.labels("orphans").observe(time.monotonic() - began)
+                began = time.monotonic()
+        except Exception:
+            GC_ERRORS.labels("orphans").inc()
+            raise
+
+    async def _orphans(self, page: Sequence[BlobInfo], cutoff: datetime) -> list[BlobInfo]:
+        old = [blob for blob in page if _blob_time(blob) <= cutoff]
+        if not old:
+            return []
+        async with self.db.read() as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        select(t.object_keys.c.key).where(
+                            t.object_keys.c.key.in_([blob.key for blob in old])
+                        )
+                    )
+                ).scalars()
+            )
+        return [blob for blob in old if blob.key not in known]
+
+    # -- bookkeeping -------------------------------------------------------------
+
+    def _report(
+        self, started: datetime, totals: _Totals, dry_run: bool, error: str | None = None
+    ) -> GcReport:
+        return GcReport(
+            started_at=started,
+            finished_at=self.clock(),
+            dry_run=dry_run,
+            messages_purged=totals.messages,
+            blobs_deleted=totals.blobs,
+            bytes_freed=totals.bytes,
+            orphans_deleted=totals.orphans,
+            error=error,
+        )
+
+    async def _record(self, report: GcReport, *, quiet: bool = False) -> None:
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    insert(t.gc_runs).values(
+                        node=self.node[:255],
+                        started_at=report.started_at,
+                        finished_at=report.finished_at,
+                        messages_purged=report.messages_purged,
+                        blobs_deleted=report.blobs_deleted,
+                        bytes_freed=report.bytes_freed,
+                        orphans_deleted=report.orphans_deleted,
+                        error=report.error,
+                    )
+                )
+                (run_id,) = result.inserted_primary_key or (0,)
+                await conn.execute(delete(t.gc_runs).where(t.gc_runs.c.id <= run_id - _KEPT_RUNS))
+        except Exception:
+            if not quiet:
+                raise
+            log.warning("gc: could not record the failed run")
+
+
+def _blob_time(blob: BlobInfo) -> datetime:
+    """The blob's age reference, naive UTC: the later of key time and modification."""
+    modified = blob.modified.replace(tzinfo=None) - (blob.modified.utcoffset() or timedelta())
+    made = blob_key_time(blob.key)
+    if made is None:
+        return modified
+    return max(modified, made.replace(tzinfo=None))

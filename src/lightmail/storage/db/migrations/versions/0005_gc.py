@@ -1,0 +1,46 @@
+"""Garbage collection: the purge claim on messages and the gc_runs log
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-24 17:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import sqlite
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+_ID = sa.BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+_MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("purge_claimed_until", sa.DateTime(timezone=False), nullable=True)
+        )
+    op.create_table(
+        "gc_runs",
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("node", sa.String(255), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=False), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=False), nullable=False),
+        sa.Column("messages_purged", sa.BigInteger(), nullable=False),
+        sa.Column("blobs_deleted", sa.BigInteger(), nullable=False),
+        sa.Column("bytes_freed", sa.BigInteger(), nullable=False),
+        sa.Column("orphans_deleted", sa.BigInteger(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        **_MYSQL,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("gc_runs")
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_column("purge_claimed_until")
