@@ -17,7 +17,6 @@ branch_labels = None
 depends_on = None
 
 _ID = sa.BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
-_MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
@@ -36,7 +35,9 @@ def upgrade() -> None:
         sa.Column("bytes_freed", sa.BigInteger(), nullable=False),
         sa.Column("orphans_deleted", sa.BigInteger(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        **_MYSQL,
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
 
 
