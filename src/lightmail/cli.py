@@ -202,10 +202,11 @@ async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> No
 async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
         if not (args.once or args.dry_run):
-            worker = GcWorker(node.gc, settings.gc.interval)
-            await worker.start()
-            await runtime.stop_requested()
-            await worker.stop()
+            with runtime.stop_signals() as stop:
+                worker = GcWorker(node.gc, settings.gc.interval)
+                await worker.start()
+                await stop.wait()
+                await worker.stop()
             return
         report = await node.gc.run(dry_run=args.dry_run)
         verb = "would purge" if args.dry_run else "purged"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -121,6 +121,11 @@ def build_services(node: Node) -> list[Service]:
 
 async def serve(settings: Settings) -> None:
     """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
+    with stop_signals() as stop:
+        await _serve(settings, stop)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     async with open_node(settings) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
@@ -144,7 +149,7 @@ async def serve(settings: Settings) -> None:
                 "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
                 settings.server.data_dir,
             )
-            await stop_requested()
+            await stop.wait()
             log.info("stopping")
         finally:
             for service in reversed(started):
@@ -155,14 +160,15 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
-async def stop_requested() -> None:
-    """Return once the process gets SIGTERM or SIGINT."""
+@contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
