@@ -19,6 +19,89 @@ LMTP_RECIPIENTS = Counter(
     ["outcome"],
 )
 
+# -- deliveries (LMTP_RECIPIENTS above) and appends
+LMTP_MESSAGE_BYTES = Histogram(
+    "lightmail_lmtp_message_bytes",
+    "Size of messages delivered over LMTP, as stored (trace headers included); "
+    "once per message, however many recipients got it.",
+    buckets=(4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
+)
+APPENDS = Counter(
+    "lightmail_appends",
+    "IMAP APPEND by outcome: appended; refused (a permanent NO: quota, size, mailbox, "
+    "content policy); deferred (NO [UNAVAILABLE]: the database, blob store or virus "
+    "scanner is down); error (NO [SERVERBUG]); aborted (the literal broke off).",
+    ["outcome"],
+)
+
+# -- connections and commands, per protocol (imap, pop3, lmtp)
+CONNECTIONS_ACCEPTED = Counter(
+    "lightmail_connections_accepted",
+    "Connections accepted (within the limits) and handed to a session.",
+    ["protocol"],
+)
+CONNECTIONS_OPEN = Gauge(
+    "lightmail_connections_open",
+    "Connections being served now.",
+    ["protocol"],
+)
+CONNECTIONS_REFUSED = Counter(
+    "lightmail_connections_refused",
+    "Connections closed on arrival: reason max_connections, max_per_ip, "
+    "or shutdown (the server was stopping).",
+    ["protocol", "reason"],
+)
+COMMANDS = Counter(
+    "lightmail_commands",
+    "Commands received, by protocol and command verb (lower case, uid_ before the "
+    "IMAP UID forms); other is an unknown or malformed command.",
+    ["protocol", "command"],
+)
+COMMAND_SECONDS = Histogram(
+    "lightmail_command_seconds",
+    "Time spent on a command, from its arrival until its replies are written or queued, "
+    "whatever they say; it includes waiting for the client within a command: the APPEND "
+    "literal, LMTP DATA, IDLE until DONE, a SASL exchange.",
+    ["protocol", "command"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+# -- storage latency
+_STORAGE_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+)  # fmt: skip
+BLOB_SECONDS = Histogram(
+    "lightmail_blob_seconds",
+    "Blob store operations by backend (filesystem, s3) and operation, failed ones "
+    "included. put: until the blob is durable, less the time spent waiting for the "
+    "message to arrive from the client; get and get_range: until the first chunk "
+    "(time to first byte), so a slow reader does not count; delete: one batch of keys; "
+    "list: one page.",
+    ["backend", "operation"],
+    buckets=_STORAGE_BUCKETS,
+)
+BLOB_ERRORS = Counter(
+    "lightmail_blob_errors",
+    "Blob store operations that failed (store unreachable or erring; a missing blob "
+    "and a failure of the client sending the message are not counted).",
+    ["backend", "operation"],
+)
+DB_TRANSACTION_SECONDS = Histogram(
+    "lightmail_db_transaction_seconds",
+    "Database transactions from BEGIN to COMMIT or ROLLBACK, including waiting for a "
+    "pooled connection; kind read or write.",
+    ["kind"],
+    buckets=_STORAGE_BUCKETS,
+)
+DB_TRANSACTION_FAILURES = Counter(
+    "lightmail_db_transaction_failures",
+    "Database transactions that failed on a database error: reason unavailable "
+    "(connection lost, refused, timed out, locked; answered as a temporary failure) "
+    "or error (any other database error). A rollback the application asked for is not "
+    "counted.",
+    ["kind", "reason"],
+)
+
 # -- garbage collection
 GC_MESSAGES_PURGED = Counter(
     "lightmail_gc_messages_purged", "Soft-deleted messages purged by the garbage collector."

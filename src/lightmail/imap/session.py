@@ -84,6 +84,7 @@ from lightmail.imap.wire.responses import (
 from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore, MessageInfo, MessageMeta, StoreMode
+from lightmail.metrics import APPENDS, COMMAND_SECONDS, COMMANDS
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 from lightmail.notify.bus import Subscription
@@ -298,14 +299,19 @@ class ImapSession:
         if event is CONNECTION_CLOSED:
             raise _Done
         if isinstance(event, BadCommand):
-            await self._bad(event)
+            COMMANDS.labels("imap", "other").inc()
+            with COMMAND_SECONDS.labels("imap", "other").time():
+                await self._bad(event)
         elif isinstance(event, ContinuationRequest):
             self._send(ContinuationResponse("Ready for literal"))
         elif isinstance(event, LiteralChunk | AppendEnd | IdleDone | SaslResponse | Sentinel):
             # The receiver emits these only in the mode a handler put it in.
             raise AssertionError(f"unexpected event {event!r}")
         else:
-            await self._command(event)
+            name = _command_name(event)
+            COMMANDS.labels("imap", name).inc()
+            with COMMAND_SECONDS.labels("imap", name).time():
+                await self._command(event)
 
     async def _command(self, command: c.Command) -> None:
         if self.state is State.NOT_AUTHENTICATED:
@@ -728,12 +734,14 @@ class ImapSession:
             if isinstance(error, MailboxNotFound):
                 error = MailboxNotFound(error.name, try_create=True)
             self.receiver.reject_literal()
+            APPENDS.labels(_append_outcome(error)).inc()
             self._send(reply_for_error(tag, error))
             return
         except Exception:
             # The literal is still owed: refuse it, or the receiver stays stuck on it.
             log.exception("imap %s: APPEND failed before its literal", self.conn.id)
             self.receiver.reject_literal()
+            APPENDS.labels("error").inc()
             self._send(
                 TaggedResponse(tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG))
             )
@@ -754,6 +762,7 @@ class ImapSession:
                 await self.store.discard(stored)
                 if decision.action is Action.RETRY:
                     raise TemporaryFailure("the virus scanner is unavailable")
+                APPENDS.labels("refused").inc()
                 self._send(TaggedResponse(tag, Status.NO, "Message refused by content policy"))
                 return
             result = await self.store.append_stored(
@@ -764,23 +773,33 @@ class ImapSession:
                 internaldate=command.date_time,
             )
         except _LiteralAborted:
+            APPENDS.labels("aborted").inc()
             return  # the receiver's event (BAD, or the end of the connection) was handled
         except LightMailError as error:
             if await self._drain_literal(source):
+                APPENDS.labels(_append_outcome(error)).inc()
                 self._send(reply_for_error(tag, error))
+            else:
+                APPENDS.labels("aborted").inc()
             return
         except (_Done, StreamError):
+            APPENDS.labels("aborted").inc()
             raise
         except Exception:
             log.exception("imap %s: APPEND failed", self.conn.id)
             if await self._drain_literal(source):
+                APPENDS.labels("error").inc()
                 self._send(
                     TaggedResponse(tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG))
                 )
+            else:
+                APPENDS.labels("aborted").inc()
             return
         if not self._append_ended:
             # The receiver reported a bad end of the command after the literal.
+            APPENDS.labels("aborted").inc()
             return
+        APPENDS.labels("appended").inc()
         await self._announce(allow_expunge=True)
         self._ok(tag, "Append completed", ResponseCode.appenduid(result.uidvalidity, [result.uid]))
 
@@ -1306,6 +1325,61 @@ def _need(value: _T | None) -> _T:
 def _cached(meta: MessageMeta, end: int) -> bool:
     """Whether bytes up to ``end`` lie in the complete header cached in SQL."""
     return end <= len(meta.header) == meta.body.body_start
+
+
+_VERBS: dict[type[Any], str] = {
+    c.CapabilityCommand: "capability",
+    c.NoopCommand: "noop",
+    c.LogoutCommand: "logout",
+    c.IdCommand: "id",
+    c.EnableCommand: "enable",
+    c.StartTlsCommand: "starttls",
+    c.AuthenticateCommand: "authenticate",
+    c.LoginCommand: "login",
+    c.SelectCommand: "select",
+    c.CreateCommand: "create",
+    c.DeleteCommand: "delete",
+    c.RenameCommand: "rename",
+    c.SubscribeCommand: "subscribe",
+    c.UnsubscribeCommand: "unsubscribe",
+    c.ListCommand: "list",
+    c.LsubCommand: "lsub",
+    c.StatusCommand: "status",
+    c.AppendCommand: "append",
+    c.IdleCommand: "idle",
+    c.NamespaceCommand: "namespace",
+    c.CheckCommand: "check",
+    c.CloseCommand: "close",
+    c.UnselectCommand: "unselect",
+    c.ExpungeCommand: "expunge",
+    c.UidExpungeCommand: "uid_expunge",
+    c.SearchCommand: "search",
+    c.FetchCommand: "fetch",
+    c.StoreCommand: "store",
+    c.CopyCommand: "copy",
+    c.MoveCommand: "move",
+}
+
+
+def _command_name(command: c.Command) -> str:
+    """The ``command`` label of the metrics: a fixed set of lower-case verbs."""
+    match command:
+        case c.SelectCommand(readonly=True):
+            return "examine"
+        case (
+            c.SearchCommand(uid=True)
+            | c.FetchCommand(uid=True)
+            | c.StoreCommand(uid=True)
+            | c.CopyCommand(uid=True)
+            | c.MoveCommand(uid=True)
+        ):
+            return f"uid_{_VERBS[type(command)]}"
+    return _VERBS.get(type(command), "other")
+
+
+def _append_outcome(error: LightMailError) -> str:
+    """The ``lightmail_appends_total`` outcome of an APPEND answered NO for ``error``."""
+    return "deferred" if isinstance(error, TemporaryFailure) else "refused"
 
 
 class _BadSequence(Exception):

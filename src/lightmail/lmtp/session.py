@@ -16,6 +16,7 @@ import email.utils
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from lightmail.accounts.service import Accounts
 from lightmail.antivirus.clamd import ClamdClient
@@ -49,7 +50,7 @@ from lightmail.lmtp.wire import (
     VrfyCommand,
 )
 from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
-from lightmail.metrics import LMTP_RECIPIENTS
+from lightmail.metrics import COMMAND_SECONDS, COMMANDS, LMTP_MESSAGE_BYTES, LMTP_RECIPIENTS
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,20 @@ def reply_for_error(error: Exception) -> Reply:
             return TEMPORARY
 
 
+# The ``command`` label of the metrics; anything else (BadCommand) is "other".
+_VERBS: dict[type[Any], str] = {
+    LhloCommand: "lhlo",
+    HeloCommand: "helo",
+    MailCommand: "mail",
+    RcptCommand: "rcpt",
+    DataCommand: "data",
+    RsetCommand: "rset",
+    NoopCommand: "noop",
+    VrfyCommand: "vrfy",
+    QuitCommand: "quit",
+}
+
+
 @dataclass
 class _Accepted:
     """One accepted RCPT: its address and the local users it reaches."""
@@ -150,8 +165,11 @@ class LmtpSession:
                 event = await self._next_event()
                 if event is CONNECTION_CLOSED:
                     return
-                if not await self._handle(event):
-                    return
+                name = _VERBS.get(type(event), "other")
+                COMMANDS.labels("lmtp", name).inc()
+                with COMMAND_SECONDS.labels("lmtp", name).time():
+                    if not await self._handle(event):
+                        return
         except (_Closing, StreamError):
             pass
         finally:
@@ -325,6 +343,8 @@ class LmtpSession:
                 case Action.TAG:
                     stored = await tagged_copy(self.ctx.store, stored, decision.virus or "unknown")
             outcomes = await self.ctx.store.deliver_stored(targets, stored)
+            if any(outcome.result is not None for outcome in outcomes):
+                LMTP_MESSAGE_BYTES.observe(stored.put.size)
         except TemporaryFailure as error:
             log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
             return [TEMPORARY] * count

@@ -10,6 +10,9 @@ handshake, which is bounded by ``tls_handshake_timeout``): over
 address, or one IPv6 /64, the block one subscriber usually holds) the
 connection gets the optional ``refuse`` line and is closed. Unix socket
 clients count only toward ``max_connections``.
+
+Connections accepted, open and refused are counted per ``protocol`` (IMAP and
+IMAPS listeners both count as ``imap``) in :mod:`lightmail.metrics`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 from lightmail.config import ListenAddress, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
+from lightmail.metrics import CONNECTIONS_ACCEPTED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
 from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
 
 log = logging.getLogger(__name__)
@@ -90,8 +94,10 @@ class Listener:
         unix_owner: str | None = None,
         unix_group: str | None = None,
         tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
+        protocol: str | None = None,
     ) -> None:
         self.name = name
+        self.protocol = protocol or name  # the metrics label: imap, pop3, lmtp
         self.addresses = tuple(addresses)
         self.tls = tls
         self.max_connections = max_connections
@@ -108,6 +114,8 @@ class Listener:
         self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
         self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._stopping = False
+        self._accepted = CONNECTIONS_ACCEPTED.labels(self.protocol)
+        self._open = CONNECTIONS_OPEN.labels(self.protocol)
 
     @property
     def connections(self) -> int:
@@ -274,6 +282,7 @@ class Listener:
         """Called from ``connection_made``: admit the connection or refuse it."""
         key = _ip_key(connection.peer_ip)
         if self._stopping:
+            CONNECTIONS_REFUSED.labels(self.protocol, "shutdown").inc()
             connection.refuse(None)
             return
         if len(self._tasks) >= self.max_connections:
@@ -283,6 +292,7 @@ class Listener:
                 connection.peer,
                 len(self._tasks),
             )
+            CONNECTIONS_REFUSED.labels(self.protocol, "max_connections").inc()
             connection.refuse(self.refuse)
             return
         if key is not None and not self._per_ip.try_acquire(key):
@@ -293,15 +303,19 @@ class Listener:
                 self._per_ip.count(key),
                 key,
             )
+            CONNECTIONS_REFUSED.labels(self.protocol, "max_per_ip").inc()
             connection.refuse(self.refuse)
             return
         task = asyncio.get_running_loop().create_task(
             self._serve(connection), name=f"{self.name}-{connection.id}"
         )
         self._tasks[task] = connection
+        self._accepted.inc()
+        self._open.inc()
 
         def done(task: asyncio.Task[None]) -> None:
             del self._tasks[task]
+            self._open.dec()
             if key is not None:
                 self._per_ip.release(key)
             if not task.cancelled() and (error := task.exception()) is not None:
@@ -353,6 +367,7 @@ def plain_and_tls_listeners(
             max_connections=max_connections,
             max_per_ip=max_per_ip,
             refuse=refuse,
+            protocol=name,
         )
     ]
     if tls is not None and implicit_tls:
@@ -365,6 +380,7 @@ def plain_and_tls_listeners(
                 max_connections=max_connections,
                 max_per_ip=max_per_ip,
                 refuse=refuse,
+                protocol=name,
             )
         )
     return listeners

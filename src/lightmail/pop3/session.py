@@ -22,6 +22,7 @@ from lightmail.accounts.service import Accounts, User
 from lightmail.config import ImapSettings, Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
+from lightmail.metrics import COMMAND_SECONDS, COMMANDS
 from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
 from lightmail.pop3.wire import (
     CONNECTION_CLOSED,
@@ -74,6 +75,26 @@ class Pop3Context:
 
 class _Done(Exception):
     """The session is over."""
+
+
+# The ``command`` label of the metrics; anything else (BadCommand) is "other".
+_VERBS: dict[type[Any], str] = {
+    CapaCommand: "capa",
+    QuitCommand: "quit",
+    NoopCommand: "noop",
+    StlsCommand: "stls",
+    UserCommand: "user",
+    PassCommand: "pass",
+    AuthCommand: "auth",
+    ApopCommand: "apop",
+    StatCommand: "stat",
+    ListCommand: "list",
+    UidlCommand: "uidl",
+    RetrCommand: "retr",
+    TopCommand: "top",
+    DeleCommand: "dele",
+    RsetCommand: "rset",
+}
 
 
 class Pop3Session:
@@ -129,6 +150,12 @@ class Pop3Session:
                 raise _Done from None
 
     async def _handle(self, event: Event) -> None:
+        name = _VERBS.get(type(event), "other")
+        COMMANDS.labels("pop3", name).inc()
+        with COMMAND_SECONDS.labels("pop3", name).time():
+            await self._handle_command(event)
+
+    async def _handle_command(self, event: Event) -> None:
         try:
             await self._dispatch(event)
         except TemporaryFailure:

@@ -8,6 +8,9 @@ a file's logical key is its path without its parent directory.
 
 Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
 directory is fsynced. Every blocking call runs in a worker thread.
+
+Operations are timed and their failures counted (``lightmail_blob_*`` in
+:mod:`lightmail.metrics`) with the backend label ``filesystem``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
 
 from lightmail.errors import TemporaryFailure
+from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
     BlobInfo,
@@ -37,6 +41,7 @@ _READ_CHUNK = 256 * 1024  # size of the chunks get() yields
 _WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
 _TMP_DIR = ".tmp"  # names starting with "." are never keys (validate_key)
 _HEX = frozenset("0123456789abcdef")
+_BACKEND = "filesystem"  # the metrics label
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -62,6 +67,37 @@ class FileSystemBlobStore:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
         final = self.path_of(key)
+        with BlobTiming(_BACKEND, "put") as timing:
+            return await self._put(key, final, timing.source(chunks))
+
+    def get(self, key: str) -> AsyncIterator[bytes]:
+        return self._read("get", key, self.path_of(key), 0, None)
+
+    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        if start < 0:
+            raise ValueError(f"range start must not be negative, got {start}")
+        return self._read("get_range", key, self.path_of(key), start, max(start, end))
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        paths = [self.path_of(key) for key in keys]
+        if paths:
+            with BlobTiming(_BACKEND, "delete"):
+                await self._io("delete", None, _unlink_all, paths)
+
+    def list(
+        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> AsyncIterator[builtins.list[BlobInfo]]:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        names = validate_prefix(prefix)
+        return self._list(names, page_size)
+
+    async def close(self) -> None:
+        return None
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _put(self, key: str, final: Path, chunks: AsyncIterator[bytes]) -> PutResult:
         file, temp = await self._io("put", key, self._open_temp)
         digest = hashlib.sha256()
         size = 0
@@ -90,57 +126,33 @@ class FileSystemBlobStore:
             raise
         return PutResult(size=size, sha256=digest.hexdigest())
 
-    def get(self, key: str) -> AsyncIterator[bytes]:
-        return self._read(key, self.path_of(key), 0, None)
-
-    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        if start < 0:
-            raise ValueError(f"range start must not be negative, got {start}")
-        return self._read(key, self.path_of(key), start, max(start, end))
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        paths = [self.path_of(key) for key in keys]
-        if paths:
-            await self._io("delete", None, _unlink_all, paths)
-
-    def list(
-        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, got {page_size}")
-        names = validate_prefix(prefix)
-        return self._list(names, page_size)
-
-    async def close(self) -> None:
-        return None
-
-    # -- internals ---------------------------------------------------------------
-
     async def _read(
-        self, key: str, path: Path, start: int, end: int | None
+        self, operation: str, key: str, path: Path, start: int, end: int | None
     ) -> AsyncIterator[bytes]:
-        try:
-            # Buffered on purpose: close() then waits for a read still running in
-            # a worker thread instead of closing the descriptor under it.
-            file = await asyncio.to_thread(open, path, "rb")
-        except (FileNotFoundError, NotADirectoryError):
-            raise BlobNotFound(key) from None
-        except OSError as exc:
-            raise self._failure("get", key, exc) from exc
-        try:
-            if start:
-                await self._io("get", key, file.seek, start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
-                data = await self._io("get", key, file.read, want)
-                if not data:
-                    return
-                if remaining is not None:
-                    remaining -= len(data)
-                yield data
-        finally:
-            file.close()
+        with BlobTiming(_BACKEND, operation) as timing:
+            try:
+                # Buffered on purpose: close() then waits for a read still running in
+                # a worker thread instead of closing the descriptor under it.
+                file = await asyncio.to_thread(open, path, "rb")
+            except (FileNotFoundError, NotADirectoryError):
+                raise BlobNotFound(key) from None
+            except OSError as exc:
+                raise self._failure("get", key, exc) from exc
+            try:
+                if start:
+                    await self._io("get", key, file.seek, start)
+                remaining = None if end is None else end - start
+                while remaining is None or remaining > 0:
+                    want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+                    data = await self._io("get", key, file.read, want)
+                    if not data:
+                        return
+                    if remaining is not None:
+                        remaining -= len(data)
+                    timing.first_chunk()
+                    yield data
+            finally:
+                file.close()
 
     async def _list(
         self, names: tuple[str, ...], page_size: int
@@ -148,7 +160,8 @@ class FileSystemBlobStore:
         walker = _walk(self._root.joinpath(*names), names)
         try:
             while True:
-                page = await self._io("list", None, _take, walker, page_size)
+                with BlobTiming(_BACKEND, "list"):
+                    page = await self._io("list", None, _take, walker, page_size)
                 if page:
                     yield page
                 if len(page) < page_size:

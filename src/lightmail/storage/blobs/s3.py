@@ -10,6 +10,9 @@ the network does wrong (refused, reset, timed out, 5xx after retries, and also
 403, which is a configuration fault mail must not bounce on) is
 :class:`TemporaryFailure`, whose message names endpoint and bucket and never
 the credentials.
+
+Operations are timed and their failures counted (``lightmail_blob_*`` in
+:mod:`lightmail.metrics`) with the backend label ``s3``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from lightmail.errors import TemporaryFailure
+from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
     BlobInfo,
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 _READ_CHUNK = 256 * 1024  # get() yields chunks of at least this much (the last may be less)
 _PART_SIZE = 5 * 1024 * 1024  # S3's smallest part; also the single-PUT threshold
 _PART_CONCURRENCY = 2
+_BACKEND = "s3"  # the metrics label
 
 _CLIENT_OPTIONS: ClientConfig = {
     "connect_timeout": "5 seconds",
@@ -128,7 +133,11 @@ class S3BlobStore:
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
         validate_key(key)
-        tally = _Tally(aiter(chunks))
+        with BlobTiming(_BACKEND, "put") as timing:
+            return await self._put(key, timing.source(chunks))
+
+    async def _put(self, key: str, chunks: AsyncIterator[bytes]) -> PutResult:
+        tally = _Tally(chunks)
         head = await tally.read_up_to(_PART_SIZE)
         try:
             if tally.exhausted:
@@ -161,11 +170,12 @@ class S3BlobStore:
         paths = [validate_key(key) for key in keys]
         if not paths:
             return
-        try:
-            # S3 DeleteObjects, 1,000 keys a request; absent keys are no error.
-            await self._store.delete_async(paths)
-        except Exception as exc:
-            self._raise("delete", exc)
+        with BlobTiming(_BACKEND, "delete"):
+            try:
+                # S3 DeleteObjects, 1,000 keys a request; absent keys are no error.
+                await self._store.delete_async(paths)
+            except Exception as exc:
+                self._raise("delete", exc)
 
     def list(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
@@ -181,28 +191,32 @@ class S3BlobStore:
     # -- internals ---------------------------------------------------------------
 
     async def _get(self, key: str) -> AsyncIterator[bytes]:
-        try:
-            result = await self._store.get_async(key)
-        except Exception as exc:
-            self._raise("get", exc, key)
-        async for chunk in self._stream(result, key):
-            yield chunk
+        with BlobTiming(_BACKEND, "get") as timing:
+            try:
+                result = await self._store.get_async(key)
+            except Exception as exc:
+                self._raise("get", exc, key)
+            async for chunk in self._stream(result, key):
+                timing.first_chunk()
+                yield chunk
 
     async def _get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        if end <= start:
-            await self._head(key)  # an empty range of a missing blob is still missing
-            return
-        try:
-            result = await self._store.get_async(key, options={"range": (start, end)})
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
-        except Exception as exc:
-            # S3 answers 416 for a range that starts at or past the end.
-            if start >= (await self._head(key))["size"]:
+        with BlobTiming(_BACKEND, "get_range") as timing:
+            if end <= start:
+                await self._head(key)  # an empty range of a missing blob is still missing
                 return
-            self._raise("get", exc, key)
-        async for chunk in self._stream(result, key):
-            yield chunk
+            try:
+                result = await self._store.get_async(key, options={"range": (start, end)})
+            except FileNotFoundError:
+                raise BlobNotFound(key) from None
+            except Exception as exc:
+                # S3 answers 416 for a range that starts at or past the end.
+                if start >= (await self._head(key))["size"]:
+                    return
+                self._raise("get", exc, key)
+            async for chunk in self._stream(result, key):
+                timing.first_chunk()
+                yield chunk
 
     async def _stream(self, result: GetResult, key: str) -> AsyncIterator[bytes]:
         stream = result.stream(min_chunk_size=_READ_CHUNK)
@@ -226,12 +240,14 @@ class S3BlobStore:
     ) -> AsyncIterator[builtins.list[BlobInfo]]:
         stream = self._store.list(prefix, chunk_size=page_size)
         while True:
-            try:
-                page = await anext(stream)
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                self._raise("list", exc)
+            with BlobTiming(_BACKEND, "list") as timing:
+                try:
+                    page = await anext(stream)
+                except StopAsyncIteration:
+                    timing.discard()  # the end of the listing, not a page
+                    return
+                except Exception as exc:
+                    self._raise("list", exc)
             yield [
                 BlobInfo(key=meta["path"], size=meta["size"], modified=meta["last_modified"])
                 for meta in page

@@ -5,11 +5,15 @@ that transaction begins with ``BEGIN IMMEDIATE``, which takes the write lock
 up front: a deferred transaction that reads ``uidnext`` and then writes can
 interleave with another and hand out the same UID twice. Reads go through
 :meth:`Database.read` and do not wait for writers (WAL).
+
+Every transaction is timed, and counted when it fails on a database error
+(``lightmail_db_transaction_*`` in :mod:`lightmail.metrics`, kind read or write).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lightmail.errors import TemporaryFailure
+from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +93,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that may write; commits on success, rolls back on error."""
-        async with self._transaction(self._writer) as conn:
+        async with self._transaction(self._writer, "write") as conn:
             yield conn
 
     @asynccontextmanager
@@ -98,26 +103,33 @@ class Database:
         On SQLite (WAL) it reads one snapshot; on MySQL/MariaDB (READ
         COMMITTED) each statement sees what was committed when it ran.
         """
-        async with self._transaction(self._reader) as conn:
+        async with self._transaction(self._reader, "read") as conn:
             yield conn
 
     @asynccontextmanager
-    async def _transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, engine: AsyncEngine, kind: str) -> AsyncIterator[AsyncConnection]:
+        start = time.perf_counter()
         try:
             async with engine.begin() as conn:
                 yield conn
         except _UNAVAILABLE as error:
+            DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
             log.warning("database unavailable: %s", error.__class__.__name__, exc_info=True)
             raise TemporaryFailure(f"database unavailable ({self.description})") from error
+        except exc.SQLAlchemyError:
+            DB_TRANSACTION_FAILURES.labels(kind, "error").inc()
+            raise
+        finally:
+            DB_TRANSACTION_SECONDS.labels(kind).observe(time.perf_counter() - start)
 
     async def upgrade(self) -> str:
         """Bring the schema to the newest revision; return that revision."""
-        async with self._transaction(self._writer) as conn:
+        async with self._transaction(self._writer, "write") as conn:
             await conn.run_sync(_upgrade)
         return self.head_revision()
 
     async def current_revision(self) -> str | None:
-        async with self._transaction(self._reader) as conn:
+        async with self._transaction(self._reader, "read") as conn:
             return await conn.run_sync(_current_revision)
 
     @staticmethod
