@@ -19,6 +19,11 @@ class TemporaryFailure(LightMailError):
     """
 
 
+class TransactionConflict(TemporaryFailure):
+    """The database broke a deadlock or a lock wait ran out: this transaction was
+    rolled back, and running it again is expected to succeed."""
+
+
 class PermanentFailure(LightMailError):
     """The request cannot succeed as made; retrying it unchanged will fail again."""
 

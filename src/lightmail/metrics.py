@@ -96,7 +96,8 @@ DB_TRANSACTION_SECONDS = Histogram(
 DB_TRANSACTION_FAILURES = Counter(
     "lightmail_db_transaction_failures",
     "Database transactions that failed on a database error: reason unavailable "
-    "(connection lost, refused, timed out, locked; answered as a temporary failure) "
+    "(connection lost, refused, timed out, locked; answered as a temporary failure), "
+    "conflict (a deadlock or lock wait timeout rolled it back; retrying may succeed) "
     "or error (any other database error). A rollback the application asked for is not "
     "counted.",
     ["kind", "reason"],

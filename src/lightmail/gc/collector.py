@@ -27,8 +27,10 @@ write and its commit), once they are older than ``orphan_grace``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +38,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from lightmail.config import GcSettings
+from lightmail.errors import TransactionConflict
 from lightmail.mailstore.store import utcnow
 from lightmail.metrics import (
     GC_BATCH_SECONDS,
@@ -61,6 +75,7 @@ _CHUNK = 500  # values per IN (...) list
 _DELETE_CHUNK = 1000  # keys per blob store delete request (S3's DeleteObjects limit)
 _LIST_PAGE = 1000  # blobs per page of the orphan sweep's listing
 _KEPT_RUNS = 1000  # rows of gc_runs kept
+_CONFLICT_RETRIES = 5  # attempts at a transaction the database rolled back on a conflict
 
 _T = TypeVar("_T")
 
@@ -276,31 +291,53 @@ class GarbageCollector:
         return unused
 
     async def _delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
+        """Step 3, retried when the database rolls it back on a conflict with
+        another worker's batch (MariaDB breaks such deadlocks by rolling one back)."""
+        for attempt in range(1, _CONFLICT_RETRIES + 1):
+            try:
+                return await self._delete_rows_once(ids, keys)
+            except TransactionConflict:
+                if attempt == _CONFLICT_RETRIES:
+                    raise
+                await asyncio.sleep(random.uniform(0.01, 0.1) * attempt)  # noqa: S311
+        raise AssertionError("unreachable")
+
+    async def _delete_rows_once(self, ids: Sequence[int], keys: Sequence[str]) -> int:
+        # Every statement here finds its rows by primary key, so none scans
+        # (and locks) rows of another worker's batch, which a small table
+        # would otherwise invite the MySQL/MariaDB planner to do.
         deleted = 0
         async with self.db.write() as conn:
             for key_chunk in _chunks(keys):
                 await conn.execute(
                     select(t.object_keys.c.key)
+                    .with_hint(t.object_keys, "FORCE INDEX (PRIMARY)", "mysql")
                     .where(t.object_keys.c.key.in_(key_chunk))
                     .order_by(t.object_keys.c.key)
                     .with_for_update()
                 )
-            for id_chunk in _chunks(ids):
-                result = await conn.execute(delete(t.messages).where(t.messages.c.id.in_(id_chunk)))
-                deleted += result.rowcount
-            for chunk in _chunks(keys):
+            result = await conn.execute(
+                delete(t.messages).where(t.messages.c.id == bindparam("message_id")),
+                [{"message_id": message_id} for message_id in ids],
+            )
+            deleted = result.rowcount
+            gone: list[str] = []
+            for key_chunk in _chunks(keys):
                 used = await conn.execute(
                     select(t.messages.c.object_key)
-                    .where(t.messages.c.object_key.in_(chunk))
+                    .where(t.messages.c.object_key.in_(key_chunk))
                     .union(
                         select(t.quarantine.c.object_key).where(
-                            t.quarantine.c.object_key.in_(chunk)
+                            t.quarantine.c.object_key.in_(key_chunk)
                         )
                     )
                 )
-                gone = set(chunk) - set(used.scalars())
-                if gone:
-                    await conn.execute(delete(t.object_keys).where(t.object_keys.c.key.in_(gone)))
+                gone.extend(sorted(set(key_chunk) - set(used.scalars())))
+            if gone:
+                await conn.execute(
+                    delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
+                    [{"gone_key": key} for key in gone],
+                )
         return deleted
 
     async def _plan_purge(self, totals: _Totals) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lightmail.errors import TemporaryFailure
+from lightmail.errors import TemporaryFailure, TransactionConflict
 from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,14 @@ _SQLITE_PRAGMAS = (
 
 # Errors that mean "the database is not reachable or not answering now".
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
+# MySQL/MariaDB: ER_LOCK_WAIT_TIMEOUT and ER_LOCK_DEADLOCK, which roll the
+# transaction back (the server is fine; another transaction held the rows).
+_CONFLICT_CODES = frozenset({1205, 1213})
+
+
+def _is_conflict(error: exc.OperationalError) -> bool:
+    args: tuple[object, ...] = getattr(error.orig, "args", ())
+    return bool(args) and args[0] in _CONFLICT_CODES
 
 
 class SchemaOutdated(Exception):
@@ -113,6 +121,10 @@ class Database:
             async with engine.begin() as conn:
                 yield conn
         except _UNAVAILABLE as error:
+            if isinstance(error, exc.OperationalError) and _is_conflict(error):
+                DB_TRANSACTION_FAILURES.labels(kind, "conflict").inc()
+                log.info("database transaction conflict, rolled back: %s", error.orig)
+                raise TransactionConflict(f"database transaction conflict: {error.orig}") from error
             DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
             log.warning("database unavailable: %s", error.__class__.__name__, exc_info=True)
             raise TemporaryFailure(f"database unavailable ({self.description})") from error
