@@ -170,6 +170,7 @@ async def running_lightmail(
             {
                 "LIGHTMAIL_IMAP_LISTEN": "",
                 "LIGHTMAIL_LMTP_LISTEN": f"127.0.0.1:{port}",
+                "LIGHTMAIL_API_LISTEN": "",
                 **extra_env,
             },
         )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from lightmail import runtime
+from lightmail.api.tokens import ApiTokens
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
 from lightmail.gc import GcWorker
@@ -199,6 +200,31 @@ async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> No
         print(f"deleted quarantined message {args.id}")
 
 
+async def _token_create(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        token, secret = await ApiTokens(node.db).create(args.name)
+    print(f"created API token {token.name}; it is shown only this once, keep it safe:")
+    print(secret)
+
+
+async def _token_list(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        for token in await ApiTokens(node.db).list_tokens():
+            used = (
+                token.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if token.last_used_at else "never"
+            )
+            print(
+                f"{token.name}\tcreated {token.created_at.strftime('%Y-%m-%d %H:%M:%S')}"
+                f"\tlast used {used}"
+            )
+
+
+async def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        await ApiTokens(node.db).revoke(args.name)
+    print(f"revoked API token {args.name}")
+
+
 async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
         if not (args.once or args.dry_run):
@@ -300,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         quarantine, "release", _quarantine_release, "deliver to the recipients' INBOX"
     ).add_argument("id", type=int)
     leaf(quarantine, "delete", _quarantine_delete, "delete for good").add_argument("id", type=int)
+
+    token = group("token", "bearer tokens for the HTTP API")
+    leaf(
+        token, "create", _token_create, "create a token; it is printed once, on the last line"
+    ).add_argument("name")
+    leaf(token, "list", _token_list, "list tokens by name (the tokens themselves are not kept)")
+    leaf(token, "revoke", _token_revoke, "revoke a token at once").add_argument("name")
 
     gc = group("gc", "garbage collection of deleted mail")
     gc_run = leaf(

@@ -421,6 +421,7 @@ class LmtpSettings:
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     listen: tuple[ListenAddress, ...]
+    metrics_auth: bool  # /metrics needs a bearer token too
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +577,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key("lmtp", "socket_group", "", _optional_word, "a group name, or empty"),
     _Key("lmtp", "detail_mailbox", "false", _boolean, _BOOLEAN_TEXT),
     _Key("api", "listen", "127.0.0.1:8080", parse_listen, _LISTEN_TEXT),
+    _Key("api", "metrics_auth", "false", _boolean, _BOOLEAN_TEXT),
     _Key(
         "antivirus",
         "mode",

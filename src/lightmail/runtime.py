@@ -116,6 +116,12 @@ def build_services(node: Node) -> list[Service]:
         services.append(Pop3Server(settings, node.store, node.accounts, tls))
     if settings.gc.enabled:
         services.append(GcWorker(node.gc, settings.gc.interval))
+    if settings.api.listen:
+        # Imported here: the other commands need neither FastAPI nor uvicorn.
+        from lightmail.api.deps import ApiContext
+        from lightmail.api.server import ApiServer
+
+        services.append(ApiServer(ApiContext.for_node(node)))
     return services
 
 

@@ -377,3 +377,18 @@ async def test_a_new_message_is_recent_in_exactly_one_session(backend: Backend) 
     await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
     claims = await asyncio.gather(*(backend.store.claim_recent(inbox) for _ in range(5)))
     assert sorted(claims) == [[], [], [], [], [3]]
+
+
+async def test_a_new_mailbox_never_takes_a_deleted_ones_id(backend: Backend) -> None:
+    """The deleted mailbox's messages keep its id until the GC purges them; a new
+    mailbox with that id would collide with their UIDs (SQLite reuses rowids)."""
+    user = await backend.new_user()
+    gone = await backend.store.create_mailbox(user.id, "Gone")
+    await backend.store.append(user.id, "Gone", chunks(MESSAGE))
+    await backend.store.delete_mailbox(user.id, "Gone")
+
+    new = await backend.store.create_mailbox(user.id, "New")
+    result = await backend.store.append(user.id, "New", chunks(MESSAGE))
+
+    assert new.id != gone.id
+    assert (result.mailbox_id, result.uid) == (new.id, 1)

@@ -722,6 +722,11 @@ class MailStore:
             await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == item.object_key))
         await self._discard_blob(item.object_key)
 
+    async def read_quarantined(self, item_id: int) -> tuple[int, AsyncIterator[bytes]]:
+        """The size of a quarantined message and a stream of it, as received."""
+        item = await self._quarantine_row(item_id)
+        return int(item.size), self.blobs.get(item.object_key)
+
     async def _quarantine_row(self, item_id: int) -> t.AnyRow:
         async with self.db.read() as conn:
             row = (
@@ -965,11 +970,17 @@ class MailStore:
 
     # -- reading ---------------------------------------------------------
 
-    async def list_messages(self, mailbox: Mailbox) -> list[MessageInfo]:
-        """Every live message of the mailbox in UID order, in one query."""
+    async def list_messages(
+        self, mailbox: Mailbox, *, after_uid: int = 0, limit: int | None = None
+    ) -> list[MessageInfo]:
+        """The live messages of the mailbox above ``after_uid`` in UID order, in one
+        query: all of them, or the first ``limit``."""
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(*_INFO_COLUMNS).where(_live(mailbox.id)).order_by(t.messages.c.uid)
+                select(*_INFO_COLUMNS)
+                .where(_live(mailbox.id), t.messages.c.uid > after_uid)
+                .order_by(t.messages.c.uid)
+                .limit(limit)
             )
             return [_info(row) for row in rows]
 

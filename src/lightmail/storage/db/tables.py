@@ -37,7 +37,10 @@ metadata = MetaData(
     }
 )
 
-# BIGINT AUTO_INCREMENT on MySQL; plain INTEGER PRIMARY KEY (the rowid) on SQLite.
+# BIGINT AUTO_INCREMENT on MySQL; INTEGER PRIMARY KEY (the rowid) on SQLite. Tables
+# whose ids outlive their rows (messages of a deleted mailbox keep its id; the API
+# names deleted messages and quarantine entries by id) add AUTOINCREMENT, so that
+# SQLite never hands a deleted row's id out again, as MySQL/MariaDB do not.
 Id = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 # Cached header blocks and body structures can exceed TEXT's 64 KB on MySQL.
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
@@ -116,6 +119,7 @@ mailboxes = Table(
     # Mailbox names can exceed MySQL's index key length, so uniqueness is on a hash.
     Column("name_hash", String(64), nullable=False),
     UniqueConstraint("user_id", "name_hash"),
+    sqlite_autoincrement=True,
     **_MYSQL,
 )
 
@@ -186,6 +190,7 @@ messages = Table(
     Index(None, "object_key"),
     Index(None, "deleted_at"),
     Index(None, "user_id", "deleted_at"),
+    sqlite_autoincrement=True,
     **_MYSQL,
 )
 
@@ -200,6 +205,7 @@ quarantine = Table(
     Column("recipients", Text, nullable=False),  # JSON: [[address, user_id], ...]
     Column("virus", String(255), nullable=False),
     Column("created_at", Timestamp, nullable=False),
+    sqlite_autoincrement=True,
     **_MYSQL,
 )
 

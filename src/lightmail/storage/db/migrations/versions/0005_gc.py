@@ -1,4 +1,4 @@
-"""Garbage collection: the purge claim on messages and the gc_runs log
+"""Garbage collection: the purge claim on messages, the gc_runs log, no id reuse
 
 Revision ID: 0005
 Revises: 0004
@@ -20,6 +20,15 @@ _ID = sa.BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite reuses the highest rowid once its row is deleted: a new mailbox
+        # got a deleted one's id, whose soft-deleted messages still held its
+        # UIDs. AUTOINCREMENT (a table rebuild on SQLite) stops the reuse.
+        for table in ("mailboxes", "messages", "quarantine"):
+            with op.batch_alter_table(
+                table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
+            ):
+                pass
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("purge_claimed_until", sa.DateTime(timezone=False), nullable=True)

@@ -1,0 +1,157 @@
+"""The operator's tools: ``/quarantine``, ``/gc`` and ``/tokens``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from lightmail.api import schemas as s
+from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, paginate
+from lightmail.api.errors import responses
+from lightmail.api.routes.mail import RFC822, stream
+from lightmail.api.tokens import ApiToken
+from lightmail.gc import GcReport, GcStatus
+
+router = APIRouter()
+
+_BINARY = {"type": "string", "format": "binary"}
+
+# -- quarantine ---------------------------------------------------------------------
+
+
+@router.get("/quarantine", tags=["quarantine"], responses=responses(422))
+async def list_quarantine(
+    ctx: Context, limit: Limit = 100, cursor: Cursor = None
+) -> s.QuarantinePage:
+    """Messages the virus scanner kept aside (``[antivirus] mode = quarantine``)."""
+    items = await ctx.store.list_quarantine()
+    page, after = paginate(items, lambda item: item.id, int, limit, cursor)
+    return s.QuarantinePage(
+        items=[
+            s.Quarantined(
+                id=item.id,
+                sender=item.sender,
+                recipients=list(item.recipients),
+                virus=item.virus,
+                size=item.size,
+                created_at=item.created_at,
+            )
+            for item in page
+        ],
+        next_cursor=after,
+    )
+
+
+@router.get(
+    "/quarantine/{id}/raw",
+    tags=["quarantine"],
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The message as received.", "content": {RFC822: {"schema": _BINARY}}},
+        **responses(404, 422),
+    },
+)
+async def get_quarantined_raw(ctx: Context, id: ItemId) -> StreamingResponse:
+    size, data = await ctx.store.read_quarantined(id)
+    return await stream(data, size)
+
+
+@router.post("/quarantine/{id}/release", tags=["quarantine"], responses=responses(404, 422))
+async def release_quarantined(ctx: Context, id: ItemId) -> s.Released:
+    """Deliver the message to its recipients' INBOX (skipping users deleted since)."""
+    outcomes = await ctx.store.release_quarantine(id)
+    return s.Released(id=id, delivered_to=[outcome.recipient.address for outcome in outcomes])
+
+
+@router.delete(
+    "/quarantine/{id}",
+    status_code=204,
+    tags=["quarantine"],
+    responses=responses(404, 422),
+    response_class=Response,
+)
+async def delete_quarantined(ctx: Context, id: ItemId) -> Response:
+    await ctx.store.delete_quarantine(id)
+    return Response(status_code=204)
+
+
+# -- garbage collection -----------------------------------------------------------------
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _report(report: GcReport) -> s.GcReport:
+    return s.GcReport(
+        started_at=_aware(report.started_at),
+        finished_at=_aware(report.finished_at),
+        dry_run=report.dry_run,
+        messages_purged=report.messages_purged,
+        blobs_deleted=report.blobs_deleted,
+        bytes_freed=report.bytes_freed,
+        orphans_deleted=report.orphans_deleted,
+        error=report.error,
+    )
+
+
+def _status(status: GcStatus) -> s.GcStatus:
+    return s.GcStatus(
+        last_run=_report(status.last_run) if status.last_run is not None else None,
+        deleted_messages=status.deleted_messages,
+        deleted_bytes=status.deleted_bytes,
+        due_messages=status.due_messages,
+    )
+
+
+@router.get("/gc", tags=["gc"])
+async def gc_status(ctx: Context) -> s.GcStatus:
+    """The last garbage collection run and the soft-deleted mail waiting for one."""
+    return _status(await ctx.gc.status())
+
+
+@router.post("/gc/run", tags=["gc"], responses=responses(422))
+async def gc_run(
+    ctx: Context,
+    dry_run: Annotated[bool, Query(description="Only count what a run would purge.")] = False,
+) -> s.GcReport:
+    """Run the garbage collector now: purge mail past retention, sweep orphan blobs."""
+    return _report(await ctx.gc.run(dry_run=dry_run))
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+def _token(token: ApiToken) -> s.Token:
+    return s.Token(name=token.name, created_at=token.created_at, last_used_at=token.last_used_at)
+
+
+@router.get("/tokens", tags=["tokens"], responses=responses(422))
+async def list_tokens(ctx: Context, limit: Limit = 100, cursor: Cursor = None) -> s.TokenPage:
+    """The API tokens by name (never the tokens themselves)."""
+    tokens = await ctx.tokens.list_tokens()
+    page, after = paginate(tokens, lambda token: token.name, str, limit, cursor)
+    return s.TokenPage(items=[_token(token) for token in page], next_cursor=after)
+
+
+@router.post("/tokens", status_code=201, tags=["tokens"], responses=responses(409, 413, 422))
+async def create_token(ctx: Context, body: s.TokenIn) -> s.NewToken:
+    """Create a token; the answer is the only place it is ever shown."""
+    token, secret = await ctx.tokens.create(body.name)
+    return s.NewToken(**_token(token).model_dump(), token=secret)
+
+
+@router.delete(
+    "/tokens/{name}",
+    status_code=204,
+    tags=["tokens"],
+    responses=responses(404, 422),
+    response_class=Response,
+)
+async def revoke_token(ctx: Context, name: TokenName) -> Response:
+    """Revoke a token at once (also the one making this request)."""
+    await ctx.tokens.revoke(name)
+    return Response(status_code=204)

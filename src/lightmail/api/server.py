@@ -1,0 +1,178 @@
+"""The HTTP API as a node service: uvicorn in the node's own event loop.
+
+The sockets are bound here (``[api] listen``: TCP, port 0 allowed, or unix
+sockets) and handed to uvicorn, whose own signal handling is switched off:
+the runtime owns SIGTERM and SIGINT and calls :meth:`ApiServer.stop`, which
+stops accepting, lets requests in progress finish (up to a grace period)
+and closes the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from lightmail.api.app import create_app
+from lightmail.api.deps import ApiContext
+from lightmail.config import ListenAddress, TcpAddress, UnixAddress
+from lightmail.net.listener import ListenError
+
+log = logging.getLogger(__name__)
+
+_GRACE = 10.0  # seconds requests in progress get at stop
+_BACKLOG = 511
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the runtime handles signals and calls ApiServer.stop()
+
+
+class ApiServer:
+    """Satisfies :class:`lightmail.runtime.Service`."""
+
+    name = "api"
+
+    def __init__(self, context: ApiContext) -> None:
+        self.context = context
+        self.addresses = context.settings.api.listen
+        self.app = create_app(context)
+        self.bound_addresses: list[ListenAddress] = []
+        self._sockets: list[socket.socket] = []
+        self._unix_paths: list[Path] = []
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            for address in self.addresses:
+                self._sockets.append(self._bind(address))
+        except BaseException:
+            self._close_sockets()
+            raise
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            ws="none",
+            http="h11",
+            backlog=_BACKLOG,
+            timeout_graceful_shutdown=int(_GRACE),
+        )
+        # uvicorn's own start and stop lines ("Started server process") are noise
+        # next to ours; its warnings and errors still show.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        server = _Server(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=self._sockets), name="api")
+        while not server.started:
+            if self._task.done():
+                await self._task  # raises what stopped it
+                raise ListenError("api: the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        for address in self.bound_addresses:
+            if isinstance(address, TcpAddress):
+                log.info("api: listening on %s (docs at http://%s/docs)", address, address)
+            else:
+                log.info("api: listening on %s", address)
+
+    async def stop(self) -> None:
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), _GRACE + 5)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self._close_sockets()
+            self._server = self._task = None
+
+    # -- binding ---------------------------------------------------------------------
+
+    def _bind(self, address: ListenAddress) -> socket.socket:
+        try:
+            if isinstance(address, UnixAddress):
+                return self._bind_unix(address)
+            return self._bind_tcp(address)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ListenError(f"api: cannot listen on {address}: {reason}") from None
+
+    def _bind_tcp(self, address: TcpAddress) -> socket.socket:
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, where = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(where)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        host, port = sock.getsockname()[:2]
+        self.bound_addresses.append(TcpAddress(host, port))
+        return sock
+
+    def _bind_unix(self, address: UnixAddress) -> socket.socket:
+        path = address.path
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise OSError(0, "not a socket file")
+            if _in_use(path):
+                raise OSError(0, "another server uses it")
+            path.unlink()  # stale: left by a process that died
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(os.fspath(path))
+            path.chmod(0o660)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._unix_paths.append(path)
+        self.bound_addresses.append(address)
+        return sock
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+        for path in self._unix_paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self._unix_paths = []
+
+
+def _in_use(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1)
+    try:
+        probe.connect(os.fspath(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

@@ -1,0 +1,211 @@
+"""The API service in this process on a real socket: settings the shared node
+does not have (metrics_auth, a unix socket, GC retention 0) and a database or
+blob store that is down.
+
+The server runs on the test's event loop, so these tests use httpx's async client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lightmail.api.deps import ApiContext
+from lightmail.api.server import ApiServer
+from lightmail.api.tokens import ApiTokens
+from lightmail.config import Settings, TcpAddress, load_settings
+from lightmail.gc import GarbageCollector
+from lightmail.mailstore.store import MailStore
+from lightmail.net.listener import ListenError
+from lightmail.storage.blobs.s3 import S3BlobStore
+from lightmail.storage.db.engine import Database
+from tests.conftest import Backend
+from tests.integration.api.conftest import concrete, messages_path, operations, user_path
+
+RFC822 = {"Content-Type": "message/rfc822"}
+MESSAGE = b"From: a@example.org\r\nSubject: hello\r\n\r\nhello\r\n"
+
+
+def _settings(tmp_path: Path, **api: str) -> Settings:
+    environ = {
+        "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
+        "LIGHTMAIL_API_LISTEN": "127.0.0.1:0",
+        "LIGHTMAIL_GC_RETENTION": "0",
+        **{f"LIGHTMAIL_API_{key.upper()}": value for key, value in api.items()},
+    }
+    return load_settings(None, environ)
+
+
+def _context(backend: Backend, settings: Settings) -> ApiContext:
+    return ApiContext(
+        settings=settings,
+        db=backend.db,
+        blobs=backend.blobs,
+        store=backend.store,
+        accounts=backend.accounts,
+        gc=GarbageCollector(backend.db, backend.blobs, settings.gc),
+        tokens=ApiTokens(backend.db),
+        scanner=None,
+    )
+
+
+@asynccontextmanager
+async def serving(context: ApiContext, token: str = "") -> AsyncIterator[httpx.AsyncClient]:
+    server = ApiServer(context)
+    await server.start()
+    try:
+        address = server.bound_addresses[0]
+        assert isinstance(address, TcpAddress)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{address.port}", headers=headers, timeout=30
+        ) as client:
+            yield client
+    finally:
+        await server.stop()
+
+
+async def test_metrics_auth_protects_metrics(backend: Backend, tmp_path: Path) -> None:
+    context = _context(backend, _settings(tmp_path, metrics_auth="true"))
+    _, token = await context.tokens.create(f"metrics-{tmp_path.name[-8:]}")
+    async with serving(context) as anonymous:
+        refused = await anonymous.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert refused.json()["error"] == "unauthorized"
+        assert (await anonymous.get("/health")).status_code == 200
+        assert (await anonymous.get("/ready")).status_code == 200
+        allowed = await anonymous.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200
+        assert "# TYPE" in allowed.text
+        document = (await anonymous.get("/openapi.json")).json()
+        operation = document["paths"]["/metrics"]["get"]
+        assert operation["security"] == [{"token": []}]
+        assert "401" in operation["responses"]
+
+
+async def test_gc_run_purges_deleted_mail(backend: Backend, tmp_path: Path) -> None:
+    """With retention 0 a run purges what the API deleted; it can no longer be restored."""
+    context = _context(backend, _settings(tmp_path))
+    _, token = await context.tokens.create(f"gc-{tmp_path.name[-8:]}")
+    user = await backend.new_user()
+    async with serving(context, token) as api:
+        imported = await api.post(messages_path(user.address), content=MESSAGE, headers=RFC822)
+        assert imported.status_code == 201, imported.text
+        uid = imported.json()["uid"]
+        assert (await api.delete(f"{messages_path(user.address)}/{uid}")).status_code == 204
+        deleted = (await api.get(f"{user_path(user.address)}/deleted")).json()["items"]
+        assert len(deleted) == 1
+        status = (await api.get("/api/v1/gc")).json()
+        assert status["due_messages"] >= 1
+
+        dry = (await api.post("/api/v1/gc/run", params={"dry_run": True})).json()
+        assert dry["dry_run"] is True
+        assert dry["messages_purged"] >= 1
+        assert len((await api.get(f"{user_path(user.address)}/deleted")).json()["items"]) == 1
+
+        report = (await api.post("/api/v1/gc/run")).json()
+        assert report["dry_run"] is False
+        assert report["messages_purged"] >= 1
+        assert report["bytes_freed"] >= len(MESSAGE)
+        assert report["error"] is None
+        assert (await api.get(f"{user_path(user.address)}/deleted")).json()["items"] == []
+        restore = await api.post(f"{user_path(user.address)}/deleted/{deleted[0]['id']}/restore")
+        assert restore.status_code == 404
+        last = (await api.get("/api/v1/gc")).json()["last_run"]
+        assert last["messages_purged"] == report["messages_purged"]
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_listens_on_a_unix_socket(backend: Backend, tmp_path: Path) -> None:
+    path = tmp_path / "api.sock"
+    context = _context(backend, _settings(tmp_path, listen=f"unix:{path}"))
+    server = ApiServer(context)
+    await server.start()
+    try:
+        assert path.is_socket()
+        transport = httpx.AsyncHTTPTransport(uds=str(path))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            assert (await client.get("/health")).json() == {"status": "ok"}
+            assert (await client.get("/api/v1/domains")).status_code == 401
+        with pytest.raises(ListenError, match="another server uses it"):
+            await ApiServer(context).start()
+    finally:
+        await server.stop()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_a_busy_port_is_a_clear_error(backend: Backend, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        context = _context(backend, _settings(tmp_path, listen=f"127.0.0.1:{port}"))
+        with pytest.raises(ListenError, match=rf"api: cannot listen on 127\.0\.0\.1:{port}"):
+            await ApiServer(context).start()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_database_down_gives_503(backend: Backend, tmp_path: Path) -> None:
+    """A database that does not answer: 503 with Retry-After, never 500 nor 401."""
+    down = Database("mysql+asyncmy://root@127.0.0.1:1/lightmail", connect_timeout=1)
+    context = dataclasses.replace(
+        _context(backend, _settings(tmp_path)), db=down, tokens=ApiTokens(down)
+    )
+    try:
+        async with serving(context, "lm_" + "x" * 43) as api:
+            document = (await api.get("/openapi.json")).json()
+            checked = 0
+            for method, path, _ in operations(document):
+                response = await api.request(method, concrete(path))
+                if path in ("/health", "/metrics"):
+                    assert response.status_code == 200, path
+                    continue
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.headers["Retry-After"] == "5"
+                assert response.json()["error"] == "unavailable"
+                assert "127.0.0.1:1" not in response.text
+                checked += 1
+            assert checked >= 30
+    finally:
+        await down.close()
+
+
+async def test_blob_store_down_gives_503(backend: Backend, tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    context = _context(backend, settings)
+    _, token = await context.tokens.create(f"blobs-{tmp_path.name[-8:]}")
+    user = await backend.new_user()
+    async with serving(context, token) as api:
+        imported = await api.post(messages_path(user.address), content=MESSAGE, headers=RFC822)
+        uid = imported.json()["uid"]
+    dead = S3BlobStore(
+        "lightmail",
+        endpoint="http://127.0.0.1:1",
+        region="us-east-1",
+        access_key="key",
+        secret_key="secret",
+    )
+    down = dataclasses.replace(
+        context, blobs=dead, store=MailStore(backend.db, dead, backend.store.bus)
+    )
+    try:
+        async with serving(down, token) as api:
+            raw = await api.get(f"{messages_path(user.address)}/{uid}/raw")
+            assert raw.status_code == 503, raw.text
+            assert raw.json()["error"] == "unavailable"
+            posted = await api.post(messages_path(user.address), content=MESSAGE, headers=RFC822)
+            assert posted.status_code == 503, posted.text
+            ready = await api.get("/ready")
+            assert ready.status_code == 503
+            listed = await api.get(messages_path(user.address))
+            assert listed.status_code == 200  # metadata needs no blob
+    finally:
+        await dead.close()
