@@ -285,10 +285,12 @@ async def test_gc_run_killed_at_random_moments_loses_nothing_and_leaves_nothing(
             break
     assert kills >= 3, f"the run ended before 3 kills: {log.read_text()}"
 
-    claimed = await deleted_ids(env, alice, claimed=True)
-    assert claimed, "no kill left a claimed batch behind"
-    with pytest.raises(NotFound):
-        await env.store.restore(alice.id, min(claimed))
+    # A kill that landed between two batches leaves nothing claimed; one inside a
+    # batch leaves claimed rows, which are never restorable (test_gc.py checks
+    # that at every step deterministically).
+    for message_id in sorted(await deleted_ids(env, alice, claimed=True))[:1]:
+        with pytest.raises(NotFound):
+            await env.store.restore(alice.id, message_id)
     # One not yet claimed can still be restored, and then survives.
     unclaimed = sorted(await deleted_ids(env, alice, claimed=False))
     restored: dict[str, bytes] = {}
