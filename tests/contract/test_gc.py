@@ -200,6 +200,39 @@ async def test_restore_brings_a_message_back_with_a_new_uid(env: GcEnv) -> None:
         await env.store.restore(user.id, deleted.id)  # live now, not deleted
 
 
+async def test_restore_clears_deleted_so_the_next_expunge_keeps_it(env: GcEnv) -> None:
+    user = await env.new_user()
+    await env.deliver(message(1), user)
+    await env.expunge(user, "INBOX", [1])  # flags \Deleted, then EXPUNGE
+    (deleted,) = await env.store.list_deleted(user.id)
+    await env.store.restore(user.id, deleted.id)
+
+    inbox = await env.store.get_mailbox(user.id, "INBOX")
+    (info,) = await env.store.list_messages(inbox)
+    assert info.flags.names() == ()
+    assert await env.store.expunge(user.id, inbox) == []
+
+
+async def test_purge_keeps_a_blob_a_restorable_message_uses(
+    env: GcEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lightmail.mailstore.store.utcnow", env.clock)  # deletion times follow
+    alice, bob = await env.new_user(), await env.new_user()
+    data = message(1)
+    await env.deliver(data, alice, bob)
+    await env.expunge(alice, "INBOX", [1])
+    env.offset = timedelta(hours=2)
+    await env.expunge(bob, "INBOX", [1])
+
+    report = await env.collector(retention=timedelta(hours=1)).run()
+
+    assert (report.messages_purged, report.blobs_deleted) == (1, 0)
+    (deleted,) = await env.store.list_deleted(bob.id)
+    await env.store.restore(bob.id, deleted.id)
+    (info,) = await env.store.list_messages(await env.store.get_mailbox(bob.id, "INBOX"))
+    assert await read_all(env.store.read_message(info)) == data
+
+
 async def test_restore_refuses_a_message_of_another_user_or_a_deleted_mailbox(
     env: GcEnv,
 ) -> None:

@@ -247,7 +247,7 @@ class GcMachine(RuleBasedStateMachine):
             if how == "UID EXPUNGE":
                 gone = sorted(uids)
                 assert self.run(self.store.expunge(user_id, mailbox, uids)) == gone
-            else:  # every flagged message goes, restored ones too (they keep \Deleted)
+            else:  # every flagged message goes
                 live = self.model.live
                 gone = [
                     uid for uid in self.model.uids(mailbox_id) if live[(mailbox_id, uid)].flagged
@@ -270,8 +270,8 @@ class GcMachine(RuleBasedStateMachine):
         (entry,) = [item for item in listed if (item.mailbox_id, item.uid) == place]
         result = self.run(self.store.restore(user_id, entry.id))
         assert result.mailbox_id == place[0]
-        # The flags stay as they were, \Deleted too: the next EXPUNGE takes it again.
-        self.model.add_live((result.mailbox_id, result.uid), gone.copy)
+        # Without \Deleted, or the next EXPUNGE would undo the restore.
+        self.model.add_live((result.mailbox_id, result.uid), replace(gone.copy, flagged=False))
 
     @rule(
         advance=st.sampled_from(ADVANCES),

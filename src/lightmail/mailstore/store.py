@@ -929,7 +929,7 @@ class MailStore:
         A message the garbage collector has claimed is gone for good
         (:class:`~lightmail.errors.NotFound`); so is one whose mailbox was
         deleted since (:class:`~lightmail.errors.MailboxNotFound`). The
-        restored message counts against the quota again.
+        restored message loses ``\\Deleted`` and counts against the quota again.
         """
         async with self.db.write() as conn:
             # The row lock orders this against the garbage collector's claim:
@@ -962,7 +962,13 @@ class MailStore:
             await conn.execute(
                 update(t.messages)
                 .where(t.messages.c.id == message_id)
-                .values(uid=uid, modseq=modseq, deleted_at=None)
+                .values(
+                    uid=uid,
+                    modseq=modseq,
+                    deleted_at=None,
+                    # Else the next EXPUNGE of the mailbox would take it again.
+                    flags=t.messages.c.flags.op("&")(~t.FLAG_DELETED),
+                )
             )
         mailbox = _mailbox(found)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
