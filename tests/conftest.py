@@ -99,6 +99,26 @@ def storage(
     yield url, {"s3": s3, "prefix": f"t-{uuid.uuid4().hex[:12]}"}
 
 
+@pytest.fixture
+def own_storage(
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Like ``storage``, but on MariaDB with a database of this test's own: for tests
+    whose assertions cover a whole database (the garbage collector works on all of it)."""
+    if backend_name == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/own.db", {"root": tmp_path / "blobs"}
+        return
+    request.getfixturevalue("mariadb_schema")  # MariaDB is there (or the run fails)
+    s3 = request.getfixturevalue("s3_server")
+    name = f"lightmail_own_{uuid.uuid4().hex[:10]}"
+    url = asyncio.run(create_database(name))
+    try:
+        asyncio.run(recreate_schema(url))
+        yield url, {"s3": s3, "prefix": f"own-{uuid.uuid4().hex[:12]}"}
+    finally:
+        asyncio.run(drop_database(name))
+
+
 def open_blobs(spec: dict[str, Any]) -> BlobStore:
     if "root" in spec:
         return FileSystemBlobStore(spec["root"])

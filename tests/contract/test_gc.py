@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,6 @@ from lightmail.storage.blobs import BlobStore
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from tests.conftest import open_blobs
-from tests.support.mariadb import create_database, drop_database, recreate_schema
 
 DAY = timedelta(days=1)
 
@@ -104,25 +102,6 @@ class GcEnv:
         box = await self.store.get_mailbox(user.id, mailbox)
         await self.store.store_flags(user.id, box, uids, StoreMode.ADD, ["\\Deleted"])
         assert await self.store.expunge(user.id, box) == sorted(uids)
-
-
-@pytest.fixture
-def own_storage(
-    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Like ``storage``, but on MariaDB with a database of this test's own."""
-    if backend_name == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/gc.db", {"root": tmp_path / "blobs"}
-        return
-    request.getfixturevalue("mariadb_schema")  # MariaDB is there (or the run fails)
-    s3 = request.getfixturevalue("s3_server")
-    name = f"lightmail_gc_{uuid.uuid4().hex[:10]}"
-    url = asyncio.run(create_database(name))
-    try:
-        asyncio.run(recreate_schema(url))
-        yield url, {"s3": s3, "prefix": f"gc-{uuid.uuid4().hex[:12]}"}
-    finally:
-        asyncio.run(drop_database(name))
 
 
 @pytest.fixture

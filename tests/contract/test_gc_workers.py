@@ -14,7 +14,7 @@ import random
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -29,13 +29,11 @@ from lightmail.errors import NotFound
 from lightmail.gc import CLAIM_LEASE, GarbageCollector, GcReport
 from lightmail.mailstore.store import MailStore, utcnow
 from lightmail.notify.bus import InProcessNotificationBus
-from lightmail.storage.blobs import MESSAGE_PREFIX, BlobStore, FileSystemBlobStore, S3BlobStore
+from lightmail.storage.blobs import MESSAGE_PREFIX, BlobStore, FileSystemBlobStore
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
+from tests.conftest import open_blobs
 from tests.support.gcdata import add_messages, create_deleted_messages
-from tests.support.mariadb import create_database, drop_database, mariadb_listening
-from tests.support.require import require
-from tests.support.s3server import S3Server
 
 DAY = timedelta(days=1)
 
@@ -101,33 +99,9 @@ class Store:
 
 
 @pytest.fixture
-def own_database(s3_server: S3Server) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A MariaDB database of this test's own and a fresh S3 prefix."""
-    require("MariaDB", mariadb_listening(), "start MariaDB on 127.0.0.1:3306 (root, no password)")
-    name = f"lightmail_gcw_{uuid.uuid4().hex[:10]}"
-    url = asyncio.run(create_database(name))
-    try:
-        yield url, {"s3": s3_server, "prefix": f"gcw-{uuid.uuid4().hex[:12]}"}
-    finally:
-        asyncio.run(drop_database(name))
-
-
-def s3_blobs(spec: dict[str, Any]) -> S3BlobStore:
-    s3: S3Server = spec["s3"]
-    return S3BlobStore(
-        s3.bucket,
-        spec["prefix"],
-        endpoint=s3.endpoint,
-        region=s3.region,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-    )
-
-
-@pytest.fixture
-async def mariadb_store(own_database: tuple[str, dict[str, Any]]) -> AsyncIterator[Store]:
-    url, spec = own_database
-    opened = await Store.open(url, s3_blobs(spec))
+async def mariadb_store(own_storage: tuple[str, dict[str, Any]]) -> AsyncIterator[Store]:
+    url, spec = own_storage
+    opened = await Store.open(url, open_blobs(spec))
     try:
         yield opened
     finally:
@@ -139,8 +113,9 @@ def failure(error: BaseException) -> str:
     return repr(error.__cause__ or error)
 
 
+@pytest.mark.parametrize("backend_name", ["mariadb"])
 async def test_two_workers_purge_10000_messages_once_between_them(
-    mariadb_store: Store, own_database: tuple[str, dict[str, Any]]
+    mariadb_store: Store, own_storage: tuple[str, dict[str, Any]]
 ) -> None:
     env = mariadb_store
     alice, bob = await env.users(2)
@@ -150,8 +125,8 @@ async def test_two_workers_purge_10000_messages_once_between_them(
     )
     shared = list(data.blobs)[::10]  # 250 blobs that live copies in bob's INBOX keep
     await add_messages(env.store, data.template, bob.id, shared, data.blobs)
-    url, spec = own_database
-    nodes = [(Database(url), s3_blobs(spec)) for _ in range(2)]  # two nodes: own pools
+    url, spec = own_storage
+    nodes = [(Database(url), open_blobs(spec)) for _ in range(2)]  # two nodes: own pools
     try:
         a, b = (
             GarbageCollector(db, blobs, gc_settings(batch_size=100), node=name)

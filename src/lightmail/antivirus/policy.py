@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from lightmail.antivirus.clamd import ClamdClient, ClamdScan
 from lightmail.config import AntivirusMode, AntivirusSettings, ScanErrorPolicy
-from lightmail.errors import TemporaryFailure
+from lightmail.errors import MessageRejected, TemporaryFailure
 from lightmail.mailstore.store import MailStore, StoredMessage
 from lightmail.metrics import ANTIVIRUS_VERDICTS
 
@@ -113,6 +113,33 @@ class MessageScan:
             AntivirusMode.QUARANTINE: Action.QUARANTINE,
         }.get(mode, Action.REFUSE)
         return Decision(action, virus)
+
+
+async def store_scanned(
+    store: MailStore,
+    client: ClamdClient | None,
+    settings: AntivirusSettings,
+    source: AsyncIterator[bytes],
+    what: str,
+) -> StoredMessage:
+    """Store an upload (IMAP APPEND, an API import) through the virus scan.
+
+    Returns the stored message, tagged in tag mode. An infected message is
+    dropped (an upload has no recipients to quarantine it for) with
+    :class:`MessageRejected`, as is one the scanner could not check under
+    ``on_error = reject``; under ``tempfail`` that is a :class:`TemporaryFailure`.
+    """
+    async with MessageScan(client, settings, what) as scan:
+        stored = await store.store_message(scan.wrap(source))
+        decision = await scan.decide()
+    if decision.action is Action.DELIVER:
+        return stored
+    if decision.action is Action.TAG:
+        return await tagged_copy(store, stored, decision.virus or "unknown")
+    await store.discard(stored)
+    if decision.action is Action.RETRY:
+        raise TemporaryFailure("the virus scanner is unavailable")
+    raise MessageRejected(f"the message was refused by content policy ({decision.virus})")
 
 
 async def tagged_copy(store: MailStore, stored: StoredMessage, virus: str) -> StoredMessage:

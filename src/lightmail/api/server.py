@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import socket
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import uvicorn
 from lightmail.api.app import create_app
 from lightmail.api.deps import ApiContext
 from lightmail.config import ListenAddress, TcpAddress, UnixAddress
-from lightmail.net.listener import ListenError
+from lightmail.net.listener import ListenError, listen_error, remove_stale_socket
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class ApiServer:
     async def start(self) -> None:
         try:
             for address in self.addresses:
-                self._sockets.append(self._bind(address))
+                self._sockets.append(await self._bind(address))
         except BaseException:
             self._close_sockets()
             raise
@@ -106,14 +105,14 @@ class ApiServer:
 
     # -- binding ---------------------------------------------------------------------
 
-    def _bind(self, address: ListenAddress) -> socket.socket:
+    async def _bind(self, address: ListenAddress) -> socket.socket:
         try:
             if isinstance(address, UnixAddress):
+                await remove_stale_socket(self.name, address)
                 return self._bind_unix(address)
             return self._bind_tcp(address)
         except OSError as error:
-            reason = error.strerror or str(error)
-            raise ListenError(f"api: cannot listen on {address}: {reason}") from None
+            raise listen_error(self.name, address, error) from None
 
     def _bind_tcp(self, address: TcpAddress) -> socket.socket:
         infos = socket.getaddrinfo(
@@ -137,12 +136,6 @@ class ApiServer:
 
     def _bind_unix(self, address: UnixAddress) -> socket.socket:
         path = address.path
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise OSError(0, "not a socket file")
-            if _in_use(path):
-                raise OSError(0, "another server uses it")
-            path.unlink()  # stale: left by a process that died
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(os.fspath(path))
@@ -164,15 +157,3 @@ class ApiServer:
             with contextlib.suppress(OSError):
                 path.unlink()
         self._unix_paths = []
-
-
-def _in_use(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1)
-    try:
-        probe.connect(os.fspath(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True

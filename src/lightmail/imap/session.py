@@ -26,7 +26,7 @@ from typing import Any, NoReturn, TypeVar
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
 from lightmail.antivirus.clamd import ClamdClient
-from lightmail.antivirus.policy import Action, MessageScan, tagged_copy
+from lightmail.antivirus.policy import store_scanned
 from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
@@ -753,15 +753,11 @@ class ImapSession:
         source = self._literal_chunks()
         what = f"imap {self.conn.id} APPEND by {self.user.address if self.user else '?'}"
         try:
-            async with MessageScan(self.ctx.scanner, self.ctx.antivirus, what) as scan:
-                stored = await self.store.store_message(scan.wrap(source))
-                decision = await scan.decide()
-            if decision.action is Action.TAG:
-                stored = await tagged_copy(self.store, stored, decision.virus or "unknown")
-            elif decision.action is not Action.DELIVER:
-                await self.store.discard(stored)
-                if decision.action is Action.RETRY:
-                    raise TemporaryFailure("the virus scanner is unavailable")
+            try:
+                stored = await store_scanned(
+                    self.store, self.ctx.scanner, self.ctx.antivirus, source, what
+                )
+            except MessageRejected:
                 APPENDS.labels("refused").inc()
                 self._send(TaggedResponse(tag, Status.NO, "Message refused by content policy"))
                 return

@@ -190,7 +190,7 @@ class Listener:
 
     async def _bind_unix(self, address: UnixAddress) -> asyncio.Server:
         path = address.path
-        await self._remove_stale(address)
+        await remove_stale_socket(self.name, address)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(os.fspath(path))
@@ -214,44 +214,13 @@ class Listener:
         self.bound.append(str(address))
         return server
 
-    async def _remove_stale(self, address: UnixAddress) -> None:
-        """Unlink a socket file nobody listens on; refuse to touch anything else."""
-        path = address.path
-        try:
-            mode = path.lstat().st_mode
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            raise self._error(address, error) from None
-        if not stat.S_ISSOCK(mode):
-            raise ListenError(f"{self.name}: cannot listen on {address}: not a socket file")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.setblocking(False)
-        try:
-            async with asyncio.timeout(1):
-                await asyncio.get_running_loop().sock_connect(probe, os.fspath(path))
-        except (OSError, TimeoutError):
-            try:
-                path.unlink(missing_ok=True)  # stale: left by a process that died
-            except OSError as error:
-                raise self._error(address, error) from None
-            log.info("%s: removed stale socket file %s", self.name, path)
-            return
-        finally:
-            probe.close()
-        raise ListenError(f"{self.name}: cannot listen on {address}: another server uses it")
-
     def _tls_options(self) -> dict[str, Any]:
         if self.tls is None:
             return {}
         return {"ssl": self.tls, "ssl_handshake_timeout": self.tls_handshake_timeout}
 
     def _error(self, address: ListenAddress, error: OSError | LookupError) -> ListenError:
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        else:
-            reason = str(error) or type(error).__name__
-        return ListenError(f"{self.name}: cannot listen on {address}: {reason}")
+        return listen_error(self.name, address, error)
 
     async def _close_servers(self) -> None:
         """Stop accepting and unlink our socket files; safe to call twice."""
@@ -337,6 +306,42 @@ class Listener:
         finally:
             await connection.close()
             log.debug("%s: %s closed", self.name, connection.id)
+
+
+def listen_error(name: str, address: ListenAddress, error: OSError | LookupError) -> ListenError:
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = str(error) or type(error).__name__
+    return ListenError(f"{name}: cannot listen on {address}: {reason}")
+
+
+async def remove_stale_socket(name: str, address: UnixAddress) -> None:
+    """Unlink a socket file nobody listens on; refuse to touch anything else."""
+    path = address.path
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise listen_error(name, address, error) from None
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(f"{name}: cannot listen on {address}: not a socket file")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        async with asyncio.timeout(1):
+            await asyncio.get_running_loop().sock_connect(probe, os.fspath(path))
+    except (OSError, TimeoutError):
+        try:
+            path.unlink(missing_ok=True)  # stale: left by a process that died
+        except OSError as error:
+            raise listen_error(name, address, error) from None
+        log.info("%s: removed stale socket file %s", name, path)
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"{name}: cannot listen on {address}: another server uses it")
 
 
 def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashable | None:

@@ -26,7 +26,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from lightmail.accounts.service import User as AccountUser
-from lightmail.antivirus.policy import Action, MessageScan, tagged_copy
+from lightmail.antivirus.policy import store_scanned
 from lightmail.api import schemas as s
 from lightmail.api.deps import (
     Address,
@@ -45,9 +45,7 @@ from lightmail.errors import (
     InvalidValue,
     MailboxNotFound,
     MessageNotFound,
-    MessageRejected,
     MessageTooLarge,
-    TemporaryFailure,
 )
 from lightmail.mailstore.mime import Address as EnvelopeAddress
 from lightmail.mailstore.mime import AddressList
@@ -237,19 +235,10 @@ async def import_message(
     mailbox = await _mailbox(ctx.store, user.id, name)
     source = _limited(request.stream(), limit)
     what = f"api import into {user.address} {mailbox.name}"
-    async with MessageScan(ctx.scanner, ctx.settings.antivirus, what) as scan:
-        stored = await ctx.store.store_message(scan.wrap(source))
-        decision = await scan.decide()
+    stored = await store_scanned(ctx.store, ctx.scanner, ctx.settings.antivirus, source, what)
     if stored.put.size == 0:
         await ctx.store.discard(stored)
         raise InvalidValue("the message is empty")
-    if decision.action is Action.TAG:
-        stored = await tagged_copy(ctx.store, stored, decision.virus or "unknown")
-    elif decision.action is not Action.DELIVER:
-        await ctx.store.discard(stored)
-        if decision.action is Action.RETRY:
-            raise TemporaryFailure("the virus scanner is unavailable")
-        raise MessageRejected(f"the message was refused by content policy ({decision.virus})")
     result = await ctx.store.append_stored(
         user.id, mailbox.name, stored, flags=flag_names, internaldate=internal_date
     )
