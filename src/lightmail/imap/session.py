@@ -474,8 +474,14 @@ class ImapSession:
                 )
             )
             return
+        initial = command.initial_response
+        if initial is not None:
+            # RFC 4959: the initial response is base64 like any other (``=`` is empty).
+            initial = self._sasl_decode(tag, initial)
+            if initial is None:
+                return
         if command.mechanism == "PLAIN":
-            response = command.initial_response
+            response = initial
             if response is None:
                 response = await self._sasl_challenge(tag, "")
             if response is None:
@@ -494,8 +500,8 @@ class ImapSession:
                 return
             user, password = parts[1], parts[2]
         elif command.mechanism == "LOGIN":
-            if command.initial_response is not None:
-                user_raw: bytes | None = command.initial_response
+            if initial is not None:
+                user_raw: bytes | None = initial
             else:
                 user_raw = await self._sasl_challenge(tag, _SASL_LOGIN_USER)
             if user_raw is None:
@@ -529,8 +535,12 @@ class ImapSession:
         if event.cancelled:
             self._send(TaggedResponse(tag, Status.BAD, "Authentication cancelled"))
             return None
+        return self._sasl_decode(tag, event.data)
+
+    def _sasl_decode(self, tag: bytes, data: bytes) -> bytes | None:
+        """A SASL response's base64 decoded (None: BAD was sent)."""
         try:
-            return base64.b64decode(event.data, validate=True)
+            return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             self._send(TaggedResponse(tag, Status.BAD, "Invalid base64 in SASL response"))
             return None

@@ -1,0 +1,97 @@
+"""IMAP wire details other clients depend on, over a raw socket, on both backends.
+
+Issues #13 (interop) and #14 (hardening): SASL-IR decoding, body data always
+as literals, spaces inside ID's and flag lists' parentheses, and NUL in a
+delivered message (stored exactly, never sent: RFC 3501 section 4.3.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator
+
+from lightmail.accounts.service import User
+from lightmail.mailstore.store import Recipient
+from tests.integration.imap.conftest import PASSWORD, ImapTarget
+from tests.integration.imap.test_hostile import Wire, connect, login, still_usable
+
+MULTIPART = (
+    b"From: carol@example.org\r\n"
+    b"Subject: Report\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="XX"\r\n'
+    b"\r\n"
+    b"--XX\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"See the attachment.\r\n"
+    b"--XX--\r\n"
+)
+
+_LITERAL = re.compile(rb"\{(\d+)\}$")
+
+
+def response(wire: Wire, tag: bytes) -> list[bytes]:
+    """The lines up to the one tagged ``tag``, each with its literals read in place."""
+    lines: list[bytes] = []
+    while not lines or not lines[-1].startswith(tag + b" "):
+        line = wire.line()
+        while (m := _LITERAL.search(line)) is not None:
+            data = wire.reader.read(int(m.group(1)))
+            line += b"\r\n" + data + wire.line()
+        lines.append(line)
+    return lines
+
+
+async def deliver(target: ImapTarget, user: User, message: bytes) -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield message
+
+    await target.backend.store.deliver([Recipient(user.id, user.address)], source())
+
+
+def b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+# -- SASL-IR (RFC 4959) --------------------------------------------------------------
+
+
+async def test_sasl_ir_plain_and_login_are_base64_decoded(imap: ImapTarget) -> None:
+    user = await imap.new_user()
+    address = user.address.encode()
+    plain = b"\0" + address + b"\0" + PASSWORD.encode()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            wire.send(b"a1 AUTHENTICATE PLAIN " + b64(plain) + b"\r\n")
+            assert wire.line().startswith(b"a1 OK [CAPABILITY ")
+        with connect(imap) as wire:
+            # LOGIN's initial response is the user name; the password is asked for.
+            wire.send(b"a2 AUTHENTICATE LOGIN " + b64(address) + b"\r\n")
+            assert wire.line() == b"+ " + b64(b"Password:")
+            wire.send(b64(PASSWORD.encode()) + b"\r\n")
+            assert wire.line().startswith(b"a2 OK [CAPABILITY ")
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_sasl_ir_empty_initial_response_is_a_clean_failure(imap: ImapTarget) -> None:
+    """``=`` is an empty initial response (RFC 4959 section 3): not credentials for
+    PLAIN, an empty user name for LOGIN. Each is one failed login, then go on."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            wire.send(b"a1 AUTHENTICATE PLAIN =\r\n")
+            assert wire.line() == b"a1 NO [AUTHENTICATIONFAILED] Invalid PLAIN credentials"
+            wire.send(b"a2 AUTHENTICATE LOGIN =\r\n")
+            assert wire.line() == b"+ " + b64(b"Password:")
+            wire.send(b64(PASSWORD.encode()) + b"\r\n")
+            assert wire.line() == b"a2 NO [AUTHENTICATIONFAILED] Authentication failed"
+            login(wire, user)
+            still_usable(wire)
+
+    await asyncio.to_thread(conversation)
