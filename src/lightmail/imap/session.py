@@ -76,10 +76,10 @@ from lightmail.imap.wire.responses import (
     fetch_response,
     flag_list,
     flags_response,
+    literal,
     paren_list,
     quoted,
     recent_response,
-    string,
 )
 from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
 from lightmail.mailstore import names
@@ -1265,22 +1265,27 @@ class ImapSession:
         self, section: BodySection, name: bytes, meta: MessageMeta | None
     ) -> bytes | _Streamed:
         """``BODY[section]<partial>``: from the cached header when it holds the bytes,
-        inline when small, else streamed from the blob store."""
+        inline when small, else streamed from the blob store.
+
+        Always a literal, even ``{0}``: the grammar allows a quoted string, but
+        curl and other clients parse only literals (Dovecot and Cyrus send only
+        literals).
+        """
         meta = _need(meta)
         where = fetch.section_range(meta.body, section)
         if where is None:
-            return name + b' ""'
+            return name + b" " + literal(b"")
         if where.fields is not None:
             header = await self._read_range(meta, where.start, where.end)
             data = fetch.filter_header(header, where.fields, exclude=where.exclude)
             offset, count = fetch.apply_partial(len(data), section.partial)
-            return name + b" " + string(data[offset : offset + count])
+            return name + b" " + literal(data[offset : offset + count])
         offset, count = fetch.apply_partial(where.end - where.start, section.partial)
         start, end = where.start + offset, where.start + offset + count
         if count == 0:
-            return name + b' ""'
+            return name + b" " + literal(b"")
         if count <= _INLINE_LIMIT or _cached(meta, end):
-            return name + b" " + string(await self._read_range(meta, start, end))
+            return name + b" " + literal(await self._read_range(meta, start, end))
         return _Streamed(name, start, end)
 
     async def _read_range(self, meta: MessageMeta, start: int, end: int) -> bytes:

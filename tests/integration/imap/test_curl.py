@@ -115,6 +115,29 @@ async def test_curl_fetch_by_uid(imap: ImapTarget) -> None:
     assert result.stdout == MESSAGE
 
 
+async def test_curl_fetch_small_section_sent_as_literal(imap: ImapTarget) -> None:
+    """A body part with no line end fits a quoted string; curl needs a literal."""
+    user = await imap.new_user()
+    await deliver(imap, user, MULTIPART)
+    result = await curl(*credentials(user), url(imap, "INBOX/;UID=1/;SECTION=1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"See the attachment."
+    result = await curl(*credentials(user), url(imap, "INBOX/;UID=1/;SECTION=2"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"JVBERi0xLjQK"
+    result = await curl(*credentials(user), url(imap, "INBOX/;UID=1/;SECTION=1/;PARTIAL=4.3"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"the"
+
+
+async def test_curl_fetch_empty_section_sent_as_empty_literal(imap: ImapTarget) -> None:
+    user = await imap.new_user()
+    await deliver(imap, user, MULTIPART)
+    result = await curl(*credentials(user), url(imap, "INBOX/;UID=1/;SECTION=9"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""
+
+
 async def test_curl_append_upload(imap: ImapTarget, tmp_path: Path) -> None:
     user = await imap.new_user()
     upload = tmp_path / "message.eml"

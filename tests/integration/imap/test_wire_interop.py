@@ -95,3 +95,49 @@ async def test_sasl_ir_empty_initial_response_is_a_clean_failure(imap: ImapTarge
             still_usable(wire)
 
     await asyncio.to_thread(conversation)
+
+
+# -- body data as literals -------------------------------------------------------------
+
+_BODY_ITEM = re.compile(rb"(BODY\[[^\]]*\](?:<\d+>)?|RFC822(?:\.HEADER|\.TEXT)?) (.)")
+
+
+async def test_body_data_is_always_a_literal(imap: ImapTarget) -> None:
+    """Each BODY[...], BODY[...]<n> and RFC822* value comes as ``{n}``, even when a
+    quoted string could hold it and when it is empty (``{0}``): curl, and more
+    clients than curl, parse nothing else."""
+    user = await imap.new_user()
+    await deliver(imap, user, MULTIPART)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            wire.send(b"s SELECT INBOX\r\n")
+            response(wire, b"s")
+            items = (
+                b"BODY.PEEK[1] BODY.PEEK[1]<4.3> BODY.PEEK[1]<400.3> BODY.PEEK[9] "
+                b"BODY.PEEK[1.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)] "
+                b"BODY.PEEK[HEADER.FIELDS (X-NONE)]<0.1> RFC822.HEADER"
+            )
+            wire.send(b"f1 FETCH 1 (" + items + b")\r\n")
+            [line, done] = response(wire, b"f1")
+            assert done == b"f1 OK Fetch completed"
+            found = {m.group(1): m.group(2) for m in _BODY_ITEM.finditer(line)}
+            assert len(found) == 8, line
+            assert set(found.values()) == {b"{"}, line
+            assert b"BODY[1] {19}\r\nSee the attachment." in line
+            assert b"BODY[1]<4> {3}\r\nthe" in line
+            assert b"BODY[1]<400> {0}\r\n" in line
+            assert b"BODY[9] {0}\r\n" in line
+            assert b"BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: Report\r\n\r\n" in line
+            assert b"BODY[HEADER.FIELDS (X-NONE)]<0> {1}\r\n\r" in line
+            wire.send(b"f2 FETCH 1 (RFC822.TEXT)\r\n")
+            [line, done] = response(wire, b"f2")
+            text = MULTIPART.split(b"\r\n\r\n", 1)[1]
+            assert line == b"* 1 FETCH (RFC822.TEXT {%d}\r\n%s FLAGS (\\Seen \\Recent))" % (
+                len(text),
+                text,
+            )
+            assert done == b"f2 OK Fetch completed"
+
+    await asyncio.to_thread(conversation)
