@@ -12,6 +12,7 @@ import base64
 import re
 from collections.abc import AsyncIterator
 
+from lightmail import __version__
 from lightmail.accounts.service import User
 from lightmail.mailstore.store import Recipient
 from tests.integration.imap.conftest import PASSWORD, ImapTarget
@@ -139,5 +140,37 @@ async def test_body_data_is_always_a_literal(imap: ImapTarget) -> None:
                 text,
             )
             assert done == b"f2 OK Fetch completed"
+
+    await asyncio.to_thread(conversation)
+
+
+# -- leniency where the meaning is clear ---------------------------------------------------
+
+
+async def test_spaces_inside_id_and_flag_list_parentheses(imap: ImapTarget) -> None:
+    """aioimaplib sends ``ID ( "name" "x" )``; Dovecot accepts spaces after ``(`` and
+    before ``)``, so do we, in ID and in flag lists. Two spaces between two elements
+    stay a BAD."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            wire.send(b'i1 ID ( "name" "aioimaplib" "version" "2.0" )\r\n')
+            ours = b'* ID ("name" "LightMail" "version" "%s")' % __version__.encode()
+            assert wire.line() == ours
+            assert wire.line() == b"i1 OK completed"
+            login(wire, user)
+            message = b"Subject: spaces\r\n\r\nhello\r\n"
+            wire.send(b"a1 APPEND INBOX ( \\Draft ) {%d+}\r\n%s\r\n" % (len(message), message))
+            assert response(wire, b"a1")[-1].startswith(b"a1 OK [APPENDUID ")
+            wire.send(b"s SELECT INBOX\r\n")
+            response(wire, b"s")
+            wire.send(b"t1 STORE 1 +FLAGS ( \\Flagged $Work )\r\n")
+            [fetched, done] = response(wire, b"t1")
+            assert fetched == b"* 1 FETCH (FLAGS (\\Flagged \\Draft $Work \\Recent))"
+            assert done.startswith(b"t1 OK ")
+            wire.send(b"t2 STORE 1 -FLAGS (\\Flagged  $Work)\r\n")
+            assert wire.line().startswith(b"t2 BAD ")
+            still_usable(wire)
 
     await asyncio.to_thread(conversation)
