@@ -77,6 +77,7 @@ from lightmail.imap.wire.responses import (
     flag_list,
     flags_response,
     literal,
+    literal_octets,
     paren_list,
     quoted,
     recent_response,
@@ -1258,7 +1259,7 @@ class ImapSession:
             self._out.append(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
             await self._flush()
             async for chunk in self.store.read_message(_need(meta).info, item.start, item.end):
-                await self.conn.write(chunk)
+                await self.conn.write(literal_octets(chunk))
         self._out.append(b")\r\n")
 
     async def _section(
@@ -1269,7 +1270,7 @@ class ImapSession:
 
         Always a literal, even ``{0}``: the grammar allows a quoted string, but
         curl and other clients parse only literals (Dovecot and Cyrus send only
-        literals).
+        literals). NUL goes out as 0x80 (``literal``, ``literal_octets``).
         """
         meta = _need(meta)
         where = fetch.section_range(meta.body, section)

@@ -17,6 +17,8 @@ from lightmail.accounts.service import User
 from lightmail.mailstore.store import Recipient
 from tests.integration.imap.conftest import PASSWORD, ImapTarget
 from tests.integration.imap.test_hostile import Wire, connect, login, still_usable
+from tests.integration.lmtp.conftest import LmtpFactory
+from tests.integration.lmtp.conftest import lmtp_factory as lmtp_factory  # LMTP delivery
 
 MULTIPART = (
     b"From: carol@example.org\r\n"
@@ -171,6 +173,77 @@ async def test_spaces_inside_id_and_flag_list_parentheses(imap: ImapTarget) -> N
             assert done.startswith(b"t1 OK ")
             wire.send(b"t2 STORE 1 -FLAGS (\\Flagged  $Work)\r\n")
             assert wire.line().startswith(b"t2 BAD ")
+            still_usable(wire)
+
+    await asyncio.to_thread(conversation)
+
+
+# -- NUL in a delivered message ------------------------------------------------------------------
+
+NUL_SMALL = b"From: bob@example.org\r\nSubject: nul \x00 inside\r\n\r\none \x00 two\r\n\x00\x00\r\n"
+# Larger than the session's inline limit: the body streams from the blob store.
+NUL_LARGE = b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\x00" * 8 + b"\r\n") * 400
+
+
+def stuffed(message: bytes) -> bytes:
+    lines = message.split(b"\r\n")
+    return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines) + (
+        b".\r\n"
+    )
+
+
+async def test_nul_is_stored_exactly_and_never_sent_in_a_literal(
+    imap: ImapTarget, lmtp_factory: LmtpFactory
+) -> None:
+    """LMTP passes NUL through and the blob keeps it; IMAP may not send it (RFC 3501
+    section 4.3.1, CHAR8 is %x01-ff) and has no BINARY here, so FETCH sends 0x80 in
+    its place, as Dovecot does: one octet for one, so RFC822.SIZE and every literal
+    count still match what is sent."""
+    lmtp = await lmtp_factory()
+    user = await imap.new_user()
+    client = await lmtp.connect()
+    for message in (NUL_SMALL, NUL_LARGE):
+        assert (await client.command("MAIL FROM:<bob@example.org>"))[0] == 250
+        assert (await client.command(f"RCPT TO:<{user.address}>"))[0] == 250
+        assert (await client.command("DATA"))[0] == 354
+        await client.send(stuffed(message))
+        assert (await client.reply())[0] == 250
+    await client.close()
+
+    store = imap.backend.store
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    blobs = []
+    for info, message in zip(await store.list_messages(inbox), (NUL_SMALL, NUL_LARGE), strict=True):
+        blob = b"".join([chunk async for chunk in store.read_message(info)])
+        assert blob.endswith(message)  # after our Return-Path and Received
+        assert info.size == len(blob)
+        blobs.append(blob)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            wire.send(b"s SELECT INBOX\r\n")
+            response(wire, b"s")
+            for seq, blob in enumerate(blobs, 1):
+                text = blob.partition(b"\r\n\r\n")[2]
+                shown = blob.replace(b"\x00", b"\x80")
+                wire.send(
+                    b"f%d FETCH %d (RFC822.SIZE BODY.PEEK[] BODY.PEEK[TEXT])\r\n" % (seq, seq)
+                )
+                lines = response(wire, b"f%d" % seq)
+                assert b"\x00" not in b"".join(lines)
+                assert lines[0] == (
+                    b"* %d FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s BODY[TEXT] {%d}\r\n%s)"
+                    % (seq, len(blob), len(blob), shown, len(text), text.replace(b"\x00", b"\x80"))
+                )
+                assert lines[1].startswith(b"f%d OK " % seq)
+            wire.send(b"h FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+            lines = response(wire, b"h")
+            assert b"\x00" not in b"".join(lines)
+            assert (
+                b"BODY[HEADER.FIELDS (SUBJECT)] {25}\r\nSubject: nul \x80 inside\r\n\r\n"
+                in lines[0]
+            )
             still_usable(wire)
 
     await asyncio.to_thread(conversation)
