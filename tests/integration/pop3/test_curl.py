@@ -1,14 +1,16 @@
-"""Debian's curl against the POP3 server, on both backends (issue #13, interop).
+"""POP3 SASL with Debian's curl, on both backends (issue #13, interop).
 
 curl sends ``AUTH PLAIN`` alone and answers the ``+`` by default, and with
 ``--sasl-ir`` puts the credentials on the AUTH line as RFC 5034's initial
-response; both must log in.
+response; both must log in. The empty initial response ``=`` over a raw socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -66,3 +68,23 @@ async def test_curl_pop3_wrong_password_with_initial_response(pop3: Pop3Target) 
     base = f"pop3://{pop3.host}:{pop3.port}/"
     result = await curl("--sasl-ir", "--user", f"{user.address}:wrong", base)
     assert result.returncode == 67, result.stderr  # CURLE_LOGIN_DENIED
+
+
+async def test_auth_plain_empty_initial_response_is_one_failure(pop3: Pop3Target) -> None:
+    """RFC 5034 section 4: ``=`` is an empty initial response, no PLAIN credentials:
+    one failed login, and the session goes on (curl's SASL-IR above is the good case)."""
+    user = await pop3.new_user()
+    token = base64.b64encode(f"\0{user.address}\0secret".encode()).decode()
+
+    def conversation() -> bytes:
+        with socket.create_connection((pop3.host, pop3.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(f"AUTH PLAIN =\r\nAUTH PLAIN {token}\r\nQUIT\r\n".encode())
+            return b"".join(reader.readline() for _ in range(3))
+
+    assert await asyncio.to_thread(conversation) == (
+        b"-ERR [AUTH] Invalid PLAIN credentials\r\n"
+        + f"+OK {user.address} has 0 messages\r\n".encode()
+        + b"+OK Bye\r\n"
+    )
