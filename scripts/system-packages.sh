@@ -11,6 +11,7 @@ declare -A wanted=(
     [swaks]=swaks
     [postfix]=postfix
     [fetchmail]=fetchmail
+    [curl]=curl
 )
 
 missing=()

@@ -33,6 +33,9 @@ from lightmail.storage.db import tables as t
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 DETAIL_SEPARATOR = "+"
+# RFC 5321 section 4.1.2: Quoted-string = DQUOTE *(qtextSMTP / quoted-pairSMTP) DQUOTE.
+_QUOTED_LOCAL = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*)"')
+_QUOTED_PAIR = re.compile(r"\\([\x20-\x7e])")
 
 
 def normalize_domain(name: str) -> str:
@@ -41,6 +44,24 @@ def normalize_domain(name: str) -> str:
     if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
         raise InvalidValue(f"{name!r} is not a valid domain name (for example example.org)")
     return domain
+
+
+def _minimal_quoting(address: str) -> str:
+    """An envelope address with its local part in the least quoting it needs.
+
+    RFC 5321 section 4.1.2: all quoted forms of a local part are equivalent.
+    ``"bob"@x`` and ``"b\\ob"@x`` become ``bob@x``; a local part that needs the
+    quotes keeps them, with only ``\\`` and ``"`` escaped (``"bob smith"@x``).
+    Anything else is returned unchanged.
+    """
+    local, at, domain = address.rpartition("@")
+    quoted = _QUOTED_LOCAL.fullmatch(local) if at else None
+    if quoted is None:
+        return address
+    text = _QUOTED_PAIR.sub(r"\1", quoted.group(1))
+    if _LOCAL.fullmatch(text):
+        return f"{text}@{domain}"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + f'"@{domain}'
 
 
 def normalize_address(address: str) -> str:
@@ -289,18 +310,32 @@ class Accounts:
 
         Tried in order: the user, an alias, the same two without a ``+detail``
         (the detail is kept as the target mailbox name), the domain's
-        catch-all. Raises UnknownRecipient, or RecipientDisabled when every
-        user it reaches is disabled.
+        catch-all. A quoted local part is taken in its least quoting first
+        (``"bob"@x`` is ``bob@x``); one that needs the quotes is looked up as
+        written, which no user or alias can be, so only a catch-all takes it.
+        Raises UnknownRecipient, or RecipientDisabled when every user it
+        reaches is disabled.
         """
-        try:
-            address = normalize_address(address)
-        except InvalidValue:
-            raise UnknownRecipient(address) from None
-        local, _, domain = address.partition("@")
-        base, separator, detail = local.partition(DETAIL_SEPARATOR)
-        candidates: list[tuple[str, str | None]] = [(address, None)]
-        if separator and base:
-            candidates.append((f"{base}@{domain}", detail or None))
+        address = _minimal_quoting(address)
+        candidates: list[tuple[str, str | None]] = []
+        if address.startswith('"'):
+            local, _, domain = address.rpartition("@")
+            try:
+                domain = normalize_domain(domain)
+            except InvalidValue:
+                raise UnknownRecipient(address) from None
+            address = f"{local}@{domain}"
+            candidates.append((address, None))
+        else:
+            try:
+                address = normalize_address(address)
+            except InvalidValue:
+                raise UnknownRecipient(address) from None
+            local, _, domain = address.partition("@")
+            base, separator, detail = local.partition(DETAIL_SEPARATOR)
+            candidates.append((address, None))
+            if separator and base:
+                candidates.append((f"{base}@{domain}", detail or None))
         candidates.append((f"@{domain}", None))
         async with self.db.read() as conn:
             for candidate, mailbox in candidates:

@@ -11,7 +11,7 @@ Choices, where the RFC leaves room:
   location; for a multipart: parameters, disposition, language, location), NIL where
   absent, as Dovecot and Cyrus do; BODY sends none of them.
 - A body part that does not exist, or a ``HEADER``/``TEXT`` specifier on a part that
-  is not MESSAGE/RFC822, is answered with an empty string (`section_range` returns
+  is not MESSAGE/RFC822, is answered with an empty literal (`section_range` returns
   None), as Dovecot and Cyrus do, rather than NO.
 - ``HEADER.FIELDS`` output keeps the kept fields' octets as stored (their own line
   endings) and always ends with a CRLF blank line.

@@ -76,10 +76,11 @@ from lightmail.imap.wire.responses import (
     fetch_response,
     flag_list,
     flags_response,
+    literal,
+    literal_octets,
     paren_list,
     quoted,
     recent_response,
-    string,
 )
 from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
 from lightmail.mailstore import names
@@ -474,8 +475,14 @@ class ImapSession:
                 )
             )
             return
+        initial = command.initial_response
+        if initial is not None:
+            # RFC 4959: the initial response is base64 like any other (``=`` is empty).
+            initial = self._sasl_decode(tag, initial)
+            if initial is None:
+                return
         if command.mechanism == "PLAIN":
-            response = command.initial_response
+            response = initial
             if response is None:
                 response = await self._sasl_challenge(tag, "")
             if response is None:
@@ -494,8 +501,8 @@ class ImapSession:
                 return
             user, password = parts[1], parts[2]
         elif command.mechanism == "LOGIN":
-            if command.initial_response is not None:
-                user_raw: bytes | None = command.initial_response
+            if initial is not None:
+                user_raw: bytes | None = initial
             else:
                 user_raw = await self._sasl_challenge(tag, _SASL_LOGIN_USER)
             if user_raw is None:
@@ -529,8 +536,12 @@ class ImapSession:
         if event.cancelled:
             self._send(TaggedResponse(tag, Status.BAD, "Authentication cancelled"))
             return None
+        return self._sasl_decode(tag, event.data)
+
+    def _sasl_decode(self, tag: bytes, data: bytes) -> bytes | None:
+        """A SASL response's base64 decoded (None: BAD was sent)."""
         try:
-            return base64.b64decode(event.data, validate=True)
+            return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             self._send(TaggedResponse(tag, Status.BAD, "Invalid base64 in SASL response"))
             return None
@@ -1248,29 +1259,34 @@ class ImapSession:
             self._out.append(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
             await self._flush()
             async for chunk in self.store.read_message(_need(meta).info, item.start, item.end):
-                await self.conn.write(chunk)
+                await self.conn.write(literal_octets(chunk))
         self._out.append(b")\r\n")
 
     async def _section(
         self, section: BodySection, name: bytes, meta: MessageMeta | None
     ) -> bytes | _Streamed:
         """``BODY[section]<partial>``: from the cached header when it holds the bytes,
-        inline when small, else streamed from the blob store."""
+        inline when small, else streamed from the blob store.
+
+        Always a literal, even ``{0}``: the grammar allows a quoted string, but
+        curl and other clients parse only literals (Dovecot and Cyrus send only
+        literals). NUL goes out as 0x80 (``literal``, ``literal_octets``).
+        """
         meta = _need(meta)
         where = fetch.section_range(meta.body, section)
         if where is None:
-            return name + b' ""'
+            return name + b" " + literal(b"")
         if where.fields is not None:
             header = await self._read_range(meta, where.start, where.end)
             data = fetch.filter_header(header, where.fields, exclude=where.exclude)
             offset, count = fetch.apply_partial(len(data), section.partial)
-            return name + b" " + string(data[offset : offset + count])
+            return name + b" " + literal(data[offset : offset + count])
         offset, count = fetch.apply_partial(where.end - where.start, section.partial)
         start, end = where.start + offset, where.start + offset + count
         if count == 0:
-            return name + b' ""'
+            return name + b" " + literal(b"")
         if count <= _INLINE_LIMIT or _cached(meta, end):
-            return name + b" " + string(await self._read_range(meta, start, end))
+            return name + b" " + literal(await self._read_range(meta, start, end))
         return _Streamed(name, start, end)
 
     async def _read_range(self, meta: MessageMeta, start: int, end: int) -> bytes:

@@ -951,6 +951,63 @@ def test_bad_command(data: bytes, tag: bytes | None) -> None:
     assert "\n" not in result.text
 
 
+# --------------------------------------------------------------------------- leniency
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # aioimaplib's ID: spaces inside the parentheses (Dovecot accepts them too).
+        (
+            b'a ID ( "name" "aioimaplib" "version" "2.0" )\r\n',
+            IdCommand(b"a", ((b"name", b"aioimaplib"), (b"version", b"2.0"))),
+        ),
+        (b'a ID (  "os" NIL)\r\n', IdCommand(b"a", ((b"os", None),))),
+        (b'a ID ("os" NIL   )\r\n', IdCommand(b"a", ((b"os", None),))),
+        (b"a ID ( )\r\n", IdCommand(b"a", ())),
+        (
+            b"a STORE 1 +FLAGS ( \\Seen $Junk )\r\n",
+            StoreCommand(b"a", False, seq((1, 1)), "add", False, (b"\\Seen", b"$Junk")),
+        ),
+        (b"a STORE 1 FLAGS ( )\r\n", StoreCommand(b"a", False, seq((1, 1)), "replace", False, ())),
+        (
+            b"a UID STORE 7 -FLAGS.SILENT (\\Deleted )\r\n",
+            StoreCommand(b"a", True, seq((7, 7)), "remove", True, (b"\\Deleted",)),
+        ),
+    ],
+)
+def test_spaces_inside_id_and_flag_list_parentheses(data: bytes, expected: Event) -> None:
+    assert one(data) == expected
+
+
+def test_spaces_inside_append_flag_list() -> None:
+    data = b"a APPEND INBOX ( \\Seen \\Draft ) {3}\r\nabc\r\n"
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (b"\\Seen", b"\\Draft"), None, 3, True),
+        LiteralChunk(b"abc"),
+        AppendEnd(b"a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Between elements exactly one SP, as before: two could hide a lost element.
+        b'a ID ("name"  "x")\r\n',
+        b'a ID ("name" "x"  "os" NIL)\r\n',
+        b"a STORE 1 FLAGS (\\Seen  \\Draft)\r\n",
+        # No spaces outside the parentheses, and no list left open.
+        b'a ID  ("name" "x")\r\n',
+        b'a ID ("name" "x" \r\n',
+        b"a STORE 1 FLAGS ( \r\n",
+        b"a STORE 1 FLAGS (\\Seen )x\r\n",
+        b"a APPEND INBOX (\\Seen  \\Draft) {3}\r\n",
+    ],
+)
+def test_spaces_still_refused_where_ambiguous(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
 def test_overlong_line_is_refused_then_discarded() -> None:
     data = b"a LOGIN " + b"x" * 5000 + b" y\r\n"
     events = check(data + b"b NOOP\r\n", limits=SMALL)

@@ -28,6 +28,7 @@ from lightmail.imap.wire.responses import (
     id_response,
     list_response,
     literal,
+    literal_octets,
     lsub_response,
     namespace_response,
     nstring,
@@ -50,7 +51,7 @@ from lightmail.imap.wire.responses import (
         (b"tab\there", b'"tab\there"'),
         (b"line\r\nbreak", b"{11}\r\nline\r\nbreak"),
         (b"caf\xc3\xa9", b"{5}\r\ncaf\xc3\xa9"),
-        (b"nul\x00", b"{4}\r\nnul\x00"),
+        (b"nul\x00", b"{4}\r\nnul\x80"),  # RFC 3501 4.3.1: no NUL on the wire
     ],
 )
 def test_string_chooses_quoted_or_literal(value: bytes, expected: bytes) -> None:
@@ -62,6 +63,14 @@ def test_quoted_refuses_what_it_cannot_hold() -> None:
         with pytest.raises(ValueError, match="quoted"):
             quoted(value)
     assert literal(b"") == b"{0}\r\n"
+
+
+def test_literal_replaces_nul_octet_for_octet() -> None:
+    """A literal is CHAR8 (%x01-ff): NUL goes out as 0x80, so the count stays right."""
+    assert literal(b"a\x00b\x00") == b"{4}\r\na\x80b\x80"
+    assert literal_octets(b"\x00\x00") == b"\x80\x80"
+    plain = b"no nul here"
+    assert literal_octets(plain) is plain
 
 
 @pytest.mark.parametrize(

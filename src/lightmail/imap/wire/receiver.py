@@ -42,6 +42,10 @@ Limits and the choices made where the RFCs leave room:
   8-bit octets are refused outside literals, except in quoted strings of a
   SEARCH that names a CHARSET other than US-ASCII.
 * An empty line, or one without a readable tag, gives ``BadCommand(None, ...)``.
+* One leniency where the meaning stays clear: spaces right after ``(`` and
+  right before ``)`` of ID's parameter list and of a flag list are skipped,
+  as Dovecot does (aioimaplib sends ``ID ( "name" "x" )``). Between the
+  elements exactly one SP is still required.
 * ``receive_data`` buffers what it is given: call ``next_event`` until
   ``NEED_DATA`` before feeding more (memory is then bounded by the limits plus
   one read).
@@ -313,6 +317,28 @@ class _Parser:
     def sp(self) -> None:
         self.expect(b" ", "a single space")
 
+    def open_list(self) -> None:
+        """``(`` and any spaces after it (the leniency in the module docstring)."""
+        self.expect(b"(", '"("')
+        while self.at(b" "):
+            self.pos += 1
+
+    def close_list(self) -> bool:
+        """Any spaces and ``)``: consumed and True; else nothing consumed and False."""
+        end = self.pos
+        while self.buf.startswith(b" ", end):
+            end += 1
+        if not self.buf.startswith(b")", end):
+            return False
+        self.pos = end + 1
+        return True
+
+    def list_separator(self) -> None:
+        """The SP between two list elements, where ``)`` was not found."""
+        if not self.at(b" "):
+            raise _ParseError('expected a single space or ")"')
+        self.pos += 1
+
     def end(self) -> None:
         if self.pos != len(self.buf) - 2 or not self.at(b"\r\n"):
             raise _ParseError("unexpected characters at the end of the command")
@@ -430,14 +456,13 @@ class _Parser:
         return self.atom()
 
     def flag_list(self) -> tuple[bytes, ...]:
-        self.expect(b"(", '"("')
+        self.open_list()
         flags: list[bytes] = []
-        if not self.at(b")"):
+        if not self.close_list():
             flags.append(self.flag())
-            while self.at(b" "):
-                self.sp()
+            while not self.close_list():
+                self.list_separator()
                 flags.append(self.flag())
-        self.expect(b")", '")"')
         return tuple(flags)
 
     def seq_number(self) -> SeqNumber:
@@ -859,15 +884,14 @@ def _id(p: _Parser, tag: bytes, uid: bool) -> Command:
     p.sp()
     params: tuple[tuple[bytes, bytes | None], ...] | None = None
     if p.at(b"("):
-        p.pos += 1
+        p.open_list()
         pairs: list[tuple[bytes, bytes | None]] = []
-        while not p.at(b")"):
+        while not p.close_list():
             if pairs:
-                p.sp()
+                p.list_separator()
             name = p.string()
             p.sp()
             pairs.append((name, p.nstring()))
-        p.pos += 1
         params = tuple(pairs)
     elif p.word("NIL") != b"NIL":
         raise _ParseError('expected "(" or NIL')

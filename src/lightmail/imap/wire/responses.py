@@ -46,6 +46,7 @@ __all__ = [
     "id_response",
     "list_response",
     "literal",
+    "literal_octets",
     "lsub_response",
     "namespace_response",
     "nstring",
@@ -76,8 +77,23 @@ def quoted(value: bytes) -> bytes:
 
 
 def literal(value: bytes) -> bytes:
-    """``literal``: ``{n}`` CRLF and the octets (synchronizing form, the only one servers send)."""
-    return b"{" + str(len(value)).encode() + b"}" + _CRLF + value
+    """``literal``: ``{n}`` CRLF and the octets (synchronizing form, the only one servers send).
+
+    NUL becomes 0x80 (`literal_octets`), so the octet count stays right.
+    """
+    return b"{" + str(len(value)).encode() + b"}" + _CRLF + literal_octets(value)
+
+
+def literal_octets(data: bytes) -> bytes:
+    """Octets as they may go inside a ``literal``: each NUL replaced by 0x80.
+
+    A literal holds ``CHAR8`` (%x01-ff) and RFC 3501 section 4.3.1 forbids
+    unencoded binary strings, yet a delivered message may hold NUL. Dovecot
+    sends 0x80 in its place; so do we. One octet for one: every size and
+    offset computed from the stored bytes stays true. For streaming a literal
+    chunk by chunk.
+    """
+    return data.replace(b"\x00", b"\x80") if b"\x00" in data else data
 
 
 def string(value: bytes) -> bytes:
