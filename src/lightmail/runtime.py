@@ -132,6 +132,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
     async with open_node(settings) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
