@@ -93,7 +93,7 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         store = MailStore(db, blobs, bus)
         try:
             gc = GarbageCollector(db, blobs, settings.gc)
-            yield Node(settings, db, blobs, bus, store, Accounts(store), gc)
+            yield Node(settings, db, blobs, bus, store, Accounts(store, settings.auth), gc)
         finally:
             await bus.close()
             await blobs.close()
