@@ -10,6 +10,7 @@ tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from lightmail.accounts.service import Accounts, User
+from lightmail.config import AUTH_DEFAULTS
 from lightmail.mailstore.store import MailStore
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import BlobStore
@@ -133,6 +135,9 @@ def open_blobs(spec: dict[str, Any]) -> BlobStore:
     )
 
 
+_UNTHROTTLED = dataclasses.replace(AUTH_DEFAULTS, failure_delay=0.0, throttle_after=1000)
+
+
 @pytest.fixture
 async def backend(backend_name: str, storage: tuple[str, dict[str, Any]]) -> AsyncIterator[Backend]:
     url, blob_spec = storage
@@ -141,7 +146,9 @@ async def backend(backend_name: str, storage: tuple[str, dict[str, Any]]) -> Asy
     if backend_name == "sqlite":
         await db.upgrade()
     store = MailStore(db, blobs, InProcessNotificationBus())
-    accounts = Accounts(store)
+    # Every test client comes from 127.0.0.1: no failure delay or throttling here.
+    # tests/contract/test_login.py and the *_throttling tests cover them.
+    accounts = Accounts(store, _UNTHROTTLED)
     domain = f"d{uuid.uuid4().hex[:10]}.example"
     await accounts.add_domain(domain)
     try:

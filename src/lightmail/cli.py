@@ -247,15 +247,14 @@ async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "configuration file (default: $LIGHTMAIL_CONFIG, else ./config.ini if present)"
+    parser = argparse.ArgumentParser(prog="lightmail", description="LightMail mail store server")
+    parser.add_argument("--config", metavar="FILE", help=config_help)
+    # Each command takes --config too. Its default is SUPPRESS: a command without the
+    # option must leave the value given before the command alone (argparse lets a
+    # subparser's defaults overwrite the main parser's).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        help="configuration file (default: $LIGHTMAIL_CONFIG, else ./config.ini if present)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="lightmail", description="LightMail mail store server", parents=[common]
-    )
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def leaf(

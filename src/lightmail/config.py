@@ -183,6 +183,16 @@ def _duration_at_least(low: float) -> Callable[[str], float]:
     return parse
 
 
+def _duration_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = parse_duration(text)
+        if not low <= seconds <= high:
+            raise ValueError(f"{seconds} is out of range")
+        return seconds
+
+    return parse
+
+
 def _boolean(text: str) -> bool:
     try:
         return _BOOLEANS[text.lower()]
@@ -407,6 +417,18 @@ class Pop3Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Login hardening shared by IMAP, POP3 and any other login (see README)."""
+
+    failure_delay: float  # seconds from the start of a failed login to its answer
+    cache_ttl: float  # seconds a verified password is remembered; 0 disables the cache
+    throttle_after: int  # failures per client address or account before delays begin
+    throttle_delay: float  # seconds: the first delay, doubled for each further failure
+    throttle_max_delay: float  # seconds: the cap
+    throttle_reset: float  # seconds without a failure after which the counts are forgotten
+
+
+@dataclass(frozen=True, slots=True)
 class LmtpSettings:
     listen: tuple[ListenAddress, ...]
     max_message_size: int  # bytes
@@ -469,6 +491,7 @@ class Settings:
     blobs: BlobsSettings
     imap: ImapSettings
     pop3: Pop3Settings
+    auth: AuthSettings
     lmtp: LmtpSettings
     api: ApiSettings
     antivirus: AntivirusSettings
@@ -568,6 +591,12 @@ _KEYS: tuple[_Key, ...] = (
     _Key(
         "pop3", "max_connections_per_ip", "100", _integer(1, 1_000_000), "an integer of at least 1"
     ),
+    _Key("auth", "failure_delay", "2s", _duration_between(0, 60), "a duration from 0 to 1m"),
+    _Key("auth", "cache_ttl", "5m", _duration_between(0, 86400), "a duration from 0 to 1d"),
+    _Key("auth", "throttle_after", "3", _integer(0, 1_000), "an integer from 0 to 1000"),
+    _Key("auth", "throttle_delay", "1s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("auth", "throttle_max_delay", "1m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("auth", "throttle_reset", "15m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("lmtp", "listen", "127.0.0.1:2424, unix:{data_dir}/lmtp.sock", parse_listen, _LISTEN_TEXT),
     _Key("lmtp", "max_message_size", "64M", _positive_size, _SIZE_TEXT),
     _Key("lmtp", "max_recipients", "1000", _integer(1, 100_000), "an integer from 1 to 100000"),
@@ -605,6 +634,13 @@ _KEYS: tuple[_Key, ...] = (
     _Key("tls", "key", "", _optional_path, "a private key file path, or empty for none"),
     _Key("log", "level", "info", _choice(LogLevel), f"one of {', '.join(LogLevel)}"),
 )
+
+# [auth] with every key at its default: for code that logs no one in from a
+# configuration file (the CLI's management commands, tools, tests).
+_AUTH_DEFAULT_VALUES: dict[str, Any] = {
+    key.name: key.parse(key.default) for key in _KEYS if key.section == "auth"
+}
+AUTH_DEFAULTS = AuthSettings(**_AUTH_DEFAULT_VALUES)
 
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     section: tuple(key.name for key in _KEYS if key.section == section)
@@ -703,6 +739,8 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
     values["blobs"]["url"] = values["blobs"]["url"] or f"file:{data_dir / 'blobs'}"
     _check_pair(values, "blobs", "access_key", "secret_key")
     _check_pair(values, "tls", "cert", "key")
+    _check_order(values, "auth", "throttle_delay", "throttle_max_delay")
+    _check_order(values, "auth", "throttle_max_delay", "throttle_reset")
     tls = TlsSettings(**values["tls"])
     for name, file in (("cert", tls.cert), ("key", tls.key)):
         if file is not None:
@@ -715,6 +753,7 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
         blobs=BlobsSettings(**values["blobs"]),
         imap=ImapSettings(**values["imap"]),
         pop3=Pop3Settings(**values["pop3"]),
+        auth=AuthSettings(**values["auth"]),
         lmtp=LmtpSettings(**values["lmtp"]),
         api=ApiSettings(**values["api"]),
         antivirus=AntivirusSettings(**values["antivirus"]),
@@ -730,6 +769,17 @@ def _check_pair(values: dict[str, dict[str, Any]], section: str, first: str, sec
     for one, other in ((first, second), (second, first)):
         if values[section][one] and not values[section][other]:
             raise ConfigError(section, other, "", f"a value when {one} is set")
+
+
+def _check_order(values: dict[str, dict[str, Any]], section: str, low: str, high: str) -> None:
+    """``high`` must not be below ``low`` (a cap below the first step means nothing)."""
+    if values[section][high] < values[section][low]:
+        raise ConfigError(
+            section,
+            high,
+            format_duration(values[section][high]),
+            f"a duration of at least {low} ({format_duration(values[section][low])})",
+        )
 
 
 def _check_readable(section: str, key: str, file: Path) -> None:

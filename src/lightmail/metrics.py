@@ -34,6 +34,14 @@ APPENDS = Counter(
     ["outcome"],
 )
 
+# -- logins
+LOGINS_THROTTLED = Counter(
+    "lightmail_logins_throttled",
+    "Logins refused without checking the password because their client address "
+    "(scope client) or account (scope account) failed too often lately ([auth] throttle_*).",
+    ["scope"],
+)
+
 # -- connections and commands, per protocol (imap, pop3, lmtp)
 CONNECTIONS_ACCEPTED = Counter(
     "lightmail_connections_accepted",

@@ -93,7 +93,7 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         store = MailStore(db, blobs, bus)
         try:
             gc = GarbageCollector(db, blobs, settings.gc)
-            yield Node(settings, db, blobs, bus, store, Accounts(store), gc)
+            yield Node(settings, db, blobs, bus, store, Accounts(store, settings.auth), gc)
         finally:
             await bus.close()
             await blobs.close()
@@ -132,6 +132,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
     async with open_node(settings) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)

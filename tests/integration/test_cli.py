@@ -187,3 +187,36 @@ def test_gc_run_dry_run_then_once(
         f"purged 1 message(s): 1 blob(s) and 0 orphan blob(s), {len(body)} freed\n",
     )
     assert run(capsys, "gc", "run", "--once")[1].startswith("purged 0 message(s)")
+
+
+@pytest.mark.parametrize("position", ["before the command", "after the command"])
+def test_config_option_is_read_in_either_position(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, position: str
+) -> None:
+    chosen = tmp_path / "chosen.ini"
+    chosen.write_text("[lmtp]\nmax_message_size = 32M\n")
+    # A ./config.ini that is not the one asked for (and would not even load).
+    (tmp_path / "config.ini").write_text("[gc]\nretention = forever\n")
+    for command in (["check-config"], ["domain", "list"]):
+        if position == "before the command":
+            argv = ["--config", str(chosen), *command]
+        else:
+            argv = [*command, "--config", str(chosen)]
+        code, out, err = run(capsys, *argv)
+        assert (code, err) == (0, ""), argv
+        if command == ["check-config"]:
+            assert out.startswith(f"configuration OK ({chosen})\n")
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_a_missing_config_file_is_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, before: bool
+) -> None:
+    missing = tmp_path / "missing.ini"
+    argv = ["--config", str(missing), "check-config"] if before else ["check-config"]
+    if not before:
+        argv += ["--config", str(missing)]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err.startswith("lightmail: config ")
+    assert f"--config = '{missing}' is invalid: expected an existing config file\n" in err

@@ -100,3 +100,45 @@ def test_gc_run_without_once_keeps_running_until_sigterm(tmp_path: Path) -> None
     _, rest = process.communicate(timeout=30)
     assert process.returncode == 0, rest
     assert "Traceback" not in rest
+
+
+def test_serve_reads_the_config_file_given_before_the_command(tmp_path: Path) -> None:
+    """``lightmail --config FILE serve``: FILE, not the defaults or ./config.ini."""
+    config = tmp_path / "chosen.ini"
+    config.write_text(
+        "[server]\n"
+        f"data_dir = {tmp_path / 'chosen-data'}\n"
+        "[imap]\nlisten = 127.0.0.1:0\n"
+        "[pop3]\nlisten = 127.0.0.1:0\n"
+        "[lmtp]\nlisten = 127.0.0.1:0\n"
+        "[api]\nlisten =\n"
+        "[gc]\nenabled = false\n"
+    )
+    (tmp_path / "config.ini").write_text("[imap]\nlisten = 127.0.0.1:99999\n")  # not asked for
+    env = {**os.environ, "LIGHTMAIL_LOG_LEVEL": "info"}
+    env.pop("LIGHTMAIL_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightmail", "--config", str(config), "serve"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "lightmail is running" in line:
+            break
+    log = "".join(lines)
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=30)
+    assert f"config: {config}\n" in log, log + rest
+    assert "lightmail is running" in log
+    assert "api: listening" not in log
+    assert (tmp_path / "chosen-data" / "lightmail.db").exists()
+    assert process.returncode == 0, log + rest

@@ -14,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightmail.config import (
+    AUTH_DEFAULTS,
     AntivirusMode,
+    AuthSettings,
     LogLevel,
     Settings,
     TcpAddress,
@@ -637,3 +639,68 @@ def test_example_file_lists_every_key_in_order() -> None:
         for key in dataclasses.fields(getattr(load_settings(None, {}), section.name))
     ]
     assert listed == known
+
+
+# --- [auth] ----------------------------------------------------------------
+
+
+def test_auth_defaults_and_values(tmp_path: Path) -> None:
+    assert (
+        load_settings(None, {}).auth
+        == AUTH_DEFAULTS
+        == AuthSettings(
+            failure_delay=2.0,
+            cache_ttl=300.0,
+            throttle_after=3,
+            throttle_delay=1.0,
+            throttle_max_delay=60.0,
+            throttle_reset=900.0,
+        )
+    )
+    settings = load_text(
+        tmp_path,
+        "[auth]\nfailure_delay = 0\ncache_ttl = 0\nthrottle_after = 0\n"
+        "throttle_delay = 0.5s\nthrottle_max_delay = 0.5s\nthrottle_reset = 1h\n",
+        {"LIGHTMAIL_AUTH_FAILURE_DELAY": "1.5s"},
+    )
+    assert settings.auth == AuthSettings(1.5, 0.0, 0, 0.5, 0.5, 3600.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("failure_delay", "-1"),
+        ("failure_delay", "2m"),  # a login answered after minutes is a hung server
+        ("failure_delay", "soon"),
+        ("cache_ttl", "2d"),
+        ("cache_ttl", "5 m"),
+        ("throttle_after", "-1"),
+        ("throttle_after", "1001"),
+        ("throttle_after", "three"),
+        ("throttle_delay", "0"),
+        ("throttle_max_delay", "0s"),
+        ("throttle_reset", "0"),
+        ("throttle_reset", "never"),
+    ],
+)
+def test_auth_bad_values(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, f"[auth]\n{key} = {value}\n")
+    assert (caught.value.section, caught.value.key, caught.value.value) == ("auth", key, value)
+    assert str(caught.value).startswith(f"config [auth] {key} = {value!r} is invalid: expected ")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "allowed"),
+    [
+        ("throttle_delay = 2m\n", "throttle_max_delay", "at least throttle_delay (2m)"),
+        ("throttle_max_delay = 1h\n", "throttle_reset", "at least throttle_max_delay (1h)"),
+    ],
+)
+def test_auth_cap_and_reset_are_not_below_what_they_bound(
+    tmp_path: Path, text: str, key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, "[auth]\n" + text)
+    assert (caught.value.section, caught.value.key) == ("auth", key)
+    assert str(caught.value).endswith(f"expected a duration of {allowed}")

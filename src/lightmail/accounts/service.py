@@ -3,12 +3,21 @@
 Addresses are kept in lower case. A user's mailboxes are created with the
 user (through the mailstore, in the same transaction), and a deleted user's
 mail is soft-deleted, so the garbage collector frees it after retention.
+
+:meth:`Accounts.authenticate` is the one door for every login (IMAP, POP3,
+...): it throttles clients and accounts that fail too often
+(:mod:`lightmail.security.throttle`), answers every failure after the same
+``[auth] failure_delay`` so that timing tells nothing, and lets a password
+verified recently in without hashing (:mod:`lightmail.security.credentials`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lightmail.config import AUTH_DEFAULTS, AuthSettings
 from lightmail.errors import (
     AlreadyExists,
     AuthenticationFailed,
@@ -25,8 +35,19 @@ from lightmail.errors import (
     UnknownRecipient,
 )
 from lightmail.mailstore.store import MailStore, Recipient, utcnow
+from lightmail.metrics import LOGINS_THROTTLED
+from lightmail.security.credentials import CredentialCache
 from lightmail.security.passwords import hash_password, verify_password
+from lightmail.security.throttle import (
+    InProcessLoginThrottle,
+    IPAddress,
+    LoginThrottle,
+    account_key,
+    client_key,
+)
 from lightmail.storage.db import tables as t
+
+log = logging.getLogger(__name__)
 
 # RFC 5321 section 4.1.2 dot-atom local parts (no quoted strings) and RFC 1035
 # host names; generous enough for real addresses, strict enough for a typo.
@@ -120,9 +141,25 @@ _USER_COLUMNS = (
 
 
 class Accounts:
-    def __init__(self, store: MailStore) -> None:
+    """``auth`` is the ``[auth]`` section; ``throttle`` the failure counts (in this
+    process unless given); ``clock`` and ``sleep`` time the failure delay."""
+
+    def __init__(
+        self,
+        store: MailStore,
+        auth: AuthSettings = AUTH_DEFAULTS,
+        *,
+        throttle: LoginThrottle | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.store = store
         self.db = store.db
+        self.auth = auth
+        self.throttle = throttle if throttle is not None else InProcessLoginThrottle(auth, clock)
+        self.credentials = CredentialCache(auth.cache_ttl, clock)
+        self._clock = clock
+        self._sleep = sleep
 
     # -- domains ---------------------------------------------------------
 
@@ -206,12 +243,14 @@ class Accounts:
         if not password:
             raise InvalidValue("the password is empty")
         await self._update_user(address, password_hash=await hash_password(password))
+        self.credentials.forget(normalize_address(address))
 
     async def set_quota(self, address: str, quota: int | None) -> None:
         await self._update_user(address, quota_bytes=quota)
 
     async def set_enabled(self, address: str, enabled: bool) -> None:
         await self._update_user(address, enabled=enabled)
+        self.credentials.forget(normalize_address(address))
 
     async def delete_user(self, address: str) -> None:
         """Delete a user, their aliases and mailboxes; their mail is soft-deleted."""
@@ -223,34 +262,97 @@ class Accounts:
             await self.store.remove_user_mail(conn, row.id)
             await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == row.id))
             await conn.execute(delete(t.users).where(t.users.c.id == row.id))
+        self.credentials.forget(address)
 
-    async def authenticate(self, address: str, password: str) -> User:
-        """Check a login; raise AuthenticationFailed without saying what was wrong.
+    async def authenticate(
+        self, address: str, password: str, client: IPAddress | None = None
+    ) -> User:
+        """Check a login from ``client`` (None: a unix socket); raise AuthenticationFailed
+        without saying what was wrong, ``[auth] failure_delay`` after the call began.
 
-        A bcrypt hash (or an outdated argon2 one) is replaced on success.
+        A throttled attempt (see :mod:`lightmail.security.throttle`) fails without its
+        password being checked, even when it is right. A bcrypt hash (or an outdated
+        argon2 one) is replaced on success.
         """
+        started = self._clock()
+        try:
+            return await self._authenticate(address, password, client)
+        except AuthenticationFailed:
+            # Asleep, this holds nothing: no connection, no hashing thread.
+            await self._sleep(max(0.0, started + self.auth.failure_delay - self._clock()))
+            raise
+
+    async def _authenticate(self, address: str, password: str, client: IPAddress | None) -> User:
+        by_client = client_key(client)
+        if await self._throttled(by_client, "client", address, client):
+            raise AuthenticationFailed()
         try:
             address = normalize_address(address)
         except InvalidValue:
+            await self.throttle.failed(by_client)
             raise AuthenticationFailed() from None
-        async with self.db.read() as conn:
-            result = await conn.execute(
-                select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == address)
-            )
-            row = result.one_or_none()
-        if row is None or not row.enabled:
+        digest = self.credentials.digest(address, password)
+        remembered = self.credentials.lookup(address, digest)
+        if remembered is not None:
+            row = await self._login_row(address)
+            if row is not None and row.enabled and row.password_hash == remembered:
+                return _user(row)  # verified recently: no hashing, no account throttle
+            self.credentials.forget(address)
+        by_account = account_key(address)
+        if await self._throttled(by_account, "account", address, client):
             raise AuthenticationFailed()
-        verification = await verify_password(row.password_hash, password)
-        if not verification.ok:
-            raise AuthenticationFailed()
+        async with self.throttle.checking(by_client), self.throttle.checking(by_account):
+            # Failures may have come in while this attempt waited for its turn.
+            if await self._throttled(by_client, "client", address, client) or (
+                await self._throttled(by_account, "account", address, client)
+            ):
+                raise AuthenticationFailed()
+            row = await self._login_row(address)
+            if row is None or not row.enabled:
+                await self.throttle.failed(by_client)
+                raise AuthenticationFailed()
+            verification = await verify_password(row.password_hash, password)
+            if not verification.ok:
+                await self.throttle.failed(by_client)
+                await self.throttle.failed(by_account)
+                raise AuthenticationFailed()
+        password_hash = row.password_hash
         if verification.new_hash is not None:
             async with self.db.write() as conn:
-                await conn.execute(
+                result = await conn.execute(
                     update(t.users)
                     .where(t.users.c.id == row.id, t.users.c.password_hash == row.password_hash)
                     .values(password_hash=verification.new_hash)
                 )
+            if result.rowcount:
+                password_hash = verification.new_hash
+        self.credentials.remember(address, digest, password_hash)
         return _user(row)
+
+    async def _throttled(
+        self, key: str, scope: str, address: str, client: IPAddress | None
+    ) -> bool:
+        """Whether ``key`` must wait; if so, log and count this attempt (once)."""
+        wait = await self.throttle.retry_after(key)
+        if not wait:
+            return False
+        LOGINS_THROTTLED.labels(scope).inc()
+        log.warning(
+            "login throttled for %r from %s: %d recent failures of this %s, next check in %.1fs",
+            address,
+            client or "a unix socket",
+            await self.throttle.failures(key),
+            scope,
+            wait,
+        )
+        return True
+
+    async def _login_row(self, address: str) -> t.AnyRow | None:
+        async with self.db.read() as conn:
+            result = await conn.execute(
+                select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == address)
+            )
+            return result.one_or_none()
 
     # -- aliases ---------------------------------------------------------
 

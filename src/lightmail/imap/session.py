@@ -548,7 +548,7 @@ class ImapSession:
 
     async def _authenticated(self, tag: bytes, address: str, password: str) -> None:
         try:
-            user = await self.ctx.accounts.authenticate(address, password)
+            user = await self.ctx.accounts.authenticate(address, password, self.conn.peer_ip)
         except AuthenticationFailed:
             log.info("imap %s: failed login for %r from %s", self.conn.id, address, self.conn.peer)
             self._send(

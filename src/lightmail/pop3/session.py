@@ -292,7 +292,7 @@ class Pop3Session:
 
     async def _login(self, name: str, password: str) -> None:
         try:
-            user = await self.ctx.accounts.authenticate(name, password)
+            user = await self.ctx.accounts.authenticate(name, password, self.conn.peer_ip)
         except AuthenticationFailed:
             log.info("pop3 %s: failed login for %r from %s", self.conn.id, name, self.conn.peer)
             self._out.append(err("Authentication failed", "AUTH"))
