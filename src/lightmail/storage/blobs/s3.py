@@ -83,7 +83,7 @@ _CONTROL_CONFIG = BotocoreConfig(
     s3={"addressing_style": "path"},
     connect_timeout=5,
     read_timeout=30,
-    retries={"max_attempts": 4, "mode": "standard"},
+    retries={"max_attempts": 2, "mode": "standard"},  # the GC tries again next run
 )
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
 _REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
@@ -224,7 +224,8 @@ class S3BlobStore:
 
     async def close(self) -> None:
         # obstore's client has nothing to close; its pool idles out.
-        await asyncio.to_thread(self._uploads.close)
+        if self._uploads.opened:
+            await asyncio.to_thread(self._uploads.close)
 
     # -- internals ---------------------------------------------------------------
 
@@ -390,6 +391,10 @@ class _UploadSweeper:
                         continue  # completed or aborted meanwhile (another node's sweep)
                 aborted += 1
         return aborted
+
+    @property
+    def opened(self) -> bool:
+        return self._client is not None
 
     def close(self) -> None:
         with self._lock:
