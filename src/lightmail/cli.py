@@ -241,6 +241,9 @@ async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
             f"and {report.orphans_deleted} orphan blob(s), "
             f"{format_size(report.bytes_freed)} freed"
         )
+        if report.incomplete_removed:
+            verb = "would remove" if args.dry_run else "removed"
+            print(f"{verb} {report.incomplete_removed} unfinished blob write(s)")
 
 
 # -- argument parsing ---------------------------------------------------------

@@ -433,7 +433,8 @@ class LmtpSettings:
     listen: tuple[ListenAddress, ...]
     max_message_size: int  # bytes
     max_recipients: int
-    timeout: float
+    timeout: float  # each command, from when the server is ready for it (total, not silence)
+    data_timeout: float  # the whole of DATA, from 354 to the final dot
     socket_mode: int
     socket_owner: str
     socket_group: str
@@ -444,6 +445,8 @@ class LmtpSettings:
 class ApiSettings:
     listen: tuple[ListenAddress, ...]
     metrics_auth: bool  # /metrics needs a bearer token too
+    header_timeout: float  # seconds to send a whole request head
+    max_connections: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,12 +604,15 @@ _KEYS: tuple[_Key, ...] = (
     _Key("lmtp", "max_message_size", "64M", _positive_size, _SIZE_TEXT),
     _Key("lmtp", "max_recipients", "1000", _integer(1, 100_000), "an integer from 1 to 100000"),
     _Key("lmtp", "timeout", "10m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("lmtp", "data_timeout", "10m", _positive_duration, f"{_DURATION_TEXT}, above 0"),
     _Key("lmtp", "socket_mode", "0660", _file_mode, "an octal file mode such as 0660"),
     _Key("lmtp", "socket_owner", "", _optional_word, "a user name, or empty"),
     _Key("lmtp", "socket_group", "", _optional_word, "a group name, or empty"),
     _Key("lmtp", "detail_mailbox", "false", _boolean, _BOOLEAN_TEXT),
     _Key("api", "listen", "127.0.0.1:8080", parse_listen, _LISTEN_TEXT),
     _Key("api", "metrics_auth", "false", _boolean, _BOOLEAN_TEXT),
+    _Key("api", "header_timeout", "30s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("api", "max_connections", "1000", _integer(1, 1_000_000), "an integer of at least 1"),
     _Key(
         "antivirus",
         "mode",

@@ -6,6 +6,7 @@ each other's blobs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import socket
@@ -218,6 +219,34 @@ async def test_a_failing_source_leaves_no_blob(
         assert list((store.root / ".tmp").iterdir()) == []
 
 
+async def test_sweep_incomplete_spares_finished_blobs_and_writes_younger_than_the_cutoff(
+    store: BlobStore,
+) -> None:
+    finished = new_blob_key()
+    await store.put(finished, chunked(b"x" * 100, 10))
+    gate = asyncio.Event()
+
+    async def paused() -> AsyncIterator[bytes]:
+        yield b"y" * (6 * MiB)  # past one S3 part: a multipart upload is under way
+        await gate.wait()
+        yield b"z"
+
+    writing = new_blob_key()
+    put = asyncio.create_task(store.put(writing, paused()))
+    later = datetime.now(UTC) + timedelta(hours=1)
+    for _ in range(100):
+        if await store.sweep_incomplete(later, dry_run=True) == 1:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the write in progress was never seen as incomplete")
+    assert await store.sweep_incomplete(datetime.now(UTC) - timedelta(hours=1)) == 0
+    gate.set()
+    assert (await put).size == 6 * MiB + 1
+    assert await store.sweep_incomplete(later) == 0  # finished writes leave nothing
+    assert sorted(await list_keys(store, "eml")) == sorted([finished, writing])
+
+
 @pytest.mark.parametrize(
     "key", ["", "/abs.eml", "../up.eml", "eml/../up.eml", "eml//x.eml", "eml/.x", "a\\b", "a\nb"]
 )
@@ -247,6 +276,7 @@ async def test_unreachable_s3_is_a_temporary_failure() -> None:
         lambda: read_all(store.get_range(key, 0, 10)),
         lambda: store.delete_many([key]),
         lambda: list_keys(store, "eml"),
+        lambda: store.sweep_incomplete(datetime.now(UTC)),
     ]
     for attempt in attempts:
         with pytest.raises(TemporaryFailure) as caught:

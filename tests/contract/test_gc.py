@@ -7,13 +7,20 @@ user of a database, so the counts it reports must not include other tests').
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -28,6 +35,7 @@ from lightmail.storage.blobs import BlobStore
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from tests.conftest import open_blobs
+from tests.support.interrupted_put import spec_argument
 
 DAY = timedelta(days=1)
 
@@ -379,6 +387,71 @@ async def test_orphan_sweep_pages_through_the_listing(
     assert (await env.collector(blobs=spy).run()).orphans_deleted == 7  # type: ignore[arg-type]
     assert spy.pages == [3, 3, 1]
     assert await env.blob_keys() == set()
+
+
+# -- writes that never finished -------------------------------------------------------
+
+
+def unfinished_writes(spec: dict[str, Any]) -> list[str]:
+    """What a killed put left, seen from outside the store: temporary files in the
+    blob folder, or the store's incomplete multipart uploads (ListMultipartUploads)."""
+    if "root" in spec:
+        return sorted(path.name for path in (Path(spec["root"]) / ".tmp").glob("*.part"))
+    s3 = spec["s3"]
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    )
+    try:
+        page = client.list_multipart_uploads(Bucket=s3.bucket, Prefix=f"{spec['prefix']}/")
+        return sorted(upload["Key"] for upload in page.get("Uploads", ()))
+    finally:
+        client.close()
+
+
+def kill_during_a_20_mib_put(spec: dict[str, Any]) -> None:
+    """Run a put of 20 MiB in another process and SIGKILL it after 12 MiB."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.interrupted_put", spec_argument(spec)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"
+        deadline = time.monotonic() + 30
+        while not unfinished_writes(spec):  # S3: the upload starts with its first part
+            assert time.monotonic() < deadline, "the put left nothing to find"
+            time.sleep(0.1)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+async def test_a_kill_during_a_big_put_leaves_an_unfinished_write_the_sweep_removes(
+    env: GcEnv, own_storage: tuple[str, dict[str, Any]]
+) -> None:
+    spec = own_storage[1]
+    await asyncio.to_thread(kill_during_a_20_mib_put, spec)
+    (left,) = unfinished_writes(spec)
+    assert await env.blob_keys() == set()  # invisible to the orphan sweep's listing
+
+    assert (await env.collector().run()).incomplete_removed == 0  # younger than the grace
+    env.offset = DAY - timedelta(minutes=1)
+    assert (await env.collector().run()).incomplete_removed == 0
+    env.offset = DAY + timedelta(minutes=1)
+    assert (await env.collector().run(dry_run=True)).incomplete_removed == 1
+    assert unfinished_writes(spec) == [left]
+
+    assert (await env.collector().run()).incomplete_removed == 1
+    assert unfinished_writes(spec) == []
+    assert (await env.collector().run()).incomplete_removed == 0  # idempotent
 
 
 # -- crashes ----------------------------------------------------------------------

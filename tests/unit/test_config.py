@@ -242,7 +242,9 @@ def test_defaults_without_file(tmp_path: Path) -> None:
         UnixAddress(data_dir / "lmtp.sock"),
     )
     assert settings.lmtp.max_message_size == 64 * 1024 * 1024
+    assert (settings.lmtp.timeout, settings.lmtp.data_timeout) == (600.0, 600.0)
     assert settings.api.listen == (TcpAddress("127.0.0.1", 8080),)
+    assert (settings.api.header_timeout, settings.api.max_connections) == (30.0, 1000)
     assert settings.antivirus.mode is AntivirusMode.OFF
     assert not settings.antivirus.enabled
     assert settings.antivirus.clamd == TcpAddress("127.0.0.1", 3310)
@@ -404,7 +406,13 @@ def test_error_message_is_one_exact_line(tmp_path: Path) -> None:
         ("lmtp", "listen", "127.0.0.1:2424,"),
         ("lmtp", "max_message_size", "0"),
         ("lmtp", "max_message_size", "1.5M"),
+        ("lmtp", "data_timeout", "0"),
+        ("lmtp", "data_timeout", "soon"),
         ("api", "listen", "*:8080"),
+        ("api", "header_timeout", "0s"),
+        ("api", "header_timeout", "-5s"),
+        ("api", "max_connections", "0"),
+        ("api", "max_connections", "many"),
         ("antivirus", "mode", "drop"),
         ("antivirus", "clamd", "127.0.0.1:3310, 127.0.0.1:3311"),
         ("antivirus", "clamd", "127.0.0.1:0"),
@@ -452,7 +460,7 @@ def test_unknown_key(tmp_path: Path) -> None:
     assert str(caught.value) == (
         "config [lmtp] max_size = '10M' is invalid: "
         "expected one of the keys listen, max_message_size, max_recipients, timeout, "
-        "socket_mode, socket_owner, socket_group, detail_mailbox"
+        "data_timeout, socket_mode, socket_owner, socket_group, detail_mailbox"
     )
 
 

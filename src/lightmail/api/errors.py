@@ -45,6 +45,7 @@ _DESCRIPTIONS = {
     404: "Not found.",
     409: "Conflicts with the current state (already exists, not empty, over quota...).",
     413: "The body is larger than the limit (a message: [imap] max_append_size).",
+    415: "The body's Content-Type is not the one the route takes (a message: message/rfc822).",
     422: "The request is invalid (malformed value, bad cursor, refused content).",
     503: "The database or the blob store is unavailable; try again later.",
 }

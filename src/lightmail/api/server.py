@@ -5,6 +5,15 @@ sockets) and handed to uvicorn, whose own signal handling is switched off:
 the runtime owns SIGTERM and SIGINT and calls :meth:`ApiServer.stop`, which
 stops accepting, lets requests in progress finish (up to a grace period)
 and closes the connections.
+
+uvicorn times a keep-alive wait only while nothing arrives, so a client that
+sends its request head a byte a second would hold its connection forever.
+Here (:class:`_H11Protocol`) each request head must arrive whole within
+``[api] header_timeout`` of the connection opening or of the previous answer,
+else the connection is closed (with a 408 if part of a head came). With more
+than ``[api] max_connections`` connections open, every request is answered 503
+(uvicorn's ``limit_concurrency``) until some close: at the latest when their
+header deadline passes.
 """
 
 from __future__ import annotations
@@ -16,8 +25,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lightmail.api.app import create_app
 from lightmail.api.deps import ApiContext
@@ -28,6 +40,56 @@ log = logging.getLogger(__name__)
 
 _GRACE = 10.0  # seconds requests in progress get at stop
 _BACKLOG = 511
+_REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _H11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a total deadline on each request head (set per
+    server by :func:`_protocol_class`)."""
+
+    header_timeout: ClassVar[float] = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # a whole head arrived, or the end
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before a pipelined request's head is handled, which disarms
+        super().on_response_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:  # part of a head came: say why we close
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+def _protocol_class(header_timeout: float) -> type[_H11Protocol]:
+    return type("_H11Protocol", (_H11Protocol,), {"header_timeout": header_timeout})
 
 
 class _Server(uvicorn.Server):
@@ -58,6 +120,7 @@ class ApiServer:
         except BaseException:
             self._close_sockets()
             raise
+        api = self.context.settings.api
         config = uvicorn.Config(
             self.app,
             lifespan="off",
@@ -66,7 +129,10 @@ class ApiServer:
             server_header=False,
             proxy_headers=False,
             ws="none",
-            http="h11",
+            http=_protocol_class(api.header_timeout),
+            # uvicorn answers 503 once this many connections (or requests in
+            # progress) are open, counting the one asking: so +1.
+            limit_concurrency=api.max_connections + 1,
             backlog=_BACKLOG,
             timeout_graceful_shutdown=int(_GRACE),
         )

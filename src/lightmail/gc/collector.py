@@ -22,7 +22,10 @@ batch then goes in three steps, each safe to interrupt:
 A crash between steps leaves claimed rows whose blobs may be gone: they are
 never visible again and the next run completes them. The orphan sweep then
 deletes blobs that have no ``object_keys`` row at all (a crash between a blob
-write and its commit), once they are older than ``orphan_grace``.
+write and its commit), once they are older than ``orphan_grace``, and the
+remains of blob writes that never finished (a process killed during a put
+leaves a temporary file or an incomplete S3 multipart upload) once they are
+as old.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import (
@@ -97,6 +100,7 @@ class GcReport:
     bytes_freed: int  # by purged blobs and orphans
     orphans_deleted: int
     error: str | None = None
+    incomplete_removed: int = 0  # unfinished blob writes (not recorded in gc_runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ class _Totals:
     blobs: int = 0
     bytes: int = 0
     orphans: int = 0
+    incomplete: int = 0
 
 
 class GarbageCollector:
@@ -149,6 +154,7 @@ class GarbageCollector:
             else:
                 await self._purge(totals)
             await self._sweep_orphans(totals, dry_run=dry_run)
+            await self._sweep_incomplete(totals, dry_run=dry_run)
         except Exception as error:
             report = self._report(started, totals, dry_run, error=f"{error}")
             if not dry_run:
@@ -400,6 +406,21 @@ class GarbageCollector:
             GC_ERRORS.labels("orphans").inc()
             raise
 
+    async def _sweep_incomplete(self, totals: _Totals, *, dry_run: bool) -> None:
+        """Remove blob writes that never finished, begun more than the grace ago."""
+        cutoff = self.clock() - timedelta(seconds=self.settings.orphan_grace)
+        began = time.monotonic()
+        try:
+            removed = await self.blobs.sweep_incomplete(cutoff.replace(tzinfo=UTC), dry_run=dry_run)
+        except Exception:
+            GC_ERRORS.labels("incomplete").inc()
+            raise
+        GC_BATCH_SECONDS.labels("incomplete").observe(time.monotonic() - began)
+        totals.incomplete += removed
+        if removed and not dry_run:
+            GC_BLOBS_DELETED.labels("incomplete").inc(removed)
+            log.info("gc: removed %d unfinished blob writes", removed)
+
     async def _orphans(self, page: Sequence[BlobInfo], cutoff: datetime) -> list[BlobInfo]:
         old = [blob for blob in page if _blob_time(blob) <= cutoff]
         if not old:
@@ -430,6 +451,7 @@ class GarbageCollector:
             bytes_freed=totals.bytes,
             orphans_deleted=totals.orphans,
             error=error,
+            incomplete_removed=totals.incomplete,
         )
 
     async def _record(self, report: GcReport, *, quiet: bool = False) -> None:

@@ -87,7 +87,13 @@ from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore, MessageInfo, MessageMeta, StoreMode
 from lightmail.metrics import APPENDS, COMMAND_SECONDS, COMMANDS
 from lightmail.net.listener import ConnectionLimiter
-from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
+from lightmail.net.stream import (
+    Connection,
+    DeadlineExceeded,
+    IdleTimeout,
+    ShutdownRequested,
+    StreamError,
+)
 from lightmail.notify.bus import Subscription
 
 log = logging.getLogger(__name__)
@@ -211,6 +217,9 @@ class ImapSession:
         self._bad_commands = 0
         self._login_failures = 0
         self._commands_before_login = 0
+        # Logging in must be done this long after connecting (the loop's clock),
+        # however the client paces its bytes; set when the session starts.
+        self._login_deadline = 0.0
         self._out: list[bytes] = []
         self._resources = contextlib.AsyncExitStack()
         self._append_ended = False
@@ -259,6 +268,7 @@ class ImapSession:
             await self.conn.close()
 
     async def _serve(self) -> None:
+        self._login_deadline = asyncio.get_running_loop().time() + self.settings.login_timeout
         try:
             self._send(UntaggedResponse(Status.OK, "LightMail ready", self._capability_code()))
             await self._flush()
@@ -279,13 +289,14 @@ class ImapSession:
             self.receiver.receive_data(await self._read())
 
     async def _read(self) -> bytes:
-        timeout = (
-            self.settings.login_timeout
-            if self.state is State.NOT_AUTHENTICATED
-            else self.settings.idle_timeout
-        )
         try:
-            return await self.conn.read_request(timeout)
+            if self.state is State.NOT_AUTHENTICATED:
+                return await self.conn.read_request(
+                    self.settings.login_timeout, deadline=self._login_deadline
+                )
+            return await self.conn.read_request(self.settings.idle_timeout)
+        except DeadlineExceeded:
+            await self._bye("Autologout; took too long to log in")
         except IdleTimeout:
             await self._bye("Autologout; idle for too long")
         except ShutdownRequested:

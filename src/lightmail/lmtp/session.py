@@ -11,6 +11,7 @@ is a 4xx reply (invariant 4): the MTA keeps the message and tries again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import logging
@@ -155,6 +156,11 @@ class LmtpSession:
         self.envelope: Envelope | None = None
         self._out: list[bytes] = []
         self._data_ended = False
+        # When the command or DATA being read must be complete (the loop's clock):
+        # [lmtp] timeout for each command, from when the server is ready for it;
+        # [lmtp] data_timeout for the whole of DATA. A peer that trickles its
+        # bytes gets 421 all the same.
+        self._deadline = 0.0
 
     # -- the loop ------------------------------------------------------------------
 
@@ -162,6 +168,7 @@ class LmtpSession:
         try:
             self._send(_reply(220, None, f"{self.ctx.hostname} LightMail LMTP ready"))
             while True:
+                self._deadline = self._from_now(self.settings.timeout)
                 event = await self._next_event()
                 if event is CONNECTION_CLOSED:
                     return
@@ -186,8 +193,8 @@ class LmtpSession:
 
     async def _read(self) -> bytes:
         try:
-            return await self.conn.read_request(self.settings.timeout)
-        except IdleTimeout:
+            return await self.conn.read_request(self.settings.timeout, deadline=self._deadline)
+        except IdleTimeout:  # silent, or the deadline passed
             self._send(TIMEOUT)
         except ShutdownRequested:
             self._send(SHUTTING_DOWN)
@@ -291,6 +298,7 @@ class LmtpSession:
         await self._flush()
         self.receiver.start_data()
         self.envelope = None
+        self._deadline = self._from_now(self.settings.data_timeout)
         replies = await self._deliver(envelope)
         for reply in replies:
             outcome = {2: "delivered", 4: "deferred"}.get(reply.code // 100, "refused")
@@ -412,6 +420,10 @@ class LmtpSession:
             f"\t{date}\r\n"
         )
         return f"Return-Path: <{envelope.sender}>\r\n{received}".encode("utf-8", "replace")
+
+    @staticmethod
+    def _from_now(seconds: float) -> float:
+        return asyncio.get_running_loop().time() + seconds
 
     # -- output ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from lightmail.net.listener import ConnectionLimiter, Handler, Listener, ListenE
 from lightmail.net.stream import (
     Connection,
     ConnectionClosed,
+    DeadlineExceeded,
     IdleTimeout,
     ShutdownRequested,
     StreamError,
@@ -16,6 +17,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionLimiter",
+    "DeadlineExceeded",
     "Handler",
     "IdleTimeout",
     "ListenError",

@@ -54,6 +54,11 @@ class IdleTimeout(StreamError):
     """Nothing arrived within the read timeout; the connection is still open."""
 
 
+class DeadlineExceeded(IdleTimeout):
+    """The total time allowed for a phase (logging in, one command, DATA) ran out,
+    however much the peer sent meanwhile; the connection is still open."""
+
+
 class WriteTimeout(StreamError):
     """The peer did not read what we wrote within the timeout; the connection was aborted."""
 
@@ -244,20 +249,38 @@ class Connection:
     # The timeouts below are parameters (ASYNC109) because each maps to its own
     # error and reaction: an idle client gets a BYE, a stalled one is aborted.
 
-    async def read(self, timeout: float, max_bytes: int = READ_SIZE) -> bytes:  # noqa: ASYNC109
+    async def read(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        max_bytes: int = READ_SIZE,
+        *,
+        deadline: float | None = None,
+    ) -> bytes:
         """The next bytes received (1 to ``max_bytes``), or ``b""`` at end of stream.
 
         End of stream is the peer closing or resetting the connection, or our
         own close. Raises :class:`IdleTimeout` when nothing arrives within
         ``timeout`` seconds (the connection stays open, e.g. to send BYE).
+        ``deadline`` (the event loop's clock) bounds the total time, not just the
+        silence: a peer that trickles a byte at a time gets :class:`DeadlineExceeded`
+        once it has passed, even if bytes are waiting.
         Cancel-safe: a cancelled read loses no data.
         """
         protocol = self._protocol
+        wait, by_deadline = timeout, False
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise DeadlineExceeded("the time allowed ran out")
+            if left < timeout:
+                wait, by_deadline = left, True
         if not protocol.buffer and not protocol.eof:
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(wait):
                     await protocol.wait_readable()
             except TimeoutError:
+                if by_deadline:
+                    raise DeadlineExceeded("the time allowed ran out") from None
                 raise IdleTimeout(f"nothing received for {timeout:g} seconds") from None
         if len(protocol.buffer) <= max_bytes:
             data = bytes(protocol.buffer)
@@ -269,12 +292,17 @@ class Connection:
             protocol.resume_reading()
         return data
 
-    async def read_request(self, timeout: float) -> bytes:  # noqa: ASYNC109
+    async def read_request(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        deadline: float | None = None,
+    ) -> bytes:
         """:meth:`read`, unless the server is stopping first: then ShutdownRequested,
         so the session can say goodbye in its protocol (BYE, 421) and end."""
         if self.shutdown_requested.is_set():
             raise ShutdownRequested
-        read = asyncio.ensure_future(self.read(timeout))
+        read = asyncio.ensure_future(self.read(timeout, deadline=deadline))
         stop = asyncio.ensure_future(self.shutdown_requested.wait())
         try:
             await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)

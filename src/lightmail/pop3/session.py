@@ -10,6 +10,7 @@ connection applies nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import enum
@@ -23,7 +24,13 @@ from lightmail.config import ImapSettings, Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.metrics import COMMAND_SECONDS, COMMANDS
-from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
+from lightmail.net.stream import (
+    Connection,
+    DeadlineExceeded,
+    IdleTimeout,
+    ShutdownRequested,
+    StreamError,
+)
 from lightmail.pop3.wire import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -111,11 +118,15 @@ class Pop3Session:
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self._bad = 0
         self._failures = 0
+        # Logging in must be done this long after connecting (the loop's clock),
+        # however the client paces its bytes; set when the session starts.
+        self._login_deadline = 0.0
         self._out: list[bytes] = []
 
     # -- the loop -------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._login_deadline = asyncio.get_running_loop().time() + self.settings.login_timeout
         try:
             self._out.append(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
             while True:
@@ -135,13 +146,17 @@ class Pop3Session:
             if event is not NEED_DATA:
                 return event
             await self._flush()
-            timeout = (
-                self.settings.login_timeout
-                if self.state is State.AUTHORIZATION
-                else self.settings.idle_timeout
-            )
             try:
-                self.receiver.receive_data(await self.conn.read_request(timeout))
+                if self.state is State.AUTHORIZATION:
+                    data = await self.conn.read_request(
+                        self.settings.login_timeout, deadline=self._login_deadline
+                    )
+                else:
+                    data = await self.conn.read_request(self.settings.idle_timeout)
+                self.receiver.receive_data(data)
+            except DeadlineExceeded:
+                self._out.append(err("Autologout; took too long to log in"))
+                raise _Done from None
             except IdleTimeout:
                 self._out.append(err("Autologout; idle for too long"))
                 raise _Done from None

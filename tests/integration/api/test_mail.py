@@ -193,6 +193,32 @@ def test_import_errors(api_node: ApiNode) -> None:
     assert api.get(f"{user_path(address)}/usage").json()["messages"] == 0
 
 
+def test_import_of_text_or_json_as_mail_is_refused_with_415(api_node: ApiNode) -> None:
+    api = api_node.api
+    address = api_node.new_user()
+    path = messages_path(address)
+    for content_type in (
+        "text/plain",
+        "application/json",
+        "application/x-www-form-urlencoded",  # curl's default for --data-binary
+        "message/rfc822x",
+        "message/partial",
+    ):
+        response = api.post(path, content=MESSAGE, headers={"Content-Type": content_type})
+        error(response, 415, "unsupported_media_type")
+        assert "message/rfc822" in response.json()["detail"]
+    error(api.post(path, content=MESSAGE), 415, "unsupported_media_type")  # none given
+    assert api.get(f"{user_path(address)}/usage").json()["messages"] == 0
+    # The media type is case-insensitive and may carry parameters (RFC 9110 8.3.1).
+    for content_type in ("Message/RFC822", "message/rfc822; charset=utf-8"):
+        response = api.post(path, content=MESSAGE, headers={"Content-Type": content_type})
+        assert response.status_code == 201, response.text
+    assert api.get(f"{user_path(address)}/usage").json()["messages"] == 2
+    document = api_node.client("").get("/openapi.json").json()
+    declared = document["paths"]["/api/v1/users/{address}/mailboxes/{name}/messages"]["post"]
+    assert "415" in declared["responses"]
+
+
 def test_messages_page_by_uid(api_node: ApiNode) -> None:
     address = api_node.new_user()
     uids = [api_node.import_message(address, numbered(n), mailbox="Archive") for n in range(5)]

@@ -7,6 +7,7 @@ The server runs on the test's event loop, so these tests use httpx's async clien
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
 from tests.conftest import Backend
 from tests.integration.api.conftest import concrete, messages_path, operations, user_path
+from tests.support.trickle import trickle
 
 RFC822 = {"Content-Type": "message/rfc822"}
 MESSAGE = b"From: a@example.org\r\nSubject: hello\r\n\r\nhello\r\n"
@@ -209,3 +211,47 @@ async def test_blob_store_down_gives_503(backend: Backend, tmp_path: Path) -> No
             assert listed.status_code == 200  # metadata needs no blob
     finally:
         await dead.close()
+
+
+async def test_a_request_head_trickled_a_byte_at_a_time_gets_408_at_the_header_timeout(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Slowloris: uvicorn restarts no clock while a head arrives a byte every 0.3 s."""
+    context = _context(backend, _settings(tmp_path, header_timeout="1s"))
+    async with serving(context) as client:
+        port = client.base_url.port
+        assert port is not None
+
+        def slow_client() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                head = b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: yes\r\n\r\n"
+                slow = trickle(raw, head, every=0.3, budget=5)
+            assert slow.closed_after is not None, "the slow client is still connected"
+            assert 0.9 < slow.closed_after < 2.5
+            assert slow.received.startswith(b"HTTP/1.1 408 ")
+
+        await asyncio.to_thread(slow_client)
+        # A connection that sends nothing at all is closed too, without a word.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+        # Requests at a normal pace are not affected.
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_connections_beyond_max_connections_get_503(backend: Backend, tmp_path: Path) -> None:
+    context = _context(backend, _settings(tmp_path, max_connections="2"))
+    async with serving(context) as client:
+        port = client.base_url.port
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        refused = await client.get("/health")
+        assert refused.status_code == 503
+        for _, writer in idle:
+            writer.close()
+            await writer.wait_closed()
+        for _ in range(50):  # until the server has seen them go
+            if (await client.get("/health")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("still 503 after the idle connections closed")

@@ -6,10 +6,12 @@ import asyncio
 import dataclasses
 import imaplib
 import socket
+import time
 
 import pytest
 
 from tests.integration.imap.conftest import PASSWORD, ImapFactory
+from tests.support.trickle import trickle
 
 
 async def test_implicit_tls(imap_factory: ImapFactory) -> None:
@@ -79,8 +81,30 @@ async def test_login_timeout_says_bye(imap_factory: ImapFactory) -> None:
         with socket.create_connection((target.host, target.port), timeout=10) as raw:
             reader = raw.makefile("rb")
             assert reader.readline().startswith(b"* OK")
-            assert reader.readline() == b"* BYE Autologout; idle for too long\r\n"
+            assert reader.readline() == b"* BYE Autologout; took too long to log in\r\n"
             assert reader.readline() == b""
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_a_client_trickling_a_byte_at_a_time_is_logged_out_at_the_login_deadline(
+    imap_factory: ImapFactory,
+) -> None:
+    """Slowloris: a byte every 0.3 s is never 1 s of silence, but the login time is total."""
+    target = await imap_factory(login_timeout="1s")
+    user = await target.new_user()
+
+    def conversation() -> None:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            slow = trickle(raw, b"a1 LOGIN someone@example.org secret\r\n", every=0.3, budget=5)
+        assert slow.closed_after is not None, "the slow client is still connected"
+        assert 0.9 < slow.closed_after < 2.5
+        assert slow.received.startswith(b"* OK")
+        assert slow.received.endswith(b"* BYE Autologout; took too long to log in\r\n")
+        # Once logged in, the login deadline no longer applies.
+        with target.client(user) as client:
+            time.sleep(1.5)
+            assert client.noop()[0] == "OK"
 
     await asyncio.to_thread(conversation)
 

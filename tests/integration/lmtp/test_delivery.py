@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from lightmail.accounts.service import User
 from lightmail.errors import TemporaryFailure
 from lightmail.mailstore.store import MailStore
 from tests.integration.lmtp.conftest import LmtpTarget
+from tests.support.trickle import trickle
 
 BODY = (
     b"From: Sender <sender@example.net>\r\n"
@@ -271,6 +273,55 @@ async def test_connection_lost_inside_data_delivers_nothing(lmtp: LmtpTarget) ->
     await client.close()
     await asyncio.sleep(0.2)
     assert await stored(lmtp, user) == []
+
+
+def read_until(sock: socket.socket, end: bytes) -> bytes:
+    received = b""
+    while not received.endswith(end):
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {received!r}"
+        received += chunk
+    return received
+
+
+async def test_a_command_trickled_a_byte_at_a_time_gets_421_at_the_timeout(
+    lmtp_factory: Any,
+) -> None:
+    """Slowloris: a byte every 0.3 s is never 1 s of silence; the timeout is per command."""
+    target = await lmtp_factory(timeout="1s")
+
+    def conversation() -> None:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            read_until(raw, b"\r\n")  # the greeting
+            slow = trickle(raw, b"LHLO mta.example.org\r\n", every=0.3, budget=5)
+        assert slow.closed_after is not None, "the slow client is still connected"
+        assert 0.9 < slow.closed_after < 2.5
+        assert slow.received == b"421 4.4.2 Timeout, closing connection\r\n"
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_data_trickled_a_byte_at_a_time_gets_421_at_the_data_timeout(
+    lmtp_factory: Any,
+) -> None:
+    target = await lmtp_factory(timeout="5s", data_timeout="1s")
+    user = await target.new_user()
+
+    def conversation() -> None:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            read_until(raw, b"\r\n")
+            raw.sendall(
+                b"LHLO mta.example.org\r\nMAIL FROM:<a@example.net>\r\n"
+                + f"RCPT TO:<{user.address}>\r\nDATA\r\n".encode()
+            )
+            assert b"\r\n354 " in read_until(raw, b"<CRLF>.<CRLF>\r\n")
+            slow = trickle(raw, stuffed(BODY), every=0.3, budget=5)
+        assert slow.closed_after is not None, "the slow client is still connected"
+        assert 0.9 < slow.closed_after < 2.5
+        assert slow.received == b"421 4.4.2 Timeout, closing connection\r\n"
+
+    await asyncio.to_thread(conversation)
+    assert await stored(target, user) == []  # the MTA keeps the message and retries
 
 
 async def test_a_delivery_wakes_a_subscriber(lmtp: LmtpTarget) -> None:

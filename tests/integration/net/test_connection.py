@@ -11,6 +11,7 @@ import pytest
 from lightmail.net import (
     Connection,
     ConnectionClosed,
+    DeadlineExceeded,
     IdleTimeout,
     TlsHandshakeFailed,
     WriteTimeout,
@@ -274,3 +275,29 @@ async def test_starttls_with_a_plaintext_client_fails_the_handshake(
                 break
             await asyncio.sleep(0.01)
     assert outcome
+
+
+async def test_a_deadline_ends_reads_however_the_bytes_trickle() -> None:
+    """A byte every 0.1 s keeps a 5 s silence timeout from firing; the deadline fires."""
+    ended: list[float] = []
+
+    async def handler(connection: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            while await connection.read(timeout=5, deadline=start + 0.5):
+                pass
+        except DeadlineExceeded:
+            ended.append(loop.time() - start)
+
+    async with serving(handler) as listener:
+        _, writer = await connect(listener)
+        for _ in range(30):
+            if ended:
+                break
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await close(writer)
+    (elapsed,) = ended
+    assert 0.45 < elapsed < 1.0

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import poplib
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +15,7 @@ from lightmail.accounts.service import User
 from lightmail.mailstore.store import Recipient
 from tests.integration.imap.conftest import ImapFactory
 from tests.integration.pop3.conftest import Pop3Factory, Pop3Target
+from tests.support.trickle import trickle
 
 MESSAGES = [
     b"Subject: one\r\nFrom: a@example.net\r\n\r\nfirst\r\n",
@@ -166,6 +168,29 @@ async def test_hostile_input_gets_err_and_the_session_goes_on(pop3: Pop3Target) 
     lines = await asyncio.to_thread(conversation)
     assert all(line.startswith(b"-ERR") for line in lines[:4]), lines
     assert lines[4] == b"+OK Bye\r\n"
+
+
+async def test_a_client_trickling_a_byte_at_a_time_is_dropped_at_the_login_deadline(
+    pop3_factory: Pop3Factory,
+) -> None:
+    """Slowloris: a byte every 0.3 s is never 1 s of silence, but the login time is total."""
+    target = await pop3_factory(login_timeout="1s")
+    user = await target.new_user()
+
+    def conversation() -> None:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            slow = trickle(raw, b"USER someone@example.org\r\n", every=0.3, budget=5)
+        assert slow.closed_after is not None, "the slow client is still connected"
+        assert 0.9 < slow.closed_after < 2.5
+        assert slow.received.startswith(b"+OK")
+        assert slow.received.endswith(b"-ERR Autologout; took too long to log in\r\n")
+        # Once logged in, the login deadline no longer applies.
+        client = login(target, user)
+        time.sleep(1.5)
+        assert client.stat() == (0, 0)
+        client.quit()
+
+    await asyncio.to_thread(conversation)
 
 
 async def test_plaintext_login_outside_plaintext_networks_is_refused(

@@ -196,7 +196,7 @@ async def list_messages(
     _MESSAGES,
     status_code=201,
     tags=["messages"],
-    responses=responses(404, 409, 413, 422),
+    responses=responses(404, 409, 413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -219,6 +219,7 @@ async def import_message(
 ) -> s.Appended:
     """Import a raw message (the body is streamed, like IMAP APPEND, and virus-scanned
     when ``[antivirus] scan_append`` is on); answers its new UID."""
+    _require_rfc822(request)
     flag_names = _flags(flags or [])
     if internal_date is not None:
         if internal_date.tzinfo is None:
@@ -243,6 +244,20 @@ async def import_message(
         user.id, mailbox.name, stored, flags=flag_names, internaldate=internal_date
     )
     return s.Appended(mailbox=mailbox.name, uidvalidity=result.uidvalidity, uid=result.uid)
+
+
+def _require_rfc822(request: Request) -> None:
+    """Refuse a body that does not say it is a message (415): text or JSON sent here
+    by mistake must not be stored as mail. The media type's case and parameters do
+    not matter (RFC 9110 section 8.3.1)."""
+    given = request.headers.get("content-type", "")
+    if given.partition(";")[0].strip().lower() != RFC822:
+        shown = f"{given[:100]!r}" if given else "none"
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"The body must be sent as Content-Type: {RFC822} (got {shown}).",
+        )
 
 
 async def _limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

@@ -75,6 +75,16 @@ class BlobStore(Protocol):
         """
         ...
 
+    async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
+        """Remove the remains of writes that never finished, begun before ``older_than``.
+
+        A ``put`` that is interrupted in-process cleans up after itself; a killed
+        process leaves a temporary file (filesystem) or an incomplete multipart
+        upload (S3) behind, which :meth:`list` never shows. ``older_than`` is
+        timezone-aware. Returns how many were removed (with ``dry_run``: would be).
+        """
+        ...
+
     async def close(self) -> None: ...
 
 

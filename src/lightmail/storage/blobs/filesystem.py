@@ -7,7 +7,9 @@ more than about 1/256 of a folder's blobs. Files sit only in shard directories, 
 a file's logical key is its path without its parent directory.
 
 Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
-directory is fsynced. Every blocking call runs in a worker thread.
+directory is fsynced. A write that a killed process left in ``.tmp`` is deleted
+by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). Every
+blocking call runs in a worker thread.
 
 Operations are timed and their failures counted (``lightmail_blob_*`` in
 :mod:`lightmail.metrics`) with the backend label ``filesystem``.
@@ -91,6 +93,14 @@ class FileSystemBlobStore:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         names = validate_prefix(prefix)
         return self._list(names, page_size)
+
+    async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
+        """Delete the ``.tmp/*.part`` files of puts a killed process left, last
+        written before ``older_than``."""
+        with BlobTiming(_BACKEND, "sweep"):
+            return await self._io(
+                "sweep", None, _sweep_temp, self._root / _TMP_DIR, older_than.timestamp(), dry_run
+            )
 
     async def close(self) -> None:
         return None
@@ -245,6 +255,28 @@ def _unlink_all(paths: builtins.list[Path]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
+
+
+def _sweep_temp(folder: Path, before: float, dry_run: bool) -> int:
+    """Unlink the ``*.part`` files in ``folder`` last modified before ``before``."""
+    removed = 0
+    try:
+        entries = os.scandir(folder)
+    except FileNotFoundError:
+        return 0
+    with entries:
+        for entry in entries:
+            if not entry.name.endswith(".part") or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= before:
+                    continue
+                if not dry_run:
+                    os.unlink(entry.path)
+            except FileNotFoundError:  # its put finished or failed meanwhile
+                continue
+            removed += 1
+    return removed
 
 
 def _take(walker: Iterator[BlobInfo], count: int) -> builtins.list[BlobInfo]:
