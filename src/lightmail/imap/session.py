@@ -169,8 +169,11 @@ def _flag_bytes(flags: Iterable[str]) -> list[bytes]:
 
 
 def _internaldate(value: datetime) -> bytes:
-    """``date-time`` (RFC 3501 section 9), in UTC."""
-    return b'"' + value.astimezone(UTC).strftime("%d-%b-%Y %H:%M:%S +0000").encode() + b'"'
+    """``date-time`` (RFC 3501 section 9) in the zone the message was given
+    (RFC 3501 section 2.3.3); a naive value is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return b'"' + value.strftime("%d-%b-%Y %H:%M:%S %z").encode() + b'"'
 
 
 def _list_pattern(reference: str, pattern: str) -> re.Pattern[str]:

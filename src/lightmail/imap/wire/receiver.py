@@ -99,6 +99,7 @@ from lightmail.imap.wire.commands import (
 )
 from lightmail.imap.wire.types import (
     STAR,
+    AddressKey,
     AllKey,
     AndKey,
     BodySection,
@@ -266,7 +267,7 @@ _SEARCH_FLAGS: dict[bytes, tuple[bytes, bool]] = {
     b"UNFLAGGED": (b"\\Flagged", False),
     b"UNSEEN": (b"\\Seen", False),
 }
-_SEARCH_HEADERS = frozenset({b"BCC", b"CC", b"FROM", b"SUBJECT", b"TO"})
+_SEARCH_ADDRESSES = frozenset({b"BCC", b"CC", b"FROM", b"TO"})
 _SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
     b"BEFORE": ("before", False),
     b"ON": ("on", False),
@@ -606,7 +607,9 @@ class _Parser:
         self.sp()  # every other key has an argument
         if name in (b"KEYWORD", b"UNKEYWORD"):
             return FlagKey(self.atom(), present=name == b"KEYWORD")
-        if name in _SEARCH_HEADERS:
+        if name in _SEARCH_ADDRESSES:
+            return AddressKey(name, self.astring())
+        if name == b"SUBJECT":
             return HeaderKey(name, self.astring())
         if name == b"HEADER":
             field_name = self.astring()
