@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import re
+import select
 import smtplib
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ import pytest
 from lightmail.config import TcpAddress, load_settings
 from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import Recipient
-from tests.integration.imap.conftest import ImapTarget
+from tests.integration.imap.conftest import PASSWORD, ImapFactory, ImapTarget
 from tests.integration.imap.test_commands import ok
 
 
@@ -168,3 +170,97 @@ async def test_lmtp_delivery_gets_the_servers_local_zone(imap: ImapTarget, tmp_p
     finally:
         await server.stop()
     assert fetched.endswith(b" +0530"), fetched
+
+
+# -- one SEARCH cannot take the server (issue #14) -----------------------------------------
+
+
+async def test_search_with_thousands_of_keys_is_refused(imap: ImapTarget) -> None:
+    user = await imap.new_user()
+    await deliver(imap, user.id, user.address, PLAIN)
+
+    def conversation() -> None:
+        with imap.client(user) as client:
+            ok(client.select("INBOX"))
+            keys = [item for n in range(5000) for item in ("TEXT", f"q{n}")]
+            with pytest.raises(imaplib.IMAP4.error, match="too many search keys"):
+                client.search(None, *keys)
+            # The default limit is 100 keys; the connection goes on.
+            assert ok(client.search(None, *["ALL"] * 100)) == [b"1"]
+            with pytest.raises(imaplib.IMAP4.error, match="too many search keys"):
+                client.search(None, *["ALL"] * 101)
+            assert ok(client.search(None, "NOT", "NOT", "(ALL)")) == [b"1"]
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_search_key_limit_is_a_setting(imap_factory: ImapFactory) -> None:
+    imap = await imap_factory(max_search_keys="3")
+    user = await imap.new_user()
+    await deliver(imap, user.id, user.address, PLAIN)
+
+    def conversation() -> None:
+        with imap.client(user) as client:
+            ok(client.select("INBOX"))
+            assert ok(client.search(None, "OR", "SEEN", "ALL")) == [b"1"]  # 3 keys
+            with pytest.raises(imaplib.IMAP4.error, match=r"at most 3\)"):
+                client.search(None, "NOT", "OR", "SEEN", "ALL")
+
+    await asyncio.to_thread(conversation)
+
+
+def _login(target: ImapTarget, address: str) -> socket.socket:
+    sock = socket.create_connection((target.host, target.port), timeout=60)
+    _read_until(sock, b"* OK")
+    sock.sendall(b"l LOGIN " + address.encode() + b" " + PASSWORD.encode() + b"\r\n")
+    assert b"l OK" in _read_until(sock, b"l ")
+    return sock
+
+
+def _read_until(sock: socket.socket, tag: bytes) -> bytes:
+    """Lines up to and including the first that starts with ``tag``."""
+    data = b""
+    while not (data.startswith(tag) or b"\r\n" + tag in data) or not data.endswith(b"\r\n"):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before {tag!r}: {data[-200:]!r}"
+        data += chunk
+    return data
+
+
+async def test_a_heavy_search_lets_other_sessions_work_meanwhile(
+    imap_factory: ImapFactory,
+) -> None:
+    """A SEARCH that evaluates for seconds without touching the blob store (a UID
+    set of 2,000 numbers against 1,024 messages) must let another user's NOOP be
+    answered while it runs: before, nothing else ran until it was done."""
+    imap = await imap_factory()
+    user, other = await imap.new_user(), await imap.new_user()
+    store = imap.backend.store
+    await deliver(imap, user.id, user.address, PLAIN)
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    for _ in range(10):  # doubling: 1024 messages sharing one blob
+        messages = await store.list_messages(inbox)
+        await store.copy(user.id, inbox, [m.uid for m in messages], "INBOX")
+    # Odd UIDs, highest first, so every message is compared with most of the set.
+    uid_set = ",".join(str(n) for n in range(3999, 0, -2)).encode()
+
+    def conversation() -> tuple[bool, bytes]:
+        searcher, bystander = _login(imap, user.address), _login(imap, other.address)
+        try:
+            searcher.sendall(b"s SELECT INBOX\r\n")
+            assert b"s OK" in _read_until(searcher, b"s ")
+            searcher.sendall(b"h UID SEARCH UID " + uid_set + b"\r\n")
+            time.sleep(0.5)  # setup, not a measurement: the SEARCH is evaluating by now
+            bystander.sendall(b"n NOOP\r\n")
+            assert b"n OK" in _read_until(bystander, b"n ")
+            readable, _, _ = select.select([searcher], [], [], 0)
+            return not readable, _read_until(searcher, b"h ")
+        finally:
+            searcher.close()
+            bystander.close()
+
+    search_still_running, reply = await asyncio.to_thread(conversation)
+    assert b"h OK" in reply
+    (line,) = [x for x in reply.split(b"\r\n") if x.startswith(b"* SEARCH")]
+    assert line.split()[2:] == [str(n).encode() for n in range(1, 1025, 2)]
+    assert search_still_running, "the other session's NOOP waited for the SEARCH to end"

@@ -746,6 +746,27 @@ def test_nesting_within_max_depth() -> None:
     assert one(b"a SEARCH " + b"NOT " * 20 + b"ALL\r\n") == SearchCommand(b"a", False, None, key)
 
 
+def test_too_many_search_keys_is_bad_and_the_next_command_is_read() -> None:
+    r = Receiver(max_search_keys=3)
+    r.receive_data(b"a SEARCH OR SEEN ALL\r\nb SEARCH NOT OR SEEN ALL\r\nc NOOP\r\n")
+    assert r.next_event() == SearchCommand(b"a", False, None, OrKey(FlagKey(b"\\Seen"), AllKey()))
+    event = r.next_event()
+    assert isinstance(event, BadCommand)
+    assert (event.tag, event.fatal) == (b"b", False)
+    assert "too many search keys (at most 3)" in event.text
+    assert r.next_event() == NoopCommand(b"c")
+
+
+def test_search_key_limit_counts_every_key() -> None:
+    r = Receiver()  # the default: 100
+    keys = b" ".join([b"TEXT q"] * 100)
+    r.receive_data(b"a SEARCH " + keys + b"\r\nb SEARCH ALL " + keys + b"\r\n")
+    assert isinstance(r.next_event(), SearchCommand)
+    assert isinstance(r.next_event(), BadCommand)
+    with pytest.raises(ValueError, match="max_search_keys"):
+        Receiver(max_search_keys=0)
+
+
 # --------------------------------------------------------------------------- FETCH
 
 FETCH_ATTRIBUTES: list[tuple[bytes, tuple[FetchAttribute, ...]]] = [
