@@ -392,6 +392,7 @@ class ImapSettings:
     max_connections: int
     max_connections_per_ip: int
     max_connections_per_user: int
+    max_search_keys: int
 
     def plaintext_allowed(
         self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -583,6 +584,7 @@ _KEYS: tuple[_Key, ...] = (
     _Key(
         "imap", "max_connections_per_user", "50", _integer(1, 1_000_000), "an integer of at least 1"
     ),
+    _Key("imap", "max_search_keys", "100", _integer(1, 100_000), "an integer from 1 to 100000"),
     _Key("pop3", "listen", "127.0.0.1:1110", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "tls_listen", "127.0.0.1:1995", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "allow_delete", "false", _boolean, _BOOLEAN_TEXT),

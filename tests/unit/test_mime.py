@@ -24,6 +24,7 @@ from lightmail.mailstore.mime import (
     Envelope,
     MimeScanner,
     ParsedMessage,
+    search_addresses,
 )
 
 # -- helpers ----------------------------------------------------------------
@@ -649,6 +650,25 @@ def test_rfc2047_words_stay_encoded_in_the_envelope() -> None:
     assert result.cc == "André Pirard <pirard@example.be>"
     assert result.sent_date == datetime(2003, 7, 1, 8, 52, 37, tzinfo=UTC)
     assert result.message_id == ""
+
+
+def test_search_addresses_are_parsed_decoded_and_without_comments() -> None:
+    header = (
+        b"From: <user (comment)@ (comment) example.org>\r\n"
+        b'To: =?UTF-8?Q?J=C3=B6rg?= <joerg@example.org>, "Q, R" <q@r>\r\n'
+        b"Cc: Carol\r\n <carol@\r\n example.net>, team: a@b, c@d;\r\n"
+        b"Bcc: (only a comment) x@y\r\n"
+        b"Subject: not an address\r\n"
+        b"To: local\r\n"
+        b"\r\n"
+    )
+    assert search_addresses(header) == {
+        "from": ("user@example.org",),
+        "to": ("J\u00f6rg <joerg@example.org>", "Q, R <q@r>", "local"),
+        "cc": ("Carol <carol@example.net>", "team", "a@b", "c@d"),
+        "bcc": ("x@y",),
+    }
+    assert search_addresses(b"Subject: x\r\n\r\n") == {}
 
 
 def test_raw_8bit_headers_are_decoded_as_utf8_with_replacement() -> None:

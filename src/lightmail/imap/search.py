@@ -29,10 +29,11 @@ import codecs
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Generic, TypeVar
 
 from lightmail.imap.wire.types import (
+    AddressKey,
     AllKey,
     AndKey,
     DateKey,
@@ -45,7 +46,7 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
-from lightmail.mailstore.mime import BodyPart, decode_words
+from lightmail.mailstore.mime import BodyPart, decode_words, search_addresses
 
 __all__ = [
     "Needle",
@@ -67,9 +68,9 @@ class SearchMessage:
     """What SEARCH needs to know of one message, short of its body.
 
     ``flags`` as stored (``"\\\\Seen"``, ``"$Label"``), without ``\\Recent``, which is
-    ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware; ``header`` is the
-    raw header block; ``sent_date`` is the Date header's date in its own time zone,
-    or None when missing or unparsable.
+    ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware, in the zone it
+    was given in; ``header`` is the raw header block; ``sent_date`` is the Date
+    header's date in its own time zone, or None when missing or unparsable.
     """
 
     seq: int
@@ -129,7 +130,16 @@ def _fold(value: bytes) -> str:
 class _Evaluation:
     """One message against one key tree; the header is parsed at most once, lazily."""
 
-    __slots__ = ("_fields", "_flags", "_found", "_largest_seq", "_largest_uid", "_message", "_text")
+    __slots__ = (
+        "_addresses",
+        "_fields",
+        "_flags",
+        "_found",
+        "_largest_seq",
+        "_largest_uid",
+        "_message",
+        "_text",
+    )
 
     def __init__(
         self, message: SearchMessage, largest_seq: int, largest_uid: int, found: frozenset[Needle]
@@ -140,6 +150,7 @@ class _Evaluation:
         self._found = found
         self._flags: frozenset[str] | None = None
         self._fields: list[tuple[str, str]] | None = None
+        self._addresses: dict[str, tuple[str, ...]] | None = None
         self._text: str | None = None
 
     def test(self, key: SearchKey) -> bool:
@@ -150,6 +161,8 @@ class _Evaluation:
             return self._has_flag(key.flag) == key.present
         if isinstance(key, HeaderKey):
             return self._header_contains(key.field, key.value)
+        if isinstance(key, AddressKey):
+            return self._address_contains(key.field, key.value)
         if isinstance(key, TextKey):
             return self._text_contains(key)
         if isinstance(key, DateKey):
@@ -158,7 +171,9 @@ class _Evaluation:
                     return False
                 day = message.sent_date
             else:
-                day = message.internaldate.astimezone(UTC).date()
+                # The date in the zone INTERNALDATE was given in (RFC 3501 6.4.4:
+                # "disregarding time and timezone").
+                day = message.internaldate.date()
             if key.op == "before":
                 return day < key.date
             if key.op == "on":
@@ -203,6 +218,21 @@ class _Evaluation:
             field_name == name and needle in field_value
             for field_name, field_value in self._header_fields()
         )
+
+    def _address_contains(self, field: bytes, value: bytes) -> bool:
+        """FROM, TO, CC, BCC: one of the field's addresses, as `search_addresses`
+        gives them, contains the string; an empty string matches when the field is there.
+        """
+        if self._addresses is None:
+            self._addresses = {
+                name: tuple(item.casefold() for item in items)
+                for name, items in search_addresses(self._message.header).items()
+            }
+        items = self._addresses.get(field.decode("ascii", "replace").lower())
+        if items is None:
+            return False
+        needle = _fold(value)
+        return not needle or any(needle in item for item in items)
 
     def _text_contains(self, key: TextKey) -> bool:
         if (key.value, key.whole_message) in self._found:

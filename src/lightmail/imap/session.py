@@ -41,6 +41,7 @@ from lightmail.errors import (
     QuotaExceeded,
     TemporaryFailure,
 )
+from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch, search
 from lightmail.imap.selected import SelectedMailbox, Snapshot, Updates
 from lightmail.imap.state import State, allowed
@@ -176,8 +177,11 @@ def _flag_bytes(flags: Iterable[str]) -> list[bytes]:
 
 
 def _internaldate(value: datetime) -> bytes:
-    """``date-time`` (RFC 3501 section 9), in UTC."""
-    return b'"' + value.astimezone(UTC).strftime("%d-%b-%Y %H:%M:%S +0000").encode() + b'"'
+    """``date-time`` (RFC 3501 section 9) in the zone the message was given
+    (RFC 3501 section 2.3.3); a naive value is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return b'"' + value.strftime("%d-%b-%Y %H:%M:%S %z").encode() + b'"'
 
 
 def _list_pattern(reference: str, pattern: str) -> re.Pattern[str]:
@@ -208,6 +212,7 @@ class ImapSession:
         self.receiver = Receiver(
             max_line=self.settings.max_line_length,
             max_append=self.settings.max_append_size,
+            max_search_keys=self.settings.max_search_keys,
         )
         self.state = State.NOT_AUTHENTICATED
         self.user: User | None = None
@@ -1093,43 +1098,49 @@ class ImapSession:
         mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
         needles = search.text_needles(command.key)
         matched: list[int] = []
-        uids = [uid for uid in view.uids if not view.is_expunged(uid)]
-        metas = {meta.info.uid: meta for meta in await self.store.fetch_meta(mailbox, uids)}
-        for seq, uid in enumerate(view.uids, start=1):
-            meta = metas.get(uid)
-            if meta is None:
-                continue
-            found: frozenset[tuple[bytes, bool]] = frozenset()
-            if needles:
-                found = await self._search_text(meta, needles)
-            message = search.SearchMessage(
-                seq=seq,
-                uid=uid,
-                flags=view.flags_of(uid),
-                recent=view.is_recent(uid),
-                size=meta.info.size,
-                internaldate=meta.info.internaldate,
-                header=meta.header,
-                sent_date=_sent_date(meta.envelope.date),
-            )
-            if search.matches(
-                command.key,
-                message,
-                largest_seq=view.exists,
-                largest_uid=view.largest_uid,
-                found=found,
-            ):
-                matched.append(uid if command.uid else seq)
+        live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
+        turn = TimeSlice()  # other sessions run in between (issue #14)
+        for start in range(0, len(live), _FETCH_BATCH):
+            batch = live[start : start + _FETCH_BATCH]
+            uids = [uid for _, uid in batch]
+            metas = {meta.info.uid: meta for meta in await self.store.fetch_meta(mailbox, uids)}
+            for seq, uid in batch:
+                meta = metas.get(uid)
+                if meta is None:
+                    continue
+                found: frozenset[tuple[bytes, bool]] = frozenset()
+                if needles:
+                    found = await self._search_text(meta, needles, turn)
+                message = search.SearchMessage(
+                    seq=seq,
+                    uid=uid,
+                    flags=view.flags_of(uid),
+                    recent=view.is_recent(uid),
+                    size=meta.info.size,
+                    internaldate=meta.info.internaldate,
+                    header=meta.header,
+                    sent_date=_sent_date(meta.envelope.date),
+                )
+                if search.matches(
+                    command.key,
+                    message,
+                    largest_seq=view.exists,
+                    largest_uid=view.largest_uid,
+                    found=found,
+                ):
+                    matched.append(uid if command.uid else seq)
+                await turn.pause()
         self._send(DataResponse(b" ".join([b"SEARCH", *(str(n).encode() for n in matched)])))
         await self._announce(allow_expunge=self._may_expunge(command))
         self._ok(command.tag, "Search completed")
 
     async def _search_text(
-        self, meta: MessageMeta, needles: frozenset[tuple[bytes, bool]]
+        self, meta: MessageMeta, needles: frozenset[tuple[bytes, bool]], turn: TimeSlice
     ) -> frozenset[tuple[bytes, bool]]:
         """BODY/TEXT needles found in the parts' MIME headers and decoded text, read
         range by range from the blob store (the top-level header is matched from
-        the cache by ``search.matches``)."""
+        the cache by ``search.matches``). Scanned in pieces of ``_SCAN_PIECE``
+        octets, giving way to other sessions in between."""
         scan = search.TextScan(needles, body_start=0)
         for segment in search.text_segments(meta.body):
             part = segment.part
@@ -1137,9 +1148,12 @@ class ImapSession:
                 None if part is None else search.PartDecoder(part.encoding, part.param("CHARSET"))
             )
             async for chunk in self.store.read_message(meta.info, segment.start, segment.end):
-                scan.feed(chunk if decoder is None else decoder.feed(chunk))
-                if scan.done:
-                    return scan.found()
+                data = chunk if decoder is None else decoder.feed(chunk)
+                for at in range(0, len(data), _SCAN_PIECE):
+                    scan.feed(data[at : at + _SCAN_PIECE])
+                    if scan.done:
+                        return scan.found()
+                    await turn.pause()
             if decoder is not None:
                 scan.feed(decoder.close())
             scan.feed(b"\n")  # no match across two segments
@@ -1191,6 +1205,7 @@ class ImapSession:
             a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
         )
         missing = len(live) < len(targets)
+        turn = TimeSlice()  # other sessions run in between (issue #14)
         for start in range(0, len(live), _FETCH_BATCH):
             batch = live[start : start + _FETCH_BATCH]
             uids = [uid for _, uid in batch]
@@ -1207,6 +1222,7 @@ class ImapSession:
                     missing = True
                     continue
                 await self._fetch_one(seq, uid, info, metas.get(uid), attributes, uid in seen_now)
+                await turn.pause()
         await self._announce(allow_expunge=self._may_expunge(command))
         if missing:
             self._send(
@@ -1318,6 +1334,7 @@ class _Streamed:
 
 _INLINE_LIMIT = 16 * 1024
 _FETCH_BATCH = 500  # messages whose cached parse one query reads
+_SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way
 _RFC822_SECTIONS = {
     FetchItem.RFC822: BodySection(),
     FetchItem.RFC822_HEADER: BodySection(peek=True, text=SectionText.HEADER),

@@ -87,6 +87,7 @@ __all__ = [
     "MimeScanner",
     "Params",
     "ParsedMessage",
+    "search_addresses",
 ]
 
 _log = logging.getLogger(__name__)
@@ -1371,9 +1372,17 @@ def _address_tokens(value: str) -> list[tuple[str, str]]:
 
 
 def _mailbox_address(
-    name_words: list[str], comments: list[str], tokens: list[tuple[str, str]]
+    name_words: list[str],
+    comments: list[str],
+    tokens: list[tuple[str, str]],
+    *,
+    comment_names: bool = True,
 ) -> Address | None:
-    """An address from a display name and the tokens of an addr-spec or route-addr."""
+    """An address from a display name and the tokens of an addr-spec or route-addr.
+
+    Without a display name, the comments become the name (as UW IMAP does in
+    ENVELOPE) unless ``comment_names`` is false.
+    """
     adl = None
     if tokens and tokens[0][0] == "@":
         colon = next((i for i, token in enumerate(tokens) if token[0] == ":"), -1)
@@ -1386,7 +1395,9 @@ def _mailbox_address(
     comments = comments + [text for kind, text in tokens if kind == "c"]
     local = "".join(text for kind, text in local_tokens if kind in "aqd")
     domain = "".join(text for kind, text in domain_tokens if kind in "ad")
-    name = " ".join(name_words) or " ".join(comment for comment in comments if comment)
+    name = " ".join(name_words)
+    if not name and comment_names:
+        name = " ".join(comment for comment in comments if comment)
     if not local and not domain and not name:
         return None
     return Address(
@@ -1397,8 +1408,11 @@ def _mailbox_address(
     )
 
 
-def _addresses(value: str | None) -> AddressList:
-    """An address-list field as ENVELOPE address structures, groups marked."""
+def _addresses(value: str | None, *, comment_names: bool = True) -> AddressList:
+    """An address-list field as ENVELOPE address structures, groups marked.
+
+    ``comment_names``: see `_mailbox_address`.
+    """
     if value is None:
         return None
     tokens = _address_tokens(value)
@@ -1433,16 +1447,22 @@ def _addresses(value: str | None) -> AddressList:
             close = end + 1
             while close < n and tokens[close][0] != ">":
                 close += 1
-            address = _mailbox_address(words, comments, tokens[end + 1 : close])
+            address = _mailbox_address(
+                words, comments, tokens[end + 1 : close], comment_names=comment_names
+            )
             pos = close + 1
         elif following == "@":
             stop = end + 1
             while stop < n and tokens[stop][0] in "aqdc.":
                 stop += 1
-            address = _mailbox_address([], [], tokens[pos:stop])
+            address = _mailbox_address([], [], tokens[pos:stop], comment_names=comment_names)
             pos = stop
         else:
-            address = _mailbox_address([], comments, tokens[pos:end]) if words else None
+            address = (
+                _mailbox_address([], comments, tokens[pos:end], comment_names=comment_names)
+                if words
+                else None
+            )
             pos = max(end, pos + 1) if following not in ("", ",", ";") else end
         if address is not None:
             out.append(address)
@@ -1474,6 +1494,37 @@ def _display(addresses: AddressList) -> str:
     if group is not None:
         items.append(_display_group(group_name, group))
     return ", ".join(items)
+
+
+_ADDRESS_FIELDS = ("from", "to", "cc", "bcc")
+
+
+def search_addresses(header: bytes) -> dict[str, tuple[str, ...]]:
+    """The addresses of the From, To, Cc and Bcc fields of a header block, as SEARCH
+    matches them (RFC 3501 section 6.4.4 FROM, TO, CC, BCC).
+
+    Keyed by lower-case field name, present when the header has that field. Each
+    address is one item, ``display name <mailbox@host>`` or ``mailbox@host``: parsed
+    as ENVELOPE parses it (RFC 5322 section 3.4: folding and comments removed,
+    quoted strings unquoted), the display name RFC 2047-decoded, a comment never
+    taken for a name. A group's name is an item of its own. Works on any stored
+    header block, so messages stored before this existed are searched the same way.
+    """
+    found: dict[str, list[str]] = {}
+    for name, value in _header_fields(header):
+        if name not in _ADDRESS_FIELDS:
+            continue
+        items = found.setdefault(name, [])
+        for address in _addresses(value, comment_names=False) or ():
+            if address.is_group_end:
+                continue
+            if address.is_group_start:
+                items.append(decode_words(address.mailbox or ""))
+                continue
+            mailbox = address.mailbox or ""
+            spec = mailbox if address.host in (None, MISSING_HOST) else f"{mailbox}@{address.host}"
+            items.append(f"{decode_words(address.name)} <{spec}>" if address.name else spec)
+    return {name: tuple(items) for name, items in found.items()}
 
 
 def _display_group(name: str, members: list[str]) -> str:

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, select, update
@@ -34,6 +34,7 @@ from lightmail.errors import (
     NotFound,
     QuotaExceeded,
 )
+from lightmail.fairness import TimeSlice
 from lightmail.mailstore import names
 from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
 from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
@@ -62,6 +63,20 @@ def utcnow() -> datetime:
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
+
+
+def _zoned(value: datetime, offset_minutes: int) -> datetime:
+    """A stored UTC instant in the zone it was given in (minutes east of UTC)."""
+    if not offset_minutes:
+        return value.replace(tzinfo=UTC)
+    zone = timezone(timedelta(minutes=offset_minutes))
+    return value.replace(tzinfo=UTC).astimezone(zone)
+
+
+def _offset_minutes(value: datetime) -> int:
+    """The zone of an aware datetime as whole minutes east of UTC (0 if naive)."""
+    offset = value.utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() // 60)
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -271,7 +286,7 @@ def _info(row: t.AnyRow) -> MessageInfo:
         modseq=row.modseq,
         flags=Flags.from_row(row.flags, row.keywords),
         size=row.size,
-        internaldate=_aware(row.internaldate),
+        internaldate=_zoned(row.internaldate, row.internaldate_offset),
         object_key=row.object_key,
         size_crlf=row.size_crlf,
     )
@@ -293,6 +308,7 @@ _INFO_COLUMNS = (
     t.messages.c.keywords,
     t.messages.c.size,
     t.messages.c.internaldate,
+    t.messages.c.internaldate_offset,
     t.messages.c.object_key,
     t.messages.c.size_crlf,
 )
@@ -302,6 +318,7 @@ _COPIED_COLUMNS = (
     "size",
     "size_crlf",
     "internaldate",
+    "internaldate_offset",
     "flags",
     "keywords",
     "header",
@@ -507,6 +524,9 @@ class MailStore:
     ) -> AppendResult:
         """APPEND (RFC 3501 section 6.3.11): stream ``source`` into a new message.
 
+        ``internaldate`` keeps its zone (FETCH INTERNALDATE shows it); without
+        one the message gets the current time in the server's local zone.
+
         The size limit is the caller's to enforce on ``source``: an exception
         raised by the source leaves nothing behind.
         """
@@ -539,7 +559,7 @@ class MailStore:
                     mailbox,
                     stored,
                     Flags.parse(flags),
-                    internaldate or datetime.now(UTC),
+                    internaldate or datetime.now().astimezone(),
                 )
         except BaseException:
             await self._discard_blob(stored.key)
@@ -596,7 +616,7 @@ class MailStore:
                 targets.sort(key=lambda target: target[1].id)
                 if targets:
                     await self._insert_object_key(conn, stored)
-                now = datetime.now(UTC)
+                now = datetime.now().astimezone()  # the server's local zone
                 for recipient, mailbox in targets:
                     try:
                         await self._check_quota(conn, recipient.user_id, stored.put.size)
@@ -995,17 +1015,26 @@ class MailStore:
         return [_info(row) async for row in self._rows(mailbox, uids)]
 
     async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
-        """The cached parse of the given messages, in UID order, in batched queries."""
+        """The cached parse of the given messages, in UID order, in batched queries.
+
+        Decoding the JSON of hundreds of rows takes tens of milliseconds: it
+        gives way to other sessions as it goes (`TimeSlice`).
+        """
         parse = (t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
-        return [
-            MessageMeta(
-                info=_info(row),
-                header=row.header,
-                envelope=Envelope.from_json(json.loads(row.envelope)),
-                body=BodyPart.from_json(json.loads(row.bodystructure)),
+        rows = [row async for row in self._rows(mailbox, uids, *parse)]
+        metas: list[MessageMeta] = []
+        turn = TimeSlice()
+        for row in rows:
+            metas.append(
+                MessageMeta(
+                    info=_info(row),
+                    header=row.header,
+                    envelope=Envelope.from_json(json.loads(row.envelope)),
+                    body=BodyPart.from_json(json.loads(row.bodystructure)),
+                )
             )
-            async for row in self._rows(mailbox, uids, *parse)
-        ]
+            await turn.pause()
+        return metas
 
     async def _rows(
         self, mailbox: Mailbox, uids: Sequence[int], *extra: Any
@@ -1135,6 +1164,7 @@ class MailStore:
                 size=stored.put.size,
                 size_crlf=stored.put.size + stored.bare_lf,
                 internaldate=_naive_utc(internaldate),
+                internaldate_offset=_offset_minutes(internaldate),
                 flags=flags.system,
                 keywords=flags.keyword_text,
                 header=parsed.header,

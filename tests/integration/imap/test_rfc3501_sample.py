@@ -13,7 +13,7 @@ the sample's internal date. What cannot match is adapted:
   both; the sample predates that), and our own UIDVALIDITY;
 * RFC822.SIZE is 342 + 3028 = 3370 (the sample's 4286 counts octets we do
   not know);
-* INTERNALDATE is the same instant rendered in UTC.
+* INTERNALDATE is the sample's, in the zone it was given in.
 
 Every server line is checked against a regex built from the section 9
 grammar, and then against the exact value where we know it.
@@ -216,7 +216,7 @@ async def test_rfc3501_section8_sample_session(imap: ImapTarget) -> None:
             full = wire.expect(FULL)
             assert full["seq"] == b"12"
             assert full["flags"] == b"(\\Seen)"
-            assert full["internaldate"] == b'"17-Jul-1996 09:44:25 +0000"'
+            assert full["internaldate"] == b'"17-Jul-1996 02:44:25 -0700"'
             assert full["size"] == b"3370"
             assert full["envelope"] == (
                 b'("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" '

@@ -63,6 +63,7 @@ from lightmail.imap.wire.receiver import (
 )
 from lightmail.imap.wire.types import (
     STAR,
+    AddressKey,
     AllKey,
     AndKey,
     BodySection,
@@ -619,14 +620,14 @@ D = datetime.date(1994, 2, 1)
 SEARCH_KEYS: list[tuple[bytes, SearchKey]] = [
     (b"ALL", AllKey()),
     (b"ANSWERED", FlagKey(b"\\Answered")),
-    (b'BCC "x y"', HeaderKey(b"BCC", b"x y")),
+    (b'BCC "x y"', AddressKey(b"BCC", b"x y")),
     (b"BEFORE 1-Feb-1994", DateKey("before", D, sent=False)),
     (b"BODY {3}\r\nz\r\n", TextKey(b"z\r\n", whole_message=False)),
-    (b"CC x", HeaderKey(b"CC", b"x")),
+    (b"CC x", AddressKey(b"CC", b"x")),
     (b"DELETED", FlagKey(b"\\Deleted")),
     (b"DRAFT", FlagKey(b"\\Draft")),
     (b"FLAGGED", FlagKey(b"\\Flagged")),
-    (b"FROM Smith", HeaderKey(b"FROM", b"Smith")),
+    (b"FROM Smith", AddressKey(b"FROM", b"Smith")),
     (b"HEADER X-Spam-Flag YES", HeaderKey(b"X-Spam-Flag", b"YES")),
     (b'HEADER "Message-ID" ""', HeaderKey(b"Message-ID", b"")),
     (b"KEYWORD $Junk", FlagKey(b"$Junk")),
@@ -645,7 +646,7 @@ SEARCH_KEYS: list[tuple[bytes, SearchKey]] = [
     (b"SMALLER 0", SizeKey("smaller", 0)),
     (b"SUBJECT hello", HeaderKey(b"SUBJECT", b"hello")),
     (b'TEXT "string not in mailbox"', TextKey(b"string not in mailbox", whole_message=True)),
-    (b"TO x", HeaderKey(b"TO", b"x")),
+    (b"TO x", AddressKey(b"TO", b"x")),
     (b"UID 1:*", SequenceKey(seq((1, "*")), uid=True)),
     (b"UNANSWERED", FlagKey(b"\\Answered", present=False)),
     (b"UNDELETED", FlagKey(b"\\Deleted", present=False)),
@@ -660,8 +661,8 @@ SEARCH_KEYS: list[tuple[bytes, SearchKey]] = [
     (
         b"OR (NOT FROM a) (OR TO b CC {1+}\r\nc)",
         OrKey(
-            NotKey(HeaderKey(b"FROM", b"a")),
-            OrKey(HeaderKey(b"TO", b"b"), HeaderKey(b"CC", b"c")),
+            NotKey(AddressKey(b"FROM", b"a")),
+            OrKey(AddressKey(b"TO", b"b"), AddressKey(b"CC", b"c")),
         ),
     ),
     (b"NOT NOT (ALL)", NotKey(NotKey(AllKey()))),
@@ -685,7 +686,7 @@ def test_search_rfc_example_and_uid_and_charset() -> None:
             (
                 FlagKey(b"\\Flagged"),
                 DateKey("since", D, False),
-                NotKey(HeaderKey(b"FROM", b"Smith")),
+                NotKey(AddressKey(b"FROM", b"Smith")),
             )
         ),
     )
@@ -743,6 +744,27 @@ def test_nesting_within_max_depth() -> None:
     for _ in range(20):
         key = NotKey(key)
     assert one(b"a SEARCH " + b"NOT " * 20 + b"ALL\r\n") == SearchCommand(b"a", False, None, key)
+
+
+def test_too_many_search_keys_is_bad_and_the_next_command_is_read() -> None:
+    r = Receiver(max_search_keys=3)
+    r.receive_data(b"a SEARCH OR SEEN ALL\r\nb SEARCH NOT OR SEEN ALL\r\nc NOOP\r\n")
+    assert r.next_event() == SearchCommand(b"a", False, None, OrKey(FlagKey(b"\\Seen"), AllKey()))
+    event = r.next_event()
+    assert isinstance(event, BadCommand)
+    assert (event.tag, event.fatal) == (b"b", False)
+    assert "too many search keys (at most 3)" in event.text
+    assert r.next_event() == NoopCommand(b"c")
+
+
+def test_search_key_limit_counts_every_key() -> None:
+    r = Receiver()  # the default: 100
+    keys = b" ".join([b"TEXT q"] * 100)
+    r.receive_data(b"a SEARCH " + keys + b"\r\nb SEARCH ALL " + keys + b"\r\n")
+    assert isinstance(r.next_event(), SearchCommand)
+    assert isinstance(r.next_event(), BadCommand)
+    with pytest.raises(ValueError, match="max_search_keys"):
+        Receiver(max_search_keys=0)
 
 
 # --------------------------------------------------------------------------- FETCH

@@ -22,6 +22,7 @@ from lightmail.imap.search import (
 )
 from lightmail.imap.wire.types import (
     STAR,
+    AddressKey,
     AllKey,
     AndKey,
     DateKey,
@@ -120,7 +121,7 @@ def test_recent_comes_from_session_state_not_flags() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        (b"FROM", b"joerg@example", True),
+        (b"FROM", b"joerg@example", True),  # HEADER FROM: the field's decoded text
         (b"FROM", b"J\xc3\xb6rg M\xc3\xbcller", True),  # RFC 2047-decoded
         (b"FROM", b"J\xc3\x96RG", True),  # Unicode case folding
         (b"FROM", b"=?UTF-8?", False),  # not the encoded form
@@ -142,6 +143,36 @@ def test_header_keys(field: bytes, value: bytes, expected: bool) -> None:
     assert check(HeaderKey(field, value)) is expected
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (b"FROM", b"joerg@example.org", True),
+        (b"FROM", b"J\xc3\xb6rg M\xc3\xbcller <JOERG@", True),  # decoded, case-folded
+        (b"FROM", b"=?UTF-8?", False),  # not the encoded form
+        (b"TO", b"smith <smith@example.net>", True),
+        (b"CC", b"team@example.net", True),
+        (b"CC", b"", True),  # empty string: the field is present
+        (b"BCC", b"", False),  # no Bcc field at all
+    ],
+)
+def test_address_keys(field: bytes, value: bytes, expected: bool) -> None:
+    assert check(AddressKey(field, value)) is expected
+
+
+def test_address_keys_match_addresses_without_comments_or_folding() -> None:
+    message = replace(
+        MESSAGE,
+        header=b"From: <user (comment)@ (comment) example.org>\r\n"
+        b"To: a@b (Ann),\r\n c@\r\n d\r\n\r\n",
+    )
+    assert check(AddressKey(b"FROM", b"user@example.org"), message)
+    assert not check(AddressKey(b"FROM", b"comment"), message)
+    assert check(AddressKey(b"TO", b"c@d"), message)
+    assert not check(AddressKey(b"TO", b"ann"), message)
+    assert not check(AddressKey(b"TO", b"a@b, c@d"), message)  # one address at a time
+    assert check(HeaderKey(b"FROM", b"(comment)"), message)  # HEADER: the text as written
+
+
 def test_header_search_with_bare_lf_and_repeated_fields() -> None:
     message = replace(
         MESSAGE, header=b"Received: a\nReceived: from relay\n\tby mx\nSubject: x\n\nX-In-Body: y\n"
@@ -157,13 +188,14 @@ def test_header_search_with_bare_lf_and_repeated_fields() -> None:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        # internal date 2024-01-01 23:30 -05:00 is 2024-01-02 in UTC
-        (DateKey("on", date(2024, 1, 2), sent=False), True),
-        (DateKey("on", date(2024, 1, 1), sent=False), False),
-        (DateKey("before", date(2024, 1, 2), sent=False), False),
-        (DateKey("before", date(2024, 1, 3), sent=False), True),
-        (DateKey("since", date(2024, 1, 2), sent=False), True),
-        (DateKey("since", date(2024, 1, 3), sent=False), False),
+        # internal date 2024-01-01 23:30 -05:00: the 1st in its own zone (RFC 3501
+        # 6.4.4 disregards time and timezone), though the 2nd in UTC
+        (DateKey("on", date(2024, 1, 1), sent=False), True),
+        (DateKey("on", date(2024, 1, 2), sent=False), False),
+        (DateKey("before", date(2024, 1, 1), sent=False), False),
+        (DateKey("before", date(2024, 1, 2), sent=False), True),
+        (DateKey("since", date(2024, 1, 1), sent=False), True),
+        (DateKey("since", date(2024, 1, 2), sent=False), False),
         # sent date in its own zone: 2024-01-02 (it was 2024-01-01 in UTC)
         (DateKey("on", date(2024, 1, 2), sent=True), True),
         (DateKey("before", date(2024, 1, 2), sent=True), False),
@@ -209,12 +241,12 @@ def test_nested_or_not_and() -> None:
         (
             FlagKey(b"\\Flagged"),
             DateKey("since", date(2024, 1, 1), sent=False),
-            NotKey(HeaderKey(b"FROM", b"Smith")),
+            NotKey(AddressKey(b"FROM", b"Smith")),
         )
     )
     assert check(key)
-    assert not check(AndKey((key, HeaderKey(b"FROM", b"nobody"))))
-    assert check(OrKey(HeaderKey(b"FROM", b"nobody"), OrKey(AllKey(), FlagKey(b"\\Deleted"))))
+    assert not check(AndKey((key, AddressKey(b"FROM", b"nobody"))))
+    assert check(OrKey(AddressKey(b"FROM", b"nobody"), OrKey(AllKey(), FlagKey(b"\\Deleted"))))
     assert not check(OrKey(FlagKey(b"\\Deleted"), NotKey(OrKey(AllKey(), AllKey()))))
     assert check(NotKey(NotKey(AndKey((FlagKey(b"\\Seen"), SizeKey("larger", 1))))))
 
@@ -231,7 +263,7 @@ def test_text_needles_collects_every_text_key() -> None:
         )
     )
     assert text_needles(key) == {(b"a", True), (b"b", False), (b"a", False)}
-    assert text_needles(AndKey((FlagKey(b"\\Seen"), HeaderKey(b"TO", b"x")))) == frozenset()
+    assert text_needles(AndKey((FlagKey(b"\\Seen"), AddressKey(b"TO", b"x")))) == frozenset()
 
 
 RAW_HEADER = b"Subject: Hello World\r\nX-Tag: needle-in-header\r\n\r\n"

@@ -124,7 +124,7 @@ def _message(meta: MessageMeta) -> s.Message:
         uid=info.uid,
         flags=list(info.flags.names()),
         size=info.size,
-        internal_date=info.internaldate,
+        internal_date=info.internaldate.astimezone(UTC),  # the instant, shown in UTC as always
         from_=", ".join(_addresses(meta.envelope.from_)),
         subject=_decoded(meta.envelope.subject),
     )

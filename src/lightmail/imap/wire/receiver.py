@@ -36,6 +36,9 @@ Limits and the choices made where the RFCs leave room:
   size up to the limits above are accepted in every command, so the server
   should advertise ``LITERAL+`` (never ``LITERAL-``) and ``APPENDLIMIT``.
 * ``max_depth``: nesting of SEARCH keys (parentheses, NOT, OR).
+* ``max_search_keys``: search keys in one SEARCH, each counted (a parenthesised
+  list, NOT and OR count as one more each). More: ``BadCommand``, so that one
+  command cannot ask for keys x messages evaluations without bound.
 * Lines end in CRLF; a bare LF ends the line too but makes it a ``BadCommand``.
 * NUL is refused everywhere, APPEND's message included (CHAR8, RFC 3501
   section 9): the session then gets ``BadCommand`` instead of ``AppendEnd``.
@@ -103,6 +106,7 @@ from lightmail.imap.wire.commands import (
 )
 from lightmail.imap.wire.types import (
     STAR,
+    AddressKey,
     AllKey,
     AndKey,
     BodySection,
@@ -270,7 +274,7 @@ _SEARCH_FLAGS: dict[bytes, tuple[bytes, bool]] = {
     b"UNFLAGGED": (b"\\Flagged", False),
     b"UNSEEN": (b"\\Seen", False),
 }
-_SEARCH_HEADERS = frozenset({b"BCC", b"CC", b"FROM", b"SUBJECT", b"TO"})
+_SEARCH_ADDRESSES = frozenset({b"BCC", b"CC", b"FROM", b"TO"})
 _SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
     b"BEFORE": ("before", False),
     b"ON": ("on", False),
@@ -294,11 +298,13 @@ class _Incomplete(Exception):
 class _Parser:
     """A cursor over the complete raw bytes of one command (literals inline)."""
 
-    def __init__(self, buf: bytes, max_depth: int) -> None:
+    def __init__(self, buf: bytes, max_depth: int, max_keys: int | None = None) -> None:
         self.buf = buf
         self.pos = 0
         self.max_depth = max_depth
         self.depth = 0
+        self.max_keys = max_keys
+        self.keys = 0
         self.eight_bit_quoted = False
 
     # -- primitives
@@ -602,6 +608,9 @@ class _Parser:
         self.depth += 1
         if self.depth > self.max_depth:
             raise _ParseError("search keys nested too deeply")
+        self.keys += 1
+        if self.max_keys is not None and self.keys > self.max_keys:
+            raise _ParseError(f"too many search keys (at most {self.max_keys})")
         key = self._search_key()
         self.depth -= 1
         return key
@@ -631,7 +640,9 @@ class _Parser:
         self.sp()  # every other key has an argument
         if name in (b"KEYWORD", b"UNKEYWORD"):
             return FlagKey(self.atom(), present=name == b"KEYWORD")
-        if name in _SEARCH_HEADERS:
+        if name in _SEARCH_ADDRESSES:
+            return AddressKey(name, self.astring())
+        if name == b"SUBJECT":
             return HeaderKey(name, self.astring())
         if name == b"HEADER":
             field_name = self.astring()
@@ -963,9 +974,9 @@ def _command_head(p: _Parser) -> tuple[bytes, bytes, bool]:
     return tag, name, uid
 
 
-def _parse_command(buf: bytes, max_depth: int) -> Command:
+def _parse_command(buf: bytes, max_depth: int, max_keys: int) -> Command:
     """Parse one complete command."""
-    p = _Parser(buf, max_depth)
+    p = _Parser(buf, max_depth, max_keys)
     tag, name, uid = _command_head(p)
     return _COMMANDS[name](p, tag, uid)
 
@@ -1052,13 +1063,17 @@ class Receiver:
         max_literal: int = 64 * 1024,
         max_append: int = 64 * 1024 * 1024,
         max_depth: int = 32,
+        max_search_keys: int = 100,
     ) -> None:
         if min(max_line, max_literal, max_append) < 1024 or not 1 <= max_depth <= 100:
             raise ValueError("limits too small (or max_depth outside 1..100)")
+        if max_search_keys < 1:
+            raise ValueError("max_search_keys must be at least 1")
         self._max_line = max_line
         self._max_literal = max_literal
         self._max_append = max_append
         self._max_depth = max_depth
+        self._max_search_keys = max_search_keys
         self._buf = bytearray()  # received, not yet consumed
         self._eof = False
         self._state = _State.COMMAND
@@ -1277,7 +1292,7 @@ class Receiver:
         cmd = bytes(self._cmd)
         tag = _extract_tag(cmd)
         try:
-            command = _parse_command(cmd, self._max_depth)
+            command = _parse_command(cmd, self._max_depth, self._max_search_keys)
         except _ParseError as e:
             return self._bad(tag, e.args[0], line)
         except _Incomplete:  # cannot happen: every literal before the last line is complete

@@ -15,6 +15,7 @@ from typing import Literal, TypeAlias
 
 __all__ = [
     "STAR",
+    "AddressKey",
     "AllKey",
     "AndKey",
     "BodySection",
@@ -219,7 +220,8 @@ def _astring(value: bytes) -> bytes:
 #   ANSWERED DELETED DRAFT FLAGGED SEEN  FlagKey(b"\\Answered", ...)   (UN...: set=False)
 #   RECENT / NEW / OLD                   FlagKey(b"\\Recent") / And(Recent, not Seen) / Not(Recent)
 #   KEYWORD k / UNKEYWORD k              FlagKey(k, True / False)
-#   BCC CC FROM SUBJECT TO / HEADER f v  HeaderKey(b"BCC", v) ... / HeaderKey(f, v)
+#   BCC CC FROM TO                       AddressKey(b"BCC", v) ...
+#   SUBJECT / HEADER f v                 HeaderKey(b"SUBJECT", v) / HeaderKey(f, v)
 #   BODY s / TEXT s                      TextKey(s, whole_message=False / True)
 #   BEFORE ON SINCE (internal date)      DateKey("before" | "on" | "since", d, sent=False)
 #   SENTBEFORE SENTON SENTSINCE          DateKey(..., sent=True)
@@ -243,7 +245,16 @@ class FlagKey:
 
 @dataclass(frozen=True, slots=True)
 class HeaderKey:
-    """Header ``field`` (upper-case for BCC/CC/FROM/SUBJECT/TO) contains ``value``."""
+    """Header ``field`` (upper-case for SUBJECT) contains ``value`` in its text."""
+
+    field: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddressKey:
+    """An address of the ``field`` (``BCC``, ``CC``, ``FROM``, ``TO``) header contains
+    ``value``: matched against the parsed addresses, not the raw text."""
 
     field: bytes
     value: bytes
@@ -300,6 +311,7 @@ SearchKey: TypeAlias = (
     AllKey
     | FlagKey
     | HeaderKey
+    | AddressKey
     | TextKey
     | DateKey
     | SizeKey

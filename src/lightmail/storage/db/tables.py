@@ -167,6 +167,9 @@ messages = Table(
     # The size with every bare LF sent as CRLF: what POP3's LIST and RETR count.
     Column("size_crlf", BigInteger, nullable=False, server_default="0"),
     Column("internaldate", Timestamp, nullable=False),
+    # The zone INTERNALDATE was given in, minutes east of UTC (RFC 3501 2.3.3):
+    # FETCH shows it and BEFORE/ON/SINCE compare dates in it.
+    Column("internaldate_offset", Integer, nullable=False, server_default="0"),
     Column("flags", Integer, nullable=False, default=0),
     Column("keywords", Text, nullable=False, default=""),
     Column("deleted_at", Timestamp, nullable=True),
