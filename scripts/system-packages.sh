@@ -11,6 +11,7 @@ declare -A wanted=(
     [swaks]=swaks
     [postfix]=postfix
     [fetchmail]=fetchmail
+    [mariadbd]=mariadb-server  # a private server the fault tests may kill
 )
 
 missing=()

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 from lightmail.mailstore.store import Recipient
-from tests.faults.conftest import Rig, RigFactory
-from tests.integration.lmtp.conftest import LmtpClient
+from tests.faults.conftest import RigFactory
+from tests.support.faultrig import LmtpClient, Rig
 from tests.support.mysql_proxy import MySQLProxy
 from tests.support.private_mariadb import PrivateMariaDB
 
@@ -115,7 +115,7 @@ async def test_reply_lost_while_the_database_stays_down_keeps_the_blob(
     rig_factory: RigFactory, private_mariadb: PrivateMariaDB
 ) -> None:
     proxy = _proxy(private_mariadb)
-    rig = await rig_factory(proxy=proxy)
+    rig = await rig_factory(proxy=proxy, database_commit_check_timeout="1s")
     user = await rig.new_user()
     message_id, body = _message("reply lost, database down")
     client = await rig.lmtp_client()

@@ -21,9 +21,11 @@ Errors are those of :mod:`lightmail.errors`; nothing here formats a reply.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
+import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -1237,8 +1239,7 @@ class MailStore:
         error: CommitOutcomeUnknown,
     ) -> _T:
         try:
-            async with self.db.read() as conn:
-                found = await committed(conn)
+            found = await self._read_until(self.db.commit_check_timeout, committed)
         except TemporaryFailure:
             LOST_COMMITS.labels("unknown").inc()
             log.warning(
@@ -1258,6 +1259,23 @@ class MailStore:
         LOST_COMMITS.labels("committed").inc()
         log.warning("the reply to a COMMIT was lost, but it was committed (blob %s)", key)
         return found
+
+    async def _read_until(
+        self, patience: float, read: Callable[[AsyncConnection], Awaitable[_T]]
+    ) -> _T:
+        """``read`` in a read transaction, tried again while the database is
+        unavailable, until ``patience`` seconds have passed (at least once)."""
+        deadline = time.monotonic() + patience
+        pause = 0.1
+        while True:
+            try:
+                async with self.db.read() as conn:
+                    return await read(conn)
+            except TemporaryFailure:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
         await conn.execute(

@@ -104,8 +104,18 @@ def _alembic_config() -> AlembicConfig:
 class Database:
     """The connection pools of one database, for reading and for writing."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        commit_check_timeout: float = 30.0,
+    ) -> None:
         parsed = make_url(url)
+        # After a COMMIT's reply was lost: how long the mailstore keeps trying
+        # to read whether it was committed before it gives up ([database]).
+        self.commit_check_timeout = commit_check_timeout
         self.dialect = "sqlite" if parsed.get_backend_name() == "sqlite" else "mysql"
         self.description = describe_url(url)
         self._outage = _Outage()
