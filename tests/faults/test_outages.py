@@ -28,9 +28,10 @@ async def test_database_frozen_under_load(
         await asyncio.sleep(2)
         private_mariadb.thaw()
 
-    counts = await run_load(await rig_factory(), freeze)
+    counts = await run_load(await rig_factory(), [freeze])
     print(f"database frozen 2 s: {counts.summary()}")
     assert counts.clean, counts.summary()
+    assert counts.faults == 1
 
 
 async def test_database_killed_and_restarted_under_load(
@@ -43,9 +44,10 @@ async def test_database_killed_and_restarted_under_load(
 
     rig = await rig_factory()
     caplog.set_level(logging.INFO)
-    counts = await run_load(rig, kill)
+    counts = await run_load(rig, [kill])
     print(f"database killed, back after 1 s: {counts.summary()}")
     assert counts.clean, counts.summary()
+    assert counts.faults == 1
     assert counts.temporary > 0  # the fault was felt
     # One line per failure, a traceback only at DEBUG, one pair of lines per outage.
     noisy = [r for r in caplog.records if r.exc_info and r.levelno > logging.DEBUG]
@@ -61,9 +63,10 @@ async def test_s3_frozen_under_load(rig_factory: RigFactory, private_s3: Seaweed
         await asyncio.sleep(2)
         private_s3.thaw()
 
-    counts = await run_load(await rig_factory(), freeze)
+    counts = await run_load(await rig_factory(), [freeze])
     print(f"S3 frozen 2 s: {counts.summary()}")
     assert counts.clean, counts.summary()
+    assert counts.faults == 1
 
 
 async def test_s3_killed_and_restarted_under_load(
@@ -74,7 +77,8 @@ async def test_s3_killed_and_restarted_under_load(
         await asyncio.sleep(1)
         await asyncio.to_thread(private_s3.start)
 
-    counts = await run_load(await rig_factory(), kill)
+    counts = await run_load(await rig_factory(), [kill])
     print(f"S3 killed, restarted after 1 s: {counts.summary()}")
     assert counts.clean, counts.summary()
+    assert counts.faults == 1
     assert counts.temporary > 0

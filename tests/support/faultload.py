@@ -14,8 +14,9 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lightmail.accounts.service import User
 from tests.support.faultrig import ImapClient, LmtpClient, Rig
@@ -36,11 +37,19 @@ class Counts:
     lost: int = 0  # acknowledged deliveries with no copy
     damaged: int = 0  # copies whose blob differs from what was sent
     blobless: int = 0  # message rows whose blob is missing
-    recovery: float | None = None  # from the end of the fault to the next acknowledgement
+    faults: int = 0  # faults injected
+    recoveries: list[float] = field(default_factory=list)  # end of a fault to the next ack
     elapsed: float = 0.0
+
+    @property
+    def recovery(self) -> float | None:
+        """The longest recovery (seconds from a fault's end to the next acknowledgement)."""
+        return max(self.recoveries, default=None)
 
     def summary(self) -> str:
         recovery = "n/a" if self.recovery is None else f"{self.recovery:.2f} s"
+        if len(self.recoveries) > 1:
+            recovery = f"{min(self.recoveries):.2f}-{self.recovery:.2f} s over {self.faults} faults"
         return (
             f"sent {self.sent} messages ({self.deliveries} deliveries), "
             f"acknowledged {self.acknowledged}, 4xx {self.temporary}, 5xx {self.permanent}, "
@@ -89,8 +98,9 @@ class _Run:
         self.acked.add((message_id, user.id))
         self.counts.acknowledged += 1
         now = time.monotonic()
-        if self.fault_end is not None and self.counts.recovery is None and now >= self.fault_end:
-            self.counts.recovery = now - self.fault_end
+        if self.fault_end is not None and now >= self.fault_end:
+            self.counts.recoveries.append(now - self.fault_end)
+            self.fault_end = None
         self.ack_event.set()
 
     def check_time(self, started: float) -> None:
@@ -201,13 +211,21 @@ class _Run:
             await client.command("LOGOUT")
             await client.close()
 
-    async def inject(self, fault: Callable[[], Awaitable[None]], after: int) -> None:
-        """Run ``fault`` once ``after`` deliveries were acknowledged."""
-        while self.counts.acknowledged < after:
-            self.ack_event.clear()
-            await self.ack_event.wait()
-        await fault()
-        self.fault_end = time.monotonic()
+    async def inject(self, faults: Sequence[Fault], every: int, load: asyncio.Future[Any]) -> None:
+        """Run the faults one after the other, each once ``every`` more deliveries
+        were acknowledged (the first after ``every``), while the load lasts."""
+        for number, fault in enumerate(faults, start=1):
+            while self.counts.acknowledged < number * every:
+                if load.done():
+                    return
+                self.ack_event.clear()
+                await asyncio.wait(
+                    {asyncio.ensure_future(self.ack_event.wait()), load},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            await fault()
+            self.counts.faults += 1
+            self.fault_end = time.monotonic()
 
     async def verify(self) -> None:
         """Count lost, duplicated and damaged deliveries and rows without a blob."""
@@ -228,27 +246,27 @@ class _Run:
         )
 
 
+Fault = Callable[[], Awaitable[None]]
+
+
 async def run_load(
     rig: Rig,
-    fault: Callable[[], Awaitable[None]] | None,
+    faults: Sequence[Fault],
     *,
     users: int = 3,
     lmtp_clients: int = 4,
     imap_clients: int = 2,
     per_client: int = 20,
-    fault_after: int = 20,
+    fault_every: int = 20,
     patience: float = 90.0,
 ) -> Counts:
-    """Deliver and append concurrently, run ``fault`` on the way, and count."""
+    """Deliver and append concurrently, inject ``faults`` on the way, and count."""
     run = _Run(rig, [await rig.new_user() for _ in range(users)], patience)
     started = time.monotonic()
     tasks = [run.lmtp_worker(i, per_client) for i in range(lmtp_clients)]
     tasks += [run.imap_worker(i, per_client) for i in range(imap_clients)]
     load = asyncio.gather(*tasks)
-    if fault is not None:
-        await asyncio.gather(load, run.inject(fault, fault_after))
-    else:
-        await load
+    await asyncio.gather(load, run.inject(faults, fault_every, load))
     run.counts.elapsed = time.monotonic() - started
     await run.verify()
     return run.counts

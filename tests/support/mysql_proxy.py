@@ -140,6 +140,7 @@ class MySQLProxy:
         self.plan: _Plan | None = None
         self.refusing = False
         self.cuts = 0  # connections cut as planned
+        self._cut = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
 
@@ -158,11 +159,13 @@ class MySQLProxy:
         """Cut the next connection whose transaction ran a statement containing
         ``marker`` once the server has committed it, before its OK reaches the
         client; then refuse new connections if ``refuse_after``."""
+        self._cut.clear()
         self.plan = _Plan(_Cut.LOSE_REPLY, marker.lower(), refuse_after)
 
     def drop_commit(self, marker: bytes) -> None:
         """Cut the next connection whose transaction ran a statement containing
         ``marker`` when it sends COMMIT, which the server then never sees."""
+        self._cut.clear()
         self.plan = _Plan(_Cut.DROP, marker.lower(), refuse_after=False)
 
     def fire(self) -> None:
@@ -171,6 +174,12 @@ class MySQLProxy:
             self.refusing = True
         self.plan = None
         self.cuts += 1
+        self._cut.set()
+
+    async def next_cut(self) -> None:
+        """Wait until the planned cut has happened."""
+        await self._cut.wait()
+        self._cut.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
