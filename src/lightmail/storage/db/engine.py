@@ -86,6 +86,28 @@ class _Outage:
             self._since = None
 
 
+class _PoolNoise(logging.Filter):
+    """SQLAlchemy's pool logs every connection it could not reset or close as an
+    ERROR with a traceback. When the cause is a database that went away, the
+    transaction's own failure was logged already: this becomes one DEBUG line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.causes: tuple[type[BaseException], ...] = (OSError,)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not isinstance(error, self.causes):
+            return True
+        log.debug("connection pool: %s: %r", record.getMessage(), error, exc_info=record.exc_info)
+        return False
+
+
+_POOL_NOISE = _PoolNoise()
+for _pool in ("AsyncAdaptedQueuePool", "QueuePool", "NullPool", "StaticPool"):
+    logging.getLogger(f"sqlalchemy.pool.impl.{_pool}").addFilter(_POOL_NOISE)
+
+
 class SchemaOutdated(Exception):
     """The database schema is not the one this version of LightMail needs."""
 
@@ -144,6 +166,9 @@ class Database:
                 connect_args={"connect_timeout": int(connect_timeout)},
             )
             self._writer = self._reader
+        dbapi_error = self._reader.dialect.loaded_dbapi.Error
+        if not issubclass(dbapi_error, _POOL_NOISE.causes):
+            _POOL_NOISE.causes += (dbapi_error,)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
