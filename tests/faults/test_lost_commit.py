@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from lightmail.mailstore.store import Recipient
 from tests.faults.conftest import RigFactory
 from tests.support.faultrig import LmtpClient, Rig
+from tests.support.metrics import Changes
 from tests.support.mysql_proxy import MySQLProxy
 from tests.support.private_mariadb import PrivateMariaDB
 
@@ -55,10 +56,12 @@ async def test_delivery_committed_but_reply_lost_is_acknowledged_once(
     alice, bob = await rig.new_user(), await rig.new_user()
     message_id, body = _message("reply lost")
     client = await rig.lmtp_client()
+    changes = Changes()
     proxy.lose_commit_reply(_MESSAGES)
     codes = await _deliver(client, [alice.address, bob.address], body)
     await client.close()
     assert proxy.cuts == 1
+    assert changes("lightmail_db_lost_commits_total", outcome="committed") == 1
     assert codes == [250, 250]  # committed: the MTA must not send it again
     copies = await _copies(rig, message_id)
     assert sorted(user for user, *_ in copies) == sorted([alice.id, bob.id])
@@ -98,9 +101,11 @@ async def test_commit_that_never_reached_the_server_is_retried_and_delivered_onc
     user = await rig.new_user()
     message_id, body = _message("commit dropped")
     client = await rig.lmtp_client()
+    changes = Changes()
     proxy.drop_commit(_MESSAGES)
     assert await _deliver(client, [user.address], body) == [451]
     assert proxy.cuts == 1
+    assert changes("lightmail_db_lost_commits_total", outcome="rolled_back") == 1
     assert await _copies(rig, message_id) == []
     # The blob stays until the orphan sweep: only a row that names it could prove it unused.
     assert len(await rig.blob_keys()) == 1
@@ -119,10 +124,12 @@ async def test_reply_lost_while_the_database_stays_down_keeps_the_blob(
     user = await rig.new_user()
     message_id, body = _message("reply lost, database down")
     client = await rig.lmtp_client()
+    changes = Changes()
     proxy.lose_commit_reply(_MESSAGES, refuse_after=True)
     assert await _deliver(client, [user.address], body) == [451]  # no one can tell yet
     await client.close()
     assert proxy.cuts == 1
+    assert changes("lightmail_db_lost_commits_total", outcome="unknown") == 1
     proxy.refusing = False
     # It was committed: the message is whole, its blob kept (the MTA's retry will
     # add a second copy, which is the price of not knowing; nothing is lost).
