@@ -12,6 +12,7 @@ declare -A wanted=(
     [postfix]=postfix
     [fetchmail]=fetchmail
     [curl]=curl
+    [mariadbd]=mariadb-server  # a private server the fault tests may kill
 )
 
 missing=()

@@ -349,6 +349,7 @@ class DatabaseSettings:
     url: str = field(repr=False)  # effective SQLAlchemy URL; may hold a password
     pool_size: int
     connect_timeout: float  # seconds
+    commit_check_timeout: float  # seconds; after a COMMIT's reply was lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +545,7 @@ _KEYS: tuple[_Key, ...] = (
     ),
     _Key("database", "pool_size", "10", _integer(1, 1_000_000), "an integer of at least 1"),
     _Key("database", "connect_timeout", "10s", _positive_duration, f"{_DURATION_TEXT}, above 0"),
+    _Key("database", "commit_check_timeout", "30s", parse_duration, _DURATION_TEXT),
     _Key(
         "blobs",
         "url",

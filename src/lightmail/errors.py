@@ -24,6 +24,15 @@ class TransactionConflict(TemporaryFailure):
     rolled back, and running it again is expected to succeed."""
 
 
+class CommitOutcomeUnknown(TemporaryFailure):
+    """The database connection failed while a COMMIT was under way: the server may
+    have committed the transaction or not, and did not say which.
+
+    Whatever the transaction wrote may be visible, so nothing it refers to (a
+    message blob) may be deleted; the caller can look on a new connection.
+    """
+
+
 class PermanentFailure(LightMailError):
     """The request cannot succeed as made; retrying it unchanged will fail again."""
 

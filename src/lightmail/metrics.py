@@ -110,6 +110,18 @@ DB_TRANSACTION_FAILURES = Counter(
     "counted.",
     ["kind", "reason"],
 )
+LOST_COMMITS = Counter(
+    "lightmail_db_lost_commits",
+    "Writes that made a new message blob visible and whose database connection failed "
+    "during COMMIT, by what a new connection then found: committed (answered as a "
+    "success), rolled_back (a temporary failure), unknown (the database was still down: "
+    "a temporary failure). The blob is kept for the orphan sweep unless committed.",
+    ["outcome"],
+)
+BLOBS_MISSING = Counter(
+    "lightmail_blobs_missing",
+    "Messages whose blob was not in the blob store when read (a FETCH skipped them).",
+)
 
 # -- garbage collection
 GC_MESSAGES_PURGED = Counter(

@@ -70,6 +70,7 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         settings.database.url,
         pool_size=settings.database.pool_size,
         connect_timeout=settings.database.connect_timeout,
+        commit_check_timeout=settings.database.commit_check_timeout,
     )
     try:
         if db.dialect == "sqlite":

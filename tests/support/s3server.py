@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -81,6 +82,58 @@ def find_weed() -> Path | None:
     return Path(found) if found else None
 
 
+class SeaweedFS:
+    """One ``weed server`` process that a fault test may freeze, kill and restart.
+
+    A restart uses the same ports and data folder, so stored blobs survive it.
+    """
+
+    def __init__(self, command: list[str], workdir: Path, server: S3Server) -> None:
+        self.command = command
+        self.workdir = workdir
+        self.server = server
+        self.process: subprocess.Popen[bytes] | None = None
+        self.frozen = False
+
+    def start(self, *, create_bucket: bool = False) -> None:
+        with (self.workdir / "weed.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "TMPDIR": str(self.workdir)},
+            )
+        self.frozen = False
+        _wait_until_ready(self.server, self.process, self.workdir / "weed.log", create_bucket)
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered."""
+        self._running().send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self._running().send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.frozen = False
+        _remove_grpc_sockets(self.command)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError("SeaweedFS is not running")
+        return self.process
+
+
 @contextmanager
 def running_seaweedfs(
     weed: Path | None = None,
@@ -90,6 +143,21 @@ def running_seaweedfs(
     region: str = "us-east-1",
 ) -> Iterator[S3Server]:
     """Run ``weed server`` until the block ends, then SIGKILL it and remove its data."""
+    with seaweedfs_process(
+        weed, access_key=access_key, secret_key=secret_key, region=region
+    ) as process:
+        yield process.server
+
+
+@contextmanager
+def seaweedfs_process(
+    weed: Path | None = None,
+    *,
+    access_key: str = "lmtest-access-key",
+    secret_key: str = "lmtest-secret-key",  # noqa: S107 - a throwaway test key
+    region: str = "us-east-1",
+) -> Iterator[SeaweedFS]:
+    """:func:`running_seaweedfs`, giving the process itself (to freeze or kill it)."""
     weed = weed or find_weed()
     if weed is None:
         raise RuntimeError(
@@ -132,18 +200,6 @@ def running_seaweedfs(
             f"-filer.localSocket={workdir / 'filer.sock'}",
             f"-s3.localSocket={workdir / 's3.sock'}",
         ]
-        log = stack.enter_context((workdir / "weed.log").open("wb"))
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "TMPDIR": str(workdir)},
-        )
-        grpc_ports = {
-            name.split(".")[0]: port for name, port in ports.items() if name.endswith(".grpc")
-        }
-        stack.callback(_kill, process, grpc_ports)
         server = S3Server(
             endpoint=f"http://127.0.0.1:{ports['s3.port']}",
             access_key=access_key,
@@ -151,8 +207,10 @@ def running_seaweedfs(
             region=region,
             bucket="lightmail-test",
         )
-        _wait_until_ready(server, process, workdir / "weed.log")
-        yield server
+        process = SeaweedFS(command, workdir, server)
+        stack.callback(process.kill)  # SIGKILL: SIGTERM takes ~16 s and we throw the data away
+        process.start(create_bucket=True)
+        yield process
 
 
 def _free_ports(count: int) -> list[int]:
@@ -164,15 +222,17 @@ def _free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Create ``server.bucket`` and write to it once.
+def _wait_until_ready(
+    server: S3Server, process: subprocess.Popen[bytes], log: Path, create_bucket: bool
+) -> None:
+    """Create ``server.bucket`` (unless it exists already) and write to it once.
 
     The S3 port opens before S3 works, and a bucket can be created before the
     volume server has joined: the first write would then wait seconds for a volume.
     """
     deadline = time.monotonic() + _READY_TIMEOUT
     last_error: Exception | None = None
-    created = False
+    created = not create_bucket
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"SeaweedFS exited with status {process.returncode}:\n{_tail(log)}")
@@ -194,12 +254,13 @@ def _wait_until_ready(server: S3Server, process: subprocess.Popen[bytes], log: P
     )
 
 
-def _kill(process: subprocess.Popen[bytes], grpc_ports: dict[str, int]) -> None:
-    process.kill()  # SIGKILL: SIGTERM takes ~16 s and we throw the data away
-    process.wait()
-    # weed puts a Unix socket per gRPC port in /tmp whatever TMPDIR says.
-    for server, port in grpc_ports.items():
-        Path(f"/tmp/seaweedfs-{server}-grpc-{port}.sock").unlink(missing_ok=True)
+def _remove_grpc_sockets(command: list[str]) -> None:
+    """weed puts a Unix socket per gRPC port in /tmp whatever TMPDIR says."""
+    for argument in command:
+        name, _, port = argument.removeprefix("-").partition("=")
+        if name.endswith(".port.grpc"):
+            server = name.split(".")[0]
+            Path(f"/tmp/seaweedfs-{server}-grpc-{port}.sock").unlink(missing_ok=True)
 
 
 def _tail(log: Path, lines: int = 20) -> str:

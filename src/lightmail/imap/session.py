@@ -86,7 +86,7 @@ from lightmail.imap.wire.responses import (
 from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore, MessageInfo, MessageMeta, StoreMode
-from lightmail.metrics import APPENDS, COMMAND_SECONDS, COMMANDS
+from lightmail.metrics import APPENDS, BLOBS_MISSING, COMMAND_SECONDS, COMMANDS
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import (
     Connection,
@@ -96,6 +96,7 @@ from lightmail.net.stream import (
     StreamError,
 )
 from lightmail.notify.bus import Subscription
+from lightmail.storage.blobs.base import BlobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ class ImapSession:
         self.selected: SelectedMailbox | None = None
         self._modseq = 0  # HIGHESTMODSEQ of the selected mailbox when last looked at
         self._subscription: Subscription | None = None
+        self._changed = False  # another session changed the selected mailbox; not yet shown
         self._bad_commands = 0
         self._login_failures = 0
         self._commands_before_login = 0
@@ -341,7 +343,11 @@ class ImapSession:
         try:
             await self._handlers[type(command)](command)
         except LightMailError as error:
-            await self._announce(allow_expunge=self._may_expunge(command))
+            # Nothing here may need the database: it may be what just failed. What
+            # other sessions changed is announced after the next command.
+            view = self.selected
+            if view is not None and self._may_expunge(command) and view.has_pending_expunges:
+                self._send_updates(view.release_expunges())
             self._send(reply_for_error(command.tag, error))
         except (_Done, StreamError):
             raise
@@ -901,33 +907,50 @@ class ImapSession:
         """Tell the client what changed in its selected mailbox since it last heard.
 
         Looks at the store only when a change event for the mailbox arrived
-        (or ``force``: NOOP, IDLE), and then only if HIGHESTMODSEQ moved.
+        (or ``force``: NOOP, IDLE), and then only if HIGHESTMODSEQ moved. If the
+        database is unavailable the changes wait for the next command; the
+        command itself has done its work and is answered as such.
         """
         events = self._subscription.drain() if self._subscription is not None else []
         view = self.selected
         if view is None:
             return
-        if force or any(event.mailbox_id == view.mailbox_id for event in events):
+        if any(event.mailbox_id == view.mailbox_id for event in events):
+            self._changed = True
+        if force or self._changed:
             try:
-                mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
-            except MailboxNotFound:  # deleted by another session: all of it is gone
-                self._send_updates(view.update((), allow_expunge=allow_expunge))
-                return
-            if mailbox.highestmodseq != self._modseq:
-                self._modseq = mailbox.highestmodseq
-                infos = await self.store.list_messages(mailbox)
-                recent: list[int] = []
-                if not view.readonly and infos and infos[-1].uid > view.largest_uid:
-                    recent = await self.store.claim_recent(mailbox)
-                updates = view.update(
-                    (Snapshot(i.uid, i.flags.names()) for i in infos),
-                    allow_expunge=allow_expunge,
-                    recent=recent,
-                )
-                self._send_updates(updates)
+                if await self._catch_up(view, allow_expunge=allow_expunge):
+                    return
+            except TemporaryFailure as error:
+                log.info("imap %s: changes not announced for now: %s", self.conn.id, error)
                 return
         if allow_expunge and view.has_pending_expunges:
             self._send_updates(view.release_expunges())
+
+    async def _catch_up(self, view: SelectedMailbox, *, allow_expunge: bool) -> bool:
+        """Read the selected mailbox and send what changed; False if nothing did."""
+        try:
+            mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
+        except MailboxNotFound:  # deleted by another session: all of it is gone
+            self._changed = False
+            self._send_updates(view.update((), allow_expunge=allow_expunge))
+            return True
+        if mailbox.highestmodseq == self._modseq:
+            self._changed = False
+            return False
+        infos = await self.store.list_messages(mailbox)
+        recent: list[int] = []
+        if not view.readonly and infos and infos[-1].uid > view.largest_uid:
+            recent = await self.store.claim_recent(mailbox)
+        self._modseq = mailbox.highestmodseq
+        self._changed = False
+        updates = view.update(
+            (Snapshot(i.uid, i.flags.names()) for i in infos),
+            allow_expunge=allow_expunge,
+            recent=recent,
+        )
+        self._send_updates(updates)
+        return True
 
     def _send_updates(self, updates: Updates) -> None:
         for seq in updates.expunged:
@@ -1206,6 +1229,7 @@ class ImapSession:
         )
         missing = len(live) < len(targets)
         turn = TimeSlice()  # other sessions run in between (issue #14)
+        unreadable = False
         for start in range(0, len(live), _FETCH_BATCH):
             batch = live[start : start + _FETCH_BATCH]
             uids = [uid for _, uid in batch]
@@ -1221,9 +1245,35 @@ class ImapSession:
                 if needs_info and info is None:  # expunged by another session meanwhile
                     missing = True
                     continue
-                await self._fetch_one(seq, uid, info, metas.get(uid), attributes, uid in seen_now)
+                try:
+                    await self._fetch_one(
+                        seq, uid, info, metas.get(uid), attributes, uid in seen_now
+                    )
+                except BlobNotFound as error:
+                    # The rest of the range is still answered (RFC 3501 6.4.5: NO at the end).
+                    unreadable = True
+                    BLOBS_MISSING.inc()
+                    log.error(
+                        "imap %s: message UID %d in mailbox %r (id %d) of %s has no blob %s",
+                        self.conn.id,
+                        uid,
+                        mailbox.name,
+                        mailbox.id,
+                        self.user.address if self.user else "?",
+                        error.key,
+                    )
                 await turn.pause()
         await self._announce(allow_expunge=self._may_expunge(command))
+        if unreadable:
+            self._send(
+                TaggedResponse(
+                    command.tag,
+                    Status.NO,
+                    "Some messages could not be read",
+                    ResponseCode(Code.SERVERBUG),
+                )
+            )
+            return
         if missing:
             self._send(
                 TaggedResponse(
@@ -1247,7 +1297,9 @@ class ImapSession:
     ) -> None:
         """Write one FETCH response; large body sections stream from the blob store.
 
-        ``info`` and ``meta`` are None when no attribute asked for them.
+        ``info`` and ``meta`` are None when no attribute asked for them. Every
+        blob read starts before the response does, so a missing blob
+        (:class:`BlobNotFound`) leaves nothing of it written.
         """
         items: list[bytes | _Streamed] = []
         for attribute in attributes:
@@ -1276,6 +1328,11 @@ class ImapSession:
                     items.append(await self._section(rfc822, attribute.response_name, meta))
         if seen_now and FetchItem.FLAGS not in attributes:
             items.append(b"FLAGS " + self._flag_list(uid))
+        streams: dict[int, tuple[bytes, AsyncIterator[bytes]]] = {}
+        for index, item in enumerate(items):
+            if isinstance(item, _Streamed):
+                chunks = aiter(self.store.read_message(_need(meta).info, item.start, item.end))
+                streams[index] = (await anext(chunks, b""), chunks)
         self._out.append(b"* " + str(seq).encode() + b" FETCH (")
         for index, item in enumerate(items):
             separator = b" " if index else b""
@@ -1285,7 +1342,9 @@ class ImapSession:
             size = item.end - item.start
             self._out.append(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
             await self._flush()
-            async for chunk in self.store.read_message(_need(meta).info, item.start, item.end):
+            first, rest = streams[index]
+            await self.conn.write(literal_octets(first))
+            async for chunk in rest:
                 await self.conn.write(literal_octets(chunk))
         self._out.append(b")\r\n")
 

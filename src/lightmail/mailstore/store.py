@@ -5,9 +5,15 @@ Every change is one SQL transaction plus blob writes, and publishes a
 written (and durable) before the transaction that makes it visible; if that
 transaction fails the blob is deleted again, or, after a crash, left as an
 orphan for the sweeper. So a message is either wholly visible or not at all
-(DESIGN invariant 1). UIDs are reserved with an UPDATE of the mailbox row
-inside the same transaction that inserts the messages, which serialises
-concurrent writers to one mailbox on that row lock (invariant 2).
+(DESIGN invariant 1). A blob is deleted only when it is certain that no
+committed row refers to it: when the connection fails during COMMIT, the
+transaction may have been committed, so the store looks for its rows on a new
+connection; found, the operation succeeded; not found (or the database still
+down), the failure stands and the blob is left to the orphan sweep.
+
+UIDs are reserved with an UPDATE of the mailbox row inside the same
+transaction that inserts the messages, which serialises concurrent writers
+to one mailbox on that row lock (invariant 2).
 
 Protocol code calls this module and never SQL or the blob store directly.
 Errors are those of :mod:`lightmail.errors`; nothing here formats a reply.
@@ -15,34 +21,50 @@ Errors are those of :mod:`lightmail.errors`; nothing here formats a reply.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+import time
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import (
+    CommitOutcomeUnknown,
     InvalidMailboxName,
     MailboxExists,
     MailboxNotAllowed,
     MailboxNotFound,
     NotFound,
     QuotaExceeded,
+    TemporaryFailure,
+    TransactionConflict,
 )
 from lightmail.fairness import TimeSlice
 from lightmail.mailstore import names
 from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
+from lightmail.metrics import LOST_COMMITS
 from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
 from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # IN (...) lists are cut into pieces of this many values (SQLite allows 32766).
 _CHUNK = 500
@@ -549,22 +571,31 @@ class MailStore:
     ) -> AppendResult:
         """:meth:`append` for a message already stored with :meth:`store_message`."""
         mailbox_name = names.normalize(mailbox_name)
-        try:
-            async with self.db.write() as conn:
-                mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
-                await self._check_quota(conn, user_id, stored.put.size)
-                await self._insert_object_key(conn, stored)
-                result = await self._insert_message(
-                    conn,
-                    mailbox,
-                    stored,
-                    Flags.parse(flags),
-                    internaldate or datetime.now().astimezone(),
+        parsed_flags = Flags.parse(flags)
+        date = internaldate or datetime.now().astimezone()
+
+        async def write(conn: AsyncConnection) -> AppendResult:
+            mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
+            await self._check_quota(conn, user_id, stored.put.size)
+            await self._insert_object_key(conn, stored)
+            return await self._insert_message(conn, mailbox, stored, parsed_flags, date)
+
+        async def committed(conn: AsyncConnection) -> AppendResult | None:
+            row = (
+                await conn.execute(
+                    select(t.messages.c.mailbox_id, t.messages.c.uid, t.mailboxes.c.uidvalidity)
+                    .select_from(
+                        t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                    )
+                    .where(t.messages.c.object_key == stored.key)
+                    .order_by(t.messages.c.id)
+                    .limit(1)
                 )
-        except BaseException:
-            await self._discard_blob(stored.key)
-            raise
-        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
+            ).first()
+            return None if row is None else AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+
+        result = await self._commit_new_blob(stored, write, committed)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, result.mailbox_id))
         return result
 
     async def deliver(
@@ -598,40 +629,34 @@ class MailStore:
         self, recipients: Sequence[Recipient], stored: StoredMessage
     ) -> list[DeliveryOutcome]:
         """:meth:`deliver` for a message already stored with :meth:`store_message`."""
-        outcomes: list[DeliveryOutcome] = []
-        try:
-            async with self.db.write() as conn:
-                targets = []
-                for recipient in recipients:
-                    mailbox = None
-                    if recipient.mailbox is not None:
-                        row = await self._mailbox_row(
-                            conn, recipient.user_id, names.normalize(recipient.mailbox)
-                        )
-                        mailbox = _mailbox(row) if row is not None else None
-                    if mailbox is None:
-                        mailbox = await self._find_mailbox(conn, recipient.user_id, names.INBOX)
-                    targets.append((recipient, mailbox))
-                # Lock mailbox rows in one order so concurrent deliveries cannot deadlock.
-                targets.sort(key=lambda target: target[1].id)
-                if targets:
-                    await self._insert_object_key(conn, stored)
-                now = datetime.now().astimezone()  # the server's local zone
-                for recipient, mailbox in targets:
-                    try:
-                        await self._check_quota(conn, recipient.user_id, stored.put.size)
-                    except QuotaExceeded as error:
-                        outcomes.append(DeliveryOutcome(recipient, error=error))
-                        continue
-                    result = await self._insert_message(conn, mailbox, stored, Flags(), now)
-                    outcomes.append(DeliveryOutcome(recipient, result=result))
-                if not any(outcome.result for outcome in outcomes):
-                    await conn.execute(
-                        delete(t.object_keys).where(t.object_keys.c.key == stored.key)
-                    )
-        except BaseException:
-            await self._discard_blob(stored.key)
-            raise
+
+        async def write(conn: AsyncConnection) -> list[DeliveryOutcome]:
+            outcomes: list[DeliveryOutcome] = []
+            targets = [
+                (recipient, await self._delivery_mailbox(conn, recipient))
+                for recipient in recipients
+            ]
+            # Lock mailbox rows in one order so concurrent deliveries cannot deadlock.
+            targets.sort(key=lambda target: target[1].id)
+            if targets:
+                await self._insert_object_key(conn, stored)
+            now = datetime.now().astimezone()  # the server's local zone
+            for recipient, mailbox in targets:
+                try:
+                    await self._check_quota(conn, recipient.user_id, stored.put.size)
+                except QuotaExceeded as error:
+                    outcomes.append(DeliveryOutcome(recipient, error=error))
+                    continue
+                result = await self._insert_message(conn, mailbox, stored, Flags(), now)
+                outcomes.append(DeliveryOutcome(recipient, result=result))
+            if not any(outcome.result for outcome in outcomes):
+                await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == stored.key))
+            return outcomes
+
+        async def committed(conn: AsyncConnection) -> list[DeliveryOutcome] | None:
+            return await self._delivered(conn, recipients, stored)
+
+        outcomes = await self._commit_new_blob(stored, write, committed)
         if not any(outcome.result for outcome in outcomes):
             await self._discard_blob(stored.key)
         for outcome in outcomes:
@@ -647,6 +672,66 @@ class MailStore:
         outcomes.sort(key=lambda outcome: order[outcome.recipient])
         return outcomes
 
+    async def _delivery_mailbox(self, conn: AsyncConnection, recipient: Recipient) -> Mailbox:
+        """The mailbox a recipient's copy goes to: the one it names if that exists, else INBOX."""
+        if recipient.mailbox is not None:
+            row = await self._mailbox_row(
+                conn, recipient.user_id, names.normalize(recipient.mailbox)
+            )
+            if row is not None:
+                return _mailbox(row)
+        return await self._find_mailbox(conn, recipient.user_id, names.INBOX)
+
+    async def _delivered(
+        self, conn: AsyncConnection, recipients: Sequence[Recipient], stored: StoredMessage
+    ) -> list[DeliveryOutcome] | None:
+        """The outcomes of a delivery of ``stored`` that was committed, read back from its
+        rows; None if it was not (no ``object_keys`` row: nothing was delivered)."""
+        key = (
+            await conn.execute(select(t.object_keys.c.key).where(t.object_keys.c.key == stored.key))
+        ).first()
+        if key is None:
+            return None
+        rows = list(
+            await conn.execute(
+                select(
+                    t.messages.c.user_id,
+                    t.messages.c.mailbox_id,
+                    t.messages.c.uid,
+                    t.mailboxes.c.uidvalidity,
+                )
+                .select_from(
+                    t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                )
+                .where(t.messages.c.object_key == stored.key)
+                .order_by(t.messages.c.id)
+            )
+        )
+        outcomes = []
+        for recipient in recipients:
+            mailbox = await self._delivery_mailbox(conn, recipient)
+            row = next(
+                (r for r in rows if (r.user_id, r.mailbox_id) == (recipient.user_id, mailbox.id)),
+                None,
+            )
+            if row is None:  # over quota: the only recipient a delivery skips
+                error = await self._quota_error(conn, recipient.user_id, stored.put.size)
+                outcomes.append(DeliveryOutcome(recipient, error=error))
+                continue
+            rows.remove(row)
+            result = AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+            outcomes.append(DeliveryOutcome(recipient, result=result))
+        return outcomes
+
+    async def _quota_error(self, conn: AsyncConnection, user_id: int, size: int) -> QuotaExceeded:
+        row = (
+            await conn.execute(
+                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
+            )
+        ).one()
+        used, _ = await self._usage(conn, user_id)
+        return QuotaExceeded(row.address, row.quota_bytes or 0, used, size)
+
     # -- quarantine ------------------------------------------------------------
 
     async def quarantine(
@@ -658,25 +743,32 @@ class MailStore:
     ) -> int:
         """Keep a stored message aside, in no mailbox; return its quarantine id."""
         listed = [[r.address, r.user_id] for r in recipients]
-        try:
-            async with self.db.write() as conn:
-                await self._insert_object_key(conn, stored)
-                result = await conn.execute(
-                    insert(t.quarantine).values(
-                        object_key=stored.key,
-                        sender=sender,
-                        recipients=json.dumps(listed),
-                        virus=virus,
-                        created_at=utcnow(),
-                    )
+
+        async def write(conn: AsyncConnection) -> int | None:
+            await self._insert_object_key(conn, stored)
+            result = await conn.execute(
+                insert(t.quarantine).values(
+                    object_key=stored.key,
+                    sender=sender,
+                    recipients=json.dumps(listed),
+                    virus=virus,
+                    created_at=utcnow(),
                 )
-        except BaseException:
-            await self._discard_blob(stored.key)
-            raise
-        (item_id,) = result.inserted_primary_key or (None,)
+            )
+            (item_id,) = result.inserted_primary_key or (None,)
+            return None if item_id is None else int(item_id)
+
+        async def committed(conn: AsyncConnection) -> int | None:
+            return (
+                await conn.execute(
+                    select(t.quarantine.c.id).where(t.quarantine.c.object_key == stored.key)
+                )
+            ).scalar_one_or_none()
+
+        item_id = await self._commit_new_blob(stored, write, committed)
         if item_id is None:
             raise RuntimeError("the database returned no id for the quarantined message")
-        return int(item_id)
+        return item_id
 
     async def list_quarantine(self) -> list[QuarantinedMessage]:
         async with self.db.read() as conn:
@@ -711,7 +803,7 @@ class MailStore:
         stored = StoredMessage(item.object_key, put, parser.close(), endings.bare_lf)
         outcomes: list[DeliveryOutcome] = []
         async with self.db.write() as conn:
-            now = datetime.now(UTC)
+            now = datetime.now().astimezone()  # the server's local zone, as for LMTP
             for address, user_id in json.loads(item.recipients):
                 row = await self._mailbox_row(conn, user_id, names.INBOX)
                 if row is None:
@@ -1133,6 +1225,86 @@ class MailStore:
             await self.blobs.delete_many([key])
         except Exception:
             log.warning("could not delete unused blob %s; the orphan sweeper will", key)
+
+    async def _commit_new_blob(
+        self,
+        stored: StoredMessage,
+        write: Callable[[AsyncConnection], Awaitable[_T]],
+        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
+    ) -> _T:
+        """Run ``write``, the transaction that makes the new blob ``stored`` visible.
+
+        The blob is deleted only when no committed row can refer to it: when
+        ``write`` failed, or the database rolled the transaction back (a
+        conflict). When the connection failed during COMMIT, ``committed``
+        reads, on a new connection, what ``write`` would have written: found,
+        the operation succeeded and that is its result (so the client does not
+        send the message again); not found, or the database still down, the
+        temporary failure stands and the blob stays for the orphan sweep, which
+        deletes it only if no ``object_keys`` row ever names it.
+        """
+        writing = True
+        try:
+            async with self.db.write() as conn:
+                result = await write(conn)
+                writing = False
+        except CommitOutcomeUnknown as error:
+            return await self._after_lost_commit(stored.key, committed, error)
+        except TransactionConflict:
+            await self._discard_blob(stored.key)  # rolled back, at COMMIT too
+            raise
+        except BaseException:
+            if writing:
+                await self._discard_blob(stored.key)
+            else:
+                log.warning("COMMIT failed; blob %s may be in use, so it is kept", stored.key)
+            raise
+        return result
+
+    async def _after_lost_commit(
+        self,
+        key: str,
+        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
+        error: CommitOutcomeUnknown,
+    ) -> _T:
+        try:
+            found = await self._read_until(self.db.commit_check_timeout, committed)
+        except TemporaryFailure:
+            LOST_COMMITS.labels("unknown").inc()
+            log.warning(
+                "the reply to a COMMIT was lost and the database is still unavailable: "
+                "blob %s is kept for the orphan sweep",
+                key,
+            )
+            raise error from None
+        if found is None:
+            LOST_COMMITS.labels("rolled_back").inc()
+            log.warning(
+                "the reply to a COMMIT was lost; it was not committed: "
+                "blob %s is left to the orphan sweep",
+                key,
+            )
+            raise error
+        LOST_COMMITS.labels("committed").inc()
+        log.warning("the reply to a COMMIT was lost, but it was committed (blob %s)", key)
+        return found
+
+    async def _read_until(
+        self, patience: float, read: Callable[[AsyncConnection], Awaitable[_T]]
+    ) -> _T:
+        """``read`` in a read transaction, tried again while the database is
+        unavailable, until ``patience`` seconds have passed (at least once)."""
+        deadline = time.monotonic() + patience
+        pause = 0.1
+        while True:
+            try:
+                async with self.db.read() as conn:
+                    return await read(conn)
+            except TemporaryFailure:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
         await conn.execute(

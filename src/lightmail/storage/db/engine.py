@@ -8,6 +8,12 @@ interleave with another and hand out the same UID twice. Reads go through
 
 Every transaction is timed, and counted when it fails on a database error
 (``lightmail_db_transaction_*`` in :mod:`lightmail.metrics`, kind read or write).
+
+A database that is down is logged once when it goes ("database unavailable
+since ...") and once when it is back ("database back after N s"); in between
+each failed transaction is one line with its cause, and its traceback is
+logged at DEBUG only. A write whose connection fails during COMMIT raises
+:class:`~lightmail.errors.CommitOutcomeUnknown`: it may have been committed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
@@ -26,7 +33,7 @@ from sqlalchemy import Connection, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from lightmail.errors import TemporaryFailure, TransactionConflict
+from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,57 @@ def _is_conflict(error: exc.OperationalError) -> bool:
     return bool(args) and args[0] in _CONFLICT_CODES
 
 
+def _cause(error: exc.SQLAlchemyError) -> str:
+    """The driver's error in one line, e.g. ``(2013, 'Lost connection ...')``."""
+    orig = getattr(error, "orig", None)
+    text = str(orig) if orig is not None else str(error).split("\n", 1)[0]
+    return f"{type(orig or error).__name__}: {text}"
+
+
+class _Outage:
+    """Whether the database is down now, so an outage is logged as one pair of lines."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None  # time.monotonic() of the first failure
+
+    def failed(self, kind: str, error: exc.SQLAlchemyError, *, committing: bool) -> None:
+        what = f"{kind} transaction failed{' at COMMIT' if committing else ''}"
+        if self._since is None:
+            self._since = time.monotonic()
+            since = datetime.now(UTC).isoformat(timespec="seconds")
+            log.warning("database unavailable since %s: %s: %s", since, what, _cause(error))
+        else:
+            log.info("database unavailable: %s: %s", what, _cause(error))
+        log.debug("database %s", what, exc_info=error)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            log.warning("database back after %.1f s", time.monotonic() - self._since)
+            self._since = None
+
+
+class _PoolNoise(logging.Filter):
+    """SQLAlchemy's pool logs every connection it could not reset or close as an
+    ERROR with a traceback. When the cause is a database that went away, the
+    transaction's own failure was logged already: this becomes one DEBUG line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.causes: tuple[type[BaseException], ...] = (OSError,)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or not isinstance(error, self.causes):
+            return True
+        log.debug("connection pool: %s: %r", record.getMessage(), error, exc_info=record.exc_info)
+        return False
+
+
+_POOL_NOISE = _PoolNoise()
+for _pool in ("AsyncAdaptedQueuePool", "QueuePool", "NullPool", "StaticPool"):
+    logging.getLogger(f"sqlalchemy.pool.impl.{_pool}").addFilter(_POOL_NOISE)
+
+
 class SchemaOutdated(Exception):
     """The database schema is not the one this version of LightMail needs."""
 
@@ -68,10 +126,21 @@ def _alembic_config() -> AlembicConfig:
 class Database:
     """The connection pools of one database, for reading and for writing."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+        commit_check_timeout: float = 30.0,
+    ) -> None:
         parsed = make_url(url)
+        # After a COMMIT's reply was lost: how long the mailstore keeps trying
+        # to read whether it was committed before it gives up ([database]).
+        self.commit_check_timeout = commit_check_timeout
         self.dialect = "sqlite" if parsed.get_backend_name() == "sqlite" else "mysql"
         self.description = describe_url(url)
+        self._outage = _Outage()
         if self.dialect == "sqlite":
             connect_args: dict[str, Any] = {"timeout": connect_timeout}
             self._reader = create_async_engine(
@@ -97,6 +166,9 @@ class Database:
                 connect_args={"connect_timeout": int(connect_timeout)},
             )
             self._writer = self._reader
+        dbapi_error = self._reader.dialect.loaded_dbapi.Error
+        if not issubclass(dbapi_error, _POOL_NOISE.causes):
+            _POOL_NOISE.causes += (dbapi_error,)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -117,20 +189,28 @@ class Database:
     @asynccontextmanager
     async def _transaction(self, engine: AsyncEngine, kind: str) -> AsyncIterator[AsyncConnection]:
         start = time.perf_counter()
+        committing = False  # the body is done: leaving the block commits
         try:
             async with engine.begin() as conn:
                 yield conn
+                committing = True
         except _UNAVAILABLE as error:
             if isinstance(error, exc.OperationalError) and _is_conflict(error):
                 DB_TRANSACTION_FAILURES.labels(kind, "conflict").inc()
                 log.info("database transaction conflict, rolled back: %s", error.orig)
                 raise TransactionConflict(f"database transaction conflict: {error.orig}") from error
             DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
-            log.warning("database unavailable: %s", error.__class__.__name__, exc_info=True)
+            self._outage.failed(kind, error, committing=committing)
+            if committing and kind == "write":
+                raise CommitOutcomeUnknown(
+                    f"database connection lost during COMMIT ({self.description})"
+                ) from error
             raise TemporaryFailure(f"database unavailable ({self.description})") from error
         except exc.SQLAlchemyError:
             DB_TRANSACTION_FAILURES.labels(kind, "error").inc()
             raise
+        else:
+            self._outage.succeeded()
         finally:
             DB_TRANSACTION_SECONDS.labels(kind).observe(time.perf_counter() - start)
 
