@@ -31,6 +31,7 @@ from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
     InvalidMailboxName,
+    KeywordLimitExceeded,
     LightMailError,
     MailboxExists,
     MailboxNotAllowed,
@@ -137,6 +138,8 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
             code, text = Code.OVERQUOTA, "Quota exceeded"
         case MessageTooLarge():
             code, text = Code.TOOBIG, f"Message larger than {error.limit} octets"
+        case KeywordLimitExceeded():
+            code, text = Code.LIMIT, f"Keyword limit reached: {error}"
         case AuthenticationFailed():
             code, text = Code.AUTHENTICATIONFAILED, "Authentication failed"
         case MessageRejected():
@@ -585,17 +588,13 @@ class ImapSession:
             (Snapshot(i.uid, i.flags.names()) for i in infos),
             readonly=command.readonly,
             recent=recent,
+            keywords=mailbox.keywords,
+            keyword_room=self.store.may_create_keywords(mailbox),
         )
         self._modseq = mailbox.highestmodseq
         self.selected = view
         self.state = State.SELECTED
-        keywords = sorted({k for info in infos for k in info.flags.keywords})
-        flags = [*SYSTEM_FLAGS, *_flag_bytes(keywords)]
-        self._send(flags_response(flags))
-        permanent = [] if command.readonly else [*flags, b"\\*"]
-        self._send(
-            UntaggedResponse(Status.OK, "Flags permitted", ResponseCode.permanentflags(permanent))
-        )
+        self._send_keywords(view)
         self._send(exists_response(view.exists))
         self._send(recent_response(view.recent_count))
         unseen = view.first_unseen()
@@ -896,13 +895,29 @@ class ImapSession:
                     (Snapshot(i.uid, i.flags.names()) for i in infos),
                     allow_expunge=allow_expunge,
                     recent=recent,
+                    keywords=mailbox.keywords,
+                    keyword_room=self.store.may_create_keywords(mailbox),
                 )
                 self._send_updates(updates)
                 return
         if allow_expunge and view.has_pending_expunges:
             self._send_updates(view.release_expunges())
 
+    def _send_keywords(self, view: SelectedMailbox) -> None:
+        """FLAGS and PERMANENTFLAGS with the keywords the view announces (RFC 3501
+        7.2.6 and 7.1): ``\\*`` only while the mailbox may define more of them."""
+        flags = [*SYSTEM_FLAGS, *_flag_bytes(view.keywords)]
+        self._send(flags_response(flags))
+        permanent: list[bytes] = []
+        if not view.readonly:
+            permanent = [*flags, b"\\*"] if view.keyword_room else flags
+        self._send(
+            UntaggedResponse(Status.OK, "Flags permitted", ResponseCode.permanentflags(permanent))
+        )
+
     def _send_updates(self, updates: Updates) -> None:
+        if updates.keywords is not None:
+            self._send_keywords(self._view)
         for seq in updates.expunged:
             self._send(expunge_response(seq))
         for seq, uid, _ in updates.flags:
@@ -1001,6 +1016,13 @@ class ImapSession:
         )
         for info in changed:
             view.set_flags(info.uid, info.flags.names())
+        if view.has_unannounced_keywords:
+            # This STORE defined keywords: tell of them before any FETCH shows them.
+            mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
+            if view.announce_keywords(
+                mailbox.keywords, room=self.store.may_create_keywords(mailbox)
+            ):
+                self._send_keywords(view)
         if not command.silent:
             for seq, uid in live:
                 items: list[tuple[bytes, Any]] = [(b"FLAGS", Raw(self._flag_list(uid)))]
