@@ -728,6 +728,7 @@ class ImapSession:
             if command.size > self.settings.max_append_size:
                 raise MessageTooLarge(self.settings.max_append_size)
             name = _decode_mailbox(command.mailbox)
+            self.store.check_flags(_flag_names(command.flags))
             await self.store.get_mailbox(self._user_id, name)
         except LightMailError as error:
             if isinstance(error, MailboxNotFound):

@@ -362,6 +362,11 @@ class MailStore:
         self.bus = bus
         self.keyword_limits = keyword_limits or KeywordLimits()
 
+    def check_flags(self, flags: Iterable[str]) -> None:
+        """Raise what storing ``flags`` on one message would (a keyword that is not an
+        atom, too long, or too many of them), before an APPEND's data is read."""
+        self._check_keywords(Flags.parse(flags).keywords)
+
     def may_create_keywords(self, mailbox: Mailbox) -> bool:
         """Whether a new keyword could still be defined in the mailbox (PERMANENTFLAGS'
         ``\\*``, RFC 3501 section 7.1)."""
@@ -546,6 +551,8 @@ class MailStore:
         raised by the source leaves nothing behind.
         """
         mailbox_name = names.normalize(mailbox_name)
+        flags = tuple(flags)
+        self.check_flags(flags)
         async with self.db.read() as conn:  # fail fast, before streaming the literal
             await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
         stored = await self._store_blob(source)

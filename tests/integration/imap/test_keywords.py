@@ -234,6 +234,9 @@ async def test_append_past_a_keyword_limit_is_refused_and_stores_nothing(
             ]
             wire.send(b"B APPEND INBOX ($" + b"y" * 64 + b")" + literal)
             assert wire.until(b"B")[-1].startswith(b"B NO [LIMIT] ")
+            # Refused before the literal: no continuation request, nothing read.
+            wire.send(b"D APPEND INBOX (" + many + b") {" + str(len(MESSAGE)).encode() + b"}\r\n")
+            assert wire.line().startswith(b"D NO [LIMIT] ")
             wire.send(b"C STATUS INBOX (MESSAGES)\r\n")
             assert wire.until(b"C")[0] == b"* STATUS INBOX (MESSAGES 1)"
             lines = _select(wire)
