@@ -904,6 +904,16 @@ class ImapSession:
         if allow_expunge and view.has_pending_expunges:
             self._send_updates(view.release_expunges())
 
+    async def _announce_new_keywords(self, view: SelectedMailbox) -> None:
+        """FLAGS and PERMANENTFLAGS again when flags this session just stored (its
+        own, and any another session set on the same messages) hold a keyword the
+        client was not told of: before a FETCH shows it (RFC 3501 7.2.6)."""
+        if not view.has_unannounced_keywords:
+            return
+        mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
+        if view.announce_keywords(mailbox.keywords, room=self.store.may_create_keywords(mailbox)):
+            self._send_keywords(view)
+
     def _send_keywords(self, view: SelectedMailbox) -> None:
         """FLAGS and PERMANENTFLAGS with the keywords the view announces (RFC 3501
         7.2.6 and 7.1): ``\\*`` only while the mailbox may define more of them."""
@@ -1017,13 +1027,7 @@ class ImapSession:
         )
         for info in changed:
             view.set_flags(info.uid, info.flags.names())
-        if view.has_unannounced_keywords:
-            # This STORE defined keywords: tell of them before any FETCH shows them.
-            mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
-            if view.announce_keywords(
-                mailbox.keywords, room=self.store.may_create_keywords(mailbox)
-            ):
-                self._send_keywords(view)
+        await self._announce_new_keywords(view)
         if not command.silent:
             for seq, uid in live:
                 items: list[tuple[bytes, Any]] = [(b"FLAGS", Raw(self._flag_list(uid)))]
@@ -1188,6 +1192,7 @@ class ImapSession:
                 ):
                     view.set_flags(changed.uid, changed.flags.names())
                     seen_now.add(changed.uid)
+                await self._announce_new_keywords(view)
         needs_info = needs_meta or any(
             a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
         )

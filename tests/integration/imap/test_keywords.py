@@ -107,6 +107,31 @@ async def test_store_of_a_new_keyword_announces_flags_before_fetch_in_every_sess
     await asyncio.to_thread(conversation)
 
 
+async def test_fetch_that_sets_seen_announces_a_keyword_another_session_stored_first(
+    imap: ImapTarget,
+) -> None:
+    user = await _mailbox_with(imap, 1)
+
+    def conversation() -> None:
+        with connect(imap) as reader, connect(imap) as writer:
+            for wire in (reader, writer):
+                login(wire, user)
+                _select(wire)
+            writer.send(b"A STORE 1 +FLAGS.SILENT ($Other)\r\n")
+            assert writer.until(b"A")[-1] == b"A OK Store completed"
+            # The reader's FETCH sets \Seen and reads back the flags, $Other with them.
+            reader.send(b"R FETCH 1 (BODY[]<0.4>)\r\n")
+            lines = reader.until(b"R")
+            at = _keywords_announced(lines, b"$Other")
+            assert at < _index(lines, b"* 1 FETCH (")
+            assert lines[at + 2 :] == [
+                b'* 1 FETCH (BODY[]<0> "From" FLAGS (\\Seen $Other))',
+                b"R OK Fetch completed",
+            ]
+
+    await asyncio.to_thread(conversation)
+
+
 async def test_append_with_a_new_keyword_announces_flags_to_the_selected_sessions(
     imap: ImapTarget,
 ) -> None:
