@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import sys
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -114,7 +115,9 @@ class Flags:
 
     @classmethod
     def from_row(cls, system: int, keywords: str) -> Flags:
-        return cls(system, frozenset(keywords.split()))
+        # Interned: the rows of a mailbox repeat the same few keywords, and a
+        # listing of thousands of messages then holds each name once.
+        return cls(system, frozenset(map(sys.intern, keywords.split())))
 
     def names(self) -> tuple[str, ...]:
         """Flag names in a stable order: system flags first, then keywords sorted."""
