@@ -394,6 +394,8 @@ class ImapSettings:
     max_connections_per_ip: int
     max_connections_per_user: int
     max_search_keys: int
+    max_keywords_per_mailbox: int
+    max_keywords_per_message: int
 
     def plaintext_allowed(
         self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -587,6 +589,10 @@ _KEYS: tuple[_Key, ...] = (
         "imap", "max_connections_per_user", "50", _integer(1, 1_000_000), "an integer of at least 1"
     ),
     _Key("imap", "max_search_keys", "100", _integer(1, 100_000), "an integer from 1 to 100000"),
+    _Key(
+        "imap", "max_keywords_per_mailbox", "100", _integer(1, 1_000), "an integer from 1 to 1000"
+    ),
+    _Key("imap", "max_keywords_per_message", "50", _integer(1, 1_000), "an integer from 1 to 1000"),
     _Key("pop3", "listen", "127.0.0.1:1110", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "tls_listen", "127.0.0.1:1995", parse_listen, _LISTEN_TEXT),
     _Key("pop3", "allow_delete", "false", _boolean, _BOOLEAN_TEXT),
@@ -751,6 +757,14 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
     _check_pair(values, "tls", "cert", "key")
     _check_order(values, "auth", "throttle_delay", "throttle_max_delay")
     _check_order(values, "auth", "throttle_max_delay", "throttle_reset")
+    imap = values["imap"]
+    if imap["max_keywords_per_message"] > imap["max_keywords_per_mailbox"]:
+        raise ConfigError(
+            "imap",
+            "max_keywords_per_message",
+            str(imap["max_keywords_per_message"]),
+            f"an integer from 1 to max_keywords_per_mailbox ({imap['max_keywords_per_mailbox']})",
+        )
     tls = TlsSettings(**values["tls"])
     for name, file in (("cert", tls.cert), ("key", tls.key)):
         if file is not None:

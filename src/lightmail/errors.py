@@ -88,6 +88,11 @@ class MessageTooLarge(PermanentFailure):
         self.limit = limit
 
 
+class KeywordLimitExceeded(PermanentFailure):
+    """A flag change or APPEND would pass a keyword limit: too many keywords in the
+    mailbox or on one message, or a keyword name too long. Nothing was changed."""
+
+
 class UnknownRecipient(PermanentFailure):
     def __init__(self, address: str) -> None:
         super().__init__(f"no such user here: {address}")

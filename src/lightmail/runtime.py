@@ -23,7 +23,7 @@ from lightmail.errors import ConfigError
 from lightmail.gc import GarbageCollector, GcWorker
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
-from lightmail.mailstore.store import MailStore
+from lightmail.mailstore.store import KeywordLimits, MailStore
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
 from lightmail.pop3.server import Pop3Server
@@ -91,7 +91,11 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
         bus = InProcessNotificationBus()
-        store = MailStore(db, blobs, bus)
+        limits = KeywordLimits(
+            per_mailbox=settings.imap.max_keywords_per_mailbox,
+            per_message=settings.imap.max_keywords_per_message,
+        )
+        store = MailStore(db, blobs, bus, limits)
         try:
             gc = GarbageCollector(db, blobs, settings.gc)
             yield Node(settings, db, blobs, bus, store, Accounts(store, settings.auth), gc)

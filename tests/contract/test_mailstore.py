@@ -12,12 +12,20 @@ import pytest
 
 from lightmail.errors import (
     InvalidMailboxName,
+    InvalidValue,
+    KeywordLimitExceeded,
     MailboxExists,
     MailboxNotAllowed,
     MailboxNotFound,
     QuotaExceeded,
 )
-from lightmail.mailstore.store import Flags, MailStore, Recipient, StoreMode
+from lightmail.mailstore.store import (
+    Flags,
+    KeywordLimits,
+    MailStore,
+    Recipient,
+    StoreMode,
+)
 from lightmail.notify.bus import ChangeKind
 from lightmail.storage.blobs import BlobStore
 from tests.conftest import Backend
@@ -392,3 +400,83 @@ async def test_a_new_mailbox_never_takes_a_deleted_ones_id(backend: Backend) -> 
 
     assert new.id != gone.id
     assert (result.mailbox_id, result.uid) == (new.id, 1)
+
+
+def _limited(backend: Backend, per_mailbox: int, per_message: int) -> MailStore:
+    """A mailstore on the backend's database and blobs with small keyword limits."""
+    limits = KeywordLimits(per_mailbox=per_mailbox, per_message=per_message)
+    return MailStore(backend.db, backend.blobs, backend.store.bus, limits)
+
+
+async def test_concurrent_stores_cannot_pass_the_mailbox_keyword_limit(backend: Backend) -> None:
+    store = _limited(backend, per_mailbox=10, per_message=10)
+    user = await backend.new_user()
+    for _ in range(4):
+        await store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    # Four sessions at once, four new keywords each: only two sets fit in ten.
+    results = await asyncio.gather(
+        *(
+            store.store_flags(
+                user.id, inbox, [uid], StoreMode.ADD, [f"k{uid}_{i}" for i in range(4)]
+            )
+            for uid in (1, 2, 3, 4)
+        ),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, KeywordLimitExceeded)]
+    assert len(refused) == 2, results
+    in_use = {k for info in await store.list_messages(inbox) for k in info.flags.keywords}
+    assert len(in_use) == 8
+    assert set((await store.get_mailbox(user.id, "INBOX")).keywords) == in_use
+
+
+async def test_a_store_past_a_keyword_limit_changes_nothing(backend: Backend) -> None:
+    store = _limited(backend, per_mailbox=4, per_message=3)
+    user = await backend.new_user()
+    await store.append(user.id, "INBOX", chunks(MESSAGE), flags=["\\Seen", "a", "b"])
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    with pytest.raises(KeywordLimitExceeded, match="at most 3 keywords"):
+        await store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["c", "d"])
+    with pytest.raises(KeywordLimitExceeded, match="at most 3 keywords"):
+        await store.store_flags(user.id, inbox, [1], StoreMode.REPLACE, ["c", "d", "e", "f"])
+    with pytest.raises(KeywordLimitExceeded, match="at most 64 characters"):
+        await store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["x" * 65])
+    with pytest.raises(InvalidValue):
+        await store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["bad(name"])
+    await store.append(user.id, "INBOX", chunks(MESSAGE), flags=["c", "d"])
+    with pytest.raises(KeywordLimitExceeded, match="at most 4 keywords"):
+        await store.store_flags(user.id, inbox, [1, 2], StoreMode.ADD, ["e"])
+    with pytest.raises(KeywordLimitExceeded, match="at most 4 keywords"):
+        await store.append(user.id, "INBOX", chunks(MESSAGE), flags=["e"])
+    after = await store.get_mailbox(user.id, "INBOX")
+    assert after.keywords == ("a", "b", "c", "d")
+    assert after.highestmodseq == (await backend.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert [m.flags.names() for m in await store.list_messages(after)] == [
+        ("\\Seen", "a", "b"),
+        ("c", "d"),
+    ]
+    assert not store.may_create_keywords(after)
+    # Removing a keyword everywhere makes room for a new one.
+    await store.store_flags(user.id, inbox, [1], StoreMode.REMOVE, ["a"])
+    await store.store_flags(user.id, inbox, [2], StoreMode.ADD, ["e"])
+    assert (await store.get_mailbox(user.id, "INBOX")).keywords == ("b", "c", "d", "e")
+
+
+async def test_copy_move_and_rename_carry_keywords_within_the_limit(backend: Backend) -> None:
+    store = _limited(backend, per_mailbox=3, per_message=3)
+    user = await backend.new_user()
+    await store.append(user.id, "INBOX", chunks(MESSAGE), flags=["a", "b"])
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    await store.copy(user.id, inbox, [1], "Archive")
+    assert (await store.get_mailbox(user.id, "Archive")).keywords == ("a", "b")
+    await store.append(user.id, "Trash", chunks(MESSAGE), flags=["x", "y"])
+    with pytest.raises(KeywordLimitExceeded):
+        await store.move(user.id, inbox, [1], "Trash")
+    trash = await store.get_mailbox(user.id, "Trash")
+    assert [m.uid for m in await store.list_messages(trash)] == [1]
+    assert [m.uid for m in await store.list_messages(inbox)] == [1]
+    assert trash.keywords == ("x", "y")
+    await store.rename_mailbox(user.id, "INBOX", "Old")
+    assert (await store.get_mailbox(user.id, "Old")).keywords == ("a", "b")
+    assert (await store.get_mailbox(user.id, "INBOX")).keywords == ("a", "b")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
+from lightmail.accounts.service import Accounts
 from lightmail.errors import TemporaryFailure
+from lightmail.mailstore.store import MailStore, StoreMode
+from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.db.engine import Database
 from lightmail.storage.db.tables import metadata
-from tests.conftest import Backend
+from tests.conftest import Backend, open_blobs
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -32,4 +38,55 @@ async def test_an_unreachable_database_is_a_temporary_failure() -> None:
         with pytest.raises(TemporaryFailure, match="database unavailable"):
             await db.check_schema()
     finally:
+        await db.close()
+
+
+def _migrate(connection: Connection, revision: str) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", "lightmail.storage.db:migrations")
+    config.attributes["connection"] = connection
+    if revision == "head":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
+
+
+async def _message(store: MailStore, user_id: int, mailbox: str, *flags: str) -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield b"Subject: hi\r\n\r\nHi.\r\n"
+
+    await store.append(user_id, mailbox, source(), flags=flags)
+
+
+async def test_mailbox_keywords_migration_fills_the_set_from_live_messages(
+    own_storage: tuple[str, dict[str, Any]],
+) -> None:
+    url, spec = own_storage
+    db = Database(url)
+    await db.upgrade()
+    blobs = open_blobs(spec)
+    try:
+        store = MailStore(db, blobs, InProcessNotificationBus())
+        accounts = Accounts(store)
+        await accounts.add_domain("migrate.example")
+        user = await accounts.add_user("kw@migrate.example", "secret")
+        await _message(store, user.id, "INBOX", "b", "\\Seen", "a")
+        await _message(store, user.id, "INBOX", "c", "a")
+        await _message(store, user.id, "Archive", "z")
+        await _message(store, user.id, "INBOX", "gone")
+        inbox = await store.get_mailbox(user.id, "INBOX")
+        await store.store_flags(user.id, inbox, [3], StoreMode.ADD, ["\\Deleted"])
+        await store.expunge(user.id, inbox)
+        # Back to the schema before the keyword sets, and up again.
+        async with db.write() as conn:
+            await conn.run_sync(_migrate, "0005")
+        async with db.write() as conn:
+            await conn.run_sync(_migrate, "head")
+        assert (await store.get_mailbox(user.id, "INBOX")).keywords == ("a", "b", "c")
+        assert (await store.get_mailbox(user.id, "Archive")).keywords == ("z",)
+        assert (await store.get_mailbox(user.id, "Trash")).keywords == ()
+        async with db.read() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await blobs.close()
         await db.close()

@@ -255,6 +255,8 @@ def test_defaults_without_file(tmp_path: Path) -> None:
     assert settings.imap.tls_listen == ()
     assert settings.pop3.tls_listen == ()
     assert settings.log.level is LogLevel.INFO
+    assert settings.imap.max_keywords_per_mailbox == 100
+    assert settings.imap.max_keywords_per_message == 50
 
 
 def test_secrets_are_not_in_repr() -> None:
@@ -401,6 +403,10 @@ def test_error_message_is_one_exact_line(tmp_path: Path) -> None:
         ("imap", "tls_listen", "::1:993"),
         ("imap", "plaintext_networks", "127.0.0.1/8"),
         ("imap", "plaintext_networks", "localhost"),
+        ("imap", "max_keywords_per_mailbox", "0"),
+        ("imap", "max_keywords_per_mailbox", "1001"),
+        ("imap", "max_keywords_per_message", "0"),
+        ("imap", "max_keywords_per_message", "many"),
         ("pop3", "listen", "localhost"),
         ("pop3", "tls_listen", "unix:"),
         ("lmtp", "listen", "127.0.0.1:2424,"),
@@ -620,6 +626,21 @@ def test_pairs_need_both(tmp_path: Path, section: str, given: str, missing: str)
         load_text(tmp_path, f"[{section}]\n{given} = file.pem\n")
     assert (caught.value.section, caught.value.key, caught.value.value) == (section, missing, "")
     assert str(caught.value).endswith(f"expected a value when {given} is set")
+
+
+def test_keywords_per_message_cannot_exceed_per_mailbox(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path, "[imap]\nmax_keywords_per_mailbox = 20\nmax_keywords_per_message = 20\n"
+    )
+    assert (settings.imap.max_keywords_per_mailbox, settings.imap.max_keywords_per_message) == (
+        20,
+        20,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, "[imap]\nmax_keywords_per_mailbox = 20\n")
+    error = caught.value
+    assert (error.section, error.key, error.value) == ("imap", "max_keywords_per_message", "50")
+    assert str(error).endswith("expected an integer from 1 to max_keywords_per_mailbox (20)")
 
 
 def test_tls_listen_is_still_validated_without_tls(tmp_path: Path) -> None:

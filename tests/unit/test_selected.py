@@ -51,3 +51,71 @@ def test_own_store_is_not_reported_back() -> None:
     view = SelectedMailbox(1, snap(1), readonly=False)
     view.set_flags(1, ("\\Flagged",))
     assert not view.update(snap(1, flags={1: ("\\Flagged",)}), allow_expunge=True)
+
+
+def test_keywords_start_as_the_mailbox_set_plus_those_messages_have() -> None:
+    # "$Late" was stored between reading the mailbox row and the messages.
+    view = SelectedMailbox(
+        1,
+        snap(1, 2, flags={2: ("\\Seen", "$Late")}),
+        readonly=False,
+        keywords=["$Old", "$Junk"],
+        keyword_room=False,
+    )
+    assert view.keywords == ("$Junk", "$Late", "$Old")
+    assert not view.keyword_room
+    assert not view.has_unannounced_keywords
+
+
+def test_another_sessions_new_keyword_is_announced_with_its_flag_change() -> None:
+    view = SelectedMailbox(1, snap(1, 2), readonly=False, keywords=["$Junk"])
+    updates = view.update(
+        snap(1, 2, flags={1: ("$Label1",)}), allow_expunge=True, keywords=["$Junk", "$Label1"]
+    )
+    assert updates.keywords == ("$Junk", "$Label1")
+    assert updates.flags == [(1, 1, ("$Label1",))]
+    # Told once: the same set again announces nothing.
+    assert not view.update(
+        snap(1, 2, flags={1: ("$Label1",)}), allow_expunge=True, keywords=["$Junk", "$Label1"]
+    )
+
+
+def test_a_keyword_seen_only_on_a_message_is_announced_too() -> None:
+    # The mailbox row was read before another session defined "$New".
+    view = SelectedMailbox(1, snap(1), readonly=False)
+    updates = view.update(snap(1, 2, flags={2: ("$New",)}), allow_expunge=True, keywords=[])
+    assert (updates.keywords, updates.exists) == (("$New",), 2)
+
+
+def test_own_store_of_a_new_keyword_waits_to_be_announced() -> None:
+    view = SelectedMailbox(1, snap(1, 2), readonly=False, keywords=["a"])
+    pending = []
+    view.set_flags(1, ("\\Seen",))
+    pending.append(view.has_unannounced_keywords)
+    view.set_flags(1, ("\\Seen", "b"))
+    pending.append(view.has_unannounced_keywords)
+    assert view.announce_keywords(["a", "b"], room=True)
+    pending.append(view.has_unannounced_keywords)
+    assert view.keywords == ("a", "b")
+    # A second message with the same flags brings nothing new to announce.
+    view.set_flags(2, ("\\Seen", "b"))
+    pending.append(view.has_unannounced_keywords)
+    assert pending == [False, True, False, False]
+    assert not view.announce_keywords(["a", "b"], room=True)
+
+
+def test_announced_keywords_only_grow_and_room_changes_are_announced() -> None:
+    view = SelectedMailbox(1, snap(1, flags={1: ("a",)}), readonly=False, keywords=["a", "b"])
+    # The mailbox dropped "b" (unused) to make room for "c", and is full now.
+    updates = view.update(
+        snap(1, flags={1: ("a", "c")}), allow_expunge=True, keywords=["a", "c"], keyword_room=False
+    )
+    rooms = [view.keyword_room]
+    assert updates.keywords == ("a", "b", "c")
+    # Room again with the same keywords: PERMANENTFLAGS must change (\* is back).
+    updates = view.update(snap(1, flags={1: ("a", "c")}), allow_expunge=True, keyword_room=True)
+    rooms.append(view.keyword_room)
+    assert updates.keywords == ("a", "b", "c")
+    assert rooms == [False, True]
+    # Without news of the mailbox (keyword_room None), nothing changes.
+    assert not view.update(snap(1, flags={1: ("a", "c")}), allow_expunge=True)

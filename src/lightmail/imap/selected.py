@@ -7,6 +7,9 @@ flag changes (FETCH FLAGS) and expunges (EXPUNGE with sequence numbers that
 are correct at the moment each response is sent). Expunges are held back
 while the client may not be told of them (during FETCH, STORE and SEARCH,
 RFC 3501 section 7.4.1) and announced at the next point that allows them.
+It also keeps the keyword set the client was told of (FLAGS, RFC 3501
+section 7.2.6): before a response shows a keyword outside it, the set is
+announced again, grown by the mailbox's current keywords.
 """
 
 from __future__ import annotations
@@ -32,9 +35,13 @@ class Updates:
     exists: int | None = None
     recent: int | None = None
     flags: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)  # seq, uid, flags
+    # The keywords for new FLAGS and PERMANENTFLAGS responses, sent before the rest.
+    keywords: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.expunged or self.exists is not None or self.flags)
+        return bool(
+            self.expunged or self.exists is not None or self.flags or self.keywords is not None
+        )
 
 
 class SelectedMailbox:
@@ -47,6 +54,8 @@ class SelectedMailbox:
         *,
         readonly: bool,
         recent: Iterable[int] = (),
+        keywords: Iterable[str] = (),
+        keyword_room: bool = True,
     ) -> None:
         self.mailbox_id = mailbox_id
         self.readonly = readonly
@@ -54,11 +63,18 @@ class SelectedMailbox:
         # Most messages share one of a few flag combinations: keep one tuple of
         # each, so a session's memory grows by little more than a UID per message.
         self._shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Keywords the client was told of (only grows while selected), and those
+        # that entered the flag cache since and are still to be told.
+        self._keywords: frozenset[str] = frozenset()
+        self._unannounced: set[str] = set()
+        self._keyword_room = keyword_room
         self._uids: list[int] = [m.uid for m in messages]
         self._flags: dict[int, tuple[str, ...]] = {m.uid: self._share(m.flags) for m in messages}
         self._recent: set[int] = set(recent)
         # UIDs the store no longer has but the client has not been told of yet.
         self._gone: set[int] = set()
+        self._keywords = frozenset(keywords) | self._unannounced
+        self._unannounced.clear()
 
     # -- the sequence map ----------------------------------------------------
 
@@ -107,6 +123,34 @@ class SelectedMailbox:
             bisect.bisect_left(self._uids, low) : bisect.bisect_right(self._uids, high)
         ]
 
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """The keywords the client was last told of in FLAGS, sorted."""
+        return tuple(sorted(self._keywords))
+
+    @property
+    def keyword_room(self) -> bool:
+        """Whether the last PERMANENTFLAGS offered ``\\*`` (new keywords allowed)."""
+        return self._keyword_room
+
+    @property
+    def has_unannounced_keywords(self) -> bool:
+        """Whether a cached message has a keyword the client was not told of yet."""
+        return bool(self._unannounced)
+
+    def announce_keywords(self, mailbox_keywords: Iterable[str], *, room: bool) -> bool:
+        """Take in the mailbox's keyword set; True when the client must be sent FLAGS
+        and PERMANENTFLAGS again (:attr:`keywords`, :attr:`keyword_room`).
+
+        The announced set only grows: it keeps every keyword the client was
+        told of and adds the mailbox's and any a cached message has.
+        """
+        wanted = self._keywords | self._unannounced | frozenset(mailbox_keywords)
+        self._unannounced.clear()
+        changed = wanted != self._keywords or room != self._keyword_room
+        self._keywords, self._keyword_room = wanted, room
+        return changed
+
     def first_unseen(self) -> int | None:
         for seq, uid in enumerate(self._uids, start=1):
             if "\\Seen" not in self._flags[uid]:
@@ -116,7 +160,15 @@ class SelectedMailbox:
     # -- changes -------------------------------------------------------------
 
     def _share(self, flags: tuple[str, ...]) -> tuple[str, ...]:
-        return self._shared.setdefault(flags, flags)
+        shared = self._shared.get(flags)
+        if shared is None:
+            # A combination seen before had its keywords noted then; the
+            # announced set only grows, so they are announced or still noted.
+            shared = self._shared[flags] = flags
+            self._unannounced.update(
+                f for f in flags if not f.startswith("\\") and f not in self._keywords
+            )
+        return shared
 
     def set_flags(self, uid: int, flags: tuple[str, ...]) -> None:
         """Record flags this session itself just stored (and already reported)."""
@@ -143,10 +195,14 @@ class SelectedMailbox:
         *,
         allow_expunge: bool,
         recent: Iterable[int] = (),
+        keywords: Iterable[str] = (),
+        keyword_room: bool | None = None,
     ) -> Updates:
         """Compare with a fresh snapshot and return what to announce.
 
-        ``recent`` are the new UIDs this session claimed as ``\\Recent``.
+        ``recent`` are the new UIDs this session claimed as ``\\Recent``;
+        ``keywords`` and ``keyword_room`` are the mailbox's keyword set and
+        whether it may grow, read just before the snapshot (None: unchanged).
         With ``allow_expunge`` false, vanished messages stay in the map
         (their data can no longer be fetched) until a later update allows it.
         """
@@ -171,4 +227,7 @@ class SelectedMailbox:
             # Never an EXISTS that lowers the count: only EXPUNGE may (RFC 3501 5.2).
             updates.exists = len(self._uids)
             updates.recent = len(self._recent)
+        room = self._keyword_room if keyword_room is None else keyword_room
+        if self.announce_keywords(keywords, room=room):
+            updates.keywords = self.keywords
         return updates

@@ -31,6 +31,7 @@ from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
     InvalidMailboxName,
+    KeywordLimitExceeded,
     LightMailError,
     MailboxExists,
     MailboxNotAllowed,
@@ -146,6 +147,8 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
             code, text = Code.OVERQUOTA, "Quota exceeded"
         case MessageTooLarge():
             code, text = Code.TOOBIG, f"Message larger than {error.limit} octets"
+        case KeywordLimitExceeded():
+            code, text = Code.LIMIT, f"Keyword limit reached: {error}"
         case AuthenticationFailed():
             code, text = Code.AUTHENTICATIONFAILED, "Authentication failed"
         case MessageRejected():
@@ -618,17 +621,13 @@ class ImapSession:
             (Snapshot(i.uid, i.flags.names()) for i in infos),
             readonly=command.readonly,
             recent=recent,
+            keywords=mailbox.keywords,
+            keyword_room=self.store.may_create_keywords(mailbox),
         )
         self._modseq = mailbox.highestmodseq
         self.selected = view
         self.state = State.SELECTED
-        keywords = sorted({k for info in infos for k in info.flags.keywords})
-        flags = [*SYSTEM_FLAGS, *_flag_bytes(keywords)]
-        self._send(flags_response(flags))
-        permanent = [] if command.readonly else [*flags, b"\\*"]
-        self._send(
-            UntaggedResponse(Status.OK, "Flags permitted", ResponseCode.permanentflags(permanent))
-        )
+        self._send_keywords(view)
         self._send(exists_response(view.exists))
         self._send(recent_response(view.recent_count))
         unseen = view.first_unseen()
@@ -762,6 +761,7 @@ class ImapSession:
             if command.size > self.settings.max_append_size:
                 raise MessageTooLarge(self.settings.max_append_size)
             name = _decode_mailbox(command.mailbox)
+            self.store.check_flags(_flag_names(command.flags))
             await self.store.get_mailbox(self._user_id, name)
         except LightMailError as error:
             if isinstance(error, MailboxNotFound):
@@ -948,11 +948,37 @@ class ImapSession:
             (Snapshot(i.uid, i.flags.names()) for i in infos),
             allow_expunge=allow_expunge,
             recent=recent,
+            keywords=mailbox.keywords,
+            keyword_room=self.store.may_create_keywords(mailbox),
         )
         self._send_updates(updates)
         return True
 
+    async def _announce_new_keywords(self, view: SelectedMailbox) -> None:
+        """FLAGS and PERMANENTFLAGS again when flags this session just stored (its
+        own, and any another session set on the same messages) hold a keyword the
+        client was not told of: before a FETCH shows it (RFC 3501 7.2.6)."""
+        if not view.has_unannounced_keywords:
+            return
+        mailbox = await self.store.mailbox_by_id(self._user_id, view.mailbox_id)
+        if view.announce_keywords(mailbox.keywords, room=self.store.may_create_keywords(mailbox)):
+            self._send_keywords(view)
+
+    def _send_keywords(self, view: SelectedMailbox) -> None:
+        """FLAGS and PERMANENTFLAGS with the keywords the view announces (RFC 3501
+        7.2.6 and 7.1): ``\\*`` only while the mailbox may define more of them."""
+        flags = [*SYSTEM_FLAGS, *_flag_bytes(view.keywords)]
+        self._send(flags_response(flags))
+        permanent: list[bytes] = []
+        if not view.readonly:
+            permanent = [*flags, b"\\*"] if view.keyword_room else flags
+        self._send(
+            UntaggedResponse(Status.OK, "Flags permitted", ResponseCode.permanentflags(permanent))
+        )
+
     def _send_updates(self, updates: Updates) -> None:
+        if updates.keywords is not None:
+            self._send_keywords(self._view)
         for seq in updates.expunged:
             self._send(expunge_response(seq))
         for seq, uid, _ in updates.flags:
@@ -1051,6 +1077,7 @@ class ImapSession:
         )
         for info in changed:
             view.set_flags(info.uid, info.flags.names())
+        await self._announce_new_keywords(view)
         if not command.silent:
             for seq, uid in live:
                 items: list[tuple[bytes, Any]] = [(b"FLAGS", Raw(self._flag_list(uid)))]
@@ -1224,6 +1251,7 @@ class ImapSession:
                 ):
                     view.set_flags(changed.uid, changed.flags.names())
                     seen_now.add(changed.uid)
+                await self._announce_new_keywords(view)
         needs_info = needs_meta or any(
             a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
         )

@@ -25,6 +25,7 @@ import asyncio
 import enum
 import json
 import logging
+import sys
 import time
 from collections.abc import (
     AsyncIterable,
@@ -45,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lightmail.errors import (
     CommitOutcomeUnknown,
     InvalidMailboxName,
+    InvalidValue,
+    KeywordLimitExceeded,
     MailboxExists,
     MailboxNotAllowed,
     MailboxNotFound,
@@ -77,6 +80,18 @@ SYSTEM_FLAGS: dict[str, int] = {
     "\\Draft": t.FLAG_DRAFT,
 }
 _SYSTEM_BY_FOLDED = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+# ``atom`` of RFC 3501 section 9: printable ASCII less atom-specials.
+_ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\]')
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordLimits:
+    """Bounds on keywords (RFC 3501 section 2.3.2), so no client can grow a mailbox's
+    metadata, and every session's view of it, without limit ([imap] settings)."""
+
+    per_mailbox: int = 100  # distinct keywords in one mailbox
+    per_message: int = 50  # keywords on one message
+    length: int = 64  # characters in one keyword name
 
 
 def utcnow() -> datetime:
@@ -137,7 +152,9 @@ class Flags:
 
     @classmethod
     def from_row(cls, system: int, keywords: str) -> Flags:
-        return cls(system, frozenset(keywords.split()))
+        # Interned: the rows of a mailbox repeat the same few keywords, and a
+        # listing of thousands of messages then holds each name once.
+        return cls(system, frozenset(map(sys.intern, keywords.split())))
 
     def names(self) -> tuple[str, ...]:
         """Flag names in a stable order: system flags first, then keywords sorted."""
@@ -173,6 +190,9 @@ class Mailbox:
     uidnext: int
     highestmodseq: int
     special_use: str | None
+    # The keywords defined in the mailbox, sorted: every keyword a live message
+    # has, and perhaps some no message has any more (FLAGS, RFC 3501 7.2.6).
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +319,7 @@ def _mailbox(row: t.AnyRow) -> Mailbox:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         special_use=row.special_use,
+        keywords=tuple(row.keywords.split()),
     )
 
 
@@ -322,6 +343,7 @@ _MAILBOX_COLUMNS = (
     t.mailboxes.c.uidnext,
     t.mailboxes.c.highestmodseq,
     t.mailboxes.c.special_use,
+    t.mailboxes.c.keywords,
 )
 _INFO_COLUMNS = (
     t.messages.c.uid,
@@ -370,10 +392,27 @@ def _live(mailbox_id: int) -> Any:
 
 
 class MailStore:
-    def __init__(self, db: Database, blobs: BlobStore, bus: NotificationBus) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        bus: NotificationBus,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.bus = bus
+        self.keyword_limits = keyword_limits or KeywordLimits()
+
+    def check_flags(self, flags: Iterable[str]) -> None:
+        """Raise what storing ``flags`` on one message would (a keyword that is not an
+        atom, too long, or too many of them), before an APPEND's data is read."""
+        self._check_keywords(Flags.parse(flags).keywords)
+
+    def may_create_keywords(self, mailbox: Mailbox) -> bool:
+        """Whether a new keyword could still be defined in the mailbox (PERMANENTFLAGS'
+        ``\\*``, RFC 3501 section 7.1)."""
+        return len(mailbox.keywords) < self.keyword_limits.per_mailbox
 
     # -- mailboxes -------------------------------------------------------
 
@@ -483,7 +522,11 @@ class MailStore:
                 await conn.execute(
                     update(t.mailboxes)
                     .where(t.mailboxes.c.id == target.id)
-                    .values(uidnext=source.uidnext, highestmodseq=source.highestmodseq)
+                    .values(
+                        uidnext=source.uidnext,
+                        highestmodseq=source.highestmodseq,
+                        keywords=" ".join(source.keywords),
+                    )
                 )
                 await conn.execute(
                     update(t.messages).where(_live(source.id)).values(mailbox_id=target.id)
@@ -553,6 +596,8 @@ class MailStore:
         raised by the source leaves nothing behind.
         """
         mailbox_name = names.normalize(mailbox_name)
+        flags = tuple(flags)
+        self.check_flags(flags)
         async with self.db.read() as conn:  # fail fast, before streaming the literal
             await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
         stored = await self._store_blob(source)
@@ -571,12 +616,14 @@ class MailStore:
     ) -> AppendResult:
         """:meth:`append` for a message already stored with :meth:`store_message`."""
         mailbox_name = names.normalize(mailbox_name)
-        parsed_flags = Flags.parse(flags)
         date = internaldate or datetime.now().astimezone()
 
         async def write(conn: AsyncConnection) -> AppendResult:
+            parsed_flags = Flags.parse(flags)
+            self._check_keywords(parsed_flags.keywords)
             mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
             await self._check_quota(conn, user_id, stored.put.size)
+            await self._define_keywords(conn, mailbox.id, parsed_flags.keywords)
             await self._insert_object_key(conn, stored)
             return await self._insert_message(conn, mailbox, stored, parsed_flags, date)
 
@@ -890,6 +937,8 @@ class MailStore:
                 rows.extend(result)
             if not rows:
                 return dest.id, CopyResult(dest.uidvalidity, (), ())
+            copied = frozenset(keyword for row in rows for keyword in row.keywords.split())
+            await self._define_keywords(conn, dest.id, copied)
             first_uid, modseq = await self._reserve_uids(conn, dest.id, len(rows))
             await conn.execute(
                 insert(t.messages),
@@ -922,11 +971,19 @@ class MailStore:
     ) -> list[MessageInfo]:
         """STORE (RFC 3501 section 6.4.6); returns the messages whose flags changed.
 
-        The changed messages all get one new mod-sequence (RFC 7162).
+        The changed messages all get one new mod-sequence (RFC 7162). A change
+        that would pass a keyword limit raises KeywordLimitExceeded and changes
+        nothing; the mailbox row is locked for the count, so concurrent
+        sessions cannot pass the limit together.
         """
         change = Flags.parse(flags)
+        self._check_keywords(change.keywords)
         changed: list[MessageInfo] = []
+        if not uids:
+            return changed
         async with self.db.write() as conn:
+            if mode is not StoreMode.REMOVE:
+                await self._define_keywords(conn, mailbox.id, change.keywords)
             rows: list[t.AnyRow] = []
             for chunk in _chunks(sorted(set(uids))):
                 result = await conn.execute(
@@ -938,10 +995,15 @@ class MailStore:
                 )
                 rows.extend(result)
             updates = []
+            limits = self.keyword_limits
             for row in rows:
                 current = Flags.from_row(row.flags, row.keywords)
                 new = mode.apply(current, change)
                 if new != current:
+                    if len(new.keywords) > max(len(current.keywords), limits.per_message):
+                        raise KeywordLimitExceeded(
+                            f"a message may have at most {limits.per_message} keywords"
+                        )
                     updates.append((row, new))
             if not updates:
                 return []
@@ -1048,7 +1110,12 @@ class MailStore:
             # whichever commits second sees the other's change.
             row = (
                 await conn.execute(
-                    select(t.messages.c.mailbox_id, t.messages.c.size, t.messages.c.deleted_at)
+                    select(
+                        t.messages.c.mailbox_id,
+                        t.messages.c.size,
+                        t.messages.c.deleted_at,
+                        t.messages.c.keywords,
+                    )
                     .where(
                         t.messages.c.id == message_id,
                         t.messages.c.user_id == user_id,
@@ -1070,6 +1137,7 @@ class MailStore:
             if found is None or not _same_mailbox(found.created_at, row.deleted_at):
                 raise MailboxNotFound(f"the mailbox message {message_id} was deleted from")
             await self._check_quota(conn, user_id, row.size)
+            await self._define_keywords(conn, row.mailbox_id, frozenset(row.keywords.split()))
             uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1)
             await conn.execute(
                 update(t.messages)
@@ -1397,6 +1465,62 @@ class MailStore:
                 .values(deleted_at=now, modseq=modseq)
             )
 
+    def _check_keywords(self, keywords: frozenset[str]) -> None:
+        """Keyword names must be atoms no longer than the limit, and no more of them
+        than one message may carry (RFC 3501 section 9, ``flag-keyword``)."""
+        limits = self.keyword_limits
+        for keyword in keywords:
+            if not keyword or not _ATOM_CHARS.issuperset(keyword):
+                raise InvalidValue(f"{keyword[:100]!r} is not a valid keyword")
+            if len(keyword) > limits.length:
+                raise KeywordLimitExceeded(
+                    f"a keyword may be at most {limits.length} characters long"
+                )
+        if len(keywords) > limits.per_message:
+            raise KeywordLimitExceeded(f"a message may have at most {limits.per_message} keywords")
+
+    async def _define_keywords(
+        self, conn: AsyncConnection, mailbox_id: int, keywords: frozenset[str]
+    ) -> None:
+        """Add ``keywords`` to the mailbox's keyword set, within its limit.
+
+        The mailbox row is locked first (``FOR UPDATE``; SQLite's writer holds
+        the database), so the count and the change are one step for concurrent
+        transactions. When the set would grow past the limit, keywords no live
+        message has any more are dropped from it first; if it still does not
+        fit, KeywordLimitExceeded (and the caller's transaction rolls back).
+        """
+        if not keywords:
+            return
+        row = (
+            await conn.execute(
+                select(t.mailboxes.c.keywords)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise MailboxNotFound(str(mailbox_id))
+        defined = frozenset(row.keywords.split())
+        if keywords <= defined:
+            return
+        wanted = defined | keywords
+        limit = self.keyword_limits.per_mailbox
+        if len(wanted) > limit:
+            in_use = await conn.execute(
+                select(t.messages.c.keywords)
+                .distinct()
+                .where(_live(mailbox_id), t.messages.c.keywords != "")
+            )
+            wanted = frozenset(k for used in in_use for k in used.keywords.split()) | keywords
+            if len(wanted) > limit:
+                raise KeywordLimitExceeded(f"a mailbox may have at most {limit} keywords")
+        await conn.execute(
+            update(t.mailboxes)
+            .where(t.mailboxes.c.id == mailbox_id)
+            .values(keywords=" ".join(sorted(wanted)))
+        )
+
     async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
         row = (
             await conn.execute(
@@ -1462,7 +1586,7 @@ class MailStore:
         (mailbox_id,) = result.inserted_primary_key or (None,)
         if mailbox_id is None:
             raise RuntimeError("the database returned no id for the new mailbox")
-        return Mailbox(mailbox_id, user_id, name, uidvalidity, 1, 1, special_use)
+        return Mailbox(mailbox_id, user_id, name, uidvalidity, 1, 1, special_use, ())
 
     async def _subscribe(self, conn: AsyncConnection, user_id: int, name: str) -> None:
         exists = await conn.execute(

@@ -862,10 +862,16 @@ async def test_store_flags_and_keywords(imap: ImapTarget) -> None:
             client.add_flags([1], [b"\\Seen"])
             client.use_uid = True
             assert visible(client.get_flags([1])[1]) == {b"\\Seen"}
-            # A new keyword shows up in FLAGS/PERMANENTFLAGS on the next SELECT.
+            # Keywords stay defined in the mailbox (FLAGS/PERMANENTFLAGS), also $Label1
+            # that no message has any more, until the mailbox needs the room.
             selected = client.select_folder("INBOX")
-            assert selected[b"FLAGS"] == (*SYSTEM_FLAGS, b"Important")
-            assert selected[b"PERMANENTFLAGS"] == (*SYSTEM_FLAGS, b"Important", b"\\*")
+            assert selected[b"FLAGS"] == (*SYSTEM_FLAGS, b"$Label1", b"Important")
+            assert selected[b"PERMANENTFLAGS"] == (
+                *SYSTEM_FLAGS,
+                b"$Label1",
+                b"Important",
+                b"\\*",
+            )
             assert client.search(["KEYWORD", "important"]) == [3]
             assert client.search(["KEYWORD", "$Label1"]) == []
             with pytest.raises(IMAPClientError, match="BAD"):

@@ -116,6 +116,9 @@ mailboxes = Table(
     # Highest UID some session has already announced as \Recent (RFC 3501 2.3.2).
     Column("recent_uid", BigInteger, nullable=False, server_default="0"),
     Column("created_at", Timestamp, nullable=False),
+    # The keywords defined in the mailbox, space-separated and sorted: a superset
+    # of those its live messages have, bounded by [imap] max_keywords_per_mailbox.
+    Column("keywords", LongText, nullable=False, default=""),
     # Mailbox names can exceed MySQL's index key length, so uniqueness is on a hash.
     Column("name_hash", String(64), nullable=False),
     UniqueConstraint("user_id", "name_hash"),
