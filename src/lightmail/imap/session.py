@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import email.utils
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -37,6 +36,7 @@ from lightmail.errors import (
     MailboxNotFound,
     MessageRejected,
     MessageTooLarge,
+    PatternTooComplex,
     PermanentFailure,
     QuotaExceeded,
     TemporaryFailure,
@@ -131,6 +131,8 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
             code, text = Code.ALREADYEXISTS, "Mailbox already exists"
         case InvalidMailboxName():
             code, text = Code.CANNOT, f"Invalid mailbox name: {error.reason}"
+        case PatternTooComplex():
+            code, text = Code.LIMIT, f"Too many wildcards in the pattern (at most {error.limit})"
         case MailboxNotAllowed():
             code, text = Code.CANNOT, str(error)
         case QuotaExceeded():
@@ -160,6 +162,11 @@ def _decode_pattern(raw: bytes) -> str:
         raise InvalidMailboxName(raw.decode("ascii", "replace"), "not modified UTF-7") from None
 
 
+def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:
+    """LIST's and LSUB's arguments (RFC 3501 section 6.3.8)."""
+    return names.MailboxPattern(_decode_pattern(reference), _decode_pattern(pattern))
+
+
 def _flag_names(flags: Iterable[bytes]) -> list[str]:
     return [flag.decode("utf-8", "replace") for flag in flags]
 
@@ -171,23 +178,6 @@ def _flag_bytes(flags: Iterable[str]) -> list[bytes]:
 def _internaldate(value: datetime) -> bytes:
     """``date-time`` (RFC 3501 section 9), in UTC."""
     return b'"' + value.astimezone(UTC).strftime("%d-%b-%Y %H:%M:%S +0000").encode() + b'"'
-
-
-def _list_pattern(reference: str, pattern: str) -> re.Pattern[str]:
-    """LIST's reference and mailbox pattern as one regex (RFC 3501 section 6.3.8)."""
-    full = pattern if pattern.startswith(names.DELIMITER) or not reference else reference + pattern
-    levels = full.split(names.DELIMITER)
-    if levels[0].upper() == names.INBOX:
-        levels[0] = names.INBOX
-    regex = ""
-    for char in names.DELIMITER.join(levels):
-        if char == "*":
-            regex += ".*"
-        elif char == "%":
-            regex += "[^" + re.escape(names.DELIMITER) + "]*"
-        else:
-            regex += re.escape(char)
-    return re.compile(regex, re.DOTALL)
 
 
 class ImapSession:
@@ -649,21 +639,19 @@ class ImapSession:
 
     async def _list(self, command: c.ListCommand) -> None:
         """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
-        reference = _decode_pattern(command.reference)
-        pattern = _decode_pattern(command.pattern)
-        if not pattern:
+        if not command.pattern:
             self._send(DataResponse(b'LIST (\\Noselect) "/" ""'))
             self._ok(command.tag, "List completed")
             return
+        pattern = _decode_list_pattern(command.reference, command.pattern)
         mailboxes = await self.store.list_mailboxes(self._user_id)
         existing = {m.name: m for m in mailboxes}
         every = set(existing)
         for name in existing:
             every.update(names.parents(name))
         has_children = {parent for name in every for parent in names.parents(name)}
-        regex = _list_pattern(reference, pattern)
         for name in sorted(every):
-            if not regex.fullmatch(name):
+            if not pattern.matches(name):
                 continue
             attributes = [b"\\HasChildren" if name in has_children else b"\\HasNoChildren"]
             mailbox = existing.get(name)
@@ -676,21 +664,19 @@ class ImapSession:
         self._ok(command.tag, "List completed")
 
     async def _lsub(self, command: c.LsubCommand) -> None:
-        reference = _decode_pattern(command.reference)
-        pattern = _decode_pattern(command.pattern)
-        if not pattern:
+        if not command.pattern:
             self._send(DataResponse(b'LSUB (\\Noselect) "/" ""'))
             self._ok(command.tag, "Lsub completed")
             return
-        regex = _list_pattern(reference, pattern)
+        pattern = _decode_list_pattern(command.reference, command.pattern)
         subscribed = set(await self.store.subscriptions(self._user_id))
         shown: dict[str, list[bytes]] = {}
         for name in subscribed:
-            if regex.fullmatch(name):
+            if pattern.matches(name):
                 shown[name] = []
             # "%" can match a parent of a subscribed name that is not itself subscribed.
             for parent in names.parents(name):
-                if parent not in subscribed and regex.fullmatch(parent):
+                if parent not in subscribed and pattern.matches(parent):
                     shown.setdefault(parent, [b"\\Noselect"])
         for name in sorted(shown):
             self._send(self._list_line(b"LSUB", shown[name], name))
