@@ -142,3 +142,11 @@ def test_wildcards_past_the_cap_are_refused() -> None:
     with pytest.raises(PatternTooComplex):  # the reference is part of the pattern
         names.MailboxPattern("%", at_cap)
     names.MailboxPattern("%", "/" + at_cap)  # ...unless a rooted pattern replaces it
+
+
+@pytest.mark.parametrize(
+    ("reference", "pattern", "expected"),
+    [("", "%", True), ("", "a/%", True), ("a/", "%", True), ("", "*", False), ("", "%*", False)],
+)
+def test_ends_with_percent(reference: str, pattern: str, expected: bool) -> None:
+    assert names.MailboxPattern(reference, pattern).ends_with_percent is expected

@@ -664,6 +664,11 @@ class ImapSession:
         self._ok(command.tag, "List completed")
 
     async def _lsub(self, command: c.LsubCommand) -> None:
+        """LSUB (RFC 3501 section 6.3.9): subscribed names that match the pattern.
+
+        A pattern that ends in ``%`` also matches the levels above a subscribed
+        name that are not subscribed themselves; those come with ``\\Noselect``.
+        """
         if not command.pattern:
             self._send(DataResponse(b'LSUB (\\Noselect) "/" ""'))
             self._ok(command.tag, "Lsub completed")
@@ -674,10 +679,10 @@ class ImapSession:
         for name in subscribed:
             if pattern.matches(name):
                 shown[name] = []
-            # "%" can match a parent of a subscribed name that is not itself subscribed.
-            for parent in names.parents(name):
-                if parent not in subscribed and pattern.matches(parent):
-                    shown.setdefault(parent, [b"\\Noselect"])
+            if pattern.ends_with_percent:
+                for parent in names.parents(name):
+                    if parent not in subscribed and pattern.matches(parent):
+                        shown.setdefault(parent, [b"\\Noselect"])
         for name in sorted(shown):
             self._send(self._list_line(b"LSUB", shown[name], name))
         self._ok(command.tag, "Lsub completed")

@@ -114,6 +114,12 @@ class MailboxPattern:
     def __repr__(self) -> str:
         return f"MailboxPattern({self.text!r})"
 
+    @property
+    def ends_with_percent(self) -> bool:
+        """Whether the pattern's last character is ``%`` (LSUB then lists the levels
+        above subscribed names, RFC 3501 section 6.3.9)."""
+        return self.text.endswith(PERCENT)
+
     def matches(self, name: str) -> bool:
         """Whether ``name`` (as the mailstore keeps it) matches the whole pattern."""
         if len(name) < self._needed:

@@ -1,0 +1,61 @@
+"""LIST, LSUB and CREATE with the mailbox names and patterns clients send (issue #13).
+
+Raw IMAP over a socket, so the exact lines the server sends are checked, on
+both backends. A new user starts with INBOX, Drafts, Sent, Trash, Junk and
+Archive, all subscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.imap.conftest import ImapTarget
+from tests.integration.imap.test_hostile import Wire, connect, login
+
+DEFAULTS = {b"INBOX", b"Drafts", b"Sent", b"Trash", b"Junk", b"Archive"}
+
+
+def command(wire: Wire, tag: bytes, line: bytes) -> tuple[list[bytes], bytes]:
+    """Send ``tag line``; the untagged lines it gets and its tagged reply."""
+    wire.send(tag + b" " + line + b"\r\n")
+    lines = wire.until(tag)
+    return lines[:-1], lines[-1]
+
+
+def listed(wire: Wire, tag: bytes, line: bytes) -> dict[bytes, bytes]:
+    """LIST or LSUB ``line``, which must answer OK: attributes by mailbox name."""
+    untagged, tagged = command(wire, tag, line)
+    assert tagged.startswith(tag + b" OK "), tagged
+    kind = line.split(b" ", 1)[0]
+    found: dict[bytes, bytes] = {}
+    for response in untagged:
+        prefix = b"* " + kind + b" ("
+        assert response.startswith(prefix), response
+        attributes, name = response[len(prefix) :].split(b') "/" ', 1)
+        found[name] = attributes
+    return found
+
+
+async def test_lsub_star_returns_only_subscribed_names(imap: ImapTarget) -> None:
+    """RFC 3501 section 6.3.9: only a "%" brings in an unsubscribed parent, as \\Noselect."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            assert command(wire, b"c1", b"CREATE sub1/child")[1].startswith(b"c1 OK")
+            assert command(wire, b"c2", b"SUBSCRIBE sub1/child")[1].startswith(b"c2 OK")
+            everything = listed(wire, b"l1", b'LSUB "" "*"')
+            assert everything == {name: b"" for name in DEFAULTS | {b"sub1/child"}}
+            assert listed(wire, b"l2", b'LSUB "" "sub1*"') == {b"sub1/child": b""}
+            assert listed(wire, b"l3", b'LSUB "" sub1') == {}
+            top = listed(wire, b"l4", b'LSUB "" "%"')
+            assert top == {name: b"" for name in DEFAULTS} | {b"sub1": b"\\Noselect"}
+            assert listed(wire, b"l5", b'LSUB "" "sub%"') == {b"sub1": b"\\Noselect"}
+            assert listed(wire, b"l6", b'LSUB "" "sub1/%"') == {b"sub1/child": b""}
+            # Once the parent is subscribed it is an ordinary LSUB line.
+            assert command(wire, b"c3", b"SUBSCRIBE sub1")[1].startswith(b"c3 OK")
+            assert listed(wire, b"l7", b'LSUB "" "sub1*"') == {b"sub1": b"", b"sub1/child": b""}
+            assert listed(wire, b"l8", b'LSUB "" "sub%"') == {b"sub1": b""}
+
+    await asyncio.to_thread(conversation)
