@@ -94,6 +94,7 @@ log = logging.getLogger(__name__)
 SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
 _CHARSETS = ("US-ASCII", "UTF-8")
 _STREAM_CHUNK = 256 * 1024
+_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 _STORE_MODES = {"replace": StoreMode.REPLACE, "add": StoreMode.ADD, "remove": StoreMode.REMOVE}
 _SASL_LOGIN_USER = base64.b64encode(b"Username:").decode()
 _SASL_LOGIN_PASSWORD = base64.b64encode(b"Password:").decode()
@@ -613,7 +614,12 @@ class ImapSession:
             )
 
     async def _create(self, command: c.CreateCommand) -> None:
-        await self.store.create_mailbox(self._user_id, _decode_mailbox(command.mailbox))
+        """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
+        will be created below this one: the name is created without it."""
+        raw = command.mailbox
+        if raw.endswith(_DELIMITER):
+            raw = raw[:-1]
+        await self.store.create_mailbox(self._user_id, _decode_mailbox(raw))
         await self._announce(allow_expunge=True)
         self._ok(command.tag, "Create completed")
 

@@ -59,3 +59,30 @@ async def test_lsub_star_returns_only_subscribed_names(imap: ImapTarget) -> None
             assert listed(wire, b"l8", b'LSUB "" "sub%"') == {b"sub1": b""}
 
     await asyncio.to_thread(conversation)
+
+
+async def test_create_with_a_trailing_hierarchy_separator(imap: ImapTarget) -> None:
+    """RFC 3501 section 6.3.3: "foo/" declares names below foo; "foo" is what is created."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            assert command(wire, b"c1", b"CREATE foo/")[1] == b"c1 OK Create completed"
+            assert command(wire, b"c2", b"CREATE foo/bar/")[1] == b"c2 OK Create completed"
+            assert command(wire, b"c3", b'CREATE "Entw&APw-rfe/"')[1].startswith(b"c3 OK")
+            found = listed(wire, b"l1", b'LIST "" "*"')
+            assert found[b"foo"] == b"\\HasChildren"
+            assert found[b"foo/bar"] == b"\\HasNoChildren"
+            assert found[b"Entw&APw-rfe"] == b"\\HasNoChildren"
+            assert not any(name.endswith(b"/") for name in found)
+            assert command(wire, b"s1", b"SELECT foo/bar")[1].startswith(b"s1 OK")
+            # The declaration names an existing mailbox: nothing new is created.
+            again = command(wire, b"c4", b"CREATE foo/")[1]
+            assert again.startswith(b"c4 NO [ALREADYEXISTS]"), again
+            # One separator is dropped, no more: these still have an empty level.
+            for tag, bad in ((b"c5", b"CREATE foo//"), (b"c6", b'CREATE "/"')):
+                reply = command(wire, tag, bad)[1]
+                assert reply.startswith(tag + b" NO [CANNOT] Invalid mailbox name"), reply
+
+    await asyncio.to_thread(conversation)
