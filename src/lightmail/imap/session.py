@@ -152,20 +152,18 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
 
 
 def _decode_mailbox(raw: bytes) -> str:
-    return names.normalize(_decode_pattern(raw))
-
-
-def _decode_pattern(raw: bytes) -> str:
-    """A mailbox name or LIST pattern from the wire (RFC 3501 section 5.1.3)."""
+    """A mailbox name from the wire (RFC 3501 section 5.1.3), normalised."""
     try:
-        return mutf7.decode(raw)
+        name = mutf7.decode(raw)
     except ValueError:
         raise InvalidMailboxName(raw.decode("ascii", "replace"), "not modified UTF-7") from None
+    return names.normalize(name)
 
 
 def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:
-    """LIST's and LSUB's arguments (RFC 3501 section 6.3.8)."""
-    return names.MailboxPattern(_decode_pattern(reference), _decode_pattern(pattern))
+    """LIST's and LSUB's arguments (RFC 3501 section 6.3.8). They are patterns, not
+    names: one that is not modified UTF-7 is matched as it reads, never refused."""
+    return names.MailboxPattern(mutf7.decode_pattern(reference), mutf7.decode_pattern(pattern))
 
 
 def _flag_names(flags: Iterable[bytes]) -> list[str]:

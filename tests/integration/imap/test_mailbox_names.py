@@ -86,3 +86,29 @@ async def test_create_with_a_trailing_hierarchy_separator(imap: ImapTarget) -> N
                 assert reply.startswith(tag + b" NO [CANNOT] Invalid mailbox name"), reply
 
     await asyncio.to_thread(conversation)
+
+
+async def test_list_and_lsub_patterns_that_are_not_modified_utf7(imap: ImapTarget) -> None:
+    """RFC 3501 sections 6.3.8 and 5.1.3: a pattern is not a name; it only fails to match."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            for tag, name in ((b"c1", b'"Tom &- Jerry"'), (b"c2", b"Entw&APw-rfe")):
+                assert command(wire, tag, b"CREATE " + name)[1].startswith(tag + b" OK")
+                assert command(wire, tag, b"SUBSCRIBE " + name)[1].startswith(tag + b" OK")
+            for kind in (b"LIST", b"LSUB"):
+                assert listed(wire, b"b1", kind + b' "" "a&b"') == {}
+                assert listed(wire, b"b2", kind + b' "" "&"') == {}
+                assert listed(wire, b"b3", kind + b' "" "&AGE-*"') == {}  # non-canonical
+                assert listed(wire, b"b4", kind + b' "a&" "*"') == {}
+                assert listed(wire, b"b5", kind + b' "" {3+}\r\n&\xff*') == {}
+                # Where the pattern is valid it still means what it says.
+                assert set(listed(wire, b"b6", kind + b' "" "Tom &*"')) == {b'"Tom &- Jerry"'}
+                assert set(listed(wire, b"b7", kind + b' "" "*&APw-*"')) == {b"Entw&APw-rfe"}
+            # A name is still checked: CREATE refuses what LIST only fails to match.
+            reply = command(wire, b"c3", b'CREATE "a&b"')[1]
+            assert reply.startswith(b"c3 NO [CANNOT] Invalid mailbox name"), reply
+
+    await asyncio.to_thread(conversation)
