@@ -76,7 +76,16 @@ class MailboxPattern:
     wildcards raises ``PatternTooComplex``.
     """
 
-    __slots__ = ("_accept", "_literals", "_needed", "_percent", "_star", "_start", "text")
+    __slots__ = (
+        "_accept",
+        "_literals",
+        "_needed",
+        "_percent",
+        "_rest",
+        "_star",
+        "_start",
+        "text",
+    )
 
     def __init__(self, reference: str, pattern: str) -> None:
         full = pattern if pattern.startswith(DELIMITER) or not reference else reference + pattern
@@ -106,6 +115,7 @@ class MailboxPattern:
         self._star = star
         self._percent = percent
         self._accept = 1 << len(items)
+        self._rest = star & (self._accept >> 1)  # a final "*": once there, the rest matches
         self._needed = len(items) - (star | percent).bit_count()
         # A wildcard may match nothing. No two wildcard items are adjacent, so one
         # step reaches every state (here and after each character in ``matches``).
@@ -134,4 +144,6 @@ class MailboxPattern:
             states = moved | ((moved & wild) << 1)
             if not states:
                 return False
+            if states & self._rest:
+                return True
         return bool(states & self._accept)
