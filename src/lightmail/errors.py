@@ -63,6 +63,15 @@ class InvalidMailboxName(PermanentFailure):
         self.reason = reason
 
 
+class PatternTooComplex(PermanentFailure):
+    """A LIST or LSUB pattern has more wildcards than the server matches."""
+
+    def __init__(self, wildcards: int, limit: int) -> None:
+        super().__init__(f"the pattern has {wildcards} wildcards, at most {limit} are allowed")
+        self.wildcards = wildcards
+        self.limit = limit
+
+
 class MailboxNotAllowed(PermanentFailure):
     """The operation is not allowed on this mailbox (e.g. deleting INBOX)."""
 

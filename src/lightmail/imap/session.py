@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import email.utils
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,6 +37,7 @@ from lightmail.errors import (
     MailboxNotFound,
     MessageRejected,
     MessageTooLarge,
+    PatternTooComplex,
     PermanentFailure,
     QuotaExceeded,
     TemporaryFailure,
@@ -104,6 +104,7 @@ log = logging.getLogger(__name__)
 SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
 _CHARSETS = ("US-ASCII", "UTF-8")
 _STREAM_CHUNK = 256 * 1024
+_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 _STORE_MODES = {"replace": StoreMode.REPLACE, "add": StoreMode.ADD, "remove": StoreMode.REMOVE}
 _SASL_LOGIN_USER = base64.b64encode(b"Username:").decode()
 _SASL_LOGIN_PASSWORD = base64.b64encode(b"Password:").decode()
@@ -141,6 +142,8 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
             code, text = Code.ALREADYEXISTS, "Mailbox already exists"
         case InvalidMailboxName():
             code, text = Code.CANNOT, f"Invalid mailbox name: {error.reason}"
+        case PatternTooComplex():
+            code, text = Code.LIMIT, f"Too many wildcards in the pattern (at most {error.limit})"
         case MailboxNotAllowed():
             code, text = Code.CANNOT, str(error)
         case QuotaExceeded():
@@ -161,15 +164,18 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
 
 
 def _decode_mailbox(raw: bytes) -> str:
-    return names.normalize(_decode_pattern(raw))
-
-
-def _decode_pattern(raw: bytes) -> str:
-    """A mailbox name or LIST pattern from the wire (RFC 3501 section 5.1.3)."""
+    """A mailbox name from the wire (RFC 3501 section 5.1.3), normalised."""
     try:
-        return mutf7.decode(raw)
+        name = mutf7.decode(raw)
     except ValueError:
         raise InvalidMailboxName(raw.decode("ascii", "replace"), "not modified UTF-7") from None
+    return names.normalize(name)
+
+
+def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:
+    """LIST's and LSUB's arguments (RFC 3501 section 6.3.8). They are patterns, not
+    names: one that is not modified UTF-7 is matched as it reads, never refused."""
+    return names.MailboxPattern(mutf7.decode_pattern(reference), mutf7.decode_pattern(pattern))
 
 
 def _flag_names(flags: Iterable[bytes]) -> list[str]:
@@ -186,23 +192,6 @@ def _internaldate(value: datetime) -> bytes:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return b'"' + value.strftime("%d-%b-%Y %H:%M:%S %z").encode() + b'"'
-
-
-def _list_pattern(reference: str, pattern: str) -> re.Pattern[str]:
-    """LIST's reference and mailbox pattern as one regex (RFC 3501 section 6.3.8)."""
-    full = pattern if pattern.startswith(names.DELIMITER) or not reference else reference + pattern
-    levels = full.split(names.DELIMITER)
-    if levels[0].upper() == names.INBOX:
-        levels[0] = names.INBOX
-    regex = ""
-    for char in names.DELIMITER.join(levels):
-        if char == "*":
-            regex += ".*"
-        elif char == "%":
-            regex += "[^" + re.escape(names.DELIMITER) + "]*"
-        else:
-            regex += re.escape(char)
-    return re.compile(regex, re.DOTALL)
 
 
 class ImapSession:
@@ -655,7 +644,12 @@ class ImapSession:
             )
 
     async def _create(self, command: c.CreateCommand) -> None:
-        await self.store.create_mailbox(self._user_id, _decode_mailbox(command.mailbox))
+        """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
+        will be created below this one: the name is created without it."""
+        raw = command.mailbox
+        if raw.endswith(_DELIMITER):
+            raw = raw[:-1]
+        await self.store.create_mailbox(self._user_id, _decode_mailbox(raw))
         await self._announce(allow_expunge=True)
         self._ok(command.tag, "Create completed")
 
@@ -681,21 +675,19 @@ class ImapSession:
 
     async def _list(self, command: c.ListCommand) -> None:
         """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
-        reference = _decode_pattern(command.reference)
-        pattern = _decode_pattern(command.pattern)
-        if not pattern:
+        if not command.pattern:
             self._send(DataResponse(b'LIST (\\Noselect) "/" ""'))
             self._ok(command.tag, "List completed")
             return
+        pattern = _decode_list_pattern(command.reference, command.pattern)
         mailboxes = await self.store.list_mailboxes(self._user_id)
         existing = {m.name: m for m in mailboxes}
         every = set(existing)
         for name in existing:
             every.update(names.parents(name))
         has_children = {parent for name in every for parent in names.parents(name)}
-        regex = _list_pattern(reference, pattern)
         for name in sorted(every):
-            if not regex.fullmatch(name):
+            if not pattern.matches(name):
                 continue
             attributes = [b"\\HasChildren" if name in has_children else b"\\HasNoChildren"]
             mailbox = existing.get(name)
@@ -708,22 +700,25 @@ class ImapSession:
         self._ok(command.tag, "List completed")
 
     async def _lsub(self, command: c.LsubCommand) -> None:
-        reference = _decode_pattern(command.reference)
-        pattern = _decode_pattern(command.pattern)
-        if not pattern:
+        """LSUB (RFC 3501 section 6.3.9): subscribed names that match the pattern.
+
+        A pattern that ends in ``%`` also matches the levels above a subscribed
+        name that are not subscribed themselves; those come with ``\\Noselect``.
+        """
+        if not command.pattern:
             self._send(DataResponse(b'LSUB (\\Noselect) "/" ""'))
             self._ok(command.tag, "Lsub completed")
             return
-        regex = _list_pattern(reference, pattern)
+        pattern = _decode_list_pattern(command.reference, command.pattern)
         subscribed = set(await self.store.subscriptions(self._user_id))
         shown: dict[str, list[bytes]] = {}
         for name in subscribed:
-            if regex.fullmatch(name):
+            if pattern.matches(name):
                 shown[name] = []
-            # "%" can match a parent of a subscribed name that is not itself subscribed.
-            for parent in names.parents(name):
-                if parent not in subscribed and regex.fullmatch(parent):
-                    shown.setdefault(parent, [b"\\Noselect"])
+            if pattern.ends_with_percent:
+                for parent in names.parents(name):
+                    if parent not in subscribed and pattern.matches(parent):
+                        shown.setdefault(parent, [b"\\Noselect"])
         for name in sorted(shown):
             self._send(self._list_line(b"LSUB", shown[name], name))
         self._ok(command.tag, "Lsub completed")

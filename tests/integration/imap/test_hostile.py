@@ -360,3 +360,56 @@ async def test_nul_bytes_in_command(imap: ImapTarget) -> None:
             assert wire.line() == b"* STATUS INBOX (MESSAGES 0)"
 
     await asyncio.to_thread(conversation)
+
+
+async def test_list_pattern_backtracking_does_not_stall_other_sessions(imap: ImapTarget) -> None:
+    """Issue #14: ``*a*a*a*a*b`` against a name of 500 ``a``s, which the user can create
+    and subscribe, took a backtracking regex seconds per name on the event loop, and
+    every other session waited. Now LIST and LSUB answer at once, another user's NOOP
+    is not held up, and a pattern past the wildcard cap gets ``NO [LIMIT]``."""
+    user = await imap.new_user()
+    other = await imap.new_user()
+    long = b"a" * 500
+    short = b"a" * 20 + b"b"  # matches every pattern below
+
+    def conversation() -> None:
+        with connect(imap) as wire, connect(imap) as bystander:
+            login(wire, user)
+            login(bystander, other)
+            for n, name in enumerate([long, short]):
+                for verb in (b"CREATE", b"SUBSCRIBE"):
+                    tag = b"%s%d" % (verb[:1], n)
+                    wire.send(tag + b" " + verb + b" " + name + b"\r\n")
+                    assert wire.line().startswith(tag + b" OK "), verb
+            # Pipelined; the bystander's NOOP comes after both. The sockets time out
+            # after 10 s, which the old matcher needed many times over.
+            wire.send(b'h1 LIST "" "*a*a*a*a*b"\r\nh2 LSUB "" "*a*a*a*a*b"\r\n')
+            still_usable(bystander)
+            assert wire.until(b"h2") == [
+                b'* LIST (\\HasNoChildren) "/" ' + short,
+                b"h1 OK List completed",
+                b'* LSUB () "/" ' + short,
+                b"h2 OK Lsub completed",
+            ]
+            # At the cap (20 wildcards), and a name of 999 octets: no match, no wait.
+            wire.send(b"c9 CREATE " + b"a" * 999 + b"\r\n")
+            assert wire.line().startswith(b"c9 OK ")
+            at_cap = b"*a" * 19 + b"%b"
+            wire.send(b'h3 LIST "" "' + at_cap + b'"\r\nh4 LSUB "" "' + at_cap + b'"\r\n')
+            assert wire.until(b"h4") == [
+                b'* LIST (\\HasNoChildren) "/" ' + short,
+                b"h3 OK List completed",
+                b'* LSUB () "/" ' + short,
+                b"h4 OK Lsub completed",
+            ]
+            # Past the cap: refused (RFC 3501 section 6.3.8 "NO - can't list that name").
+            for tag, kind in ((b"h5", b"LIST"), (b"h6", b"LSUB")):
+                wire.send(tag + b" " + kind + b' "" "' + at_cap + b'%"\r\n')
+                assert wire.line().startswith(tag + b" NO [LIMIT] Too many wildcards")
+            # A reference is part of the pattern: its wildcards count too.
+            wire.send(b'h7 LIST "%" "' + at_cap + b'"\r\n')
+            assert wire.line().startswith(b"h7 NO [LIMIT] Too many wildcards")
+            still_usable(wire)
+            still_usable(bystander)
+
+    await asyncio.to_thread(conversation)

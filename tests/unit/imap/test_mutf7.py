@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightmail.imap.wire.mutf7 import decode, encode
+from lightmail.imap.wire.mutf7 import decode, decode_pattern, encode
 
 EXAMPLES = [
     ("~peter/mail/台北/日本語", b"~peter/mail/&U,BTFw-/&ZeVnLIqe-"),  # RFC 3501 section 5.1.3
@@ -74,3 +74,39 @@ def test_decode_only_raises_value_error(raw: bytes) -> None:
     except ValueError:
         return
     assert encode(name) == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (b"Entw&APw-rfe/*", "Entwürfe/*"),  # valid: as ``decode``
+        (b"a&b", "a&b"),  # a bare "&" stands for itself
+        (b"&", "&"),
+        (b"*&", "*&"),
+        (b"&U,BTFw", "&U,BTFw"),  # unterminated
+        (b"&AGE-%", "&AGE-%"),  # not canonical: its octets as they are
+        (b"a&b&APw-", "a&bü"),  # a good run after a bare "&" is still decoded
+        (b"&AOQ-&APY-", "äö"),  # two runs that should have been one
+        (b"caf\xc3\xa9*", "café*"),  # 8-bit octets are read as UTF-8
+        (b"a\xffb", "a\udcffb"),  # not UTF-8: a lone surrogate, in no name
+    ],
+)
+def test_decode_pattern(raw: bytes, pattern: str) -> None:
+    assert decode_pattern(raw) == pattern
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=30))
+def test_decode_pattern_never_fails_and_agrees_with_decode(raw: bytes) -> None:
+    pattern = decode_pattern(raw)
+    try:
+        name = decode(raw)
+    except ValueError:
+        return
+    assert pattern == name
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_decode_pattern_reads_what_encode_writes(name: str) -> None:
+    assert decode_pattern(encode(name)) == name

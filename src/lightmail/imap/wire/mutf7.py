@@ -7,6 +7,9 @@ UTF-16BE form (``,`` for ``/``, no padding), ``-``.
 ``decode`` is strict: it accepts only what ``encode`` produces (the canonical
 form: no encoded printable ASCII, no adjacent shifted runs, no stray bits),
 so one name has one spelling on the wire and in the store.
+
+``decode_pattern`` is for LIST and LSUB arguments, which are patterns, not
+names: it never fails (RFC 3501 sections 6.3.8 and 5.1.3).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "decode_pattern", "encode"]
 
 _B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,")
 
@@ -79,3 +82,38 @@ def decode(raw: bytes) -> str:
     if encode(name) != raw:
         raise ValueError("mailbox name is not in canonical modified UTF-7")
     return name
+
+
+def decode_pattern(raw: bytes) -> str:
+    """A LIST or LSUB reference or pattern: what ``decode`` gives where ``raw`` is
+    modified UTF-7, and never ``ValueError``.
+
+    Where it is not, each shifted run that ``decode`` accepts on its own is
+    still decoded; every other octet stands for itself: a bare ``&`` is ``&``,
+    and octets outside printable US-ASCII are read as UTF-8, with lone
+    surrogates (``surrogateescape``) for what is not UTF-8, which no mailbox
+    name contains. Such a pattern is matched as it reads and usually matches
+    nothing.
+    """
+    try:
+        return decode(raw)
+    except ValueError:
+        pass
+    out: list[str] = []
+    plain = 0  # start of the octets not yet decoded
+    i = raw.find(b"&")
+    while i >= 0:
+        end = raw.find(b"-", i + 1)
+        if end < 0:
+            break
+        try:
+            run = decode(raw[i : end + 1])
+        except ValueError:
+            i = raw.find(b"&", i + 1)
+            continue
+        out.append(raw[plain:i].decode("utf-8", "surrogateescape"))
+        out.append(run)
+        plain = end + 1
+        i = raw.find(b"&", plain)
+    out.append(raw[plain:].decode("utf-8", "surrogateescape"))
+    return "".join(out)
