@@ -16,16 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lightmail.mailstore.mime import (
-    MISSING_HOST,
-    Address,
-    BodyPart,
-    Disposition,
-    Envelope,
-    MimeScanner,
-    ParsedMessage,
-    search_addresses,
-)
+from lightmail.mailstore.mime.addresses import MISSING_HOST, search_addresses
+from lightmail.mailstore.mime.scanner import MimeScanner
+from lightmail.mailstore.mime.types import Address, BodyPart, Disposition, Envelope, ParsedMessage
 
 # -- helpers ----------------------------------------------------------------
 
