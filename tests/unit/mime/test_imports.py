@@ -13,7 +13,17 @@ import lightmail.mailstore.mime
 
 PACKAGE = Path(lightmail.mailstore.mime.__file__).parent
 PREFIX = "lightmail.mailstore.mime"
-LAYERS = ["headers", "words", "params", "codec", "types", "addresses", "content", "scanner"]
+LAYERS = [
+    "headers",
+    "words",
+    "params",
+    "codec",
+    "types",
+    "addresses",
+    "content",
+    "delimiters",
+    "scanner",
+]
 BANNED_STDLIB = {"asyncio", "socket", "ssl", "selectors", "threading", "subprocess"}
 
 

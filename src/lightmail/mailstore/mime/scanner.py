@@ -44,14 +44,12 @@ and messages are opaque).
 from __future__ import annotations
 
 import enum
-import functools
-import itertools
 import logging
-import re
 from dataclasses import dataclass, field
 
 from lightmail.mailstore.mime.addresses import display, parse_envelope
 from lightmail.mailstore.mime.content import MAX_BOUNDARY, Kind, MimeInfo, mime_info
+from lightmail.mailstore.mime.delimiters import delimiter_pattern, line_pattern
 from lightmail.mailstore.mime.headers import header_fields, parse_date
 from lightmail.mailstore.mime.types import EMPTY_ENVELOPE, BodyPart, Envelope, ParsedMessage
 from lightmail.mailstore.mime.words import decode_words
@@ -92,47 +90,6 @@ class _Frame:
     children: list[BodyPart] = field(default_factory=list)
     message: BodyPart | None = None
     message_envelope: Envelope | None = None
-
-
-def _alternation(words: list[bytes]) -> bytes:
-    """A regex matching any of `words` (sorted, prefix-free), factored as a trie.
-
-    Each line is then rejected in one pass, however many delimiters share a prefix.
-    """
-    if len(words) == 1:
-        return re.escape(words[0])
-    first, last = words[0], words[-1]
-    common = 0
-    while common < min(len(first), len(last)) and first[common] == last[common]:
-        common += 1
-    if common:
-        return re.escape(first[:common]) + _alternation([word[common:] for word in words])
-    branches = [list(group) for _, group in itertools.groupby(words, key=lambda word: word[:1])]
-    return b"(?:" + b"|".join(_alternation(branch) for branch in branches) + b")"
-
-
-def _prefix_free(delimiters: tuple[bytes, ...]) -> list[bytes]:
-    """The delimiters no other one is a prefix of: enough to find candidate lines."""
-    kept: list[bytes] = []
-    for word in sorted(set(delimiters)):
-        if not kept or not word.startswith(kept[-1]):
-            kept.append(word)
-    return kept
-
-
-@functools.lru_cache(maxsize=64)
-def _delimiter_pattern(delimiters: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """Any of the open delimiters, to be matched at a line start."""
-    return re.compile(_alternation(_prefix_free(delimiters)))
-
-
-@functools.lru_cache(maxsize=64)
-def _line_pattern(in_header: bool, delimiters: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """LF followed by a line that may matter: a delimiter, or in a header an empty line."""
-    alternatives = [_alternation(_prefix_free(delimiters))] if delimiters else []
-    if in_header:
-        alternatives.insert(0, rb"\r?\n")
-    return re.compile(rb"\n(?:" + b"|".join(alternatives) + rb")")
 
 
 class MimeScanner:
@@ -255,7 +212,7 @@ class MimeScanner:
         if not top.in_header and not self._delimiters:
             self._consume(data, pos, n)  # nothing can end this part before EOF
             return n
-        match = _line_pattern(top.in_header, self._delimiters).search(data, pos)
+        match = line_pattern(top.in_header, self._delimiters).search(data, pos)
         if match is not None:
             found = match.start()
             self._consume(data, pos, found + 1)
@@ -304,7 +261,7 @@ class MimeScanner:
         """
         if self._prefix:
             return True
-        if _delimiter_pattern(self._delimiters).match(data, pos) is not None:
+        if delimiter_pattern(self._delimiters).match(data, pos) is not None:
             return True
         end = pos + self._longest
         return end > len(data) and data.find(b"\n", pos, end) < 0
