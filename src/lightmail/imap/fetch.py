@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from lightmail.imap.wire.responses import nstring, string
 from lightmail.imap.wire.types import BodySection, SectionText
-from lightmail.mailstore.mime import Address, BodyPart, Envelope, Params
+from lightmail.mailstore.mime.params import Params
+from lightmail.mailstore.mime.types import Address, BodyPart, Envelope
 
 __all__ = [
     "SectionRange",

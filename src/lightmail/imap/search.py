@@ -46,7 +46,9 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
-from lightmail.mailstore.mime import BodyPart, decode_words, search_addresses
+from lightmail.mailstore.mime.addresses import search_addresses
+from lightmail.mailstore.mime.types import BodyPart
+from lightmail.mailstore.mime.words import decode_words
 
 __all__ = [
     "Needle",

@@ -58,7 +58,8 @@ from lightmail.errors import (
 )
 from lightmail.fairness import TimeSlice
 from lightmail.mailstore import names
-from lightmail.mailstore.mime import BodyPart, Envelope, MimeScanner, ParsedMessage
+from lightmail.mailstore.mime.scanner import MimeScanner
+from lightmail.mailstore.mime.types import BodyPart, Envelope, ParsedMessage
 from lightmail.metrics import LOST_COMMITS
 from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
 from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key

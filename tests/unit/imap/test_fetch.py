@@ -18,14 +18,8 @@ from lightmail.imap.fetch import (
     section_range,
 )
 from lightmail.imap.wire.types import BodySection, SectionText
-from lightmail.mailstore.mime import (
-    Address,
-    BodyPart,
-    Disposition,
-    Envelope,
-    MimeScanner,
-    ParsedMessage,
-)
+from lightmail.mailstore.mime.scanner import MimeScanner
+from lightmail.mailstore.mime.types import Address, BodyPart, Disposition, Envelope, ParsedMessage
 
 
 def crlf(text: str) -> bytes:

@@ -36,7 +36,7 @@ from lightmail.imap.wire.types import (
     SizeKey,
     TextKey,
 )
-from lightmail.mailstore.mime import MimeScanner
+from lightmail.mailstore.mime.scanner import MimeScanner
 
 HEADER = (
     b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n"

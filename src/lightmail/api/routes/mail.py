@@ -47,8 +47,8 @@ from lightmail.errors import (
     MessageNotFound,
     MessageTooLarge,
 )
-from lightmail.mailstore.mime import Address as EnvelopeAddress
-from lightmail.mailstore.mime import AddressList
+from lightmail.mailstore.mime.types import Address as EnvelopeAddress
+from lightmail.mailstore.mime.types import AddressList
 from lightmail.mailstore.store import (
     SYSTEM_FLAGS,
     Mailbox,
