@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from lightmail.imap.wire.commands import Command
 from lightmail.imap.wire.types import STAR, SeqNumber, SequenceSet
@@ -73,6 +73,8 @@ _SYSTEM_FLAGS[b"\\recent"] = b"\\Recent"
 
 _ASTRING_BYTES = frozenset(bytes([c]) for c in _ASTRING_CHARS)
 
+_T = TypeVar("_T")
+
 
 class ParseError(Exception):
     """The command breaks the grammar; ``args[0]`` is a fixed, wire-safe text."""
@@ -119,6 +121,16 @@ class Parser:
         self.expect(b"(", '"("')
         while self.at(b" "):
             self.pos += 1
+
+    def parenthesized(self, item: Callable[[], _T]) -> list[_T]:
+        """``"(" item *(SP item) ")"``: one or more items, exactly one SP between."""
+        self.expect(b"(", '"("')
+        items = [item()]
+        while self.at(b" "):
+            self.sp()
+            items.append(item())
+        self.expect(b")", '")"')
+        return items
 
     def close_list(self) -> bool:
         """Any spaces and ``)``: consumed and True; else nothing consumed and False."""

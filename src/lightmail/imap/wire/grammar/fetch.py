@@ -35,13 +35,7 @@ def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
 
 def _fetch_attributes(p: Parser) -> tuple[FetchAttribute, ...]:
     if p.at(b"("):
-        p.pos += 1
-        attributes = [_fetch_attribute(p)]
-        while p.at(b" "):
-            p.sp()
-            attributes.append(_fetch_attribute(p))
-        p.expect(b")", '")"')
-        return tuple(attributes)
+        return tuple(p.parenthesized(lambda: _fetch_attribute(p)))
     start = p.pos
     macro = _FETCH_MACROS.get(p.take(NAME_CHARS).upper())
     if macro is not None and not p.at(b"["):
@@ -98,10 +92,4 @@ def _section_text(p: Parser, *, allow_mime: bool) -> SectionText:
 
 
 def _header_list(p: Parser) -> tuple[bytes, ...]:
-    p.expect(b"(", '"("')
-    names = [p.astring()]
-    while p.at(b" "):
-        p.sp()
-        names.append(p.astring())
-    p.expect(b")", '")"')
-    return tuple(names)
+    return tuple(p.parenthesized(p.astring))

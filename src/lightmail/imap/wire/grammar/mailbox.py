@@ -99,12 +99,7 @@ def status(p: Parser, tag: bytes, uid: bool) -> Command:
     p.sp()
     mailbox = p.mailbox()
     p.sp()
-    p.expect(b"(", '"("')
-    items = [p.word("a STATUS item").decode("ascii")]
-    while p.at(b" "):
-        p.sp()
-        items.append(p.word("a STATUS item").decode("ascii"))
-    p.expect(b")", '")"')
+    items = p.parenthesized(lambda: p.word("a STATUS item").decode("ascii"))
     p.end()
     if not _STATUS_ITEMS.issuperset(items):
         raise ParseError("unknown STATUS item")

@@ -93,12 +93,7 @@ def _search_key(p: Parser) -> SearchKey:
 def _key(p: Parser) -> SearchKey:
     c = p.peek()
     if c == ord("("):
-        p.pos += 1
-        keys = [_search_key(p)]
-        while p.at(b" "):
-            p.sp()
-            keys.append(_search_key(p))
-        p.expect(b")", '")"')
+        keys = p.parenthesized(lambda: _search_key(p))
         return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
     if c is not None and (c in DIGITS or c == ord("*")):
         return SequenceKey(p.sequence_set(), uid=False)
