@@ -1049,6 +1049,17 @@ def test_overlong_line_without_newline_is_refused_at_the_limit() -> None:
     assert r.next_event() == NoopCommand(b"b")
 
 
+def test_line_that_can_no_longer_fit_is_refused_before_its_newline() -> None:
+    """The rule of the shared LineBuffer: max_line octets without LF cannot fit any more."""
+    password = b"p" * (1024 - len(b"a LOGIN u \r\n"))
+    fits = b"a LOGIN u " + password + b"\r\n"
+    assert len(fits) == SMALL["max_line"]
+    assert check(fits, limits=SMALL) == [LoginCommand(b"a", b"u", password)]
+    r = Receiver(**SMALL)
+    r.receive_data(fits[:-2] + b"pp")
+    assert r.next_event() == BadCommand(b"a", "command line too long")
+
+
 def test_overlong_line_ending_in_non_sync_literal_discards_it() -> None:
     smuggled = b"x DELETE INBOX\r\n"
     data = b"a LOGIN " + b"x" * 5000 + b" {%d+}\r\n" % len(smuggled) + smuggled + b"\r\nb NOOP\r\n"
