@@ -11,13 +11,15 @@ octets and then the rest of the command (RFC 3501 section 4.3, RFC 7888). It
 enforces every limit and streams APPEND's message literal instead of
 buffering it. Its input buffer is ``lightmail.sansio.LineBuffer``, shared with
 LMTP and POP3. The complete raw bytes of each command go to
-``lightmail.imap.wire.grammar``, which returns the typed command or a grammar
-error (RFC 3501 section 9, strictly), which becomes a ``BadCommand``.
+``lightmail.imap.wire.grammar`` (RFC 3501 section 9, strictly): a typed
+command comes back, or a grammar error that becomes a ``BadCommand``.
 
 Limits and the choices made where the RFCs leave room:
 
 * ``max_line``: the octets outside literals in one command (all its lines).
-  Longer: ``BadCommand``, then the rest of that line is discarded unread.
+  Longer: ``BadCommand`` as soon as the line cannot fit (``max_line`` octets
+  without their LF already cannot), then the rest of that line is discarded
+  unread.
 * ``max_literal``: the octets of all literals in one non-APPEND command.
   Larger: ``BadCommand``; a synchronizing literal is then not requested (the
   client will not send it, RFC 3501 section 7.5), a non-synchronizing one is

@@ -25,6 +25,7 @@ _DIGIT_BYTES = frozenset(bytes([c]) for c in DIGITS)
 
 
 def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``FETCH set attributes``: a macro, one attribute or a parenthesised list."""
     p.sp()
     sequence_set = p.sequence_set()
     p.sp()

@@ -7,6 +7,7 @@ RFC 5258's selection and return options), LSUB, STATUS and APPEND's head.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
@@ -26,6 +27,8 @@ _STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSE
 
 
 def one_mailbox(cls: Callable[[bytes, bytes], Command]) -> Handler:
+    """``verb SP mailbox``: CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE (6.3.3, 6.3.4, 6.3.6, 6.3.7)."""
+
     def parse(p: Parser, tag: bytes, uid: bool) -> Command:
         p.sp()
         mailbox = p.mailbox()
@@ -36,16 +39,12 @@ def one_mailbox(cls: Callable[[bytes, bytes], Command]) -> Handler:
 
 
 def select(readonly: bool) -> Handler:
-    def parse(p: Parser, tag: bytes, uid: bool) -> Command:
-        p.sp()
-        mailbox = p.mailbox()
-        p.end()
-        return SelectCommand(tag, mailbox, readonly=readonly)
-
-    return parse
+    """SELECT, or EXAMINE when ``readonly`` (sections 6.3.1 and 6.3.2)."""
+    return one_mailbox(functools.partial(SelectCommand, readonly=readonly))
 
 
 def rename(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``RENAME existing new`` (section 6.3.5)."""
     p.sp()
     old = p.mailbox()
     p.sp()
@@ -55,6 +54,7 @@ def rename(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def _option_list(p: Parser) -> tuple[str, ...]:
+    """A parenthesised list of zero or more option atoms, upper-cased (RFC 5258)."""
     p.expect(b"(", '"("')
     options: list[str] = []
     if not p.at(b")"):
@@ -67,6 +67,7 @@ def _option_list(p: Parser) -> tuple[str, ...]:
 
 
 def list_(p: Parser, tag: bytes, uid: bool) -> Command:
+    """LIST (section 6.3.8) with RFC 5258's selection and return options."""
     p.sp()
     select_options: tuple[str, ...] = ()
     if p.at(b"("):  # RFC 5258 list-select-opts
@@ -87,6 +88,7 @@ def list_(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def lsub(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``LSUB reference pattern`` (section 6.3.9)."""
     p.sp()
     reference = p.mailbox()
     p.sp()
@@ -96,6 +98,7 @@ def lsub(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def status(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``STATUS mailbox (item ...)`` (section 6.3.10)."""
     p.sp()
     mailbox = p.mailbox()
     p.sp()
@@ -107,6 +110,7 @@ def status(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
+    """APPEND up to its message literal's head (section 6.3.11); the message is streamed."""
     p.sp()
     mailbox = p.mailbox()
     p.sp()

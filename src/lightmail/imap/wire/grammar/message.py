@@ -21,6 +21,7 @@ __all__ = ["copy_or_move", "expunge", "store"]
 
 
 def expunge(p: Parser, tag: bytes, uid: bool) -> Command:
+    """EXPUNGE (section 6.4.3), or UID EXPUNGE with a sequence set (RFC 4315 section 2.1)."""
     if not uid:
         p.end()
         return ExpungeCommand(tag)
@@ -31,6 +32,7 @@ def expunge(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def store(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``STORE set [+-]FLAGS[.SILENT] flags``, a list or bare flags (section 6.4.6)."""
     p.sp()
     sequence_set = p.sequence_set()
     p.sp()
@@ -58,6 +60,8 @@ def store(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def copy_or_move(cls: type[CopyCommand] | type[MoveCommand]) -> Handler:
+    """``verb set mailbox``: COPY (section 6.4.7) and MOVE (RFC 6851 section 3.1)."""
+
     def parse(p: Parser, tag: bytes, uid: bool) -> Command:
         p.sp()
         sequence_set = p.sequence_set()

@@ -55,6 +55,7 @@ _SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
 
 
 def search(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``SEARCH [CHARSET name] key ...``; several keys are ANDed."""
     p.sp()
     charset: str | None = None
     start = p.pos

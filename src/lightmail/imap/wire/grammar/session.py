@@ -24,6 +24,7 @@ _BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
 
 
 def authenticate(p: Parser, tag: bytes, uid: bool) -> Command:
+    """AUTHENTICATE (section 6.2.2) with an optional initial response (RFC 4959)."""
     p.sp()
     mechanism = p.atom().upper().decode("ascii")
     initial: bytes | None = None
@@ -39,6 +40,7 @@ def authenticate(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def login(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``LOGIN userid password`` (section 6.2.3)."""
     p.sp()
     userid = p.astring()
     p.sp()
@@ -48,6 +50,7 @@ def login(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def id_(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``ID (name value ...)`` or ``ID NIL`` (RFC 2971 section 3.1)."""
     p.sp()
     params: tuple[tuple[bytes, bytes | None], ...] | None = None
     if p.at(b"("):
@@ -67,6 +70,7 @@ def id_(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def enable(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``ENABLE capability ...`` (RFC 5161 section 3.1)."""
     capabilities: list[str] = []
     while True:
         p.sp()
