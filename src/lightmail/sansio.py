@@ -1,4 +1,4 @@
-"""What every sans-I/O protocol receiver shares (IMAP, LMTP, later POP3).
+"""What every sans-I/O protocol receiver shares (IMAP, LMTP, POP3).
 
 A receiver takes bytes with ``receive_data`` and returns events from
 ``next_event``; these two sentinels are the events that carry no data.
@@ -28,16 +28,42 @@ class LocalProtocolError(Exception):
 
 
 class LineBuffer:
-    """The input buffer of a line-based receiver (LMTP, POP3) and how lines leave it.
+    """The input buffer of a line-based receiver (IMAP, LMTP, POP3) and how lines leave it.
 
-    Subclasses call ``super().__init__()`` and read lines with ``_take_line`` and
-    ``_skip_line``; ``_consume`` is the only place bytes leave the buffer.
+    Subclasses call ``super().__init__()``, read lines with ``_take_line`` and
+    ``_skip_line``, return ``_no_data()`` when the buffer cannot advance them,
+    and extend ``_close`` to enter their own closed state. ``_consume`` is the
+    only place bytes leave the buffer.
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()  # received, not yet consumed
         self._eof = False
+        self._closed = False  # _close() was called: nothing more is read
         self._scan = 0  # how far _buf was searched for LF without finding one
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means the peer closed its side."""
+        if self._closed and not self._eof:
+            return  # the receiver closed (a fatal error): what follows is not read
+        if self._eof:
+            raise LocalProtocolError("receive_data after end of file")
+        if data:
+            self._buf += data
+        else:
+            self._eof = True
+
+    def _close(self) -> None:
+        """Stop reading: drop what is buffered and ignore what arrives later."""
+        self._closed = True
+        self._consume(len(self._buf))
+
+    def _no_data(self) -> Sentinel:
+        """The buffer cannot advance the receiver: wait for more, or close at end of file."""
+        if self._eof:
+            self._close()
+            return CONNECTION_CLOSED
+        return NEED_DATA
 
     def _consume(self, n: int) -> bytes:
         """Remove and return the first ``n`` buffered octets."""
@@ -59,17 +85,15 @@ class LineBuffer:
             return "overflow"
         return self._consume(lf + 1)
 
-    def _skip_line(self) -> bool | None:
-        """Drop buffered octets up to and including the next LF.
+    def _skip_line(self) -> bytes | None:
+        """Drop buffered octets up to and including the next LF, and return them.
 
-        True when the line ended, False when more of it may follow, None when
-        nothing was buffered.
+        They end in LF when the line ended, else more of it may follow; None
+        when nothing was buffered.
         """
         lf = self._buf.find(b"\n")
         if lf < 0:
             if not self._buf:
                 return None
-            self._consume(len(self._buf))
-            return False
-        self._consume(lf + 1)
-        return True
+            return self._consume(len(self._buf))
+        return self._consume(lf + 1)

@@ -493,15 +493,6 @@ class LmtpReceiver(LineBuffer):
 
     # -- input
 
-    def receive_data(self, data: bytes) -> None:
-        """Add bytes from the peer; ``b""`` means the peer closed its side."""
-        if self._eof:
-            raise LocalProtocolError("receive_data after end of file")
-        if data:
-            self._buf += data
-        else:
-            self._eof = True
-
     def start_data(self) -> None:
         """After sending 354 to a ``DataCommand``: the bytes that follow are the message."""
         if not self._data_pending or self._state is not _State.COMMAND:
@@ -543,13 +534,10 @@ class LmtpReceiver(LineBuffer):
 
     # -- helpers
 
-    def _no_data(self) -> Sentinel:
-        if self._eof:
-            self._state = _State.CLOSED
-            self._buf.clear()
-            self._out.clear()
-            return CONNECTION_CLOSED
-        return NEED_DATA
+    def _close(self) -> None:
+        super()._close()
+        self._out.clear()
+        self._state = _State.CLOSED
 
     # -- commands
 
@@ -564,10 +552,10 @@ class LmtpReceiver(LineBuffer):
         return _parse_command(line[:-end])
 
     def _discard_line(self) -> Event | None:
-        ended = self._skip_line()
-        if ended is None:
+        dropped = self._skip_line()
+        if dropped is None:
             return self._no_data()
-        if ended:
+        if dropped.endswith(b"\n"):
             self._state = _State.COMMAND
         return None
 

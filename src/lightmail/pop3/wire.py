@@ -639,17 +639,6 @@ class Pop3Receiver(LineBuffer):
         """Octets received but not yet consumed (after STLS: must be 0)."""
         return len(self._buf)
 
-    # -- input
-
-    def receive_data(self, data: bytes) -> None:
-        """Add bytes from the peer; ``b""`` means the peer closed its side."""
-        if self._eof:
-            raise LocalProtocolError("receive_data after end of file")
-        if data:
-            self._buf += data
-        else:
-            self._eof = True
-
     def expect_sasl_response(self) -> None:
         """After a ``+`` continuation to AUTH (or a SASL response): the next line is a response."""
         if not self._sasl_allowed:
@@ -678,12 +667,9 @@ class Pop3Receiver(LineBuffer):
             case _State.CLOSED:
                 return CONNECTION_CLOSED
 
-    def _no_data(self) -> Sentinel:
-        if self._eof:
-            self._state = _State.CLOSED
-            self._buf.clear()
-            return CONNECTION_CLOSED
-        return NEED_DATA
+    def _close(self) -> None:
+        super()._close()
+        self._state = _State.CLOSED
 
     def _read_line(self) -> Event:
         sasl = self._sasl
@@ -699,9 +685,9 @@ class Pop3Receiver(LineBuffer):
         return _parse_sasl(line) if sasl else _parse_command(line)
 
     def _discard_line(self) -> Event | None:
-        ended = self._skip_line()
-        if ended is None:
+        dropped = self._skip_line()
+        if dropped is None:
             return self._no_data()
-        if ended:
+        if dropped.endswith(b"\n"):
             self._state = _State.COMMAND
         return None

@@ -14,7 +14,7 @@ WIRE = Path(lightmail.imap.wire.__file__).parent
 BANNED_STDLIB = {"asyncio", "socket", "ssl", "selectors", "threading", "subprocess"}
 
 
-@pytest.mark.parametrize("path", sorted(WIRE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(WIRE.rglob("*.py")), ids=lambda p: str(p.relative_to(WIRE)))
 def test_wire_module_imports_only_stdlib(path: Path) -> None:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):

@@ -1,0 +1,124 @@
+"""The IMAP command grammar (RFC 3501 section 9 and the extensions we offer).
+
+``parse_command`` turns the complete raw bytes of one command (as the receiver
+frames them: lines and literal data inline) into a typed command, or raises
+``ParseError``; ``parse_head`` tells the receiver whether a literal it is
+about to read is APPEND's message. ``COMMANDS`` is the one table from a verb
+to its parse function, which lives in the module of its RFC area: ``session``
+(any state, Not Authenticated), ``mailbox`` (Authenticated), ``message``,
+``fetch`` and ``search`` (Selected). The shared productions are in
+``lightmail.imap.wire.parser``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lightmail.imap.wire.commands import (
+    AppendCommand,
+    CapabilityCommand,
+    CheckCommand,
+    CloseCommand,
+    Command,
+    CopyCommand,
+    CreateCommand,
+    DeleteCommand,
+    IdleCommand,
+    LogoutCommand,
+    MoveCommand,
+    NamespaceCommand,
+    NoopCommand,
+    StartTlsCommand,
+    SubscribeCommand,
+    UnselectCommand,
+    UnsubscribeCommand,
+)
+from lightmail.imap.wire.grammar import fetch, mailbox, message, search, session
+from lightmail.imap.wire.parser import Handler, Incomplete, ParseError, Parser
+
+__all__ = ["COMMANDS", "parse_command", "parse_head"]
+
+
+def _no_arguments(cls: Callable[[bytes], Command]) -> Handler:
+    def parse(p: Parser, tag: bytes, uid: bool) -> Command:
+        p.end()
+        return cls(tag)
+
+    return parse
+
+
+COMMANDS: dict[bytes, Handler] = {
+    b"CAPABILITY": _no_arguments(CapabilityCommand),
+    b"NOOP": _no_arguments(NoopCommand),
+    b"LOGOUT": _no_arguments(LogoutCommand),
+    b"STARTTLS": _no_arguments(StartTlsCommand),
+    b"AUTHENTICATE": session.authenticate,
+    b"LOGIN": session.login,
+    b"SELECT": mailbox.select(readonly=False),
+    b"EXAMINE": mailbox.select(readonly=True),
+    b"CREATE": mailbox.one_mailbox(CreateCommand),
+    b"DELETE": mailbox.one_mailbox(DeleteCommand),
+    b"RENAME": mailbox.rename,
+    b"SUBSCRIBE": mailbox.one_mailbox(SubscribeCommand),
+    b"UNSUBSCRIBE": mailbox.one_mailbox(UnsubscribeCommand),
+    b"LIST": mailbox.list_,
+    b"LSUB": mailbox.lsub,
+    b"STATUS": mailbox.status,
+    b"APPEND": mailbox.append,
+    b"CHECK": _no_arguments(CheckCommand),
+    b"CLOSE": _no_arguments(CloseCommand),
+    b"UNSELECT": _no_arguments(UnselectCommand),
+    b"EXPUNGE": message.expunge,
+    b"SEARCH": search.search,
+    b"FETCH": fetch.fetch,
+    b"STORE": message.store,
+    b"COPY": message.copy_or_move(CopyCommand),
+    b"MOVE": message.copy_or_move(MoveCommand),
+    b"IDLE": _no_arguments(IdleCommand),
+    b"ID": session.id_,
+    b"NAMESPACE": _no_arguments(NamespaceCommand),
+    b"ENABLE": session.enable,
+}
+"""Verb (upper case) to the function that parses what follows it."""
+_UID_COMMANDS = frozenset({b"COPY", b"FETCH", b"SEARCH", b"STORE", b"EXPUNGE", b"MOVE"})
+
+
+def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:
+    """``tag SP [UID SP] name``: returns (tag, upper-case name, uid)."""
+    if p.at(b"\r\n"):
+        raise ParseError("empty command line")
+    tag = p.tag()
+    p.sp()
+    name = p.atom().upper()
+    uid = name == b"UID"
+    if uid:
+        p.sp()
+        name = p.atom().upper()
+        if name not in _UID_COMMANDS:
+            raise ParseError("command not allowed after UID")
+    elif name not in COMMANDS:
+        raise ParseError("unknown command")
+    return tag, name, uid
+
+
+def parse_command(buf: bytes, max_depth: int, max_keys: int) -> Command:
+    """Parse one complete command."""
+    p = Parser(buf, max_depth, max_keys)
+    tag, name, uid = _command_head(p)
+    return COMMANDS[name](p, tag, uid)
+
+
+def parse_head(buf: bytes, max_depth: int) -> AppendCommand | None:
+    """For bytes ending in a literal's head: the APPEND it starts, or None if it is an argument.
+
+    Raises ``ParseError`` if what is there is already wrong, so that a bad
+    command's literal is never asked for.
+    """
+    p = Parser(buf, max_depth)
+    tag, name, uid = _command_head(p)
+    if name != b"APPEND":
+        return None
+    try:
+        return mailbox.append(p, tag, uid)
+    except Incomplete:  # the literal is APPEND's mailbox
+        return None

@@ -1,0 +1,96 @@
+"""FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections."""
+
+from __future__ import annotations
+
+from lightmail.imap.wire.commands import Command, FetchCommand
+from lightmail.imap.wire.parser import DIGITS, NAME_CHARS, ParseError, Parser
+from lightmail.imap.wire.types import BodySection, FetchAttribute, FetchItem, SectionText
+
+__all__ = ["fetch"]
+
+_FETCH_MACROS: dict[bytes, tuple[FetchAttribute, ...]] = {
+    b"FAST": (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE),
+    b"ALL": (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE, FetchItem.ENVELOPE),
+    b"FULL": (
+        FetchItem.FLAGS,
+        FetchItem.INTERNALDATE,
+        FetchItem.RFC822_SIZE,
+        FetchItem.ENVELOPE,
+        FetchItem.BODY,
+    ),
+}
+_FETCH_ITEMS = {item.value.encode(): item for item in FetchItem}
+_SECTION_TEXTS = {t.value.encode(): t for t in SectionText}
+_DIGIT_BYTES = frozenset(bytes([c]) for c in DIGITS)
+
+
+def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``FETCH set attributes``: a macro, one attribute or a parenthesised list."""
+    p.sp()
+    sequence_set = p.sequence_set()
+    p.sp()
+    attributes = _fetch_attributes(p)
+    p.end()
+    return FetchCommand(tag, uid, sequence_set, attributes)
+
+
+def _fetch_attributes(p: Parser) -> tuple[FetchAttribute, ...]:
+    if p.at(b"("):
+        return tuple(p.parenthesized(lambda: _fetch_attribute(p)))
+    start = p.pos
+    macro = _FETCH_MACROS.get(p.take(NAME_CHARS).upper())
+    if macro is not None and not p.at(b"["):
+        return macro
+    p.pos = start
+    return (_fetch_attribute(p),)
+
+
+def _fetch_attribute(p: Parser) -> FetchAttribute:
+    name = p.word("a FETCH attribute")
+    if name in (b"BODY", b"BODY.PEEK") and p.at(b"["):
+        return _body_section(p, peek=name == b"BODY.PEEK")
+    item = _FETCH_ITEMS.get(name)
+    if item is None:
+        raise ParseError("unknown FETCH attribute")
+    return item
+
+
+def _body_section(p: Parser, *, peek: bool) -> BodySection:
+    p.expect(b"[", '"["')
+    part: list[int] = []
+    text: SectionText | None = None
+    fields: tuple[bytes, ...] = ()
+    if p.peek() in DIGITS:
+        part.append(p.nz_number())
+        while p.at(b".") and p.buf[p.pos + 1 : p.pos + 2] in _DIGIT_BYTES:
+            p.pos += 1
+            part.append(p.nz_number())
+        if p.at(b"."):
+            p.pos += 1
+            text = _section_text(p, allow_mime=True)
+    elif not p.at(b"]"):
+        text = _section_text(p, allow_mime=False)
+    if text in (SectionText.HEADER_FIELDS, SectionText.HEADER_FIELDS_NOT):
+        p.sp()
+        fields = _header_list(p)
+    p.expect(b"]", '"]"')
+    partial: tuple[int, int] | None = None
+    if p.at(b"<"):
+        p.pos += 1
+        origin = p.number()
+        p.expect(b".", '"."')
+        count = p.nz_number()
+        p.expect(b">", '">"')
+        partial = (origin, count)
+    return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=partial)
+
+
+def _section_text(p: Parser, *, allow_mime: bool) -> SectionText:
+    text = _SECTION_TEXTS.get(p.word("a section specifier"))
+    if text is None or (text is SectionText.MIME and not allow_mime):
+        raise ParseError("invalid section specifier")
+    return text
+
+
+def _header_list(p: Parser) -> tuple[bytes, ...]:
+    return tuple(p.parenthesized(p.astring))

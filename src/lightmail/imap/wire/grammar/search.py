@@ -1,0 +1,137 @@
+"""SEARCH (RFC 3501 section 6.4.4): CHARSET and the search keys.
+
+Nesting (parentheses, NOT, OR) is bounded by the parser's ``max_depth``; the
+keys of one SEARCH by its ``max_keys``, each counted (a parenthesised list,
+NOT and OR count as one more each), so that one command cannot ask for keys x
+messages evaluations without bound. Quoted strings may hold 8-bit octets when
+a CHARSET other than US-ASCII is named.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightmail.imap.wire.commands import Command, SearchCommand
+from lightmail.imap.wire.parser import ALPHA, DIGITS, ParseError, Parser
+from lightmail.imap.wire.types import (
+    AddressKey,
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SizeKey,
+    TextKey,
+)
+
+__all__ = ["search"]
+
+_SEARCH_FLAGS: dict[bytes, tuple[bytes, bool]] = {
+    b"ANSWERED": (b"\\Answered", True),
+    b"DELETED": (b"\\Deleted", True),
+    b"DRAFT": (b"\\Draft", True),
+    b"FLAGGED": (b"\\Flagged", True),
+    b"RECENT": (b"\\Recent", True),
+    b"SEEN": (b"\\Seen", True),
+    b"UNANSWERED": (b"\\Answered", False),
+    b"UNDELETED": (b"\\Deleted", False),
+    b"UNDRAFT": (b"\\Draft", False),
+    b"UNFLAGGED": (b"\\Flagged", False),
+    b"UNSEEN": (b"\\Seen", False),
+}
+_SEARCH_ADDRESSES = frozenset({b"BCC", b"CC", b"FROM", b"TO"})
+_SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
+    b"BEFORE": ("before", False),
+    b"ON": ("on", False),
+    b"SINCE": ("since", False),
+    b"SENTBEFORE": ("before", True),
+    b"SENTON": ("on", True),
+    b"SENTSINCE": ("since", True),
+}
+
+
+def search(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``SEARCH [CHARSET name] key ...``; several keys are ANDed."""
+    p.sp()
+    charset: str | None = None
+    start = p.pos
+    if p.take(ALPHA).upper() == b"CHARSET" and p.at(b" "):
+        p.sp()
+        try:
+            charset = p.astring().decode("ascii").upper()
+        except UnicodeDecodeError:
+            raise ParseError("invalid charset name") from None
+        p.sp()
+        p.eight_bit_quoted = charset != "US-ASCII"
+    else:
+        p.pos = start
+    keys = [_search_key(p)]
+    while p.at(b" "):
+        p.sp()
+        keys.append(_search_key(p))
+    p.end()
+    key = keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+    return SearchCommand(tag, uid, charset, key)
+
+
+def _search_key(p: Parser) -> SearchKey:
+    """One search key, counted against the depth and key budgets."""
+    p.depth += 1
+    if p.depth > p.max_depth:
+        raise ParseError("search keys nested too deeply")
+    p.keys += 1
+    if p.max_keys is not None and p.keys > p.max_keys:
+        raise ParseError(f"too many search keys (at most {p.max_keys})")
+    key = _key(p)
+    p.depth -= 1
+    return key
+
+
+def _key(p: Parser) -> SearchKey:
+    c = p.peek()
+    if c == ord("("):
+        keys = p.parenthesized(lambda: _search_key(p))
+        return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+    if c is not None and (c in DIGITS or c == ord("*")):
+        return SequenceKey(p.sequence_set(), uid=False)
+    name = p.take1(ALPHA, "a search key").upper()
+    if name == b"ALL":
+        return AllKey()
+    if name in _SEARCH_FLAGS:
+        flag, present = _SEARCH_FLAGS[name]
+        return FlagKey(flag, present)
+    if name == b"NEW":
+        return AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))
+    if name == b"OLD":
+        return NotKey(FlagKey(b"\\Recent"))
+    p.sp()  # every other key has an argument
+    if name in (b"KEYWORD", b"UNKEYWORD"):
+        return FlagKey(p.atom(), present=name == b"KEYWORD")
+    if name in _SEARCH_ADDRESSES:
+        return AddressKey(name, p.astring())
+    if name == b"SUBJECT":
+        return HeaderKey(name, p.astring())
+    if name == b"HEADER":
+        field_name = p.astring()
+        p.sp()
+        return HeaderKey(field_name, p.astring())
+    if name in (b"BODY", b"TEXT"):
+        return TextKey(p.astring(), whole_message=name == b"TEXT")
+    if name in _SEARCH_DATES:
+        op, sent = _SEARCH_DATES[name]
+        return DateKey(op, p.date(), sent)
+    if name in (b"LARGER", b"SMALLER"):
+        return SizeKey("larger" if name == b"LARGER" else "smaller", p.number())
+    if name == b"NOT":
+        return NotKey(_search_key(p))
+    if name == b"OR":
+        left = _search_key(p)
+        p.sp()
+        return OrKey(left, _search_key(p))
+    if name == b"UID":
+        return SequenceKey(p.sequence_set(), uid=True)
+    raise ParseError("unknown search key")

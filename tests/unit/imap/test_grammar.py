@@ -1,0 +1,608 @@
+"""The IMAP command grammar, through the receiver: every command, SEARCH, FETCH, STORE, errors.
+
+Each case goes through ``check`` (``receiver_harness``), so it is also fed one
+byte at a time and split everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from lightmail.imap.wire.commands import (
+    AppendCommand,
+    AuthenticateCommand,
+    CapabilityCommand,
+    CheckCommand,
+    CloseCommand,
+    CopyCommand,
+    CreateCommand,
+    DeleteCommand,
+    EnableCommand,
+    ExpungeCommand,
+    FetchCommand,
+    IdCommand,
+    IdleCommand,
+    ListCommand,
+    LoginCommand,
+    LogoutCommand,
+    LsubCommand,
+    MoveCommand,
+    NamespaceCommand,
+    NoopCommand,
+    RenameCommand,
+    SearchCommand,
+    SelectCommand,
+    StartTlsCommand,
+    StatusCommand,
+    StoreCommand,
+    SubscribeCommand,
+    UidExpungeCommand,
+    UnselectCommand,
+    UnsubscribeCommand,
+)
+from lightmail.imap.wire.receiver import (
+    AppendEnd,
+    BadCommand,
+    ContinuationRequest,
+    Event,
+    LiteralChunk,
+    Receiver,
+)
+from lightmail.imap.wire.types import (
+    AddressKey,
+    AllKey,
+    AndKey,
+    BodySection,
+    DateKey,
+    FetchAttribute,
+    FetchItem,
+    FlagKey,
+    HeaderKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SectionText,
+    SequenceKey,
+    SequenceSet,
+    SizeKey,
+    TextKey,
+)
+from tests.unit.imap.receiver_harness import (
+    bad,
+    check,
+    one,
+    seq,
+)
+
+# --------------------------------------------------------------------------- RFC 3501 section 8
+
+
+def test_rfc3501_section8_client_lines() -> None:
+    transcript = (
+        b"a001 login mrc secret\r\n"
+        b"a002 select inbox\r\n"
+        b"a003 fetch 12 full\r\n"
+        b"a004 fetch 12 body[header]\r\n"
+        b"a005 store 12 +flags \\deleted\r\n"
+        b"a006 logout\r\n"
+    )
+    full = (
+        FetchItem.FLAGS,
+        FetchItem.INTERNALDATE,
+        FetchItem.RFC822_SIZE,
+        FetchItem.ENVELOPE,
+        FetchItem.BODY,
+    )
+    assert check(transcript) == [
+        LoginCommand(b"a001", b"mrc", b"secret"),
+        SelectCommand(b"a002", b"INBOX"),
+        FetchCommand(b"a003", False, seq((12, 12)), full),
+        FetchCommand(b"a004", False, seq((12, 12)), (BodySection(text=SectionText.HEADER),)),
+        StoreCommand(b"a005", False, seq((12, 12)), "add", False, (b"\\Deleted",)),
+        LogoutCommand(b"a006"),
+    ]
+
+
+# --------------------------------------------------------------------------- every command
+
+SIMPLE_COMMANDS: list[tuple[bytes, Event]] = [
+    (b"abcd CAPABILITY\r\n", CapabilityCommand(b"abcd")),
+    (b"a002 NOOP\r\n", NoopCommand(b"a002")),
+    (b"A023 LOGOUT\r\n", LogoutCommand(b"A023")),
+    (b"a002 STARTTLS\r\n", StartTlsCommand(b"a002")),
+    (b"A001 LOGIN SMITH SACRED\r\n", LoginCommand(b"A001", b"SMITH", b"SACRED")),
+    (b'A1 login "a\\"b\\\\c" ""\r\n', LoginCommand(b"A1", b'a"b\\c', b"")),
+    (b"A1 LOGIN u]ser p]w\r\n", LoginCommand(b"A1", b"u]ser", b"p]w")),
+    (b"A142 SELECT INBOX\r\n", SelectCommand(b"A142", b"INBOX")),
+    (b'A142 SELECT "iNbOx"\r\n', SelectCommand(b"A142", b"INBOX")),
+    (b"A142 SELECT INBOX.sub\r\n", SelectCommand(b"A142", b"INBOX.sub")),
+    (b"A932 EXAMINE blurdybloop\r\n", SelectCommand(b"A932", b"blurdybloop", readonly=True)),
+    (b"A003 CREATE owatagusiam/\r\n", CreateCommand(b"A003", b"owatagusiam/")),
+    (b"A683 DELETE blurdybloop\r\n", DeleteCommand(b"A683", b"blurdybloop")),
+    (b"A683 RENAME blurdybloop sarasoop\r\n", RenameCommand(b"A683", b"blurdybloop", b"sarasoop")),
+    (
+        b"A002 SUBSCRIBE #news.comp.mail.mime\r\n",
+        SubscribeCommand(b"A002", b"#news.comp.mail.mime"),
+    ),
+    (
+        b"A002 UNSUBSCRIBE #news.comp.mail.mime\r\n",
+        UnsubscribeCommand(b"A002", b"#news.comp.mail.mime"),
+    ),
+    (b'A101 LIST "" ""\r\n', ListCommand(b"A101", b"", b"")),
+    (b"A202 LIST ~/Mail/ %\r\n", ListCommand(b"A202", b"~/Mail/", b"%")),
+    (b'A1 LIST "" *\r\n', ListCommand(b"A1", b"", b"*")),
+    (b"A1 LIST foo ]*%x\r\n", ListCommand(b"A1", b"foo", b"]*%x")),
+    (
+        b'A1 LIST (SUBSCRIBED) "" "*" RETURN (CHILDREN special-use)\r\n',
+        ListCommand(b"A1", b"", b"*", ("SUBSCRIBED",), ("CHILDREN", "SPECIAL-USE")),
+    ),
+    (b'A1 LIST "" "%" RETURN ()\r\n', ListCommand(b"A1", b"", b"%")),
+    (b'A002 LSUB "#news." "comp.mail.*"\r\n', LsubCommand(b"A002", b"#news.", b"comp.mail.*")),
+    (
+        b"A042 STATUS blurdybloop (UIDNEXT MESSAGES)\r\n",
+        StatusCommand(b"A042", b"blurdybloop", ("UIDNEXT", "MESSAGES")),
+    ),
+    (
+        b"A042 STATUS inbox (messages recent uidnext uidvalidity unseen)\r\n",
+        StatusCommand(
+            b"A042", b"INBOX", ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+        ),
+    ),
+    (b"FXXZ CHECK\r\n", CheckCommand(b"FXXZ")),
+    (b"A341 CLOSE\r\n", CloseCommand(b"A341")),
+    (b"A341 unselect\r\n", UnselectCommand(b"A341")),
+    (b"A202 EXPUNGE\r\n", ExpungeCommand(b"A202")),
+    (b"A202 UID EXPUNGE 3000:3002\r\n", UidExpungeCommand(b"A202", seq((3000, 3002)))),
+    (b"A003 COPY 2:4 MEETING\r\n", CopyCommand(b"A003", False, seq((2, 4)), b"MEETING")),
+    (b"A003 UID COPY 2:4 inbox\r\n", CopyCommand(b"A003", True, seq((2, 4)), b"INBOX")),
+    (b"a MOVE 1:3 Trash\r\n", MoveCommand(b"a", False, seq((1, 3)), b"Trash")),
+    (b"a uid move 42 {5+}\r\nTrash\r\n", MoveCommand(b"a", True, seq((42, 42)), b"Trash")),
+    (b"a NAMESPACE\r\n", NamespaceCommand(b"a")),
+    (b"a IDLE\r\nDONE\r\n", IdleCommand(b"a")),
+    (b"a ENABLE CONDSTORE x-good-idea\r\n", EnableCommand(b"a", ("CONDSTORE", "X-GOOD-IDEA"))),
+    (b"a ID NIL\r\n", IdCommand(b"a", None)),
+    (b"a ID ()\r\n", IdCommand(b"a", ())),
+    (
+        b'a023 ID ("name" "sodr" "version" "19.34" "vendor" "Pink Floyd Music Limited")\r\n',
+        IdCommand(
+            b"a023",
+            ((b"name", b"sodr"), (b"version", b"19.34"), (b"vendor", b"Pink Floyd Music Limited")),
+        ),
+    ),
+    (b'a ID ("os" NIL "x" {2}\r\nab)\r\n', IdCommand(b"a", ((b"os", None), (b"x", b"ab")))),
+    (
+        b"a AUTHENTICATE PLAIN AGZyZWQAc2VjcmV0\r\n",
+        AuthenticateCommand(b"a", "PLAIN", b"AGZyZWQAc2VjcmV0"),
+    ),
+    (b"a AUTHENTICATE plain =\r\n", AuthenticateCommand(b"a", "PLAIN", b"")),
+    (b"a AUTHENTICATE XOAUTH2 dXNlcj0=\r\n", AuthenticateCommand(b"a", "XOAUTH2", b"dXNlcj0=")),
+    (b"a1.b]c CAPABILITY\r\n", CapabilityCommand(b"a1.b]c")),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), SIMPLE_COMMANDS)
+def test_command(data: bytes, expected: Event) -> None:
+    events = [e for e in check(data) if not isinstance(e, ContinuationRequest)]
+    assert events[0] == expected
+
+
+# --------------------------------------------------------------------------- SEARCH
+
+D = datetime.date(1994, 2, 1)
+SEARCH_KEYS: list[tuple[bytes, SearchKey]] = [
+    (b"ALL", AllKey()),
+    (b"ANSWERED", FlagKey(b"\\Answered")),
+    (b'BCC "x y"', AddressKey(b"BCC", b"x y")),
+    (b"BEFORE 1-Feb-1994", DateKey("before", D, sent=False)),
+    (b"BODY {3}\r\nz\r\n", TextKey(b"z\r\n", whole_message=False)),
+    (b"CC x", AddressKey(b"CC", b"x")),
+    (b"DELETED", FlagKey(b"\\Deleted")),
+    (b"DRAFT", FlagKey(b"\\Draft")),
+    (b"FLAGGED", FlagKey(b"\\Flagged")),
+    (b"FROM Smith", AddressKey(b"FROM", b"Smith")),
+    (b"HEADER X-Spam-Flag YES", HeaderKey(b"X-Spam-Flag", b"YES")),
+    (b'HEADER "Message-ID" ""', HeaderKey(b"Message-ID", b"")),
+    (b"KEYWORD $Junk", FlagKey(b"$Junk")),
+    (b"LARGER 1024", SizeKey("larger", 1024)),
+    (b"NEW", AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))),
+    (b"NOT SEEN", NotKey(FlagKey(b"\\Seen"))),
+    (b"OLD", NotKey(FlagKey(b"\\Recent"))),
+    (b'ON "01-Feb-1994"', DateKey("on", D, sent=False)),
+    (b"OR SEEN DRAFT", OrKey(FlagKey(b"\\Seen"), FlagKey(b"\\Draft"))),
+    (b"RECENT", FlagKey(b"\\Recent")),
+    (b"SEEN", FlagKey(b"\\Seen")),
+    (b"SENTBEFORE 1-feb-1994", DateKey("before", D, sent=True)),
+    (b"SENTON 01-FEB-1994", DateKey("on", D, sent=True)),
+    (b"SENTSINCE 1-Feb-1994", DateKey("since", D, sent=True)),
+    (b"SINCE 1-Feb-1994", DateKey("since", D, sent=False)),
+    (b"SMALLER 0", SizeKey("smaller", 0)),
+    (b"SUBJECT hello", HeaderKey(b"SUBJECT", b"hello")),
+    (b'TEXT "string not in mailbox"', TextKey(b"string not in mailbox", whole_message=True)),
+    (b"TO x", AddressKey(b"TO", b"x")),
+    (b"UID 1:*", SequenceKey(seq((1, "*")), uid=True)),
+    (b"UNANSWERED", FlagKey(b"\\Answered", present=False)),
+    (b"UNDELETED", FlagKey(b"\\Deleted", present=False)),
+    (b"UNDRAFT", FlagKey(b"\\Draft", present=False)),
+    (b"UNFLAGGED", FlagKey(b"\\Flagged", present=False)),
+    (b"UNKEYWORD $Junk", FlagKey(b"$Junk", present=False)),
+    (b"UNSEEN", FlagKey(b"\\Seen", present=False)),
+    (b"2,4:7,9,12:*", SequenceKey(seq((2, 2), (4, 7), (9, 9), (12, "*")), uid=False)),
+    (b"*", SequenceKey(seq(("*", "*")), uid=False)),
+    (b"(SEEN)", FlagKey(b"\\Seen")),
+    (b"(seen unanswered)", AndKey((FlagKey(b"\\Seen"), FlagKey(b"\\Answered", present=False)))),
+    (
+        b"OR (NOT FROM a) (OR TO b CC {1+}\r\nc)",
+        OrKey(
+            NotKey(AddressKey(b"FROM", b"a")),
+            OrKey(AddressKey(b"TO", b"b"), AddressKey(b"CC", b"c")),
+        ),
+    ),
+    (b"NOT NOT (ALL)", NotKey(NotKey(AllKey()))),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), SEARCH_KEYS)
+def test_search_key(text: bytes, key: SearchKey) -> None:
+    events = [
+        e for e in check(b"s SEARCH " + text + b"\r\n") if not isinstance(e, ContinuationRequest)
+    ]
+    assert events == [SearchCommand(b"s", False, None, key)]
+
+
+def test_search_rfc_example_and_uid_and_charset() -> None:
+    assert one(b'A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"\r\n') == SearchCommand(
+        b"A282",
+        False,
+        None,
+        AndKey(
+            (
+                FlagKey(b"\\Flagged"),
+                DateKey("since", D, False),
+                NotKey(AddressKey(b"FROM", b"Smith")),
+            )
+        ),
+    )
+    text = "XYZ日本".encode()
+    assert check(b"A284 uid search charset utf-8 TEXT {%d}\r\n" % len(text) + text + b"\r\n") == [
+        ContinuationRequest(len(text)),
+        SearchCommand(b"A284", True, "UTF-8", TextKey(text, whole_message=True)),
+    ]
+    assert one(b'a SEARCH CHARSET UTF-8 SUBJECT "caf\xc3\xa9"\r\n') == SearchCommand(
+        b"a", False, "UTF-8", HeaderKey(b"SUBJECT", "café".encode())
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a SEARCH\r\n",
+        b"a SEARCH \r\n",
+        b"a SEARCH FOO\r\n",
+        b"a SEARCH ALL \r\n",
+        b"a SEARCH ALLX\r\n",
+        b"a SEARCH FROM\r\n",
+        b"a SEARCH OR SEEN\r\n",
+        b"a SEARCH (SEEN\r\n",
+        b"a SEARCH ()\r\n",
+        b"a SEARCH SINCE 31-Feb-2020\r\n",
+        b"a SEARCH SINCE 1-Fbr-2020\r\n",
+        b'a SEARCH SINCE "1-Feb-2020\r\n',
+        b"a SEARCH LARGER -1\r\n",
+        b"a SEARCH LARGER 4294967296\r\n",
+        b"a SEARCH KEYWORD \\Seen\r\n",
+        b'a SEARCH SUBJECT "caf\xc3\xa9"\r\n',  # 8-bit quoted needs a CHARSET
+        b"a SEARCH CHARSET UTF-8\r\n",
+        b"a SEARCH 0\r\n",
+        b"a SEARCH 1:0\r\n",
+        b"a SEARCH 01\r\n",
+        b"a SEARCH 1,\r\n",
+        b"a SEARCH $\r\n",
+    ],
+)
+def test_search_bad(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
+def test_deep_nesting_parentheses() -> None:
+    assert bad(b"a SEARCH " + b"(" * 10000 + b"ALL" + b")" * 10000 + b"\r\n").tag == b"a"
+
+
+def test_deep_nesting_not() -> None:
+    assert bad(b"a SEARCH " + b"NOT " * 10000 + b"ALL\r\n").tag == b"a"
+
+
+def test_nesting_within_max_depth() -> None:
+    key: SearchKey = AllKey()
+    for _ in range(20):
+        key = NotKey(key)
+    assert one(b"a SEARCH " + b"NOT " * 20 + b"ALL\r\n") == SearchCommand(b"a", False, None, key)
+
+
+def test_too_many_search_keys_is_bad_and_the_next_command_is_read() -> None:
+    r = Receiver(max_search_keys=3)
+    r.receive_data(b"a SEARCH OR SEEN ALL\r\nb SEARCH NOT OR SEEN ALL\r\nc NOOP\r\n")
+    assert r.next_event() == SearchCommand(b"a", False, None, OrKey(FlagKey(b"\\Seen"), AllKey()))
+    event = r.next_event()
+    assert isinstance(event, BadCommand)
+    assert (event.tag, event.fatal) == (b"b", False)
+    assert "too many search keys (at most 3)" in event.text
+    assert r.next_event() == NoopCommand(b"c")
+
+
+def test_search_key_limit_counts_every_key() -> None:
+    r = Receiver()  # the default: 100
+    keys = b" ".join([b"TEXT q"] * 100)
+    r.receive_data(b"a SEARCH " + keys + b"\r\nb SEARCH ALL " + keys + b"\r\n")
+    assert isinstance(r.next_event(), SearchCommand)
+    assert isinstance(r.next_event(), BadCommand)
+    with pytest.raises(ValueError, match="max_search_keys"):
+        Receiver(max_search_keys=0)
+
+
+# --------------------------------------------------------------------------- FETCH
+
+FETCH_ATTRIBUTES: list[tuple[bytes, tuple[FetchAttribute, ...]]] = [
+    (b"ALL", (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE, FetchItem.ENVELOPE)),
+    (b"fast", (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE)),
+    (b"FLAGS", (FetchItem.FLAGS,)),
+    (b"INTERNALDATE", (FetchItem.INTERNALDATE,)),
+    (b"RFC822.SIZE", (FetchItem.RFC822_SIZE,)),
+    (b"ENVELOPE", (FetchItem.ENVELOPE,)),
+    (b"BODYSTRUCTURE", (FetchItem.BODYSTRUCTURE,)),
+    (b"BODY", (FetchItem.BODY,)),
+    (b"UID", (FetchItem.UID,)),
+    (b"RFC822", (FetchItem.RFC822,)),
+    (b"rfc822.header", (FetchItem.RFC822_HEADER,)),
+    (b"RFC822.TEXT", (FetchItem.RFC822_TEXT,)),
+    (b"BODY[]", (BodySection(),)),
+    (b"BODY.PEEK[]", (BodySection(peek=True),)),
+    (b"body[header]", (BodySection(text=SectionText.HEADER),)),
+    (b"BODY[TEXT]", (BodySection(text=SectionText.TEXT),)),
+    (b"BODY[1]", (BodySection(part=(1,)),)),
+    (b"BODY[1.2.3]", (BodySection(part=(1, 2, 3)),)),
+    (b"BODY[1.MIME]", (BodySection(part=(1,), text=SectionText.MIME),)),
+    (b"BODY[4.2.HEADER]", (BodySection(part=(4, 2), text=SectionText.HEADER),)),
+    (b"BODY[3.TEXT]", (BodySection(part=(3,), text=SectionText.TEXT),)),
+    (
+        b"BODY[HEADER.FIELDS (DATE FROM)]",
+        (BodySection(text=SectionText.HEADER_FIELDS, fields=(b"DATE", b"FROM")),),
+    ),
+    (
+        b'BODY.PEEK[2.HEADER.FIELDS.NOT ("Received" X-Spam)]<0.2048>',
+        (
+            BodySection(
+                peek=True,
+                part=(2,),
+                text=SectionText.HEADER_FIELDS_NOT,
+                fields=(b"Received", b"X-Spam"),
+                partial=(0, 2048),
+            ),
+        ),
+    ),
+    (b"BODY[]<100.1>", (BodySection(partial=(100, 1)),)),
+    (b"(UID FLAGS)", (FetchItem.UID, FetchItem.FLAGS)),
+    (
+        b"(FLAGS BODY[HEADER.FIELDS (DATE FROM)])",
+        (FetchItem.FLAGS, BodySection(text=SectionText.HEADER_FIELDS, fields=(b"DATE", b"FROM"))),
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "attributes"), FETCH_ATTRIBUTES)
+def test_fetch_attributes(text: bytes, attributes: tuple[FetchAttribute, ...]) -> None:
+    assert one(b"f FETCH 2:4 " + text + b"\r\n") == FetchCommand(
+        b"f", False, seq((2, 4)), attributes
+    )
+
+
+def test_uid_fetch() -> None:
+    assert one(b"A999 UID FETCH 4827313:4828442 FLAGS\r\n") == FetchCommand(
+        b"A999", True, seq((4827313, 4828442)), (FetchItem.FLAGS,)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"1", seq((1, 1))),
+        (b"*", seq(("*", "*"))),
+        (b"1:*", seq((1, "*"))),
+        (b"*:4", seq(("*", 4))),
+        (b"4:2", seq((4, 2))),
+        (b"2,4:7,9,12:*", seq((2, 2), (4, 7), (9, 9), (12, "*"))),
+        (b"4294967295", seq((4294967295, 4294967295))),
+    ],
+)
+def test_sequence_sets(text: bytes, expected: SequenceSet) -> None:
+    assert one(b"c COPY " + text + b" x\r\n") == CopyCommand(b"c", False, expected, b"x")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a FETCH 1\r\n",
+        b"a FETCH 1 \r\n",
+        b"a FETCH 1 FOO\r\n",
+        b"a FETCH 1 ()\r\n",
+        b"a FETCH 1 (ALL)\r\n",
+        b"a FETCH 1 (FLAGS\r\n",
+        b"a FETCH 1 (FLAGS  UID)\r\n",
+        b"a FETCH 1 BODY.PEEK\r\n",
+        b"a FETCH 1 BODY[MIME]\r\n",
+        b"a FETCH 1 BODY[1.]\r\n",
+        b"a FETCH 1 BODY[0]\r\n",
+        b"a FETCH 1 BODY[1.HEADER.FIELDS]\r\n",
+        b"a FETCH 1 BODY[HEADER.FIELDS ()]\r\n",
+        b"a FETCH 1 BODY[]<0.0>\r\n",
+        b"a FETCH 1 BODY[]<0>\r\n",
+        b"a FETCH 1 BODY[HEADER\r\n",
+        b"a FETCH 4294967296 FLAGS\r\n",
+        b"a FETCH 1 FLAGS (CHANGEDSINCE 12345)\r\n",
+    ],
+)
+def test_fetch_bad(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
+# --------------------------------------------------------------------------- STORE
+
+STORES: list[tuple[bytes, StoreCommand]] = [
+    (
+        b"A003 STORE 2:4 +FLAGS (\\Deleted)",
+        StoreCommand(b"A003", False, seq((2, 4)), "add", False, (b"\\Deleted",)),
+    ),
+    (
+        b"A3 UID STORE 1 -FLAGS.SILENT (\\seen $Junk)",
+        StoreCommand(b"A3", True, seq((1, 1)), "remove", True, (b"\\Seen", b"$Junk")),
+    ),
+    (b"A3 STORE * FLAGS ()", StoreCommand(b"A3", False, seq(("*", "*")), "replace", False, ())),
+    (
+        b"A3 store 1 flags.silent \\Answered \\X-Ext kw",
+        StoreCommand(
+            b"A3", False, seq((1, 1)), "replace", True, (b"\\Answered", b"\\X-Ext", b"kw")
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), STORES)
+def test_store(data: bytes, expected: StoreCommand) -> None:
+    assert one(data + b"\r\n") == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a STORE 1 FLAGS\r\n",
+        b"a STORE 1 +FLAGS \r\n",
+        b"a STORE 1 *FLAGS (x)\r\n",
+        b"a STORE 1 FLAGS.LOUD (x)\r\n",
+        b"a STORE 1 FLAGS (\\*)\r\n",
+        b'a STORE 1 FLAGS ("x")\r\n',
+        b"a STORE 1 FLAGS (a b\r\n",
+    ],
+)
+def test_store_bad(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("data", "tag"),
+    [
+        (b"\r\n", None),
+        (b"   \r\n", None),
+        (b"\x01\x02\x03\r\n", None),
+        (b"+ NOOP\r\n", None),
+        (b"* NOOP\r\n", None),
+        (b"(a) NOOP\r\n", None),
+        (b'"a" NOOP\r\n', None),
+        (b"abc\r\n", b"abc"),
+        (b"abc \r\n", b"abc"),
+        (b"a  NOOP\r\n", b"a"),
+        (b"a NOOP \r\n", b"a"),
+        (b"a NOOP extra\r\n", b"a"),
+        (b"a FROBNICATE\r\n", b"a"),
+        (b"a UID\r\n", b"a"),
+        (b"a UID LOGIN x y\r\n", b"a"),
+        (b"a UID NOOP\r\n", b"a"),
+        (b"a NO\x00OP\r\n", b"a"),
+        (b"\x00\r\n", None),
+        (b"a SELECT caf\xc3\xa9\r\n", b"a"),
+        (b'a SELECT "caf\xc3\xa9"\r\n', b"a"),
+        (b"a\xff NOOP\r\n", None),
+        (b"a NOOP\n", b"a"),
+        (b"a NOOP\r\r\n", b"a"),
+        (b'a LOGIN "unterminated\r\n', b"a"),
+        (b'a LOGIN "bad\\escape" x\r\n', b"a"),
+        (b"a LOGIN {3}x\r\n", b"a"),
+        (b"a LOGIN x\r\n", b"a"),
+        (b"a STATUS INBOX (FOO)\r\n", b"a"),
+        (b"a STATUS INBOX ()\r\n", b"a"),
+        (b"a SELECT INBOX (CONDSTORE)\r\n", b"a"),
+        (b"a LIST (\r\n", b"a"),
+        (b'a LIST "" ("a" "b")\r\n', b"a"),
+        (b'a LIST "" x RETURN\r\n', b"a"),
+        (b"a ENABLE\r\n", b"a"),
+        (b'a ID ("x")\r\n', b"a"),
+        (b"a ID\r\n", b"a"),
+        (b"a AUTHENTICATE\r\n", b"a"),
+        (b"a AUTHENTICATE PLAIN abc\r\n", b"a"),
+        (b"a AUTHENTICATE PLAIN ====\r\n", b"a"),
+        (b"a COPY 1\r\n", b"a"),
+        (b"a EXPUNGE 1\r\n", b"a"),
+        (b"a UID EXPUNGE\r\n", b"a"),
+        (b"a RENAME x\r\n", b"a"),
+    ],
+)
+def test_bad_command(data: bytes, tag: bytes | None) -> None:
+    result = bad(data)
+    assert result.tag == tag
+    assert result.text.isascii()
+    assert "\r" not in result.text
+    assert "\n" not in result.text
+
+
+# --------------------------------------------------------------------------- leniency
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # aioimaplib's ID: spaces inside the parentheses (Dovecot accepts them too).
+        (
+            b'a ID ( "name" "aioimaplib" "version" "2.0" )\r\n',
+            IdCommand(b"a", ((b"name", b"aioimaplib"), (b"version", b"2.0"))),
+        ),
+        (b'a ID (  "os" NIL)\r\n', IdCommand(b"a", ((b"os", None),))),
+        (b'a ID ("os" NIL   )\r\n', IdCommand(b"a", ((b"os", None),))),
+        (b"a ID ( )\r\n", IdCommand(b"a", ())),
+        (
+            b"a STORE 1 +FLAGS ( \\Seen $Junk )\r\n",
+            StoreCommand(b"a", False, seq((1, 1)), "add", False, (b"\\Seen", b"$Junk")),
+        ),
+        (b"a STORE 1 FLAGS ( )\r\n", StoreCommand(b"a", False, seq((1, 1)), "replace", False, ())),
+        (
+            b"a UID STORE 7 -FLAGS.SILENT (\\Deleted )\r\n",
+            StoreCommand(b"a", True, seq((7, 7)), "remove", True, (b"\\Deleted",)),
+        ),
+    ],
+)
+def test_spaces_inside_id_and_flag_list_parentheses(data: bytes, expected: Event) -> None:
+    assert one(data) == expected
+
+
+def test_spaces_inside_append_flag_list() -> None:
+    data = b"a APPEND INBOX ( \\Seen \\Draft ) {3}\r\nabc\r\n"
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (b"\\Seen", b"\\Draft"), None, 3, True),
+        LiteralChunk(b"abc"),
+        AppendEnd(b"a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Between elements exactly one SP, as before: two could hide a lost element.
+        b'a ID ("name"  "x")\r\n',
+        b'a ID ("name" "x"  "os" NIL)\r\n',
+        b"a STORE 1 FLAGS (\\Seen  \\Draft)\r\n",
+        # No spaces outside the parentheses, and no list left open.
+        b'a ID  ("name" "x")\r\n',
+        b'a ID ("name" "x" \r\n',
+        b"a STORE 1 FLAGS ( \r\n",
+        b"a STORE 1 FLAGS (\\Seen )x\r\n",
+        b"a APPEND INBOX (\\Seen  \\Draft) {3}\r\n",
+    ],
+)
+def test_spaces_still_refused_where_ambiguous(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
+def test_charset_must_be_ascii() -> None:
+    assert bad(b"a SEARCH CHARSET {3+}\r\n\xff\xfe\xfd ALL\r\n").tag == b"a"
