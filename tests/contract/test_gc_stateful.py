@@ -14,7 +14,7 @@ every step:
 At the end a GC far past retention must leave only what live mail uses: in the
 blob store, in ``object_keys`` and in ``messages``.
 
-The store and the collector read one virtual clock (the store's ``utcnow`` is
+The store and the collector read one virtual clock (``lightmail.clock.utcnow`` is
 patched), so soft-delete times and the collector's "now" move forward together.
 Each example gets fresh storage: on SQLite a database file and blob folder of
 its own; on MariaDB a fresh domain and S3 prefix in one database made for this
