@@ -110,9 +110,11 @@ class Delivery(StoreCore):
     async def store_message(self, source: AsyncIterable[bytes]) -> StoredMessage:
         """Stream a message into a new blob, durable but not yet visible anywhere.
 
-        For callers that decide after the data is in (LMTP waits for the
-        virus scanner's verdict): then :meth:`deliver_stored` or :meth:`discard`.
-        A crash in between leaves an orphan blob, which the sweeper removes.
+        Callers that decide after the data is in (LMTP waits for the virus
+        scanner's verdict) use :meth:`MailStore.ingest
+        <lightmail.mailstore.store.MailStore.ingest>`, which deletes the blob
+        unless it was committed. A crash in between leaves an orphan blob,
+        which the sweeper removes.
         """
         return await self._store_blob(source)
 
