@@ -32,9 +32,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from lightmail.accounts.service import Accounts
+from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.gc import GarbageCollector
-from lightmail.mailstore.store import MailStore, utcnow
+from lightmail.mailstore.store import MailStore
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import MESSAGE_PREFIX, S3BlobStore
 from lightmail.storage.db import tables as t

@@ -16,6 +16,7 @@ from lightmail.errors import (
     RecipientDisabled,
     UnknownRecipient,
 )
+from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
 from tests.conftest import Backend
 
@@ -112,6 +113,23 @@ async def test_resolution_of_users_aliases_details_and_catch_all(backend: Backen
         await accounts.add_alias(f"x@{domain}", [f"ghost@{domain}"])
     with pytest.raises(AlreadyExists):
         await accounts.add_alias(alice.address, [bob.address])
+
+
+async def test_delete_user_tells_the_users_sessions_their_mailboxes_are_gone(
+    backend: Backend,
+) -> None:
+    """A session with one of the user's mailboxes selected (or IDLE) hears of the
+    deletion as of a DELETE of each mailbox: its messages are expunged."""
+    user = await backend.new_user()
+    mailboxes = await backend.store.list_mailboxes(user.id)
+    async with backend.store.bus.subscription(user.id) as events:
+        await backend.accounts.delete_user(user.address)
+        published = events.drain()
+    expunged = [ChangeEvent(user.id, ChangeKind.MESSAGES_EXPUNGED, m.id) for m in mailboxes]
+    assert sorted(published[:-1], key=lambda event: event.mailbox_id or 0) == sorted(
+        expunged, key=lambda event: event.mailbox_id or 0
+    )
+    assert published[-1] == ChangeEvent(user.id, ChangeKind.MAILBOXES_CHANGED)
 
 
 async def test_delete_user_soft_deletes_their_mail(backend: Backend) -> None:

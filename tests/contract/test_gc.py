@@ -26,10 +26,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from lightmail.accounts.service import Accounts, User
+from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import MailboxNotFound, NotFound
 from lightmail.gc import CLAIM_LEASE, GarbageCollector, GcWorker
-from lightmail.mailstore.store import MailStore, Recipient, StoreMode, utcnow
+from lightmail.mailstore.store import MailStore, Recipient, StoreMode
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import BlobStore
 from lightmail.storage.db import tables as t
@@ -203,7 +204,7 @@ async def test_restore_clears_deleted_so_the_next_expunge_keeps_it(env: GcEnv) -
 async def test_purge_keeps_a_blob_a_restorable_message_uses(
     env: GcEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("lightmail.mailstore.store.utcnow", env.clock)  # deletion times follow
+    monkeypatch.setattr("lightmail.clock.utcnow", env.clock)  # deletion times follow
     alice, bob = await env.new_user(), await env.new_user()
     data = message(1)
     await env.deliver(data, alice, bob)

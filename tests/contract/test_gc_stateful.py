@@ -14,7 +14,7 @@ every step:
 At the end a GC far past retention must leave only what live mail uses: in the
 blob store, in ``object_keys`` and in ``messages``.
 
-The store and the collector read one virtual clock (the store's ``utcnow`` is
+The store and the collector read one virtual clock (``lightmail.clock.utcnow`` is
 patched), so soft-delete times and the collector's "now" move forward together.
 Each example gets fresh storage: on SQLite a database file and blob folder of
 its own; on MariaDB a fresh domain and S3 prefix in one database made for this
@@ -48,10 +48,10 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
+from lightmail import clock as clock_module
 from lightmail.accounts import service as accounts_module
 from lightmail.accounts.service import Accounts, User
 from lightmail.gc import CLAIM_LEASE, GarbageCollector, GcReport
-from lightmail.mailstore import store as store_module
 from lightmail.mailstore.store import Mailbox, MailStore, Recipient, StoreMode
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import BlobStore
@@ -484,7 +484,7 @@ def test_gc_keeps_every_live_message_and_leaves_no_unused_blob(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = VirtualClock()
-    monkeypatch.setattr(store_module, "utcnow", clock)
+    monkeypatch.setattr(clock_module, "utcnow", clock)
     monkeypatch.setattr(accounts_module, "hash_password", _unusable_hash)
 
     class Machine(GcMachine):

@@ -24,10 +24,11 @@ import pytest
 from sqlalchemy import func, select
 
 from lightmail.accounts.service import Accounts, User
+from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import NotFound
 from lightmail.gc import CLAIM_LEASE, GarbageCollector, GcReport
-from lightmail.mailstore.store import MailStore, utcnow
+from lightmail.mailstore.store import MailStore
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import MESSAGE_PREFIX, BlobStore, FileSystemBlobStore
 from lightmail.storage.db import tables as t

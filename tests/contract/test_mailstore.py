@@ -480,3 +480,54 @@ async def test_copy_move_and_rename_carry_keywords_within_the_limit(backend: Bac
     await store.rename_mailbox(user.id, "INBOX", "Old")
     assert (await store.get_mailbox(user.id, "Old")).keywords == ("a", "b")
     assert (await store.get_mailbox(user.id, "INBOX")).keywords == ("a", "b")
+
+
+async def test_ingest_deletes_the_blob_unless_the_message_was_committed(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user()
+    async with backend.store.ingest(chunks(MESSAGE)) as undecided:
+        assert await blob_keys(backend.blobs) == [undecided.stored.key]
+    assert await blob_keys(backend.blobs) == []
+
+    with pytest.raises(InvalidValue):
+        async with backend.store.ingest(chunks(MESSAGE)):
+            raise InvalidValue("refused by a check of the caller")
+    assert await blob_keys(backend.blobs) == []
+
+    async with backend.store.ingest(chunks(MESSAGE)) as ingest:
+        result = await ingest.append(user.id, "INBOX", flags=["\\Seen"])
+    (info,) = await backend.store.fetch_infos(
+        await backend.store.get_mailbox(user.id, "INBOX"), [result.uid]
+    )
+    assert await blob_keys(backend.blobs) == [info.object_key]
+    assert info.flags.names() == ("\\Seen",)
+
+
+async def test_ingest_a_failed_append_leaves_nothing_and_cannot_be_committed_twice(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user()
+    async with backend.store.ingest(chunks(MESSAGE)) as ingest:
+        with pytest.raises(MailboxNotFound):
+            await ingest.append(user.id, "Missing")
+        with pytest.raises(RuntimeError, match="already committed"):
+            await ingest.deliver([Recipient(user.id, user.address)])
+    assert await blob_keys(backend.blobs) == []
+
+
+async def test_ingest_prepend_replaces_the_blob_and_deletes_the_original(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user()
+    async with backend.store.ingest(chunks(MESSAGE)) as ingest:
+        original = ingest.stored.key
+        await ingest.prepend(b"X-Tag: yes\r\n")
+        assert ingest.size == len(MESSAGE) + len(b"X-Tag: yes\r\n")
+        (outcome,) = await ingest.deliver([Recipient(user.id, user.address)])
+    assert outcome.result is not None
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    (info,) = await backend.store.list_messages(inbox)
+    assert await read_all(backend.store.read_message(info)) == b"X-Tag: yes\r\n" + MESSAGE
+    assert await blob_keys(backend.blobs) == [info.object_key]
+    assert info.object_key != original

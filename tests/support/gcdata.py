@@ -20,26 +20,14 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from lightmail.mailstore.store import MailStore, Recipient, utcnow
+from lightmail.clock import utcnow
+from lightmail.mailstore.rows import PARSE_CACHE_COLUMNS
+from lightmail.mailstore.store import MailStore, Recipient
 from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
 from lightmail.storage.db import tables as t
 
 # Columns of the template row copied into every message row made here.
-_TEMPLATE_COLUMNS = (
-    "internaldate",
-    "flags",
-    "keywords",
-    "header",
-    "envelope",
-    "bodystructure",
-    "sent_date",
-    "subject",
-    "from_addr",
-    "to_addr",
-    "cc_addr",
-    "bcc_addr",
-    "message_id",
-)
+_TEMPLATE_COLUMNS = ("internaldate", "flags", "keywords", *PARSE_CACHE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lightmail.clock import utcnow
 from lightmail.config import AUTH_DEFAULTS, AuthSettings
 from lightmail.errors import (
     AlreadyExists,
@@ -34,7 +35,7 @@ from lightmail.errors import (
     RecipientDisabled,
     UnknownRecipient,
 )
-from lightmail.mailstore.store import MailStore, Recipient, utcnow
+from lightmail.mailstore.store import MailStore, Recipient
 from lightmail.metrics import LOGINS_THROTTLED
 from lightmail.security.credentials import CredentialCache
 from lightmail.security.passwords import hash_password, verify_password
@@ -201,26 +202,10 @@ class Accounts:
         if not password:
             raise InvalidValue("the password is empty")
         password_hash = await hash_password(password)
-        async with self.db.write() as conn:
+        async with self.db.read() as conn:
             domain_id = await self._require_domain(conn, address.partition("@")[2])
-            if await self._user_row(conn, address) is not None:
-                raise AlreadyExists(f"user {address} already exists")
-            now = utcnow()
-            result = await conn.execute(
-                insert(t.users).values(
-                    domain_id=domain_id,
-                    address=address,
-                    password_hash=password_hash,
-                    quota_bytes=quota,
-                    enabled=True,
-                    next_uidvalidity=1,
-                    created_at=now,
-                )
-            )
-            (user_id,) = result.inserted_primary_key or (None,)
-            if user_id is None:
-                raise RuntimeError("the database returned no id for the new user")
-            await self.store.create_user_mailboxes(conn, user_id)
+        # The domain cannot go meanwhile: users.domain_id is a foreign key.
+        user_id, now = await self.store.create_user(domain_id, address, password_hash, quota)
         return User(user_id, address, quota, True, now.replace(tzinfo=UTC))
 
     async def get_user(self, address: str) -> User:
@@ -255,13 +240,8 @@ class Accounts:
     async def delete_user(self, address: str) -> None:
         """Delete a user, their aliases and mailboxes; their mail is soft-deleted."""
         address = normalize_address(address)
-        async with self.db.write() as conn:
-            row = await self._user_row(conn, address)
-            if row is None:
-                raise NotFound(f"no user {address}")
-            await self.store.remove_user_mail(conn, row.id)
-            await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == row.id))
-            await conn.execute(delete(t.users).where(t.users.c.id == row.id))
+        if await self.store.delete_user(address) is None:
+            raise NotFound(f"no user {address}")
         self.credentials.forget(address)
 
     async def authenticate(

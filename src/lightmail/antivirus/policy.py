@@ -11,13 +11,13 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from lightmail.antivirus.clamd import ClamdClient, ClamdScan
 from lightmail.config import AntivirusMode, AntivirusSettings, ScanErrorPolicy
 from lightmail.errors import MessageRejected, TemporaryFailure
-from lightmail.mailstore.store import MailStore, StoredMessage
+from lightmail.mailstore.store import Ingest, MailStore
 from lightmail.metrics import ANTIVIRUS_VERDICTS
 
 log = logging.getLogger(__name__)
@@ -115,43 +115,36 @@ class MessageScan:
         return Decision(action, virus)
 
 
-async def store_scanned(
+@asynccontextmanager
+async def ingest_scanned(
     store: MailStore,
     client: ClamdClient | None,
     settings: AntivirusSettings,
     source: AsyncIterator[bytes],
     what: str,
-) -> StoredMessage:
-    """Store an upload (IMAP APPEND, an API import) through the virus scan.
+) -> AsyncIterator[Ingest]:
+    """Store an upload (IMAP APPEND, an API import) through the virus scan, for the block.
 
-    Returns the stored message, tagged in tag mode. An infected message is
-    dropped (an upload has no recipients to quarantine it for) with
-    :class:`MessageRejected`, as is one the scanner could not check under
-    ``on_error = reject``; under ``tempfail`` that is a :class:`TemporaryFailure`.
+    Gives the stored message, tagged in tag mode; not committed in the block,
+    it is deleted after. An infected message is dropped (an upload has no
+    recipients to quarantine it for) with :class:`MessageRejected`, as is one
+    the scanner could not check under ``on_error = reject``; under
+    ``tempfail`` that is a :class:`TemporaryFailure`.
     """
-    async with MessageScan(client, settings, what) as scan:
-        stored = await store.store_message(scan.wrap(source))
-        decision = await scan.decide()
-    if decision.action is Action.DELIVER:
-        return stored
-    if decision.action is Action.TAG:
-        return await tagged_copy(store, stored, decision.virus or "unknown")
-    await store.discard(stored)
-    if decision.action is Action.RETRY:
-        raise TemporaryFailure("the virus scanner is unavailable")
-    raise MessageRejected(f"the message was refused by content policy ({decision.virus})")
+    async with AsyncExitStack() as held:
+        async with MessageScan(client, settings, what) as scan:
+            ingest = await held.enter_async_context(store.ingest(scan.wrap(source)))
+            decision = await scan.decide()
+        if decision.action is Action.TAG:
+            await ingest.prepend(tag_header(decision.virus or "unknown"))
+        elif decision.action is Action.RETRY:
+            raise TemporaryFailure("the virus scanner is unavailable")
+        elif decision.action is not Action.DELIVER:
+            raise MessageRejected(f"the message was refused by content policy ({decision.virus})")
+        yield ingest
 
 
-async def tagged_copy(store: MailStore, stored: StoredMessage, virus: str) -> StoredMessage:
-    """The message again with X-Virus headers on top (tag mode); the original goes."""
+def tag_header(virus: str) -> bytes:
+    """The X-Virus headers tag mode puts on top of an infected message."""
     name = "".join(ch if 0x20 < ord(ch) < 0x7F else "?" for ch in virus)
-    headers = f"X-Virus-Status: Infected\r\nX-Virus-Name: {name}\r\n".encode()
-
-    async def tagged() -> AsyncIterator[bytes]:
-        yield headers
-        async for chunk in store.read_stored(stored):
-            yield chunk
-
-    copy = await store.store_message(tagged())
-    await store.discard(stored)
-    return copy
+    return f"X-Virus-Status: Infected\r\nX-Virus-Name: {name}\r\n".encode()

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 
+from lightmail.clock import utcnow
 from lightmail.errors import AlreadyExists, InvalidValue, NotFound
-from lightmail.mailstore.store import utcnow
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 

@@ -42,21 +42,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    case,
     delete,
-    func,
     insert,
-    or_,
     select,
-    update,
 )
 
+from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import TransactionConflict
-from lightmail.mailstore.store import utcnow
+from lightmail.mailstore.purge import Purge
 from lightmail.metrics import (
     GC_BATCH_SECONDS,
     GC_BLOBS_DELETED,
@@ -135,6 +129,7 @@ class GarbageCollector:
         self.settings = settings
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock  # naive UTC; tests move it forward
+        self.purge = Purge(db)
 
     @property
     def retention(self) -> timedelta:
@@ -167,18 +162,8 @@ class GarbageCollector:
         return report
 
     async def status(self) -> GcStatus:
-        cutoff = self.clock() - self.retention
-        deleted = t.messages.c.deleted_at
+        totals = await self.purge.deleted_totals(self.clock() - self.retention)
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.sum(t.messages.c.size), 0),
-                        func.coalesce(func.sum(case((deleted <= cutoff, 1), else_=0)), 0),
-                    ).where(deleted.is_not(None))
-                )
-            ).one()
             last = (
                 await conn.execute(select(t.gc_runs).order_by(t.gc_runs.c.id.desc()).limit(1))
             ).one_or_none()
@@ -194,18 +179,9 @@ class GarbageCollector:
                 orphans_deleted=last.orphans_deleted,
                 error=last.error,
             )
-        return GcStatus(last_run, int(row[0]), int(row[1]), int(row[2]))
+        return GcStatus(last_run, totals.messages, totals.bytes, totals.due)
 
     # -- purge ---------------------------------------------------------------
-
-    def _due(self, now: datetime) -> ColumnElement[bool]:
-        """Messages a worker may claim now: deleted before retention, not held."""
-        m = t.messages.c
-        return and_(
-            m.deleted_at.is_not(None),
-            m.deleted_at <= now - self.retention,
-            or_(m.purge_claimed_until.is_(None), m.purge_claimed_until < now),
-        )
 
     async def _purge(self, totals: _Totals) -> None:
         while True:
@@ -233,10 +209,13 @@ class GarbageCollector:
 
     async def _purge_batch(self) -> tuple[int, int, int] | None:
         """Claim, delete blobs, delete rows; None when nothing is due."""
-        ids, keys = await self._claim()
+        claim = await self.purge.claim(
+            self.clock(), self.retention, self.settings.batch_size, CLAIM_LEASE
+        )
+        ids, keys = claim.ids, claim.keys
         if not ids:
             return None
-        doomed = await self._unused_keys(keys)
+        doomed = await self.purge.unused_keys(keys)
         for chunk in _chunks(sorted(doomed), _DELETE_CHUNK):
             await self.blobs.delete_many(chunk)
         messages = await self._delete_rows(ids, keys)
@@ -246,138 +225,26 @@ class GarbageCollector:
         GC_BYTES_FREED.inc(freed)
         return messages, len(doomed), freed
 
-    async def _claim(self) -> tuple[list[int], list[str]]:
-        now = self.clock()
-        m = t.messages.c
-        async with self.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    select(m.id, m.object_key)
-                    .where(self._due(now))
-                    .order_by(m.deleted_at, m.id)
-                    .limit(self.settings.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            ids = [row.id for row in rows]
-            for chunk in _chunks(ids):
-                await conn.execute(
-                    update(t.messages)
-                    .where(m.id.in_(chunk))
-                    .values(purge_claimed_until=now + CLAIM_LEASE)
-                )
-        return ids, sorted({row.object_key for row in rows})
-
-    async def _unused_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        """Of ``keys``, those no unclaimed message and no quarantine entry uses,
-        with their sizes."""
-        m = t.messages.c
-        unused: dict[str, int] = {}
-        async with self.db.read() as conn:
-            for chunk in _chunks(keys):
-                rows = await conn.execute(
-                    select(t.object_keys.c.key, t.object_keys.c.size).where(
-                        t.object_keys.c.key.in_(chunk)
-                    )
-                )
-                sizes = {row.key: row.size for row in rows}
-                used = await conn.execute(
-                    select(m.object_key)
-                    .where(m.object_key.in_(chunk), m.purge_claimed_until.is_(None))
-                    .union(
-                        select(t.quarantine.c.object_key).where(
-                            t.quarantine.c.object_key.in_(chunk)
-                        )
-                    )
-                )
-                kept = set(used.scalars())
-                # A key without an object_keys row was freed by an earlier,
-                # interrupted batch: delete it again (size unknown, so 0).
-                unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
-        return unused
-
     async def _delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
         """Step 3, retried when the database rolls it back on a conflict with
         another worker's batch (MariaDB breaks such deadlocks by rolling one back)."""
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             try:
-                return await self._delete_rows_once(ids, keys)
+                return await self.purge.delete_rows(ids, keys)
             except TransactionConflict:
                 if attempt == _CONFLICT_RETRIES:
                     raise
                 await asyncio.sleep(random.uniform(0.01, 0.1) * attempt)  # noqa: S311
         raise AssertionError("unreachable")
 
-    async def _delete_rows_once(self, ids: Sequence[int], keys: Sequence[str]) -> int:
-        # Every statement here finds its rows by primary key, so none scans
-        # (and locks) rows of another worker's batch, which a small table
-        # would otherwise invite the MySQL/MariaDB planner to do.
-        deleted = 0
-        async with self.db.write() as conn:
-            for key_chunk in _chunks(keys):
-                await conn.execute(
-                    select(t.object_keys.c.key)
-                    .with_hint(t.object_keys, "FORCE INDEX (PRIMARY)", "mysql")
-                    .where(t.object_keys.c.key.in_(key_chunk))
-                    .order_by(t.object_keys.c.key)
-                    .with_for_update()
-                )
-            result = await conn.execute(
-                delete(t.messages).where(t.messages.c.id == bindparam("message_id")),
-                [{"message_id": message_id} for message_id in ids],
-            )
-            deleted = result.rowcount
-            gone: list[str] = []
-            for key_chunk in _chunks(keys):
-                used = await conn.execute(
-                    select(t.messages.c.object_key)
-                    .where(t.messages.c.object_key.in_(key_chunk))
-                    .union(
-                        select(t.quarantine.c.object_key).where(
-                            t.quarantine.c.object_key.in_(key_chunk)
-                        )
-                    )
-                )
-                gone.extend(sorted(set(key_chunk) - set(used.scalars())))
-            if gone:
-                await conn.execute(
-                    delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
-                    [{"gone_key": key} for key in gone],
-                )
-        return deleted
-
     async def _plan_purge(self, totals: _Totals) -> None:
         """What :meth:`_purge` would do now, changing nothing."""
-        now = self.clock()
-        m = t.messages.c
-        due = self._due(now)
-        doomed_or_due = or_(due, m.purge_claimed_until.is_not(None))
-        async with self.db.read() as conn:
-            totals.messages = int(
-                (await conn.execute(select(func.count()).where(due))).scalar_one()
-            )
-            due_keys = select(m.object_key).where(due)
-            rows = await conn.execute(
-                select(m.object_key, func.max(t.object_keys.c.size))
-                .select_from(t.messages.join(t.object_keys))
-                .where(
-                    m.object_key.in_(due_keys),
-                    m.object_key.not_in(select(t.quarantine.c.object_key)),
-                )
-                .group_by(m.object_key)
-                .having(func.sum(case((doomed_or_due, 0), else_=1)) == 0)
-            )
-            for _, size in rows:
-                totals.blobs += 1
-                totals.bytes += int(size)
+        totals.messages, totals.blobs, totals.bytes = await self.purge.plan(
+            self.clock(), self.retention
+        )
 
     async def _due_count(self) -> int:
-        async with self.db.read() as conn:
-            return int(
-                (
-                    await conn.execute(select(func.count()).where(self._due(self.clock())))
-                ).scalar_one()
-            )
+        return await self.purge.due_count(self.clock(), self.retention)
 
     # -- orphan sweep ------------------------------------------------------------
 
@@ -425,16 +292,7 @@ class GarbageCollector:
         old = [blob for blob in page if _blob_time(blob) <= cutoff]
         if not old:
             return []
-        async with self.db.read() as conn:
-            known = set(
-                (
-                    await conn.execute(
-                        select(t.object_keys.c.key).where(
-                            t.object_keys.c.key.in_([blob.key for blob in old])
-                        )
-                    )
-                ).scalars()
-            )
+        known = await self.purge.known_keys([blob.key for blob in old])
         return [blob for blob in old if blob.key not in known]
 
     # -- bookkeeping -------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TypeVar
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
 from lightmail.antivirus.clamd import ClamdClient
-from lightmail.antivirus.policy import store_scanned
+from lightmail.antivirus.policy import ingest_scanned
 from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
@@ -782,20 +782,19 @@ class ImapSession:
         what = f"imap {self.conn.id} APPEND by {self.user.address if self.user else '?'}"
         try:
             try:
-                stored = await store_scanned(
+                async with ingest_scanned(
                     self.store, self.ctx.scanner, self.ctx.antivirus, source, what
-                )
+                ) as ingest:
+                    result = await ingest.append(
+                        self._user_id,
+                        name,
+                        flags=_flag_names(command.flags),
+                        internaldate=command.date_time,
+                    )
             except MessageRejected:
                 APPENDS.labels("refused").inc()
                 self._send(TaggedResponse(tag, Status.NO, "Message refused by content policy"))
                 return
-            result = await self.store.append_stored(
-                self._user_id,
-                name,
-                stored,
-                flags=_flag_names(command.flags),
-                internaldate=command.date_time,
-            )
         except _LiteralAborted:
             APPENDS.labels("aborted").inc()
             return  # the receiver's event (BAD, or the end of the connection) was handled

@@ -16,12 +16,13 @@ import contextlib
 import email.utils
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightmail.accounts.service import Accounts
 from lightmail.antivirus.clamd import ClamdClient
-from lightmail.antivirus.policy import Action, MessageScan, tagged_copy
+from lightmail.antivirus.policy import Action, MessageScan, tag_header
 from lightmail.config import AntivirusSettings, LmtpSettings
 from lightmail.errors import (
     LightMailError,
@@ -316,49 +317,51 @@ class LmtpSession:
         count = len(envelope.accepted)
         source = self._message(envelope)
         what = f"lmtp {self.conn.id} from <{envelope.sender}>"
-        async with MessageScan(self.ctx.scanner, self.ctx.antivirus, what) as scan:
+        async with AsyncExitStack() as held:  # the message is deleted after, unless committed
+            async with MessageScan(self.ctx.scanner, self.ctx.antivirus, what) as scan:
+                try:
+                    ingest = await held.enter_async_context(
+                        self.ctx.store.ingest(scan.wrap(source))
+                    )
+                except _DataAborted:
+                    raise _Closing from None
+                except MessageTooLarge as error:
+                    await self._drain(source)
+                    return [reply_for_error(error)] * count
+                except TemporaryFailure as error:
+                    log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
+                    await self._drain(source)
+                    return [TEMPORARY] * count
+                except (_Closing, StreamError):
+                    raise
+                except Exception:
+                    log.exception("lmtp %s: delivery failed", self.conn.id)
+                    await self._drain(source)
+                    return [TEMPORARY] * count
+                decision = await scan.decide()
             try:
-                stored = await self.ctx.store.store_message(scan.wrap(source))
-            except _DataAborted:
-                raise _Closing from None
-            except MessageTooLarge as error:
-                await self._drain(source)
-                return [reply_for_error(error)] * count
+                match decision.action:
+                    case Action.REFUSE | Action.RETRY:
+                        return [
+                            REFUSED_CONTENT if decision.action is Action.REFUSE else TEMPORARY
+                        ] * count
+                    case Action.QUARANTINE:
+                        item = await ingest.quarantine(
+                            envelope.sender, targets, decision.virus or "unknown"
+                        )
+                        log.warning("lmtp %s: quarantined as %d", self.conn.id, item)
+                        return [KEPT_ASIDE] * count  # a 250: the MTA must not retry
+                    case Action.TAG:
+                        await ingest.prepend(tag_header(decision.virus or "unknown"))
+                outcomes = await ingest.deliver(targets)
+                if any(outcome.result is not None for outcome in outcomes):
+                    LMTP_MESSAGE_BYTES.observe(ingest.size)
             except TemporaryFailure as error:
                 log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
-                await self._drain(source)
                 return [TEMPORARY] * count
-            except (_Closing, StreamError):
-                raise
             except Exception:
                 log.exception("lmtp %s: delivery failed", self.conn.id)
-                await self._drain(source)
                 return [TEMPORARY] * count
-            decision = await scan.decide()
-        try:
-            match decision.action:
-                case Action.REFUSE | Action.RETRY:
-                    await self.ctx.store.discard(stored)
-                    return [
-                        REFUSED_CONTENT if decision.action is Action.REFUSE else TEMPORARY
-                    ] * count
-                case Action.QUARANTINE:
-                    item = await self.ctx.store.quarantine(
-                        stored, envelope.sender, targets, decision.virus or "unknown"
-                    )
-                    log.warning("lmtp %s: quarantined as %d", self.conn.id, item)
-                    return [KEPT_ASIDE] * count  # a 250: the MTA must not retry
-                case Action.TAG:
-                    stored = await tagged_copy(self.ctx.store, stored, decision.virus or "unknown")
-            outcomes = await self.ctx.store.deliver_stored(targets, stored)
-            if any(outcome.result is not None for outcome in outcomes):
-                LMTP_MESSAGE_BYTES.observe(stored.put.size)
-        except TemporaryFailure as error:
-            log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
-            return [TEMPORARY] * count
-        except Exception:
-            log.exception("lmtp %s: delivery failed", self.conn.id)
-            return [TEMPORARY] * count
         return self._replies(envelope, outcomes)
 
     def _replies(self, envelope: Envelope, outcomes: list[DeliveryOutcome]) -> list[Reply]:

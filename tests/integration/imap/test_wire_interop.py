@@ -170,8 +170,10 @@ async def test_spaces_inside_id_and_flag_list_parentheses(imap: ImapTarget) -> N
             wire.send(b"t1 STORE 1 +FLAGS ( \\Flagged $Work )\r\n")
             # $Work is new to the mailbox: FLAGS and PERMANENTFLAGS announce it first.
             [flags, permanent, fetched, done] = response(wire, b"t1")
-            assert flags.startswith(b"* FLAGS (") and b"$Work" in flags
-            assert permanent.startswith(b"* OK [PERMANENTFLAGS (") and b"$Work" in permanent
+            assert flags.startswith(b"* FLAGS (")
+            assert b"$Work" in flags
+            assert permanent.startswith(b"* OK [PERMANENTFLAGS (")
+            assert b"$Work" in permanent
             assert fetched == b"* 1 FETCH (FLAGS (\\Flagged \\Draft $Work \\Recent))"
             assert done.startswith(b"t1 OK ")
             wire.send(b"t2 STORE 1 -FLAGS (\\Flagged  $Work)\r\n")

@@ -26,7 +26,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from lightmail.accounts.service import User as AccountUser
-from lightmail.antivirus.policy import store_scanned
+from lightmail.antivirus.policy import ingest_scanned
 from lightmail.api import schemas as s
 from lightmail.api.deps import (
     Address,
@@ -236,13 +236,14 @@ async def import_message(
     mailbox = await _mailbox(ctx.store, user.id, name)
     source = _limited(request.stream(), limit)
     what = f"api import into {user.address} {mailbox.name}"
-    stored = await store_scanned(ctx.store, ctx.scanner, ctx.settings.antivirus, source, what)
-    if stored.put.size == 0:
-        await ctx.store.discard(stored)
-        raise InvalidValue("the message is empty")
-    result = await ctx.store.append_stored(
-        user.id, mailbox.name, stored, flags=flag_names, internaldate=internal_date
-    )
+    async with ingest_scanned(
+        ctx.store, ctx.scanner, ctx.settings.antivirus, source, what
+    ) as ingest:
+        if ingest.size == 0:
+            raise InvalidValue("the message is empty")
+        result = await ingest.append(
+            user.id, mailbox.name, flags=flag_names, internaldate=internal_date
+        )
     return s.Appended(mailbox=mailbox.name, uidvalidity=result.uidvalidity, uid=result.uid)
 
 

@@ -1,0 +1,10 @@
+"""The clock every timestamp in the database is read from: naive UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """Now, as naive UTC (how the database keeps every timestamp)."""
+    return datetime.now(UTC).replace(tzinfo=None)

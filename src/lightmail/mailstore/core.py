@@ -1,0 +1,452 @@
+"""The mailstore's shared core: storage handles and the SQL steps operations share.
+
+A message blob is written (and durable) before the transaction that makes it
+visible; if that transaction fails the blob is deleted again, or, after a
+crash, left as an orphan for the sweeper. So a message is either wholly
+visible or not at all (DESIGN invariant 1). A blob is deleted only when it is
+certain that no committed row refers to it: when the connection fails during
+COMMIT, the transaction may have been committed, so the store looks for its
+rows on a new connection; found, the operation succeeded; not found (or the
+database still down), the failure stands and the blob is left to the orphan
+sweep (:meth:`StoreCore._commit_new_blob`).
+
+UIDs are reserved with an UPDATE of the mailbox row inside the same
+transaction that inserts the messages, which serialises concurrent writers
+to one mailbox on that row lock (invariant 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lightmail import clock
+from lightmail.errors import (
+    CommitOutcomeUnknown,
+    InvalidValue,
+    KeywordLimitExceeded,
+    MailboxNotFound,
+    QuotaExceeded,
+    TemporaryFailure,
+    TransactionConflict,
+)
+from lightmail.mailstore import names
+from lightmail.mailstore.mime.scanner import MimeScanner
+from lightmail.mailstore.rows import (
+    MAILBOX_COLUMNS,
+    LineEndings,
+    chunks,
+    live,
+    mailbox_from_row,
+    naive_utc,
+    offset_minutes,
+    parse_cache_values,
+)
+from lightmail.mailstore.types import (
+    AppendResult,
+    DeliveryOutcome,
+    Flags,
+    KeywordLimits,
+    Mailbox,
+    StoredMessage,
+)
+from lightmail.metrics import LOST_COMMITS
+from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
+from lightmail.storage.blobs import BlobStore, new_blob_key
+from lightmail.storage.db import tables as t
+from lightmail.storage.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# ``atom`` of RFC 3501 section 9: printable ASCII less atom-specials.
+_ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\]')
+
+
+class StoreCore:
+    """What every part of the mailstore shares: its storage, the bus, and the SQL
+    steps more than one operation takes."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        bus: NotificationBus,
+        keyword_limits: KeywordLimits | None = None,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.bus = bus
+        self.keyword_limits = keyword_limits or KeywordLimits()
+
+    def check_flags(self, flags: Iterable[str]) -> None:
+        """Raise what storing ``flags`` on one message would (a keyword that is not an
+        atom, too long, or too many of them), before an APPEND's data is read."""
+        self._check_keywords(Flags.parse(flags).keywords)
+
+    def may_create_keywords(self, mailbox: Mailbox) -> bool:
+        """Whether a new keyword could still be defined in the mailbox (PERMANENTFLAGS'
+        ``\\*``, RFC 3501 section 7.1)."""
+        return len(mailbox.keywords) < self.keyword_limits.per_mailbox
+
+    async def check_quota(self, user_id: int, size: int) -> None:
+        """Raise QuotaExceeded if ``size`` more bytes would not fit (LMTP's RCPT check
+        with the declared SIZE; delivery checks again with the real size)."""
+        async with self.db.read() as conn:
+            await self._check_quota(conn, user_id, size)
+
+    async def usage(self, user_id: int) -> tuple[int, int]:
+        """Bytes and number of the user's live messages (what the quota counts)."""
+        async with self.db.read() as conn:
+            return await self._usage(conn, user_id)
+
+    # -- internals -------------------------------------------------------
+
+    async def _store_blob(self, source: AsyncIterable[bytes]) -> StoredMessage:
+        """Stream the message into a new blob, parsing its structure on the way."""
+        scanner = MimeScanner()
+        endings = LineEndings()
+
+        async def parsed_chunks() -> AsyncIterator[bytes]:
+            async for chunk in source:
+                scanner.feed(chunk)
+                endings.feed(chunk)
+                yield chunk
+
+        key = new_blob_key()
+        put = await self.blobs.put(key, parsed_chunks())
+        return StoredMessage(key, put, scanner.close(), endings.bare_lf)
+
+    async def _discard_blob(self, key: str) -> None:
+        """Delete a blob no row will refer to; if that fails, the sweeper will."""
+        try:
+            await self.blobs.delete_many([key])
+        except Exception:
+            log.warning("could not delete unused blob %s; the orphan sweeper will", key)
+
+    async def _commit_new_blob(
+        self,
+        stored: StoredMessage,
+        write: Callable[[AsyncConnection], Awaitable[_T]],
+        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
+    ) -> _T:
+        """Run ``write``, the transaction that makes the new blob ``stored`` visible.
+
+        The blob is deleted only when no committed row can refer to it: when
+        ``write`` failed, or the database rolled the transaction back (a
+        conflict). When the connection failed during COMMIT, ``committed``
+        reads, on a new connection, what ``write`` would have written: found,
+        the operation succeeded and that is its result (so the client does not
+        send the message again); not found, or the database still down, the
+        temporary failure stands and the blob stays for the orphan sweep, which
+        deletes it only if no ``object_keys`` row ever names it.
+        """
+        writing = True
+        try:
+            async with self.db.write() as conn:
+                result = await write(conn)
+                writing = False
+        except CommitOutcomeUnknown as error:
+            return await self._after_lost_commit(stored.key, committed, error)
+        except TransactionConflict:
+            await self._discard_blob(stored.key)  # rolled back, at COMMIT too
+            raise
+        except BaseException:
+            if writing:
+                await self._discard_blob(stored.key)
+            else:
+                log.warning("COMMIT failed; blob %s may be in use, so it is kept", stored.key)
+            raise
+        return result
+
+    async def _after_lost_commit(
+        self,
+        key: str,
+        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
+        error: CommitOutcomeUnknown,
+    ) -> _T:
+        try:
+            found = await self._read_until(self.db.commit_check_timeout, committed)
+        except TemporaryFailure:
+            LOST_COMMITS.labels("unknown").inc()
+            log.warning(
+                "the reply to a COMMIT was lost and the database is still unavailable: "
+                "blob %s is kept for the orphan sweep",
+                key,
+            )
+            raise error from None
+        if found is None:
+            LOST_COMMITS.labels("rolled_back").inc()
+            log.warning(
+                "the reply to a COMMIT was lost; it was not committed: "
+                "blob %s is left to the orphan sweep",
+                key,
+            )
+            raise error
+        LOST_COMMITS.labels("committed").inc()
+        log.warning("the reply to a COMMIT was lost, but it was committed (blob %s)", key)
+        return found
+
+    async def _read_until(
+        self, patience: float, read: Callable[[AsyncConnection], Awaitable[_T]]
+    ) -> _T:
+        """``read`` in a read transaction, tried again while the database is
+        unavailable, until ``patience`` seconds have passed (at least once)."""
+        deadline = time.monotonic() + patience
+        pause = 0.1
+        while True:
+            try:
+                async with self.db.read() as conn:
+                    return await read(conn)
+            except TemporaryFailure:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
+        await conn.execute(
+            insert(t.object_keys).values(
+                key=stored.key,
+                size=stored.put.size,
+                sha256=stored.put.sha256,
+                created_at=clock.utcnow(),
+            )
+        )
+
+    async def _insert_message(
+        self,
+        conn: AsyncConnection,
+        mailbox: Mailbox,
+        stored: StoredMessage,
+        flags: Flags,
+        internaldate: datetime,
+    ) -> AppendResult:
+        uid, modseq = await self._reserve_uids(conn, mailbox.id, 1)
+        await conn.execute(
+            insert(t.messages).values(
+                mailbox_id=mailbox.id,
+                user_id=mailbox.user_id,
+                uid=uid,
+                modseq=modseq,
+                object_key=stored.key,
+                size=stored.put.size,
+                size_crlf=stored.put.size + stored.bare_lf,
+                internaldate=naive_utc(internaldate),
+                internaldate_offset=offset_minutes(internaldate),
+                flags=flags.system,
+                keywords=flags.keyword_text,
+                **parse_cache_values(stored.parsed),
+            )
+        )
+        return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
+
+    async def _reserve_uids(
+        self, conn: AsyncConnection, mailbox_id: int, count: int
+    ) -> tuple[int, int]:
+        """Reserve ``count`` consecutive UIDs; return the first and the new modseq.
+
+        The UPDATE takes the mailbox row's write lock until commit, so no other
+        transaction can reserve the same UIDs (no ``UPDATE ... RETURNING`` on
+        MariaDB 10.11: the values are read back in the same transaction).
+        """
+        result = await conn.execute(
+            update(t.mailboxes)
+            .where(t.mailboxes.c.id == mailbox_id)
+            .values(
+                uidnext=t.mailboxes.c.uidnext + count,
+                highestmodseq=t.mailboxes.c.highestmodseq + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise MailboxNotFound(str(mailbox_id))
+        row = (
+            await conn.execute(
+                select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
+                    t.mailboxes.c.id == mailbox_id
+                )
+            )
+        ).one()
+        return row.uidnext - count, row.highestmodseq
+
+    async def _bump_modseq(self, conn: AsyncConnection, mailbox_id: int) -> int:
+        _, modseq = await self._reserve_uids(conn, mailbox_id, 0)
+        return modseq
+
+    async def _soft_delete(
+        self, conn: AsyncConnection, mailbox_id: int, uids: Sequence[int]
+    ) -> None:
+        modseq = await self._bump_modseq(conn, mailbox_id)
+        now = clock.utcnow()
+        for chunk in chunks(uids):
+            await conn.execute(
+                update(t.messages)
+                .where(live(mailbox_id), t.messages.c.uid.in_(chunk))
+                .values(deleted_at=now, modseq=modseq)
+            )
+
+    def _check_keywords(self, keywords: frozenset[str]) -> None:
+        """Keyword names must be atoms no longer than the limit, and no more of them
+        than one message may carry (RFC 3501 section 9, ``flag-keyword``)."""
+        limits = self.keyword_limits
+        for keyword in keywords:
+            if not keyword or not _ATOM_CHARS.issuperset(keyword):
+                raise InvalidValue(f"{keyword[:100]!r} is not a valid keyword")
+            if len(keyword) > limits.length:
+                raise KeywordLimitExceeded(
+                    f"a keyword may be at most {limits.length} characters long"
+                )
+        if len(keywords) > limits.per_message:
+            raise KeywordLimitExceeded(f"a message may have at most {limits.per_message} keywords")
+
+    async def _define_keywords(
+        self, conn: AsyncConnection, mailbox_id: int, keywords: frozenset[str]
+    ) -> None:
+        """Add ``keywords`` to the mailbox's keyword set, within its limit.
+
+        The mailbox row is locked first (``FOR UPDATE``; SQLite's writer holds
+        the database), so the count and the change are one step for concurrent
+        transactions. When the set would grow past the limit, keywords no live
+        message has any more are dropped from it first; if it still does not
+        fit, KeywordLimitExceeded (and the caller's transaction rolls back).
+        """
+        if not keywords:
+            return
+        row = (
+            await conn.execute(
+                select(t.mailboxes.c.keywords)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise MailboxNotFound(str(mailbox_id))
+        defined = frozenset(row.keywords.split())
+        if keywords <= defined:
+            return
+        wanted = defined | keywords
+        limit = self.keyword_limits.per_mailbox
+        if len(wanted) > limit:
+            in_use = await conn.execute(
+                select(t.messages.c.keywords)
+                .distinct()
+                .where(live(mailbox_id), t.messages.c.keywords != "")
+            )
+            wanted = frozenset(k for used in in_use for k in used.keywords.split()) | keywords
+            if len(wanted) > limit:
+                raise KeywordLimitExceeded(f"a mailbox may have at most {limit} keywords")
+        await conn.execute(
+            update(t.mailboxes)
+            .where(t.mailboxes.c.id == mailbox_id)
+            .values(keywords=" ".join(sorted(wanted)))
+        )
+
+    async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
+        row = (
+            await conn.execute(
+                select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
+                    t.messages.c.user_id == user_id, t.messages.c.deleted_at.is_(None)
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    async def _check_quota(self, conn: AsyncConnection, user_id: int, size: int) -> None:
+        row = (
+            await conn.execute(
+                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
+            )
+        ).one()
+        if row.quota_bytes is None:
+            return
+        used, _ = await self._usage(conn, user_id)
+        if used + size > row.quota_bytes:
+            raise QuotaExceeded(row.address, row.quota_bytes, used, size)
+
+    async def _mailbox_row(self, conn: AsyncConnection, user_id: int, name: str) -> t.AnyRow | None:
+        result = await conn.execute(
+            select(*MAILBOX_COLUMNS).where(
+                t.mailboxes.c.user_id == user_id,
+                t.mailboxes.c.name_hash == names.name_hash(name),
+            )
+        )
+        return result.one_or_none()
+
+    async def _find_mailbox(
+        self, conn: AsyncConnection, user_id: int, name: str, *, try_create: bool = False
+    ) -> Mailbox:
+        row = await self._mailbox_row(conn, user_id, name)
+        if row is None:
+            raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
+        return mailbox_from_row(row)
+
+    async def _insert_mailbox(
+        self, conn: AsyncConnection, user_id: int, name: str, special_use: str | None
+    ) -> Mailbox:
+        """Insert a mailbox with a UIDVALIDITY never used before by this user."""
+        row = (
+            await conn.execute(select(t.users.c.next_uidvalidity).where(t.users.c.id == user_id))
+        ).one()
+        uidvalidity = max(row.next_uidvalidity, int(datetime.now(UTC).timestamp()))
+        await conn.execute(
+            update(t.users).where(t.users.c.id == user_id).values(next_uidvalidity=uidvalidity + 1)
+        )
+        result = await conn.execute(
+            insert(t.mailboxes).values(
+                user_id=user_id,
+                name=name,
+                name_hash=names.name_hash(name),
+                uidvalidity=uidvalidity,
+                uidnext=1,
+                highestmodseq=1,
+                special_use=special_use,
+                created_at=clock.utcnow(),
+            )
+        )
+        (mailbox_id,) = result.inserted_primary_key or (None,)
+        if mailbox_id is None:
+            raise RuntimeError("the database returned no id for the new mailbox")
+        return Mailbox(mailbox_id, user_id, name, uidvalidity, 1, 1, special_use, ())
+
+    async def _subscribe(self, conn: AsyncConnection, user_id: int, name: str) -> None:
+        exists = await conn.execute(
+            select(t.subscriptions.c.id).where(
+                t.subscriptions.c.user_id == user_id,
+                t.subscriptions.c.name_hash == names.name_hash(name),
+            )
+        )
+        if exists.first() is None:
+            await conn.execute(
+                insert(t.subscriptions).values(
+                    user_id=user_id, name=name, name_hash=names.name_hash(name)
+                )
+            )
+
+    async def _quota_error(self, conn: AsyncConnection, user_id: int, size: int) -> QuotaExceeded:
+        row = (
+            await conn.execute(
+                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
+            )
+        ).one()
+        used, _ = await self._usage(conn, user_id)
+        return QuotaExceeded(row.address, row.quota_bytes or 0, used, size)
+
+    async def _announce_added(self, outcomes: Iterable[DeliveryOutcome]) -> None:
+        """Publish MESSAGES_ADDED for every mailbox a delivery added a message to."""
+        for outcome in outcomes:
+            if outcome.result is not None:
+                await self.bus.publish(
+                    ChangeEvent(
+                        outcome.recipient.user_id,
+                        ChangeKind.MESSAGES_ADDED,
+                        outcome.result.mailbox_id,
+                    )
+                )

@@ -1,0 +1,216 @@
+"""Adding new messages: APPEND and LMTP delivery, each sharing one new blob."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lightmail.errors import (
+    QuotaExceeded,
+)
+from lightmail.mailstore import names
+from lightmail.mailstore.core import StoreCore
+from lightmail.mailstore.rows import (
+    mailbox_from_row,
+)
+from lightmail.mailstore.types import (
+    AppendResult,
+    DeliveryOutcome,
+    Flags,
+    Mailbox,
+    Recipient,
+    StoredMessage,
+)
+from lightmail.notify.bus import ChangeEvent, ChangeKind
+from lightmail.storage.db import tables as t
+
+
+class Delivery(StoreCore):
+    async def append(
+        self,
+        user_id: int,
+        mailbox_name: str,
+        source: AsyncIterable[bytes],
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+    ) -> AppendResult:
+        """APPEND (RFC 3501 section 6.3.11): stream ``source`` into a new message.
+
+        ``internaldate`` keeps its zone (FETCH INTERNALDATE shows it); without
+        one the message gets the current time in the server's local zone.
+
+        The size limit is the caller's to enforce on ``source``: an exception
+        raised by the source leaves nothing behind.
+        """
+        mailbox_name = names.normalize(mailbox_name)
+        flags = tuple(flags)
+        self.check_flags(flags)
+        async with self.db.read() as conn:  # fail fast, before streaming the literal
+            await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
+        stored = await self._store_blob(source)
+        return await self.append_stored(
+            user_id, mailbox_name, stored, flags=flags, internaldate=internaldate
+        )
+
+    async def append_stored(
+        self,
+        user_id: int,
+        mailbox_name: str,
+        stored: StoredMessage,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+    ) -> AppendResult:
+        """:meth:`append` for a message already stored with :meth:`store_message`."""
+        mailbox_name = names.normalize(mailbox_name)
+        date = internaldate or datetime.now().astimezone()
+
+        async def write(conn: AsyncConnection) -> AppendResult:
+            parsed_flags = Flags.parse(flags)
+            self._check_keywords(parsed_flags.keywords)
+            mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
+            await self._check_quota(conn, user_id, stored.put.size)
+            await self._define_keywords(conn, mailbox.id, parsed_flags.keywords)
+            await self._insert_object_key(conn, stored)
+            return await self._insert_message(conn, mailbox, stored, parsed_flags, date)
+
+        async def committed(conn: AsyncConnection) -> AppendResult | None:
+            row = (
+                await conn.execute(
+                    select(t.messages.c.mailbox_id, t.messages.c.uid, t.mailboxes.c.uidvalidity)
+                    .select_from(
+                        t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                    )
+                    .where(t.messages.c.object_key == stored.key)
+                    .order_by(t.messages.c.id)
+                    .limit(1)
+                )
+            ).first()
+            return None if row is None else AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+
+        result = await self._commit_new_blob(stored, write, committed)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, result.mailbox_id))
+        return result
+
+    async def deliver(
+        self, recipients: Sequence[Recipient], source: AsyncIterable[bytes]
+    ) -> list[DeliveryOutcome]:
+        """Deliver one message to several recipients, all sharing one blob.
+
+        All copies are committed in one transaction. A recipient over quota
+        gets its own outcome and the others are still delivered. A missing
+        target mailbox falls back to INBOX: delivery never fails for a name.
+        """
+        return await self.deliver_stored(recipients, await self.store_message(source))
+
+    async def store_message(self, source: AsyncIterable[bytes]) -> StoredMessage:
+        """Stream a message into a new blob, durable but not yet visible anywhere.
+
+        Callers that decide after the data is in (LMTP waits for the virus
+        scanner's verdict) use :meth:`MailStore.ingest
+        <lightmail.mailstore.store.MailStore.ingest>`, which deletes the blob
+        unless it was committed. A crash in between leaves an orphan blob,
+        which the sweeper removes.
+        """
+        return await self._store_blob(source)
+
+    async def discard(self, stored: StoredMessage) -> None:
+        """Drop a stored message that will not be delivered."""
+        await self._discard_blob(stored.key)
+
+    def read_stored(self, stored: StoredMessage) -> AsyncIterator[bytes]:
+        return self.blobs.get(stored.key)
+
+    async def deliver_stored(
+        self, recipients: Sequence[Recipient], stored: StoredMessage
+    ) -> list[DeliveryOutcome]:
+        """:meth:`deliver` for a message already stored with :meth:`store_message`."""
+
+        async def write(conn: AsyncConnection) -> list[DeliveryOutcome]:
+            outcomes: list[DeliveryOutcome] = []
+            targets = [
+                (recipient, await self._delivery_mailbox(conn, recipient))
+                for recipient in recipients
+            ]
+            # Lock mailbox rows in one order so concurrent deliveries cannot deadlock.
+            targets.sort(key=lambda target: target[1].id)
+            if targets:
+                await self._insert_object_key(conn, stored)
+            now = datetime.now().astimezone()  # the server's local zone
+            for recipient, mailbox in targets:
+                try:
+                    await self._check_quota(conn, recipient.user_id, stored.put.size)
+                except QuotaExceeded as error:
+                    outcomes.append(DeliveryOutcome(recipient, error=error))
+                    continue
+                result = await self._insert_message(conn, mailbox, stored, Flags(), now)
+                outcomes.append(DeliveryOutcome(recipient, result=result))
+            if not any(outcome.result for outcome in outcomes):
+                await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == stored.key))
+            return outcomes
+
+        async def committed(conn: AsyncConnection) -> list[DeliveryOutcome] | None:
+            return await self._delivered(conn, recipients, stored)
+
+        outcomes = await self._commit_new_blob(stored, write, committed)
+        if not any(outcome.result for outcome in outcomes):
+            await self._discard_blob(stored.key)
+        await self._announce_added(outcomes)
+        order = {recipient: index for index, recipient in enumerate(recipients)}
+        outcomes.sort(key=lambda outcome: order[outcome.recipient])
+        return outcomes
+
+    async def _delivery_mailbox(self, conn: AsyncConnection, recipient: Recipient) -> Mailbox:
+        """The mailbox a recipient's copy goes to: the one it names if that exists, else INBOX."""
+        if recipient.mailbox is not None:
+            row = await self._mailbox_row(
+                conn, recipient.user_id, names.normalize(recipient.mailbox)
+            )
+            if row is not None:
+                return mailbox_from_row(row)
+        return await self._find_mailbox(conn, recipient.user_id, names.INBOX)
+
+    async def _delivered(
+        self, conn: AsyncConnection, recipients: Sequence[Recipient], stored: StoredMessage
+    ) -> list[DeliveryOutcome] | None:
+        """The outcomes of a delivery of ``stored`` that was committed, read back from its
+        rows; None if it was not (no ``object_keys`` row: nothing was delivered)."""
+        key = (
+            await conn.execute(select(t.object_keys.c.key).where(t.object_keys.c.key == stored.key))
+        ).first()
+        if key is None:
+            return None
+        rows = list(
+            await conn.execute(
+                select(
+                    t.messages.c.user_id,
+                    t.messages.c.mailbox_id,
+                    t.messages.c.uid,
+                    t.mailboxes.c.uidvalidity,
+                )
+                .select_from(
+                    t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                )
+                .where(t.messages.c.object_key == stored.key)
+                .order_by(t.messages.c.id)
+            )
+        )
+        outcomes = []
+        for recipient in recipients:
+            mailbox = await self._delivery_mailbox(conn, recipient)
+            row = next(
+                (r for r in rows if (r.user_id, r.mailbox_id) == (recipient.user_id, mailbox.id)),
+                None,
+            )
+            if row is None:  # over quota: the only recipient a delivery skips
+                error = await self._quota_error(conn, recipient.user_id, stored.put.size)
+                outcomes.append(DeliveryOutcome(recipient, error=error))
+                continue
+            rows.remove(row)
+            result = AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+            outcomes.append(DeliveryOutcome(recipient, result=result))
+        return outcomes

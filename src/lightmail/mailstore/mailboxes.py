@@ -1,0 +1,253 @@
+"""Mailboxes and subscriptions: LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, delete, func, insert, select, update
+
+from lightmail import clock
+from lightmail.errors import (
+    AlreadyExists,
+    InvalidMailboxName,
+    MailboxExists,
+    MailboxNotAllowed,
+    MailboxNotFound,
+)
+from lightmail.mailstore import names
+from lightmail.mailstore.core import StoreCore
+from lightmail.mailstore.rows import (
+    MAILBOX_COLUMNS,
+    live,
+    mailbox_from_row,
+)
+from lightmail.mailstore.types import (
+    Mailbox,
+    MailboxStatus,
+)
+from lightmail.notify.bus import ChangeEvent, ChangeKind
+from lightmail.storage.db import tables as t
+
+
+class Mailboxes(StoreCore):
+    async def create_user(
+        self, domain_id: int, address: str, password_hash: str, quota: int | None
+    ) -> tuple[int, datetime]:
+        """Add a user with INBOX and the special-use mailboxes, subscribed, in one
+        transaction; return the new id and its creation time (naive UTC).
+
+        The caller (:class:`~lightmail.accounts.service.Accounts`) has checked the
+        address and found the domain; AlreadyExists if the address is taken.
+        """
+        async with self.db.write() as conn:
+            taken = await conn.execute(select(t.users.c.id).where(t.users.c.address == address))
+            if taken.first() is not None:
+                raise AlreadyExists(f"user {address} already exists")
+            now = clock.utcnow()
+            result = await conn.execute(
+                insert(t.users).values(
+                    domain_id=domain_id,
+                    address=address,
+                    password_hash=password_hash,
+                    quota_bytes=quota,
+                    enabled=True,
+                    next_uidvalidity=1,
+                    created_at=now,
+                )
+            )
+            (user_id,) = result.inserted_primary_key or (None,)
+            if user_id is None:
+                raise RuntimeError("the database returned no id for the new user")
+            for name, special_use in names.DEFAULT_MAILBOXES:
+                await self._insert_mailbox(conn, user_id, name, special_use)
+                await self._subscribe(conn, user_id, name)
+        return int(user_id), now
+
+    async def delete_user(self, address: str) -> int | None:
+        """Delete a user, their aliases, mailboxes and subscriptions in one transaction;
+        their mail is soft-deleted (the GC purges it). Return the user's id, or None if
+        there is no such user.
+
+        The user's sessions hear of it as of a DELETE of every mailbox.
+        """
+        async with self.db.write() as conn:
+            user_id = (
+                await conn.execute(select(t.users.c.id).where(t.users.c.address == address))
+            ).scalar_one_or_none()
+            if user_id is None:
+                return None
+            mailbox_ids = (
+                (
+                    await conn.execute(
+                        select(t.mailboxes.c.id)
+                        .where(t.mailboxes.c.user_id == user_id)
+                        .order_by(t.mailboxes.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            await conn.execute(
+                update(t.messages)
+                .where(t.messages.c.user_id == user_id, t.messages.c.deleted_at.is_(None))
+                .values(deleted_at=clock.utcnow())
+            )
+            await conn.execute(delete(t.subscriptions).where(t.subscriptions.c.user_id == user_id))
+            await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.user_id == user_id))
+            await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == user_id))
+            await conn.execute(delete(t.users).where(t.users.c.id == user_id))
+        for mailbox_id in mailbox_ids:
+            await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox_id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+        return int(user_id)
+
+    async def list_mailboxes(self, user_id: int) -> list[Mailbox]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*MAILBOX_COLUMNS)
+                .where(t.mailboxes.c.user_id == user_id)
+                .order_by(t.mailboxes.c.name)
+            )
+            return [mailbox_from_row(row) for row in rows]
+
+    async def get_mailbox(self, user_id: int, name: str) -> Mailbox:
+        async with self.db.read() as conn:
+            return await self._find_mailbox(conn, user_id, names.normalize(name))
+
+    async def mailbox_by_id(self, user_id: int, mailbox_id: int) -> Mailbox:
+        """The mailbox as it is now; MailboxNotFound once it was deleted."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(*MAILBOX_COLUMNS).where(
+                        t.mailboxes.c.id == mailbox_id, t.mailboxes.c.user_id == user_id
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise MailboxNotFound(str(mailbox_id))
+        return mailbox_from_row(row)
+
+    async def mailbox_status(self, user_id: int, name: str) -> MailboxStatus:
+        async with self.db.read() as conn:
+            mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
+            seen = t.messages.c.flags.op("&")(t.FLAG_SEEN)
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(t.messages.c.size), 0),
+                        func.coalesce(func.sum(case((seen == 0, 1), else_=0)), 0),
+                    ).where(live(mailbox.id))
+                )
+            ).one()
+            return MailboxStatus(mailbox, messages=row[0], size=int(row[1]), unseen=int(row[2]))
+
+    async def create_mailbox(self, user_id: int, name: str) -> Mailbox:
+        """CREATE (RFC 3501 section 6.3.3): superior names are created as needed."""
+        name = names.normalize(name)
+        if name == names.INBOX:
+            raise MailboxExists(name)
+        async with self.db.write() as conn:
+            if await self._mailbox_row(conn, user_id, name) is not None:
+                raise MailboxExists(name)
+            for parent in names.parents(name):
+                if await self._mailbox_row(conn, user_id, parent) is None:
+                    await self._insert_mailbox(conn, user_id, parent, None)
+            mailbox = await self._insert_mailbox(conn, user_id, name, None)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+        return mailbox
+
+    async def delete_mailbox(self, user_id: int, name: str) -> None:
+        """DELETE (RFC 3501 section 6.3.4).
+
+        The mailbox's messages are soft-deleted (the GC purges them). Its
+        inferior mailboxes stay; the name then lives on only as their parent,
+        which LIST shows as ``\\Noselect``.
+        """
+        name = names.normalize(name)
+        if name == names.INBOX:
+            raise MailboxNotAllowed("INBOX cannot be deleted")
+        async with self.db.write() as conn:
+            mailbox = await self._find_mailbox(conn, user_id, name)
+            await conn.execute(
+                update(t.messages).where(live(mailbox.id)).values(deleted_at=clock.utcnow())
+            )
+            await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.id == mailbox.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+
+    async def rename_mailbox(self, user_id: int, old: str, new: str) -> None:
+        """RENAME (RFC 3501 section 6.3.5), with inferiors and INBOX's special case.
+
+        Renaming INBOX moves its messages into a new mailbox of the new name
+        and leaves INBOX empty; UIDs are kept and never reused in INBOX.
+        """
+        old, new = names.normalize(old), names.normalize(new)
+        if new == names.INBOX or new.startswith(old + names.DELIMITER):
+            raise InvalidMailboxName(new, "a mailbox cannot be renamed to INBOX or below itself")
+        async with self.db.write() as conn:
+            source = await self._find_mailbox(conn, user_id, old)
+            if await self._mailbox_row(conn, user_id, new) is not None:
+                raise MailboxExists(new)
+            for parent in names.parents(new):
+                if await self._mailbox_row(conn, user_id, parent) is None:
+                    await self._insert_mailbox(conn, user_id, parent, None)
+            if old == names.INBOX:
+                target = await self._insert_mailbox(conn, user_id, new, None)
+                await conn.execute(
+                    update(t.mailboxes)
+                    .where(t.mailboxes.c.id == target.id)
+                    .values(
+                        uidnext=source.uidnext,
+                        highestmodseq=source.highestmodseq,
+                        keywords=" ".join(source.keywords),
+                    )
+                )
+                await conn.execute(
+                    update(t.messages).where(live(source.id)).values(mailbox_id=target.id)
+                )
+                await self._bump_modseq(conn, source.id)  # INBOX's sessions must look again
+            else:
+                renames = [(source.id, new)]
+                rows = await conn.execute(
+                    select(t.mailboxes.c.id, t.mailboxes.c.name).where(
+                        t.mailboxes.c.user_id == user_id,
+                        t.mailboxes.c.name.startswith(old + names.DELIMITER, autoescape=True),
+                    )
+                )
+                renames += [(row.id, new + row.name[len(old) :]) for row in rows]
+                for mailbox_id, name in renames:
+                    await conn.execute(
+                        update(t.mailboxes)
+                        .where(t.mailboxes.c.id == mailbox_id)
+                        .values(name=name, name_hash=names.name_hash(name))
+                    )
+        if old == names.INBOX:
+            await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, source.id))
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
+
+    async def subscribe(self, user_id: int, name: str) -> None:
+        """SUBSCRIBE (RFC 3501 section 6.3.6); the mailbox need not exist."""
+        name = names.normalize(name)
+        async with self.db.write() as conn:
+            await self._subscribe(conn, user_id, name)
+
+    async def unsubscribe(self, user_id: int, name: str) -> None:
+        name = names.normalize(name)
+        async with self.db.write() as conn:
+            await conn.execute(
+                delete(t.subscriptions).where(
+                    t.subscriptions.c.user_id == user_id,
+                    t.subscriptions.c.name_hash == names.name_hash(name),
+                )
+            )
+
+    async def subscriptions(self, user_id: int) -> list[str]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(t.subscriptions.c.name)
+                .where(t.subscriptions.c.user_id == user_id)
+                .order_by(t.subscriptions.c.name)
+            )
+            return [row.name for row in rows]

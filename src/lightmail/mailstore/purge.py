@@ -1,0 +1,322 @@
+"""Soft-deleted messages: restoring them, and purging them for the garbage collector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
+
+from lightmail.errors import (
+    MailboxNotFound,
+    NotFound,
+)
+from lightmail.mailstore.core import StoreCore
+from lightmail.mailstore.rows import (
+    MAILBOX_COLUMNS,
+    aware,
+    chunks,
+    mailbox_from_row,
+    same_mailbox,
+)
+from lightmail.mailstore.types import (
+    AppendResult,
+    DeletedMessage,
+)
+from lightmail.notify.bus import ChangeEvent, ChangeKind
+from lightmail.storage.db import tables as t
+from lightmail.storage.db.engine import Database
+
+
+class DeletedMail(StoreCore):
+    async def list_deleted(
+        self, user_id: int, *, after_id: int = 0, limit: int = 100
+    ) -> list[DeletedMessage]:
+        """The user's restorable messages, by id, starting after ``after_id``."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(
+                    t.messages.c.id,
+                    t.messages.c.mailbox_id,
+                    t.messages.c.uid,
+                    t.messages.c.size,
+                    t.messages.c.internaldate,
+                    t.messages.c.deleted_at,
+                    t.messages.c.subject,
+                    t.messages.c.from_addr,
+                    t.mailboxes.c.name,
+                    t.mailboxes.c.created_at,
+                )
+                .select_from(
+                    t.messages.outerjoin(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+                )
+                .where(
+                    t.messages.c.user_id == user_id,
+                    t.messages.c.deleted_at.is_not(None),
+                    t.messages.c.purge_claimed_until.is_(None),
+                    t.messages.c.id > after_id,
+                )
+                .order_by(t.messages.c.id)
+                .limit(limit)
+            )
+            return [
+                DeletedMessage(
+                    id=row.id,
+                    mailbox_id=row.mailbox_id,
+                    mailbox=row.name if same_mailbox(row.created_at, row.deleted_at) else None,
+                    uid=row.uid,
+                    size=row.size,
+                    internaldate=aware(row.internaldate),
+                    deleted_at=aware(row.deleted_at),
+                    subject=row.subject,
+                    from_addr=row.from_addr,
+                )
+                for row in rows
+            ]
+
+    async def restore(self, user_id: int, message_id: int) -> AppendResult:
+        """Undelete a soft-deleted message into the mailbox it came from, with a new UID.
+
+        A message the garbage collector has claimed is gone for good
+        (:class:`~lightmail.errors.NotFound`); so is one whose mailbox was
+        deleted since (:class:`~lightmail.errors.MailboxNotFound`). The
+        restored message loses ``\\Deleted`` and counts against the quota again.
+        """
+        async with self.db.write() as conn:
+            # The row lock orders this against the garbage collector's claim:
+            # whichever commits second sees the other's change.
+            row = (
+                await conn.execute(
+                    select(
+                        t.messages.c.mailbox_id,
+                        t.messages.c.size,
+                        t.messages.c.deleted_at,
+                        t.messages.c.keywords,
+                    )
+                    .where(
+                        t.messages.c.id == message_id,
+                        t.messages.c.user_id == user_id,
+                        t.messages.c.deleted_at.is_not(None),
+                        t.messages.c.purge_claimed_until.is_(None),
+                    )
+                    .with_for_update()
+                )
+            ).one_or_none()
+            if row is None:
+                raise NotFound(f"no restorable deleted message {message_id}")
+            found = (
+                await conn.execute(
+                    select(*MAILBOX_COLUMNS, t.mailboxes.c.created_at).where(
+                        t.mailboxes.c.id == row.mailbox_id, t.mailboxes.c.user_id == user_id
+                    )
+                )
+            ).one_or_none()
+            if found is None or not same_mailbox(found.created_at, row.deleted_at):
+                raise MailboxNotFound(f"the mailbox message {message_id} was deleted from")
+            await self._check_quota(conn, user_id, row.size)
+            await self._define_keywords(conn, row.mailbox_id, frozenset(row.keywords.split()))
+            uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1)
+            await conn.execute(
+                update(t.messages)
+                .where(t.messages.c.id == message_id)
+                .values(
+                    uid=uid,
+                    modseq=modseq,
+                    deleted_at=None,
+                    # Else the next EXPUNGE of the mailbox would take it again.
+                    flags=t.messages.c.flags.op("&")(~t.FLAG_DELETED),
+                )
+            )
+        mailbox = mailbox_from_row(found)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
+        return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A batch of soft-deleted messages one garbage collector worker now holds."""
+
+    ids: list[int]
+    keys: list[str]  # the blobs they use, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedTotals:
+    messages: int  # soft-deleted and not yet purged
+    bytes: int
+    due: int  # of those, deleted before the cutoff
+
+
+class Purge:
+    """The garbage collector's SQL on ``messages`` and ``object_keys``; the collector
+    (:mod:`lightmail.gc.collector`) keeps the policy: batches, leases, retries, metrics.
+
+    The shared-blob rule is the mailstore's: a blob goes only when no unclaimed
+    message and no quarantine entry refers to it.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def due(now: datetime, retention: timedelta) -> ColumnElement[bool]:
+        """Messages a worker may claim now: deleted before retention, not held."""
+        m = t.messages.c
+        return and_(
+            m.deleted_at.is_not(None),
+            m.deleted_at <= now - retention,
+            or_(m.purge_claimed_until.is_(None), m.purge_claimed_until < now),
+        )
+
+    async def claim(
+        self, now: datetime, retention: timedelta, limit: int, lease: timedelta
+    ) -> Claim:
+        """Step 1: hold up to ``limit`` due messages until ``now + lease`` (one
+        transaction); from its commit on they can no longer be restored."""
+        m = t.messages.c
+        async with self.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(m.id, m.object_key)
+                    .where(self.due(now, retention))
+                    .order_by(m.deleted_at, m.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            ids = [row.id for row in rows]
+            for chunk in chunks(ids):
+                await conn.execute(
+                    update(t.messages)
+                    .where(m.id.in_(chunk))
+                    .values(purge_claimed_until=now + lease)
+                )
+        return Claim(ids, sorted({row.object_key for row in rows}))
+
+    async def unused_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """Step 2's list: of ``keys``, those no unclaimed message and no quarantine
+        entry uses, with their sizes."""
+        m = t.messages.c
+        unused: dict[str, int] = {}
+        async with self.db.read() as conn:
+            for chunk in chunks(keys):
+                rows = await conn.execute(
+                    select(t.object_keys.c.key, t.object_keys.c.size).where(
+                        t.object_keys.c.key.in_(chunk)
+                    )
+                )
+                sizes = {row.key: row.size for row in rows}
+                used = await conn.execute(
+                    select(m.object_key)
+                    .where(m.object_key.in_(chunk), m.purge_claimed_until.is_(None))
+                    .union(
+                        select(t.quarantine.c.object_key).where(
+                            t.quarantine.c.object_key.in_(chunk)
+                        )
+                    )
+                )
+                kept = set(used.scalars())
+                # A key without an object_keys row was freed by an earlier,
+                # interrupted batch: delete it again (size unknown, so 0).
+                unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
+        return unused
+
+    async def delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
+        """Step 3 (one transaction): the claimed ``messages`` rows, then the
+        ``object_keys`` rows no message or quarantine entry refers to any more.
+
+        The ``object_keys`` rows are locked first, so two workers finishing
+        batches that share a blob cannot both leave its row. Every statement
+        finds its rows by primary key, so none scans (and locks) rows of
+        another worker's batch, which a small table would otherwise invite the
+        MySQL/MariaDB planner to do. A conflict raises TransactionConflict.
+        """
+        async with self.db.write() as conn:
+            for key_chunk in chunks(keys):
+                await conn.execute(
+                    select(t.object_keys.c.key)
+                    .with_hint(t.object_keys, "FORCE INDEX (PRIMARY)", "mysql")
+                    .where(t.object_keys.c.key.in_(key_chunk))
+                    .order_by(t.object_keys.c.key)
+                    .with_for_update()
+                )
+            result = await conn.execute(
+                delete(t.messages).where(t.messages.c.id == bindparam("message_id")),
+                [{"message_id": message_id} for message_id in ids],
+            )
+            deleted = int(result.rowcount)
+            gone: list[str] = []
+            for key_chunk in chunks(keys):
+                used = await conn.execute(
+                    select(t.messages.c.object_key)
+                    .where(t.messages.c.object_key.in_(key_chunk))
+                    .union(
+                        select(t.quarantine.c.object_key).where(
+                            t.quarantine.c.object_key.in_(key_chunk)
+                        )
+                    )
+                )
+                gone.extend(sorted(set(key_chunk) - set(used.scalars())))
+            if gone:
+                await conn.execute(
+                    delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
+                    [{"gone_key": key} for key in gone],
+                )
+        return deleted
+
+    async def plan(self, now: datetime, retention: timedelta) -> tuple[int, int, int]:
+        """What a purge would do now, changing nothing: due messages, and the
+        number and bytes of the blobs it would delete."""
+        m = t.messages.c
+        due = self.due(now, retention)
+        doomed_or_due = or_(due, m.purge_claimed_until.is_not(None))
+        async with self.db.read() as conn:
+            messages = int((await conn.execute(select(func.count()).where(due))).scalar_one())
+            due_keys = select(m.object_key).where(due)
+            rows = await conn.execute(
+                select(m.object_key, func.max(t.object_keys.c.size))
+                .select_from(t.messages.join(t.object_keys))
+                .where(
+                    m.object_key.in_(due_keys),
+                    m.object_key.not_in(select(t.quarantine.c.object_key)),
+                )
+                .group_by(m.object_key)
+                .having(func.sum(case((doomed_or_due, 0), else_=1)) == 0)
+            )
+            sizes = [int(size) for _, size in rows]
+        return messages, len(sizes), sum(sizes)
+
+    async def due_count(self, now: datetime, retention: timedelta) -> int:
+        async with self.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).where(self.due(now, retention)))
+                ).scalar_one()
+            )
+
+    async def deleted_totals(self, cutoff: datetime) -> DeletedTotals:
+        """Soft-deleted messages not yet purged, and how many were deleted by ``cutoff``."""
+        deleted = t.messages.c.deleted_at
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(t.messages.c.size), 0),
+                        func.coalesce(func.sum(case((deleted <= cutoff, 1), else_=0)), 0),
+                    ).where(deleted.is_not(None))
+                )
+            ).one()
+        return DeletedTotals(int(row[0]), int(row[1]), int(row[2]))
+
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Of ``keys``, those with an ``object_keys`` row (the orphan sweep's check)."""
+        async with self.db.read() as conn:
+            return set(
+                (
+                    await conn.execute(
+                        select(t.object_keys.c.key).where(t.object_keys.c.key.in_(keys))
+                    )
+                ).scalars()
+            )

@@ -1,0 +1,168 @@
+"""How mailstore values map to SQL rows: column lists, row converters, predicates.
+
+Internal to the mailstore package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import and_
+
+from lightmail.mailstore.mime.types import ParsedMessage
+from lightmail.mailstore.types import Flags, Mailbox, MessageInfo
+from lightmail.storage.db import tables as t
+
+_T = TypeVar("_T")
+
+# IN (...) lists are cut into pieces of this many values (SQLite allows 32766).
+CHUNK = 500
+
+
+def aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def zoned(value: datetime, offset_minutes: int) -> datetime:
+    """A stored UTC instant in the zone it was given in (minutes east of UTC)."""
+    if not offset_minutes:
+        return value.replace(tzinfo=UTC)
+    zone = timezone(timedelta(minutes=offset_minutes))
+    return value.replace(tzinfo=UTC).astimezone(zone)
+
+
+def offset_minutes(value: datetime) -> int:
+    """The zone of an aware datetime as whole minutes east of UTC (0 if naive)."""
+    offset = value.utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() // 60)
+
+
+def naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def chunks(values: Sequence[_T]) -> Iterator[list[_T]]:
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+class LineEndings:
+    """Counts bare LFs in a stream of chunks (a CR may end one chunk, its LF start the next)."""
+
+    def __init__(self) -> None:
+        self.bare_lf = 0
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        crlf = chunk.count(b"\r\n") + (1 if self._after_cr and chunk[0] == 0x0A else 0)
+        self.bare_lf += chunk.count(b"\n") - crlf
+        self._after_cr = chunk[-1] == 0x0D
+
+
+def mailbox_from_row(row: t.AnyRow) -> Mailbox:
+    return Mailbox(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        uidvalidity=row.uidvalidity,
+        uidnext=row.uidnext,
+        highestmodseq=row.highestmodseq,
+        special_use=row.special_use,
+        keywords=tuple(row.keywords.split()),
+    )
+
+
+def info_from_row(row: t.AnyRow) -> MessageInfo:
+    return MessageInfo(
+        uid=row.uid,
+        modseq=row.modseq,
+        flags=Flags.from_row(row.flags, row.keywords),
+        size=row.size,
+        internaldate=zoned(row.internaldate, row.internaldate_offset),
+        object_key=row.object_key,
+        size_crlf=row.size_crlf,
+    )
+
+
+MAILBOX_COLUMNS = (
+    t.mailboxes.c.id,
+    t.mailboxes.c.user_id,
+    t.mailboxes.c.name,
+    t.mailboxes.c.uidvalidity,
+    t.mailboxes.c.uidnext,
+    t.mailboxes.c.highestmodseq,
+    t.mailboxes.c.special_use,
+    t.mailboxes.c.keywords,
+)
+INFO_COLUMNS = (
+    t.messages.c.uid,
+    t.messages.c.modseq,
+    t.messages.c.flags,
+    t.messages.c.keywords,
+    t.messages.c.size,
+    t.messages.c.internaldate,
+    t.messages.c.internaldate_offset,
+    t.messages.c.object_key,
+    t.messages.c.size_crlf,
+)
+# The parse results cached at delivery, so FETCH, SEARCH and SORT never read the blob.
+PARSE_CACHE_COLUMNS = (
+    "header",
+    "envelope",
+    "bodystructure",
+    "sent_date",
+    "subject",
+    "from_addr",
+    "to_addr",
+    "cc_addr",
+    "bcc_addr",
+    "message_id",
+)
+# Columns copied unchanged when a message is copied or moved.
+COPIED_COLUMNS = (
+    "object_key",
+    "size",
+    "size_crlf",
+    "internaldate",
+    "internaldate_offset",
+    "flags",
+    "keywords",
+    *PARSE_CACHE_COLUMNS,
+)
+
+
+def parse_cache_values(parsed: ParsedMessage) -> dict[str, Any]:
+    """The :data:`PARSE_CACHE_COLUMNS` of a new message row, in that order."""
+    values = (
+        parsed.header,
+        json.dumps(parsed.envelope.to_json(), separators=(",", ":")),
+        json.dumps(parsed.body.to_json(), separators=(",", ":")),
+        naive_utc(parsed.sent_date) if parsed.sent_date else None,
+        parsed.subject,
+        parsed.from_,
+        parsed.to,
+        parsed.cc,
+        parsed.bcc,
+        parsed.message_id,
+    )
+    return dict(zip(PARSE_CACHE_COLUMNS, values, strict=True))
+
+
+def same_mailbox(mailbox_created: datetime | None, message_deleted: datetime) -> bool:
+    """Whether a mailbox row is the one a message was deleted from.
+
+    Mailbox ids can be reused (SQLite hands out the highest rowid again), but
+    a mailbox created after the message was deleted cannot be where it was.
+    """
+    return mailbox_created is not None and mailbox_created <= message_deleted
+
+
+def live(mailbox_id: int) -> Any:
+    return and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.deleted_at.is_(None))

@@ -1,0 +1,203 @@
+"""The values the mailstore takes and returns: flags, mailboxes, messages, results."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from lightmail.errors import QuotaExceeded
+from lightmail.mailstore.mime.types import BodyPart, Envelope, ParsedMessage
+from lightmail.storage.blobs import PutResult
+from lightmail.storage.db import tables as t
+
+SYSTEM_FLAGS: dict[str, int] = {
+    "\\Seen": t.FLAG_SEEN,
+    "\\Answered": t.FLAG_ANSWERED,
+    "\\Flagged": t.FLAG_FLAGGED,
+    "\\Deleted": t.FLAG_DELETED,
+    "\\Draft": t.FLAG_DRAFT,
+}
+_SYSTEM_BY_FOLDED = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+# ``atom`` of RFC 3501 section 9: printable ASCII less atom-specials.
+_ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\]')
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordLimits:
+    """Bounds on keywords (RFC 3501 section 2.3.2), so no client can grow a mailbox's
+    metadata, and every session's view of it, without limit ([imap] settings)."""
+
+    per_mailbox: int = 100  # distinct keywords in one mailbox
+    per_message: int = 50  # keywords on one message
+    length: int = 64  # characters in one keyword name
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """System flags as a bit set plus keywords (RFC 3501 section 2.3.2)."""
+
+    system: int = 0
+    keywords: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, flags: Iterable[str]) -> Flags:
+        """Split flag names into system flags and keywords.
+
+        System flags match case-insensitively; ``\\Recent`` is a session
+        property, never stored, and other backslash names are not keywords.
+        """
+        system, keywords = 0, set()
+        for flag in flags:
+            canonical = _SYSTEM_BY_FOLDED.get(flag.lower())
+            if canonical is not None:
+                system |= SYSTEM_FLAGS[canonical]
+            elif not flag.startswith("\\"):
+                keywords.add(flag)
+        return cls(system, frozenset(keywords))
+
+    @classmethod
+    def from_row(cls, system: int, keywords: str) -> Flags:
+        # Interned: the rows of a mailbox repeat the same few keywords, and a
+        # listing of thousands of messages then holds each name once.
+        return cls(system, frozenset(map(sys.intern, keywords.split())))
+
+    def names(self) -> tuple[str, ...]:
+        """Flag names in a stable order: system flags first, then keywords sorted."""
+        system = tuple(name for name, bit in SYSTEM_FLAGS.items() if self.system & bit)
+        return system + tuple(sorted(self.keywords))
+
+    @property
+    def keyword_text(self) -> str:
+        return " ".join(sorted(self.keywords))
+
+
+class StoreMode(enum.Enum):
+    """STORE's FLAGS, +FLAGS and -FLAGS (RFC 3501 section 6.4.6)."""
+
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+    def apply(self, current: Flags, change: Flags) -> Flags:
+        if self is StoreMode.REPLACE:
+            return change
+        if self is StoreMode.ADD:
+            return Flags(current.system | change.system, current.keywords | change.keywords)
+        return Flags(current.system & ~change.system, current.keywords - change.keywords)
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    user_id: int
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None
+    # The keywords defined in the mailbox, sorted: every keyword a live message
+    # has, and perhaps some no message has any more (FLAGS, RFC 3501 7.2.6).
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """The counts STATUS reports (RFC 3501 section 6.3.10), less \\Recent."""
+
+    mailbox: Mailbox
+    messages: int
+    unseen: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """What a mailbox view needs of each message; read from SQL only."""
+
+    uid: int
+    modseq: int
+    flags: Flags
+    size: int
+    internaldate: datetime
+    object_key: str
+    size_crlf: int  # ``size`` with every bare LF counted as CRLF (POP3's octet count)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    """The cached parse of a message: FETCH of these never reads the blob."""
+
+    info: MessageInfo
+    header: bytes
+    envelope: Envelope
+    body: BodyPart
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """APPENDUID's data (RFC 4315 section 3)."""
+
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """COPYUID's data (RFC 4315 section 3): source UIDs and the UIDs they got."""
+
+    uidvalidity: int
+    source_uids: tuple[int, ...]
+    dest_uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One copy of a delivery: a user and the mailbox it goes to (None = INBOX)."""
+
+    user_id: int
+    address: str
+    mailbox: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    recipient: Recipient
+    result: AppendResult | None = None
+    error: QuotaExceeded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedMessage:
+    """A soft-deleted message the garbage collector has not claimed: restorable."""
+
+    id: int
+    mailbox_id: int
+    mailbox: str | None  # the name of the mailbox it came from; None if that is gone
+    uid: int  # its UID before it was deleted
+    size: int
+    internaldate: datetime
+    deleted_at: datetime
+    subject: str
+    from_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    id: int
+    sender: str
+    recipients: tuple[str, ...]  # the envelope addresses it was sent to
+    virus: str
+    size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    key: str
+    put: PutResult
+    parsed: ParsedMessage
+    bare_lf: int  # line feeds not preceded by CR
