@@ -209,8 +209,8 @@ async def start_rig(
     accounts = Accounts(store)
     domain = f"d{uuid.uuid4().hex[:8]}.example"
     await accounts.add_domain(domain)
-    lmtp = LmtpServer(settings, store, accounts)
-    imap = ImapServer(settings, store, accounts, None)
+    lmtp = LmtpServer(settings, store, accounts, scanner=None)
+    imap = ImapServer(settings, store, accounts, None, scanner=None)
     await lmtp.start()
     await imap.start()
     return Rig(db, blobs, store, accounts, domain, lmtp, imap)
