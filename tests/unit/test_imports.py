@@ -78,3 +78,16 @@ def test_no_import_cycle() -> None:
 def test_only_the_cli_imports_the_runtime() -> None:
     importers = {module for module, imports in _graph().items() if "lightmail.runtime" in imports}
     assert importers == {"lightmail.cli"}
+
+
+def test_the_api_imports_no_storage() -> None:
+    """The API reaches storage only through the mailstore, accounts and the health
+    check the runtime hands it."""
+    reached = {
+        (module, imported)
+        for module, imports in _graph().items()
+        if module.startswith("lightmail.api")
+        for imported in imports
+        if imported.startswith("lightmail.storage")
+    }
+    assert reached == set()
