@@ -2,12 +2,12 @@
 
 Every part is built here, once, and handed to what uses it: the parts every
 command needs (database, blob store, notification bus, mailstore, accounts,
-API tokens, the clamd client, the storage health check) by :func:`open_node`,
-the services and the API's context by :func:`build_services`. Nothing else
-imports this module but the CLI. ``lightmail serve`` adds
-the long-running services (protocol listeners, workers): each is an object
-with ``start()`` and ``stop()``, started in order and stopped in reverse
-order on SIGTERM or SIGINT.
+API tokens, the one clamd client, the storage health check) by
+:func:`open_node`; the services and the API's context by :func:`build_services`.
+Nothing else imports this module but the CLI. ``lightmail serve`` adds the
+long-running services (protocol listeners, workers): each is an object with
+``start()`` and ``stop()``, started in order and stopped in reverse order on
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
