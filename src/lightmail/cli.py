@@ -17,7 +17,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO
 
 from lightmail import runtime
-from lightmail.api.tokens import ApiTokens
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
 from lightmail.gc import GcWorker
@@ -202,14 +201,14 @@ async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> No
 
 async def _token_create(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
-        token, secret = await ApiTokens(node.db).create(args.name)
+        token, secret = await node.tokens.create(args.name)
     print(f"created API token {token.name}; it is shown only this once, keep it safe:")
     print(secret)
 
 
 async def _token_list(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
-        for token in await ApiTokens(node.db).list_tokens():
+        for token in await node.tokens.list_tokens():
             used = (
                 token.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if token.last_used_at else "never"
             )
@@ -221,7 +220,7 @@ async def _token_list(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
-        await ApiTokens(node.db).revoke(args.name)
+        await node.tokens.revoke(args.name)
     print(f"revoked API token {args.name}")
 
 

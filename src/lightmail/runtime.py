@@ -1,10 +1,13 @@
 """Builds a node's parts from the settings, runs them, and stops them cleanly.
 
-The parts every command needs (database, blob store, notification bus,
-mailstore, accounts) are built by :func:`open_node`. ``lightmail serve`` adds
-the long-running services (protocol listeners, workers): each is an object
-with ``start()`` and ``stop()``, started in order and stopped in reverse
-order on SIGTERM or SIGINT.
+Every part is built here, once, and handed to what uses it: the parts every
+command needs (database, blob store, notification bus, mailstore, accounts,
+API tokens, the one clamd client, the storage health check) by
+:func:`open_node`; the services and the API's context by :func:`build_services`.
+Nothing else imports this module but the CLI. ``lightmail serve`` adds the
+long-running services (protocol listeners, workers): each is an object with
+``start()`` and ``stop()``, started in order and stopped in reverse order on
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lightmail.accounts.service import Accounts
+from lightmail.accounts.tokens import ApiTokens
+from lightmail.antivirus.clamd import ClamdClient
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.gc import GarbageCollector, GcWorker
@@ -29,6 +35,7 @@ from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
 from lightmail.pop3.server import Pop3Server
 from lightmail.storage.blobs import BlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
+from lightmail.storage.health import StorageHealth
 
 log = logging.getLogger("lightmail")
 
@@ -55,7 +62,10 @@ class Node:
     bus: NotificationBus
     store: MailStore
     accounts: Accounts
+    tokens: ApiTokens
     gc: GarbageCollector
+    scanner: ClamdClient | None  # the one clamd client; None when [antivirus] mode = off
+    health: StorageHealth
 
 
 @asynccontextmanager
@@ -98,7 +108,18 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         store = MailStore(db, blobs, bus, limits)
         try:
             gc = GarbageCollector(db, blobs, settings.gc)
-            yield Node(settings, db, blobs, bus, store, Accounts(store, settings.auth), gc)
+            yield Node(
+                settings,
+                db,
+                blobs,
+                bus,
+                store,
+                Accounts(store, settings.auth),
+                ApiTokens(db),
+                gc,
+                scanner_for(settings.antivirus),
+                StorageHealth(db, blobs),
+            )
         finally:
             await bus.close()
             await blobs.close()
@@ -114,9 +135,9 @@ def build_services(node: Node) -> list[Service]:
         tls = server_context(settings.tls.cert, settings.tls.key)
     services: list[Service] = []
     if settings.lmtp.listen:
-        services.append(LmtpServer(settings, node.store, node.accounts))
+        services.append(LmtpServer(settings, node.store, node.accounts, scanner=node.scanner))
     if settings.imap.listen or settings.imap.tls_listen:
-        services.append(ImapServer(settings, node.store, node.accounts, tls))
+        services.append(ImapServer(settings, node.store, node.accounts, tls, scanner=node.scanner))
     if settings.pop3.listen or settings.pop3.tls_listen:
         services.append(Pop3Server(settings, node.store, node.accounts, tls))
     if settings.gc.enabled:
@@ -126,7 +147,16 @@ def build_services(node: Node) -> list[Service]:
         from lightmail.api.deps import ApiContext
         from lightmail.api.server import ApiServer
 
-        services.append(ApiServer(ApiContext.for_node(node)))
+        context = ApiContext(
+            settings=settings,
+            store=node.store,
+            accounts=node.accounts,
+            gc=node.gc,
+            tokens=node.tokens,
+            health=node.health,
+            scanner=node.scanner if settings.antivirus.scan_append else None,
+        )
+        services.append(ApiServer(context))
     return services
 
 

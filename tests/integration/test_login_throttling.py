@@ -62,7 +62,7 @@ async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[Servers]:
         },
     )
     accounts = Accounts(backend.store, settings.auth)  # as runtime.open_node builds it
-    imap = ImapServer(settings, backend.store, accounts, None)
+    imap = ImapServer(settings, backend.store, accounts, None, scanner=None)
     pop3 = Pop3Server(settings, backend.store, accounts, None)
     await imap.start()
     await pop3.start()

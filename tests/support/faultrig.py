@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from lightmail.accounts.service import Accounts, User
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import TcpAddress, load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
@@ -209,8 +210,9 @@ async def start_rig(
     accounts = Accounts(store)
     domain = f"d{uuid.uuid4().hex[:8]}.example"
     await accounts.add_domain(domain)
-    lmtp = LmtpServer(settings, store, accounts)
-    imap = ImapServer(settings, store, accounts, None)
+    scanner = scanner_for(settings.antivirus)  # one client, as the runtime builds it
+    lmtp = LmtpServer(settings, store, accounts, scanner=scanner)
+    imap = ImapServer(settings, store, accounts, None, scanner=scanner)
     await lmtp.start()
     await imap.start()
     return Rig(db, blobs, store, accounts, domain, lmtp, imap)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from lightmail.config import (
     AUTH_DEFAULTS,
+    KEYS,
     AntivirusMode,
     AuthSettings,
     LogLevel,
@@ -668,6 +669,10 @@ def test_example_file_lists_every_key_in_order() -> None:
         for key in dataclasses.fields(getattr(load_settings(None, {}), section.name))
     ]
     assert listed == known
+    # Each with the default text it is declared with, and nothing else.
+    example = [(s, k, parser[s][k]) for s in parser.sections() for k in parser[s]]
+    assert example == [(key.section, key.name, key.default) for key in KEYS]
+    assert all(key.doc and key.allowed for key in KEYS)
 
 
 # --- [auth] ----------------------------------------------------------------

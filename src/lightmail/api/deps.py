@@ -15,7 +15,7 @@ import binascii
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,8 +23,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightmail.accounts.service import Accounts
+from lightmail.accounts.tokens import ApiToken, ApiTokens
 from lightmail.antivirus.clamd import ClamdClient
-from lightmail.antivirus.policy import scanner_for
 from lightmail.api.errors import (
     ApiError,
     challenge,
@@ -33,16 +33,10 @@ from lightmail.api.errors import (
     unavailable,
 )
 from lightmail.api.schemas import MAX_ID, MAX_UID
-from lightmail.api.tokens import ApiToken, ApiTokens
 from lightmail.config import Settings
 from lightmail.errors import TemporaryFailure
 from lightmail.gc import GarbageCollector
 from lightmail.mailstore.store import MailStore
-from lightmail.storage.blobs import BlobStore
-from lightmail.storage.db.engine import Database
-
-if TYPE_CHECKING:
-    from lightmail.runtime import Node
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +44,25 @@ API_PREFIX = "/api/v1"
 MAX_JSON_BODY = 1 << 20  # bytes; raw messages have their own limit ([imap] max_append_size)
 
 
+class HealthCheck(Protocol):
+    """Whether the node's storage answers (``/ready``); built by the runtime."""
+
+    async def check(self) -> None:
+        """Return when it answers; raise when it does not."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
-    """The parts of a node the API uses."""
+    """The parts of a node the API uses, built once by the runtime."""
 
     settings: Settings
-    db: Database
-    blobs: BlobStore
     store: MailStore
     accounts: Accounts
     gc: GarbageCollector
     tokens: ApiTokens
+    health: HealthCheck
     scanner: ClamdClient | None  # None unless [antivirus] scan_append: as for IMAP APPEND
-
-    @classmethod
-    def for_node(cls, node: Node) -> ApiContext:
-        antivirus = node.settings.antivirus
-        return cls(
-            settings=node.settings,
-            db=node.db,
-            blobs=node.blobs,
-            store=node.store,
-            accounts=node.accounts,
-            gc=node.gc,
-            tokens=ApiTokens(node.db),
-            scanner=scanner_for(antivirus) if antivirus.scan_append else None,
-        )
 
 
 def _context(request: Request) -> ApiContext:

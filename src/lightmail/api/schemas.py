@@ -12,7 +12,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lightmail.api.tokens import NAME_PATTERN
+from lightmail.accounts.tokens import NAME_PATTERN
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import logging
 import ssl
 
 from lightmail.accounts.service import Accounts
-from lightmail.antivirus.policy import scanner_for
+from lightmail.antivirus.clamd import ClamdClient
 from lightmail.config import Settings
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
@@ -27,7 +27,11 @@ class ImapServer(ListeningService):
         store: MailStore,
         accounts: Accounts,
         tls: ssl.SSLContext | None,
+        *,
+        scanner: ClamdClient | None,
     ) -> None:
+        """``scanner`` is the node's clamd client (None when scanning is off); APPEND
+        uses it when ``[antivirus] scan_append`` is on."""
         imap = settings.imap
         self.context = ImapContext(
             settings=imap,
@@ -37,7 +41,7 @@ class ImapServer(ListeningService):
             per_user=ConnectionLimiter(imap.max_connections_per_user),
             hostname=settings.server.hostname,
             antivirus=settings.antivirus,
-            scanner=scanner_for(settings.antivirus) if settings.antivirus.scan_append else None,
+            scanner=scanner if settings.antivirus.scan_append else None,
         )
 
         self.listeners = plain_and_tls_listeners(

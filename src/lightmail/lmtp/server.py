@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lightmail.accounts.service import Accounts
-from lightmail.antivirus.policy import scanner_for
+from lightmail.antivirus.clamd import ClamdClient
 from lightmail.config import Settings
 from lightmail.lmtp.session import LmtpContext, LmtpSession
 from lightmail.mailstore.store import MailStore
@@ -16,7 +16,15 @@ class LmtpServer(ListeningService):
 
     name = "lmtp"
 
-    def __init__(self, settings: Settings, store: MailStore, accounts: Accounts) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MailStore,
+        accounts: Accounts,
+        *,
+        scanner: ClamdClient | None,
+    ) -> None:
+        """``scanner`` is the node's clamd client, None when ``[antivirus] mode = off``."""
         lmtp = settings.lmtp
         self.context = LmtpContext(
             settings=lmtp,
@@ -24,7 +32,7 @@ class LmtpServer(ListeningService):
             accounts=accounts,
             hostname=settings.server.hostname,
             antivirus=settings.antivirus,
-            scanner=scanner_for(settings.antivirus),
+            scanner=scanner,
         )
         self.listener = Listener(
             "lmtp",

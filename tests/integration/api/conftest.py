@@ -31,7 +31,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from lightmail.api.tokens import ApiTokens
+from lightmail.accounts.tokens import ApiTokens
 from lightmail.storage.db.engine import Database
 from tests.support.clamd import Clamd
 from tests.support.s3server import S3Server

@@ -17,15 +17,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lightmail.accounts.tokens import ApiTokens
 from lightmail.api.deps import ApiContext
 from lightmail.api.server import ApiServer
-from lightmail.api.tokens import ApiTokens
 from lightmail.config import Settings, TcpAddress, load_settings
 from lightmail.gc import GarbageCollector
 from lightmail.mailstore.store import MailStore
 from lightmail.net.listener import ListenError
 from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
+from lightmail.storage.health import StorageHealth
 from tests.conftest import Backend
 from tests.integration.api.conftest import concrete, messages_path, operations, user_path
 from tests.support.trickle import trickle
@@ -47,12 +48,11 @@ def _settings(tmp_path: Path, **api: str) -> Settings:
 def _context(backend: Backend, settings: Settings) -> ApiContext:
     return ApiContext(
         settings=settings,
-        db=backend.db,
-        blobs=backend.blobs,
         store=backend.store,
         accounts=backend.accounts,
         gc=GarbageCollector(backend.db, backend.blobs, settings.gc),
         tokens=ApiTokens(backend.db),
+        health=StorageHealth(backend.db, backend.blobs),
         scanner=None,
     )
 
@@ -159,7 +159,9 @@ async def test_database_down_gives_503(backend: Backend, tmp_path: Path) -> None
     """A database that does not answer: 503 with Retry-After, never 500 nor 401."""
     down = Database("mysql+asyncmy://root@127.0.0.1:1/lightmail", connect_timeout=1)
     context = dataclasses.replace(
-        _context(backend, _settings(tmp_path)), db=down, tokens=ApiTokens(down)
+        _context(backend, _settings(tmp_path)),
+        health=StorageHealth(down, backend.blobs),
+        tokens=ApiTokens(down),
     )
     try:
         async with serving(context, "lm_" + "x" * 43) as api:
@@ -196,7 +198,9 @@ async def test_blob_store_down_gives_503(backend: Backend, tmp_path: Path) -> No
         secret_key="secret",
     )
     down = dataclasses.replace(
-        context, blobs=dead, store=MailStore(backend.db, dead, backend.store.bus)
+        context,
+        health=StorageHealth(backend.db, dead),
+        store=MailStore(backend.db, dead, backend.store.bus),
     )
     try:
         async with serving(down, token) as api:

@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from lightmail.accounts.service import User
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import Settings, TcpAddress, load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.net.tls import server_context
@@ -96,7 +97,13 @@ async def imap_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[ImapFa
         extra.update({f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()})
         settings = _settings(tmp_path, files, extra)
         context = server_context(*files) if files else None
-        server = ImapServer(settings, backend.store, backend.accounts, context)
+        server = ImapServer(
+            settings,
+            backend.store,
+            backend.accounts,
+            context,
+            scanner=scanner_for(settings.antivirus),
+        )
         await server.start()
         servers.append(server)
         plain = server.listeners[0].bound_addresses[0]

@@ -149,7 +149,7 @@ async def test_lmtp_delivery_gets_the_servers_local_zone(imap: ImapTarget, tmp_p
             "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0",
         },
     )
-    server = LmtpServer(settings, imap.backend.store, imap.backend.accounts)
+    server = LmtpServer(settings, imap.backend.store, imap.backend.accounts, scanner=None)
     await server.start()
     address = server.listener.bound_addresses[0]
     assert isinstance(address, TcpAddress)

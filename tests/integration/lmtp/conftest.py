@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lightmail.accounts.service import User
+from lightmail.antivirus.policy import scanner_for
 from lightmail.config import TcpAddress, UnixAddress, load_settings
 from lightmail.lmtp.server import LmtpServer
 from tests.conftest import Backend
@@ -90,7 +91,9 @@ async def lmtp_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[LmtpFa
             **{f"LIGHTMAIL_LMTP_{key.upper()}": value for key, value in lmtp_settings.items()},
         }
         settings = load_settings(None, environ)
-        server = LmtpServer(settings, backend.store, backend.accounts)
+        server = LmtpServer(
+            settings, backend.store, backend.accounts, scanner=scanner_for(settings.antivirus)
+        )
         await server.start()
         servers.append(server)
         tcp = next(a for a in server.listener.bound_addresses if isinstance(a, TcpAddress))

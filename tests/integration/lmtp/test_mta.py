@@ -212,7 +212,9 @@ class LightMail:
             "LIGHTMAIL_LMTP_SOCKET_MODE": "0660",
             "LIGHTMAIL_LMTP_SOCKET_GROUP": "postfix",
         }
-        server = LmtpServer(load_settings(None, environ), self.backend.store, self.backend.accounts)
+        server = LmtpServer(
+            load_settings(None, environ), self.backend.store, self.backend.accounts, scanner=None
+        )
         await server.start()
         self.server = server
         tcp = next(a for a in server.listener.bound_addresses if isinstance(a, TcpAddress))

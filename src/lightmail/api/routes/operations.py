@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
+from lightmail.accounts.tokens import ApiToken
 from lightmail.api import schemas as s
 from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, paginate
 from lightmail.api.errors import responses
 from lightmail.api.routes.mail import RFC822, stream
-from lightmail.api.tokens import ApiToken
 from lightmail.gc import GcReport, GcStatus
 
 router = APIRouter()

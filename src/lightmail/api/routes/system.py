@@ -16,7 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from lightmail.api import schemas as s
 from lightmail.api.deps import Context
 from lightmail.api.errors import responses, unavailable
-from lightmail.storage.blobs import MESSAGE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +32,7 @@ async def health() -> s.Health:
 async def ready(ctx: Context) -> Response:
     """Readiness: the database and the blob store answer (503 when one does not)."""
     try:
-        await ctx.db.current_revision()
-        pages = ctx.blobs.list(MESSAGE_PREFIX, page_size=1)
-        try:
-            await anext(pages, None)
-        finally:
-            close = getattr(pages, "aclose", None)
-            if close is not None:
-                await close()
+        await ctx.health.check()
     except Exception as error:
         log.warning("api: not ready: %s: %s", type(error).__name__, error)
         return unavailable()
