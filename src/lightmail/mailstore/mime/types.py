@@ -285,7 +285,7 @@ def _numbered(message: BodyPart) -> tuple[BodyPart, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
-    """Everything cached about a message at delivery (DESIGN: storage model).
+    """Everything cached about a message at delivery (the parse cache of ``messages``).
 
     ``header`` is the top-level header block including its empty line, cut at
     ``max_header_bytes``: it is complete exactly when ``len(header) ==

@@ -1,7 +1,7 @@
 """The SQL schema: SQLAlchemy Core tables, one schema for SQLite and MySQL/MariaDB.
 
 Migrations under ``migrations/`` create exactly these tables; a test compares
-the two. Names follow DESIGN.md's storage model.
+the two. docs/architecture.md describes them.
 """
 
 from __future__ import annotations
