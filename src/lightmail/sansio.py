@@ -53,6 +53,15 @@ class LineBuffer:
         else:
             self._eof = True
 
+    def discard_pending(self) -> int:
+        """Drop bytes received but not yet parsed, and return how many.
+
+        Call after the go-ahead to STARTTLS or STLS: anything pipelined after
+        it arrived in clear text and must not be treated as sent under TLS
+        (command injection, RFC 2595 section 3.1, CVE-2011-0411).
+        """
+        return len(self._consume(len(self._buf)))
+
     def _close(self) -> None:
         """Stop reading: drop what is buffered and ignore what arrives later."""
         self._closed = True

@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from lightmail.accounts.service import Accounts, User
+from lightmail.auth import passwords
+from lightmail.auth.passwords import Verification, hash_password
 from lightmail.config import AUTH_DEFAULTS
 from lightmail.errors import AuthenticationFailed
-from lightmail.security import passwords
-from lightmail.security.passwords import Verification, hash_password
 from lightmail.storage.db import tables as t
 from tests.conftest import Backend
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from lightmail.accounts.service import Accounts
+from lightmail.auth import passwords
+from lightmail.auth.passwords import Verification
 from lightmail.config import TcpAddress, load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.pop3.server import Pop3Server
-from lightmail.security import passwords
-from lightmail.security.passwords import Verification
 from tests.conftest import Backend
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bcrypt
 
-from lightmail.security.passwords import hash_password, verify_password
+from lightmail.auth.passwords import hash_password, verify_password
 
 
 async def test_argon2id_round_trip() -> None:

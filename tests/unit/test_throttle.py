@@ -8,8 +8,8 @@ import ipaddress
 
 import pytest
 
+from lightmail.auth.throttle import InProcessLoginThrottle, client_key, penalty
 from lightmail.config import AUTH_DEFAULTS, AuthSettings
-from lightmail.security.throttle import InProcessLoginThrottle, client_key, penalty
 
 SETTINGS = dataclasses.replace(
     AUTH_DEFAULTS,

@@ -6,9 +6,9 @@ mail is soft-deleted, so the garbage collector frees it after retention.
 
 :meth:`Accounts.authenticate` is the one door for every login (IMAP, POP3,
 ...): it throttles clients and accounts that fail too often
-(:mod:`lightmail.security.throttle`), answers every failure after the same
+(:mod:`lightmail.auth.throttle`), answers every failure after the same
 ``[auth] failure_delay`` so that timing tells nothing, and lets a password
-verified recently in without hashing (:mod:`lightmail.security.credentials`).
+verified recently in without hashing (:mod:`lightmail.auth.credentials`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lightmail.auth.credentials import CredentialCache
+from lightmail.auth.passwords import hash_password, verify_password
+from lightmail.auth.throttle import (
+    InProcessLoginThrottle,
+    IPAddress,
+    LoginThrottle,
+    account_key,
+    client_key,
+)
 from lightmail.clock import utcnow
 from lightmail.config import AUTH_DEFAULTS, AuthSettings
 from lightmail.errors import (
@@ -37,15 +46,6 @@ from lightmail.errors import (
 )
 from lightmail.mailstore.store import MailStore, Recipient
 from lightmail.metrics import LOGINS_THROTTLED
-from lightmail.security.credentials import CredentialCache
-from lightmail.security.passwords import hash_password, verify_password
-from lightmail.security.throttle import (
-    InProcessLoginThrottle,
-    IPAddress,
-    LoginThrottle,
-    account_key,
-    client_key,
-)
 from lightmail.storage.db import tables as t
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class Accounts:
         """Check a login from ``client`` (None: a unix socket); raise AuthenticationFailed
         without saying what was wrong, ``[auth] failure_delay`` after the call began.
 
-        A throttled attempt (see :mod:`lightmail.security.throttle`) fails without its
+        A throttled attempt (see :mod:`lightmail.auth.throttle`) fails without its
         password being checked, even when it is right. A bcrypt hash (or an outdated
         argon2 one) is replaced on success.
         """

@@ -12,20 +12,25 @@ is ``NO [UNAVAILABLE]``, never a permanent refusal).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import email.utils
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.antivirus.policy import ingest_scanned
+from lightmail.auth.policy import LoginPolicy
+from lightmail.auth.sasl import (
+    InvalidBase64,
+    InvalidCredentials,
+    SaslExchange,
+    UnsupportedMechanism,
+)
 from lightmail.config import AntivirusSettings, ImapSettings
 from lightmail.errors import (
     AuthenticationFailed,
@@ -49,7 +54,6 @@ from lightmail.imap.state import State, allowed
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
 from lightmail.imap.wire.receiver import (
-    CONNECTION_CLOSED,
     NEED_DATA,
     AppendEnd,
     BadCommand,
@@ -87,15 +91,10 @@ from lightmail.imap.wire.responses import (
 from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore, MessageInfo, MessageMeta, StoreMode
-from lightmail.metrics import APPENDS, BLOBS_MISSING, COMMAND_SECONDS, COMMANDS
+from lightmail.metrics import APPENDS, BLOBS_MISSING
+from lightmail.net.driver import Driver, Goodbye, SessionEnd
 from lightmail.net.listener import ConnectionLimiter
-from lightmail.net.stream import (
-    Connection,
-    DeadlineExceeded,
-    IdleTimeout,
-    ShutdownRequested,
-    StreamError,
-)
+from lightmail.net.stream import Connection, StreamError
 from lightmail.notify.bus import Subscription
 from lightmail.storage.blobs.base import BlobNotFound
 
@@ -106,12 +105,6 @@ _CHARSETS = ("US-ASCII", "UTF-8")
 _STREAM_CHUNK = 256 * 1024
 _DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 _STORE_MODES = {"replace": StoreMode.REPLACE, "add": StoreMode.ADD, "remove": StoreMode.REMOVE}
-_SASL_LOGIN_USER = base64.b64encode(b"Username:").decode()
-_SASL_LOGIN_PASSWORD = base64.b64encode(b"Password:").decode()
-
-
-class _Done(Exception):
-    """The session is over (LOGOUT, BYE sent, or the peer went away)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +200,14 @@ class ImapSession:
             max_append=self.settings.max_append_size,
             max_search_keys=self.settings.max_search_keys,
         )
+        self.driver = Driver("imap", connection, self.receiver, self)
+        self.login = LoginPolicy(
+            connection,
+            login_timeout=self.settings.login_timeout,
+            plaintext_allowed=self.settings.plaintext_allowed,
+            max_failures=self.settings.max_login_failures,
+            goodbye=_bye("Too many failed logins"),
+        )
         self.state = State.NOT_AUTHENTICATED
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None
@@ -214,12 +215,7 @@ class ImapSession:
         self._subscription: Subscription | None = None
         self._changed = False  # another session changed the selected mailbox; not yet shown
         self._bad_commands = 0
-        self._login_failures = 0
         self._commands_before_login = 0
-        # Logging in must be done this long after connecting (the loop's clock),
-        # however the client paces its bytes; set when the session starts.
-        self._login_deadline = 0.0
-        self._out: list[bytes] = []
         self._resources = contextlib.AsyncExitStack()
         self._append_ended = False
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
@@ -260,75 +256,44 @@ class ImapSession:
     async def run(self) -> None:
         try:
             async with self._resources:
-                await self._serve()
+                greeting = UntaggedResponse(Status.OK, "LightMail ready", self._capability_code())
+                await self.driver.serve(greeting.to_bytes())
         finally:
             if self.user is not None:
                 self.ctx.per_user.release(self.user.id)
             await self.conn.close()
 
-    async def _serve(self) -> None:
-        self._login_deadline = asyncio.get_running_loop().time() + self.settings.login_timeout
-        try:
-            self._send(UntaggedResponse(Status.OK, "LightMail ready", self._capability_code()))
-            await self._flush()
-            while True:
-                event = await self._next_event()
-                await self._handle(event)
-        except _Done:
-            pass
-        except StreamError as error:
-            log.debug("imap %s: connection ended: %s", self.conn.id, error.__class__.__name__)
+    def read_limits(self) -> tuple[float, float | None]:
+        return self.login.read_limits(
+            self.state is not State.NOT_AUTHENTICATED, self.settings.idle_timeout
+        )
 
-    async def _next_event(self) -> Event:
-        while True:
-            event = self.receiver.next_event()
-            if event is not NEED_DATA:
-                return event
-            await self._flush()
-            self.receiver.receive_data(await self._read())
+    def goodbye(self, reason: Goodbye) -> bytes:
+        return _GOODBYES[reason]
 
-    async def _read(self) -> bytes:
-        try:
-            if self.state is State.NOT_AUTHENTICATED:
-                return await self.conn.read_request(
-                    self.settings.login_timeout, deadline=self._login_deadline
-                )
-            return await self.conn.read_request(self.settings.idle_timeout)
-        except DeadlineExceeded:
-            await self._bye("Autologout; took too long to log in")
-        except IdleTimeout:
-            await self._bye("Autologout; idle for too long")
-        except ShutdownRequested:
-            await self._bye("Server shutting down")
-
-    async def _bye(self, text: str) -> NoReturn:
-        self._send(UntaggedResponse(Status.BYE, text))
-        await self._flush()
-        raise _Done
-
-    async def _handle(self, event: Event) -> None:
-        if event is CONNECTION_CLOSED:
-            raise _Done
+    def verb(self, event: Event) -> str | None:
         if isinstance(event, BadCommand):
-            COMMANDS.labels("imap", "other").inc()
-            with COMMAND_SECONDS.labels("imap", "other").time():
-                await self._bad(event)
+            return "other"
+        if isinstance(event, c.Command):
+            return _command_name(event)
+        return None  # continuation requests are not commands
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, BadCommand):
+            await self._bad(event)
         elif isinstance(event, ContinuationRequest):
             self._send(ContinuationResponse("Ready for literal"))
         elif isinstance(event, LiteralChunk | AppendEnd | IdleDone | SaslResponse | Sentinel):
             # The receiver emits these only in the mode a handler put it in.
             raise AssertionError(f"unexpected event {event!r}")
         else:
-            name = _command_name(event)
-            COMMANDS.labels("imap", name).inc()
-            with COMMAND_SECONDS.labels("imap", name).time():
-                await self._command(event)
+            await self._command(event)
 
     async def _command(self, command: c.Command) -> None:
         if self.state is State.NOT_AUTHENTICATED:
             self._commands_before_login += 1
             if self._commands_before_login > self.settings.max_commands_before_login:
-                await self._bye("Too many commands without logging in")
+                raise SessionEnd(_bye("Too many commands without logging in"))
         if not allowed(command, self.state):
             await self._wrong_state(command)
             return
@@ -341,7 +306,7 @@ class ImapSession:
             if view is not None and self._may_expunge(command) and view.has_pending_expunges:
                 self._send_updates(view.release_expunges())
             self._send(reply_for_error(command.tag, error))
-        except (_Done, StreamError):
+        except (SessionEnd, StreamError):
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.conn.id, type(command).__name__)
@@ -359,28 +324,22 @@ class ImapSession:
     async def _bad(self, bad: BadCommand) -> None:
         code = ResponseCode(Code(bad.code)) if bad.code in Code.__members__ else None
         if bad.fatal:
-            await self._bye(bad.text)
+            raise SessionEnd(_bye(bad.text))
         if bad.tag is None:
             self._send(UntaggedResponse(Status.BAD, bad.text, code))
         else:
             self._send(TaggedResponse(bad.tag, Status.BAD, bad.text, code))
         self._bad_commands += 1
         if self._bad_commands >= self.settings.max_bad_commands:
-            await self._bye("Too many invalid commands")
+            raise SessionEnd(_bye("Too many invalid commands"))
 
     # -- output -----------------------------------------------------------------
 
     def _send(self, response: Response) -> None:
-        self._out.append(response.to_bytes())
+        self.driver.send(response.to_bytes())
 
     def _ok(self, tag: bytes, text: str = "completed", code: ResponseCode | None = None) -> None:
         self._send(TaggedResponse(tag, Status.OK, text, code))
-
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            await self.conn.write(data)
 
     # -- capabilities and any-state commands --------------------------------------
 
@@ -391,7 +350,7 @@ class ImapSession:
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
                 capabilities.append("STARTTLS")
-            if self._plaintext_ok():
+            if self.login.plaintext_ok:
                 capabilities += ["AUTH=PLAIN", "AUTH=LOGIN"]
             else:
                 capabilities.append("LOGINDISABLED")
@@ -399,13 +358,6 @@ class ImapSession:
 
     def _capability_code(self) -> ResponseCode:
         return ResponseCode.capability(self._capabilities())
-
-    def _plaintext_ok(self) -> bool:
-        if self.conn.is_tls:
-            return True
-        ip = self.conn.peer_ip
-        # A unix socket is as local as loopback.
-        return ip is None or self.settings.plaintext_allowed(ip)
 
     async def _capability(self, command: c.CapabilityCommand) -> None:
         self._send(capability_response(self._capabilities()))
@@ -418,9 +370,8 @@ class ImapSession:
     async def _logout(self, command: c.LogoutCommand) -> None:
         self._send(UntaggedResponse(Status.BYE, "Logging out"))
         self._ok(command.tag)
-        await self._flush()
         self.state = State.LOGOUT
-        raise _Done
+        raise SessionEnd
 
     async def _id(self, command: c.IdCommand) -> None:
         """RFC 2971: say who we are; what the client says is only logged."""
@@ -455,12 +406,10 @@ class ImapSession:
             self._send(TaggedResponse(command.tag, Status.BAD, "TLS is not available here"))
             return
         self._ok(command.tag, "Begin TLS negotiation now")
-        await self._flush()
-        self.receiver.discard_pending()  # plaintext pipelined after STARTTLS is not trusted
-        await self.conn.start_tls(self.ctx.tls)
+        await self.driver.start_tls(self.ctx.tls)
 
     async def _login(self, command: c.LoginCommand) -> None:
-        if not self._plaintext_ok():
+        if not self.login.plaintext_ok:
             self._send(
                 TaggedResponse(
                     command.tag,
@@ -479,7 +428,7 @@ class ImapSession:
     async def _authenticate(self, command: c.AuthenticateCommand) -> None:
         """AUTHENTICATE PLAIN (RFC 4616) and LOGIN, with SASL-IR (RFC 4959)."""
         tag = command.tag
-        if not self._plaintext_ok():
+        if not self.login.plaintext_ok:
             self._send(
                 TaggedResponse(
                     tag,
@@ -489,43 +438,9 @@ class ImapSession:
                 )
             )
             return
-        initial = command.initial_response
-        if initial is not None:
-            # RFC 4959: the initial response is base64 like any other (``=`` is empty).
-            initial = self._sasl_decode(tag, initial)
-            if initial is None:
-                return
-        if command.mechanism == "PLAIN":
-            response = initial
-            if response is None:
-                response = await self._sasl_challenge(tag, "")
-            if response is None:
-                return
-            parts = response.split(b"\x00")
-            if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
-                self._send(
-                    TaggedResponse(
-                        tag,
-                        Status.NO,
-                        "Invalid PLAIN credentials",
-                        ResponseCode(Code.AUTHENTICATIONFAILED),
-                    )
-                )
-                await self._count_login_failure()
-                return
-            user, password = parts[1], parts[2]
-        elif command.mechanism == "LOGIN":
-            if initial is not None:
-                user_raw: bytes | None = initial
-            else:
-                user_raw = await self._sasl_challenge(tag, _SASL_LOGIN_USER)
-            if user_raw is None:
-                return
-            password_raw = await self._sasl_challenge(tag, _SASL_LOGIN_PASSWORD)
-            if password_raw is None:
-                return
-            user, password = user_raw, password_raw
-        else:
+        try:
+            exchange = SaslExchange(command.mechanism)
+        except UnsupportedMechanism:
             self._send(
                 TaggedResponse(
                     tag,
@@ -535,30 +450,46 @@ class ImapSession:
                 )
             )
             return
-        await self._authenticated(
-            tag, user.decode("utf-8", "replace"), password.decode("utf-8", "replace")
-        )
+        # RFC 4959: the initial response is base64 like any other (``=`` is empty).
+        response = command.initial_response
+        try:
+            while True:
+                if response is None:
+                    response = await self._sasl_challenge(tag, exchange.challenge())
+                    if response is None:
+                        return
+                credentials = exchange.respond(response)
+                if credentials is not None:
+                    break
+                response = None
+        except InvalidBase64:
+            self._send(TaggedResponse(tag, Status.BAD, "Invalid base64 in SASL response"))
+            return
+        except InvalidCredentials:
+            self._send(
+                TaggedResponse(
+                    tag,
+                    Status.NO,
+                    f"Invalid {exchange.mechanism} credentials",
+                    ResponseCode(Code.AUTHENTICATIONFAILED),
+                )
+            )
+            self.login.count_failure()
+            return
+        await self._authenticated(tag, credentials.username, credentials.password)
 
     async def _sasl_challenge(self, tag: bytes, challenge: str) -> bytes | None:
-        """Send a ``+`` challenge and return the decoded answer (None: BAD was sent)."""
+        """Send a ``+`` challenge and return the answer as sent (None: answered already)."""
         self._send(ContinuationResponse(challenge))
         self.receiver.expect_sasl_response()
-        event = await self._next_event()
+        event = await self.driver.next_event()
         if not isinstance(event, SaslResponse):
-            await self._handle(event)
+            await self.driver.dispatch(event)
             return None
         if event.cancelled:
             self._send(TaggedResponse(tag, Status.BAD, "Authentication cancelled"))
             return None
-        return self._sasl_decode(tag, event.data)
-
-    def _sasl_decode(self, tag: bytes, data: bytes) -> bytes | None:
-        """A SASL response's base64 decoded (None: BAD was sent)."""
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            self._send(TaggedResponse(tag, Status.BAD, "Invalid base64 in SASL response"))
-            return None
+        return event.data
 
     async def _authenticated(self, tag: bytes, address: str, password: str) -> None:
         try:
@@ -570,7 +501,7 @@ class ImapSession:
                     tag, Status.NO, "Authentication failed", ResponseCode(Code.AUTHENTICATIONFAILED)
                 )
             )
-            await self._count_login_failure()
+            self.login.count_failure()
             return
         if not self.ctx.per_user.try_acquire(user.id):
             self._send(
@@ -583,11 +514,6 @@ class ImapSession:
         self.state = State.AUTHENTICATED
         log.info("imap %s: %s logged in from %s", self.conn.id, user.address, self.conn.peer)
         self._ok(tag, "Logged in", self._capability_code())
-
-    async def _count_login_failure(self) -> None:
-        self._login_failures += 1
-        if self._login_failures >= self.settings.max_login_failures:
-            await self._bye("Too many failed logins")
 
     # -- mailboxes ----------------------------------------------------------------
 
@@ -777,7 +703,7 @@ class ImapSession:
         if command.synchronizing:
             self._send(ContinuationResponse("Ready for literal"))
         self.receiver.accept_literal()
-        await self._flush()
+        await self.driver.flush()
         source = self._literal_chunks()
         what = f"imap {self.conn.id} APPEND by {self.user.address if self.user else '?'}"
         try:
@@ -805,7 +731,7 @@ class ImapSession:
             else:
                 APPENDS.labels("aborted").inc()
             return
-        except (_Done, StreamError):
+        except (SessionEnd, StreamError):
             APPENDS.labels("aborted").inc()
             raise
         except Exception:
@@ -829,7 +755,7 @@ class ImapSession:
     async def _literal_chunks(self) -> AsyncIterator[bytes]:
         self._append_ended = False
         while True:
-            event = await self._next_event()
+            event = await self.driver.next_event()
             if isinstance(event, LiteralChunk):
                 yield event.data
             elif isinstance(event, AppendEnd):
@@ -837,7 +763,7 @@ class ImapSession:
                 return
             else:
                 # The literal broke off (a BAD end, NUL in the message, the peer left).
-                await self._handle(event)
+                await self.driver.dispatch(event)
                 raise _LiteralAborted
 
     async def _drain_literal(self, source: AsyncIterator[bytes]) -> bool:
@@ -857,7 +783,7 @@ class ImapSession:
         self._send(ContinuationResponse("idling"))
         self.receiver.start_idle()
         await self._announce(allow_expunge=True, force=True)
-        await self._flush()
+        await self.driver.flush()
         subscription = self._subscription
         if subscription is None:
             raise AssertionError("_watch subscribed")
@@ -867,9 +793,9 @@ class ImapSession:
                 self._ok(command.tag, "Idle completed")
                 return
             if event is not NEED_DATA:
-                await self._handle(event)  # a BadCommand: IDLE is over
+                await self.driver.dispatch(event)  # a BadCommand: IDLE is over
                 return
-            read = asyncio.ensure_future(self._read())
+            read = asyncio.ensure_future(self.driver.read())
             change = asyncio.ensure_future(subscription.get())
             try:
                 done, _ = await asyncio.wait({read, change}, return_when=asyncio.FIRST_COMPLETED)
@@ -879,7 +805,7 @@ class ImapSession:
                         task.cancel()
             if change in done:
                 await self._announce(allow_expunge=True, force=True)
-                await self._flush()
+                await self.driver.flush()
             if read in done:
                 self.receiver.receive_data(read.result())
 
@@ -1355,20 +1281,20 @@ class ImapSession:
             if isinstance(item, _Streamed):
                 chunks = aiter(self.store.read_message(_need(meta).info, item.start, item.end))
                 streams[index] = (await anext(chunks, b""), chunks)
-        self._out.append(b"* " + str(seq).encode() + b" FETCH (")
+        self.driver.send(b"* " + str(seq).encode() + b" FETCH (")
         for index, item in enumerate(items):
             separator = b" " if index else b""
             if isinstance(item, bytes):
-                self._out.append(separator + item)
+                self.driver.send(separator + item)
                 continue
             size = item.end - item.start
-            self._out.append(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
-            await self._flush()
+            self.driver.send(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
+            await self.driver.flush()
             first, rest = streams[index]
             await self.conn.write(literal_octets(first))
             async for chunk in rest:
                 await self.conn.write(literal_octets(chunk))
-        self._out.append(b")\r\n")
+        self.driver.send(b")\r\n")
 
     async def _section(
         self, section: BodySection, name: bytes, meta: MessageMeta | None
@@ -1479,6 +1405,19 @@ _VERBS: dict[type[Any], str] = {
     c.StoreCommand: "store",
     c.CopyCommand: "copy",
     c.MoveCommand: "move",
+}
+
+
+def _bye(text: str) -> bytes:
+    """The untagged BYE that ends a session (RFC 3501 section 7.1.5)."""
+    return UntaggedResponse(Status.BYE, text).to_bytes()
+
+
+# What the driver says when it ends a session (RFC 3501 section 7.1.5).
+_GOODBYES = {
+    Goodbye.DEADLINE: _bye("Autologout; took too long to log in"),
+    Goodbye.IDLE: _bye("Autologout; idle for too long"),
+    Goodbye.SHUTDOWN: _bye("Server shutting down"),
 }
 
 

@@ -13,7 +13,6 @@ tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import logging
 from collections.abc import AsyncIterator
@@ -34,8 +33,6 @@ from lightmail.errors import (
     UnknownRecipient,
 )
 from lightmail.lmtp.wire import (
-    CONNECTION_CLOSED,
-    NEED_DATA,
     BadCommand,
     DataChunk,
     DataCommand,
@@ -53,8 +50,9 @@ from lightmail.lmtp.wire import (
     VrfyCommand,
 )
 from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
-from lightmail.metrics import COMMAND_SECONDS, COMMANDS, LMTP_MESSAGE_BYTES, LMTP_RECIPIENTS
-from lightmail.net.stream import Connection, IdleTimeout, ShutdownRequested, StreamError
+from lightmail.metrics import LMTP_MESSAGE_BYTES, LMTP_RECIPIENTS
+from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.stream import Connection, StreamError
 
 log = logging.getLogger(__name__)
 
@@ -154,56 +152,42 @@ class LmtpSession:
         self.settings = context.settings
         self.conn = connection
         self.receiver = LmtpReceiver(max_message_size=self.settings.max_message_size)
+        self.driver = Driver("lmtp", connection, self.receiver, self)
         self.client: str | None = None  # the LHLO domain
         self.envelope: Envelope | None = None
-        self._out: list[bytes] = []
         self._data_ended = False
         # When the command or DATA being read must be complete (the loop's clock):
         # [lmtp] timeout for each command, from when the server is ready for it;
         # [lmtp] data_timeout for the whole of DATA. A peer that trickles its
         # bytes gets 421 all the same.
-        self._deadline = 0.0
+        self._deadline = self._from_now(self.settings.timeout)
 
-    # -- the loop ------------------------------------------------------------------
+    # -- what the driver asks --------------------------------------------------------
 
     async def run(self) -> None:
+        await self.driver.run(
+            _reply(220, None, f"{self.ctx.hostname} LightMail LMTP ready").to_bytes()
+        )
+
+    def read_limits(self) -> tuple[float, float | None]:
+        return self.settings.timeout, self._deadline
+
+    def goodbye(self, reason: Goodbye) -> bytes:
+        # Silent, or the deadline passed: the same 421 (RFC 5321 section 4.5.3.2).
+        return (SHUTTING_DOWN if reason is Goodbye.SHUTDOWN else TIMEOUT).to_bytes()
+
+    def verb(self, event: Event) -> str:
+        return _VERBS.get(type(event), "other")
+
+    async def handle(self, event: Event) -> None:
         try:
-            self._send(_reply(220, None, f"{self.ctx.hostname} LightMail LMTP ready"))
-            while True:
-                self._deadline = self._from_now(self.settings.timeout)
-                event = await self._next_event()
-                if event is CONNECTION_CLOSED:
-                    return
-                name = _VERBS.get(type(event), "other")
-                COMMANDS.labels("lmtp", name).inc()
-                with COMMAND_SECONDS.labels("lmtp", name).time():
-                    if not await self._handle(event):
-                        return
-        except (_Closing, StreamError):
-            pass
+            await self._handle(event)
         finally:
-            await self._flush_quietly()
-            await self.conn.close()
+            # The next command has this long from when the server is ready for it.
+            self._deadline = self._from_now(self.settings.timeout)
 
-    async def _next_event(self) -> Event:
-        while True:
-            event = self.receiver.next_event()
-            if event is not NEED_DATA:
-                return event
-            await self._flush()
-            self.receiver.receive_data(await self._read())
-
-    async def _read(self) -> bytes:
-        try:
-            return await self.conn.read_request(self.settings.timeout, deadline=self._deadline)
-        except IdleTimeout:  # silent, or the deadline passed
-            self._send(TIMEOUT)
-        except ShutdownRequested:
-            self._send(SHUTTING_DOWN)
-        raise _Closing
-
-    async def _handle(self, event: Event) -> bool:
-        """Answer one event; False when the session is over."""
+    async def _handle(self, event: Event) -> None:
+        """Answer one event; QUIT ends the session."""
         match event:
             case BadCommand():
                 self._send(_reply(event.code, event.enhanced, event.text))
@@ -237,12 +221,10 @@ class LmtpSession:
             case VrfyCommand():
                 self._send(CANNOT_VERIFY)
             case QuitCommand():
-                self._send(BYE)
-                return False
+                raise SessionEnd(BYE.to_bytes())
             case _:
                 # DataChunk/DataEnd come only after start_data, inside _data.
                 raise AssertionError(f"unexpected event {event!r}")
-        return True
 
     # -- the transaction -------------------------------------------------------------
 
@@ -297,7 +279,7 @@ class LmtpSession:
             self._send(NEED_RCPT)
             return
         self._send(START_DATA)
-        await self._flush()
+        await self.driver.flush()
         self.receiver.start_data()
         self.envelope = None
         self._deadline = self._from_now(self.settings.data_timeout)
@@ -325,7 +307,7 @@ class LmtpSession:
                         self.ctx.store.ingest(scan.wrap(source))
                     )
                 except _DataAborted:
-                    raise _Closing from None
+                    raise SessionEnd from None
                 except MessageTooLarge as error:
                     await self._drain(source)
                     return [reply_for_error(error)] * count
@@ -333,7 +315,7 @@ class LmtpSession:
                     log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
                     await self._drain(source)
                     return [TEMPORARY] * count
-                except (_Closing, StreamError):
+                except (SessionEnd, StreamError):
                     raise
                 except Exception:
                     log.exception("lmtp %s: delivery failed", self.conn.id)
@@ -391,7 +373,7 @@ class LmtpSession:
         self._data_ended = False
         yield self._trace_headers(envelope)
         while True:
-            event = await self._next_event()
+            event = await self.driver.next_event()
             if isinstance(event, DataChunk):
                 yield event.data
             elif isinstance(event, DataEnd):
@@ -412,7 +394,7 @@ class LmtpSession:
         except MessageTooLarge:
             pass
         except _DataAborted:
-            raise _Closing from None
+            raise SessionEnd from None
 
     def _trace_headers(self, envelope: Envelope) -> bytes:
         """Return-Path and Received (RFC 5321 sections 4.4 and 4.1.1.4)."""
@@ -429,24 +411,8 @@ class LmtpSession:
     def _from_now(seconds: float) -> float:
         return asyncio.get_running_loop().time() + seconds
 
-    # -- output ----------------------------------------------------------------------
-
     def _send(self, reply: Reply) -> None:
-        self._out.append(reply.to_bytes())
-
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            await self.conn.write(data)
-
-    async def _flush_quietly(self) -> None:
-        with contextlib.suppress(StreamError):  # the peer may already be gone
-            await self._flush()
-
-
-class _Closing(Exception):
-    """The session ends now (QUIT, timeout, shutdown, or the peer left)."""
+        self.driver.send(reply.to_bytes())
 
 
 class _DataAborted(Exception):

@@ -1,9 +1,9 @@
 """One client connection: bounded reads, drained writes, timeouts and STARTTLS.
 
-The protocol sessions (IMAP, POP3, LMTP) are sans-I/O objects; their thin
-async driver owns one :class:`Connection` and loops ``read`` → feed the
-protocol → ``write`` the replies. This module is that driver's only view of the
-socket, shaped like h11's trio example plus Stalwart's ``handle_conn``.
+The protocol receivers (IMAP, POP3, LMTP) are sans-I/O objects; the one
+driver they share (:mod:`lightmail.net.driver`) owns one :class:`Connection`
+and loops ``read`` → feed the receiver → ``write`` the replies. This module is
+that driver's only view of the socket.
 
 It sits on an :class:`asyncio.Protocol` of its own rather than a
 ``StreamReader`` so that it controls the receive buffer:

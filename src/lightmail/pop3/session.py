@@ -10,9 +10,6 @@ connection applies nothing.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import enum
 import logging
 from dataclasses import dataclass
@@ -20,20 +17,14 @@ from typing import Any
 
 from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
+from lightmail.auth.policy import LoginPolicy
+from lightmail.auth.sasl import AuthzidRefused, SaslError, SaslExchange
 from lightmail.config import ImapSettings, Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
-from lightmail.metrics import COMMAND_SECONDS, COMMANDS
-from lightmail.net.stream import (
-    Connection,
-    DeadlineExceeded,
-    IdleTimeout,
-    ShutdownRequested,
-    StreamError,
-)
+from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.stream import Connection, StreamError
 from lightmail.pop3.wire import (
-    CONNECTION_CLOSED,
-    NEED_DATA,
     ApopCommand,
     AuthCommand,
     BadCommand,
@@ -80,10 +71,6 @@ class Pop3Context:
     hostname: str
 
 
-class _Done(Exception):
-    """The session is over."""
-
-
 # The ``command`` label of the metrics; anything else (BadCommand) is "other".
 _VERBS: dict[type[Any], str] = {
     CapaCommand: "capa",
@@ -104,12 +91,28 @@ _VERBS: dict[type[Any], str] = {
 }
 
 
+# What the driver says when it ends a session.
+_GOODBYES = {
+    Goodbye.DEADLINE: err("Autologout; took too long to log in"),
+    Goodbye.IDLE: err("Autologout; idle for too long"),
+    Goodbye.SHUTDOWN: err("Server shutting down", "SYS/TEMP"),
+}
+
+
 class Pop3Session:
     def __init__(self, context: Pop3Context, connection: Connection) -> None:
         self.ctx = context
         self.settings = context.settings
         self.conn = connection
         self.receiver = Pop3Receiver()
+        self.driver = Driver("pop3", connection, self.receiver, self)
+        self.login = LoginPolicy(
+            connection,
+            login_timeout=self.settings.login_timeout,
+            plaintext_allowed=context.plaintext.plaintext_allowed,
+            max_failures=self.settings.max_login_failures,
+            goodbye=err("Too many failed logins", "AUTH"),
+        )
         self.state = State.AUTHORIZATION
         self.user_name: str | None = None
         self.user: User | None = None
@@ -117,70 +120,37 @@ class Pop3Session:
         self.messages: list[MessageInfo] = []
         self.deleted: set[int] = set()  # message numbers marked by DELE
         self._bad = 0
-        self._failures = 0
-        # Logging in must be done this long after connecting (the loop's clock),
-        # however the client paces its bytes; set when the session starts.
-        self._login_deadline = 0.0
-        self._out: list[bytes] = []
 
-    # -- the loop -------------------------------------------------------------------
+    # -- what the driver asks -------------------------------------------------------
 
     async def run(self) -> None:
-        self._login_deadline = asyncio.get_running_loop().time() + self.settings.login_timeout
-        try:
-            self._out.append(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
-            while True:
-                event = await self._next_event()
-                if event is CONNECTION_CLOSED:
-                    return
-                await self._handle(event)
-        except (_Done, StreamError):
-            pass
-        finally:
-            await self._flush_quietly()
-            await self.conn.close()
+        await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
 
-    async def _next_event(self) -> Event:
-        while True:
-            event = self.receiver.next_event()
-            if event is not NEED_DATA:
-                return event
-            await self._flush()
-            try:
-                if self.state is State.AUTHORIZATION:
-                    data = await self.conn.read_request(
-                        self.settings.login_timeout, deadline=self._login_deadline
-                    )
-                else:
-                    data = await self.conn.read_request(self.settings.idle_timeout)
-                self.receiver.receive_data(data)
-            except DeadlineExceeded:
-                self._out.append(err("Autologout; took too long to log in"))
-                raise _Done from None
-            except IdleTimeout:
-                self._out.append(err("Autologout; idle for too long"))
-                raise _Done from None
-            except ShutdownRequested:
-                self._out.append(err("Server shutting down", "SYS/TEMP"))
-                raise _Done from None
+    def read_limits(self) -> tuple[float, float | None]:
+        return self.login.read_limits(
+            self.state is not State.AUTHORIZATION, self.settings.idle_timeout
+        )
 
-    async def _handle(self, event: Event) -> None:
-        name = _VERBS.get(type(event), "other")
-        COMMANDS.labels("pop3", name).inc()
-        with COMMAND_SECONDS.labels("pop3", name).time():
-            await self._handle_command(event)
+    def goodbye(self, reason: Goodbye) -> bytes:
+        return _GOODBYES[reason]
 
-    async def _handle_command(self, event: Event) -> None:
+    def verb(self, event: Event) -> str:
+        return _VERBS.get(type(event), "other")
+
+    async def handle(self, event: Event) -> None:
         try:
             await self._dispatch(event)
         except TemporaryFailure:
             log.warning("pop3 %s: temporary failure", self.conn.id, exc_info=True)
-            self._out.append(err("Temporary failure, try again later", "SYS/TEMP"))
-        except (_Done, StreamError):
+            self._send(err("Temporary failure, try again later", "SYS/TEMP"))
+        except (SessionEnd, StreamError):
             raise
         except Exception:
             log.exception("pop3 %s: command failed", self.conn.id)
-            self._out.append(err("Internal error, try again later", "SYS/TEMP"))
+            self._send(err("Internal error, try again later", "SYS/TEMP"))
+
+    def _send(self, data: bytes) -> None:
+        self.driver.send(data)
 
     async def _dispatch(self, event: Event) -> None:
         transaction = self.state is State.TRANSACTION
@@ -192,7 +162,7 @@ class Pop3Session:
             case QuitCommand():
                 await self._quit()
             case NoopCommand() if transaction:
-                self._out.append(ok(""))
+                self._send(ok(""))
             case StlsCommand() if not transaction:
                 await self._stls()
             case UserCommand() if not transaction:
@@ -202,10 +172,10 @@ class Pop3Session:
             case AuthCommand() if not transaction:
                 await self._auth(event)
             case ApopCommand():
-                self._out.append(err("APOP is not offered; use USER/PASS or AUTH PLAIN"))
+                self._send(err("APOP is not offered; use USER/PASS or AUTH PLAIN"))
             case StatCommand() if transaction:
                 live = self._live()
-                self._out.append(ok(f"{len(live)} {sum(m.size_crlf for _, m in live)}"))
+                self._send(ok(f"{len(live)} {sum(m.size_crlf for _, m in live)}"))
             case ListCommand() if transaction:
                 self._list(event)
             case UidlCommand() if transaction:
@@ -218,50 +188,43 @@ class Pop3Session:
                 self._dele(event)
             case RsetCommand() if transaction:
                 self.deleted.clear()
-                self._out.append(ok(f"maildrop has {len(self.messages)} messages"))
+                self._send(ok(f"maildrop has {len(self.messages)} messages"))
             case SaslResponse():
                 raise AssertionError("SASL responses arrive only inside AUTH")
             case _:
                 await self._bad_command(f"command not valid in the {self.state.value} state")
 
     async def _bad_command(self, text: str) -> None:
-        self._out.append(err(text))
+        self._send(err(text))
         self._bad += 1
         if self._bad >= self.settings.max_bad_commands:
-            self._out.append(err("Too many invalid commands"))
-            raise _Done
+            raise SessionEnd(err("Too many invalid commands"))
 
     # -- AUTHORIZATION ---------------------------------------------------------------
 
-    def _plaintext_ok(self) -> bool:
-        ip = self.conn.peer_ip
-        return self.conn.is_tls or ip is None or self.ctx.plaintext.plaintext_allowed(ip)
-
     def _capa(self) -> None:
         lines = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
-        if self._plaintext_ok():
+        if self.login.plaintext_ok:
             lines += ["USER", "SASL PLAIN"]
         if self.ctx.tls is not None and not self.conn.is_tls and self.state is State.AUTHORIZATION:
             lines.append("STLS")
         lines.append(f"IMPLEMENTATION LightMail {__version__}")
-        self._out.append(ok("Capability list follows"))
-        self._out.append("".join(f"{line}\r\n" for line in lines).encode() + b".\r\n")
+        self._send(ok("Capability list follows"))
+        self._send("".join(f"{line}\r\n" for line in lines).encode() + b".\r\n")
 
     async def _stls(self) -> None:
         if self.ctx.tls is None or self.conn.is_tls:
-            self._out.append(err("TLS is not available here"))
+            self._send(err("TLS is not available here"))
             return
-        self._out.append(ok("Begin TLS negotiation"))
-        await self._flush()
-        self.receiver = Pop3Receiver()  # plaintext pipelined after STLS is not trusted
-        await self.conn.start_tls(self.ctx.tls)
+        self._send(ok("Begin TLS negotiation"))
+        await self.driver.start_tls(self.ctx.tls)
 
     def _user(self, command: UserCommand) -> None:
-        if not self._plaintext_ok():
-            self._out.append(err("Plaintext login needs TLS: use STLS", "AUTH"))
+        if not self.login.plaintext_ok:
+            self._send(err("Plaintext login needs TLS: use STLS", "AUTH"))
             return
         self.user_name = command.name
-        self._out.append(ok("Send PASS"))  # the same for every name: no probing for addresses
+        self._send(ok("Send PASS"))  # the same for every name: no probing for addresses
 
     async def _pass(self, command: PassCommand) -> None:
         if self.user_name is None:
@@ -272,59 +235,56 @@ class Pop3Session:
 
     async def _auth(self, command: AuthCommand) -> None:
         if command.mechanism is None:
-            self._out.append(ok("Supported mechanisms follow") + b"PLAIN\r\n.\r\n")
+            self._send(ok("Supported mechanisms follow") + b"PLAIN\r\n.\r\n")
             return
-        if command.mechanism.upper() != "PLAIN":
-            self._out.append(err("Unsupported mechanism; use PLAIN"))
+        try:
+            exchange = SaslExchange(command.mechanism, offered=("PLAIN",))
+        except SaslError:
+            self._send(err("Unsupported mechanism; use PLAIN"))
             return
-        if not self._plaintext_ok():
-            self._out.append(err("Plaintext login needs TLS: use STLS", "AUTH"))
+        if not self.login.plaintext_ok:
+            self._send(err("Plaintext login needs TLS: use STLS", "AUTH"))
             return
         response = command.initial_response
         if response is None:
-            self._out.append(continuation(""))
+            self._send(continuation(exchange.challenge()))
             self.receiver.expect_sasl_response()
-            event = await self._next_event()
+            event = await self.driver.next_event()
             if not isinstance(event, SaslResponse):
-                await self._handle(event)
+                await self.driver.dispatch(event)
                 return
             if event.cancelled:
-                self._out.append(err("Authentication cancelled"))
+                self._send(err("Authentication cancelled"))
                 return
             response = event.data
         try:
-            decoded = base64.b64decode(response.encode("ascii"), validate=True)
-            authzid, authcid, password = decoded.decode("utf-8").split("\0")
-        except (binascii.Error, UnicodeError, ValueError):
-            self._out.append(err("Invalid PLAIN credentials", "AUTH"))
-            await self._count_failure()
+            credentials = exchange.respond(response)
+        except AuthzidRefused:
+            self._send(err("Authorization as another user is not allowed", "AUTH"))
+            self.login.count_failure()
             return
-        if authzid and authzid != authcid:
-            self._out.append(err("Authorization as another user is not allowed", "AUTH"))
-            await self._count_failure()
+        except SaslError:
+            self._send(err("Invalid PLAIN credentials", "AUTH"))
+            self.login.count_failure()
             return
-        await self._login(authcid, password)
+        if credentials is None:
+            raise AssertionError("PLAIN completes with one response")
+        await self._login(credentials.username, credentials.password)
 
     async def _login(self, name: str, password: str) -> None:
         try:
             user = await self.ctx.accounts.authenticate(name, password, self.conn.peer_ip)
         except AuthenticationFailed:
             log.info("pop3 %s: failed login for %r from %s", self.conn.id, name, self.conn.peer)
-            self._out.append(err("Authentication failed", "AUTH"))
-            await self._count_failure()
+            self._send(err("Authentication failed", "AUTH"))
+            self.login.count_failure()
             return
         inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
         self.messages = await self.ctx.store.list_messages(inbox)
         self.user, self.inbox = user, inbox
         self.state = State.TRANSACTION
         log.info("pop3 %s: %s logged in from %s", self.conn.id, user.address, self.conn.peer)
-        self._out.append(ok(f"{user.address} has {len(self.messages)} messages"))
-
-    async def _count_failure(self) -> None:
-        self._failures += 1
-        if self._failures >= self.settings.max_login_failures:
-            self._out.append(err("Too many failed logins", "AUTH"))
-            raise _Done
+        self._send(ok(f"{user.address} has {len(self.messages)} messages"))
 
     # -- TRANSACTION -----------------------------------------------------------------
 
@@ -334,7 +294,7 @@ class Pop3Session:
     def _message(self, number: int) -> MessageInfo | None:
         if 1 <= number <= len(self.messages) and number not in self.deleted:
             return self.messages[number - 1]
-        self._out.append(err(f"no message {number}"))
+        self._send(err(f"no message {number}"))
         return None
 
     def _uid(self, info: MessageInfo) -> str:
@@ -345,21 +305,21 @@ class Pop3Session:
         if command.msg is not None:
             info = self._message(command.msg)
             if info is not None:
-                self._out.append(ok(f"{command.msg} {info.size_crlf}"))
+                self._send(ok(f"{command.msg} {info.size_crlf}"))
             return
         live = self._live()
-        self._out.append(ok(f"{len(live)} messages"))
-        self._out.append("".join(f"{n} {m.size_crlf}\r\n" for n, m in live).encode() + b".\r\n")
+        self._send(ok(f"{len(live)} messages"))
+        self._send("".join(f"{n} {m.size_crlf}\r\n" for n, m in live).encode() + b".\r\n")
 
     def _uidl(self, command: UidlCommand) -> None:
         if command.msg is not None:
             info = self._message(command.msg)
             if info is not None:
-                self._out.append(ok(f"{command.msg} {self._uid(info)}"))
+                self._send(ok(f"{command.msg} {self._uid(info)}"))
             return
-        self._out.append(ok("unique-id listing follows"))
+        self._send(ok("unique-id listing follows"))
         listing = "".join(f"{n} {self._uid(m)}\r\n" for n, m in self._live())
-        self._out.append(listing.encode() + b".\r\n")
+        self._send(listing.encode() + b".\r\n")
 
     async def _retr(self, number: int, top: int | None) -> None:
         """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3)."""
@@ -367,8 +327,8 @@ class Pop3Session:
         if info is None:
             return
         octets = f"{info.size_crlf} octets"
-        self._out.append(ok(octets if top is None else "top of message follows"))
-        await self._flush()
+        self._send(ok(octets if top is None else "top of message follows"))
+        await self.driver.flush()
         stuffer = DotStuffer()
         top_filter = TopFilter(top) if top is not None else None
         async for chunk in self.ctx.store.read_message(info):
@@ -382,13 +342,13 @@ class Pop3Session:
 
     def _dele(self, command: DeleCommand) -> None:
         if not self.settings.allow_delete:
-            self._out.append(
+            self._send(
                 err("This mailbox is read-only over POP3; delete mail with IMAP", "SYS/PERM")
             )
             return
         if self._message(command.msg) is not None:
             self.deleted.add(command.msg)
-            self._out.append(ok(f"message {command.msg} deleted"))
+            self._send(ok(f"message {command.msg} deleted"))
 
     async def _quit(self) -> None:
         """QUIT: in TRANSACTION, enter UPDATE and apply the DELEs (RFC 1939 section 6)."""
@@ -400,21 +360,7 @@ class Pop3Session:
                 await self.ctx.store.delete_messages(self.user.id, self.inbox, uids)
             except LightMailError:
                 log.warning("pop3 %s: QUIT could not delete", self.conn.id, exc_info=True)
-                self._out.append(err("Some deleted messages were not removed", "SYS/TEMP"))
-                raise _Done from None
-        self._out.append(ok("Bye"))
-        raise _Done
-
-    # -- output ----------------------------------------------------------------------
-
-    async def _flush(self) -> None:
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            await self.conn.write(data)
-
-    async def _flush_quietly(self) -> None:
-        try:
-            await self._flush()
-        except StreamError:
-            return
+                raise SessionEnd(
+                    err("Some deleted messages were not removed", "SYS/TEMP")
+                ) from None
+        raise SessionEnd(ok("Bye"))

@@ -37,8 +37,8 @@ Choices made where the RFCs leave room:
 * ``AUTH`` alone lists the mechanisms (``mechanism=None``). The mechanism is
   upper-cased and must be a SASL mechanism name (RFC 4422: 1 to 20 of A-Z,
   0-9, ``-``, ``_``). An initial response ``=`` becomes ``""`` (present but
-  empty, RFC 5034); any other is returned as sent, undecoded: use
-  ``decode_sasl``.
+  empty, RFC 5034); any other is returned as sent, undecoded: decode it
+  with :mod:`lightmail.auth.sasl`.
 
 SASL (RFC 5034 section 4): after answering an ``AuthCommand`` (or a
 ``SaslResponse``) with a ``+`` continuation, the session calls
@@ -75,7 +75,6 @@ challenges may be longer, RFC 5034).
 
 from __future__ import annotations
 
-import binascii
 import enum
 import re
 from collections.abc import Callable, Iterable
@@ -119,7 +118,6 @@ __all__ = [
     "UidlCommand",
     "UserCommand",
     "continuation",
-    "decode_sasl",
     "err",
     "ok",
 ]
@@ -256,7 +254,7 @@ class SaslResponse:
     """One client line of a SASL exchange (RFC 5034 section 4), verbatim.
 
     ``cancelled``: the line was ``*``; answer -ERR. Otherwise decode ``data``
-    with ``decode_sasl`` (None: answer -ERR).
+    with :mod:`lightmail.auth.sasl` (invalid: answer -ERR).
     """
 
     data: str
@@ -283,20 +281,6 @@ class BadCommand:
 
 
 Event: TypeAlias = Command | SaslResponse | BadCommand | Sentinel
-
-
-def decode_sasl(data: str) -> bytes | None:
-    """Strict base64 (RFC 5034 section 4, RFC 4648 section 4); None if it is not.
-
-    Characters outside the alphabet, missing padding and padding anywhere but
-    at the end are rejected. ``""`` and ``"="`` are the empty response.
-    """
-    if data in ("", "="):
-        return b""
-    try:
-        return binascii.a2b_base64(data.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
-        return None
 
 
 # --------------------------------------------------------------------------- replies

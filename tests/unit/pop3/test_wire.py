@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lightmail.auth.sasl import decode_sasl
 from lightmail.pop3.wire import (
     CONNECTION_CLOSED,
     NEED_DATA,
@@ -43,7 +44,6 @@ from lightmail.pop3.wire import (
     UidlCommand,
     UserCommand,
     continuation,
-    decode_sasl,
     err,
     ok,
 )

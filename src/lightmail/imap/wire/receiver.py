@@ -241,14 +241,9 @@ class Receiver(LineBuffer):
         self._state = _State.SASL
 
     def discard_pending(self) -> int:
-        """Drop bytes received but not yet parsed; call after STARTTLS's OK.
-
-        Anything pipelined after STARTTLS arrived in clear text and must not be
-        treated as sent under TLS (command injection, RFC 2595 section 3.1 /
-        CVE-2011-0411). Returns how many octets were dropped.
-        """
+        """:meth:`LineBuffer.discard_pending`, only between commands."""
         self._expect_between_commands("discard_pending")
-        return len(self._consume(len(self._buf)))
+        return super().discard_pending()
 
     def _expect_append_decision(self) -> AppendCommand:
         if self._state is not _State.APPEND_DECISION or self._append is None:

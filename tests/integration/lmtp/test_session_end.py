@@ -1,0 +1,40 @@
+"""How an LMTP session ends when the server ends it: the driver's goodbyes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+
+async def test_server_stop_says_421_to_sessions(lmtp_factory: Any) -> None:
+    target = await lmtp_factory()
+    loop = asyncio.get_running_loop()
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()  # the greeting
+            raw.sendall(b"NOOP\r\n")
+            lines = [reader.readline()]
+            asyncio.run_coroutine_threadsafe(target.server.stop(), loop).result(timeout=20)
+            return [*lines, reader.readline(), reader.readline()]
+
+    assert await asyncio.to_thread(conversation) == [
+        b"250 2.0.0 OK\r\n",
+        b"421 4.3.2 Service shutting down, try again later\r\n",
+        b"",
+    ]
+
+
+async def test_quit_says_bye_and_closes(lmtp_factory: Any) -> None:
+    target = await lmtp_factory()
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()  # the greeting
+            raw.sendall(b"QUIT\r\nNOOP\r\n")
+            return [reader.readline(), reader.readline()]
+
+    assert await asyncio.to_thread(conversation) == [b"221 2.0.0 Bye\r\n", b""]
