@@ -3,7 +3,8 @@
 Logging in must be done within a total time from connecting, however the
 client paces its bytes (the login deadline). Plaintext logins (LOGIN,
 USER/PASS, SASL PLAIN and LOGIN) need TLS unless the client is on a
-configured plaintext network or a unix socket (DESIGN, Security). Failed
+configured plaintext network or a unix socket (docs/architecture.md,
+Configuration). Failed
 logins are counted per connection, and the one that reaches the limit ends
 the connection with the protocol's goodbye line. The throttle across
 connections (:mod:`.throttle`) sits in the accounts service.
