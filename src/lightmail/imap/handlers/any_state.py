@@ -12,16 +12,19 @@ from lightmail.imap.session import (
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import (
-    DataResponse,
     Status,
     UntaggedResponse,
     capability_response,
-    paren_list,
-    quoted,
+    enabled_response,
+    id_response,
+    namespace_response,
 )
+from lightmail.mailstore import names
 from lightmail.net.driver import SessionEnd
 
 log = logging.getLogger(__name__)
+
+_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 
 
 async def capability(session: ImapSession, command: c.CapabilityCommand) -> None:
@@ -46,25 +49,17 @@ async def identify(session: ImapSession, command: c.IdCommand) -> None:
     if command.params:
         fields = {k.decode("ascii", "replace"): v for k, v in command.params}
         log.debug("imap %s: client id %s", session.conn.id, fields)
-    info = paren_list(
-        [
-            quoted(b"name"),
-            quoted(b"LightMail"),
-            quoted(b"version"),
-            quoted(__version__.encode()),
-        ]
-    )
-    session.send(DataResponse(b"ID " + info))
+    session.send(id_response([(b"name", b"LightMail"), (b"version", __version__.encode())]))
     session.ok(command.tag)
 
 
 async def namespace(session: ImapSession, command: c.NamespaceCommand) -> None:
     """RFC 2342: one personal namespace, no others."""
-    session.send(DataResponse(b'NAMESPACE (("" "/")) NIL NIL'))
+    session.send(namespace_response([(b"", _DELIMITER)], None, None))
     session.ok(command.tag)
 
 
 async def enable(session: ImapSession, command: c.EnableCommand) -> None:
     """RFC 5161: none of our extensions needs enabling, so none is enabled."""
-    session.send(DataResponse(b"ENABLED"))
+    session.send(enabled_response([]))
     session.ok(command.tag)

@@ -15,14 +15,14 @@ from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
 from lightmail.imap.wire.responses import (
     Code,
-    DataResponse,
     ResponseCode,
     Status,
     UntaggedResponse,
-    astring,
     exists_response,
-    paren_list,
+    list_response,
+    lsub_response,
     recent_response,
+    status_response,
 )
 from lightmail.mailstore import names
 
@@ -105,7 +105,7 @@ async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> No
 async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
     """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
     if not command.pattern:
-        session.send(DataResponse(b'LIST (\\Noselect) "/" ""'))
+        session.send(list_response([b"\\Noselect"], _DELIMITER, b""))
         session.ok(command.tag, "List completed")
         return
     pattern = _decode_list_pattern(command.reference, command.pattern)
@@ -124,7 +124,7 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
             attributes.insert(0, b"\\Noselect")
         elif mailbox.special_use:
             attributes.append(mailbox.special_use.encode())
-        session.send(_list_line(b"LIST", attributes, name))
+        session.send(list_response(attributes, _DELIMITER, mutf7.encode(name)))
     await session.announce(allow_expunge=True)
     session.ok(command.tag, "List completed")
 
@@ -136,7 +136,7 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
     name that are not subscribed themselves; those come with ``\\Noselect``.
     """
     if not command.pattern:
-        session.send(DataResponse(b'LSUB (\\Noselect) "/" ""'))
+        session.send(lsub_response([b"\\Noselect"], _DELIMITER, b""))
         session.ok(command.tag, "Lsub completed")
         return
     pattern = _decode_list_pattern(command.reference, command.pattern)
@@ -150,14 +150,8 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
                 if parent not in subscribed and pattern.matches(parent):
                     shown.setdefault(parent, [b"\\Noselect"])
     for name in sorted(shown):
-        session.send(_list_line(b"LSUB", shown[name], name))
+        session.send(lsub_response(shown[name], _DELIMITER, mutf7.encode(name)))
     session.ok(command.tag, "Lsub completed")
-
-
-def _list_line(kind: bytes, attributes: list[bytes], name: str) -> DataResponse:
-    return DataResponse(
-        kind + b" " + paren_list(attributes) + b' "/" ' + astring(mutf7.encode(name))
-    )
 
 
 async def status(session: ImapSession, command: c.StatusCommand) -> None:
@@ -173,8 +167,8 @@ async def status(session: ImapSession, command: c.StatusCommand) -> None:
         "UIDVALIDITY": status.mailbox.uidvalidity,
         "UNSEEN": status.unseen,
     }
-    items = b" ".join(f"{item} {values[item]}".encode() for item in command.items)
-    session.send(DataResponse(b"STATUS " + astring(mutf7.encode(name)) + b" (" + items + b")"))
+    items = [(item, values[item]) for item in command.items]
+    session.send(status_response(mutf7.encode(name), items))
     await session.announce(allow_expunge=True)
     session.ok(command.tag, "Status completed")
 

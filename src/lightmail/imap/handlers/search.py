@@ -14,10 +14,10 @@ from lightmail.imap.session import (
 )
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import (
-    DataResponse,
     ResponseCode,
     Status,
     TaggedResponse,
+    search_response,
 )
 from lightmail.mailstore.store import MessageMeta
 
@@ -72,7 +72,7 @@ async def search(session: ImapSession, command: c.SearchCommand) -> None:
             ):
                 matched.append(uid if command.uid else seq)
             await turn.pause()
-    session.send(DataResponse(b" ".join([b"SEARCH", *(str(n).encode() for n in matched)])))
+    session.send(search_response(matched))
     await session.announce(allow_expunge=session.may_expunge(command))
     session.ok(command.tag, "Search completed")
 
