@@ -249,11 +249,7 @@ class ImapSession:
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.conn.id, type(command).__name__)
-            self.send(
-                TaggedResponse(
-                    command.tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG)
-                )
-            )
+            self.no(command.tag, "Internal error", Code.SERVERBUG)
 
     def _metric(self, command: c.Command) -> str:
         """The ``command`` label of the metrics: a fixed set of lower-case verbs."""
@@ -287,6 +283,14 @@ class ImapSession:
 
     def ok(self, tag: bytes, text: str = "completed", code: ResponseCode | None = None) -> None:
         self.send(TaggedResponse(tag, Status.OK, text, code))
+
+    def no(self, tag: bytes, text: str, code: Code | None = None) -> None:
+        self.send(
+            TaggedResponse(tag, Status.NO, text, None if code is None else ResponseCode(code))
+        )
+
+    def bad(self, tag: bytes, text: str) -> None:
+        self.send(TaggedResponse(tag, Status.BAD, text))
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]

@@ -28,8 +28,6 @@ from lightmail.imap.wire.responses import (
     Code,
     ContinuationResponse,
     ResponseCode,
-    Status,
-    TaggedResponse,
 )
 from lightmail.metrics import APPENDS
 from lightmail.net.driver import SessionEnd
@@ -59,7 +57,7 @@ async def append(session: ImapSession, command: c.AppendCommand) -> None:
         log.exception("imap %s: APPEND failed before its literal", session.conn.id)
         session.receiver.reject_literal()
         APPENDS.labels("error").inc()
-        session.send(TaggedResponse(tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG)))
+        session.no(tag, "Internal error", Code.SERVERBUG)
         return
     if command.synchronizing:
         session.send(ContinuationResponse("Ready for literal"))
@@ -81,7 +79,7 @@ async def append(session: ImapSession, command: c.AppendCommand) -> None:
                 )
         except MessageRejected:
             APPENDS.labels("refused").inc()
-            session.send(TaggedResponse(tag, Status.NO, "Message refused by content policy"))
+            session.no(tag, "Message refused by content policy")
             return
     except _LiteralAborted:
         APPENDS.labels("aborted").inc()
@@ -100,9 +98,7 @@ async def append(session: ImapSession, command: c.AppendCommand) -> None:
         log.exception("imap %s: APPEND failed", session.conn.id)
         if await _drain_literal(literal, source):
             APPENDS.labels("error").inc()
-            session.send(
-                TaggedResponse(tag, Status.NO, "Internal error", ResponseCode(Code.SERVERBUG))
-            )
+            session.no(tag, "Internal error", Code.SERVERBUG)
         else:
             APPENDS.labels("aborted").inc()
         return

@@ -25,9 +25,6 @@ from lightmail.imap.wire.receiver import (
 from lightmail.imap.wire.responses import (
     Code,
     ContinuationResponse,
-    ResponseCode,
-    Status,
-    TaggedResponse,
 )
 
 log = logging.getLogger(__name__)
@@ -35,7 +32,7 @@ log = logging.getLogger(__name__)
 
 async def starttls(session: ImapSession, command: c.StartTlsCommand) -> None:
     if session.ctx.tls is None or session.conn.is_tls:
-        session.send(TaggedResponse(command.tag, Status.BAD, "TLS is not available here"))
+        session.bad(command.tag, "TLS is not available here")
         return
     session.ok(command.tag, "Begin TLS negotiation now")
     await session.driver.start_tls(session.ctx.tls)
@@ -43,13 +40,10 @@ async def starttls(session: ImapSession, command: c.StartTlsCommand) -> None:
 
 async def login(session: ImapSession, command: c.LoginCommand) -> None:
     if not session.login.plaintext_ok:
-        session.send(
-            TaggedResponse(
-                command.tag,
-                Status.NO,
-                "Plaintext login is disabled without TLS: use STARTTLS",
-                ResponseCode(Code.PRIVACYREQUIRED),
-            )
+        session.no(
+            command.tag,
+            "Plaintext login is disabled without TLS: use STARTTLS",
+            Code.PRIVACYREQUIRED,
         )
         return
     await _authenticated(
@@ -64,26 +58,12 @@ async def authenticate(session: ImapSession, command: c.AuthenticateCommand) -> 
     """AUTHENTICATE PLAIN (RFC 4616) and LOGIN, with SASL-IR (RFC 4959)."""
     tag = command.tag
     if not session.login.plaintext_ok:
-        session.send(
-            TaggedResponse(
-                tag,
-                Status.NO,
-                "Authentication requires TLS: use STARTTLS",
-                ResponseCode(Code.PRIVACYREQUIRED),
-            )
-        )
+        session.no(tag, "Authentication requires TLS: use STARTTLS", Code.PRIVACYREQUIRED)
         return
     try:
         exchange = SaslExchange(command.mechanism)
     except UnsupportedMechanism:
-        session.send(
-            TaggedResponse(
-                tag,
-                Status.NO,
-                "Unsupported authentication mechanism",
-                ResponseCode(Code.CANNOT),
-            )
-        )
+        session.no(tag, "Unsupported authentication mechanism", Code.CANNOT)
         return
     # RFC 4959: the initial response is base64 like any other (``=`` is empty).
     response = command.initial_response
@@ -98,17 +78,10 @@ async def authenticate(session: ImapSession, command: c.AuthenticateCommand) -> 
                 break
             response = None
     except InvalidBase64:
-        session.send(TaggedResponse(tag, Status.BAD, "Invalid base64 in SASL response"))
+        session.bad(tag, "Invalid base64 in SASL response")
         return
     except InvalidCredentials:
-        session.send(
-            TaggedResponse(
-                tag,
-                Status.NO,
-                f"Invalid {exchange.mechanism} credentials",
-                ResponseCode(Code.AUTHENTICATIONFAILED),
-            )
-        )
+        session.no(tag, f"Invalid {exchange.mechanism} credentials", Code.AUTHENTICATIONFAILED)
         session.login.count_failure()
         return
     await _authenticated(session, tag, credentials.username, credentials.password)
@@ -123,7 +96,7 @@ async def _sasl_challenge(session: ImapSession, tag: bytes, challenge: str) -> b
         await session.driver.dispatch(event)
         return None
     if event.cancelled:
-        session.send(TaggedResponse(tag, Status.BAD, "Authentication cancelled"))
+        session.bad(tag, "Authentication cancelled")
         return None
     return event.data
 
@@ -135,19 +108,11 @@ async def _authenticated(session: ImapSession, tag: bytes, address: str, passwor
         log.info(
             "imap %s: failed login for %r from %s", session.conn.id, address, session.conn.peer
         )
-        session.send(
-            TaggedResponse(
-                tag, Status.NO, "Authentication failed", ResponseCode(Code.AUTHENTICATIONFAILED)
-            )
-        )
+        session.no(tag, "Authentication failed", Code.AUTHENTICATIONFAILED)
         session.login.count_failure()
         return
     if not session.ctx.per_user.try_acquire(user.id):
-        session.send(
-            TaggedResponse(
-                tag, Status.NO, "Too many connections for this user", ResponseCode(Code.LIMIT)
-            )
-        )
+        session.no(tag, "Too many connections for this user", Code.LIMIT)
         return
     session.user = user
     session.state = State.AUTHENTICATED

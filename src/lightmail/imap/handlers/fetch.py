@@ -18,9 +18,6 @@ from lightmail.imap.session import (
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import (
     Code,
-    ResponseCode,
-    Status,
-    TaggedResponse,
     literal,
     literal_octets,
 )
@@ -38,7 +35,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
     try:
         targets = session.resolve(command.sequence_set, uid=command.uid)
     except BadSequence:
-        session.send(TaggedResponse(command.tag, Status.BAD, "Invalid message sequence number"))
+        session.bad(command.tag, "Invalid message sequence number")
         return
     attributes = list(command.attributes)
     if command.uid and FetchItem.UID not in attributes:
@@ -114,24 +111,10 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
             await turn.pause()
     await session.announce(allow_expunge=session.may_expunge(command))
     if unreadable:
-        session.send(
-            TaggedResponse(
-                command.tag,
-                Status.NO,
-                "Some messages could not be read",
-                ResponseCode(Code.SERVERBUG),
-            )
-        )
+        session.no(command.tag, "Some messages could not be read", Code.SERVERBUG)
         return
     if missing:
-        session.send(
-            TaggedResponse(
-                command.tag,
-                Status.NO,
-                "Some messages were expunged",
-                ResponseCode(Code.EXPUNGEISSUED),
-            )
-        )
+        session.no(command.tag, "Some messages were expunged", Code.EXPUNGEISSUED)
         return
     session.ok(command.tag, "Fetch completed")
 

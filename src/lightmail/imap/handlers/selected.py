@@ -19,7 +19,6 @@ from lightmail.imap.wire.responses import (
     Raw,
     ResponseCode,
     Status,
-    TaggedResponse,
     UntaggedResponse,
     fetch_response,
 )
@@ -47,11 +46,7 @@ async def unselect(session: ImapSession, command: c.UnselectCommand) -> None:
 async def expunge(session: ImapSession, command: c.ExpungeCommand | c.UidExpungeCommand) -> None:
     """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1)."""
     if session.view.readonly:
-        session.send(
-            TaggedResponse(
-                command.tag, Status.NO, "Mailbox is read-only", ResponseCode(Code.READ_ONLY)
-            )
-        )
+        session.no(command.tag, "Mailbox is read-only", Code.READ_ONLY)
         return
     uids = None
     if isinstance(command, c.UidExpungeCommand):
@@ -68,14 +63,10 @@ async def store(session: ImapSession, command: c.StoreCommand) -> None:
     try:
         targets = session.resolve(command.sequence_set, uid=command.uid)
     except BadSequence:
-        session.send(TaggedResponse(command.tag, Status.BAD, "Invalid message sequence number"))
+        session.bad(command.tag, "Invalid message sequence number")
         return
     if view.readonly:
-        session.send(
-            TaggedResponse(
-                command.tag, Status.NO, "Mailbox is read-only", ResponseCode(Code.READ_ONLY)
-            )
-        )
+        session.no(command.tag, "Mailbox is read-only", Code.READ_ONLY)
         return
     live = [(seq, uid) for seq, uid in targets if not view.is_expunged(uid)]
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
@@ -97,14 +88,7 @@ async def store(session: ImapSession, command: c.StoreCommand) -> None:
             session.send(fetch_response(seq, items))
     await session.announce(allow_expunge=session.may_expunge(command))
     if len(live) < len(targets):
-        session.send(
-            TaggedResponse(
-                command.tag,
-                Status.NO,
-                "Some messages were expunged",
-                ResponseCode(Code.EXPUNGEISSUED),
-            )
-        )
+        session.no(command.tag, "Some messages were expunged", Code.EXPUNGEISSUED)
         return
     session.ok(command.tag, "Store completed")
 
@@ -116,14 +100,10 @@ async def copy(session: ImapSession, command: c.CopyCommand | c.MoveCommand) -> 
     try:
         targets = session.resolve(command.sequence_set, uid=command.uid)
     except BadSequence:
-        session.send(TaggedResponse(command.tag, Status.BAD, "Invalid message sequence number"))
+        session.bad(command.tag, "Invalid message sequence number")
         return
     if move and view.readonly:
-        session.send(
-            TaggedResponse(
-                command.tag, Status.NO, "Mailbox is read-only", ResponseCode(Code.READ_ONLY)
-            )
-        )
+        session.no(command.tag, "Mailbox is read-only", Code.READ_ONLY)
         return
     destination = decode_mailbox(command.mailbox)
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
