@@ -8,6 +8,7 @@ import ssl
 from lightmail.accounts.service import Accounts
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.config import Settings
+from lightmail.imap.handlers import VERBS
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
 from lightmail.net.listener import ConnectionLimiter, ListeningService, plain_and_tls_listeners
@@ -42,6 +43,7 @@ class ImapServer(ListeningService):
             hostname=settings.server.hostname,
             antivirus=settings.antivirus,
             scanner=scanner if settings.antivirus.scan_append else None,
+            verbs=VERBS,
         )
 
         self.listeners = plain_and_tls_listeners(

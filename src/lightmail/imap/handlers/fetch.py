@@ -1,0 +1,258 @@
+"""FETCH and UID FETCH (RFC 3501 section 6.4.5): metadata from SQL, rendered by
+:mod:`lightmail.imap.fetch`; large body sections stream from the blob store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from lightmail.fairness import TimeSlice
+from lightmail.imap import fetch as render
+from lightmail.imap.session import (
+    BadSequence,
+    ImapSession,
+)
+from lightmail.imap.wire import commands as c
+from lightmail.imap.wire.responses import (
+    Code,
+    literal,
+    literal_octets,
+)
+from lightmail.imap.wire.types import BodySection, FetchItem, SectionText
+from lightmail.mailstore.store import MessageInfo, MessageMeta, StoreMode
+from lightmail.metrics import BLOBS_MISSING
+from lightmail.storage.blobs.base import BlobNotFound
+
+log = logging.getLogger(__name__)
+
+
+async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
+    """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed."""
+    view = session.view
+    try:
+        targets = session.resolve(command.sequence_set, uid=command.uid)
+    except BadSequence:
+        session.bad(command.tag, "Invalid message sequence number")
+        return
+    attributes = list(command.attributes)
+    if command.uid and FetchItem.UID not in attributes:
+        attributes.insert(0, FetchItem.UID)
+    needs_meta = any(
+        isinstance(a, BodySection)
+        or a
+        in (
+            FetchItem.ENVELOPE,
+            FetchItem.BODYSTRUCTURE,
+            FetchItem.BODY,
+            FetchItem.RFC822,
+            FetchItem.RFC822_HEADER,
+            FetchItem.RFC822_TEXT,
+        )
+        for a in attributes
+    )
+    sets_seen = not view.readonly and any(
+        (isinstance(a, BodySection) and not a.peek)
+        or a in (FetchItem.RFC822, FetchItem.RFC822_TEXT)
+        for a in attributes
+    )
+    mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
+    live = [(seq, uid) for seq, uid in targets if not view.is_expunged(uid)]
+    seen_now: set[int] = set()
+    if sets_seen:
+        unseen = [uid for _, uid in live if "\\Seen" not in view.flags_of(uid)]
+        if unseen:
+            for changed in await session.store.store_flags(
+                session.user_id, mailbox, unseen, StoreMode.ADD, ["\\Seen"]
+            ):
+                view.set_flags(changed.uid, changed.flags.names())
+                seen_now.add(changed.uid)
+            await session.announce_new_keywords(view)
+    needs_info = needs_meta or any(
+        a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
+    )
+    missing = len(live) < len(targets)
+    turn = TimeSlice()  # other sessions run in between (issue #14)
+    unreadable = False
+    for start in range(0, len(live), _FETCH_BATCH):
+        batch = live[start : start + _FETCH_BATCH]
+        uids = [uid for _, uid in batch]
+        metas: dict[int, MessageMeta] = {}
+        infos: dict[int, MessageInfo] = {}
+        if needs_meta:
+            metas = {m.info.uid: m for m in await session.store.fetch_meta(mailbox, uids)}
+            infos = {uid: meta.info for uid, meta in metas.items()}
+        elif needs_info:
+            infos = {i.uid: i for i in await session.store.fetch_infos(mailbox, uids)}
+        for seq, uid in batch:
+            info = infos.get(uid)
+            if needs_info and info is None:  # expunged by another session meanwhile
+                missing = True
+                continue
+            try:
+                await _fetch_one(
+                    session, seq, uid, info, metas.get(uid), attributes, uid in seen_now
+                )
+            except BlobNotFound as error:
+                # The rest of the range is still answered (RFC 3501 6.4.5: NO at the end).
+                unreadable = True
+                BLOBS_MISSING.inc()
+                log.error(
+                    "imap %s: message UID %d in mailbox %r (id %d) of %s has no blob %s",
+                    session.conn.id,
+                    uid,
+                    mailbox.name,
+                    mailbox.id,
+                    session.user.address if session.user else "?",
+                    error.key,
+                )
+            await turn.pause()
+    await session.announce(allow_expunge=session.may_expunge(command))
+    if unreadable:
+        session.no(command.tag, "Some messages could not be read", Code.SERVERBUG)
+        return
+    if missing:
+        session.no(command.tag, "Some messages were expunged", Code.EXPUNGEISSUED)
+        return
+    session.ok(command.tag, "Fetch completed")
+
+
+async def _fetch_one(
+    session: ImapSession,
+    seq: int,
+    uid: int,
+    info: MessageInfo | None,
+    meta: MessageMeta | None,
+    attributes: Sequence[FetchItem | BodySection],
+    seen_now: bool,
+) -> None:
+    """Write one FETCH response; large body sections stream from the blob store.
+
+    ``info`` and ``meta`` are None when no attribute asked for them. Every
+    blob read starts before the response does, so a missing blob
+    (:class:`BlobNotFound`) leaves nothing of it written.
+    """
+    items: list[bytes | _Streamed] = []
+    for attribute in attributes:
+        if isinstance(attribute, BodySection):
+            items.append(await _section(session, attribute, attribute.response_name, meta))
+            continue
+        match attribute:
+            case FetchItem.FLAGS:
+                items.append(b"FLAGS " + session.flag_list(uid))
+            case FetchItem.UID:
+                items.append(b"UID " + str(uid).encode())
+            case FetchItem.INTERNALDATE:
+                items.append(b"INTERNALDATE " + _internaldate(_need(info).internaldate))
+            case FetchItem.RFC822_SIZE:
+                items.append(b"RFC822.SIZE " + str(_need(info).size).encode())
+            case FetchItem.ENVELOPE:
+                items.append(b"ENVELOPE " + render.envelope_bytes(_need(meta).envelope))
+            case FetchItem.BODYSTRUCTURE:
+                structure = render.body_structure_bytes(_need(meta).body, extensible=True)
+                items.append(b"BODYSTRUCTURE " + structure)
+            case FetchItem.BODY:
+                structure = render.body_structure_bytes(_need(meta).body, extensible=False)
+                items.append(b"BODY " + structure)
+            case FetchItem.RFC822 | FetchItem.RFC822_HEADER | FetchItem.RFC822_TEXT:
+                rfc822 = _RFC822_SECTIONS[attribute]
+                items.append(await _section(session, rfc822, attribute.response_name, meta))
+    if seen_now and FetchItem.FLAGS not in attributes:
+        items.append(b"FLAGS " + session.flag_list(uid))
+    streams: dict[int, tuple[bytes, AsyncIterator[bytes]]] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, _Streamed):
+            chunks = aiter(session.store.read_message(_need(meta).info, item.start, item.end))
+            streams[index] = (await anext(chunks, b""), chunks)
+    session.driver.send(b"* " + str(seq).encode() + b" FETCH (")
+    for index, item in enumerate(items):
+        separator = b" " if index else b""
+        if isinstance(item, bytes):
+            session.driver.send(separator + item)
+            continue
+        size = item.end - item.start
+        session.driver.send(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
+        await session.driver.flush()
+        first, rest = streams[index]
+        await session.conn.write(literal_octets(first))
+        async for chunk in rest:
+            await session.conn.write(literal_octets(chunk))
+    session.driver.send(b")\r\n")
+
+
+async def _section(
+    session: ImapSession, section: BodySection, name: bytes, meta: MessageMeta | None
+) -> bytes | _Streamed:
+    """``BODY[section]<partial>``: from the cached header when it holds the bytes,
+    inline when small, else streamed from the blob store.
+
+    Always a literal, even ``{0}``: the grammar allows a quoted string, but
+    curl and other clients parse only literals (Dovecot and Cyrus send only
+    literals). NUL goes out as 0x80 (``literal``, ``literal_octets``).
+    """
+    meta = _need(meta)
+    where = render.section_range(meta.body, section)
+    if where is None:
+        return name + b" " + literal(b"")
+    if where.fields is not None:
+        header = await _read_range(session, meta, where.start, where.end)
+        data = render.filter_header(header, where.fields, exclude=where.exclude)
+        offset, count = render.apply_partial(len(data), section.partial)
+        return name + b" " + literal(data[offset : offset + count])
+    offset, count = render.apply_partial(where.end - where.start, section.partial)
+    start, end = where.start + offset, where.start + offset + count
+    if count == 0:
+        return name + b" " + literal(b"")
+    if count <= _INLINE_LIMIT or _cached(meta, end):
+        return name + b" " + literal(await _read_range(session, meta, start, end))
+    return _Streamed(name, start, end)
+
+
+async def _read_range(session: ImapSession, meta: MessageMeta, start: int, end: int) -> bytes:
+    if _cached(meta, end):
+        return meta.header[start:end]
+    chunks = session.store.read_message(meta.info, start, end)
+    return b"".join([chunk async for chunk in chunks])
+
+
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """A FETCH item sent as a literal read straight from the blob store."""
+
+    name: bytes
+    start: int
+    end: int
+
+
+_INLINE_LIMIT = 16 * 1024
+_FETCH_BATCH = 500  # messages whose cached parse one query reads
+_RFC822_SECTIONS = {
+    FetchItem.RFC822: BodySection(),
+    FetchItem.RFC822_HEADER: BodySection(peek=True, text=SectionText.HEADER),
+    FetchItem.RFC822_TEXT: BodySection(text=SectionText.TEXT),
+}
+
+
+def _internaldate(value: datetime) -> bytes:
+    """``date-time`` (RFC 3501 section 9) in the zone the message was given
+    (RFC 3501 section 2.3.3); a naive value is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return b'"' + value.strftime("%d-%b-%Y %H:%M:%S %z").encode() + b'"'
+
+
+_T = TypeVar("_T")
+
+
+def _need(value: _T | None) -> _T:
+    """FETCH read what its attributes need before rendering; None here is our bug."""
+    if value is None:
+        raise AssertionError("FETCH did not read what an attribute needs")
+    return value
+
+
+def _cached(meta: MessageMeta, end: int) -> bool:
+    """Whether bytes up to ``end`` lie in the complete header cached in SQL."""
+    return end <= len(meta.header) == meta.body.body_start

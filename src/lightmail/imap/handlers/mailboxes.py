@@ -1,0 +1,179 @@
+"""Commands on mailboxes in the authenticated state (RFC 3501 section 6.3):
+SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS."""
+
+from __future__ import annotations
+
+import logging
+
+from lightmail.imap.selected import SelectedMailbox, Snapshot
+from lightmail.imap.session import (
+    ImapSession,
+    decode_mailbox,
+)
+from lightmail.imap.state import State
+from lightmail.imap.wire import commands as c
+from lightmail.imap.wire import mutf7
+from lightmail.imap.wire.responses import (
+    Code,
+    ResponseCode,
+    Status,
+    UntaggedResponse,
+    exists_response,
+    list_response,
+    lsub_response,
+    recent_response,
+    status_response,
+)
+from lightmail.mailstore import names
+
+log = logging.getLogger(__name__)
+
+_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
+
+
+async def select(session: ImapSession, command: c.SelectCommand) -> None:
+    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2)."""
+    if session.selected is not None:
+        session.deselect()  # a failed SELECT leaves nothing selected
+    name = decode_mailbox(command.mailbox)
+    mailbox = await session.store.get_mailbox(session.user_id, name)
+    infos = await session.store.list_messages(mailbox)
+    recent = await session.store.claim_recent(mailbox, readonly=command.readonly)
+    view = SelectedMailbox(
+        mailbox.id,
+        (Snapshot(i.uid, i.flags.names()) for i in infos),
+        readonly=command.readonly,
+        recent=recent,
+        keywords=mailbox.keywords,
+        keyword_room=session.store.may_create_keywords(mailbox),
+    )
+    session.modseq = mailbox.highestmodseq
+    session.selected = view
+    session.state = State.SELECTED
+    session.send_keywords(view)
+    session.send(exists_response(view.exists))
+    session.send(recent_response(view.recent_count))
+    unseen = view.first_unseen()
+    if unseen is not None:
+        session.send(UntaggedResponse(Status.OK, "First unseen", ResponseCode.unseen(unseen)))
+    session.send(
+        UntaggedResponse(Status.OK, "UIDs valid", ResponseCode.uidvalidity(mailbox.uidvalidity))
+    )
+    session.send(
+        UntaggedResponse(Status.OK, "Predicted next UID", ResponseCode.uidnext(mailbox.uidnext))
+    )
+    mode = Code.READ_ONLY if command.readonly else Code.READ_WRITE
+    session.ok(command.tag, "Select completed", ResponseCode(mode))
+    await session.watch()
+
+
+async def create(session: ImapSession, command: c.CreateCommand) -> None:
+    """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
+    will be created below this one: the name is created without it."""
+    raw = command.mailbox
+    if raw.endswith(_DELIMITER):
+        raw = raw[:-1]
+    await session.store.create_mailbox(session.user_id, decode_mailbox(raw))
+    await session.announce(allow_expunge=True)
+    session.ok(command.tag, "Create completed")
+
+
+async def delete(session: ImapSession, command: c.DeleteCommand) -> None:
+    await session.store.delete_mailbox(session.user_id, decode_mailbox(command.mailbox))
+    await session.announce(allow_expunge=True)
+    session.ok(command.tag, "Delete completed")
+
+
+async def rename(session: ImapSession, command: c.RenameCommand) -> None:
+    await session.store.rename_mailbox(
+        session.user_id, decode_mailbox(command.old), decode_mailbox(command.new)
+    )
+    await session.announce(allow_expunge=True)
+    session.ok(command.tag, "Rename completed")
+
+
+async def subscribe(session: ImapSession, command: c.SubscribeCommand) -> None:
+    await session.store.subscribe(session.user_id, decode_mailbox(command.mailbox))
+    session.ok(command.tag, "Subscribe completed")
+
+
+async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> None:
+    await session.store.unsubscribe(session.user_id, decode_mailbox(command.mailbox))
+    session.ok(command.tag, "Unsubscribe completed")
+
+
+async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
+    """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
+    if not command.pattern:
+        session.send(list_response([b"\\Noselect"], _DELIMITER, b""))
+        session.ok(command.tag, "List completed")
+        return
+    pattern = _decode_list_pattern(command.reference, command.pattern)
+    mailboxes = await session.store.list_mailboxes(session.user_id)
+    existing = {m.name: m for m in mailboxes}
+    every = set(existing)
+    for name in existing:
+        every.update(names.parents(name))
+    has_children = {parent for name in every for parent in names.parents(name)}
+    for name in sorted(every):
+        if not pattern.matches(name):
+            continue
+        attributes = [b"\\HasChildren" if name in has_children else b"\\HasNoChildren"]
+        mailbox = existing.get(name)
+        if mailbox is None:
+            attributes.insert(0, b"\\Noselect")
+        elif mailbox.special_use:
+            attributes.append(mailbox.special_use.encode())
+        session.send(list_response(attributes, _DELIMITER, mutf7.encode(name)))
+    await session.announce(allow_expunge=True)
+    session.ok(command.tag, "List completed")
+
+
+async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
+    """LSUB (RFC 3501 section 6.3.9): subscribed names that match the pattern.
+
+    A pattern that ends in ``%`` also matches the levels above a subscribed
+    name that are not subscribed themselves; those come with ``\\Noselect``.
+    """
+    if not command.pattern:
+        session.send(lsub_response([b"\\Noselect"], _DELIMITER, b""))
+        session.ok(command.tag, "Lsub completed")
+        return
+    pattern = _decode_list_pattern(command.reference, command.pattern)
+    subscribed = set(await session.store.subscriptions(session.user_id))
+    shown: dict[str, list[bytes]] = {}
+    for name in subscribed:
+        if pattern.matches(name):
+            shown[name] = []
+        if pattern.ends_with_percent:
+            for parent in names.parents(name):
+                if parent not in subscribed and pattern.matches(parent):
+                    shown.setdefault(parent, [b"\\Noselect"])
+    for name in sorted(shown):
+        session.send(lsub_response(shown[name], _DELIMITER, mutf7.encode(name)))
+    session.ok(command.tag, "Lsub completed")
+
+
+async def status(session: ImapSession, command: c.StatusCommand) -> None:
+    name = decode_mailbox(command.mailbox)
+    status = await session.store.mailbox_status(session.user_id, name)
+    recent: list[int] = []
+    if "RECENT" in command.items:
+        recent = await session.store.claim_recent(status.mailbox, readonly=True)
+    values = {
+        "MESSAGES": status.messages,
+        "RECENT": len(recent),
+        "UIDNEXT": status.mailbox.uidnext,
+        "UIDVALIDITY": status.mailbox.uidvalidity,
+        "UNSEEN": status.unseen,
+    }
+    items = [(item, values[item]) for item in command.items]
+    session.send(status_response(mutf7.encode(name), items))
+    await session.announce(allow_expunge=True)
+    session.ok(command.tag, "Status completed")
+
+
+def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:
+    """LIST's and LSUB's arguments (RFC 3501 section 6.3.8). They are patterns, not
+    names: one that is not modified UTF-7 is matched as it reads, never refused."""
+    return names.MailboxPattern(mutf7.decode_pattern(reference), mutf7.decode_pattern(pattern))

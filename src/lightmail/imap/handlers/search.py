@@ -1,0 +1,118 @@
+"""SEARCH and UID SEARCH (RFC 3501 section 6.4.4): evaluated by
+:mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from datetime import date
+
+from lightmail.fairness import TimeSlice
+from lightmail.imap import search as matching
+from lightmail.imap.session import (
+    ImapSession,
+)
+from lightmail.imap.wire import commands as c
+from lightmail.imap.wire.responses import (
+    ResponseCode,
+    Status,
+    TaggedResponse,
+    search_response,
+)
+from lightmail.mailstore.store import MessageMeta
+
+log = logging.getLogger(__name__)
+
+
+async def search(session: ImapSession, command: c.SearchCommand) -> None:
+    """SEARCH and UID SEARCH (RFC 3501 6.4.4)."""
+    if command.charset not in (None, *_CHARSETS):
+        session.send(
+            TaggedResponse(
+                command.tag,
+                Status.NO,
+                "Unsupported charset",
+                ResponseCode.badcharset(_CHARSETS),
+            )
+        )
+        return
+    view = session.view
+    mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
+    needles = matching.text_needles(command.key)
+    matched: list[int] = []
+    live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
+    turn = TimeSlice()  # other sessions run in between (issue #14)
+    for start in range(0, len(live), _FETCH_BATCH):
+        batch = live[start : start + _FETCH_BATCH]
+        uids = [uid for _, uid in batch]
+        metas = {meta.info.uid: meta for meta in await session.store.fetch_meta(mailbox, uids)}
+        for seq, uid in batch:
+            meta = metas.get(uid)
+            if meta is None:
+                continue
+            found: frozenset[tuple[bytes, bool]] = frozenset()
+            if needles:
+                found = await _search_text(session, meta, needles, turn)
+            message = matching.SearchMessage(
+                seq=seq,
+                uid=uid,
+                flags=view.flags_of(uid),
+                recent=view.is_recent(uid),
+                size=meta.info.size,
+                internaldate=meta.info.internaldate,
+                header=meta.header,
+                sent_date=_sent_date(meta.envelope.date),
+            )
+            if matching.matches(
+                command.key,
+                message,
+                largest_seq=view.exists,
+                largest_uid=view.largest_uid,
+                found=found,
+            ):
+                matched.append(uid if command.uid else seq)
+            await turn.pause()
+    session.send(search_response(matched))
+    await session.announce(allow_expunge=session.may_expunge(command))
+    session.ok(command.tag, "Search completed")
+
+
+async def _search_text(
+    session: ImapSession, meta: MessageMeta, needles: frozenset[tuple[bytes, bool]], turn: TimeSlice
+) -> frozenset[tuple[bytes, bool]]:
+    """BODY/TEXT needles found in the parts' MIME headers and decoded text, read
+    range by range from the blob store (the top-level header is matched from
+    the cache by ``matching.matches``). Scanned in pieces of ``_SCAN_PIECE``
+    octets, giving way to other sessions in between."""
+    scan = matching.TextScan(needles, body_start=0)
+    for segment in matching.text_segments(meta.body):
+        part = segment.part
+        decoder = (
+            None if part is None else matching.PartDecoder(part.encoding, part.param("CHARSET"))
+        )
+        async for chunk in session.store.read_message(meta.info, segment.start, segment.end):
+            data = chunk if decoder is None else decoder.feed(chunk)
+            for at in range(0, len(data), _SCAN_PIECE):
+                scan.feed(data[at : at + _SCAN_PIECE])
+                if scan.done:
+                    return scan.found()
+                await turn.pause()
+        if decoder is not None:
+            scan.feed(decoder.close())
+        scan.feed(b"\n")  # no match across two segments
+    return scan.found()
+
+
+_CHARSETS = ("US-ASCII", "UTF-8")
+_FETCH_BATCH = 500  # messages whose cached parse one query reads
+_SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way
+
+
+def _sent_date(value: str | None) -> date | None:
+    """The day of the Date: header in its own time zone (RFC 3501 SENTON and friends)."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).date()
+    except (TypeError, ValueError, IndexError):
+        return None
