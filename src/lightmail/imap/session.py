@@ -79,6 +79,9 @@ from lightmail.notify.bus import Subscription
 
 log = logging.getLogger(__name__)
 
+DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
+META_BATCH = 500  # messages whose cached parse one query reads (FETCH, SEARCH)
+
 SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
 
 Handler = Callable[["ImapSession", Any], Awaitable[None]]

@@ -7,6 +7,7 @@ import logging
 
 from lightmail import __version__
 from lightmail.imap.session import (
+    DELIMITER,
     ImapSession,
 )
 from lightmail.imap.state import State
@@ -19,12 +20,9 @@ from lightmail.imap.wire.responses import (
     id_response,
     namespace_response,
 )
-from lightmail.mailstore import names
 from lightmail.net.driver import SessionEnd
 
 log = logging.getLogger(__name__)
-
-_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 
 
 async def capability(session: ImapSession, command: c.CapabilityCommand) -> None:
@@ -55,7 +53,7 @@ async def identify(session: ImapSession, command: c.IdCommand) -> None:
 
 async def namespace(session: ImapSession, command: c.NamespaceCommand) -> None:
     """RFC 2342: one personal namespace, no others."""
-    session.send(namespace_response([(b"", _DELIMITER)], None, None))
+    session.send(namespace_response([(b"", DELIMITER)], None, None))
     session.ok(command.tag)
 
 

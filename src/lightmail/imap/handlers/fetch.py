@@ -12,6 +12,7 @@ from typing import TypeVar
 from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
 from lightmail.imap.session import (
+    META_BATCH,
     BadSequence,
     ImapSession,
 )
@@ -76,8 +77,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
     missing = len(live) < len(targets)
     turn = TimeSlice()  # other sessions run in between (issue #14)
     unreadable = False
-    for start in range(0, len(live), _FETCH_BATCH):
-        batch = live[start : start + _FETCH_BATCH]
+    for start in range(0, len(live), META_BATCH):
+        batch = live[start : start + META_BATCH]
         uids = [uid for _, uid in batch]
         metas: dict[int, MessageMeta] = {}
         infos: dict[int, MessageInfo] = {}
@@ -227,7 +228,6 @@ class _Streamed:
 
 
 _INLINE_LIMIT = 16 * 1024
-_FETCH_BATCH = 500  # messages whose cached parse one query reads
 _RFC822_SECTIONS = {
     FetchItem.RFC822: BodySection(),
     FetchItem.RFC822_HEADER: BodySection(peek=True, text=SectionText.HEADER),

@@ -7,6 +7,7 @@ import logging
 
 from lightmail.imap.selected import SelectedMailbox, Snapshot
 from lightmail.imap.session import (
+    DELIMITER,
     ImapSession,
     decode_mailbox,
 )
@@ -27,8 +28,6 @@ from lightmail.imap.wire.responses import (
 from lightmail.mailstore import names
 
 log = logging.getLogger(__name__)
-
-_DELIMITER = names.DELIMITER.encode()  # printable ASCII: the same octet in modified UTF-7
 
 
 async def select(session: ImapSession, command: c.SelectCommand) -> None:
@@ -71,7 +70,7 @@ async def create(session: ImapSession, command: c.CreateCommand) -> None:
     """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
     will be created below this one: the name is created without it."""
     raw = command.mailbox
-    if raw.endswith(_DELIMITER):
+    if raw.endswith(DELIMITER):
         raw = raw[:-1]
     await session.store.create_mailbox(session.user_id, decode_mailbox(raw))
     await session.announce(allow_expunge=True)
@@ -105,7 +104,7 @@ async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> No
 async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
     """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
     if not command.pattern:
-        session.send(list_response([b"\\Noselect"], _DELIMITER, b""))
+        session.send(list_response([b"\\Noselect"], DELIMITER, b""))
         session.ok(command.tag, "List completed")
         return
     pattern = _decode_list_pattern(command.reference, command.pattern)
@@ -124,7 +123,7 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
             attributes.insert(0, b"\\Noselect")
         elif mailbox.special_use:
             attributes.append(mailbox.special_use.encode())
-        session.send(list_response(attributes, _DELIMITER, mutf7.encode(name)))
+        session.send(list_response(attributes, DELIMITER, mutf7.encode(name)))
     await session.announce(allow_expunge=True)
     session.ok(command.tag, "List completed")
 
@@ -136,7 +135,7 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
     name that are not subscribed themselves; those come with ``\\Noselect``.
     """
     if not command.pattern:
-        session.send(lsub_response([b"\\Noselect"], _DELIMITER, b""))
+        session.send(lsub_response([b"\\Noselect"], DELIMITER, b""))
         session.ok(command.tag, "Lsub completed")
         return
     pattern = _decode_list_pattern(command.reference, command.pattern)
@@ -150,7 +149,7 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
                 if parent not in subscribed and pattern.matches(parent):
                     shown.setdefault(parent, [b"\\Noselect"])
     for name in sorted(shown):
-        session.send(lsub_response(shown[name], _DELIMITER, mutf7.encode(name)))
+        session.send(lsub_response(shown[name], DELIMITER, mutf7.encode(name)))
     session.ok(command.tag, "Lsub completed")
 
 

@@ -10,6 +10,7 @@ from datetime import date
 from lightmail.fairness import TimeSlice
 from lightmail.imap import search as matching
 from lightmail.imap.session import (
+    META_BATCH,
     ImapSession,
 )
 from lightmail.imap.wire import commands as c
@@ -42,8 +43,8 @@ async def search(session: ImapSession, command: c.SearchCommand) -> None:
     matched: list[int] = []
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
-    for start in range(0, len(live), _FETCH_BATCH):
-        batch = live[start : start + _FETCH_BATCH]
+    for start in range(0, len(live), META_BATCH):
+        batch = live[start : start + META_BATCH]
         uids = [uid for _, uid in batch]
         metas = {meta.info.uid: meta for meta in await session.store.fetch_meta(mailbox, uids)}
         for seq, uid in batch:
@@ -104,7 +105,6 @@ async def _search_text(
 
 
 _CHARSETS = ("US-ASCII", "UTF-8")
-_FETCH_BATCH = 500  # messages whose cached parse one query reads
 _SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way
 
 
