@@ -248,6 +248,8 @@ class ImapSession:
             if view is not None and self.may_expunge(command) and view.has_pending_expunges:
                 self.send_updates(view.release_expunges())
             self.send(reply_for_error(command.tag, error))
+        except BadSequence:  # raised by resolve() before a handler changes anything
+            self.bad(command.tag, "Invalid message sequence number")
         except (SessionEnd, StreamError):
             raise
         except Exception:
@@ -474,4 +476,5 @@ _GOODBYES = {
 
 
 class BadSequence(Exception):
-    """A message sequence number beyond the mailbox: the client's error (BAD)."""
+    """A message sequence number beyond the mailbox: the client's error, answered
+    BAD by the dispatcher (``ImapSession._command``)."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lightmail.clock import local_now
 from lightmail.errors import (
     QuotaExceeded,
 )
@@ -67,7 +68,7 @@ class Delivery(StoreCore):
     ) -> AppendResult:
         """:meth:`append` for a message already stored with :meth:`store_message`."""
         mailbox_name = names.normalize(mailbox_name)
-        date = internaldate or datetime.now().astimezone()
+        date = internaldate or local_now()
 
         async def write(conn: AsyncConnection) -> AppendResult:
             parsed_flags = Flags.parse(flags)
@@ -140,7 +141,7 @@ class Delivery(StoreCore):
             targets.sort(key=lambda target: target[1].id)
             if targets:
                 await self._insert_object_key(conn, stored)
-            now = datetime.now().astimezone()  # the server's local zone
+            now = local_now()
             for recipient, mailbox in targets:
                 try:
                     await self._check_quota(conn, recipient.user_id, stored.put.size)

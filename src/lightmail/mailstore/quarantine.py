@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
+from lightmail.clock import local_now
 from lightmail.errors import (
     NotFound,
 )
@@ -102,7 +102,7 @@ class Quarantine(StoreCore):
         stored = StoredMessage(item.object_key, put, parser.close(), endings.bare_lf)
         outcomes: list[DeliveryOutcome] = []
         async with self.db.write() as conn:
-            now = datetime.now().astimezone()  # the server's local zone, as for LMTP
+            now = local_now()
             for address, user_id in json.loads(item.recipients):
                 row = await self._mailbox_row(conn, user_id, names.INBOX)
                 if row is None:

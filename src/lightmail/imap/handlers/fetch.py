@@ -13,7 +13,6 @@ from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
 from lightmail.imap.session import (
     META_BATCH,
-    BadSequence,
     ImapSession,
 )
 from lightmail.imap.wire import commands as c
@@ -33,11 +32,7 @@ log = logging.getLogger(__name__)
 async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
     """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed."""
     view = session.view
-    try:
-        targets = session.resolve(command.sequence_set, uid=command.uid)
-    except BadSequence:
-        session.bad(command.tag, "Invalid message sequence number")
-        return
+    targets = session.resolve(command.sequence_set, uid=command.uid)
     attributes = list(command.attributes)
     if command.uid and FetchItem.UID not in attributes:
         attributes.insert(0, FetchItem.UID)

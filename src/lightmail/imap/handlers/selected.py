@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 from lightmail.imap.session import (
-    BadSequence,
     ImapSession,
     decode_mailbox,
     flag_names,
@@ -60,11 +59,7 @@ async def expunge(session: ImapSession, command: c.ExpungeCommand | c.UidExpunge
 async def store(session: ImapSession, command: c.StoreCommand) -> None:
     """STORE (RFC 3501 6.4.6): the new flags of every named message, unless .SILENT."""
     view = session.view
-    try:
-        targets = session.resolve(command.sequence_set, uid=command.uid)
-    except BadSequence:
-        session.bad(command.tag, "Invalid message sequence number")
-        return
+    targets = session.resolve(command.sequence_set, uid=command.uid)
     if view.readonly:
         session.no(command.tag, "Mailbox is read-only", Code.READ_ONLY)
         return
@@ -97,11 +92,7 @@ async def copy(session: ImapSession, command: c.CopyCommand | c.MoveCommand) -> 
     """COPY (RFC 3501 6.4.7, COPYUID of RFC 4315) and MOVE (RFC 6851)."""
     move = isinstance(command, c.MoveCommand)
     view = session.view
-    try:
-        targets = session.resolve(command.sequence_set, uid=command.uid)
-    except BadSequence:
-        session.bad(command.tag, "Invalid message sequence number")
-        return
+    targets = session.resolve(command.sequence_set, uid=command.uid)
     if move and view.readonly:
         session.no(command.tag, "Mailbox is read-only", Code.READ_ONLY)
         return
