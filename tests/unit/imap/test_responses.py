@@ -152,8 +152,8 @@ def test_completions_render_with_the_tag_stamped_on_them() -> None:
     assert bad("Invalid message sequence number").tagged(b"e").to_bytes() == (
         b"e BAD Invalid message sequence number\r\n"
     )
-    with pytest.raises(ValueError, match="completion"):
-        Completion(Status.BYE, "x")
+    with pytest.raises(ValueError, match="tagged"):
+        Completion(Status.BYE, "x").tagged(b"a")
     with pytest.raises(ValueError, match="tag"):
         ok().tagged(b"*")
 

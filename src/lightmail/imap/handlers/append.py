@@ -5,14 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from lightmail import errors
 from lightmail.antivirus.policy import ingest_scanned
-from lightmail.errors import (
-    LightMailError,
-    MailboxNotFound,
-    MessageRejected,
-    MessageTooLarge,
-    TemporaryFailure,
-)
 from lightmail.imap.session import ImapSession, decode_mailbox, flag_names, reply_for_error
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import responses as r
@@ -29,13 +23,13 @@ async def append(session: ImapSession, command: c.AppendCommand) -> r.Completion
     None: the literal broke off, and the driver answered what broke it off."""
     try:
         if command.size > session.settings.max_append_size:
-            raise MessageTooLarge(session.settings.max_append_size)
+            raise errors.MessageTooLarge(session.settings.max_append_size)
         name = decode_mailbox(command.mailbox)
         session.store.check_flags(flag_names(command.flags))
         await session.store.get_mailbox(session.user_id, name)
-    except LightMailError as error:
-        if isinstance(error, MailboxNotFound):
-            error = MailboxNotFound(error.name, try_create=True)
+    except errors.LightMailError as error:
+        if isinstance(error, errors.MailboxNotFound):
+            error = errors.MailboxNotFound(error.name, try_create=True)
         session.receiver.reject_literal()
         APPENDS.labels(_append_outcome(error)).inc()
         return reply_for_error(error)
@@ -63,13 +57,13 @@ async def append(session: ImapSession, command: c.AppendCommand) -> r.Completion
                     flags=flag_names(command.flags),
                     internaldate=command.date_time,
                 )
-        except MessageRejected:
+        except errors.MessageRejected:
             APPENDS.labels("refused").inc()
             return r.no("Message refused by content policy")
     except _LiteralAborted:
         APPENDS.labels("aborted").inc()
         return None  # the receiver's event (BAD, or the end of the connection) was handled
-    except LightMailError as error:
+    except errors.LightMailError as error:
         if await _drain_literal(literal, source):
             APPENDS.labels(_append_outcome(error)).inc()
             return reply_for_error(error)
@@ -126,9 +120,9 @@ async def _drain_literal(literal: _Literal, source: AsyncIterator[bytes]) -> boo
     return literal.ended
 
 
-def _append_outcome(error: LightMailError) -> str:
+def _append_outcome(error: errors.LightMailError) -> str:
     """The ``lightmail_appends_total`` outcome of an APPEND answered NO for ``error``."""
-    return "deferred" if isinstance(error, TemporaryFailure) else "refused"
+    return "deferred" if isinstance(error, errors.TemporaryFailure) else "refused"
 
 
 class _LiteralAborted(Exception):

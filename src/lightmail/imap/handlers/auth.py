@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from lightmail.auth.sasl import (
-    InvalidBase64,
-    InvalidCredentials,
-    SaslExchange,
-    UnsupportedMechanism,
-)
+from lightmail.auth import sasl
 from lightmail.errors import AuthenticationFailed
 from lightmail.imap.session import ImapSession
 from lightmail.imap.state import State
@@ -46,8 +41,8 @@ async def authenticate(session: ImapSession, command: c.AuthenticateCommand) -> 
     if not session.login.plaintext_ok:
         return r.no("Authentication requires TLS: use STARTTLS", r.Code.PRIVACYREQUIRED)
     try:
-        exchange = SaslExchange(command.mechanism)
-    except UnsupportedMechanism:
+        exchange = sasl.SaslExchange(command.mechanism)
+    except sasl.UnsupportedMechanism:
         return r.no("Unsupported authentication mechanism", r.Code.CANNOT)
     # RFC 4959: the initial response is base64 like any other (``=`` is empty).
     response = command.initial_response
@@ -64,9 +59,9 @@ async def authenticate(session: ImapSession, command: c.AuthenticateCommand) -> 
             if credentials is not None:
                 break
             response = None
-    except InvalidBase64:
+    except sasl.InvalidBase64:
         return r.bad("Invalid base64 in SASL response")
-    except InvalidCredentials:
+    except sasl.InvalidCredentials:
         failed = r.no(f"Invalid {exchange.mechanism} credentials", r.Code.AUTHENTICATIONFAILED)
         _failed(session, command, failed)
         return None

@@ -324,15 +324,12 @@ class TaggedResponse:
 @dataclass(frozen=True, slots=True)
 class Completion:
     """A command's ``OK``, ``NO`` or ``BAD`` without its tag: what an IMAP handler
-    returns; the dispatcher stamps the command's tag on it (``tagged``)."""
+    returns; the dispatcher stamps the command's tag on it (``tagged``, which
+    refuses any other status)."""
 
     status: Status
     text: str
     code: ResponseCode | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in (Status.OK, Status.NO, Status.BAD):
-            raise ValueError("a completion is OK, NO or BAD")
 
     def tagged(self, tag: bytes) -> TaggedResponse:
         return TaggedResponse(tag, self.status, self.text, self.code)
