@@ -96,6 +96,5 @@ async def copy(session: ImapSession, command: c.CopyCommand | c.MoveCommand) -> 
             session.send(r.UntaggedResponse(r.Status.OK, "Moved", code))
         await session.announce(allow_expunge=True, force=True)
         return r.ok("Move completed")
-    else:
-        await session.announce(allow_expunge=True)
-        return r.ok("Copy completed", code)
+    await session.announce(allow_expunge=True)
+    return r.ok("Copy completed", code)
