@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lightmail.imap.wire.responses import nstring, string
+from lightmail.imap.wire.responses import nstring, paren_list, string
 from lightmail.imap.wire.types import BodySection, SectionText
 from lightmail.mailstore.mime.params import Params
 from lightmail.mailstore.mime.types import Address, BodyPart, Envelope
@@ -54,17 +54,8 @@ def _str(value: str) -> bytes:
 
 def _address(address: Address) -> bytes:
     """``address`` = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"."""
-    return (
-        b"("
-        + b" ".join(
-            (
-                _nstr(address.name),
-                _nstr(address.adl),
-                _nstr(address.mailbox),
-                _nstr(address.host),
-            )
-        )
-        + b")"
+    return paren_list(
+        (_nstr(address.name), _nstr(address.adl), _nstr(address.mailbox), _nstr(address.host))
     )
 
 
@@ -77,23 +68,19 @@ def _address_list(addresses: tuple[Address, ...] | None) -> bytes:
 
 def envelope_bytes(envelope: Envelope) -> bytes:
     """The ``envelope`` production (RFC 3501 sections 7.4.2 and 9)."""
-    return (
-        b"("
-        + b" ".join(
-            (
-                _nstr(envelope.date),
-                _nstr(envelope.subject),
-                _address_list(envelope.from_),
-                _address_list(envelope.sender),
-                _address_list(envelope.reply_to),
-                _address_list(envelope.to),
-                _address_list(envelope.cc),
-                _address_list(envelope.bcc),
-                _nstr(envelope.in_reply_to),
-                _nstr(envelope.message_id),
-            )
+    return paren_list(
+        (
+            _nstr(envelope.date),
+            _nstr(envelope.subject),
+            _address_list(envelope.from_),
+            _address_list(envelope.sender),
+            _address_list(envelope.reply_to),
+            _address_list(envelope.to),
+            _address_list(envelope.cc),
+            _address_list(envelope.bcc),
+            _nstr(envelope.in_reply_to),
+            _nstr(envelope.message_id),
         )
-        + b")"
     )
 
 
@@ -106,7 +93,7 @@ def _params(params: Params) -> bytes:
     """``body-fld-param``: ("NAME" "value" ...) or NIL when there are none."""
     if not params:
         return _NIL
-    return b"(" + b" ".join(_str(name) + b" " + _str(value) for name, value in params) + b")"
+    return paren_list(_str(name) + b" " + _str(value) for name, value in params)
 
 
 def _disposition(part: BodyPart) -> bytes:
@@ -123,7 +110,7 @@ def _language(language: tuple[str, ...] | None) -> bytes:
         return _NIL
     if len(language) == 1:
         return _str(language[0])
-    return b"(" + b" ".join(_str(tag) for tag in language) + b")"
+    return paren_list(_str(tag) for tag in language)
 
 
 def _body_fields(part: BodyPart) -> bytes:
@@ -180,14 +167,7 @@ def body_structure_bytes(part: BodyPart, *, extensible: bool) -> bytes:
         )
         out = inner + b" " + _str(part.subtype)
         if extensible:
-            out += b" " + b" ".join(
-                (
-                    _params(part.params),
-                    _disposition(part),
-                    _language(part.language),
-                    _nstr(part.location),
-                )
-            )
+            out += b" " + _params(part.params) + b" " + _extension_tail(part)
         return b"(" + out + b")"
 
     out = _str(part.type) + b" " + _str(part.subtype) + b" " + _body_fields(part)
@@ -203,15 +183,14 @@ def body_structure_bytes(part: BodyPart, *, extensible: bool) -> bytes:
     elif part.type == "TEXT":
         out += b" " + str(part.lines).encode("ascii")
     if extensible:
-        out += b" " + b" ".join(
-            (
-                _nstr(part.md5),
-                _disposition(part),
-                _language(part.language),
-                _nstr(part.location),
-            )
-        )
+        out += b" " + _nstr(part.md5) + b" " + _extension_tail(part)
     return b"(" + out + b")"
+
+
+def _extension_tail(part: BodyPart) -> bytes:
+    """``body-fld-dsp SP body-fld-lang SP body-fld-loc``: how both kinds of
+    extension data end (``body-ext-1part``, ``body-ext-mpart``)."""
+    return b" ".join((_disposition(part), _language(part.language), _nstr(part.location)))
 
 
 # -- HEADER.FIELDS ----------------------------------------------------------------

@@ -5,7 +5,8 @@ a selected mailbox's view in :mod:`lightmail.imap.selected`, and the command
 handlers in :mod:`lightmail.imap.handlers`, grouped by RFC area. One table
 there, ``VERBS``, gives each command class the states that allow it, its
 handler and its metrics label; the session looks a command up in it, checks
-the state and calls the handler. What handlers share is here: sending, the
+the state, calls the handler and sends the completion it returns with the
+command's tag (``complete``). What handlers share is here: sending, the
 announcement of other sessions' changes, sequence sets, and the one function
 that maps mailstore errors to responses (invariant 4 of docs/architecture.md:
 a temporary failure is ``NO [UNAVAILABLE]``, never a permanent refusal).
@@ -55,6 +56,7 @@ from lightmail.imap.wire.receiver import (
 )
 from lightmail.imap.wire.responses import (
     Code,
+    Completion,
     ContinuationResponse,
     Raw,
     Response,
@@ -62,11 +64,13 @@ from lightmail.imap.wire.responses import (
     Status,
     TaggedResponse,
     UntaggedResponse,
+    bad,
     exists_response,
     expunge_response,
     fetch_response,
     flag_list,
     flags_response,
+    no,
     recent_response,
 )
 from lightmail.imap.wire.types import STAR, SequenceSet
@@ -84,7 +88,10 @@ META_BATCH = 500  # messages whose cached parse one query reads (FETCH, SEARCH)
 
 SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
 
-Handler = Callable[["ImapSession", Any], Awaitable[None]]
+Handler = Callable[["ImapSession", Any], Awaitable[Completion | None]]
+"""``async def verb(session, command)``: the command's completion, or None when
+the command was answered already (``ImapSession.complete``, or an event the
+handler handed back to the driver, such as the BAD that broke off a literal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,7 @@ class ImapContext:
     verbs: Mapping[type[c.Command], Verb]  # imap/handlers/__init__.py::VERBS
 
 
-def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
+def reply_for_error(error: LightMailError) -> Completion:
     """The one mapping from mailstore and accounts errors to IMAP replies."""
     code: Code | None
     match error:
@@ -143,7 +150,7 @@ def reply_for_error(tag: bytes, error: LightMailError) -> TaggedResponse:
             code, text = Code.CANNOT, str(error)
         case _:
             code, text = Code.SERVERBUG, "Internal error"
-    return TaggedResponse(tag, Status.NO, text, ResponseCode(code) if code else None)
+    return no(text, code)
 
 
 def decode_mailbox(raw: bytes) -> str:
@@ -240,21 +247,23 @@ class ImapSession:
             await self._wrong_state(command)
             return
         try:
-            await verb.handle(self, command)
+            completion = await verb.handle(self, command)
         except LightMailError as error:
             # Nothing here may need the database: it may be what just failed. What
             # other sessions changed is announced after the next command.
             view = self.selected
             if view is not None and self.may_expunge(command) and view.has_pending_expunges:
                 self.send_updates(view.release_expunges())
-            self.send(reply_for_error(command.tag, error))
+            completion = reply_for_error(error)
         except BadSequence:  # raised by resolve() before a handler changes anything
-            self.bad(command.tag, "Invalid message sequence number")
+            completion = bad("Invalid message sequence number")
         except (SessionEnd, StreamError):
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.conn.id, type(command).__name__)
-            self.no(command.tag, "Internal error", Code.SERVERBUG)
+            completion = no("Internal error", Code.SERVERBUG)
+        if completion is not None:
+            self.complete(command, completion)
 
     def _metric(self, command: c.Command) -> str:
         """The ``command`` label of the metrics: a fixed set of lower-case verbs."""
@@ -286,16 +295,14 @@ class ImapSession:
     def send(self, response: Response) -> None:
         self.driver.send(response.to_bytes())
 
-    def ok(self, tag: bytes, text: str = "completed", code: ResponseCode | None = None) -> None:
-        self.send(TaggedResponse(tag, Status.OK, text, code))
-
-    def no(self, tag: bytes, text: str, code: Code | None = None) -> None:
-        self.send(
-            TaggedResponse(tag, Status.NO, text, None if code is None else ResponseCode(code))
-        )
-
-    def bad(self, tag: bytes, text: str) -> None:
-        self.send(TaggedResponse(tag, Status.BAD, text))
+    def complete(self, command: c.Command, completion: Completion) -> None:
+        """Send ``completion`` with ``command``'s tag: the one place a tag goes on a
+        completion. The dispatcher calls it with what the handler returns; a
+        handler calls it itself only when it must act once its completion is
+        queued (STARTTLS then starts the handshake, LOGOUT ends the session, a
+        failed login counts towards the limit that ends it), and then returns
+        None."""
+        self.send(completion.tagged(command.tag))
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]

@@ -10,6 +10,7 @@ from lightmail.imap.wire.commands import LoginCommand
 from lightmail.imap.wire.receiver import NEED_DATA, Receiver
 from lightmail.imap.wire.responses import (
     Code,
+    Completion,
     ContinuationResponse,
     DataResponse,
     Raw,
@@ -18,6 +19,7 @@ from lightmail.imap.wire.responses import (
     TaggedResponse,
     UntaggedResponse,
     astring,
+    bad,
     capability_response,
     enabled_response,
     exists_response,
@@ -31,7 +33,9 @@ from lightmail.imap.wire.responses import (
     literal_octets,
     lsub_response,
     namespace_response,
+    no,
     nstring,
+    ok,
     paren_list,
     quoted,
     recent_response,
@@ -130,6 +134,28 @@ def test_tagged_responses() -> None:
     for tag in (b"", b"+a", b"a b", b"*"):
         with pytest.raises(ValueError, match="tag"):
             TaggedResponse(tag, Status.OK, "x")
+
+
+def test_completions_render_with_the_tag_stamped_on_them() -> None:
+    assert ok().tagged(b"a1") == TaggedResponse(b"a1", Status.OK, "completed")
+    assert ok().tagged(b"a1").to_bytes() == b"a1 OK completed\r\n"
+    assert ok("Select completed", Code.READ_WRITE).tagged(b"A142").to_bytes() == (
+        b"A142 OK [READ-WRITE] Select completed\r\n"
+    )
+    assert ok("Append completed", ResponseCode.appenduid(38505, [3955])).tagged(
+        b"b"
+    ).to_bytes() == (b"b OK [APPENDUID 38505 3955] Append completed\r\n")
+    assert no("Mailbox is read-only", Code.READ_ONLY).tagged(b"c").to_bytes() == (
+        b"c NO [READ-ONLY] Mailbox is read-only\r\n"
+    )
+    assert no("Message rejected").tagged(b"d").to_bytes() == b"d NO Message rejected\r\n"
+    assert bad("Invalid message sequence number").tagged(b"e").to_bytes() == (
+        b"e BAD Invalid message sequence number\r\n"
+    )
+    with pytest.raises(ValueError, match="tagged"):
+        Completion(Status.BYE, "x").tagged(b"a")
+    with pytest.raises(ValueError, match="tag"):
+        ok().tagged(b"*")
 
 
 def test_text_is_sanitised_to_one_line() -> None:

@@ -3,9 +3,17 @@ from a command class to the states that allow it, its handler and its metrics
 label (the parse function is the wire layer's row in
 ``imap/wire/grammar/__init__.py::COMMANDS``).
 
-A handler is ``async def verb(session, command) -> None``: it calls the
-mailstore, sends its responses through the session and changes the session's
-state itself (LOGIN's OK, SELECT, CLOSE, LOGOUT: RFC 3501 section 3).
+A handler is ``async def verb(session, command) -> Completion | None``: it
+calls the mailstore, sends its untagged responses through the session
+(``session.send``; FETCH streams its literals), changes the session's state
+itself (LOGIN, SELECT, CLOSE, LOGOUT: RFC 3501 section 3) and returns its
+completion (``imap/wire/responses.py``: ``ok``, ``no``, ``bad``) without a tag:
+the dispatcher stamps the command's tag on it. An error it raises is answered
+by the dispatcher too (``imap/session.py::reply_for_error``). It returns None
+only when the command was answered already: through ``session.complete``,
+when it must act once its completion is queued (STARTTLS's handshake,
+LOGOUT's end, a failed login that may be the last allowed), or by the driver,
+when a bad line broke off IDLE, AUTHENTICATE or APPEND's literal.
 """
 
 from __future__ import annotations

@@ -5,30 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from lightmail import errors
 from lightmail.antivirus.policy import ingest_scanned
-from lightmail.errors import (
-    LightMailError,
-    MailboxNotFound,
-    MessageRejected,
-    MessageTooLarge,
-    TemporaryFailure,
-)
-from lightmail.imap.session import (
-    ImapSession,
-    decode_mailbox,
-    flag_names,
-    reply_for_error,
-)
+from lightmail.imap.session import ImapSession, decode_mailbox, flag_names, reply_for_error
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.receiver import (
-    AppendEnd,
-    LiteralChunk,
-)
-from lightmail.imap.wire.responses import (
-    Code,
-    ContinuationResponse,
-    ResponseCode,
-)
+from lightmail.imap.wire import responses as r
+from lightmail.imap.wire.receiver import AppendEnd, LiteralChunk
 from lightmail.metrics import APPENDS
 from lightmail.net.driver import SessionEnd
 from lightmail.net.stream import StreamError
@@ -36,31 +18,29 @@ from lightmail.net.stream import StreamError
 log = logging.getLogger(__name__)
 
 
-async def append(session: ImapSession, command: c.AppendCommand) -> None:
-    """APPEND (RFC 3501 section 6.3.11): the literal streams into the blob store."""
-    tag = command.tag
+async def append(session: ImapSession, command: c.AppendCommand) -> r.Completion | None:
+    """APPEND (RFC 3501 section 6.3.11): the literal streams into the blob store.
+    None: the literal broke off, and the driver answered what broke it off."""
     try:
         if command.size > session.settings.max_append_size:
-            raise MessageTooLarge(session.settings.max_append_size)
+            raise errors.MessageTooLarge(session.settings.max_append_size)
         name = decode_mailbox(command.mailbox)
         session.store.check_flags(flag_names(command.flags))
         await session.store.get_mailbox(session.user_id, name)
-    except LightMailError as error:
-        if isinstance(error, MailboxNotFound):
-            error = MailboxNotFound(error.name, try_create=True)
+    except errors.LightMailError as error:
+        if isinstance(error, errors.MailboxNotFound):
+            error = errors.MailboxNotFound(error.name, try_create=True)
         session.receiver.reject_literal()
         APPENDS.labels(_append_outcome(error)).inc()
-        session.send(reply_for_error(tag, error))
-        return
+        return reply_for_error(error)
     except Exception:
         # The literal is still owed: refuse it, or the receiver stays stuck on it.
         log.exception("imap %s: APPEND failed before its literal", session.conn.id)
         session.receiver.reject_literal()
         APPENDS.labels("error").inc()
-        session.no(tag, "Internal error", Code.SERVERBUG)
-        return
+        return r.no("Internal error", r.Code.SERVERBUG)
     if command.synchronizing:
-        session.send(ContinuationResponse("Ready for literal"))
+        session.send(r.ContinuationResponse("Ready for literal"))
     session.receiver.accept_literal()
     await session.driver.flush()
     literal = _Literal(session)
@@ -77,20 +57,18 @@ async def append(session: ImapSession, command: c.AppendCommand) -> None:
                     flags=flag_names(command.flags),
                     internaldate=command.date_time,
                 )
-        except MessageRejected:
+        except errors.MessageRejected:
             APPENDS.labels("refused").inc()
-            session.no(tag, "Message refused by content policy")
-            return
+            return r.no("Message refused by content policy")
     except _LiteralAborted:
         APPENDS.labels("aborted").inc()
-        return  # the receiver's event (BAD, or the end of the connection) was handled
-    except LightMailError as error:
+        return None  # the receiver's event (BAD, or the end of the connection) was handled
+    except errors.LightMailError as error:
         if await _drain_literal(literal, source):
             APPENDS.labels(_append_outcome(error)).inc()
-            session.send(reply_for_error(tag, error))
-        else:
-            APPENDS.labels("aborted").inc()
-        return
+            return reply_for_error(error)
+        APPENDS.labels("aborted").inc()
+        return None
     except (SessionEnd, StreamError):
         APPENDS.labels("aborted").inc()
         raise
@@ -98,17 +76,16 @@ async def append(session: ImapSession, command: c.AppendCommand) -> None:
         log.exception("imap %s: APPEND failed", session.conn.id)
         if await _drain_literal(literal, source):
             APPENDS.labels("error").inc()
-            session.no(tag, "Internal error", Code.SERVERBUG)
-        else:
-            APPENDS.labels("aborted").inc()
-        return
+            return r.no("Internal error", r.Code.SERVERBUG)
+        APPENDS.labels("aborted").inc()
+        return None
     if not literal.ended:
         # The receiver reported a bad end of the command after the literal.
         APPENDS.labels("aborted").inc()
-        return
+        return None
     APPENDS.labels("appended").inc()
     await session.announce(allow_expunge=True)
-    session.ok(tag, "Append completed", ResponseCode.appenduid(result.uidvalidity, [result.uid]))
+    return r.ok("Append completed", r.ResponseCode.appenduid(result.uidvalidity, [result.uid]))
 
 
 class _Literal:
@@ -143,9 +120,9 @@ async def _drain_literal(literal: _Literal, source: AsyncIterator[bytes]) -> boo
     return literal.ended
 
 
-def _append_outcome(error: LightMailError) -> str:
+def _append_outcome(error: errors.LightMailError) -> str:
     """The ``lightmail_appends_total`` outcome of an APPEND answered NO for ``error``."""
-    return "deferred" if isinstance(error, TemporaryFailure) else "refused"
+    return "deferred" if isinstance(error, errors.TemporaryFailure) else "refused"
 
 
 class _LiteralAborted(Exception):

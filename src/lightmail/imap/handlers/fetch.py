@@ -11,16 +11,9 @@ from typing import TypeVar
 
 from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
-from lightmail.imap.session import (
-    META_BATCH,
-    ImapSession,
-)
+from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import (
-    Code,
-    literal,
-    literal_octets,
-)
+from lightmail.imap.wire.responses import Code, Completion, literal, literal_octets, no, ok
 from lightmail.imap.wire.types import BodySection, FetchItem, SectionText
 from lightmail.mailstore.store import MessageInfo, MessageMeta, StoreMode
 from lightmail.metrics import BLOBS_MISSING
@@ -29,7 +22,7 @@ from lightmail.storage.blobs.base import BlobNotFound
 log = logging.getLogger(__name__)
 
 
-async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
+async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed."""
     view = session.view
     targets = session.resolve(command.sequence_set, uid=command.uid)
@@ -107,12 +100,10 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> None:
             await turn.pause()
     await session.announce(allow_expunge=session.may_expunge(command))
     if unreadable:
-        session.no(command.tag, "Some messages could not be read", Code.SERVERBUG)
-        return
+        return no("Some messages could not be read", Code.SERVERBUG)
     if missing:
-        session.no(command.tag, "Some messages were expunged", Code.EXPUNGEISSUED)
-        return
-    session.ok(command.tag, "Fetch completed")
+        return no("Some messages were expunged", Code.EXPUNGEISSUED)
+    return ok("Fetch completed")
 
 
 async def _fetch_one(

@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from lightmail.imap.session import (
-    ImapSession,
-)
+from lightmail.imap.session import ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.receiver import (
-    NEED_DATA,
-    IdleDone,
-)
-from lightmail.imap.wire.responses import (
-    ContinuationResponse,
-)
+from lightmail.imap.wire.receiver import NEED_DATA, IdleDone
+from lightmail.imap.wire.responses import Completion, ContinuationResponse, ok
 
 log = logging.getLogger(__name__)
 
 
-async def idle(session: ImapSession, command: c.IdleCommand) -> None:
-    """IDLE (RFC 2177): changes are pushed as they happen until DONE."""
+async def idle(session: ImapSession, command: c.IdleCommand) -> Completion | None:
+    """IDLE (RFC 2177): changes are pushed as they happen until DONE (None: a bad
+    line ended it, answered by the driver)."""
     await session.watch()
     session.send(ContinuationResponse("idling"))
     session.receiver.start_idle()
@@ -33,11 +27,10 @@ async def idle(session: ImapSession, command: c.IdleCommand) -> None:
     while True:
         event = session.receiver.next_event()
         if isinstance(event, IdleDone):
-            session.ok(command.tag, "Idle completed")
-            return
+            return ok("Idle completed")
         if event is not NEED_DATA:
             await session.driver.dispatch(event)  # a BadCommand: IDLE is over
-            return
+            return None
         read = asyncio.ensure_future(session.driver.read())
         change = asyncio.ensure_future(subscription.get())
         try:

@@ -6,31 +6,17 @@ from __future__ import annotations
 import logging
 
 from lightmail.imap.selected import SelectedMailbox, Snapshot
-from lightmail.imap.session import (
-    DELIMITER,
-    ImapSession,
-    decode_mailbox,
-)
+from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
-from lightmail.imap.wire.responses import (
-    Code,
-    ResponseCode,
-    Status,
-    UntaggedResponse,
-    exists_response,
-    list_response,
-    lsub_response,
-    recent_response,
-    status_response,
-)
+from lightmail.imap.wire import responses as r
 from lightmail.mailstore import names
 
 log = logging.getLogger(__name__)
 
 
-async def select(session: ImapSession, command: c.SelectCommand) -> None:
+async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion:
     """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2)."""
     if session.selected is not None:
         session.deselect()  # a failed SELECT leaves nothing selected
@@ -50,23 +36,26 @@ async def select(session: ImapSession, command: c.SelectCommand) -> None:
     session.selected = view
     session.state = State.SELECTED
     session.send_keywords(view)
-    session.send(exists_response(view.exists))
-    session.send(recent_response(view.recent_count))
+    session.send(r.exists_response(view.exists))
+    session.send(r.recent_response(view.recent_count))
     unseen = view.first_unseen()
     if unseen is not None:
-        session.send(UntaggedResponse(Status.OK, "First unseen", ResponseCode.unseen(unseen)))
+        session.send(r.UntaggedResponse(r.Status.OK, "First unseen", r.ResponseCode.unseen(unseen)))
     session.send(
-        UntaggedResponse(Status.OK, "UIDs valid", ResponseCode.uidvalidity(mailbox.uidvalidity))
+        r.UntaggedResponse(
+            r.Status.OK, "UIDs valid", r.ResponseCode.uidvalidity(mailbox.uidvalidity)
+        )
     )
     session.send(
-        UntaggedResponse(Status.OK, "Predicted next UID", ResponseCode.uidnext(mailbox.uidnext))
+        r.UntaggedResponse(
+            r.Status.OK, "Predicted next UID", r.ResponseCode.uidnext(mailbox.uidnext)
+        )
     )
-    mode = Code.READ_ONLY if command.readonly else Code.READ_WRITE
-    session.ok(command.tag, "Select completed", ResponseCode(mode))
     await session.watch()
+    return r.ok("Select completed", r.Code.READ_ONLY if command.readonly else r.Code.READ_WRITE)
 
 
-async def create(session: ImapSession, command: c.CreateCommand) -> None:
+async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion:
     """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
     will be created below this one: the name is created without it."""
     raw = command.mailbox
@@ -74,39 +63,38 @@ async def create(session: ImapSession, command: c.CreateCommand) -> None:
         raw = raw[:-1]
     await session.store.create_mailbox(session.user_id, decode_mailbox(raw))
     await session.announce(allow_expunge=True)
-    session.ok(command.tag, "Create completed")
+    return r.ok("Create completed")
 
 
-async def delete(session: ImapSession, command: c.DeleteCommand) -> None:
+async def delete(session: ImapSession, command: c.DeleteCommand) -> r.Completion:
     await session.store.delete_mailbox(session.user_id, decode_mailbox(command.mailbox))
     await session.announce(allow_expunge=True)
-    session.ok(command.tag, "Delete completed")
+    return r.ok("Delete completed")
 
 
-async def rename(session: ImapSession, command: c.RenameCommand) -> None:
+async def rename(session: ImapSession, command: c.RenameCommand) -> r.Completion:
     await session.store.rename_mailbox(
         session.user_id, decode_mailbox(command.old), decode_mailbox(command.new)
     )
     await session.announce(allow_expunge=True)
-    session.ok(command.tag, "Rename completed")
+    return r.ok("Rename completed")
 
 
-async def subscribe(session: ImapSession, command: c.SubscribeCommand) -> None:
+async def subscribe(session: ImapSession, command: c.SubscribeCommand) -> r.Completion:
     await session.store.subscribe(session.user_id, decode_mailbox(command.mailbox))
-    session.ok(command.tag, "Subscribe completed")
+    return r.ok("Subscribe completed")
 
 
-async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> None:
+async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> r.Completion:
     await session.store.unsubscribe(session.user_id, decode_mailbox(command.mailbox))
-    session.ok(command.tag, "Unsubscribe completed")
+    return r.ok("Unsubscribe completed")
 
 
-async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
+async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> r.Completion:
     """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
     if not command.pattern:
-        session.send(list_response([b"\\Noselect"], DELIMITER, b""))
-        session.ok(command.tag, "List completed")
-        return
+        session.send(r.list_response([b"\\Noselect"], DELIMITER, b""))
+        return r.ok("List completed")
     pattern = _decode_list_pattern(command.reference, command.pattern)
     mailboxes = await session.store.list_mailboxes(session.user_id)
     existing = {m.name: m for m in mailboxes}
@@ -123,21 +111,20 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> None:
             attributes.insert(0, b"\\Noselect")
         elif mailbox.special_use:
             attributes.append(mailbox.special_use.encode())
-        session.send(list_response(attributes, DELIMITER, mutf7.encode(name)))
+        session.send(r.list_response(attributes, DELIMITER, mutf7.encode(name)))
     await session.announce(allow_expunge=True)
-    session.ok(command.tag, "List completed")
+    return r.ok("List completed")
 
 
-async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
+async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
     """LSUB (RFC 3501 section 6.3.9): subscribed names that match the pattern.
 
     A pattern that ends in ``%`` also matches the levels above a subscribed
     name that are not subscribed themselves; those come with ``\\Noselect``.
     """
     if not command.pattern:
-        session.send(lsub_response([b"\\Noselect"], DELIMITER, b""))
-        session.ok(command.tag, "Lsub completed")
-        return
+        session.send(r.lsub_response([b"\\Noselect"], DELIMITER, b""))
+        return r.ok("Lsub completed")
     pattern = _decode_list_pattern(command.reference, command.pattern)
     subscribed = set(await session.store.subscriptions(session.user_id))
     shown: dict[str, list[bytes]] = {}
@@ -149,11 +136,11 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> None:
                 if parent not in subscribed and pattern.matches(parent):
                     shown.setdefault(parent, [b"\\Noselect"])
     for name in sorted(shown):
-        session.send(lsub_response(shown[name], DELIMITER, mutf7.encode(name)))
-    session.ok(command.tag, "Lsub completed")
+        session.send(r.lsub_response(shown[name], DELIMITER, mutf7.encode(name)))
+    return r.ok("Lsub completed")
 
 
-async def status(session: ImapSession, command: c.StatusCommand) -> None:
+async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
     recent: list[int] = []
@@ -167,9 +154,9 @@ async def status(session: ImapSession, command: c.StatusCommand) -> None:
         "UNSEEN": status.unseen,
     }
     items = [(item, values[item]) for item in command.items]
-    session.send(status_response(mutf7.encode(name), items))
+    session.send(r.status_response(mutf7.encode(name), items))
     await session.announce(allow_expunge=True)
-    session.ok(command.tag, "Status completed")
+    return r.ok("Status completed")
 
 
 def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:

@@ -9,34 +9,18 @@ from datetime import date
 
 from lightmail.fairness import TimeSlice
 from lightmail.imap import search as matching
-from lightmail.imap.session import (
-    META_BATCH,
-    ImapSession,
-)
+from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import (
-    ResponseCode,
-    Status,
-    TaggedResponse,
-    search_response,
-)
+from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok, search_response
 from lightmail.mailstore.store import MessageMeta
 
 log = logging.getLogger(__name__)
 
 
-async def search(session: ImapSession, command: c.SearchCommand) -> None:
+async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4)."""
     if command.charset not in (None, *_CHARSETS):
-        session.send(
-            TaggedResponse(
-                command.tag,
-                Status.NO,
-                "Unsupported charset",
-                ResponseCode.badcharset(_CHARSETS),
-            )
-        )
-        return
+        return no("Unsupported charset", ResponseCode.badcharset(_CHARSETS))
     view = session.view
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     needles = matching.text_needles(command.key)
@@ -75,7 +59,7 @@ async def search(session: ImapSession, command: c.SearchCommand) -> None:
             await turn.pause()
     session.send(search_response(matched))
     await session.announce(allow_expunge=session.may_expunge(command))
-    session.ok(command.tag, "Search completed")
+    return ok("Search completed")
 
 
 async def _search_text(

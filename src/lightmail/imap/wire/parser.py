@@ -74,6 +74,7 @@ _SYSTEM_FLAGS[b"\\recent"] = b"\\Recent"
 _ASTRING_BYTES = frozenset(bytes([c]) for c in _ASTRING_CHARS)
 
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 class ParseError(Exception):
@@ -152,6 +153,16 @@ class Parser:
         if self.pos != len(self.buf) - 2 or not self.at(b"\r\n"):
             raise ParseError("unexpected characters at the end of the command")
         self.pos += 2
+
+    def two(self, first: Callable[[], _T], second: Callable[[], _U]) -> tuple[_T, _U]:
+        """``SP first SP second`` and the end of the command: the arguments of
+        RENAME, LSUB, LOGIN, COPY and MOVE."""
+        self.sp()
+        one = first()
+        self.sp()
+        other = second()
+        self.end()
+        return one, other
 
     def take(self, chars: frozenset[int]) -> bytes:
         start = self.pos

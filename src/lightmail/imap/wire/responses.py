@@ -8,7 +8,9 @@ Two levels:
   ``UntaggedResponse`` (``* OK|NO|BAD|BYE|PREAUTH``), ``DataResponse`` (any other
   ``* ...`` line, built by the functions at the end: ``fetch_response``,
   ``list_response``, ...) and ``ContinuationResponse``. ``render(response)``
-  is the same as ``response.to_bytes()``.
+  is the same as ``response.to_bytes()``;
+* ``Completion`` (built by ``ok``, ``no`` and ``bad``): a command's tagged
+  reply before its tag is stamped on it (``Completion.tagged``).
 
 Human text (``text``) is never trusted: CR, LF, NUL and non-ASCII characters
 are replaced so that a response is always exactly one line.
@@ -26,6 +28,7 @@ from lightmail.imap.wire.types import SequenceSet
 
 __all__ = [
     "Code",
+    "Completion",
     "ContinuationResponse",
     "DataResponse",
     "FetchValue",
@@ -36,6 +39,7 @@ __all__ = [
     "TaggedResponse",
     "UntaggedResponse",
     "astring",
+    "bad",
     "capability_response",
     "enabled_response",
     "exists_response",
@@ -49,7 +53,9 @@ __all__ = [
     "literal_octets",
     "lsub_response",
     "namespace_response",
+    "no",
     "nstring",
+    "ok",
     "paren_list",
     "quoted",
     "recent_response",
@@ -313,6 +319,37 @@ class TaggedResponse:
         return (
             self.tag + b" " + self.status.value.encode() + b" " + _resp_text(self.code, self.text)
         ) + _CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A command's ``OK``, ``NO`` or ``BAD`` without its tag: what an IMAP handler
+    returns; the dispatcher stamps the command's tag on it (``tagged``, which
+    refuses any other status)."""
+
+    status: Status
+    text: str
+    code: ResponseCode | None = None
+
+    def tagged(self, tag: bytes) -> TaggedResponse:
+        return TaggedResponse(tag, self.status, self.text, self.code)
+
+
+def ok(text: str = "completed", code: Code | ResponseCode | None = None) -> Completion:
+    return Completion(Status.OK, text, _code(code))
+
+
+def no(text: str, code: Code | ResponseCode | None = None) -> Completion:
+    return Completion(Status.NO, text, _code(code))
+
+
+def bad(text: str) -> Completion:
+    return Completion(Status.BAD, text)
+
+
+def _code(code: Code | ResponseCode | None) -> ResponseCode | None:
+    """A bare ``Code`` is a response code without data."""
+    return ResponseCode(code) if isinstance(code, Code) else code
 
 
 @dataclass(frozen=True, slots=True)

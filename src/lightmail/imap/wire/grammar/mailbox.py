@@ -45,11 +45,7 @@ def select(readonly: bool) -> Handler:
 
 def rename(p: Parser, tag: bytes, uid: bool) -> Command:
     """``RENAME existing new`` (section 6.3.5)."""
-    p.sp()
-    old = p.mailbox()
-    p.sp()
-    new = p.mailbox()
-    p.end()
+    old, new = p.two(p.mailbox, p.mailbox)
     return RenameCommand(tag, old, new)
 
 
@@ -89,11 +85,7 @@ def list_(p: Parser, tag: bytes, uid: bool) -> Command:
 
 def lsub(p: Parser, tag: bytes, uid: bool) -> Command:
     """``LSUB reference pattern`` (section 6.3.9)."""
-    p.sp()
-    reference = p.mailbox()
-    p.sp()
-    pattern = p.list_mailbox()
-    p.end()
+    reference, pattern = p.two(p.mailbox, p.list_mailbox)
     return LsubCommand(tag, reference, pattern)
 
 

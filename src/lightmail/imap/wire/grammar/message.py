@@ -63,11 +63,7 @@ def copy_or_move(cls: type[CopyCommand] | type[MoveCommand]) -> Handler:
     """``verb set mailbox``: COPY (section 6.4.7) and MOVE (RFC 6851 section 3.1)."""
 
     def parse(p: Parser, tag: bytes, uid: bool) -> Command:
-        p.sp()
-        sequence_set = p.sequence_set()
-        p.sp()
-        mailbox = p.mailbox()
-        p.end()
+        sequence_set, mailbox = p.two(p.sequence_set, p.mailbox)
         return cls(tag, uid, sequence_set, mailbox)
 
     return parse

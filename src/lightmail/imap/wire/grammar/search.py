@@ -11,22 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from lightmail.imap.wire import types as t
 from lightmail.imap.wire.commands import Command, SearchCommand
 from lightmail.imap.wire.parser import ALPHA, DIGITS, ParseError, Parser
-from lightmail.imap.wire.types import (
-    AddressKey,
-    AllKey,
-    AndKey,
-    DateKey,
-    FlagKey,
-    HeaderKey,
-    NotKey,
-    OrKey,
-    SearchKey,
-    SequenceKey,
-    SizeKey,
-    TextKey,
-)
 
 __all__ = ["search"]
 
@@ -74,11 +61,11 @@ def search(p: Parser, tag: bytes, uid: bool) -> Command:
         p.sp()
         keys.append(_search_key(p))
     p.end()
-    key = keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+    key = keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
     return SearchCommand(tag, uid, charset, key)
 
 
-def _search_key(p: Parser) -> SearchKey:
+def _search_key(p: Parser) -> t.SearchKey:
     """One search key, counted against the depth and key budgets."""
     p.depth += 1
     if p.depth > p.max_depth:
@@ -91,47 +78,47 @@ def _search_key(p: Parser) -> SearchKey:
     return key
 
 
-def _key(p: Parser) -> SearchKey:
+def _key(p: Parser) -> t.SearchKey:
     c = p.peek()
     if c == ord("("):
         keys = p.parenthesized(lambda: _search_key(p))
-        return keys[0] if len(keys) == 1 else AndKey(tuple(keys))
+        return keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
     if c is not None and (c in DIGITS or c == ord("*")):
-        return SequenceKey(p.sequence_set(), uid=False)
+        return t.SequenceKey(p.sequence_set(), uid=False)
     name = p.take1(ALPHA, "a search key").upper()
     if name == b"ALL":
-        return AllKey()
+        return t.AllKey()
     if name in _SEARCH_FLAGS:
         flag, present = _SEARCH_FLAGS[name]
-        return FlagKey(flag, present)
+        return t.FlagKey(flag, present)
     if name == b"NEW":
-        return AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))
+        return t.AndKey((t.FlagKey(b"\\Recent"), t.FlagKey(b"\\Seen", present=False)))
     if name == b"OLD":
-        return NotKey(FlagKey(b"\\Recent"))
+        return t.NotKey(t.FlagKey(b"\\Recent"))
     p.sp()  # every other key has an argument
     if name in (b"KEYWORD", b"UNKEYWORD"):
-        return FlagKey(p.atom(), present=name == b"KEYWORD")
+        return t.FlagKey(p.atom(), present=name == b"KEYWORD")
     if name in _SEARCH_ADDRESSES:
-        return AddressKey(name, p.astring())
+        return t.AddressKey(name, p.astring())
     if name == b"SUBJECT":
-        return HeaderKey(name, p.astring())
+        return t.HeaderKey(name, p.astring())
     if name == b"HEADER":
         field_name = p.astring()
         p.sp()
-        return HeaderKey(field_name, p.astring())
+        return t.HeaderKey(field_name, p.astring())
     if name in (b"BODY", b"TEXT"):
-        return TextKey(p.astring(), whole_message=name == b"TEXT")
+        return t.TextKey(p.astring(), whole_message=name == b"TEXT")
     if name in _SEARCH_DATES:
         op, sent = _SEARCH_DATES[name]
-        return DateKey(op, p.date(), sent)
+        return t.DateKey(op, p.date(), sent)
     if name in (b"LARGER", b"SMALLER"):
-        return SizeKey("larger" if name == b"LARGER" else "smaller", p.number())
+        return t.SizeKey("larger" if name == b"LARGER" else "smaller", p.number())
     if name == b"NOT":
-        return NotKey(_search_key(p))
+        return t.NotKey(_search_key(p))
     if name == b"OR":
         left = _search_key(p)
         p.sp()
-        return OrKey(left, _search_key(p))
+        return t.OrKey(left, _search_key(p))
     if name == b"UID":
-        return SequenceKey(p.sequence_set(), uid=True)
+        return t.SequenceKey(p.sequence_set(), uid=True)
     raise ParseError("unknown search key")

@@ -41,11 +41,7 @@ def authenticate(p: Parser, tag: bytes, uid: bool) -> Command:
 
 def login(p: Parser, tag: bytes, uid: bool) -> Command:
     """``LOGIN userid password`` (section 6.2.3)."""
-    p.sp()
-    userid = p.astring()
-    p.sp()
-    password = p.astring()
-    p.end()
+    userid, password = p.two(p.astring, p.astring)
     return LoginCommand(tag, userid, password)
 
 
