@@ -15,18 +15,41 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from lightmail.mailstore.types import AppendResult, DeliveryOutcome, Recipient, StoredMessage
 
-if TYPE_CHECKING:
-    from lightmail.mailstore.store import MailStore
+
+class _Store(Protocol):
+    async def store_message(self, source: AsyncIterable[bytes]) -> StoredMessage: ...
+
+    async def discard(self, stored: StoredMessage) -> None: ...
+
+    def read_stored(self, stored: StoredMessage) -> AsyncIterator[bytes]: ...
+
+    async def append_stored(
+        self,
+        user_id: int,
+        mailbox_name: str,
+        stored: StoredMessage,
+        *,
+        flags: Iterable[str] = (),
+        internaldate: datetime | None = None,
+    ) -> AppendResult: ...
+
+    async def deliver_stored(
+        self, recipients: Sequence[Recipient], stored: StoredMessage
+    ) -> list[DeliveryOutcome]: ...
+
+    async def quarantine(
+        self, stored: StoredMessage, sender: str, recipients: Sequence[Recipient], virus: str
+    ) -> int: ...
 
 
 class Ingest:
     """A stored message not yet visible anywhere; at most one operation commits it."""
 
-    def __init__(self, store: MailStore, stored: StoredMessage) -> None:
+    def __init__(self, store: _Store, stored: StoredMessage) -> None:
         self._store = store
         self.stored = stored
         self._taken = False  # an operation took the blob over: it is no longer ours to delete
@@ -87,7 +110,7 @@ class Ingest:
 
 
 @asynccontextmanager
-async def ingesting(store: MailStore, source: AsyncIterable[bytes]) -> AsyncIterator[Ingest]:
+async def ingesting(store: _Store, source: AsyncIterable[bytes]) -> AsyncIterator[Ingest]:
     """Store ``source`` as a new blob for the block; delete it after unless committed."""
     ingest = Ingest(store, await store.store_message(source))
     try:
