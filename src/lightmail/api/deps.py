@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.types import DecoratedCallable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,7 @@ from lightmail.api.errors import (
     ApiError,
     challenge,
     error_response,
+    responses,
     unauthorized,
     unavailable,
 )
@@ -277,3 +279,16 @@ def paginate(
     page = ordered[:limit]
     more = len(ordered) > limit
     return page, encode_cursor(key(page[-1])) if more and page else None
+
+
+def delete_route(
+    router: APIRouter, path: str, tag: str, *statuses: int
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A DELETE route that answers 204 with no body, or one of the error ``statuses``."""
+    return router.delete(
+        path,
+        status_code=204,
+        tags=[tag],
+        responses=responses(*statuses),
+        response_class=Response,
+    )

@@ -113,33 +113,28 @@ def unavailable() -> JSONResponse:
     )
 
 
+# The one table: protocol-neutral error -> status and code; the first class that
+# matches counts, so a subclass stands before its base.
+_STATUSES: tuple[tuple[type[LightMailError], int, str], ...] = (
+    (MailboxNotFound, 404, "mailbox_not_found"),
+    (MessageNotFound, 404, "message_not_found"),
+    (NotFound, 404, "not_found"),
+    (MailboxExists, 409, "mailbox_exists"),
+    (AlreadyExists, 409, "already_exists"),
+    (MailboxNotAllowed, 409, "not_allowed"),
+    (QuotaExceeded, 409, "over_quota"),
+    (MessageTooLarge, 413, "too_large"),
+    (InvalidMailboxName, 422, "invalid_mailbox_name"),
+    (InvalidValue, 422, "invalid_value"),
+    (MessageRejected, 422, "rejected"),
+)
+
+
 def _for_error(error: LightMailError) -> tuple[int, str]:
-    """The one table: protocol-neutral error -> status and code."""
-    match error:
-        case MailboxNotFound():
-            return 404, "mailbox_not_found"
-        case MessageNotFound():
-            return 404, "message_not_found"
-        case NotFound():
-            return 404, "not_found"
-        case MailboxExists():
-            return 409, "mailbox_exists"
-        case AlreadyExists():
-            return 409, "already_exists"
-        case MailboxNotAllowed():
-            return 409, "not_allowed"
-        case QuotaExceeded():
-            return 409, "over_quota"
-        case MessageTooLarge():
-            return 413, "too_large"
-        case InvalidMailboxName():
-            return 422, "invalid_mailbox_name"
-        case InvalidValue():
-            return 422, "invalid_value"
-        case MessageRejected():
-            return 422, "rejected"
-        case _:
-            return 422, "refused"
+    for kind, status, code in _STATUSES:
+        if isinstance(error, kind):
+            return status, code
+    return 422, "refused"
 
 
 async def _lightmail_error(request: Request, error: LightMailError) -> JSONResponse:

@@ -41,16 +41,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import (
-    delete,
-    insert,
-    select,
-)
-
 from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import TransactionConflict
-from lightmail.mailstore.purge import Purge
+from lightmail.mailstore.purge import GcReport, Purge
 from lightmail.metrics import (
     GC_BATCH_SECONDS,
     GC_BLOBS_DELETED,
@@ -60,7 +54,6 @@ from lightmail.metrics import (
     GC_PENDING,
 )
 from lightmail.storage.blobs import MESSAGE_PREFIX, BlobInfo, BlobStore, blob_key_time
-from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -68,33 +61,16 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=5)
 """How long a claimed batch is left to its worker before another may take it over."""
 
-_CHUNK = 500  # values per IN (...) list
 _DELETE_CHUNK = 1000  # keys per blob store delete request (S3's DeleteObjects limit)
 _LIST_PAGE = 1000  # blobs per page of the orphan sweep's listing
-_KEPT_RUNS = 1000  # rows of gc_runs kept
 _CONFLICT_RETRIES = 5  # attempts at a transaction the database rolled back on a conflict
 
 _T = TypeVar("_T")
 
 
-def _chunks(values: Sequence[_T], size: int = _CHUNK) -> Iterator[list[_T]]:
+def _chunks(values: Sequence[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
-
-
-@dataclass(frozen=True, slots=True)
-class GcReport:
-    """What one run did (or, with ``dry_run``, would do)."""
-
-    started_at: datetime  # naive UTC, like every timestamp in the database
-    finished_at: datetime
-    dry_run: bool
-    messages_purged: int
-    blobs_deleted: int  # blobs of purged messages (orphans not included)
-    bytes_freed: int  # by purged blobs and orphans
-    orphans_deleted: int
-    error: str | None = None
-    incomplete_removed: int = 0  # unfinished blob writes (not recorded in gc_runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,22 +139,7 @@ class GarbageCollector:
 
     async def status(self) -> GcStatus:
         totals = await self.purge.deleted_totals(self.clock() - self.retention)
-        async with self.db.read() as conn:
-            last = (
-                await conn.execute(select(t.gc_runs).order_by(t.gc_runs.c.id.desc()).limit(1))
-            ).one_or_none()
-        last_run = None
-        if last is not None:
-            last_run = GcReport(
-                started_at=last.started_at,
-                finished_at=last.finished_at,
-                dry_run=False,
-                messages_purged=last.messages_purged,
-                blobs_deleted=last.blobs_deleted,
-                bytes_freed=last.bytes_freed,
-                orphans_deleted=last.orphans_deleted,
-                error=last.error,
-            )
+        last_run = await self.purge.last_run()
         return GcStatus(last_run, totals.messages, totals.bytes, totals.due)
 
     # -- purge ---------------------------------------------------------------
@@ -314,21 +275,7 @@ class GarbageCollector:
 
     async def _record(self, report: GcReport, *, quiet: bool = False) -> None:
         try:
-            async with self.db.write() as conn:
-                result = await conn.execute(
-                    insert(t.gc_runs).values(
-                        node=self.node[:255],
-                        started_at=report.started_at,
-                        finished_at=report.finished_at,
-                        messages_purged=report.messages_purged,
-                        blobs_deleted=report.blobs_deleted,
-                        bytes_freed=report.bytes_freed,
-                        orphans_deleted=report.orphans_deleted,
-                        error=report.error,
-                    )
-                )
-                (run_id,) = result.inserted_primary_key or (0,)
-                await conn.execute(delete(t.gc_runs).where(t.gc_runs.c.id <= run_id - _KEPT_RUNS))
+            await self.purge.record_run(self.node, report)
         except Exception:
             if not quiet:
                 raise

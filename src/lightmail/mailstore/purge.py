@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from lightmail.errors import (
     MailboxNotFound,
@@ -134,6 +145,34 @@ class DeletedMail(StoreCore):
 
 
 @dataclass(frozen=True, slots=True)
+class GcReport:
+    """What one garbage collector run did (or, with ``dry_run``, would do)."""
+
+    started_at: datetime  # naive UTC, like every timestamp in the database
+    finished_at: datetime
+    dry_run: bool
+    messages_purged: int
+    blobs_deleted: int  # blobs of purged messages (orphans not included)
+    bytes_freed: int  # by purged blobs and orphans
+    orphans_deleted: int
+    error: str | None = None
+    incomplete_removed: int = 0  # unfinished blob writes (not recorded in gc_runs)
+
+
+# The GcReport fields a gc_runs row keeps.
+_RUN_FIELDS = (
+    "started_at",
+    "finished_at",
+    "messages_purged",
+    "blobs_deleted",
+    "bytes_freed",
+    "orphans_deleted",
+    "error",
+)
+_KEPT_RUNS = 1000  # rows of gc_runs kept
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A batch of soft-deleted messages one garbage collector worker now holds."""
 
@@ -149,7 +188,7 @@ class DeletedTotals:
 
 
 class Purge:
-    """The garbage collector's SQL on ``messages`` and ``object_keys``; the collector
+    """The garbage collector's SQL on ``messages``, ``object_keys`` and ``gc_runs``; the collector
     (:mod:`lightmail.gc.collector`) keeps the policy: batches, leases, retries, metrics.
 
     The shared-blob rule is the mailstore's: a blob goes only when no unclaimed
@@ -320,3 +359,24 @@ class Purge:
                     )
                 ).scalars()
             )
+
+    async def record_run(self, node: str, report: GcReport) -> None:
+        """Add a real run to ``gc_runs``, keeping the latest rows only."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                insert(t.gc_runs).values(
+                    node=node[:255], **{field: getattr(report, field) for field in _RUN_FIELDS}
+                )
+            )
+            (run_id,) = result.inserted_primary_key or (0,)
+            await conn.execute(delete(t.gc_runs).where(t.gc_runs.c.id <= run_id - _KEPT_RUNS))
+
+    async def last_run(self) -> GcReport | None:
+        """The latest recorded run of any node."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(t.gc_runs).order_by(t.gc_runs.c.id.desc()).limit(1))
+            ).one_or_none()
+        if row is None:
+            return None
+        return GcReport(dry_run=False, **{field: row._mapping[field] for field in _RUN_FIELDS})

@@ -16,6 +16,7 @@ from lightmail.api.deps import (
     Cursor,
     DomainName,
     Limit,
+    delete_route,
     paginate,
 )
 from lightmail.api.errors import ApiError, responses
@@ -51,13 +52,7 @@ async def add_domain(ctx: Context, body: s.DomainIn) -> s.Domain:
     return s.Domain(name=await ctx.accounts.add_domain(body.name), users=0)
 
 
-@router.delete(
-    "/domains/{name}",
-    status_code=204,
-    tags=["domains"],
-    responses=responses(404, 409, 422),
-    response_class=Response,
-)
+@delete_route(router, "/domains/{name}", "domains", 404, 409, 422)
 async def delete_domain(
     ctx: Context,
     name: DomainName,
@@ -120,13 +115,7 @@ async def update_user(ctx: Context, address: Address, body: s.UserPatch) -> s.Us
     return _user(await ctx.accounts.get_user(user.address))
 
 
-@router.delete(
-    "/users/{address}",
-    status_code=204,
-    tags=["users"],
-    responses=responses(404, 422),
-    response_class=Response,
-)
+@delete_route(router, "/users/{address}", "users", 404, 422)
 async def delete_user(ctx: Context, address: Address) -> Response:
     """Delete a user, their aliases and mailboxes; their mail is purged after retention."""
     await ctx.accounts.delete_user(address)
@@ -186,13 +175,7 @@ async def add_alias(ctx: Context, body: s.AliasIn) -> s.Alias:
     return s.Alias(address=_alias_out(alias.address), targets=list(alias.targets))
 
 
-@router.delete(
-    "/aliases/{address}",
-    status_code=204,
-    tags=["aliases"],
-    responses=responses(404, 422),
-    response_class=Response,
-)
+@delete_route(router, "/aliases/{address}", "aliases", 404, 422)
 async def delete_alias(ctx: Context, address: AliasAddress) -> Response:
     await ctx.accounts.delete_alias(_alias_in(address))
     return Response(status_code=204)

@@ -37,6 +37,7 @@ from lightmail.api.deps import (
     MailboxName,
     Uid,
     decode_cursor,
+    delete_route,
     encode_cursor,
     paginate,
 )
@@ -331,13 +332,7 @@ async def set_flags(
     return _detail(await _meta(ctx.store, mailbox, uid))
 
 
-@router.delete(
-    _MESSAGE,
-    status_code=204,
-    tags=["messages"],
-    responses=responses(404, 422),
-    response_class=Response,
-)
+@delete_route(router, _MESSAGE, "messages", 404, 422)
 async def delete_message(ctx: Context, address: Address, name: MailboxName, uid: Uid) -> Response:
     """Soft-delete the message (as EXPUNGE does): restorable until the GC purges it."""
     user = await _user(ctx, address)
@@ -391,13 +386,7 @@ async def rename_mailbox(
     return await _status(ctx.store, user.id, body.name)
 
 
-@router.delete(
-    _MAILBOXES + "/{name:path}",
-    status_code=204,
-    tags=["mailboxes"],
-    responses=responses(404, 409, 422),
-    response_class=Response,
-)
+@delete_route(router, _MAILBOXES + "/{name:path}", "mailboxes", 404, 409, 422)
 async def delete_mailbox(ctx: Context, address: Address, name: MailboxName) -> Response:
     """Delete a mailbox; its messages are soft-deleted. INBOX cannot be deleted (409)."""
     user = await _user(ctx, address)

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from lightmail.accounts.tokens import ApiToken
 from lightmail.api import schemas as s
-from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, paginate
+from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, delete_route, paginate
 from lightmail.api.errors import responses
 from lightmail.api.routes.mail import RFC822, stream
 from lightmail.gc import GcReport, GcStatus
@@ -66,13 +66,7 @@ async def release_quarantined(ctx: Context, id: ItemId) -> s.Released:
     return s.Released(id=id, delivered_to=[outcome.recipient.address for outcome in outcomes])
 
 
-@router.delete(
-    "/quarantine/{id}",
-    status_code=204,
-    tags=["quarantine"],
-    responses=responses(404, 422),
-    response_class=Response,
-)
+@delete_route(router, "/quarantine/{id}", "quarantine", 404, 422)
 async def delete_quarantined(ctx: Context, id: ItemId) -> Response:
     await ctx.store.delete_quarantine(id)
     return Response(status_code=204)
@@ -144,13 +138,7 @@ async def create_token(ctx: Context, body: s.TokenIn) -> s.NewToken:
     return s.NewToken(**_token(token).model_dump(), token=secret)
 
 
-@router.delete(
-    "/tokens/{name}",
-    status_code=204,
-    tags=["tokens"],
-    responses=responses(404, 422),
-    response_class=Response,
-)
+@delete_route(router, "/tokens/{name}", "tokens", 404, 422)
 async def revoke_token(ctx: Context, name: TokenName) -> Response:
     """Revoke a token at once (also the one making this request)."""
     await ctx.tokens.revoke(name)

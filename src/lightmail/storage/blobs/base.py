@@ -21,6 +21,9 @@ from lightmail.errors import LightMailError
 LIST_PAGE_SIZE = 1000
 """How many :class:`BlobInfo` one page of :meth:`BlobStore.list` holds by default."""
 
+READ_CHUNK = 256 * 1024
+"""About how many bytes each chunk :meth:`BlobStore.get` yields holds (the last may be less)."""
+
 _MAX_KEY_BYTES = 1024  # S3's limit on a key, applied to every backend alike
 
 

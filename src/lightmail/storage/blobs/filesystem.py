@@ -32,6 +32,7 @@ from lightmail.errors import TemporaryFailure
 from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
+    READ_CHUNK,
     BlobInfo,
     BlobNotFound,
     PutResult,
@@ -39,7 +40,6 @@ from lightmail.storage.blobs.base import (
     validate_prefix,
 )
 
-_READ_CHUNK = 256 * 1024  # size of the chunks get() yields
 _WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
 _TMP_DIR = ".tmp"  # names starting with "." are never keys (validate_key)
 _HEX = frozenset("0123456789abcdef")
@@ -153,7 +153,7 @@ class FileSystemBlobStore:
                     await self._io("get", key, file.seek, start)
                 remaining = None if end is None else end - start
                 while remaining is None or remaining > 0:
-                    want = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
                     data = await self._io("get", key, file.read, want)
                     if not data:
                         return

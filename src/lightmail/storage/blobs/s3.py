@@ -44,6 +44,7 @@ from lightmail.errors import TemporaryFailure
 from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
+    READ_CHUNK,
     BlobInfo,
     BlobNotFound,
     PutResult,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from obstore import GetResult, ObjectMeta
     from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
 
-_READ_CHUNK = 256 * 1024  # get() yields chunks of at least this much (the last may be less)
 _PART_SIZE = 5 * 1024 * 1024  # S3's smallest part; also the single-PUT threshold
 _PART_CONCURRENCY = 2
 _BACKEND = "s3"  # the metrics label
@@ -258,7 +258,7 @@ class S3BlobStore:
                 yield chunk
 
     async def _stream(self, result: GetResult, key: str) -> AsyncIterator[bytes]:
-        stream = result.stream(min_chunk_size=_READ_CHUNK)
+        stream = result.stream(min_chunk_size=READ_CHUNK)
         while True:
             try:
                 chunk = await anext(stream)

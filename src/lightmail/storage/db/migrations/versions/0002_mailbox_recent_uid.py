@@ -1,9 +1,4 @@
-"""mailboxes.recent_uid: which messages a session may still claim as \\Recent
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-24 14:30:00
-"""
+"""mailboxes.recent_uid: which messages a session may still claim as \\Recent"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""quarantine: messages kept aside by the virus scanner
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-24 15:30:00
-"""
+"""quarantine: messages kept aside by the virus scanner"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

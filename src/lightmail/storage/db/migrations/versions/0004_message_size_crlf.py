@@ -1,9 +1,4 @@
-"""messages.size_crlf: the size POP3 counts, with bare LFs sent as CRLF
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-24 16:00:00
-"""
+"""messages.size_crlf: the size POP3 counts, with bare LFs sent as CRLF"""
 
 from __future__ import annotations
 
@@ -12,8 +7,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,9 +1,4 @@
-"""Garbage collection: the purge claim on messages, the gc_runs log, no id reuse
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-24 17:00:00
-"""
+"""Garbage collection: the purge claim on messages, the gc_runs log, no id reuse"""
 
 from __future__ import annotations
 
@@ -13,8 +8,6 @@ from sqlalchemy.dialects import sqlite
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 _ID = sa.BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 

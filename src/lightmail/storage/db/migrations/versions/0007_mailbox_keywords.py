@@ -1,9 +1,4 @@
-"""mailboxes.keywords: the keyword set of each mailbox, counted against its limit
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-04 21:00:00
-"""
+"""mailboxes.keywords: the keyword set of each mailbox, counted against its limit"""
 
 from __future__ import annotations
 
@@ -15,8 +10,6 @@ from sqlalchemy.dialects import mysql
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 _LONG_TEXT = (
     sa.Text().with_variant(mysql.LONGTEXT(), "mariadb").with_variant(mysql.LONGTEXT(), "mysql")
