@@ -24,13 +24,13 @@ from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFail
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Driver, Goodbye, SessionEnd
 from lightmail.net.stream import Connection, StreamError
+from lightmail.pop3.body import DotStuffer, TopFilter
 from lightmail.pop3.wire import (
     ApopCommand,
     AuthCommand,
     BadCommand,
     CapaCommand,
     DeleCommand,
-    DotStuffer,
     Event,
     ListCommand,
     NoopCommand,
@@ -43,7 +43,6 @@ from lightmail.pop3.wire import (
     StatCommand,
     StlsCommand,
     TopCommand,
-    TopFilter,
     UidlCommand,
     UserCommand,
     continuation,
