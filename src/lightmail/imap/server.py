@@ -48,12 +48,9 @@ class ImapServer(ListeningService):
 
         self.listeners = plain_and_tls_listeners(
             "imap",
-            imap.listen,
-            imap.tls_listen,
+            imap,
             self._serve,
             tls=tls,
-            max_connections=imap.max_connections,
-            max_per_ip=imap.max_connections_per_ip,
             refuse=b"* BYE Too many connections, try again later\r\n",
         )
 

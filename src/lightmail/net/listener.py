@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightmail.config import ListenAddress, TcpAddress, UnixAddress
+from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
 from lightmail.metrics import CONNECTIONS_ACCEPTED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
 from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
@@ -353,42 +353,32 @@ def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashabl
 
 def plain_and_tls_listeners(
     name: str,
-    plain: Sequence[ListenAddress],
-    implicit_tls: Sequence[ListenAddress],
+    settings: ImapSettings | Pop3Settings,
     handler: Handler,
     *,
     tls: ssl.SSLContext | None,
-    max_connections: int,
-    max_per_ip: int,
     refuse: bytes,
 ) -> list[Listener]:
-    """A protocol's listeners: plain (STARTTLS-capable) ones, and implicit TLS ones
-    named ``<name>s`` when a certificate is configured (IMAPS, POP3S)."""
-    listeners = [
+    """A protocol's listeners on ``settings.listen`` (plain, STARTTLS-capable) and
+    ``settings.tls_listen`` (implicit TLS, named ``<name>s``, when a certificate
+    is configured: IMAPS, POP3S), within the section's connection limits."""
+    kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
+    kinds = [(name, settings.listen, None)]
+    if tls is not None and settings.tls_listen:
+        kinds.append((f"{name}s", settings.tls_listen, tls))
+    return [
         Listener(
-            name,
-            plain,
+            listener_name,
+            addresses,
             handler,
-            max_connections=max_connections,
-            max_per_ip=max_per_ip,
+            tls=context,
+            max_connections=settings.max_connections,
+            max_per_ip=settings.max_connections_per_ip,
             refuse=refuse,
             protocol=name,
         )
+        for listener_name, addresses, context in kinds
     ]
-    if tls is not None and implicit_tls:
-        listeners.append(
-            Listener(
-                f"{name}s",
-                implicit_tls,
-                handler,
-                tls=tls,
-                max_connections=max_connections,
-                max_per_ip=max_per_ip,
-                refuse=refuse,
-                protocol=name,
-            )
-        )
-    return listeners
 
 
 class ListeningService:

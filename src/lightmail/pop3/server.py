@@ -7,7 +7,7 @@ import ssl
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import ListeningService, plain_and_tls_listeners
+from lightmail.net.listener import ConnectionLimiter, ListeningService, plain_and_tls_listeners
 from lightmail.net.stream import Connection
 from lightmail.pop3.session import Pop3Context, Pop3Session
 
@@ -27,21 +27,17 @@ class Pop3Server(ListeningService):
         pop3 = settings.pop3
         self.context = Pop3Context(
             settings=pop3,
-            plaintext=settings.imap,
             store=store,
             accounts=accounts,
             tls=tls,
+            per_user=ConnectionLimiter(pop3.max_connections_per_user),
             hostname=settings.server.hostname,
         )
-
         self.listeners = plain_and_tls_listeners(
             "pop3",
-            pop3.listen,
-            pop3.tls_listen,
+            pop3,
             self._serve,
             tls=tls,
-            max_connections=pop3.max_connections,
-            max_per_ip=pop3.max_connections_per_ip,
             refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
         )
 

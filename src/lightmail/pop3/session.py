@@ -19,10 +19,11 @@ from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
 from lightmail.auth.policy import LoginPolicy
 from lightmail.auth.sasl import AuthzidRefused, SaslError, SaslExchange
-from lightmail.config import ImapSettings, Pop3Settings
+from lightmail.config import Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
-from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
+from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.pop3.body import DotStuffer, TopFilter
 from lightmail.pop3.wire import (
@@ -63,10 +64,10 @@ class State(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Pop3Context:
     settings: Pop3Settings
-    plaintext: ImapSettings  # [imap] plaintext_networks rules POP3's plaintext logins too
     store: MailStore
     accounts: Accounts
     tls: Any  # ssl.SSLContext | None
+    per_user: ConnectionLimiter  # [pop3] max_connections_per_user
     hostname: str
 
 
@@ -103,12 +104,12 @@ class Pop3Session:
         self.ctx = context
         self.settings = context.settings
         self.conn = connection
-        self.receiver = Pop3Receiver()
+        self.receiver = Pop3Receiver(max_line=self.settings.max_line_length)
         self.driver = Driver("pop3", connection, self.receiver, self)
         self.login = LoginPolicy(
             connection,
             login_timeout=self.settings.login_timeout,
-            plaintext_allowed=context.plaintext.plaintext_allowed,
+            plaintext_allowed=self.settings.plaintext_allowed,
             max_failures=self.settings.max_login_failures,
             goodbye=err("Too many failed logins", "AUTH"),
         )
@@ -118,12 +119,19 @@ class Pop3Session:
         self.inbox: Mailbox | None = None
         self.messages: list[MessageInfo] = []
         self.deleted: set[int] = set()  # message numbers marked by DELE
-        self._bad = 0
+        self._bad = Allowance(self.settings.max_bad_commands, err("Too many invalid commands"))
+        self._before_login = Allowance(
+            self.settings.max_commands_before_login, err("Too many commands without logging in")
+        )
 
     # -- what the driver asks -------------------------------------------------------
 
     async def run(self) -> None:
-        await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
+        try:
+            await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
+        finally:
+            if self.user is not None:
+                self.ctx.per_user.release(self.user.id)
 
     def read_limits(self) -> tuple[float, float | None]:
         return self.login.read_limits(
@@ -153,6 +161,8 @@ class Pop3Session:
 
     async def _dispatch(self, event: Event) -> None:
         transaction = self.state is State.TRANSACTION
+        if not transaction and not isinstance(event, BadCommand):
+            self._before_login.spend()
         match event:
             case BadCommand():
                 await self._bad_command(event.text)
@@ -195,9 +205,7 @@ class Pop3Session:
 
     async def _bad_command(self, text: str) -> None:
         self._send(err(text))
-        self._bad += 1
-        if self._bad >= self.settings.max_bad_commands:
-            raise SessionEnd(err("Too many invalid commands"))
+        self._bad.spend_last()
 
     # -- AUTHORIZATION ---------------------------------------------------------------
 
@@ -278,9 +286,16 @@ class Pop3Session:
             self._send(err("Authentication failed", "AUTH"))
             self.login.count_failure()
             return
-        inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
-        self.messages = await self.ctx.store.list_messages(inbox)
-        self.user, self.inbox = user, inbox
+        if not self.ctx.per_user.try_acquire(user.id):
+            self._send(err("Too many connections for this user", "IN-USE"))
+            return
+        try:
+            inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
+            self.messages = await self.ctx.store.list_messages(inbox)
+        except BaseException:
+            self.ctx.per_user.release(user.id)
+            raise
+        self.user, self.inbox = user, inbox  # run() releases the per-user count at the end
         self.state = State.TRANSACTION
         log.info("pop3 %s: %s logged in from %s", self.conn.id, user.address, self.conn.peer)
         self._send(ok(f"{user.address} has {len(self.messages)} messages"))

@@ -73,3 +73,98 @@ async def test_server_stop_says_goodbye_to_sessions(pop3_factory: Pop3Factory) -
     lines = await asyncio.to_thread(conversation)
     assert lines[1].startswith(b"+OK " + user.address.encode())
     assert lines[2:] == [b"-ERR [SYS/TEMP] Server shutting down\r\n", b""]
+
+
+async def test_a_client_that_never_logs_in_is_disconnected_after_the_commands_allowed(
+    pop3_factory: Pop3Factory,
+) -> None:
+    target = await pop3_factory(max_commands_before_login="2")
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            raw.sendall(b"USER a@example.org\r\nUSER b@example.org\r\nUSER c@example.org\r\n")
+            return _lines(raw, 5)
+
+    lines = await asyncio.to_thread(conversation)
+    assert lines[1:] == [
+        b"+OK Send PASS\r\n",
+        b"+OK Send PASS\r\n",
+        b"-ERR Too many commands without logging in\r\n",
+        b"",  # closed: the third USER is not served
+    ]
+
+
+async def test_command_lines_are_bounded_by_max_line_length(pop3_factory: Pop3Factory) -> None:
+    target = await pop3_factory(max_line_length="300")
+    fits = b"USER " + b"a" * 293 + b"\r\n"  # 300 octets with CRLF
+    too_long = b"USER " + b"a" * 294 + b"\r\n"
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            raw.sendall(fits + too_long + b"QUIT\r\n")
+            return _lines(raw, 5)
+
+    lines = await asyncio.to_thread(conversation)
+    assert lines[1:] == [
+        b"+OK Send PASS\r\n",
+        b"-ERR Command line too long\r\n",
+        b"+OK Bye\r\n",
+        b"",
+    ]
+
+
+async def test_default_line_length_takes_more_than_rfc_2449s_255_octets(
+    pop3_factory: Pop3Factory,
+) -> None:
+    """A long AUTH PLAIN initial response (long name, long password) must fit."""
+    target = await pop3_factory()
+    user = await target.new_user()
+    password = "p" * 400
+    await target.backend.accounts.set_password(user.address, password)
+    token = base64.b64encode(f"\0{user.address}\0{password}".encode()).decode()
+    assert len(token) > 500
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            raw.sendall(f"AUTH PLAIN {token}\r\nQUIT\r\n".encode())
+            return _lines(raw, 3)
+
+    lines = await asyncio.to_thread(conversation)
+    assert lines[1:] == [f"+OK {user.address} has 0 messages\r\n".encode(), b"+OK Bye\r\n"]
+
+
+async def test_a_user_gets_at_most_max_connections_per_user(pop3_factory: Pop3Factory) -> None:
+    target = await pop3_factory(max_connections_per_user="1")
+    user = await target.new_user()
+    login = f"USER {user.address}\r\nPASS secret\r\n".encode()
+
+    def conversation() -> list[bytes]:
+        with socket.create_connection((target.host, target.port), timeout=10) as first:
+            reader = first.makefile("rb")
+            reader.readline()
+            first.sendall(login)
+            lines = [reader.readline(), reader.readline()]
+            with socket.create_connection((target.host, target.port), timeout=10) as second:
+                second.sendall(login + b"QUIT\r\n")
+                lines += second.makefile("rb").readlines()[1:]
+            first.sendall(b"QUIT\r\n")
+            lines.append(reader.readline())
+        # The first connection is gone: its count is released.
+        with socket.create_connection((target.host, target.port), timeout=10) as third:
+            third.sendall(login + b"QUIT\r\n")
+            lines += third.makefile("rb").readlines()[1:]
+        return lines
+
+    lines = await asyncio.to_thread(conversation)
+    logged_in = f"+OK {user.address} has 0 messages\r\n".encode()
+    assert lines == [
+        b"+OK Send PASS\r\n",
+        logged_in,
+        b"+OK Send PASS\r\n",
+        b"-ERR [IN-USE] Too many connections for this user\r\n",
+        b"+OK Bye\r\n",
+        b"+OK Bye\r\n",
+        b"+OK Send PASS\r\n",
+        logged_in,
+        b"+OK Bye\r\n",
+    ]
