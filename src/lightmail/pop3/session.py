@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from lightmail.pop3.wire import (
     NoopCommand,
     PassCommand,
     Pop3Receiver,
+    Pop3Reply,
     QuitCommand,
     RetrCommand,
     RsetCommand,
@@ -89,6 +91,10 @@ _VERBS: dict[type[Any], str] = {
     DeleCommand: "dele",
     RsetCommand: "rset",
 }
+
+
+def _size(info: MessageInfo) -> str:
+    return str(info.size_crlf)
 
 
 # What the driver says when it ends a session.
@@ -186,9 +192,9 @@ class Pop3Session:
                 live = self._live()
                 self._send(ok(f"{len(live)} {sum(m.size_crlf for _, m in live)}"))
             case ListCommand() if transaction:
-                self._list(event)
+                self._listing(event.msg, f"{len(self._live())} messages", _size)
             case UidlCommand() if transaction:
-                self._uidl(event)
+                self._listing(event.msg, "unique-id listing follows", self._uid)
             case RetrCommand() if transaction:
                 await self._retr(event.msg, None)
             case TopCommand() if transaction:
@@ -216,8 +222,7 @@ class Pop3Session:
         if self.ctx.tls is not None and not self.conn.is_tls and self.state is State.AUTHORIZATION:
             lines.append("STLS")
         lines.append(f"IMPLEMENTATION LightMail {__version__}")
-        self._send(ok("Capability list follows"))
-        self._send("".join(f"{line}\r\n" for line in lines).encode() + b".\r\n")
+        self._send(Pop3Reply.multiline("Capability list follows", lines))
 
     async def _stls(self) -> None:
         if self.ctx.tls is None or self.conn.is_tls:
@@ -242,7 +247,7 @@ class Pop3Session:
 
     async def _auth(self, command: AuthCommand) -> None:
         if command.mechanism is None:
-            self._send(ok("Supported mechanisms follow") + b"PLAIN\r\n.\r\n")
+            self._send(Pop3Reply.multiline("Supported mechanisms follow", ["PLAIN"]))
             return
         try:
             exchange = SaslExchange(command.mechanism, offered=("PLAIN",))
@@ -315,25 +320,14 @@ class Pop3Session:
         assert self.inbox is not None  # noqa: S101 - TRANSACTION has an inbox
         return f"{self.inbox.uidvalidity}.{info.uid}"
 
-    def _list(self, command: ListCommand) -> None:
-        if command.msg is not None:
-            info = self._message(command.msg)
-            if info is not None:
-                self._send(ok(f"{command.msg} {info.size_crlf}"))
+    def _listing(self, msg: int | None, text: str, value: Callable[[MessageInfo], str]) -> None:
+        """LIST and UIDL: ``msg value`` for one message, else ``text`` and a line per live one."""
+        if msg is None:
+            self._send(Pop3Reply.multiline(text, [f"{n} {value(m)}" for n, m in self._live()]))
             return
-        live = self._live()
-        self._send(ok(f"{len(live)} messages"))
-        self._send("".join(f"{n} {m.size_crlf}\r\n" for n, m in live).encode() + b".\r\n")
-
-    def _uidl(self, command: UidlCommand) -> None:
-        if command.msg is not None:
-            info = self._message(command.msg)
-            if info is not None:
-                self._send(ok(f"{command.msg} {self._uid(info)}"))
-            return
-        self._send(ok("unique-id listing follows"))
-        listing = "".join(f"{n} {self._uid(m)}\r\n" for n, m in self._live())
-        self._send(listing.encode() + b".\r\n")
+        info = self._message(msg)
+        if info is not None:
+            self._send(ok(f"{msg} {value(info)}"))
 
     async def _retr(self, number: int, top: int | None) -> None:
         """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3)."""
