@@ -351,36 +351,6 @@ def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashabl
     return ip
 
 
-def plain_and_tls_listeners(
-    name: str,
-    settings: ImapSettings | Pop3Settings,
-    handler: Handler,
-    *,
-    tls: ssl.SSLContext | None,
-    refuse: bytes,
-) -> list[Listener]:
-    """A protocol's listeners on ``settings.listen`` (plain, STARTTLS-capable) and
-    ``settings.tls_listen`` (implicit TLS, named ``<name>s``, when a certificate
-    is configured: IMAPS, POP3S), within the section's connection limits."""
-    kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
-    kinds = [(name, settings.listen, None)]
-    if tls is not None and settings.tls_listen:
-        kinds.append((f"{name}s", settings.tls_listen, tls))
-    return [
-        Listener(
-            listener_name,
-            addresses,
-            handler,
-            tls=context,
-            max_connections=settings.max_connections,
-            max_per_ip=settings.max_connections_per_ip,
-            refuse=refuse,
-            protocol=name,
-        )
-        for listener_name, addresses, context in kinds
-    ]
-
-
 class ListeningService:
     """A protocol server made of listeners (:class:`lightmail.runtime.Service`)."""
 
@@ -394,3 +364,40 @@ class ListeningService:
     async def stop(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+
+
+class LoginService(ListeningService):
+    """A protocol clients log in to (IMAP, POP3): its listeners and the count of
+    each user's connections (``[<name>] max_connections_per_user``) its sessions keep.
+
+    Listeners on ``settings.listen`` (plain, STARTTLS-capable) and, when a
+    certificate is configured, ``settings.tls_listen`` (implicit TLS, named
+    ``<name>s``: IMAPS, POP3S), within the section's connection limits.
+    Subclasses set ``name`` and implement ``serve``.
+    """
+
+    def __init__(
+        self, settings: ImapSettings | Pop3Settings, tls: ssl.SSLContext | None, *, refuse: bytes
+    ) -> None:
+        self.per_user = ConnectionLimiter(settings.max_connections_per_user)
+        kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
+        kinds = [(self.name, settings.listen, None)]
+        if tls is not None and settings.tls_listen:
+            kinds.append((f"{self.name}s", settings.tls_listen, tls))
+        self.listeners = [
+            Listener(
+                listener_name,
+                addresses,
+                self.serve,
+                tls=context,
+                max_connections=settings.max_connections,
+                max_per_ip=settings.max_connections_per_ip,
+                refuse=refuse,
+                protocol=self.name,
+            )
+            for listener_name, addresses, context in kinds
+        ]
+
+    async def serve(self, connection: Connection) -> None:
+        """Run one connection's session until it ends."""
+        raise NotImplementedError
