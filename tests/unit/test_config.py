@@ -285,6 +285,28 @@ def test_plaintext_allowed() -> None:
     assert not none.plaintext_allowed("127.0.0.1")
 
 
+def test_session_limits_are_declared_once_with_per_protocol_defaults() -> None:
+    settings = load_settings(None, {"LIGHTMAIL_IMAP_PLAINTEXT_NETWORKS": ""})
+    # POP3 has its own plaintext_networks: [imap]'s no longer applies to it.
+    assert settings.imap.plaintext_networks == ()
+    assert settings.pop3.plaintext_networks == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert settings.pop3.plaintext_allowed("127.0.0.1")
+    assert (settings.imap.max_line_length, settings.pop3.max_line_length) == (65536, 1024)
+    for section in (settings.imap, settings.pop3):
+        assert section.max_commands_before_login == 30
+        assert section.max_connections_per_user == 50
+    assert settings.lmtp.max_bad_commands == 20
+    pop3 = load_settings(None, {"LIGHTMAIL_POP3_MAX_LINE_LENGTH": "255"}).pop3
+    assert pop3.max_line_length == 255
+    with pytest.raises(ConfigError):
+        load_settings(None, {"LIGHTMAIL_POP3_MAX_LINE_LENGTH": "254"})
+    with pytest.raises(ConfigError):
+        load_settings(None, {"LIGHTMAIL_IMAP_MAX_LINE_LENGTH": "255"})
+
+
 # --- values from the file --------------------------------------------------
 
 
@@ -466,8 +488,8 @@ def test_unknown_key(tmp_path: Path) -> None:
         load_text(tmp_path, "[lmtp]\nmax_size = 10M\n")
     assert str(caught.value) == (
         "config [lmtp] max_size = '10M' is invalid: "
-        "expected one of the keys listen, max_message_size, max_recipients, timeout, "
-        "data_timeout, socket_mode, socket_owner, socket_group, detail_mailbox"
+        "expected one of the keys max_bad_commands, listen, max_message_size, max_recipients, "
+        "timeout, data_timeout, socket_mode, socket_owner, socket_group, detail_mailbox"
     )
 
 

@@ -29,9 +29,11 @@ clamd address. Every await is bounded: ``connect_timeout`` for connecting,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, assert_never
@@ -204,12 +206,10 @@ class _Connection:
     @classmethod
     async def open(cls, client: ClamdClient) -> _Connection:
         try:
-            async with asyncio.timeout(client.connect_timeout):
+            async with _in_time(
+                client.connect_timeout, f"{client.description}: no connection within"
+            ):
                 sock = await _connect(client.address)
-        except TimeoutError:
-            raise TemporaryFailure(
-                f"{client.description}: no connection within {client.connect_timeout:g} s"
-            ) from None
         except OSError as exc:
             raise TemporaryFailure(f"{client.description}: cannot connect: {_reason(exc)}") from exc
         return cls(client, sock)
@@ -220,12 +220,8 @@ class _Connection:
             return
         description = self._client.description
         try:
-            async with asyncio.timeout(self._client.read_timeout):
+            async with _in_time(self._client.read_timeout, f"{description}: write timed out after"):
                 await self._loop.sock_sendall(self._sock, data)
-        except TimeoutError:
-            raise TemporaryFailure(
-                f"{description}: write timed out after {self._client.read_timeout:g} s"
-            ) from None
         except OSError as exc:
             # clamd answers "size limit exceeded" and closes while we are still
             # writing: keep its reply for reply(), which is what the caller wants.
@@ -239,12 +235,8 @@ class _Connection:
             return self._early_reply
         description = self._client.description
         try:
-            async with asyncio.timeout(self._client.read_timeout):
+            async with _in_time(self._client.read_timeout, f"{description}: no reply within"):
                 return await self._read_reply()
-        except TimeoutError:
-            raise TemporaryFailure(
-                f"{description}: no reply within {self._client.read_timeout:g} s"
-            ) from None
         except OSError as exc:
             raise TemporaryFailure(f"{description}: read failed: {_reason(exc)}") from exc
 
@@ -275,6 +267,16 @@ class _Connection:
 
     def close(self) -> None:
         self._sock.close()
+
+
+@contextlib.asynccontextmanager
+async def _in_time(seconds: float, failure: str) -> AsyncIterator[None]:
+    """Bound the block to ``seconds``; past them, ``TemporaryFailure("<failure> <seconds> s")``."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise TemporaryFailure(f"{failure} {seconds:g} s") from None
 
 
 async def _connect(address: ListenAddress) -> socket.socket:

@@ -147,28 +147,29 @@ class BlobsSettings:
 
 
 @section
-class ImapSettings:
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1143",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for IMAP with STARTTLS or plain text.",
+class SessionLimits:
+    """The limits of a session every mail protocol has: ``[imap]``, ``[pop3]``, ``[lmtp]``."""
+
+    max_bad_commands: int = declare(
+        "20",
+        integer(1, 1_000_000),
+        "an integer of at least 1",
+        "Error replies to bad commands allowed per connection before it is closed.",
     )
-    # () unless [tls] is enabled
-    tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1993",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for IMAP over implicit TLS; ignored without [tls].",
-    )
+
+
+@section
+class LoginLimits(SessionLimits):
+    """The limits of a protocol clients log in to: ``[imap]`` and ``[pop3]``.
+
+    A section redeclares a key where its default or range differs.
+    """
+
     plaintext_networks: tuple[Network, ...] = declare(
         "127.0.0.0/8, ::1",
         networks,
         "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none",
-        "Client networks allowed to log in without TLS (IMAP and POP3).",
-    )
-    max_append_size: int = declare(
-        "64M", positive_size, _SIZE_TEXT, "Largest message APPEND accepts (APPENDLIMIT, RFC 7889)."
+        "Client networks allowed to log in without TLS.",
     )
     max_line_length: int = declare(
         "64K",
@@ -176,23 +177,11 @@ class ImapSettings:
         "a size from 1K to 16M",
         "Longest command line, literals excluded.",
     )
-    idle_timeout: float = declare(
-        "30m",
-        duration_at_least(1800),
-        "a duration of at least 30m",
-        "An authenticated client silent this long is logged out (RFC 3501 5.4).",
-    )
     login_timeout: float = declare(
         "60s",
         positive_duration,
         f"{_DURATION_TEXT}, above 0",
         "Time from connecting by which a client must have logged in.",
-    )
-    max_bad_commands: int = declare(
-        "20",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "BAD responses allowed per connection before it is closed.",
     )
     max_commands_before_login: int = declare(
         "30",
@@ -207,22 +196,54 @@ class ImapSettings:
         "Failed logins allowed per connection before it is closed.",
     )
     max_connections: int = declare(
-        "5000",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Concurrent IMAP connections in all.",
+        "5000", integer(1, 1_000_000), "an integer of at least 1", "Concurrent connections in all."
     )
     max_connections_per_ip: int = declare(
         "100",
         integer(1, 1_000_000),
         "an integer of at least 1",
-        "Concurrent IMAP connections from one client address.",
+        "Concurrent connections from one client address.",
     )
     max_connections_per_user: int = declare(
         "50",
         integer(1, 1_000_000),
         "an integer of at least 1",
-        "Concurrent IMAP connections of one user.",
+        "Concurrent connections of one user.",
+    )
+
+    def plaintext_allowed(
+        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> bool:
+        """Whether a client at ``address`` may log in without TLS."""
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.plaintext_networks)
+
+
+@section
+class ImapSettings(LoginLimits):
+    listen: tuple[ListenAddress, ...] = declare(
+        "127.0.0.1:1143",
+        parse_listen,
+        _LISTEN_TEXT,
+        "Addresses for IMAP with STARTTLS or plain text.",
+    )
+    # () unless [tls] is enabled
+    tls_listen: tuple[ListenAddress, ...] = declare(
+        "127.0.0.1:1993",
+        parse_listen,
+        _LISTEN_TEXT,
+        "Addresses for IMAP over implicit TLS; ignored without [tls].",
+    )
+    max_append_size: int = declare(
+        "64M", positive_size, _SIZE_TEXT, "Largest message APPEND accepts (APPENDLIMIT, RFC 7889)."
+    )
+    idle_timeout: float = declare(
+        "30m",
+        duration_at_least(1800),
+        "a duration of at least 30m",
+        "An authenticated client silent this long is logged out (RFC 3501 5.4).",
     )
     max_search_keys: int = declare(
         "100",
@@ -240,18 +261,16 @@ class ImapSettings:
         "50", integer(1, 1_000), "an integer from 1 to 1000", "Keywords one message may carry."
     )
 
-    def plaintext_allowed(
-        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> bool:
-        """Whether a client at ``address`` may log in without TLS."""
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.plaintext_networks)
-
 
 @section
-class Pop3Settings:
+class Pop3Settings(LoginLimits):
+    # RFC 2449 section 4 says 255 octets; AUTH PLAIN with a long password needs more
+    max_line_length: int = declare(
+        "1K",
+        size_between(255, 16 << 10),
+        "a size from 255 to 16K",
+        "Longest command line, line end included.",
+    )
     listen: tuple[ListenAddress, ...] = declare(
         "127.0.0.1:1110", parse_listen, _LISTEN_TEXT, "Addresses for POP3 with STLS or plain text."
     )
@@ -270,36 +289,6 @@ class Pop3Settings:
         duration_at_least(600),
         "a duration of at least 10m",
         "An authenticated client silent this long is disconnected (RFC 1939 3).",
-    )
-    login_timeout: float = declare(
-        "60s",
-        positive_duration,
-        f"{_DURATION_TEXT}, above 0",
-        "Time from connecting by which a client must have logged in.",
-    )
-    max_bad_commands: int = declare(
-        "20",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Bad commands allowed per connection before it is closed.",
-    )
-    max_login_failures: int = declare(
-        "3",
-        integer(1, 1_000),
-        "an integer from 1 to 1000",
-        "Failed logins allowed per connection before it is closed.",
-    )
-    max_connections: int = declare(
-        "5000",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Concurrent POP3 connections in all.",
-    )
-    max_connections_per_ip: int = declare(
-        "100",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Concurrent POP3 connections from one client address.",
     )
 
 
@@ -349,7 +338,7 @@ class AuthSettings:
 
 
 @section
-class LmtpSettings:
+class LmtpSettings(SessionLimits):
     listen: tuple[ListenAddress, ...] = declare(
         "127.0.0.1:2424, unix:{data_dir}/lmtp.sock",
         parse_listen,

@@ -136,14 +136,20 @@ def optional_hostname(text: str) -> str:
     return _hostname(text) if text else ""
 
 
-def size_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        size = parse_size(text)
-        if not low <= size <= high:
-            raise ValueError(f"{size} is out of range")
-        return size
+def _between(parse: Callable[[str], _N], low: _N, high: _N) -> Callable[[str], _N]:
+    """``parse``, then a ValueError unless the value is from ``low`` to ``high``."""
 
-    return parse
+    def parse_between(text: str) -> _N:
+        value = parse(text)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range")
+        return value
+
+    return parse_between
+
+
+def size_between(low: int, high: int) -> Callable[[str], int]:
+    return _between(parse_size, low, high)
 
 
 def duration_at_least(low: float) -> Callable[[str], float]:
@@ -157,13 +163,7 @@ def duration_at_least(low: float) -> Callable[[str], float]:
 
 
 def duration_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        seconds = parse_duration(text)
-        if not low <= seconds <= high:
-            raise ValueError(f"{seconds} is out of range")
-        return seconds
-
-    return parse
+    return _between(parse_duration, low, high)
 
 
 def boolean(text: str) -> bool:
@@ -299,6 +299,7 @@ class LogLevel(enum.StrEnum):
 
 
 _E = TypeVar("_E", bound=enum.StrEnum)
+_N = TypeVar("_N", int, float)
 
 
 def choice(cls: type[_E]) -> Callable[[str], _E]:

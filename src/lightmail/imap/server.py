@@ -11,13 +11,13 @@ from lightmail.config import Settings
 from lightmail.imap.handlers import VERBS
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import ConnectionLimiter, ListeningService, plain_and_tls_listeners
+from lightmail.net.listener import LoginService
 from lightmail.net.stream import Connection
 
 log = logging.getLogger(__name__)
 
 
-class ImapServer(ListeningService):
+class ImapServer(LoginService):
     """Satisfies :class:`lightmail.runtime.Service`."""
 
     name = "imap"
@@ -34,28 +34,18 @@ class ImapServer(ListeningService):
         """``scanner`` is the node's clamd client (None when scanning is off); APPEND
         uses it when ``[antivirus] scan_append`` is on."""
         imap = settings.imap
+        super().__init__(imap, tls, refuse=b"* BYE Too many connections, try again later\r\n")
         self.context = ImapContext(
             settings=imap,
             store=store,
             accounts=accounts,
             tls=tls,
-            per_user=ConnectionLimiter(imap.max_connections_per_user),
+            per_user=self.per_user,
             hostname=settings.server.hostname,
             antivirus=settings.antivirus,
             scanner=scanner if settings.antivirus.scan_append else None,
             verbs=VERBS,
         )
 
-        self.listeners = plain_and_tls_listeners(
-            "imap",
-            imap.listen,
-            imap.tls_listen,
-            self._serve,
-            tls=tls,
-            max_connections=imap.max_connections,
-            max_per_ip=imap.max_connections_per_ip,
-            refuse=b"* BYE Too many connections, try again later\r\n",
-        )
-
-    async def _serve(self, connection: Connection) -> None:
+    async def serve(self, connection: Connection) -> None:
         await ImapSession(self.context, connection).run()

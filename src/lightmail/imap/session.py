@@ -76,7 +76,7 @@ from lightmail.imap.wire.responses import (
 from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore
-from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.notify.bus import Subscription
@@ -197,8 +197,12 @@ class ImapSession:
         self.modseq = 0  # HIGHESTMODSEQ of the selected mailbox when last looked at
         self.subscription: Subscription | None = None
         self._changed = False  # another session changed the selected mailbox; not yet shown
-        self._bad_commands = 0
-        self._commands_before_login = 0
+        self._bad_commands = Allowance(
+            self.settings.max_bad_commands, _bye("Too many invalid commands")
+        )
+        self._before_login = Allowance(
+            self.settings.max_commands_before_login, _bye("Too many commands without logging in")
+        )
         self._resources = contextlib.AsyncExitStack()
 
     async def run(self) -> None:
@@ -239,9 +243,7 @@ class ImapSession:
 
     async def _command(self, command: c.Command) -> None:
         if self.state is State.NOT_AUTHENTICATED:
-            self._commands_before_login += 1
-            if self._commands_before_login > self.settings.max_commands_before_login:
-                raise SessionEnd(_bye("Too many commands without logging in"))
+            self._before_login.spend()
         verb = self.ctx.verbs[type(command)]
         if self.state not in verb.states:
             await self._wrong_state(command)
@@ -288,9 +290,7 @@ class ImapSession:
             self.send(UntaggedResponse(Status.BAD, bad.text, code))
         else:
             self.send(TaggedResponse(bad.tag, Status.BAD, bad.text, code))
-        self._bad_commands += 1
-        if self._bad_commands >= self.settings.max_bad_commands:
-            raise SessionEnd(_bye("Too many invalid commands"))
+        self._bad_commands.spend_last()
 
     def send(self, response: Response) -> None:
         self.driver.send(response.to_bytes())

@@ -51,7 +51,7 @@ from lightmail.lmtp.wire import (
 )
 from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
 from lightmail.metrics import LMTP_MESSAGE_BYTES, LMTP_RECIPIENTS
-from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.stream import Connection, StreamError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ REFUSED_CONTENT = _reply(554, "5.7.1", "Message refused by content policy")
 KEPT_ASIDE = _reply(250, "2.1.5", "Accepted")
 TIMEOUT = _reply(421, "4.4.2", "Timeout, closing connection")
 SHUTTING_DOWN = _reply(421, "4.3.2", "Service shutting down, try again later")
+TOO_MANY_BAD = _reply(421, "4.7.0", "Too many invalid commands, closing connection")
 
 
 def reply_for_error(error: Exception) -> Reply:
@@ -156,6 +157,7 @@ class LmtpSession:
         self.client: str | None = None  # the LHLO domain
         self.envelope: Envelope | None = None
         self._data_ended = False
+        self._bad = Allowance(self.settings.max_bad_commands, TOO_MANY_BAD.to_bytes())
         # When the command or DATA being read must be complete (the loop's clock):
         # [lmtp] timeout for each command, from when the server is ready for it;
         # [lmtp] data_timeout for the whole of DATA. A peer that trickles its
@@ -190,7 +192,8 @@ class LmtpSession:
         """Answer one event; QUIT ends the session."""
         match event:
             case BadCommand():
-                self._send(_reply(event.code, event.enhanced, event.text))
+                self._send(event.to_reply())
+                self._bad.spend_last()
             case LhloCommand():
                 self.client = event.domain
                 self.envelope = None

@@ -12,18 +12,14 @@ ENHANCEDSTATUSCODES (RFC 2034, codes from RFC 3463).
 
 Choices made where the RFCs leave room (or where we deliberately differ):
 
-* Command lines end in CRLF; a bare LF is accepted as a line end too (many
-  local clients send it and, outside DATA, nothing can be smuggled with it).
-  Verbs and the ``FROM:``/``TO:`` keywords are case-insensitive, trailing
-  spaces and tabs are ignored (RFC 5321 section 4.1.1), and so are extra
-  spaces between the verb, ``FROM:``/``TO:``, the path and parameters.
-* A command line may hold only printable ASCII and SP. NUL, other controls
-  (a CR inside the line included) and 8-bit octets give ``501 5.5.2``
-  (RFC 5321 section 4.1.2: invalid character codes MUST get 501; SMTPUTF8 is
-  not offered, so 8-bit addresses are not allowed).
-* ``max_line`` (octets, line end included; at least RFC 5321's 512) bounds a
-  command line. Longer: ``500 5.5.2`` at once, then the rest of that line is
-  read and discarded unseen, and the next line is a new command.
+* Command lines are read as :mod:`lightmail.sansio` says (a bare LF ends one
+  too: outside DATA nothing can be smuggled with it). Verbs and the
+  ``FROM:``/``TO:`` keywords are case-insensitive; trailing spaces and tabs
+  (RFC 5321 section 4.1.1) and extra spaces between the verb, ``FROM:``/``TO:``,
+  the path and parameters are ignored.
+* NUL, other controls (a CR inside the line included) and 8-bit octets give
+  ``501 5.5.2`` (RFC 5321 section 4.1.2; SMTPUTF8 is not offered). A line
+  over ``max_line`` (at least RFC 5321's 512) gives ``500 5.5.2``.
 * Unknown verb: ``500 5.5.1``; a line that does not start with a verb (empty,
   digits, leading space): ``500 5.5.2``. SMTP verbs we know but do not offer
   (EXPN, HELP, TURN, ETRN, ATRN, BDAT, STARTTLS, AUTH, SEND, SOML, SAML):
@@ -74,14 +70,10 @@ Pipelining (RFC 2920): commands come out strictly in order. After a
 ``DataCommand`` the receiver reads nothing more until the session decides:
 it either sends 354 and calls ``start_data()``, or refuses DATA (503, 554) and
 just calls ``next_event()`` again, and the bytes that follow are read as
-commands. ``receive_data`` keeps what it is given: call ``next_event`` until
-``NEED_DATA`` before feeding more, and memory is bounded by one read plus
-``max_line`` (commands) or twice ``chunk_size`` (DATA: decoded output not yet
-returned; bare LFs double in size), whatever the peer sends.
-
-Nothing the peer sends makes the receiver raise. Using it out of turn
-(``start_data`` not right after a ``DataCommand``, ``receive_data`` after
-end of file) is a bug on our side and raises ``LocalProtocolError``.
+commands. Memory is bounded by one read plus ``max_line`` (commands) or
+twice ``chunk_size`` (DATA: decoded output not yet returned; bare LFs double
+in size), whatever the peer sends. ``start_data`` not right after a
+``DataCommand`` raises ``LocalProtocolError`` (see :mod:`lightmail.sansio`).
 """
 
 from __future__ import annotations
@@ -94,10 +86,17 @@ from typing import TypeAlias
 
 from lightmail.sansio import (
     CONNECTION_CLOSED,
+    CR,
+    LF,
     NEED_DATA,
     LineBuffer,
     LocalProtocolError,
     Sentinel,
+    crlf,
+    no_args,
+    reply_line,
+    safe_text,
+    split_command,
 )
 
 __all__ = [
@@ -122,9 +121,6 @@ __all__ = [
     "Sentinel",
     "VrfyCommand",
 ]
-
-# --------------------------------------------------------------------------- sentinels, errors
-
 
 # --------------------------------------------------------------------------- commands
 
@@ -245,8 +241,6 @@ Event: TypeAlias = Command | BadCommand | DataChunk | DataEnd | Sentinel
 # --------------------------------------------------------------------------- replies
 
 _ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
-_MAX_REPLY_LINE = 512  # octets, CRLF included (RFC 5321 section 4.5.3.1.5)
-_UNSAFE_TEXT = re.compile(r"[^\t\x20-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +273,10 @@ class Reply:
         out: list[bytes] = []
         last = len(lines) - 1
         for i, text in enumerate(lines):
-            body = " ".join(x for x in (self.enhanced, _UNSAFE_TEXT.sub("?", text)) if x)
+            body = " ".join(x for x in (self.enhanced, safe_text(text, tab=True)) if x)
             sep = " " if i == last else "-"
             line = f"{self.code}{sep}{body}" if body else f"{self.code}{sep}".rstrip(" ")
-            out.append(line[: _MAX_REPLY_LINE - 2].encode("ascii") + b"\r\n")
+            out.append(reply_line(line))
         return b"".join(out)
 
 
@@ -307,8 +301,6 @@ _BODY_VALUES = frozenset({"7BIT", "8BITMIME"})  # RFC 6152 body-value
 _VERB = re.compile(r"[A-Za-z]+")
 _FROM = re.compile(r"FROM:[ ]*", re.IGNORECASE)
 _TO = re.compile(r"TO:[ ]*", re.IGNORECASE)
-
-_PRINTABLE = frozenset(range(0x20, 0x7F))
 _NOT_IMPLEMENTED = frozenset(
     {"EXPN", "HELP", "TURN", "ETRN", "ATRN", "BDAT", "STARTTLS", "AUTH", "SEND", "SOML", "SAML"}
 )
@@ -406,10 +398,7 @@ def _parse_vrfy(args: str) -> Command | BadCommand:
 
 
 def _no_args(make: Callable[[], Command], verb: str) -> Callable[[str], Command | BadCommand]:
-    def parse(args: str) -> Command | BadCommand:
-        return _bad_args(f"Syntax: {verb} takes no argument") if args else make()
-
-    return parse
+    return no_args(make, _bad_args(f"Syntax: {verb} takes no argument"))
 
 
 _VERBS: dict[str, Callable[[str], Command | BadCommand]] = {
@@ -428,14 +417,12 @@ _VERBS: dict[str, Callable[[str], Command | BadCommand]] = {
 
 def _parse_command(line: bytes) -> Command | BadCommand:
     """One command line, its line end removed."""
-    line = line.rstrip(b" \t")
-    if not all(c in _PRINTABLE for c in line):
+    split = split_command(line, _VERB)
+    if split == "invalid":
         return BadCommand(501, "5.5.2", "Invalid character in command")
-    text = line.decode("ascii")
-    verb, _, args = text.partition(" ")
-    if _VERB.fullmatch(verb) is None:
+    if split == "syntax":
         return BadCommand(500, "5.5.2", "Syntax error")
-    verb = verb.upper()
+    verb, args = split
     parse = _VERBS.get(verb)
     if parse is not None:
         return parse(args.lstrip(" "))
@@ -449,19 +436,16 @@ def _parse_command(line: bytes) -> Command | BadCommand:
 
 class _State(enum.Enum):
     COMMAND = enum.auto()  # reading command lines
-    DISCARD_LINE = enum.auto()  # skipping the rest of a command line that was too long
     DATA_LINE_START = enum.auto()  # in the message, at the start of a line
     DATA_TEXT = enum.auto()  # in the message, inside a line
     DATA_END = enum.auto()  # terminator seen: flush the output, then DataEnd
     CLOSED = enum.auto()
 
 
-_CR = 0x0D
-_LF = 0x0A
 _DOT = 0x2E
 
 
-class LmtpReceiver(LineBuffer):
+class LmtpReceiver(LineBuffer[Event]):
     """Bytes in, LMTP events out; see the module docstring for limits and choices."""
 
     def __init__(
@@ -478,7 +462,6 @@ class LmtpReceiver(LineBuffer):
         self._chunk_size = chunk_size
         super().__init__()
         self._state = _State.COMMAND
-        self._data_pending = False  # the last event returned was a DataCommand
         # DATA
         self._out = bytearray()  # decoded message not yet returned
         self._size = 0  # octets of decoded message so far
@@ -495,9 +478,8 @@ class LmtpReceiver(LineBuffer):
 
     def start_data(self) -> None:
         """After sending 354 to a ``DataCommand``: the bytes that follow are the message."""
-        if not self._data_pending or self._state is not _State.COMMAND:
+        if not isinstance(self._last, DataCommand) or self._state is not _State.COMMAND:
             raise LocalProtocolError("start_data() is only valid right after a DataCommand")
-        self._data_pending = False
         self._out.clear()
         self._size = 0
         self._too_large = False
@@ -507,57 +489,36 @@ class LmtpReceiver(LineBuffer):
 
     # -- output
 
-    def next_event(self) -> Event:
-        """The next event; ``NEED_DATA`` when the buffered bytes are used up."""
-        while True:
-            event = self._step()
-            if event is not None:
-                if event is not NEED_DATA:
-                    self._data_pending = isinstance(event, DataCommand)
-                return event
-
     def _step(self) -> Event | None:
         """Advance by one state; None means "call again"."""
         match self._state:
             case _State.COMMAND:
                 return self._read_command()
-            case _State.DISCARD_LINE:
-                return self._discard_line()
-            case _State.DATA_LINE_START:
+            case _State.DATA_LINE_START | _State.DATA_TEXT:
+                if len(self._out) >= self._chunk_size:
+                    return self._emit()
+                if not self._buf:
+                    return self._starved()
+                if self._state is _State.DATA_TEXT:
+                    return self._read_text()
                 return self._read_line_start()
-            case _State.DATA_TEXT:
-                return self._read_text()
             case _State.DATA_END:
                 return self._end_data()
             case _State.CLOSED:
                 return CONNECTION_CLOSED
-
-    # -- helpers
 
     def _close(self) -> None:
         super()._close()
         self._out.clear()
         self._state = _State.CLOSED
 
-    # -- commands
-
     def _read_command(self) -> Event:
-        line = self._take_line(self._max_line)
+        line = self._next_line(self._max_line)
+        if isinstance(line, Sentinel):
+            return line
         if line == "overflow":
-            self._state = _State.DISCARD_LINE
             return BadCommand(500, "5.5.2", "Line too long")
-        if line is None:
-            return self._no_data()
-        end = 2 if line.endswith(b"\r\n") else 1  # a bare LF ends a command line too
-        return _parse_command(line[:-end])
-
-    def _discard_line(self) -> Event | None:
-        dropped = self._skip_line()
-        if dropped is None:
-            return self._no_data()
-        if dropped.endswith(b"\n"):
-            self._state = _State.COMMAND
-        return None
+        return _parse_command(line)
 
     # -- DATA
 
@@ -582,24 +543,20 @@ class LmtpReceiver(LineBuffer):
         self._out += data
 
     def _read_line_start(self) -> Event | None:
-        """RFC 5321 section 4.5.2 at the first octet of a line."""
-        if len(self._out) >= self._chunk_size:
-            return self._emit()
+        """RFC 5321 section 4.5.2 at the first octet of a line (one is buffered)."""
         buf = self._buf
-        if not buf:
-            return self._starved()
         if buf[0] != _DOT:
             self._last_cr = False
             self._state = _State.DATA_TEXT
             return None
-        if len(buf) < 2 or (buf[1] == _CR and len(buf) < 3):
+        if len(buf) < 2 or (buf[1] == CR and len(buf) < 3):
             return self._starved()  # ".", ".\r": the next octet decides
-        if buf[1] == _LF:  # ".\n": not the end (bare LF), a line holding "."
+        if buf[1] == LF:  # ".\n": not the end (bare LF), a line holding "."
             self._consume(2)
             self._deliver(b".\r\n")
             self._crlf_before = False
             return None
-        if buf[1] == _CR and buf[2] == _LF:  # ".\r\n"
+        if buf[1] == CR and buf[2] == LF:  # ".\r\n"
             self._consume(3)
             if self._crlf_before:
                 self._state = _State.DATA_END
@@ -614,31 +571,18 @@ class LmtpReceiver(LineBuffer):
 
     def _read_text(self) -> Event | None:
         """Inside a line: take everything up to the next line starting with a dot."""
-        if len(self._out) >= self._chunk_size:
-            return self._emit()
         buf = self._buf
-        if not buf:
-            return self._starved()
         # at most chunk_size - len(out) raw octets, which decode to at most twice that
         limit = min(len(buf), self._chunk_size - len(self._out))
         dot = buf.find(b"\n.", 0, limit)
         raw = self._consume(dot + 1 if dot >= 0 else limit)
-        if raw[-1] == _LF:
-            self._crlf_before = raw[-2] == _CR if len(raw) > 1 else self._last_cr
+        if raw[-1] == LF:
+            self._crlf_before = raw[-2] == CR if len(raw) > 1 else self._last_cr
             self._state = _State.DATA_LINE_START
         if not self._too_large:
-            self._deliver(self._normalise(raw))
-        self._last_cr = raw[-1] == _CR
+            self._deliver(crlf(raw, self._last_cr))
+        self._last_cr = raw[-1] == CR
         return None
-
-    def _normalise(self, raw: bytes) -> bytes:
-        """Bare LF to CRLF; a CR ending the previous piece pairs with a leading LF."""
-        head = b""
-        if self._last_cr and raw[0] == _LF:
-            head, raw = b"\n", raw[1:]
-        if raw.count(b"\n") != raw.count(b"\r\n"):
-            raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return head + raw
 
     def _end_data(self) -> Event:
         if self._out:

@@ -55,6 +55,29 @@ class SessionEnd(Exception):
         self.goodbye = goodbye
 
 
+class Allowance:
+    """How many of one thing a connection may do (bad commands, commands before
+    login); past the limit the session ends with ``goodbye``."""
+
+    def __init__(self, limit: int, goodbye: bytes) -> None:
+        self.limit = limit
+        self.goodbye = goodbye
+        self.used = 0
+
+    def spend(self) -> None:
+        """Count one before doing it: the one past the limit ends the session instead."""
+        self.used += 1
+        if self.used > self.limit:
+            raise SessionEnd(self.goodbye)
+
+    def spend_last(self) -> None:
+        """Count one already done (an error reply sent): the one that reaches the
+        limit ends the session, and nothing more is read."""
+        self.used += 1
+        if self.used >= self.limit:
+            raise SessionEnd(self.goodbye)
+
+
 class Receiver(Protocol[E_co]):
     """A sans-I/O receiver (:class:`lightmail.sansio.LineBuffer`)."""
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightmail.config import ListenAddress, TcpAddress, UnixAddress
+from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
 from lightmail.metrics import CONNECTIONS_ACCEPTED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
 from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
@@ -351,46 +351,6 @@ def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Hashabl
     return ip
 
 
-def plain_and_tls_listeners(
-    name: str,
-    plain: Sequence[ListenAddress],
-    implicit_tls: Sequence[ListenAddress],
-    handler: Handler,
-    *,
-    tls: ssl.SSLContext | None,
-    max_connections: int,
-    max_per_ip: int,
-    refuse: bytes,
-) -> list[Listener]:
-    """A protocol's listeners: plain (STARTTLS-capable) ones, and implicit TLS ones
-    named ``<name>s`` when a certificate is configured (IMAPS, POP3S)."""
-    listeners = [
-        Listener(
-            name,
-            plain,
-            handler,
-            max_connections=max_connections,
-            max_per_ip=max_per_ip,
-            refuse=refuse,
-            protocol=name,
-        )
-    ]
-    if tls is not None and implicit_tls:
-        listeners.append(
-            Listener(
-                f"{name}s",
-                implicit_tls,
-                handler,
-                tls=tls,
-                max_connections=max_connections,
-                max_per_ip=max_per_ip,
-                refuse=refuse,
-                protocol=name,
-            )
-        )
-    return listeners
-
-
 class ListeningService:
     """A protocol server made of listeners (:class:`lightmail.runtime.Service`)."""
 
@@ -404,3 +364,40 @@ class ListeningService:
     async def stop(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+
+
+class LoginService(ListeningService):
+    """A protocol clients log in to (IMAP, POP3): its listeners and the count of
+    each user's connections (``[<name>] max_connections_per_user``) its sessions keep.
+
+    Listeners on ``settings.listen`` (plain, STARTTLS-capable) and, when a
+    certificate is configured, ``settings.tls_listen`` (implicit TLS, named
+    ``<name>s``: IMAPS, POP3S), within the section's connection limits.
+    Subclasses set ``name`` and implement ``serve``.
+    """
+
+    def __init__(
+        self, settings: ImapSettings | Pop3Settings, tls: ssl.SSLContext | None, *, refuse: bytes
+    ) -> None:
+        self.per_user = ConnectionLimiter(settings.max_connections_per_user)
+        kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
+        kinds = [(self.name, settings.listen, None)]
+        if tls is not None and settings.tls_listen:
+            kinds.append((f"{self.name}s", settings.tls_listen, tls))
+        self.listeners = [
+            Listener(
+                listener_name,
+                addresses,
+                self.serve,
+                tls=context,
+                max_connections=settings.max_connections,
+                max_per_ip=settings.max_connections_per_ip,
+                refuse=refuse,
+                protocol=self.name,
+            )
+            for listener_name, addresses, context in kinds
+        ]
+
+    async def serve(self, connection: Connection) -> None:
+        """Run one connection's session until it ends."""
+        raise NotImplementedError

@@ -7,12 +7,12 @@ import ssl
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import ListeningService, plain_and_tls_listeners
+from lightmail.net.listener import LoginService
 from lightmail.net.stream import Connection
 from lightmail.pop3.session import Pop3Context, Pop3Session
 
 
-class Pop3Server(ListeningService):
+class Pop3Server(LoginService):
     """Satisfies :class:`lightmail.runtime.Service`."""
 
     name = "pop3"
@@ -24,26 +24,17 @@ class Pop3Server(ListeningService):
         accounts: Accounts,
         tls: ssl.SSLContext | None,
     ) -> None:
-        pop3 = settings.pop3
+        super().__init__(
+            settings.pop3, tls, refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+        )
         self.context = Pop3Context(
-            settings=pop3,
-            plaintext=settings.imap,
+            settings=settings.pop3,
             store=store,
             accounts=accounts,
             tls=tls,
+            per_user=self.per_user,
             hostname=settings.server.hostname,
         )
 
-        self.listeners = plain_and_tls_listeners(
-            "pop3",
-            pop3.listen,
-            pop3.tls_listen,
-            self._serve,
-            tls=tls,
-            max_connections=pop3.max_connections,
-            max_per_ip=pop3.max_connections_per_ip,
-            refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
-        )
-
-    async def _serve(self, connection: Connection) -> None:
+    async def serve(self, connection: Connection) -> None:
         await Pop3Session(self.context, connection).run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,23 +20,25 @@ from lightmail import __version__
 from lightmail.accounts.service import Accounts, User
 from lightmail.auth.policy import LoginPolicy
 from lightmail.auth.sasl import AuthzidRefused, SaslError, SaslExchange
-from lightmail.config import ImapSettings, Pop3Settings
+from lightmail.config import Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
-from lightmail.net.driver import Driver, Goodbye, SessionEnd
+from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
+from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
+from lightmail.pop3.body import DotStuffer, TopFilter
 from lightmail.pop3.wire import (
     ApopCommand,
     AuthCommand,
     BadCommand,
     CapaCommand,
     DeleCommand,
-    DotStuffer,
     Event,
     ListCommand,
     NoopCommand,
     PassCommand,
     Pop3Receiver,
+    Pop3Reply,
     QuitCommand,
     RetrCommand,
     RsetCommand,
@@ -43,7 +46,6 @@ from lightmail.pop3.wire import (
     StatCommand,
     StlsCommand,
     TopCommand,
-    TopFilter,
     UidlCommand,
     UserCommand,
     continuation,
@@ -64,10 +66,10 @@ class State(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Pop3Context:
     settings: Pop3Settings
-    plaintext: ImapSettings  # [imap] plaintext_networks rules POP3's plaintext logins too
     store: MailStore
     accounts: Accounts
     tls: Any  # ssl.SSLContext | None
+    per_user: ConnectionLimiter  # [pop3] max_connections_per_user
     hostname: str
 
 
@@ -91,6 +93,10 @@ _VERBS: dict[type[Any], str] = {
 }
 
 
+def _size(info: MessageInfo) -> str:
+    return str(info.size_crlf)
+
+
 # What the driver says when it ends a session.
 _GOODBYES = {
     Goodbye.DEADLINE: err("Autologout; took too long to log in"),
@@ -104,12 +110,12 @@ class Pop3Session:
         self.ctx = context
         self.settings = context.settings
         self.conn = connection
-        self.receiver = Pop3Receiver()
+        self.receiver = Pop3Receiver(max_line=self.settings.max_line_length)
         self.driver = Driver("pop3", connection, self.receiver, self)
         self.login = LoginPolicy(
             connection,
             login_timeout=self.settings.login_timeout,
-            plaintext_allowed=context.plaintext.plaintext_allowed,
+            plaintext_allowed=self.settings.plaintext_allowed,
             max_failures=self.settings.max_login_failures,
             goodbye=err("Too many failed logins", "AUTH"),
         )
@@ -119,12 +125,19 @@ class Pop3Session:
         self.inbox: Mailbox | None = None
         self.messages: list[MessageInfo] = []
         self.deleted: set[int] = set()  # message numbers marked by DELE
-        self._bad = 0
+        self._bad = Allowance(self.settings.max_bad_commands, err("Too many invalid commands"))
+        self._before_login = Allowance(
+            self.settings.max_commands_before_login, err("Too many commands without logging in")
+        )
 
     # -- what the driver asks -------------------------------------------------------
 
     async def run(self) -> None:
-        await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
+        try:
+            await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
+        finally:
+            if self.user is not None:
+                self.ctx.per_user.release(self.user.id)
 
     def read_limits(self) -> tuple[float, float | None]:
         return self.login.read_limits(
@@ -154,6 +167,8 @@ class Pop3Session:
 
     async def _dispatch(self, event: Event) -> None:
         transaction = self.state is State.TRANSACTION
+        if not transaction and not isinstance(event, BadCommand):
+            self._before_login.spend()
         match event:
             case BadCommand():
                 await self._bad_command(event.text)
@@ -177,9 +192,9 @@ class Pop3Session:
                 live = self._live()
                 self._send(ok(f"{len(live)} {sum(m.size_crlf for _, m in live)}"))
             case ListCommand() if transaction:
-                self._list(event)
+                self._listing(event.msg, f"{len(self._live())} messages", _size)
             case UidlCommand() if transaction:
-                self._uidl(event)
+                self._listing(event.msg, "unique-id listing follows", self._uid)
             case RetrCommand() if transaction:
                 await self._retr(event.msg, None)
             case TopCommand() if transaction:
@@ -196,9 +211,7 @@ class Pop3Session:
 
     async def _bad_command(self, text: str) -> None:
         self._send(err(text))
-        self._bad += 1
-        if self._bad >= self.settings.max_bad_commands:
-            raise SessionEnd(err("Too many invalid commands"))
+        self._bad.spend_last()
 
     # -- AUTHORIZATION ---------------------------------------------------------------
 
@@ -209,8 +222,7 @@ class Pop3Session:
         if self.ctx.tls is not None and not self.conn.is_tls and self.state is State.AUTHORIZATION:
             lines.append("STLS")
         lines.append(f"IMPLEMENTATION LightMail {__version__}")
-        self._send(ok("Capability list follows"))
-        self._send("".join(f"{line}\r\n" for line in lines).encode() + b".\r\n")
+        self._send(Pop3Reply.multiline("Capability list follows", lines))
 
     async def _stls(self) -> None:
         if self.ctx.tls is None or self.conn.is_tls:
@@ -235,7 +247,7 @@ class Pop3Session:
 
     async def _auth(self, command: AuthCommand) -> None:
         if command.mechanism is None:
-            self._send(ok("Supported mechanisms follow") + b"PLAIN\r\n.\r\n")
+            self._send(Pop3Reply.multiline("Supported mechanisms follow", ["PLAIN"]))
             return
         try:
             exchange = SaslExchange(command.mechanism, offered=("PLAIN",))
@@ -279,9 +291,16 @@ class Pop3Session:
             self._send(err("Authentication failed", "AUTH"))
             self.login.count_failure()
             return
-        inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
-        self.messages = await self.ctx.store.list_messages(inbox)
-        self.user, self.inbox = user, inbox
+        if not self.ctx.per_user.try_acquire(user.id):
+            self._send(err("Too many connections for this user", "IN-USE"))
+            return
+        try:
+            inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
+            self.messages = await self.ctx.store.list_messages(inbox)
+        except BaseException:
+            self.ctx.per_user.release(user.id)
+            raise
+        self.user, self.inbox = user, inbox  # run() releases the per-user count at the end
         self.state = State.TRANSACTION
         log.info("pop3 %s: %s logged in from %s", self.conn.id, user.address, self.conn.peer)
         self._send(ok(f"{user.address} has {len(self.messages)} messages"))
@@ -301,25 +320,14 @@ class Pop3Session:
         assert self.inbox is not None  # noqa: S101 - TRANSACTION has an inbox
         return f"{self.inbox.uidvalidity}.{info.uid}"
 
-    def _list(self, command: ListCommand) -> None:
-        if command.msg is not None:
-            info = self._message(command.msg)
-            if info is not None:
-                self._send(ok(f"{command.msg} {info.size_crlf}"))
+    def _listing(self, msg: int | None, text: str, value: Callable[[MessageInfo], str]) -> None:
+        """LIST and UIDL: ``msg value`` for one message, else ``text`` and a line per live one."""
+        if msg is None:
+            self._send(Pop3Reply.multiline(text, [f"{n} {value(m)}" for n, m in self._live()]))
             return
-        live = self._live()
-        self._send(ok(f"{len(live)} messages"))
-        self._send("".join(f"{n} {m.size_crlf}\r\n" for n, m in live).encode() + b".\r\n")
-
-    def _uidl(self, command: UidlCommand) -> None:
-        if command.msg is not None:
-            info = self._message(command.msg)
-            if info is not None:
-                self._send(ok(f"{command.msg} {self._uid(info)}"))
-            return
-        self._send(ok("unique-id listing follows"))
-        listing = "".join(f"{n} {self._uid(m)}\r\n" for n, m in self._live())
-        self._send(listing.encode() + b".\r\n")
+        info = self._message(msg)
+        if info is not None:
+            self._send(ok(f"{msg} {value(info)}"))
 
     async def _retr(self, number: int, top: int | None) -> None:
         """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3)."""

@@ -4,8 +4,7 @@
 ``next_event`` returns one event at a time: a typed command, a ``BadCommand``
 value, after ``expect_sasl_response()`` one ``SaslResponse``, or the
 ``NEED_DATA`` / ``CONNECTION_CLOSED`` sentinels. ``Pop3Reply`` renders the
-single-line replies, ``DotStuffer`` encodes a multi-line body (RETR, TOP) and
-``TopFilter`` cuts a message down to what TOP sends.
+replies; the bodies of RETR and TOP are :mod:`lightmail.pop3.body`'s.
 
 Grammar: RFC 1939 (POP3) with RFC 2449 (CAPA, RESP-CODES, 255-octet command
 lines), RFC 5034 (SASL AUTH with an initial response) and RFC 2595 (STLS).
@@ -75,7 +74,6 @@ challenges may be longer, RFC 5034).
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -84,9 +82,14 @@ from typing import TypeAlias
 from lightmail.sansio import (
     CONNECTION_CLOSED,
     NEED_DATA,
+    PRINTABLE,
     LineBuffer,
     LocalProtocolError,
     Sentinel,
+    no_args,
+    reply_line,
+    safe_text,
+    split_command,
 )
 
 __all__ = [
@@ -98,7 +101,6 @@ __all__ = [
     "CapaCommand",
     "Command",
     "DeleCommand",
-    "DotStuffer",
     "Event",
     "ListCommand",
     "LocalProtocolError",
@@ -114,7 +116,6 @@ __all__ = [
     "StatCommand",
     "StlsCommand",
     "TopCommand",
-    "TopFilter",
     "UidlCommand",
     "UserCommand",
     "continuation",
@@ -285,18 +286,12 @@ Event: TypeAlias = Command | SaslResponse | BadCommand | Sentinel
 
 # --------------------------------------------------------------------------- replies
 
-_MAX_REPLY_LINE = 512  # octets, CRLF included (RFC 2449 section 4)
-_UNSAFE_TEXT = re.compile(r"[^\x20-\x7e]")
 # RFC 2449 section 3: resp-code = "[" resp-level *("/" resp-level) "]", rchar (no DEL here).
 _RESP_CODE = re.compile(r"[\x21-\x2e\x30-\x5c\x5e-\x7e]+(?:/[\x21-\x2e\x30-\x5c\x5e-\x7e]+)*")
 
 
-def _safe(text: str) -> str:
-    return _UNSAFE_TEXT.sub("?", text)
-
-
 def _status_line(status: str, text: str, code: str | None) -> bytes:
-    text = _safe(text)
+    text = safe_text(text)
     if code is not None:
         if _RESP_CODE.fullmatch(code) is None:
             raise LocalProtocolError(f"bad response code {code!r}")
@@ -304,7 +299,7 @@ def _status_line(status: str, text: str, code: str | None) -> bytes:
     elif text.startswith("["):
         text = "?" + text[1:]
     line = f"{status} {text}" if text else status
-    return line[: _MAX_REPLY_LINE - 2].encode("ascii") + b"\r\n"
+    return reply_line(line)
 
 
 class Pop3Reply:
@@ -326,14 +321,14 @@ class Pop3Reply:
     @staticmethod
     def continuation(text: str = "") -> bytes:
         """``+ text`` CRLF: a SASL challenge (base64) or ``+ `` CRLF, the empty one."""
-        return b"+ " + _safe(text).encode("ascii") + b"\r\n"
+        return b"+ " + safe_text(text).encode("ascii") + b"\r\n"
 
     @staticmethod
     def multiline(text: str, lines: Iterable[str]) -> bytes:
         """``+OK text``, the lines (made safe, dot-stuffed), then ``.``: CAPA, LIST, UIDL."""
         out = [Pop3Reply.ok(text)]
         for line in lines:
-            safe = _safe(line)
+            safe = safe_text(line)
             out.append((("." + safe) if safe.startswith(".") else safe).encode("ascii") + b"\r\n")
         out.append(b".\r\n")
         return b"".join(out)
@@ -343,142 +338,11 @@ ok = Pop3Reply.ok
 err = Pop3Reply.err
 continuation = Pop3Reply.continuation
 
-# --------------------------------------------------------------------------- multi-line bodies
-
-_CR = 0x0D
-_LF = 0x0A
-
-
-class DotStuffer:
-    """Encode a message as a multi-line response body (RFC 1939 section 3), streaming.
-
-    ``feed`` returns the encoded form of each chunk: a line starting with ``.``
-    gets one more, a bare LF becomes CRLF, a bare CR is kept as is (CR then LF
-    split across two chunks is one CRLF). ``close`` ends an unfinished last
-    line with CRLF (a final bare CR stays, CRLF follows it) and adds the
-    terminating ``.`` CRLF; an empty body gives just that. The ``+OK`` line
-    is the session's to send first.
-    """
-
-    __slots__ = ("_at_line_start", "_closed", "_last_cr")
-
-    def __init__(self) -> None:
-        self._at_line_start = True
-        self._last_cr = False
-        self._closed = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self._closed:
-            raise LocalProtocolError("DotStuffer.feed after close")
-        if not data:
-            return b""
-        head = b""
-        rest = data
-        if self._last_cr and rest[0] == _LF:  # the CR we already sent and this LF: one CRLF
-            head, rest = b"\n", rest[1:]
-        if rest.count(b"\n") != rest.count(b"\r\n"):
-            rest = rest.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        out = (head + rest).replace(b"\n.", b"\n..")
-        if self._at_line_start and out[:1] == b".":
-            out = b"." + out
-        self._at_line_start = data[-1] == _LF
-        self._last_cr = data[-1] == _CR
-        return out
-
-    def close(self) -> bytes:
-        if self._closed:
-            raise LocalProtocolError("DotStuffer.close twice")
-        self._closed = True
-        return b".\r\n" if self._at_line_start else b"\r\n.\r\n"
-
-
-class TopFilter:
-    """What TOP sends of a message (RFC 1939 section 7), raw: feed its output to a DotStuffer.
-
-    Passes the header, the blank line after it, then at most ``lines`` body
-    lines (with their line ends). A line ends at LF (CRLF or bare LF); the
-    header ends at the first empty line (``""`` or ``"\\r"`` before the LF). A
-    message with no blank line is all header and is passed whole. ``done``
-    turns True once nothing more would pass: stop reading the message, and
-    ``feed`` returns ``b""`` from then on.
-    """
-
-    __slots__ = ("_blank_so_far", "_done", "_in_body", "_line_len", "_remaining")
-
-    def __init__(self, lines: int) -> None:
-        if lines < 0:
-            raise ValueError("lines must be >= 0")
-        self._remaining = lines
-        self._in_body = False
-        self._done = False
-        self._line_len = 0  # header: octets of the current line so far
-        self._blank_so_far = True  # header: the current line so far is "" or "\r"
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def feed(self, data: bytes) -> bytes:
-        if self._done or not data:
-            return b""
-        start = 0
-        if not self._in_body:
-            end = self._header(data)
-            if end is None:
-                return data
-            if self._remaining == 0:
-                self._done = True
-                return data[:end]
-            start = end
-        return data[:start] + self._body(data, start)
-
-    def _header(self, data: bytes) -> int | None:
-        """Scan header octets; the offset just past the blank line, or None if not in ``data``."""
-        pos = 0
-        while True:
-            lf = data.find(b"\n", pos)
-            if lf < 0:
-                piece = data[pos:]
-                self._blank_so_far = self._is_blank(piece)
-                self._line_len += len(piece)
-                return None
-            if self._is_blank(data[pos:lf]):
-                self._in_body = True
-                return lf + 1
-            self._line_len = 0
-            self._blank_so_far = True
-            pos = lf + 1
-
-    def _is_blank(self, piece: bytes) -> bool:
-        """Would the current line, extended by ``piece``, still be "" or "\\r"?"""
-        if not self._blank_so_far:
-            return False
-        total = self._line_len + len(piece)
-        if total == 0:
-            return True
-        if total > 1:
-            return False
-        return (piece or b"\r") == b"\r"
-
-    def _body(self, data: bytes, start: int) -> bytes:
-        count = data.count(b"\n", start)
-        if count < self._remaining:
-            self._remaining -= count
-            return data[start:]
-        pos = start
-        for _ in range(self._remaining):
-            pos = data.index(b"\n", pos) + 1
-        self._remaining = 0
-        self._done = True
-        return data[start:pos]
-
-
 # --------------------------------------------------------------------------- command grammar
 
 _KEYWORD = re.compile(r"[A-Za-z]{3,4}")
 _NUMBER = re.compile(r"[0-9]+")
 _MECHANISM = re.compile(r"[A-Z0-9_-]{1,20}")
-_PRINTABLE = frozenset(range(0x20, 0x7F))
 _CONTROLS = frozenset([*range(0x20), 0x7F])
 
 _Parse = Callable[[list[str]], Command | BadCommand]
@@ -492,10 +356,7 @@ def _number(text: str, *, zero: bool = False) -> int | None:
 
 
 def _no_args(make: Callable[[], Command], keyword: str) -> _Parse:
-    def parse(args: list[str]) -> Command | BadCommand:
-        return BadCommand(f"Syntax: {keyword} takes no argument") if args else make()
-
-    return parse
+    return no_args(make, BadCommand(f"Syntax: {keyword} takes no argument"))
 
 
 def _one_msg(make: Callable[[int], Command], keyword: str) -> _Parse:
@@ -556,6 +417,7 @@ _COMMANDS: dict[str, _Parse] = {
     "DELE": _one_msg(DeleCommand, "DELE"),
     "QUIT": _no_args(QuitCommand, "QUIT"),
     "APOP": lambda _: ApopCommand(),
+    "PASS": lambda _: BadCommand("Syntax: PASS password"),  # "PASS " is read before the table
 }
 
 
@@ -574,16 +436,12 @@ def _parse_command(line: bytes) -> Command | BadCommand:
     """One command line, its line end removed."""
     if line[:5].upper() == b"PASS ":
         return _parse_pass(line[5:])
-    line = line.rstrip(b" \t")
-    if not all(c in _PRINTABLE for c in line):
+    split = split_command(line, _KEYWORD)
+    if split == "invalid":
         return BadCommand("Invalid character in command")
-    text = line.decode("ascii")
-    keyword, _, rest = text.partition(" ")
-    if _KEYWORD.fullmatch(keyword) is None:
+    if split == "syntax":
         return BadCommand("Syntax error")
-    keyword = keyword.upper()
-    if keyword == "PASS":
-        return BadCommand("Syntax: PASS password")
+    keyword, rest = split
     parse = _COMMANDS.get(keyword)
     if parse is None:
         return BadCommand("Unknown command")
@@ -591,7 +449,7 @@ def _parse_command(line: bytes) -> Command | BadCommand:
 
 
 def _parse_sasl(line: bytes) -> SaslResponse | BadCommand:
-    if not all(c in _PRINTABLE for c in line):
+    if not all(c in PRINTABLE for c in line):
         return BadCommand("Invalid character in SASL response")
     return SaslResponse(line.decode("ascii"))
 
@@ -599,13 +457,7 @@ def _parse_sasl(line: bytes) -> SaslResponse | BadCommand:
 # --------------------------------------------------------------------------- receiver
 
 
-class _State(enum.Enum):
-    COMMAND = enum.auto()  # reading lines
-    DISCARD_LINE = enum.auto()  # skipping the rest of a line that was too long
-    CLOSED = enum.auto()
-
-
-class Pop3Receiver(LineBuffer):
+class Pop3Receiver(LineBuffer[Event]):
     """Bytes in, POP3 events out; see the module docstring for limits and choices."""
 
     def __init__(self, *, max_line: int = 255, max_sasl_line: int = 16384) -> None:
@@ -614,9 +466,7 @@ class Pop3Receiver(LineBuffer):
         self._max_line = max_line
         self._max_sasl_line = max_sasl_line
         super().__init__()
-        self._state = _State.COMMAND
         self._sasl = False  # the next line is a SASL response
-        self._sasl_allowed = False  # the last event returned was an AuthCommand or SaslResponse
 
     @property
     def buffered(self) -> int:
@@ -625,53 +475,20 @@ class Pop3Receiver(LineBuffer):
 
     def expect_sasl_response(self) -> None:
         """After a ``+`` continuation to AUTH (or a SASL response): the next line is a response."""
-        if not self._sasl_allowed:
+        if not isinstance(self._last, AuthCommand | SaslResponse):
             raise LocalProtocolError(
                 "expect_sasl_response() is only valid right after an AuthCommand or SaslResponse"
             )
         self._sasl = True
 
-    # -- output
-
-    def next_event(self) -> Event:
-        """The next event; ``NEED_DATA`` when the buffered bytes are used up."""
-        while True:
-            event = self._step()
-            if event is not None:
-                if event is not NEED_DATA:
-                    self._sasl_allowed = isinstance(event, AuthCommand | SaslResponse)
-                return event
-
-    def _step(self) -> Event | None:
-        match self._state:
-            case _State.COMMAND:
-                return self._read_line()
-            case _State.DISCARD_LINE:
-                return self._discard_line()
-            case _State.CLOSED:
-                return CONNECTION_CLOSED
-
-    def _close(self) -> None:
-        super()._close()
-        self._state = _State.CLOSED
-
-    def _read_line(self) -> Event:
+    def _step(self) -> Event:
+        if self._closed:
+            return CONNECTION_CLOSED
         sasl = self._sasl
-        line = self._take_line(self._max_sasl_line if sasl else self._max_line)
-        if line == "overflow":
-            self._sasl = False
-            self._state = _State.DISCARD_LINE
-            return BadCommand("SASL response too long" if sasl else "Command line too long")
-        if line is None:
-            return self._no_data()
+        line = self._next_line(self._max_sasl_line if sasl else self._max_line)
+        if isinstance(line, Sentinel):
+            return line
         self._sasl = False
-        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]  # a bare LF ends a line too
+        if line == "overflow":
+            return BadCommand("SASL response too long" if sasl else "Command line too long")
         return _parse_sasl(line) if sasl else _parse_command(line)
-
-    def _discard_line(self) -> Event | None:
-        dropped = self._skip_line()
-        if dropped is None:
-            return self._no_data()
-        if dropped.endswith(b"\n"):
-            self._state = _State.COMMAND
-        return None

@@ -43,12 +43,9 @@ Pop3Factory = Callable[..., Awaitable[Pop3Target]]
 async def pop3_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Pop3Factory]:
     servers: list[Pop3Server] = []
 
-    async def start(
-        plaintext_networks: str | None = None, *, tls: bool = False, **pop3_settings: str
-    ) -> Pop3Target:
-        """Start a server; keyword arguments override ``[pop3]`` keys (as strings),
-        ``plaintext_networks`` the ``[imap]`` key POP3 follows too; ``tls`` offers
-        STLS with a certificate for localhost/127.0.0.1 from a test CA."""
+    async def start(*, tls: bool = False, **pop3_settings: str) -> Pop3Target:
+        """Start a server; keyword arguments override ``[pop3]`` keys (as strings);
+        ``tls`` offers STLS with a certificate for localhost/127.0.0.1 from a test CA."""
         ca = trustme.CA() if tls else None
         context = None
         if ca is not None:
@@ -61,7 +58,6 @@ async def pop3_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Pop3Fa
             cert.private_key_pem.write_to_path(str(key_path))
             context = server_context(cert_path, key_path)
         environ = {
-            "LIGHTMAIL_IMAP_PLAINTEXT_NETWORKS": plaintext_networks or "127.0.0.0/8, ::1",
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
             "LIGHTMAIL_POP3_LISTEN": "127.0.0.1:0",
             **{f"LIGHTMAIL_POP3_{key.upper()}": value for key, value in pop3_settings.items()},

@@ -172,7 +172,7 @@ _MAX_CHUNK = 64 * 1024
 _TAIL = 32  # of a discarded line: enough to recognise "{4294967295+}\r\n" at its end
 
 
-class Receiver(LineBuffer):
+class Receiver(LineBuffer[Event]):
     """Bytes in, IMAP events out; see the module docstring for limits and modes."""
 
     def __init__(
@@ -255,13 +255,6 @@ class Receiver(LineBuffer):
             raise LocalProtocolError(f"{what}() is only valid between commands")
 
     # -- output
-
-    def next_event(self) -> Event:
-        """The next event; ``NEED_DATA`` when the buffered bytes are used up."""
-        while True:
-            event = self._step()
-            if event is not None:
-                return event
 
     def _step(self) -> Event | None:
         """Advance by one state; None means "call again"."""
