@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -9,16 +11,33 @@ from sqlalchemy.dialects import mysql
 revision = "0001"
 down_revision = None
 
+# The autoincrement key type: BIGINT, but INTEGER on SQLite (only INTEGER PRIMARY KEY
+# is its rowid). This migration is a frozen snapshot: it imports no application code.
+_ID_TYPE = sa.BigInteger().with_variant(sa.INTEGER(), "sqlite")
+# TEXT and BLOB hold 64 KiB on MariaDB: these columns take LONGTEXT and LONGBLOB there.
+_LONG_TEXT = (
+    sa.Text().with_variant(mysql.LONGTEXT(), "mariadb").with_variant(mysql.LONGTEXT(), "mysql")
+)
+_LONG_BLOB = (
+    sa.LargeBinary()
+    .with_variant(mysql.LONGBLOB(), "mariadb")
+    .with_variant(mysql.LONGBLOB(), "mysql")
+)
+_MYSQL: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
+
+
+def _id() -> sa.Column[int]:
+    return sa.Column("id", _ID_TYPE, autoincrement=True, nullable=False)
+
 
 def upgrade() -> None:
     op.create_table(
         "api_tokens",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        _id(),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
@@ -26,25 +45,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", name=op.f("uq_api_tokens_name")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     op.create_table(
         "domains",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        _id(),
         sa.Column("name", sa.String(length=253), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name", name=op.f("uq_domains_name")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     op.create_table(
         "object_keys",
@@ -53,22 +63,13 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key"),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     op.create_table(
         "messages",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "mailbox_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False),
+        _id(),
+        sa.Column("mailbox_id", _ID_TYPE, nullable=False),
+        sa.Column("user_id", _ID_TYPE, nullable=False),
         sa.Column("uid", sa.BigInteger(), nullable=False),
         sa.Column("modseq", sa.BigInteger(), nullable=False),
         sa.Column("object_key", sa.String(length=64), nullable=False),
@@ -79,23 +80,17 @@ def upgrade() -> None:
         sa.Column("deleted_at", sa.DateTime(), nullable=True),
         sa.Column(
             "header",
-            sa.LargeBinary()
-            .with_variant(mysql.LONGBLOB(), "mariadb")
-            .with_variant(mysql.LONGBLOB(), "mysql"),
+            _LONG_BLOB,
             nullable=False,
         ),
         sa.Column(
             "envelope",
-            sa.Text()
-            .with_variant(mysql.LONGTEXT(), "mariadb")
-            .with_variant(mysql.LONGTEXT(), "mysql"),
+            _LONG_TEXT,
             nullable=False,
         ),
         sa.Column(
             "bodystructure",
-            sa.Text()
-            .with_variant(mysql.LONGTEXT(), "mariadb")
-            .with_variant(mysql.LONGTEXT(), "mysql"),
+            _LONG_TEXT,
             nullable=False,
         ),
         sa.Column("sent_date", sa.DateTime(), nullable=True),
@@ -110,9 +105,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("mailbox_id", "uid", name=op.f("uq_messages_mailbox_id_uid")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messages_deleted_at"), ["deleted_at"], unique=False)
@@ -123,15 +116,8 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column(
-            "domain_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False
-        ),
+        _id(),
+        sa.Column("domain_id", _ID_TYPE, nullable=False),
         sa.Column("address", sa.String(length=320), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("quota_bytes", sa.BigInteger(), nullable=True),
@@ -143,45 +129,31 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("address", name=op.f("uq_users_address")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_domain_id"), ["domain_id"], unique=False)
 
     op.create_table(
         "aliases",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        _id(),
         sa.Column("address", sa.String(length=320), nullable=False),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False),
+        sa.Column("user_id", _ID_TYPE, nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_aliases_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("address", "user_id", name=op.f("uq_aliases_address_user_id")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     with op.batch_alter_table("aliases", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_aliases_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "mailboxes",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False),
+        _id(),
+        sa.Column("user_id", _ID_TYPE, nullable=False),
         sa.Column("name", sa.String(length=1000), nullable=False),
         sa.Column("uidvalidity", sa.BigInteger(), nullable=False),
         sa.Column("uidnext", sa.BigInteger(), nullable=False),
@@ -194,19 +166,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("user_id", "name_hash", name=op.f("uq_mailboxes_user_id_name_hash")),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
     op.create_table(
         "subscriptions",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.INTEGER(), "sqlite"), nullable=False),
+        _id(),
+        sa.Column("user_id", _ID_TYPE, nullable=False),
         sa.Column("name", sa.String(length=1000), nullable=False),
         sa.Column("name_hash", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
@@ -219,9 +184,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "user_id", "name_hash", name=op.f("uq_subscriptions_user_id_name_hash")
         ),
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-        mysql_engine="InnoDB",
+        **_MYSQL,
     )
 
 
