@@ -178,13 +178,7 @@ class ImapSession:
             max_search_keys=self.settings.max_search_keys,
         )
         self.driver = Driver("imap", connection, self.receiver, self)
-        self.login = LoginPolicy(
-            connection,
-            login_timeout=self.settings.login_timeout,
-            plaintext_allowed=self.settings.plaintext_allowed,
-            max_failures=self.settings.max_login_failures,
-            goodbye=_bye("Too many failed logins"),
-        )
+        self.login = LoginPolicy(connection, self.settings, goodbye=_bye("Too many failed logins"))
         self.state = State.NOT_AUTHENTICATED
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None
