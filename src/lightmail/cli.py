@@ -27,6 +27,7 @@ EXIT_USAGE = 2
 EXIT_TEMPFAIL = 75
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
+NodeHandler = Callable[[argparse.Namespace, runtime.Node], Coroutine[Any, Any, None]]
 
 
 def format_size(size: int | None) -> str:
@@ -63,6 +64,16 @@ def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
     return first
 
 
+def _on_node(handler: NodeHandler) -> Handler:
+    """``handler`` run with the node open, closed after it returns or raises."""
+
+    async def run(args: argparse.Namespace, settings: Settings) -> None:
+        async with runtime.open_node(settings) as node:
+            await handler(args, node)
+
+    return run
+
+
 # -- command handlers -------------------------------------------------------
 
 
@@ -91,21 +102,21 @@ async def _db_upgrade(args: argparse.Namespace, settings: Settings) -> None:
         print(f"database schema upgraded from {before or 'empty'} to revision {after}")
 
 
-async def _domain_add(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        print(f"added domain {await node.accounts.add_domain(args.name)}")
+@_on_node
+async def _domain_add(args: argparse.Namespace, node: runtime.Node) -> None:
+    print(f"added domain {await node.accounts.add_domain(args.name)}")
 
 
-async def _domain_list(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        for domain in await node.accounts.list_domains():
-            print(f"{domain.name}\t{domain.users} user(s)")
+@_on_node
+async def _domain_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    for domain in await node.accounts.list_domains():
+        print(f"{domain.name}\t{domain.users} user(s)")
 
 
-async def _domain_delete(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        await node.accounts.delete_domain(args.name)
-        print(f"deleted domain {args.name}")
+@_on_node
+async def _domain_delete(args: argparse.Namespace, node: runtime.Node) -> None:
+    await node.accounts.delete_domain(args.name)
+    print(f"deleted domain {args.name}")
 
 
 async def _user_add(args: argparse.Namespace, settings: Settings) -> None:
@@ -115,15 +126,15 @@ async def _user_add(args: argparse.Namespace, settings: Settings) -> None:
         print(f"added user {user.address} (quota {format_size(user.quota)})")
 
 
-async def _user_list(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        for user in await node.accounts.list_users(args.domain):
-            used, count = await node.store.usage(user.id)
-            state = "enabled" if user.enabled else "disabled"
-            print(
-                f"{user.address}\t{state}\tquota {format_size(user.quota)}"
-                f"\tused {format_size(used) if used else '0'} in {count} message(s)"
-            )
+@_on_node
+async def _user_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    for user in await node.accounts.list_users(args.domain):
+        used, count = await node.store.usage(user.id)
+        state = "enabled" if user.enabled else "disabled"
+        print(
+            f"{user.address}\t{state}\tquota {format_size(user.quota)}"
+            f"\tused {format_size(used) if used else '0'} in {count} message(s)"
+        )
 
 
 async def _user_passwd(args: argparse.Namespace, settings: Settings) -> None:
@@ -133,16 +144,16 @@ async def _user_passwd(args: argparse.Namespace, settings: Settings) -> None:
         print(f"password changed for {args.address}")
 
 
-async def _user_set_quota(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        await node.accounts.set_quota(args.address, args.size)
-        print(f"quota of {args.address} set to {format_size(args.size)}")
+@_on_node
+async def _user_set_quota(args: argparse.Namespace, node: runtime.Node) -> None:
+    await node.accounts.set_quota(args.address, args.size)
+    print(f"quota of {args.address} set to {format_size(args.size)}")
 
 
-async def _user_enable(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        await node.accounts.set_enabled(args.address, args.enabled)
-        print(f"{args.address} {'enabled' if args.enabled else 'disabled'}")
+@_on_node
+async def _user_enable(args: argparse.Namespace, node: runtime.Node) -> None:
+    await node.accounts.set_enabled(args.address, args.enabled)
+    print(f"{args.address} {'enabled' if args.enabled else 'disabled'}")
 
 
 async def _user_delete(args: argparse.Namespace, settings: Settings) -> None:
@@ -155,48 +166,47 @@ async def _user_delete(args: argparse.Namespace, settings: Settings) -> None:
         print(f"deleted user {args.address}; their mail is purged after the GC retention")
 
 
-async def _alias_add(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        alias = await node.accounts.add_alias(args.address, args.targets)
-        print(f"{alias.address} -> {', '.join(alias.targets)}")
+@_on_node
+async def _alias_add(args: argparse.Namespace, node: runtime.Node) -> None:
+    alias = await node.accounts.add_alias(args.address, args.targets)
+    print(f"{alias.address} -> {', '.join(alias.targets)}")
 
 
-async def _alias_list(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        for alias in await node.accounts.list_aliases(args.domain):
-            print(f"{alias.address}\t{', '.join(alias.targets)}")
+@_on_node
+async def _alias_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    for alias in await node.accounts.list_aliases(args.domain):
+        print(f"{alias.address}\t{', '.join(alias.targets)}")
 
 
-async def _alias_delete(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        await node.accounts.delete_alias(args.address, args.targets)
+@_on_node
+async def _alias_delete(args: argparse.Namespace, node: runtime.Node) -> None:
+    await node.accounts.delete_alias(args.address, args.targets)
+    print(
+        f"deleted alias {args.address}" + (f" -> {', '.join(args.targets)}" if args.targets else "")
+    )
+
+
+@_on_node
+async def _quarantine_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    for item in await node.store.list_quarantine():
+        when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
         print(
-            f"deleted alias {args.address}"
-            + (f" -> {', '.join(args.targets)}" if args.targets else "")
+            f"{item.id}\t{when}\t{item.virus}\tfrom <{item.sender}>"
+            f"\tto {', '.join(item.recipients)}\t{format_size(item.size)}"
         )
 
 
-async def _quarantine_list(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        for item in await node.store.list_quarantine():
-            when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            print(
-                f"{item.id}\t{when}\t{item.virus}\tfrom <{item.sender}>"
-                f"\tto {', '.join(item.recipients)}\t{format_size(item.size)}"
-            )
+@_on_node
+async def _quarantine_release(args: argparse.Namespace, node: runtime.Node) -> None:
+    outcomes = await node.store.release_quarantine(args.id)
+    delivered = ", ".join(o.recipient.address for o in outcomes) or "nobody (users gone)"
+    print(f"released {args.id} to {delivered}")
 
 
-async def _quarantine_release(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        outcomes = await node.store.release_quarantine(args.id)
-        delivered = ", ".join(o.recipient.address for o in outcomes) or "nobody (users gone)"
-        print(f"released {args.id} to {delivered}")
-
-
-async def _quarantine_delete(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        await node.store.delete_quarantine(args.id)
-        print(f"deleted quarantined message {args.id}")
+@_on_node
+async def _quarantine_delete(args: argparse.Namespace, node: runtime.Node) -> None:
+    await node.store.delete_quarantine(args.id)
+    print(f"deleted quarantined message {args.id}")
 
 
 async def _token_create(args: argparse.Namespace, settings: Settings) -> None:
@@ -206,16 +216,14 @@ async def _token_create(args: argparse.Namespace, settings: Settings) -> None:
     print(secret)
 
 
-async def _token_list(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        for token in await node.tokens.list_tokens():
-            used = (
-                token.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if token.last_used_at else "never"
-            )
-            print(
-                f"{token.name}\tcreated {token.created_at.strftime('%Y-%m-%d %H:%M:%S')}"
-                f"\tlast used {used}"
-            )
+@_on_node
+async def _token_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    for token in await node.tokens.list_tokens():
+        used = token.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if token.last_used_at else "never"
+        print(
+            f"{token.name}\tcreated {token.created_at.strftime('%Y-%m-%d %H:%M:%S')}"
+            f"\tlast used {used}"
+        )
 
 
 async def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
@@ -224,25 +232,25 @@ async def _token_revoke(args: argparse.Namespace, settings: Settings) -> None:
     print(f"revoked API token {args.name}")
 
 
-async def _gc_run(args: argparse.Namespace, settings: Settings) -> None:
-    async with runtime.open_node(settings) as node:
-        if not (args.once or args.dry_run):
-            with runtime.stop_signals() as stop:
-                worker = GcWorker(node.gc, settings.gc.interval)
-                await worker.start()
-                await stop.wait()
-                await worker.stop()
-            return
-        report = await node.gc.run(dry_run=args.dry_run)
-        verb = "would purge" if args.dry_run else "purged"
-        print(
-            f"{verb} {report.messages_purged} message(s): {report.blobs_deleted} blob(s) "
-            f"and {report.orphans_deleted} orphan blob(s), "
-            f"{format_size(report.bytes_freed)} freed"
-        )
-        if report.incomplete_removed:
-            verb = "would remove" if args.dry_run else "removed"
-            print(f"{verb} {report.incomplete_removed} unfinished blob write(s)")
+@_on_node
+async def _gc_run(args: argparse.Namespace, node: runtime.Node) -> None:
+    if not (args.once or args.dry_run):
+        with runtime.stop_signals() as stop:
+            worker = GcWorker(node.gc, node.settings.gc.interval)
+            await worker.start()
+            await stop.wait()
+            await worker.stop()
+        return
+    report = await node.gc.run(dry_run=args.dry_run)
+    verb = "would purge" if args.dry_run else "purged"
+    print(
+        f"{verb} {report.messages_purged} message(s): {report.blobs_deleted} blob(s) "
+        f"and {report.orphans_deleted} orphan blob(s), "
+        f"{format_size(report.bytes_freed)} freed"
+    )
+    if report.incomplete_removed:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{verb} {report.incomplete_removed} unfinished blob write(s)")
 
 
 # -- argument parsing ---------------------------------------------------------

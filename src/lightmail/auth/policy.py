@@ -13,10 +13,10 @@ connections (:mod:`.throttle`) sits in the accounts service.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
+from lightmail.config import LoginLimits
 from lightmail.net.driver import SessionEnd
-from lightmail.net.stream import Connection, IPAddress
+from lightmail.net.stream import Connection
 
 
 class LoginPolicy:
@@ -26,20 +26,12 @@ class LoginPolicy:
     deadline counts from then.
     """
 
-    def __init__(
-        self,
-        connection: Connection,
-        *,
-        login_timeout: float,
-        plaintext_allowed: Callable[[IPAddress], bool],
-        max_failures: int,
-        goodbye: bytes,
-    ) -> None:
+    def __init__(self, connection: Connection, limits: LoginLimits, *, goodbye: bytes) -> None:
         self._connection = connection
-        self._login_timeout = login_timeout
-        self._login_deadline = asyncio.get_running_loop().time() + login_timeout
-        self._plaintext_allowed = plaintext_allowed
-        self._max_failures = max_failures
+        self._login_timeout = limits.login_timeout
+        self._login_deadline = asyncio.get_running_loop().time() + limits.login_timeout
+        self._plaintext_allowed = limits.plaintext_allowed
+        self._max_failures = limits.max_login_failures
         self._goodbye = goodbye  # the line sent when too many logins failed
         self.failures = 0
 

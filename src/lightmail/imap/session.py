@@ -118,39 +118,33 @@ class ImapContext:
     verbs: Mapping[type[c.Command], Verb]  # imap/handlers/__init__.py::VERBS
 
 
+# The one table from mailstore and accounts errors to IMAP replies: the first class
+# that matches counts, so a subclass stands before its base. A text is a str.format
+# template of the error.
+_REPLIES: tuple[tuple[type[LightMailError], Code | None, str], ...] = (
+    (TemporaryFailure, Code.UNAVAILABLE, "Temporary failure, try again later"),
+    (MailboxNotFound, Code.NONEXISTENT, "Mailbox does not exist"),
+    (MailboxExists, Code.ALREADYEXISTS, "Mailbox already exists"),
+    (InvalidMailboxName, Code.CANNOT, "Invalid mailbox name: {error.reason}"),
+    (PatternTooComplex, Code.LIMIT, "Too many wildcards in the pattern (at most {error.limit})"),
+    (MailboxNotAllowed, Code.CANNOT, "{error}"),
+    (QuotaExceeded, Code.OVERQUOTA, "Quota exceeded"),
+    (MessageTooLarge, Code.TOOBIG, "Message larger than {error.limit} octets"),
+    (KeywordLimitExceeded, Code.LIMIT, "Keyword limit reached: {error}"),
+    (AuthenticationFailed, Code.AUTHENTICATIONFAILED, "Authentication failed"),
+    (MessageRejected, None, "Message rejected"),
+    (PermanentFailure, Code.CANNOT, "{error}"),
+)
+
+
 def reply_for_error(error: LightMailError) -> Completion:
-    """The one mapping from mailstore and accounts errors to IMAP replies."""
-    code: Code | None
-    match error:
-        case TemporaryFailure():
-            code, text = Code.UNAVAILABLE, "Temporary failure, try again later"
-        case MailboxNotFound() if error.try_create:
-            code, text = Code.TRYCREATE, "Mailbox does not exist"
-        case MailboxNotFound():
-            code, text = Code.NONEXISTENT, "Mailbox does not exist"
-        case MailboxExists():
-            code, text = Code.ALREADYEXISTS, "Mailbox already exists"
-        case InvalidMailboxName():
-            code, text = Code.CANNOT, f"Invalid mailbox name: {error.reason}"
-        case PatternTooComplex():
-            code, text = Code.LIMIT, f"Too many wildcards in the pattern (at most {error.limit})"
-        case MailboxNotAllowed():
-            code, text = Code.CANNOT, str(error)
-        case QuotaExceeded():
-            code, text = Code.OVERQUOTA, "Quota exceeded"
-        case MessageTooLarge():
-            code, text = Code.TOOBIG, f"Message larger than {error.limit} octets"
-        case KeywordLimitExceeded():
-            code, text = Code.LIMIT, f"Keyword limit reached: {error}"
-        case AuthenticationFailed():
-            code, text = Code.AUTHENTICATIONFAILED, "Authentication failed"
-        case MessageRejected():
-            code, text = None, "Message rejected"
-        case PermanentFailure():
-            code, text = Code.CANNOT, str(error)
-        case _:
-            code, text = Code.SERVERBUG, "Internal error"
-    return no(text, code)
+    """The NO for a mailstore or accounts error (``_REPLIES``; anything else is our bug)."""
+    if isinstance(error, MailboxNotFound) and error.try_create:
+        return no("Mailbox does not exist", Code.TRYCREATE)
+    for kind, code, text in _REPLIES:
+        if isinstance(error, kind):
+            return no(text.format(error=error), code)
+    return no("Internal error", Code.SERVERBUG)
 
 
 def decode_mailbox(raw: bytes) -> str:
@@ -184,13 +178,7 @@ class ImapSession:
             max_search_keys=self.settings.max_search_keys,
         )
         self.driver = Driver("imap", connection, self.receiver, self)
-        self.login = LoginPolicy(
-            connection,
-            login_timeout=self.settings.login_timeout,
-            plaintext_allowed=self.settings.plaintext_allowed,
-            max_failures=self.settings.max_login_failures,
-            goodbye=_bye("Too many failed logins"),
-        )
+        self.login = LoginPolicy(connection, self.settings, goodbye=_bye("Too many failed logins"))
         self.state = State.NOT_AUTHENTICATED
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None

@@ -113,11 +113,7 @@ class Pop3Session:
         self.receiver = Pop3Receiver(max_line=self.settings.max_line_length)
         self.driver = Driver("pop3", connection, self.receiver, self)
         self.login = LoginPolicy(
-            connection,
-            login_timeout=self.settings.login_timeout,
-            plaintext_allowed=self.settings.plaintext_allowed,
-            max_failures=self.settings.max_login_failures,
-            goodbye=err("Too many failed logins", "AUTH"),
+            connection, self.settings, goodbye=err("Too many failed logins", "AUTH")
         )
         self.state = State.AUTHORIZATION
         self.user_name: str | None = None

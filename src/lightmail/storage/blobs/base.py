@@ -139,6 +139,13 @@ def validate_prefix(prefix: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def validate_listing(prefix: str, page_size: int) -> tuple[str, ...]:
+    """Check the arguments of :meth:`BlobStore.list`; return the names of ``prefix``."""
+    if page_size < 1:
+        raise ValueError(f"page_size must be at least 1, got {page_size}")
+    return validate_prefix(prefix)
+
+
 def _check_segments(key: str, names: list[str]) -> None:
     try:
         size = len(key.encode("utf-8"))

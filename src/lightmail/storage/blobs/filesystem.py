@@ -37,7 +37,7 @@ from lightmail.storage.blobs.base import (
     BlobNotFound,
     PutResult,
     validate_key,
-    validate_prefix,
+    validate_listing,
 )
 
 _WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
@@ -89,10 +89,7 @@ class FileSystemBlobStore:
     def list(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
     ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, got {page_size}")
-        names = validate_prefix(prefix)
-        return self._list(names, page_size)
+        return self._list(validate_listing(prefix, page_size), page_size)
 
     async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
         """Delete the ``.tmp/*.part`` files of puts a killed process left, last

@@ -49,6 +49,7 @@ from lightmail.storage.blobs.base import (
     BlobNotFound,
     PutResult,
     validate_key,
+    validate_listing,
     validate_prefix,
 )
 
@@ -205,9 +206,7 @@ class S3BlobStore:
     def list(
         self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
     ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, got {page_size}")
-        names = validate_prefix(prefix)
+        names = validate_listing(prefix, page_size)
         return self._list("/".join(names) or None, page_size)
 
     async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
