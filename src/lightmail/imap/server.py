@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 
 from lightmail.accounts.service import Accounts
@@ -13,8 +12,6 @@ from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
 from lightmail.net.listener import LoginService
 from lightmail.net.stream import Connection
-
-log = logging.getLogger(__name__)
 
 
 class ImapServer(LoginService):
