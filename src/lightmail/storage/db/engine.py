@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
+from lightmail.storage.db.direct import DirectConnection
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,14 @@ class Database:
         self._outage = _Outage()
         if self.dialect == "sqlite":
             connect_args: dict[str, Any] = {"timeout": connect_timeout}
+            path = parsed.database or ""
+
+            async def direct() -> DirectConnection:
+                return DirectConnection.open(path, busy_timeout=connect_timeout)
+
+            # Reads call SQLite from the loop (lightmail.storage.db.direct).
             self._reader = create_async_engine(
-                parsed, pool_size=pool_size, max_overflow=0, connect_args=connect_args
+                parsed, pool_size=pool_size, max_overflow=0, async_creator=direct
             )
             # One writer at a time per process: writers queue on the pool
             # instead of spinning on SQLite's busy handler.
@@ -251,7 +258,8 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would
         # otherwise begin deferred transactions behind our back).
-        dbapi_connection.isolation_level = None
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
