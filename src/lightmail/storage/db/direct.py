@@ -1,28 +1,36 @@
-"""SQLite connections called directly from the event loop, for reading.
+"""SQLite connections called directly from the event loop, but for what may wait.
 
 aiosqlite runs every call (BEGIN, cursor, execute, fetch, close, ROLLBACK)
 on a thread of its own and wakes the loop for each answer: nine thread hops
-for a one-statement transaction, which cost more CPU than the statement. A
-read on a WAL database does not wait for writers and is answered from the
-page cache in microseconds, so the reader pool calls :mod:`sqlite3` directly
-through this object, which has the coroutine interface of an aiosqlite
+for a one-statement transaction, which cost more CPU than the statement.
+:class:`DirectConnection` has the coroutine interface of an aiosqlite
 connection that SQLAlchemy's ``sqlite+aiosqlite`` dialect drives
-(``create_async_engine(async_creator=...)``). Writers keep aiosqlite's
-thread: they may wait for another process's write lock and they fsync.
+(``create_async_engine(async_creator=...)``) and calls :mod:`sqlite3` in the
+loop's thread, as a read on a WAL database never waits for writers and is
+answered from the page cache. A writer's connection (``blocking`` given) runs
+on that executor's thread only the calls that may wait: BEGIN (another
+process's write lock, up to the busy timeout), COMMIT (the fsync), PRAGMA;
+once BEGIN IMMEDIATE holds the write lock, its statements do not wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+_BLOCKING = ("BEGIN", "COMMIT", "PRAGMA")  # statements that may wait (case as SQLAlchemy sends)
 
 
 class DirectCursor:
     """An aiosqlite-like cursor over a :class:`sqlite3.Cursor`."""
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, owner: DirectConnection) -> None:
         self._cursor = cursor
+        self._owner = owner
 
     async def __aenter__(self) -> DirectCursor:
         return self
@@ -51,7 +59,10 @@ class DirectCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> DirectCursor:
-        self._cursor.execute(sql, parameters)
+        if self._owner.may_wait(sql):
+            await self._owner.blocking(self._cursor.execute, sql, parameters)
+        else:
+            self._cursor.execute(sql, parameters)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> DirectCursor:
@@ -74,17 +85,32 @@ class DirectCursor:
 class DirectConnection:
     """An aiosqlite-like connection over a :class:`sqlite3.Connection`, no thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, blocking: ThreadPoolExecutor | None = None
+    ) -> None:
         # ``_connection`` is what SQLAlchemy's adapter checks before COMMIT and ROLLBACK.
         self._connection: sqlite3.Connection | None = connection
+        self._executor = blocking
 
     @classmethod
-    def open(cls, path: str, *, busy_timeout: float) -> DirectConnection:
-        # isolation_level None: SQLAlchemy's "begin" event issues BEGIN itself.
+    def open(cls, path: str, *, busy_timeout: float, writer: bool) -> DirectConnection:
+        """A connection; a writer's gets a thread of its own for what may wait."""
+        # isolation_level None: SQLAlchemy's "begin" event issues BEGIN itself
+        # (pysqlite would otherwise begin deferred transactions behind its back).
         connection = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
-        return cls(connection)
+        executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer") if writer else None
+        return cls(connection, executor)
+
+    def may_wait(self, sql: str) -> bool:
+        return self._executor is not None and sql.lstrip().upper().startswith(_BLOCKING)
+
+    async def blocking(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)`` on the writer's thread (in the loop's for a reader)."""
+        if self._executor is None:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -98,16 +124,16 @@ class DirectConnection:
 
     def cursor(self) -> DirectCursor:
         """The cursor itself: SQLAlchemy enters it (``async with``) before use."""
-        return DirectCursor(self._conn.cursor())
+        return DirectCursor(self._conn.cursor(), self)
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> DirectCursor:
-        return DirectCursor(self._conn.execute(sql, parameters))
+        return await self.cursor().execute(sql, parameters)
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._conn.create_function(*args, **kwargs)
 
     async def commit(self) -> None:
-        self._conn.commit()
+        await self.blocking(self._conn.commit)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -120,3 +146,5 @@ class DirectConnection:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
