@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,10 +13,8 @@ from lightmail.errors import (
     KeywordLimitExceeded,
     MailboxNotFound,
 )
-from lightmail.fairness import TimeSlice
 from lightmail.mailstore import names
 from lightmail.mailstore.core import StoreCore
-from lightmail.mailstore.mime.types import BodyPart, Envelope
 from lightmail.mailstore.rows import (
     COPIED_COLUMNS,
     INFO_COLUMNS,
@@ -212,26 +209,13 @@ class Messages(StoreCore):
         return [info_from_row(row) async for row in self._rows(mailbox, uids)]
 
     async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
-        """The cached parse of the given messages, in UID order, in batched queries.
-
-        Decoding the JSON of hundreds of rows takes tens of milliseconds: it
-        gives way to other sessions as it goes (`TimeSlice`).
-        """
+        """The cached parse of the given messages, in UID order, in batched queries
+        (the envelope and body structure are decoded when first used)."""
         parse = (t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
-        rows = [row async for row in self._rows(mailbox, uids, *parse)]
-        metas: list[MessageMeta] = []
-        turn = TimeSlice()
-        for row in rows:
-            metas.append(
-                MessageMeta(
-                    info=info_from_row(row),
-                    header=row.header,
-                    envelope=Envelope.from_json(json.loads(row.envelope)),
-                    body=BodyPart.from_json(json.loads(row.bodystructure)),
-                )
-            )
-            await turn.pause()
-        return metas
+        return [
+            MessageMeta(info_from_row(row), row.header, row.envelope, row.bodystructure)
+            async for row in self._rows(mailbox, uids, *parse)
+        ]
 
     async def _rows(
         self, mailbox: Mailbox, uids: Sequence[int], *extra: Any

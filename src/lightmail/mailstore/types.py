@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,14 +127,36 @@ class MessageInfo:
     size_crlf: int  # ``size`` with every bare LF counted as CRLF (POP3's octet count)
 
 
-@dataclass(frozen=True, slots=True)
 class MessageMeta:
-    """The cached parse of a message: FETCH of these never reads the blob."""
+    """The cached parse of a message: FETCH of these never reads the blob.
 
-    info: MessageInfo
-    header: bytes
-    envelope: Envelope
-    body: BodyPart
+    The envelope and the body structure are stored as JSON and decoded on
+    first use: most FETCH and SEARCH commands need neither.
+    """
+
+    __slots__ = ("_body", "_body_json", "_envelope", "_envelope_json", "header", "info")
+
+    def __init__(
+        self, info: MessageInfo, header: bytes, envelope_json: str, body_json: str
+    ) -> None:
+        self.info = info
+        self.header = header
+        self._envelope_json = envelope_json
+        self._body_json = body_json
+        self._envelope: Envelope | None = None
+        self._body: BodyPart | None = None
+
+    @property
+    def envelope(self) -> Envelope:
+        if self._envelope is None:
+            self._envelope = Envelope.from_json(json.loads(self._envelope_json))
+        return self._envelope
+
+    @property
+    def body(self) -> BodyPart:
+        if self._body is None:
+            self._body = BodyPart.from_json(json.loads(self._body_json))
+        return self._body
 
 
 @dataclass(frozen=True, slots=True)
