@@ -123,7 +123,7 @@ class Messages(StoreCore):
             rows: list[t.AnyRow] = []
             for chunk in chunks(sorted(set(uids))):
                 result = await conn.execute(
-                    select(t.messages.c.id, *INFO_COLUMNS).where(
+                    select(*INFO_COLUMNS, t.messages.c.id).where(
                         live(mailbox.id),
                         t.messages.c.user_id == user_id,
                         t.messages.c.uid.in_(chunk),

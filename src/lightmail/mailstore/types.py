@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sys
 from collections.abc import Iterable
@@ -61,9 +62,9 @@ class Flags:
 
     @classmethod
     def from_row(cls, system: int, keywords: str) -> Flags:
-        # Interned: the rows of a mailbox repeat the same few keywords, and a
-        # listing of thousands of messages then holds each name once.
-        return cls(system, frozenset(map(sys.intern, keywords.split())))
+        # One value per combination: the rows of a mailbox repeat the same few,
+        # and a listing of thousands of messages then holds each name once.
+        return _flags_of_row(system, keywords)
 
     def names(self) -> tuple[str, ...]:
         """Flag names in a stable order: system flags first, then keywords sorted."""
@@ -73,6 +74,11 @@ class Flags:
     @property
     def keyword_text(self) -> str:
         return " ".join(sorted(self.keywords))
+
+
+@functools.lru_cache(maxsize=4096)
+def _flags_of_row(system: int, keywords: str) -> Flags:
+    return Flags(system, frozenset(map(sys.intern, keywords.split())))
 
 
 class StoreMode(enum.Enum):
