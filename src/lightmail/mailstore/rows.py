@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import and_
+from sqlalchemy import BindParameter, and_, bindparam
 
 from lightmail.mailstore.mime.types import ParsedMessage
 from lightmail.mailstore.types import Flags, Mailbox, MessageInfo
@@ -172,5 +172,9 @@ def same_mailbox(mailbox_created: datetime | None, message_deleted: datetime) ->
     return mailbox_created is not None and mailbox_created <= message_deleted
 
 
-def live(mailbox_id: int) -> Any:
+def live(mailbox_id: int | BindParameter[int]) -> Any:
     return and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.deleted_at.is_(None))
+
+
+# ``live`` with the mailbox as the bound parameter ``mailbox_id``, for statements built once.
+LIVE = live(bindparam("mailbox_id", type_=t.messages.c.mailbox_id.type))
