@@ -262,10 +262,12 @@ class Messages(StoreCore):
         the mailbox after it arrived claims it. A read-only session (EXAMINE)
         sees what no session has claimed yet, and claims nothing.
         """
-        if readonly:
-            async with self.db.read() as conn:
-                claimed = await self._recent_uid(conn, mailbox.id)
-                return await self._live_uids_above(conn, mailbox.id, claimed)
+        async with self.db.read() as conn:
+            claimed = await self._recent_uid(conn, mailbox.id)
+            unclaimed = await self._live_uids_above(conn, mailbox.id, claimed)
+        if readonly or not unclaimed:
+            # Nothing to claim: no write transaction (and no wait for the write lock).
+            return unclaimed
         async with self.db.write() as conn:
             claimed = await self._recent_uid(conn, mailbox.id, lock=True)
             uids = await self._live_uids_above(conn, mailbox.id, claimed)
