@@ -28,26 +28,12 @@ import contextlib
 import random
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imap_load import (
-    BENCH_MYSQL_URL,
-    SUBJECT_WORD,
-    ImapClient,
-    Target,
-    cpu_seconds,
-    exists_of,
-    make_message,
-    quote,
-    running_lightmail,
-    seed,
-    user_address,
-    user_password,
-)
+import imap_load as load
 
 from tests.support.mariadb import mariadb_listening
 from tests.support.s3server import running_seaweedfs
@@ -68,51 +54,50 @@ COMMANDS: dict[str, Command] = {
         b"STORE %d %sFLAGS (\\Seen)" % (i // 2 % exists + 1, b"-" if i % 2 else b"+")
     ),
     "UID SEARCH UNSEEN": lambda i, exists: b"UID SEARCH UNSEEN",
-    "UID SEARCH SUBJECT": lambda i, exists: b"UID SEARCH SUBJECT " + SUBJECT_WORD.encode(),
+    "UID SEARCH SUBJECT": lambda i, exists: b"UID SEARCH SUBJECT " + load.SUBJECT_WORD.encode(),
     "STATUS INBOX": lambda i, exists: b"STATUS INBOX (MESSAGES UNSEEN)",
     "APPEND 5K": lambda i, exists: b"APPEND INBOX",
 }
 
 
 async def measure(
-    target: Target, clients: list[tuple[ImapClient, int]], name: str, repeat: int
+    target: load.Target, clients: list[tuple[load.ImapClient, int]], name: str, repeat: int
 ) -> tuple[float, float]:
     """CPU microseconds per command and commands per second for one command type."""
     line_of = COMMANDS[name]
     rng = random.Random(7)
     bodies = (
-        [make_message(rng, user_address(0), 20_000 + i, 5000) for i in range(repeat)]
+        [load.make_message(rng, load.user_address(0), 20_000 + i, 5000) for i in range(repeat)]
         if name == "APPEND 5K"
         else None
     )
 
-    async def drive(client: ImapClient, exists: int) -> None:
+    async def drive(client: load.ImapClient, exists: int) -> None:
         for i in range(repeat):
             await client.ok(line_of(i, exists), None if bodies is None else bodies[i])
 
-    cpu_before = cpu_seconds(target.pid)
+    cpu_before = load.cpu_seconds(target.pid)
     started = time.perf_counter()
     await asyncio.gather(*(drive(client, exists) for client, exists in clients))
     elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(target.pid) - cpu_before
+    cpu = load.cpu_seconds(target.pid) - cpu_before
     count = repeat * len(clients)
     return 1e6 * cpu / count, count / elapsed
 
 
 @contextlib.asynccontextmanager
 async def logged_in(
-    target: Target, count: int, users: int
-) -> AsyncIterator[list[tuple[ImapClient, int]]]:
+    target: load.Target, count: int, users: int
+) -> AsyncIterator[list[tuple[load.ImapClient, int]]]:
     """``count`` connections, each logged in (as user i mod users) with INBOX selected."""
-    clients: list[tuple[ImapClient, int]] = []
+    clients: list[tuple[load.ImapClient, int]] = []
     try:
         for index in range(count):
-            client = await ImapClient.connect(target.host, target.port)
+            client = await load.ImapClient.connect(target.host, target.port)
             user = index % users
-            await client.ok(
-                b"LOGIN " + quote(user_address(user)) + b" " + quote(user_password(user))
-            )
-            exists = exists_of(await client.ok(b"SELECT INBOX"))
+            address, password = load.user_address(user), load.user_password(user)
+            await client.ok(b"LOGIN " + load.quote(address) + b" " + load.quote(password))
+            exists = load.exists_of(await client.ok(b"SELECT INBOX"))
             clients.append((client, exists))
         yield clients
     finally:
@@ -122,9 +107,9 @@ async def logged_in(
             await client.close()
 
 
-async def bench(target: Target, args: argparse.Namespace) -> None:
+async def bench(target: load.Target, args: argparse.Namespace) -> None:
     print(f"server pid {target.pid}", flush=True)
-    await seed(target, args.users, args.messages, 1)
+    await load.seed(target, args.users, args.messages, 1)
     async with logged_in(target, args.clients, args.users) as clients:
         # a warm-up pass of every type, untimed
         for name in COMMANDS:
@@ -144,29 +129,18 @@ async def run(args: argparse.Namespace) -> None:
         f"{args.clients} clients, {args.users} users, {args.messages} messages per user, "
         f"{args.repeat} commands of each type per client; backend {args.backend}"
     )
-    limits = {
-        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_IP": str(args.clients + args.users + 100),
-        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": str(args.clients + 50),
-    }
+    limits = load.connection_limits(args.clients, args.users)
     if args.backend == "sqlite":
-        async with running_lightmail(
+        async with load.running_lightmail(
             "LightMail (SQLite + filesystem)", args.users, limits
         ) as target:
             await bench(target, args)
         return
-    if not mariadb_listening(args.mysql_url):
-        raise SystemExit(f"MariaDB is not listening for {args.mysql_url}")
+    if not mariadb_listening():
+        raise SystemExit("--backend s3 needs MariaDB on 127.0.0.1:3306")
     with running_seaweedfs() as seaweed:
-        env = {
-            **limits,
-            "LIGHTMAIL_DATABASE_URL": args.mysql_url,
-            "LIGHTMAIL_BLOBS_URL": f"s3://{seaweed.bucket}/bench-{uuid.uuid4().hex[:12]}",
-            "LIGHTMAIL_BLOBS_ENDPOINT": seaweed.endpoint,
-            "LIGHTMAIL_BLOBS_REGION": seaweed.region,
-            "LIGHTMAIL_BLOBS_ACCESS_KEY": seaweed.access_key,
-            "LIGHTMAIL_BLOBS_SECRET_KEY": seaweed.secret_key,
-        }
-        async with running_lightmail(
+        env = {**limits, **load.s3_env(args.mysql_url, seaweed)}
+        async with load.running_lightmail(
             "LightMail (MariaDB + SeaweedFS)", args.users, env, mysql_url=args.mysql_url
         ) as target:
             await bench(target, args)
@@ -180,7 +154,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100, help="seeded per user (100)")
     parser.add_argument("--repeat", type=int, default=50, help="commands of each type per client")
     parser.add_argument("--only", action="append", choices=list(COMMANDS), help="these types only")
-    parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
+    parser.add_argument("--mysql-url", default=load.BENCH_MYSQL_URL)
     asyncio.run(run(parser.parse_args()))
 
 
