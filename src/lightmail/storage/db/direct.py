@@ -136,15 +136,29 @@ class DirectConnection:
         await self.blocking(self._conn.commit)
 
     async def rollback(self) -> None:
-        self._conn.rollback()
+        # Outside a transaction (after every COMMIT: the pool's reset) this does
+        # nothing. Inside one, a writer's thread may still be running a call of
+        # a cancelled transaction: the ROLLBACK queues behind it there, as do
+        # the closes below, so the loop never waits for the connection's lock.
+        if self._conn.in_transaction:
+            await self.blocking(self._conn.rollback)
 
     async def close(self) -> None:
-        self.stop()
+        if self._connection is not None:
+            await self.blocking(self._connection.close)
+            self._connection = None
+        self._release_thread()
 
     def stop(self) -> None:
-        """Close now (SQLAlchemy's terminate; a second call does nothing)."""
+        """Close without waiting (SQLAlchemy's terminate); a second call does nothing."""
         if self._connection is not None:
-            self._connection.close()
+            if self._executor is None:
+                self._connection.close()
+            else:
+                self._executor.submit(self._connection.close)
             self._connection = None
+        self._release_thread()
+
+    def _release_thread(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
