@@ -654,12 +654,29 @@ async def bench_target(target: Target, args: argparse.Namespace) -> Result:
     return result
 
 
+def connection_limits(clients: int, users: int) -> dict[str, str]:
+    """LIGHTMAIL_* settings that let ``clients`` connections of ``users`` users in."""
+    return {
+        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_IP": str(clients + users + 100),
+        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": str(clients + 50),
+    }
+
+
+def s3_env(mysql_url: str, seaweed: S3Server) -> dict[str, str]:
+    """LIGHTMAIL_* settings for MariaDB at ``mysql_url`` and a fresh prefix in SeaweedFS."""
+    return {
+        "LIGHTMAIL_DATABASE_URL": mysql_url,
+        "LIGHTMAIL_BLOBS_URL": f"s3://{seaweed.bucket}/bench-{uuid.uuid4().hex[:12]}",
+        "LIGHTMAIL_BLOBS_ENDPOINT": seaweed.endpoint,
+        "LIGHTMAIL_BLOBS_REGION": seaweed.region,
+        "LIGHTMAIL_BLOBS_ACCESS_KEY": seaweed.access_key,
+        "LIGHTMAIL_BLOBS_SECRET_KEY": seaweed.secret_key,
+    }
+
+
 async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     results: dict[str, Result] = {}
-    limits = {
-        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_IP": str(args.clients + args.users + 100),
-        "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": str(args.clients + 50),
-    }
+    limits = connection_limits(args.clients, args.users)
     if args.backend in ("sqlite", "both"):
         async with running_lightmail(
             "LightMail (SQLite + filesystem)", args.users, limits
@@ -667,15 +684,7 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
             results["sqlite"] = await bench_target(target, args)
     if args.backend in ("s3", "both"):
         assert seaweed is not None
-        env = {
-            **limits,
-            "LIGHTMAIL_DATABASE_URL": args.mysql_url,
-            "LIGHTMAIL_BLOBS_URL": f"s3://{seaweed.bucket}/bench-{uuid.uuid4().hex[:12]}",
-            "LIGHTMAIL_BLOBS_ENDPOINT": seaweed.endpoint,
-            "LIGHTMAIL_BLOBS_REGION": seaweed.region,
-            "LIGHTMAIL_BLOBS_ACCESS_KEY": seaweed.access_key,
-            "LIGHTMAIL_BLOBS_SECRET_KEY": seaweed.secret_key,
-        }
+        env = {**limits, **s3_env(args.mysql_url, seaweed)}
         async with running_lightmail(
             "LightMail (MariaDB + SeaweedFS)", args.users, env, mysql_url=args.mysql_url
         ) as target:

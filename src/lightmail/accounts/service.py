@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.auth.credentials import CredentialCache
@@ -138,6 +138,17 @@ _USER_COLUMNS = (
     t.users.c.quota_bytes,
     t.users.c.enabled,
     t.users.c.created_at,
+)
+
+
+# What every LMTP RCPT runs, built once (building costs more than running it).
+_RECIPIENT_COLUMNS = (t.users.c.id, t.users.c.address, t.users.c.enabled)
+_USER_BY_ADDRESS = select(*_RECIPIENT_COLUMNS).where(t.users.c.address == bindparam("address"))
+_ALIAS_TARGETS = (
+    select(*_RECIPIENT_COLUMNS)
+    .select_from(t.aliases.join(t.users))
+    .where(t.aliases.c.address == bindparam("address"))
+    .order_by(t.users.c.address)
 )
 
 
@@ -438,22 +449,10 @@ class Accounts:
 
     async def _resolve_rows(self, conn: AsyncConnection, address: str) -> list[t.AnyRow]:
         if not address.startswith("@"):
-            row = (
-                await conn.execute(
-                    select(t.users.c.id, t.users.c.address, t.users.c.enabled).where(
-                        t.users.c.address == address
-                    )
-                )
-            ).one_or_none()
+            row = (await conn.execute(_USER_BY_ADDRESS, {"address": address})).one_or_none()
             if row is not None:
                 return [row]
-        result = await conn.execute(
-            select(t.users.c.id, t.users.c.address, t.users.c.enabled)
-            .select_from(t.aliases.join(t.users))
-            .where(t.aliases.c.address == address)
-            .order_by(t.users.c.address)
-        )
-        return list(result)
+        return list(await conn.execute(_ALIAS_TARGETS, {"address": address}))
 
     async def _alias_targets(self, conn: AsyncConnection, address: str) -> list[str]:
         rows = await conn.execute(

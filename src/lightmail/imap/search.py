@@ -27,7 +27,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
@@ -59,6 +59,7 @@ __all__ = [
     "matches",
     "text_needles",
     "text_segments",
+    "uses_sent_date",
 ]
 
 Needle = tuple[bytes, bool]
@@ -72,7 +73,8 @@ class SearchMessage:
     ``flags`` as stored (``"\\\\Seen"``, ``"$Label"``), without ``\\Recent``, which is
     ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware, in the zone it
     was given in; ``header`` is the raw header block; ``sent_date`` is the Date
-    header's date in its own time zone, or None when missing or unparsable.
+    header's date in its own time zone, or None when missing or unparsable
+    (and when no key compares it: :func:`uses_sent_date`).
     """
 
     seq: int
@@ -88,24 +90,34 @@ class SearchMessage:
 # -- keys -----------------------------------------------------------------------
 
 
-def text_needles(key: SearchKey) -> frozenset[Needle]:
-    """The ``(value, whole_message)`` of every BODY/TEXT key in the tree.
-
-    Empty: the message body need not be read.
-    """
-    out: set[Needle] = set()
+def _leaves(key: SearchKey) -> Iterator[SearchKey]:
+    """The keys of the tree that are not NOT, OR or a list."""
     stack: list[SearchKey] = [key]
     while stack:
         node = stack.pop()
-        if isinstance(node, TextKey):
-            out.add((node.value, node.whole_message))
-        elif isinstance(node, NotKey):
+        if isinstance(node, NotKey):
             stack.append(node.key)
         elif isinstance(node, OrKey):
             stack.extend((node.left, node.right))
         elif isinstance(node, AndKey):
             stack.extend(node.keys)
-    return frozenset(out)
+        else:
+            yield node
+
+
+def text_needles(key: SearchKey) -> frozenset[Needle]:
+    """The ``(value, whole_message)`` of every BODY/TEXT key in the tree.
+
+    Empty: the message body need not be read.
+    """
+    return frozenset(
+        (node.value, node.whole_message) for node in _leaves(key) if isinstance(node, TextKey)
+    )
+
+
+def uses_sent_date(key: SearchKey) -> bool:
+    """Whether a key of the tree compares the Date header (SENTBEFORE, SENTON, SENTSINCE)."""
+    return any(isinstance(node, DateKey) and node.sent for node in _leaves(key))
 
 
 def matches(

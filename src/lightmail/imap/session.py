@@ -337,6 +337,14 @@ class ImapSession:
             return command.uid
         return True
 
+    def note_own_change(self, modseq: int) -> None:
+        """This session changed the selected mailbox's messages at ``modseq`` and
+        updated its view itself. When that is the next mod-sequence after the one
+        it last looked at, nothing else changed the mailbox in between: the view
+        is current at ``modseq``, and the change's own event reloads nothing."""
+        if modseq == self.modseq + 1:
+            self.modseq = modseq
+
     async def announce(self, *, allow_expunge: bool, force: bool = False) -> None:
         """Tell the client what changed in its selected mailbox since it last heard.
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
@@ -69,6 +69,32 @@ _T = TypeVar("_T")
 
 # ``atom`` of RFC 3501 section 9: printable ASCII less atom-specials.
 _ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\]')
+
+# The statements of every delivery and APPEND, built once: building one (and
+# its cache key) costs more CPU than SQLite takes to run it.
+_INSERT_OBJECT_KEY = insert(t.object_keys)
+_INSERT_MESSAGE = insert(t.messages)
+_RESERVE_UIDS = (
+    update(t.mailboxes)
+    .where(t.mailboxes.c.id == bindparam("mailbox_id"))
+    .values(
+        uidnext=t.mailboxes.c.uidnext + bindparam("count"),
+        highestmodseq=t.mailboxes.c.highestmodseq + 1,
+    )
+)
+_RESERVED = select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
+    t.mailboxes.c.id == bindparam("mailbox_id")
+)
+_MAILBOX_BY_NAME = select(*MAILBOX_COLUMNS).where(
+    t.mailboxes.c.user_id == bindparam("user_id"),
+    t.mailboxes.c.name_hash == bindparam("name_hash"),
+)
+_QUOTA = select(t.users.c.address, t.users.c.quota_bytes).where(
+    t.users.c.id == bindparam("user_id")
+)
+_USAGE = select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
+    t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
+)
 
 
 class StoreCore:
@@ -214,12 +240,13 @@ class StoreCore:
 
     async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
         await conn.execute(
-            insert(t.object_keys).values(
-                key=stored.key,
-                size=stored.put.size,
-                sha256=stored.put.sha256,
-                created_at=clock.utcnow(),
-            )
+            _INSERT_OBJECT_KEY,
+            {
+                "key": stored.key,
+                "size": stored.put.size,
+                "sha256": stored.put.sha256,
+                "created_at": clock.utcnow(),
+            },
         )
 
     async def _insert_message(
@@ -232,20 +259,21 @@ class StoreCore:
     ) -> AppendResult:
         uid, modseq = await self._reserve_uids(conn, mailbox.id, 1)
         await conn.execute(
-            insert(t.messages).values(
-                mailbox_id=mailbox.id,
-                user_id=mailbox.user_id,
-                uid=uid,
-                modseq=modseq,
-                object_key=stored.key,
-                size=stored.put.size,
-                size_crlf=stored.put.size + stored.bare_lf,
-                internaldate=naive_utc(internaldate),
-                internaldate_offset=offset_minutes(internaldate),
-                flags=flags.system,
-                keywords=flags.keyword_text,
+            _INSERT_MESSAGE,
+            {
+                "mailbox_id": mailbox.id,
+                "user_id": mailbox.user_id,
+                "uid": uid,
+                "modseq": modseq,
+                "object_key": stored.key,
+                "size": stored.put.size,
+                "size_crlf": stored.put.size + stored.bare_lf,
+                "internaldate": naive_utc(internaldate),
+                "internaldate_offset": offset_minutes(internaldate),
+                "flags": flags.system,
+                "keywords": flags.keyword_text,
                 **parse_cache_values(stored.parsed),
-            )
+            },
         )
         return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
 
@@ -258,23 +286,10 @@ class StoreCore:
         transaction can reserve the same UIDs (no ``UPDATE ... RETURNING`` on
         MariaDB 10.11: the values are read back in the same transaction).
         """
-        result = await conn.execute(
-            update(t.mailboxes)
-            .where(t.mailboxes.c.id == mailbox_id)
-            .values(
-                uidnext=t.mailboxes.c.uidnext + count,
-                highestmodseq=t.mailboxes.c.highestmodseq + 1,
-            )
-        )
+        result = await conn.execute(_RESERVE_UIDS, {"mailbox_id": mailbox_id, "count": count})
         if result.rowcount != 1:
             raise MailboxNotFound(str(mailbox_id))
-        row = (
-            await conn.execute(
-                select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
-                    t.mailboxes.c.id == mailbox_id
-                )
-            )
-        ).one()
+        row = (await conn.execute(_RESERVED, {"mailbox_id": mailbox_id})).one()
         return row.uidnext - count, row.highestmodseq
 
     async def _bump_modseq(self, conn: AsyncConnection, mailbox_id: int) -> int:
@@ -350,21 +365,11 @@ class StoreCore:
         )
 
     async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
-        row = (
-            await conn.execute(
-                select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
-                    t.messages.c.user_id == user_id, t.messages.c.deleted_at.is_(None)
-                )
-            )
-        ).one()
+        row = (await conn.execute(_USAGE, {"user_id": user_id})).one()
         return int(row[0]), int(row[1])
 
     async def _check_quota(self, conn: AsyncConnection, user_id: int, size: int) -> None:
-        row = (
-            await conn.execute(
-                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
-            )
-        ).one()
+        row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
         if row.quota_bytes is None:
             return
         used, _ = await self._usage(conn, user_id)
@@ -373,10 +378,7 @@ class StoreCore:
 
     async def _mailbox_row(self, conn: AsyncConnection, user_id: int, name: str) -> t.AnyRow | None:
         result = await conn.execute(
-            select(*MAILBOX_COLUMNS).where(
-                t.mailboxes.c.user_id == user_id,
-                t.mailboxes.c.name_hash == names.name_hash(name),
-            )
+            _MAILBOX_BY_NAME, {"user_id": user_id, "name_hash": names.name_hash(name)}
         )
         return result.one_or_none()
 
@@ -431,11 +433,7 @@ class StoreCore:
             )
 
     async def _quota_error(self, conn: AsyncConnection, user_id: int, size: int) -> QuotaExceeded:
-        row = (
-            await conn.execute(
-                select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == user_id)
-            )
-        ).one()
+        row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
         used, _ = await self._usage(conn, user_id)
         return QuotaExceeded(row.address, row.quota_bytes or 0, used, size)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, update
 
 from lightmail import clock
 from lightmail.errors import (
@@ -27,6 +27,11 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
+
+# What every IMAP command in the selected state runs first, built once.
+_MAILBOX_BY_ID = select(*MAILBOX_COLUMNS).where(
+    t.mailboxes.c.id == bindparam("id"), t.mailboxes.c.user_id == bindparam("user_id")
+)
 
 
 class Mailboxes(StoreCore):
@@ -117,13 +122,8 @@ class Mailboxes(StoreCore):
     async def mailbox_by_id(self, user_id: int, mailbox_id: int) -> Mailbox:
         """The mailbox as it is now; MailboxNotFound once it was deleted."""
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(*MAILBOX_COLUMNS).where(
-                        t.mailboxes.c.id == mailbox_id, t.mailboxes.c.user_id == user_id
-                    )
-                )
-            ).one_or_none()
+            found = await conn.execute(_MAILBOX_BY_ID, {"id": mailbox_id, "user_id": user_id})
+            row = found.one_or_none()
         if row is None:
             raise MailboxNotFound(str(mailbox_id))
         return mailbox_from_row(row)

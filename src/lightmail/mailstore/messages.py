@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import (
     KeywordLimitExceeded,
     MailboxNotFound,
 )
-from lightmail.fairness import TimeSlice
 from lightmail.mailstore import names
 from lightmail.mailstore.core import StoreCore
-from lightmail.mailstore.mime.types import BodyPart, Envelope
 from lightmail.mailstore.rows import (
     COPIED_COLUMNS,
     INFO_COLUMNS,
+    LIVE,
     chunks,
     info_from_row,
     live,
@@ -35,6 +33,25 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
+
+# What every FETCH, SEARCH, STORE and reload of a selected mailbox runs, built
+# once: building a statement costs more CPU than SQLite takes to run it.
+_UIDS = t.messages.c.uid.in_(bindparam("uids", expanding=True))
+_LISTING = (
+    select(*INFO_COLUMNS)
+    .where(LIVE, t.messages.c.uid > bindparam("after_uid"))
+    .order_by(t.messages.c.uid)
+)
+_INFO_ROWS = select(*INFO_COLUMNS).where(LIVE, _UIDS).order_by(t.messages.c.uid)
+_META_ROWS = (
+    select(*INFO_COLUMNS, t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
+    .where(LIVE, _UIDS)
+    .order_by(t.messages.c.uid)
+)
+_STORE_ROWS = select(*INFO_COLUMNS, t.messages.c.id).where(
+    LIVE, t.messages.c.user_id == bindparam("user_id"), _UIDS
+)
+_SET_FLAGS = update(t.messages).where(t.messages.c.id == bindparam("row_id"))
 
 
 class Messages(StoreCore):
@@ -126,11 +143,7 @@ class Messages(StoreCore):
             rows: list[t.AnyRow] = []
             for chunk in chunks(sorted(set(uids))):
                 result = await conn.execute(
-                    select(t.messages.c.id, *INFO_COLUMNS).where(
-                        live(mailbox.id),
-                        t.messages.c.user_id == user_id,
-                        t.messages.c.uid.in_(chunk),
-                    )
+                    _STORE_ROWS, {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
                 )
                 rows.extend(result)
             updates = []
@@ -147,13 +160,21 @@ class Messages(StoreCore):
             if not updates:
                 return []
             modseq = await self._bump_modseq(conn, mailbox.id)
-            for row, new in updates:
-                await conn.execute(
-                    update(t.messages)
-                    .where(t.messages.c.id == row.id)
-                    .values(flags=new.system, keywords=new.keyword_text, modseq=modseq)
-                )
-                changed.append(replace(info_from_row(row), flags=new, modseq=modseq))
+            await conn.execute(
+                _SET_FLAGS,
+                [
+                    {
+                        "row_id": row.id,
+                        "flags": new.system,
+                        "keywords": new.keyword_text,
+                        "modseq": modseq,
+                    }
+                    for row, new in updates
+                ],
+            )
+            changed = [
+                replace(info_from_row(row), flags=new, modseq=modseq) for row, new in updates
+            ]
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq))
         return changed
 
@@ -198,52 +219,31 @@ class Messages(StoreCore):
     ) -> list[MessageInfo]:
         """The live messages of the mailbox above ``after_uid`` in UID order, in one
         query: all of them, or the first ``limit``."""
+        query = _LISTING if limit is None else _LISTING.limit(limit)
         async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(*INFO_COLUMNS)
-                .where(live(mailbox.id), t.messages.c.uid > after_uid)
-                .order_by(t.messages.c.uid)
-                .limit(limit)
-            )
+            rows = await conn.execute(query, {"mailbox_id": mailbox.id, "after_uid": after_uid})
             return [info_from_row(row) for row in rows]
 
     async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
         """Sizes, dates, flags and blob keys of the given messages, in UID order."""
-        return [info_from_row(row) async for row in self._rows(mailbox, uids)]
+        return [info_from_row(row) async for row in self._rows(_INFO_ROWS, mailbox, uids)]
 
     async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
-        """The cached parse of the given messages, in UID order, in batched queries.
-
-        Decoding the JSON of hundreds of rows takes tens of milliseconds: it
-        gives way to other sessions as it goes (`TimeSlice`).
-        """
-        parse = (t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
-        rows = [row async for row in self._rows(mailbox, uids, *parse)]
-        metas: list[MessageMeta] = []
-        turn = TimeSlice()
-        for row in rows:
-            metas.append(
-                MessageMeta(
-                    info=info_from_row(row),
-                    header=row.header,
-                    envelope=Envelope.from_json(json.loads(row.envelope)),
-                    body=BodyPart.from_json(json.loads(row.bodystructure)),
-                )
-            )
-            await turn.pause()
-        return metas
+        """The cached parse of the given messages, in UID order, in batched queries
+        (the envelope and body structure are decoded when first used)."""
+        return [
+            MessageMeta(info_from_row(row), row.header, row.envelope, row.bodystructure)
+            async for row in self._rows(_META_ROWS, mailbox, uids)
+        ]
 
     async def _rows(
-        self, mailbox: Mailbox, uids: Sequence[int], *extra: Any
+        self, query: Select[Any], mailbox: Mailbox, uids: Sequence[int]
     ) -> AsyncIterator[t.AnyRow]:
-        """Live message rows by UID, one query per chunk of the list."""
+        """Live message rows by UID (``_INFO_ROWS`` or ``_META_ROWS``), one query per
+        chunk of the list."""
         async with self.db.read() as conn:
             for chunk in chunks(sorted(set(uids))):
-                rows = await conn.execute(
-                    select(*INFO_COLUMNS, *extra)
-                    .where(live(mailbox.id), t.messages.c.uid.in_(chunk))
-                    .order_by(t.messages.c.uid)
-                )
+                rows = await conn.execute(query, {"mailbox_id": mailbox.id, "uids": chunk})
                 for row in rows:
                     yield row
 
@@ -262,10 +262,12 @@ class Messages(StoreCore):
         the mailbox after it arrived claims it. A read-only session (EXAMINE)
         sees what no session has claimed yet, and claims nothing.
         """
-        if readonly:
-            async with self.db.read() as conn:
-                claimed = await self._recent_uid(conn, mailbox.id)
-                return await self._live_uids_above(conn, mailbox.id, claimed)
+        async with self.db.read() as conn:
+            claimed = await self._recent_uid(conn, mailbox.id)
+            unclaimed = await self._live_uids_above(conn, mailbox.id, claimed)
+        if readonly or not unclaimed:
+            # Nothing to claim: no write transaction (and no wait for the write lock).
+            return unclaimed
         async with self.db.write() as conn:
             claimed = await self._recent_uid(conn, mailbox.id, lock=True)
             uids = await self._live_uids_above(conn, mailbox.id, claimed)

@@ -5,12 +5,13 @@ Internal to the mailstore package.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import and_
+from sqlalchemy import BindParameter, and_, bindparam
 
 from lightmail.mailstore.mime.types import ParsedMessage
 from lightmail.mailstore.types import Flags, Mailbox, MessageInfo
@@ -30,8 +31,12 @@ def zoned(value: datetime, offset_minutes: int) -> datetime:
     """A stored UTC instant in the zone it was given in (minutes east of UTC)."""
     if not offset_minutes:
         return value.replace(tzinfo=UTC)
-    zone = timezone(timedelta(minutes=offset_minutes))
-    return value.replace(tzinfo=UTC).astimezone(zone)
+    return value.replace(tzinfo=UTC).astimezone(_zone(offset_minutes))
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(offset_minutes: int) -> timezone:
+    return timezone(timedelta(minutes=offset_minutes))
 
 
 def offset_minutes(value: datetime) -> int:
@@ -80,14 +85,17 @@ def mailbox_from_row(row: t.AnyRow) -> Mailbox:
 
 
 def info_from_row(row: t.AnyRow) -> MessageInfo:
+    """The message of a row that starts with :data:`INFO_COLUMNS`."""
+    # Unpacked by position: a Row's attribute lookup by name costs more than the rest.
+    uid, modseq, system, keywords, size, internaldate, offset, object_key, size_crlf = row[:9]
     return MessageInfo(
-        uid=row.uid,
-        modseq=row.modseq,
-        flags=Flags.from_row(row.flags, row.keywords),
-        size=row.size,
-        internaldate=zoned(row.internaldate, row.internaldate_offset),
-        object_key=row.object_key,
-        size_crlf=row.size_crlf,
+        uid=uid,
+        modseq=modseq,
+        flags=Flags.from_row(system, keywords),
+        size=size,
+        internaldate=zoned(internaldate, offset),
+        object_key=object_key,
+        size_crlf=size_crlf,
     )
 
 
@@ -101,7 +109,7 @@ MAILBOX_COLUMNS = (
     t.mailboxes.c.special_use,
     t.mailboxes.c.keywords,
 )
-INFO_COLUMNS = (
+INFO_COLUMNS = (  # in info_from_row's order
     t.messages.c.uid,
     t.messages.c.modseq,
     t.messages.c.flags,
@@ -164,5 +172,9 @@ def same_mailbox(mailbox_created: datetime | None, message_deleted: datetime) ->
     return mailbox_created is not None and mailbox_created <= message_deleted
 
 
-def live(mailbox_id: int) -> Any:
+def live(mailbox_id: int | BindParameter[int]) -> Any:
     return and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.deleted_at.is_(None))
+
+
+# ``live`` with the mailbox as the bound parameter ``mailbox_id``, for statements built once.
+LIVE = live(bindparam("mailbox_id", type_=t.messages.c.mailbox_id.type))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,9 +62,9 @@ class Flags:
 
     @classmethod
     def from_row(cls, system: int, keywords: str) -> Flags:
-        # Interned: the rows of a mailbox repeat the same few keywords, and a
-        # listing of thousands of messages then holds each name once.
-        return cls(system, frozenset(map(sys.intern, keywords.split())))
+        # One value per combination: the rows of a mailbox repeat the same few,
+        # and a listing of thousands of messages then holds each name once.
+        return _flags_of_row(system, keywords)
 
     def names(self) -> tuple[str, ...]:
         """Flag names in a stable order: system flags first, then keywords sorted."""
@@ -72,6 +74,11 @@ class Flags:
     @property
     def keyword_text(self) -> str:
         return " ".join(sorted(self.keywords))
+
+
+@functools.lru_cache(maxsize=4096)
+def _flags_of_row(system: int, keywords: str) -> Flags:
+    return Flags(system, frozenset(map(sys.intern, keywords.split())))
 
 
 class StoreMode(enum.Enum):
@@ -126,14 +133,36 @@ class MessageInfo:
     size_crlf: int  # ``size`` with every bare LF counted as CRLF (POP3's octet count)
 
 
-@dataclass(frozen=True, slots=True)
 class MessageMeta:
-    """The cached parse of a message: FETCH of these never reads the blob."""
+    """The cached parse of a message: FETCH of these never reads the blob.
 
-    info: MessageInfo
-    header: bytes
-    envelope: Envelope
-    body: BodyPart
+    The envelope and the body structure are stored as JSON and decoded on
+    first use: most FETCH and SEARCH commands need neither.
+    """
+
+    __slots__ = ("_body", "_body_json", "_envelope", "_envelope_json", "header", "info")
+
+    def __init__(
+        self, info: MessageInfo, header: bytes, envelope_json: str, body_json: str
+    ) -> None:
+        self.info = info
+        self.header = header
+        self._envelope_json = envelope_json
+        self._body_json = body_json
+        self._envelope: Envelope | None = None
+        self._body: BodyPart | None = None
+
+    @property
+    def envelope(self) -> Envelope:
+        if self._envelope is None:
+            self._envelope = Envelope.from_json(json.loads(self._envelope_json))
+        return self._envelope
+
+    @property
+    def body(self) -> BodyPart:
+        if self._body is None:
+            self._body = BodyPart.from_json(json.loads(self._body_json))
+        return self._body
 
 
 @dataclass(frozen=True, slots=True)

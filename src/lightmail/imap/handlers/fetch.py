@@ -58,6 +58,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
             ):
                 view.set_flags(changed.uid, changed.flags.names())
                 seen_now.add(changed.uid)
+                session.note_own_change(changed.modseq)
             await session.announce_new_keywords(view)
     needs_info = needs_meta or any(
         a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes

@@ -24,6 +24,7 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     view = session.view
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     needles = matching.text_needles(command.key)
+    sent_dates = matching.uses_sent_date(command.key)  # else the envelope stays undecoded
     matched: list[int] = []
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
@@ -46,7 +47,7 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
                 size=meta.info.size,
                 internaldate=meta.info.internaldate,
                 header=meta.header,
-                sent_date=_sent_date(meta.envelope.date),
+                sent_date=_sent_date(meta.envelope.date) if sent_dates else None,
             )
             if matching.matches(
                 command.key,

@@ -63,6 +63,8 @@ async def store(session: ImapSession, command: c.StoreCommand) -> r.Completion:
     )
     for info in changed:
         view.set_flags(info.uid, info.flags.names())
+    if changed:
+        session.note_own_change(changed[0].modseq)
     await session.announce_new_keywords(view)
     if not command.silent:
         for seq, uid in live:

@@ -121,10 +121,9 @@ class FileSystemBlobStore:
                     await self._io("put", key, _write, file, digest, batch)
                     size += batch_size
                     batch, batch_size = [], 0
-            if batch:
-                await self._io("put", key, _write, file, digest, batch)
-                size += batch_size
-            await self._io("put", key, self._commit, file, temp, final)
+            # The last batch and the commit in one trip to a thread.
+            await self._io("put", key, self._commit, file, temp, final, digest, batch)
+            size += batch_size
         except BaseException:
             # Closing waits for a write still running in a worker thread (the
             # buffered file's lock), so the descriptor is never closed under it.
@@ -137,27 +136,26 @@ class FileSystemBlobStore:
         self, operation: str, key: str, path: Path, start: int, end: int | None
     ) -> AsyncIterator[bytes]:
         with BlobTiming(_BACKEND, operation) as timing:
+            remaining = None if end is None else end - start
+            want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
             try:
                 # Buffered on purpose: close() then waits for a read still running in
                 # a worker thread instead of closing the descriptor under it.
-                file = await asyncio.to_thread(open, path, "rb")
+                file, data = await asyncio.to_thread(_open_at, path, start, want)
             except (FileNotFoundError, NotADirectoryError):
                 raise BlobNotFound(key) from None
             except OSError as exc:
                 raise self._failure("get", key, exc) from exc
             try:
-                if start:
-                    await self._io("get", key, file.seek, start)
-                remaining = None if end is None else end - start
-                while remaining is None or remaining > 0:
-                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                    data = await self._io("get", key, file.read, want)
-                    if not data:
-                        return
+                while data:
                     if remaining is not None:
                         remaining -= len(data)
                     timing.first_chunk()
                     yield data
+                    if len(data) < want or remaining == 0:  # a short read is the end of the file
+                        return
+                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                    data = await self._io("get", key, file.read, want)
             finally:
                 file.close()
 
@@ -186,7 +184,14 @@ class FileSystemBlobStore:
         return open(temp, "xb"), temp  # closed by put()
 
     @staticmethod
-    def _commit(file: IO[bytes], temp: Path, final: Path) -> None:
+    def _commit(
+        file: IO[bytes],
+        temp: Path,
+        final: Path,
+        digest: hashlib._Hash,
+        batch: builtins.list[bytes],
+    ) -> None:
+        _write(file, digest, batch)
         file.flush()
         os.fsync(file.fileno())
         file.close()
@@ -220,6 +225,19 @@ def _shard(name: str) -> str:
     if len(tail) == 2 and _HEX.issuperset(tail):
         return tail
     return hashlib.sha256(name.encode()).hexdigest()[:2]
+
+
+def _open_at(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes]:
+    """Open ``path`` and read up to ``want`` octets from ``start``: a blob that fits
+    takes one trip to a worker thread."""
+    file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    try:
+        if start:
+            file.seek(start)
+        return file, file.read(want)
+    except BaseException:
+        file.close()
+        raise
 
 
 def _write(file: IO[bytes], digest: hashlib._Hash, batch: builtins.list[bytes]) -> None:

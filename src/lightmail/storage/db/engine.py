@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
+from lightmail.storage.db.direct import DirectConnection
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,23 @@ class Database:
         self.description = describe_url(url)
         self._outage = _Outage()
         if self.dialect == "sqlite":
-            connect_args: dict[str, Any] = {"timeout": connect_timeout}
+            path = parsed.database or ""
+
+            async def reader() -> DirectConnection:
+                return DirectConnection.open(path, busy_timeout=connect_timeout, writer=False)
+
+            async def writer() -> DirectConnection:
+                return DirectConnection.open(path, busy_timeout=connect_timeout, writer=True)
+
+            # sqlite3 called from the loop, a writer's waits on a thread of its own
+            # (lightmail.storage.db.direct).
             self._reader = create_async_engine(
-                parsed, pool_size=pool_size, max_overflow=0, connect_args=connect_args
+                parsed, pool_size=pool_size, max_overflow=0, async_creator=reader
             )
             # One writer at a time per process: writers queue on the pool
             # instead of spinning on SQLite's busy handler.
             self._writer = create_async_engine(
-                parsed, pool_size=1, max_overflow=0, pool_timeout=60, connect_args=connect_args
+                parsed, pool_size=1, max_overflow=0, pool_timeout=60, async_creator=writer
             )
             for engine, begin in ((self._reader, "BEGIN"), (self._writer, "BEGIN IMMEDIATE")):
                 _configure_sqlite(engine, begin)
@@ -249,9 +259,8 @@ class Database:
 def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would
-        # otherwise begin deferred transactions behind our back).
-        dbapi_connection.isolation_level = None
+        # The connection has no isolation level (DirectConnection.open): SQLAlchemy's
+        # "begin" event issues BEGIN itself.
         cursor = dbapi_connection.cursor()
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
