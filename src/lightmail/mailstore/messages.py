@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Select, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import (
@@ -52,6 +52,24 @@ _STORE_ROWS = select(*INFO_COLUMNS, t.messages.c.id).where(
     LIVE, t.messages.c.user_id == bindparam("user_id"), _UIDS
 )
 _SET_FLAGS = update(t.messages).where(t.messages.c.id == bindparam("row_id"))
+
+
+# The live messages above the mailbox's last claimed UID, in one statement: a row
+# with a NULL uid when there are none, no row when the mailbox is gone.
+_UNCLAIMED = (
+    select(t.messages.c.uid)
+    .select_from(t.mailboxes)
+    .outerjoin(
+        t.messages,
+        and_(
+            t.messages.c.mailbox_id == t.mailboxes.c.id,
+            t.messages.c.deleted_at.is_(None),
+            t.messages.c.uid > t.mailboxes.c.recent_uid,
+        ),
+    )
+    .where(t.mailboxes.c.id == bindparam("mailbox_id"))
+    .order_by(t.messages.c.uid)
+)
 
 
 class Messages(StoreCore):
@@ -263,8 +281,10 @@ class Messages(StoreCore):
         sees what no session has claimed yet, and claims nothing.
         """
         async with self.db.read() as conn:
-            claimed = await self._recent_uid(conn, mailbox.id)
-            unclaimed = await self._live_uids_above(conn, mailbox.id, claimed)
+            rows = (await conn.execute(_UNCLAIMED, {"mailbox_id": mailbox.id})).all()
+        if not rows:
+            raise MailboxNotFound(str(mailbox.id))
+        unclaimed = [row[0] for row in rows if row[0] is not None]
         if readonly or not unclaimed:
             # Nothing to claim: no write transaction (and no wait for the write lock).
             return unclaimed
