@@ -13,6 +13,7 @@ SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +39,16 @@ from lightmail.storage.db.engine import Database
 from lightmail.storage.health import StorageHealth
 
 log = logging.getLogger("lightmail")
+
+
+class Supervised(Protocol):
+    """A worker process's link to its supervisor (:mod:`lightmail.workers`)."""
+
+    index: int  # 0 to N-1; worker 0 runs the node's GC
+
+    async def run(self) -> None:
+        """Serve the supervisor's messages; return once it has gone away."""
+        ...
 
 
 class Service(Protocol):
@@ -127,8 +138,9 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         await db.close()
 
 
-def build_services(node: Node) -> list[Service]:
-    """The listeners and workers this node runs, from its settings."""
+def build_services(node: Node, worker: int = 0) -> list[Service]:
+    """The listeners and workers this node runs, from its settings; only the
+    first of several worker processes runs the GC (one would do the others' work)."""
     settings = node.settings
     tls = None
     if settings.tls.cert is not None and settings.tls.key is not None:
@@ -140,7 +152,7 @@ def build_services(node: Node) -> list[Service]:
         services.append(ImapServer(settings, node.store, node.accounts, tls, scanner=node.scanner))
     if settings.pop3.listen or settings.pop3.tls_listen:
         services.append(Pop3Server(settings, node.store, node.accounts, tls))
-    if settings.gc.enabled:
+    if settings.gc.enabled and worker == 0:
         services.append(GcWorker(node.gc, settings.gc.interval))
     if settings.api.listen:
         # Imported here: the other commands need neither FastAPI nor uvicorn.
@@ -160,13 +172,24 @@ def build_services(node: Node) -> list[Service]:
     return services
 
 
-async def serve(settings: Settings) -> None:
-    """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
+async def serve(settings: Settings, supervisor: Supervised | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT (or until the ``supervisor`` of this
+    worker process goes away), then stop everything cleanly."""
     with stop_signals() as stop:
-        await _serve(settings, stop)
+        if supervisor is None:
+            await _serve(settings, stop, 0)
+            return
+        link = asyncio.create_task(supervisor.run(), name="supervisor")
+        link.add_done_callback(lambda _: stop.set())
+        try:
+            await _serve(settings, stop, supervisor.index)
+        finally:
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link
 
 
-async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+async def _serve(settings: Settings, stop: asyncio.Event, worker: int) -> None:
     log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
     async with open_node(settings) as node:
         log.info("database: %s", node.db.description)
@@ -179,7 +202,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         )
         started: list[Service] = []
         try:
-            for service in build_services(node):
+            for service in build_services(node, worker):
                 await service.start()
                 started.append(service)
             if not await node.accounts.list_domains():
