@@ -4,7 +4,8 @@ Every part is built here, once, and handed to what uses it: the parts every
 command needs (database, blob store, notification bus, mailstore, accounts,
 API tokens, the one clamd client, the storage health check) by
 :func:`open_node`; the services and the API's context by :func:`build_services`.
-Nothing else imports this module but the CLI. ``lightmail serve`` adds the
+Nothing else imports this module but the CLI and :mod:`lightmail.workers`,
+which runs ``serve`` in each of several processes. ``lightmail serve`` adds the
 long-running services (protocol listeners, workers): each is an object with
 ``start()`` and ``stop()``, started in order and stopped in reverse order on
 SIGTERM or SIGINT.
@@ -46,6 +47,11 @@ class Supervised(Protocol):
 
     index: int  # 0 to N-1; worker 0 runs the node's GC
 
+    @property
+    def bus(self) -> NotificationBus:
+        """The bus of this worker: its own subscribers, and the other workers'."""
+        ...
+
     async def run(self) -> None:
         """Serve the supervisor's messages; return once it has gone away."""
         ...
@@ -80,8 +86,10 @@ class Node:
 
 
 @asynccontextmanager
-async def open_node(settings: Settings) -> AsyncIterator[Node]:
+async def open_node(settings: Settings, bus: NotificationBus | None = None) -> AsyncIterator[Node]:
     """Build the shared parts; the schema must be current (SQLite upgrades itself).
+
+    ``bus``: the notification bus of a worker process (default: this process's own).
 
     An embedded SQLite database is created and upgraded automatically; a
     MySQL/MariaDB one is upgraded only by ``lightmail db upgrade``, so that an
@@ -111,7 +119,8 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
             raise ConfigError(
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
-        bus = InProcessNotificationBus()
+        if bus is None:
+            bus = InProcessNotificationBus()
         limits = KeywordLimits(
             per_mailbox=settings.imap.max_keywords_per_mailbox,
             per_message=settings.imap.max_keywords_per_message,
@@ -177,21 +186,23 @@ async def serve(settings: Settings, supervisor: Supervised | None = None) -> Non
     worker process goes away), then stop everything cleanly."""
     with stop_signals() as stop:
         if supervisor is None:
-            await _serve(settings, stop, 0)
+            await _serve(settings, stop)
             return
         link = asyncio.create_task(supervisor.run(), name="supervisor")
         link.add_done_callback(lambda _: stop.set())
         try:
-            await _serve(settings, stop, supervisor.index)
+            await _serve(settings, stop, supervisor)
         finally:
             link.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await link
 
 
-async def _serve(settings: Settings, stop: asyncio.Event, worker: int) -> None:
+async def _serve(
+    settings: Settings, stop: asyncio.Event, supervisor: Supervised | None = None
+) -> None:
     log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
-    async with open_node(settings) as node:
+    async with open_node(settings, supervisor.bus if supervisor else None) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
         log.info("notifications: %s", node.bus.description)
@@ -202,7 +213,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, worker: int) -> None:
         )
         started: list[Service] = []
         try:
-            for service in build_services(node, worker):
+            for service in build_services(node, supervisor.index if supervisor else 0):
                 await service.start()
                 started.append(service)
             if not await node.accounts.list_domains():

@@ -3,13 +3,23 @@ on the same listening sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightmail.config import load_settings
+from lightmail.runtime import open_node
 from tests.support.serving import Served, serving, storage_env
+
+PASSWORD = "secret"
+MESSAGE = b"From: bob@example.org\r\nSubject: across workers\r\n\r\nHello.\r\n"
 
 
 def greeting(port: int) -> bytes:
@@ -66,3 +76,94 @@ def test_workers_must_be_a_number_or_auto(tmp_path: Path) -> None:
     with serving(tmp_path, {}, "--workers", "0") as served:
         assert served.process.wait(60) == 2
     assert "--workers: '0' is not a number from 1 to 1024 or auto" in served.log
+
+
+async def new_user(env: dict[str, str]) -> str:
+    """A user of a domain of its own, added before the server starts."""
+    async with open_node(load_settings(None, env)) as node:
+        domain = await node.accounts.add_domain(f"d{uuid.uuid4().hex[:10]}.example")
+        user = await node.accounts.add_user(f"alice@{domain}", PASSWORD, None)
+    return user.address
+
+
+@contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """While the block runs, the worker ``pid`` is stopped: the other one accepts."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+class Client:
+    """A line-based client that reads replies up to the one that ends them."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Client:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def until(self, prefix: bytes, within: float = 30) -> list[bytes]:
+        lines: list[bytes] = []
+        async with asyncio.timeout(within):
+            while not (line := await self.reader.readline()).startswith(prefix):
+                assert line, lines
+                lines.append(line)
+        return [*lines, line]
+
+    async def command(self, line: bytes, prefix: bytes) -> list[bytes]:
+        self.writer.write(line + b"\r\n")
+        return await self.until(prefix)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def imap_login(port: int, address: str) -> tuple[Client, bytes]:
+    client = await Client.connect(port)
+    await client.until(b"* OK")
+    reply = await client.command(f'a LOGIN "{address}" "{PASSWORD}"'.encode(), b"a ")
+    return client, reply[-1]
+
+
+async def lmtp_session(port: int) -> Client:
+    client = await Client.connect(port)
+    await client.until(b"220 ")
+    await client.command(b"LHLO test.example", b"250 ")
+    return client
+
+
+async def deliver(client: Client, address: str) -> None:
+    await client.command(b"MAIL FROM:<bob@example.org>", b"250 ")
+    await client.command(f"RCPT TO:<{address}>".encode(), b"250 ")
+    await client.command(b"DATA", b"354 ")
+    await client.command(MESSAGE + b".", b"250 ")
+
+
+async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_second(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    env = storage_env(*storage)
+    address = await new_user(env)
+    with serving(tmp_path, env, "--workers", "2") as served:
+        started(served)
+        pids = served.workers()
+        with paused(pids[1]):  # worker 0 serves the IDLE
+            idle, reply = await imap_login(served.port("imap"), address)
+            assert reply.startswith(b"a OK"), reply
+            await idle.command(b"b SELECT INBOX", b"b OK")
+            await idle.command(b"c IDLE", b"+ ")
+        with paused(pids[0]):  # worker 1 the delivery
+            lmtp = await lmtp_session(served.port("lmtp"))
+        await deliver(lmtp, address)
+        delivered = time.monotonic()
+        assert (await idle.until(b"* 1 EXISTS", within=1))[-1] == b"* 1 EXISTS\r\n"
+        assert time.monotonic() - delivered < 1
+        await idle.command(b"DONE", b"c OK")
+        await lmtp.close()
+        await idle.close()
+        assert served.stop() == 0, served.log

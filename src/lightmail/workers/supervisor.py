@@ -21,7 +21,7 @@ from lightmail.net.listener import (
     socket_key,
 )
 from lightmail.runtime import open_node, stop_signals
-from lightmail.workers.channel import Channel
+from lightmail.workers.channel import Channel, ChannelError, Message
 
 log = logging.getLogger("lightmail.workers")
 
@@ -64,6 +64,7 @@ class Supervisor:
         self._sockets: dict[str, list[socket.socket]] = {}
         self._unix_files: list[tuple[Path, int, int]] = []
         self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._channels: dict[int, Channel] = {}
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -161,11 +162,25 @@ class Supervisor:
         channel = await Channel.open(ours)
         sockets = {key: [sock.fileno() for sock in s] for key, s in self._sockets.items()}
         channel.send({"index": index, "sockets": sockets})
+        self._channels[index] = channel
         try:
-            while await channel.receive() is not None:
-                pass
+            while (message := await channel.receive()) is not None:
+                self._handle(index, message)
+        except ChannelError as error:
+            log.error("worker %d (pid %d): %s; stopping it", index, process.pid, error)
+            process.kill()
+        finally:
+            del self._channels[index]
+            await channel.close()
+        try:
             await process.wait()
         finally:
-            await channel.close()
             del self._processes[index]
         return process
+
+    def _handle(self, index: int, message: Message) -> None:
+        """Act on a message from worker ``index``."""
+        if message["op"] == "event":  # a change notification: every other worker gets it
+            for other, channel in self._channels.items():
+                if other != index:
+                    channel.send(message)

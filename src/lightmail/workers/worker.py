@@ -8,9 +8,29 @@ import socket
 from lightmail import runtime
 from lightmail.config import Settings
 from lightmail.net.listener import inherit_sockets
+from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus
 from lightmail.workers.channel import Channel, ChannelError
 
 log = logging.getLogger(__name__)
+
+
+class RelayedNotificationBus(InProcessNotificationBus):
+    """Delivers an event to this process's subscribers and sends it to the
+    supervisor, which relays it to every other worker."""
+
+    description = "in-process, relayed between workers by the supervisor"
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    async def publish(self, event: ChangeEvent) -> None:
+        await super().publish(event)
+        self._channel.send({"op": "event", "event": event.to_dict()})
+
+    async def relayed(self, event: ChangeEvent) -> None:
+        """An event another worker published."""
+        await super().publish(event)
 
 
 class SupervisorLink:
@@ -18,13 +38,15 @@ class SupervisorLink:
 
     def __init__(self, index: int, channel: Channel) -> None:
         self.index = index
+        self.bus = RelayedNotificationBus(channel)
         self._channel = channel
 
     async def run(self) -> None:
-        """Read the supervisor's messages; return once it has gone away."""
+        """Serve the supervisor's messages; return once it has gone away."""
         try:
-            while await self._channel.receive() is not None:
-                pass
+            while (message := await self._channel.receive()) is not None:
+                if message["op"] == "event":
+                    await self.bus.relayed(ChangeEvent.from_dict(message["event"]))
         except ChannelError as error:
             log.error("worker %d: bad message from the supervisor: %s", self.index, error)
         finally:
