@@ -26,6 +26,7 @@ from lightmail.accounts.service import Accounts
 from lightmail.accounts.tokens import ApiTokens
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.antivirus.policy import scanner_for
+from lightmail.auth.throttle import LoginThrottle
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.gc import GarbageCollector, GcWorker
@@ -50,6 +51,11 @@ class Supervised(Protocol):
     @property
     def bus(self) -> NotificationBus:
         """The bus of this worker: its own subscribers, and the other workers'."""
+        ...
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        """The failed-login counts of the whole node."""
         ...
 
     async def run(self) -> None:
@@ -86,14 +92,16 @@ class Node:
 
 
 @asynccontextmanager
-async def open_node(settings: Settings, bus: NotificationBus | None = None) -> AsyncIterator[Node]:
+async def open_node(
+    settings: Settings, supervisor: Supervised | None = None
+) -> AsyncIterator[Node]:
     """Build the shared parts; the schema must be current (SQLite upgrades itself).
-
-    ``bus``: the notification bus of a worker process (default: this process's own).
 
     An embedded SQLite database is created and upgraded automatically; a
     MySQL/MariaDB one is upgraded only by ``lightmail db upgrade``, so that an
-    operator chooses when a shared production schema changes.
+    operator chooses when a shared production schema changes. In a worker
+    process the notification bus and the login throttle are the
+    ``supervisor``'s, shared by the node's workers; else this process's own.
     """
     db = Database(
         settings.database.url,
@@ -119,8 +127,7 @@ async def open_node(settings: Settings, bus: NotificationBus | None = None) -> A
             raise ConfigError(
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
-        if bus is None:
-            bus = InProcessNotificationBus()
+        bus = InProcessNotificationBus() if supervisor is None else supervisor.bus
         limits = KeywordLimits(
             per_mailbox=settings.imap.max_keywords_per_mailbox,
             per_message=settings.imap.max_keywords_per_message,
@@ -134,7 +141,9 @@ async def open_node(settings: Settings, bus: NotificationBus | None = None) -> A
                 blobs,
                 bus,
                 store,
-                Accounts(store, settings.auth),
+                Accounts(
+                    store, settings.auth, throttle=supervisor.throttle if supervisor else None
+                ),
                 ApiTokens(db),
                 gc,
                 scanner_for(settings.antivirus),
@@ -202,7 +211,7 @@ async def _serve(
     settings: Settings, stop: asyncio.Event, supervisor: Supervised | None = None
 ) -> None:
     log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
-    async with open_node(settings, supervisor.bus if supervisor else None) as node:
+    async with open_node(settings, supervisor) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
         log.info("notifications: %s", node.bus.description)

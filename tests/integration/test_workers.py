@@ -9,8 +9,8 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,16 @@ async def new_user(env: dict[str, str]) -> str:
     return user.address
 
 
+@asynccontextmanager
+async def two_workers(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[tuple[Served, str]]:
+    """``serve --workers 2`` with a new user's address; it must stop with status 0."""
+    address = await new_user(env)
+    with serving(tmp_path, env, "--workers", "2") as served:
+        started(served)
+        yield served, address
+        assert served.stop() == 0, served.log
+
+
 @contextmanager
 def paused(pid: int) -> Iterator[None]:
     """While the block runs, the worker ``pid`` is stopped: the other one accepts."""
@@ -130,6 +140,17 @@ async def imap_login(port: int, address: str) -> tuple[Client, bytes]:
     return client, reply[-1]
 
 
+async def logged_in_soon(port: int, address: str) -> Client:
+    """A client logged in within a second (a session that ended may count until then)."""
+    for _ in range(20):
+        client, reply = await imap_login(port, address)
+        if reply.startswith(b"a OK"):
+            return client
+        await client.close()
+        await asyncio.sleep(0.05)
+    raise AssertionError(reply)
+
+
 async def lmtp_session(port: int) -> Client:
     client = await Client.connect(port)
     await client.until(b"220 ")
@@ -148,9 +169,7 @@ async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_sec
     storage: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     env = storage_env(*storage)
-    address = await new_user(env)
-    with serving(tmp_path, env, "--workers", "2") as served:
-        started(served)
+    async with two_workers(tmp_path, env) as (served, address):
         pids = served.workers()
         with paused(pids[1]):  # worker 0 serves the IDLE
             idle, reply = await imap_login(served.port("imap"), address)
@@ -166,4 +185,69 @@ async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_sec
         await idle.command(b"DONE", b"c OK")
         await lmtp.close()
         await idle.close()
-        assert served.stop() == 0, served.log
+
+
+async def test_the_per_user_cap_holds_across_workers(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    env = {**storage_env(*storage), "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": "1"}
+    async with two_workers(tmp_path, env) as (served, address):
+        pids, port = served.workers(), served.port("imap")
+        with paused(pids[1]):
+            first, reply = await imap_login(port, address)  # on worker 0
+            assert reply.startswith(b"a OK"), reply
+        with paused(pids[0]):
+            second, reply = await imap_login(port, address)  # on worker 1
+            assert reply.startswith(b"a NO [LIMIT]"), reply
+        await first.command(b"z LOGOUT", b"z OK")
+        third = await logged_in_soon(port, address)  # once worker 1 heard the first ended
+        await third.command(b"z LOGOUT", b"z OK")
+        with paused(pids[1]):
+            fourth = await logged_in_soon(port, address)  # on worker 0 again
+        os.kill(pids[0], signal.SIGKILL)  # its connection no longer counts
+        fifth = await logged_in_soon(port, address)  # on worker 1
+        for client in (first, second, third, fourth, fifth):
+            await client.close()
+
+
+async def test_failed_logins_through_one_worker_throttle_the_other(tmp_path: Path) -> None:
+    env = {
+        "LIGHTMAIL_AUTH_FAILURE_DELAY": "0",
+        "LIGHTMAIL_AUTH_THROTTLE_AFTER": "1",
+        "LIGHTMAIL_AUTH_THROTTLE_DELAY": "1m",
+        "LIGHTMAIL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/lightmail.db",
+    }
+    (tmp_path / "data").mkdir()
+    async with two_workers(tmp_path, env) as (served, address):
+        pids, port = served.workers(), served.port("imap")
+        with paused(pids[1]):
+            client = await Client.connect(port)
+            await client.until(b"* OK")
+            failed = await client.command(f'a LOGIN "{address}" "wrong"'.encode(), b"a ")
+            assert failed[-1].startswith(b"a NO"), failed
+            await client.close()
+        with paused(pids[0]):
+            client, reply = await imap_login(port, address)  # the right password, too soon
+            assert reply.startswith(b"a NO"), reply
+            await client.close()
+        assert "login throttled" in served.log
+
+
+async def test_a_changed_password_stops_working_at_once_in_every_worker(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    env = {**storage_env(*storage), "LIGHTMAIL_AUTH_FAILURE_DELAY": "0"}
+    async with two_workers(tmp_path, env) as (served, address):
+        pids, port = served.workers(), served.port("imap")
+        for worker in (0, 1):  # each worker verifies the password once and remembers it
+            with paused(pids[1 - worker]):
+                client, reply = await imap_login(port, address)
+                assert reply.startswith(b"a OK"), reply
+                await client.close()
+        async with open_node(load_settings(None, env)) as node:
+            await node.accounts.set_password(address, "changed")
+        for worker in (0, 1):
+            with paused(pids[1 - worker]):
+                client, reply = await imap_login(port, address)
+                assert reply.startswith(b"a NO [AUTHENTICATIONFAILED]"), reply
+                await client.close()

@@ -17,7 +17,8 @@ IMAPS listeners both count as ``imap``) in :mod:`lightmail.metrics`.
 In a worker process (:mod:`lightmail.workers`) the supervisor has bound the
 sockets already (:func:`bind_tcp`, :func:`bind_unix`); :func:`inherit_sockets`
 hands them to this process's listeners, which then serve on them instead of
-binding.
+binding, and :func:`count_across_node` makes their limiters count every
+worker's connections.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
@@ -82,6 +83,25 @@ class ConnectionLimiter:
         return self._counts.get(key, 0)
 
 
+class NodeCounts(Protocol):
+    """Makes limiters that count the connections of every process of a node."""
+
+    def limiter(self, name: str, limit: int) -> ConnectionLimiter: ...
+
+
+_node_counts: list[NodeCounts] = []  # in a worker process: the one count_across_node set
+
+
+def count_across_node(counts: NodeCounts) -> None:
+    """Make the limiters created from now on in this process cap the whole node."""
+    _node_counts[:] = [counts]
+
+
+def connection_limiter(name: str, limit: int) -> ConnectionLimiter:
+    """The limiter ``name`` (``imap per_user``): of this process, or of the node."""
+    return _node_counts[0].limiter(name, limit) if _node_counts else ConnectionLimiter(limit)
+
+
 class Listener:
     """One protocol's listening sockets and the connections they accepted."""
 
@@ -114,7 +134,7 @@ class Listener:
         self.bound: list[str] = []  # "127.0.0.1:1143", "unix:/run/lightmail/lmtp.sock"
         self.bound_addresses: list[ListenAddress] = []  # with the ports actually bound
         self._handler = handler
-        self._per_ip = ConnectionLimiter(max_per_ip)
+        self._per_ip = connection_limiter(f"{name} per_ip", max_per_ip)
         self._servers: list[asyncio.Server] = []
         self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
         self._tasks: dict[asyncio.Task[None], Connection] = {}
@@ -474,7 +494,9 @@ class LoginService(ListeningService):
     def __init__(
         self, settings: ImapSettings | Pop3Settings, tls: ssl.SSLContext | None, *, refuse: bytes
     ) -> None:
-        self.per_user = ConnectionLimiter(settings.max_connections_per_user)
+        self.per_user = connection_limiter(
+            f"{self.name} per_user", settings.max_connections_per_user
+        )
         kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
         kinds = [(self.name, settings.listen, None)]
         if tls is not None and settings.tls_listen:

@@ -21,7 +21,8 @@ from lightmail.net.listener import (
     socket_key,
 )
 from lightmail.runtime import open_node, stop_signals
-from lightmail.workers.channel import Channel, ChannelError, Message
+from lightmail.workers.channel import Channel
+from lightmail.workers.hub import Hub
 
 log = logging.getLogger("lightmail.workers")
 
@@ -64,7 +65,7 @@ class Supervisor:
         self._sockets: dict[str, list[socket.socket]] = {}
         self._unix_files: list[tuple[Path, int, int]] = []
         self._processes: dict[int, asyncio.subprocess.Process] = {}
-        self._channels: dict[int, Channel] = {}
+        self._hub = Hub(settings.auth)
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -162,25 +163,18 @@ class Supervisor:
         channel = await Channel.open(ours)
         sockets = {key: [sock.fileno() for sock in s] for key, s in self._sockets.items()}
         channel.send({"index": index, "sockets": sockets})
-        self._channels[index] = channel
+        self._hub.join(index, channel)
         try:
             while (message := await channel.receive()) is not None:
-                self._handle(index, message)
-        except ChannelError as error:
-            log.error("worker %d (pid %d): %s; stopping it", index, process.pid, error)
+                await self._hub.handle(index, message)
+        except Exception:  # a message it should not have sent
+            log.exception("worker %d (pid %d): bad message; stopping it", index, process.pid)
             process.kill()
         finally:
-            del self._channels[index]
+            self._hub.leave(index)
             await channel.close()
         try:
             await process.wait()
         finally:
             del self._processes[index]
         return process
-
-    def _handle(self, index: int, message: Message) -> None:
-        """Act on a message from worker ``index``."""
-        if message["op"] == "event":  # a change notification: every other worker gets it
-            for other, channel in self._channels.items():
-                if other != index:
-                    channel.send(message)
