@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -251,3 +252,40 @@ async def test_a_changed_password_stops_working_at_once_in_every_worker(
                 client, reply = await imap_login(port, address)
                 assert reply.startswith(b"a NO [AUTHENTICATIONFAILED]"), reply
                 await client.close()
+
+
+def node_metric(port: int, name: str) -> float:
+    """The value of one sample of /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = [line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(samples) == 1, text
+    return float(samples[0][1])
+
+
+async def test_metrics_count_the_connections_of_both_workers(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    env = storage_env(*storage)
+    async with two_workers(tmp_path, env) as (served, address):
+        pids, port, api = served.workers(), served.port("imap"), served.port("api")
+        clients = []
+        for worker in (0, 1):
+            with paused(pids[1 - worker]):
+                client, reply = await imap_login(port, address)
+                assert reply.startswith(b"a OK"), reply
+                clients.append(client)
+        open_imap = 'lightmail_connections_open{protocol="imap"}'
+        accepted = 'lightmail_connections_accepted_total{protocol="imap"}'
+        logins = 'lightmail_commands_total{command="login",protocol="imap"}'
+        for worker in (0, 1):  # whichever worker answers, it shows the whole node
+            with paused(pids[1 - worker]):
+                assert node_metric(api, open_imap) == 2
+                assert node_metric(api, accepted) == 2
+                assert node_metric(api, logins) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        served.wait_for("worker 0 started", 2)
+        assert node_metric(api, open_imap) == 1  # a dead worker's connections end ...
+        assert node_metric(api, accepted) == 2  # ... but still count as accepted
+        for client in clients:
+            await client.close()

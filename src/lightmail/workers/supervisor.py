@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from lightmail.config import ListenAddress, Settings, UnixAddress
+from lightmail.metrics import MULTIPROCESS_DIR
 from lightmail.net.listener import (
     bind_tcp,
     bind_unix,
@@ -67,6 +73,7 @@ class Supervisor:
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._hub = Hub(settings.auth)
         self._stop = asyncio.Event()
+        self._metrics: Path | None = None
 
     async def run(self) -> None:
         settings = self.settings
@@ -77,6 +84,8 @@ class Supervisor:
             pass  # the schema is current (SQLite upgraded) before any worker starts
         try:
             await self._bind()
+            # The workers' metrics: a fresh folder, so no sample of an earlier run counts.
+            self._metrics = Path(tempfile.mkdtemp(prefix="lightmail-metrics-"))
             with stop_signals() as stop:
                 keepers = [asyncio.create_task(self._keep(index)) for index in range(self.count)]
                 log.info(
@@ -113,6 +122,8 @@ class Supervisor:
                     self._sockets[key] = bind_tcp(name, address, every=listener.every_address)
 
     def _close(self) -> None:
+        if self._metrics is not None:
+            shutil.rmtree(self._metrics, ignore_errors=True)
         for sockets in self._sockets.values():
             for sock in sockets:
                 sock.close()
@@ -153,7 +164,8 @@ class Supervisor:
             command += ["--config", str(self.settings.config_file)]
         command += ["serve", "--worker-channel", str(theirs.fileno())]
         try:
-            process = await asyncio.create_subprocess_exec(*command, pass_fds=fds)
+            env = {**os.environ, MULTIPROCESS_DIR: str(self._metrics)}
+            process = await asyncio.create_subprocess_exec(*command, pass_fds=fds, env=env)
         finally:
             theirs.close()
         self._processes[index] = process
@@ -177,4 +189,6 @@ class Supervisor:
             await process.wait()
         finally:
             del self._processes[index]
+            # Its live gauges (open connections) end; its counters still count.
+            mark_process_dead(process.pid, str(self._metrics))  # type: ignore[no-untyped-call]
         return process
