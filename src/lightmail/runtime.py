@@ -58,6 +58,10 @@ class Supervised(Protocol):
         """The failed-login counts of the whole node."""
         ...
 
+    def ready(self) -> None:
+        """Tell the supervisor that this worker serves."""
+        ...
+
     async def run(self) -> None:
         """Serve the supervisor's messages; return once it has gone away."""
         ...
@@ -225,15 +229,18 @@ async def _serve(
             for service in build_services(node, supervisor.index if supervisor else 0):
                 await service.start()
                 started.append(service)
-            if not await node.accounts.list_domains():
+            if supervisor is not None:
+                supervisor.ready()  # the supervisor says when the node is running
+            else:
+                if not await node.accounts.list_domains():
+                    log.info(
+                        "no domains yet: add one with `lightmail domain add example.org`, "
+                        "then a user with `lightmail user add alice@example.org`"
+                    )
                 log.info(
-                    "no domains yet: add one with `lightmail domain add example.org`, "
-                    "then a user with `lightmail user add alice@example.org`"
+                    "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
+                    settings.server.data_dir,
                 )
-            log.info(
-                "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
-                settings.server.data_dir,
-            )
             await stop.wait()
             log.info("stopping")
         finally:

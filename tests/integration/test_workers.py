@@ -36,8 +36,8 @@ def gone(pid: int) -> bool:
     return False
 
 
-def started(served: Served, workers: int = 2) -> None:
-    served.wait_for("lightmail is running", workers)
+def started(served: Served) -> None:
+    served.wait_for("lightmail is running with 2 workers")
 
 
 def test_a_killed_worker_is_replaced_and_the_listeners_keep_serving(
@@ -52,7 +52,7 @@ def test_a_killed_worker_is_replaced_and_the_listeners_keep_serving(
             assert greeting(imap).startswith(b"* OK")
             assert greeting(served.port("pop3")).startswith(b"+OK")
         served.wait_for("worker 0 started", 2)
-        started(served, 3)
+        served.wait_for(") is serving", 3)
         assert served.workers()[0] != first[0]
         assert served.workers()[1] == first[1]
         assert f"worker 0 (pid {first[0]}) exited with status -9" in served.log
@@ -203,6 +203,8 @@ async def test_the_per_user_cap_holds_across_workers(
         await first.command(b"z LOGOUT", b"z OK")
         third = await logged_in_soon(port, address)  # once worker 1 heard the first ended
         await third.command(b"z LOGOUT", b"z OK")
+        async with asyncio.timeout(10):
+            await third.reader.read()  # the session has ended, its count with it
         with paused(pids[1]):
             fourth = await logged_in_soon(port, address)  # on worker 0 again
         os.kill(pids[0], signal.SIGKILL)  # its connection no longer counts
@@ -231,7 +233,7 @@ async def test_failed_logins_through_one_worker_throttle_the_other(tmp_path: Pat
             client, reply = await imap_login(port, address)  # the right password, too soon
             assert reply.startswith(b"a NO"), reply
             await client.close()
-        assert "login throttled" in served.log
+        served.wait_for("login throttled")  # the worker logs it (its stderr comes in a thread)
 
 
 async def test_a_changed_password_stops_working_at_once_in_every_worker(
@@ -289,3 +291,17 @@ async def test_metrics_count_the_connections_of_both_workers(
         assert node_metric(api, accepted) == 2  # ... but still count as accepted
         for client in clients:
             await client.close()
+
+
+def test_a_worker_that_cannot_start_stops_the_node_with_its_status(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    env = {
+        "LIGHTMAIL_TLS_CERT": str(tmp_path / "cert.pem"),
+        "LIGHTMAIL_TLS_KEY": str(tmp_path / "cert.pem"),
+    }
+    with serving(tmp_path, env, "--workers", "2") as served:
+        assert served.process.wait(60) == 2
+        served.close()
+    assert "lightmail: config [tls] cert" in served.log
+    assert "exited with status 2 while starting; stopping" in served.log
+    assert "restarting" not in served.log

@@ -71,7 +71,7 @@ class ServerSettings:
     )
     # resolved: auto is the number of CPUs this process may use
     workers: int = declare(
-        "1",
+        "auto",
         worker_count,
         "a number from 1 to 1024, or auto",
         "Worker processes `serve` runs; auto: one per CPU; 1: no supervisor process.",

@@ -74,6 +74,9 @@ class Supervisor:
         self._hub = Hub(settings.auth)
         self._stop = asyncio.Event()
         self._metrics: Path | None = None
+        self._ready_once: set[int] = set()  # the workers that have served: all, once running
+        self._wake = asyncio.Event()  # set by SIGTERM or SIGINT, or a failed start
+        self._failed_start: int | None = None  # the exit status of a worker that could not start
 
     async def run(self) -> None:
         settings = self.settings
@@ -86,12 +89,10 @@ class Supervisor:
             await self._bind()
             # The workers' metrics: a fresh folder, so no sample of an earlier run counts.
             self._metrics = Path(tempfile.mkdtemp(prefix="lightmail-metrics-"))
-            with stop_signals() as stop:
+            with stop_signals() as self._wake:
                 keepers = [asyncio.create_task(self._keep(index)) for index in range(self.count)]
-                log.info(
-                    "lightmail supervisor: %d workers; stop with Ctrl-C or SIGTERM", self.count
-                )
-                await stop.wait()
+                log.info("starting %d workers", self.count)
+                await self._wake.wait()
                 log.info("stopping %d workers", len(self._processes))
                 self._stop.set()
                 for process in self._processes.values():
@@ -107,6 +108,9 @@ class Supervisor:
         finally:
             self._close()
         log.info("stopped")
+        if self._failed_start is not None:
+            # As one process would: it has said why; exit with its status (75: try again).
+            raise SystemExit(self._failed_start if self._failed_start > 0 else 1)
 
     async def _bind(self) -> None:
         for listener in _listeners(self.settings):
@@ -132,6 +136,18 @@ class Supervisor:
             remove_socket_file(path, device, inode)
         self._unix_files.clear()
 
+    def _ready(self, index: int, pid: int) -> None:
+        log.info("worker %d (pid %d) is serving", index, pid)
+        if len(self._ready_once) == self.count:
+            return  # a restarted worker: the node has been running
+        self._ready_once.add(index)
+        if len(self._ready_once) == self.count and not self._stop.is_set():
+            log.info(
+                "lightmail is running with %d workers (data in %s); stop with Ctrl-C or SIGTERM",
+                self.count,
+                self.settings.server.data_dir,
+            )
+
     async def _keep(self, index: int) -> None:
         """Run worker ``index`` until stopping, restarting it whenever it exits."""
         loop = asyncio.get_running_loop()
@@ -141,6 +157,17 @@ class Supervisor:
             process = await self._run_worker(index)
             if self._stop.is_set():
                 log.info("worker %d (pid %d) stopped", index, process.pid)
+                return
+            if len(self._ready_once) < self.count:  # not running yet: a restart would fail alike
+                log.error(
+                    "worker %d (pid %d) exited with status %s while starting; stopping",
+                    index,
+                    process.pid,
+                    process.returncode,
+                )
+                if self._failed_start is None:
+                    self._failed_start = process.returncode
+                self._wake.set()
                 return
             if loop.time() - started >= _STABLE:
                 delay = _RESTART_DELAY
@@ -178,7 +205,10 @@ class Supervisor:
         self._hub.join(index, channel)
         try:
             while (message := await channel.receive()) is not None:
-                await self._hub.handle(index, message)
+                if message["op"] == "ready":
+                    self._ready(index, process.pid)
+                else:
+                    await self._hub.handle(index, message)
         except Exception:  # a message it should not have sent
             log.exception("worker %d (pid %d): bad message; stopping it", index, process.pid)
             process.kill()

@@ -110,6 +110,9 @@ class SupervisorLink:
     def limiter(self, name: str, limit: int) -> ConnectionLimiter:
         return NodeLimiter(name, limit, self._others[name], self._channel)
 
+    def ready(self) -> None:
+        self._channel.send({"op": "ready"})
+
     def token(self) -> int:
         """A number no other message of this worker carries."""
         return next(self._tokens)
