@@ -88,12 +88,15 @@ async def new_user(env: dict[str, str]) -> str:
 
 
 @asynccontextmanager
-async def two_workers(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[tuple[Served, str]]:
-    """``serve --workers 2`` with a new user's address; it must stop with status 0."""
+async def two_workers(
+    tmp_path: Path, env: dict[str, str]
+) -> AsyncIterator[tuple[Served, str, dict[int, int], int]]:
+    """``serve --workers 2``, a new user's address, the workers' pids and the IMAP
+    port; the node must stop with status 0."""
     address = await new_user(env)
     with serving(tmp_path, env, "--workers", "2") as served:
         started(served)
-        yield served, address
+        yield served, address, served.workers(), served.port("imap")
         assert served.stop() == 0, served.log
 
 
@@ -170,10 +173,9 @@ async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_sec
     storage: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     env = storage_env(*storage)
-    async with two_workers(tmp_path, env) as (served, address):
-        pids = served.workers()
+    async with two_workers(tmp_path, env) as (served, address, pids, port):
         with paused(pids[1]):  # worker 0 serves the IDLE
-            idle, reply = await imap_login(served.port("imap"), address)
+            idle, reply = await imap_login(port, address)
             assert reply.startswith(b"a OK"), reply
             await idle.command(b"b SELECT INBOX", b"b OK")
             await idle.command(b"c IDLE", b"+ ")
@@ -192,8 +194,7 @@ async def test_the_per_user_cap_holds_across_workers(
     storage: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     env = {**storage_env(*storage), "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": "1"}
-    async with two_workers(tmp_path, env) as (served, address):
-        pids, port = served.workers(), served.port("imap")
+    async with two_workers(tmp_path, env) as (_, address, pids, port):
         with paused(pids[1]):
             first, reply = await imap_login(port, address)  # on worker 0
             assert reply.startswith(b"a OK"), reply
@@ -221,8 +222,7 @@ async def test_failed_logins_through_one_worker_throttle_the_other(tmp_path: Pat
         "LIGHTMAIL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/data/lightmail.db",
     }
     (tmp_path / "data").mkdir()
-    async with two_workers(tmp_path, env) as (served, address):
-        pids, port = served.workers(), served.port("imap")
+    async with two_workers(tmp_path, env) as (served, address, pids, port):
         with paused(pids[1]):
             client = await Client.connect(port)
             await client.until(b"* OK")
@@ -240,8 +240,7 @@ async def test_a_changed_password_stops_working_at_once_in_every_worker(
     storage: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     env = {**storage_env(*storage), "LIGHTMAIL_AUTH_FAILURE_DELAY": "0"}
-    async with two_workers(tmp_path, env) as (served, address):
-        pids, port = served.workers(), served.port("imap")
+    async with two_workers(tmp_path, env) as (_, address, pids, port):
         for worker in (0, 1):  # each worker verifies the password once and remembers it
             with paused(pids[1 - worker]):
                 client, reply = await imap_login(port, address)
@@ -269,8 +268,8 @@ async def test_metrics_count_the_connections_of_both_workers(
     storage: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     env = storage_env(*storage)
-    async with two_workers(tmp_path, env) as (served, address):
-        pids, port, api = served.workers(), served.port("imap"), served.port("api")
+    async with two_workers(tmp_path, env) as (served, address, pids, port):
+        api = served.port("api")
         clients = []
         for worker in (0, 1):
             with paused(pids[1 - worker]):
