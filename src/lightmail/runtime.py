@@ -232,11 +232,7 @@ async def _serve(
             if supervisor is not None:
                 supervisor.ready()  # the supervisor says when the node is running
             else:
-                if not await node.accounts.list_domains():
-                    log.info(
-                        "no domains yet: add one with `lightmail domain add example.org`, "
-                        "then a user with `lightmail user add alice@example.org`"
-                    )
+                await hint_first_steps(node)
                 log.info(
                     "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
                     settings.server.data_dir,
@@ -250,6 +246,15 @@ async def _serve(
                 except Exception:
                     log.exception("%s did not stop cleanly", service.name)
     log.info("stopped")
+
+
+async def hint_first_steps(node: Node) -> None:
+    """Log how to begin when the node has no domain yet."""
+    if not await node.accounts.list_domains():
+        log.info(
+            "no domains yet: add one with `lightmail domain add example.org`, "
+            "then a user with `lightmail user add alice@example.org`"
+        )
 
 
 @contextmanager

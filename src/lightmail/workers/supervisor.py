@@ -26,7 +26,7 @@ from lightmail.net.listener import (
     remove_stale_socket,
     socket_key,
 )
-from lightmail.runtime import open_node, stop_signals
+from lightmail.runtime import hint_first_steps, open_node, stop_signals
 from lightmail.workers.channel import Channel
 from lightmail.workers.hub import Hub
 
@@ -83,8 +83,8 @@ class Supervisor:
         log.info(
             "config: %s", settings.config_file or "no file (built-in defaults and environment)"
         )
-        async with open_node(settings):
-            pass  # the schema is current (SQLite upgraded) before any worker starts
+        async with open_node(settings) as node:  # the schema is current before workers start
+            await hint_first_steps(node)
         try:
             await self._bind()
             # The workers' metrics: a fresh folder, so no sample of an earlier run counts.
