@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from lightmail import runtime
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
+from lightmail.config.values import worker_count
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
 from lightmail.gc import GcWorker
 from lightmail.storage.db.engine import Database, SchemaOutdated, describe_url
@@ -51,6 +52,15 @@ def _quota(text: str) -> int | None:
         ) from None
 
 
+def _workers(text: str) -> int:
+    try:
+        return worker_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number from 1 to 1024 or auto"
+        ) from None
+
+
 def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
     if args.password_stdin:
         return stdin.readline().rstrip("\r\n")
@@ -78,7 +88,9 @@ def _on_node(handler: NodeHandler) -> Handler:
 
 
 async def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    await runtime.serve(settings)
+    from lightmail import workers
+
+    await workers.serve(settings, args.workers, args.worker_channel)
 
 
 async def _check_config(args: argparse.Namespace, settings: Settings) -> None:
@@ -281,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         return sub.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    leaf(commands, "serve", _serve, "run the server until SIGTERM or SIGINT")
+    serve = leaf(commands, "serve", _serve, "run the server until SIGTERM or SIGINT")
+    serve.add_argument(
+        "--workers", type=_workers, metavar="N|auto", help="worker processes ([server] workers)"
+    )
+    serve.add_argument("--worker-channel", type=int, help=argparse.SUPPRESS)  # set by a supervisor
     leaf(commands, "check-config", _check_config, "validate the configuration and exit")
 
     db = group("db", "database schema")

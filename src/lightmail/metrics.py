@@ -2,11 +2,31 @@
 
 One module so every metric name is defined once; the code that counts
 imports the metric it needs.
+
+The worker processes of a node (:mod:`lightmail.workers`) keep their samples
+in files in one folder, named by ``PROMETHEUS_MULTIPROC_DIR`` in their
+environment, so that any of them shows the whole node (:func:`node_registry`).
+Each gauge says how the workers' values add up (``multiprocess_mode``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the environment variable naming the folder
+
+
+def node_registry() -> CollectorRegistry:
+    """The samples of this process, or of every worker of the node when they share a folder."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
 
 ANTIVIRUS_VERDICTS = Counter(
     "lightmail_antivirus_verdicts",
@@ -52,6 +72,7 @@ CONNECTIONS_OPEN = Gauge(
     "lightmail_connections_open",
     "Connections being served now.",
     ["protocol"],
+    multiprocess_mode="livesum",
 )
 CONNECTIONS_REFUSED = Counter(
     "lightmail_connections_refused",
@@ -146,4 +167,5 @@ GC_ERRORS = Counter(
 GC_PENDING = Gauge(
     "lightmail_gc_pending_messages",
     "Soft-deleted messages past retention not yet purged, as of the last run.",
+    multiprocess_mode="mostrecent",
 )

@@ -4,7 +4,8 @@ Every part is built here, once, and handed to what uses it: the parts every
 command needs (database, blob store, notification bus, mailstore, accounts,
 API tokens, the one clamd client, the storage health check) by
 :func:`open_node`; the services and the API's context by :func:`build_services`.
-Nothing else imports this module but the CLI. ``lightmail serve`` adds the
+Nothing else imports this module but the CLI and :mod:`lightmail.workers`,
+which runs ``serve`` in each of several processes. ``lightmail serve`` adds the
 long-running services (protocol listeners, workers): each is an object with
 ``start()`` and ``stop()``, started in order and stopped in reverse order on
 SIGTERM or SIGINT.
@@ -13,6 +14,7 @@ SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +26,7 @@ from lightmail.accounts.service import Accounts
 from lightmail.accounts.tokens import ApiTokens
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.antivirus.policy import scanner_for
+from lightmail.auth.throttle import LoginThrottle
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.gc import GarbageCollector, GcWorker
@@ -38,6 +41,30 @@ from lightmail.storage.db.engine import Database
 from lightmail.storage.health import StorageHealth
 
 log = logging.getLogger("lightmail")
+
+
+class Supervised(Protocol):
+    """A worker process's link to its supervisor (:mod:`lightmail.workers`)."""
+
+    index: int  # 0 to N-1; worker 0 runs the node's GC
+
+    @property
+    def bus(self) -> NotificationBus:
+        """The bus of this worker: its own subscribers, and the other workers'."""
+        ...
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        """The failed-login counts of the whole node."""
+        ...
+
+    def ready(self) -> None:
+        """Tell the supervisor that this worker serves."""
+        ...
+
+    async def run(self) -> None:
+        """Serve the supervisor's messages; return once it has gone away."""
+        ...
 
 
 class Service(Protocol):
@@ -69,12 +96,16 @@ class Node:
 
 
 @asynccontextmanager
-async def open_node(settings: Settings) -> AsyncIterator[Node]:
+async def open_node(
+    settings: Settings, supervisor: Supervised | None = None
+) -> AsyncIterator[Node]:
     """Build the shared parts; the schema must be current (SQLite upgrades itself).
 
     An embedded SQLite database is created and upgraded automatically; a
     MySQL/MariaDB one is upgraded only by ``lightmail db upgrade``, so that an
-    operator chooses when a shared production schema changes.
+    operator chooses when a shared production schema changes. In a worker
+    process the notification bus and the login throttle are the
+    ``supervisor``'s, shared by the node's workers; else this process's own.
     """
     db = Database(
         settings.database.url,
@@ -100,7 +131,7 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
             raise ConfigError(
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
-        bus = InProcessNotificationBus()
+        bus = InProcessNotificationBus() if supervisor is None else supervisor.bus
         limits = KeywordLimits(
             per_mailbox=settings.imap.max_keywords_per_mailbox,
             per_message=settings.imap.max_keywords_per_message,
@@ -114,7 +145,9 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
                 blobs,
                 bus,
                 store,
-                Accounts(store, settings.auth),
+                Accounts(
+                    store, settings.auth, throttle=supervisor.throttle if supervisor else None
+                ),
                 ApiTokens(db),
                 gc,
                 scanner_for(settings.antivirus),
@@ -127,8 +160,9 @@ async def open_node(settings: Settings) -> AsyncIterator[Node]:
         await db.close()
 
 
-def build_services(node: Node) -> list[Service]:
-    """The listeners and workers this node runs, from its settings."""
+def build_services(node: Node, worker: int = 0) -> list[Service]:
+    """The listeners and workers this node runs, from its settings; only the
+    first of several worker processes runs the GC (one would do the others' work)."""
     settings = node.settings
     tls = None
     if settings.tls.cert is not None and settings.tls.key is not None:
@@ -140,7 +174,7 @@ def build_services(node: Node) -> list[Service]:
         services.append(ImapServer(settings, node.store, node.accounts, tls, scanner=node.scanner))
     if settings.pop3.listen or settings.pop3.tls_listen:
         services.append(Pop3Server(settings, node.store, node.accounts, tls))
-    if settings.gc.enabled:
+    if settings.gc.enabled and worker == 0:
         services.append(GcWorker(node.gc, settings.gc.interval))
     if settings.api.listen:
         # Imported here: the other commands need neither FastAPI nor uvicorn.
@@ -160,15 +194,28 @@ def build_services(node: Node) -> list[Service]:
     return services
 
 
-async def serve(settings: Settings) -> None:
-    """Run a node until SIGTERM or SIGINT, then stop everything cleanly."""
+async def serve(settings: Settings, supervisor: Supervised | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT (or until the ``supervisor`` of this
+    worker process goes away), then stop everything cleanly."""
     with stop_signals() as stop:
-        await _serve(settings, stop)
+        if supervisor is None:
+            await _serve(settings, stop)
+            return
+        link = asyncio.create_task(supervisor.run(), name="supervisor")
+        link.add_done_callback(lambda _: stop.set())
+        try:
+            await _serve(settings, stop, supervisor)
+        finally:
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link
 
 
-async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+async def _serve(
+    settings: Settings, stop: asyncio.Event, supervisor: Supervised | None = None
+) -> None:
     log.info("config: %s", settings.config_file or "no file (built-in defaults and environment)")
-    async with open_node(settings) as node:
+    async with open_node(settings, supervisor) as node:
         log.info("database: %s", node.db.description)
         log.info("blobs: %s", node.blobs.description)
         log.info("notifications: %s", node.bus.description)
@@ -179,18 +226,17 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         )
         started: list[Service] = []
         try:
-            for service in build_services(node):
+            for service in build_services(node, supervisor.index if supervisor else 0):
                 await service.start()
                 started.append(service)
-            if not await node.accounts.list_domains():
+            if supervisor is not None:
+                supervisor.ready()  # the supervisor says when the node is running
+            else:
+                await hint_first_steps(node)
                 log.info(
-                    "no domains yet: add one with `lightmail domain add example.org`, "
-                    "then a user with `lightmail user add alice@example.org`"
+                    "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
+                    settings.server.data_dir,
                 )
-            log.info(
-                "lightmail is running (data in %s); stop with Ctrl-C or SIGTERM",
-                settings.server.data_dir,
-            )
             await stop.wait()
             log.info("stopping")
         finally:
@@ -200,6 +246,15 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                 except Exception:
                     log.exception("%s did not stop cleanly", service.name)
     log.info("stopped")
+
+
+async def hint_first_steps(node: Node) -> None:
+    """Log how to begin when the node has no domain yet."""
+    if not await node.accounts.list_domains():
+        log.info(
+            "no domains yet: add one with `lightmail domain add example.org`, "
+            "then a user with `lightmail user add alice@example.org`"
+        )
 
 
 @contextmanager

@@ -11,20 +11,7 @@ from lightmail.config import load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
 from lightmail.runtime import build_services, open_node
-
-
-def _storage_env(url: str, blobs: dict[str, Any]) -> dict[str, str]:
-    if "root" in blobs:
-        return {"LIGHTMAIL_DATABASE_URL": url, "LIGHTMAIL_BLOBS_URL": f"file:{blobs['root']}"}
-    s3 = blobs["s3"]
-    return {
-        "LIGHTMAIL_DATABASE_URL": url,
-        "LIGHTMAIL_BLOBS_URL": f"s3://{s3.bucket}/{blobs['prefix']}",
-        "LIGHTMAIL_BLOBS_ENDPOINT": s3.endpoint,
-        "LIGHTMAIL_BLOBS_REGION": s3.region,
-        "LIGHTMAIL_BLOBS_ACCESS_KEY": s3.access_key,
-        "LIGHTMAIL_BLOBS_SECRET_KEY": s3.secret_key,
-    }
+from tests.support.serving import storage_env
 
 
 async def test_one_clamd_client_and_one_of_each_part_for_every_service(
@@ -39,7 +26,7 @@ async def test_one_clamd_client_and_one_of_each_part_for_every_service(
         "LIGHTMAIL_GC_ENABLED": "false",
         "LIGHTMAIL_ANTIVIRUS_MODE": "reject",
         "LIGHTMAIL_ANTIVIRUS_SCAN_APPEND": "true",
-        **_storage_env(*storage),
+        **storage_env(*storage),
     }
     settings = load_settings(None, environ)
     async with open_node(settings) as node:

@@ -34,7 +34,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from lightmail.api.app import create_app
 from lightmail.api.deps import ApiContext
 from lightmail.config import ListenAddress, TcpAddress, UnixAddress
-from lightmail.net.listener import ListenError, listen_error, remove_stale_socket
+from lightmail.net.listener import (
+    ListenError,
+    bind_tcp,
+    listen_error,
+    remove_stale_socket,
+    socket_address,
+    take_inherited,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +122,13 @@ class ApiServer:
 
     async def start(self) -> None:
         try:
-            for address in self.addresses:
-                self._sockets.append(await self._bind(address))
+            for index, address in enumerate(self.addresses):
+                inherited = take_inherited(self.name, index)  # bound by a supervisor
+                if inherited is None:
+                    self._sockets.append(await self._bind(address))
+                else:
+                    self._sockets.extend(inherited)
+                    self.bound_addresses.extend(socket_address(sock) for sock in inherited)
         except BaseException:
             self._close_sockets()
             raise
@@ -181,21 +193,7 @@ class ApiServer:
             raise listen_error(self.name, address, error) from None
 
     def _bind_tcp(self, address: TcpAddress) -> socket.socket:
-        infos = socket.getaddrinfo(
-            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, kind, proto, _, where = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(where)
-            sock.listen(_BACKLOG)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        sock = bind_tcp(self.name, address, every=False)[0]
         host, port = sock.getsockname()[:2]
         self.bound_addresses.append(TcpAddress(host, port))
         return sock

@@ -15,7 +15,8 @@ then see the failures it added.
 
 The counts live behind :class:`LoginThrottle`, so that a shared store (Redis)
 can later give several nodes one view; :class:`InProcessLoginThrottle` serves
-one process.
+one process (the supervisor's, for a node of several worker processes:
+:mod:`lightmail.workers`).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from lightmail.config.values import (
     positive_size,
     size_between,
     word,
+    worker_count,
 )
 
 _SIZE_TEXT = "a size such as 2048, 2K, 64M or 1G"
@@ -67,6 +68,13 @@ class ServerSettings:
         optional_hostname,
         "a host name such as mail.example.org, or empty",
         "Name used in greetings and Received headers; empty: this machine's FQDN.",
+    )
+    # resolved: auto is the number of CPUs this process may use
+    workers: int = declare(
+        "auto",
+        worker_count,
+        "a number from 1 to 1024, or auto",
+        "Worker processes `serve` runs; auto: one per CPU; 1: no supervisor process.",
     )
 
 

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,15 @@ def integer(low: int, high: int) -> Callable[[str], int]:
         return int(text)
 
     return parse
+
+
+def worker_count(text: str) -> int:
+    """``auto`` (one per usable CPU) or a number of worker processes from 1 to 1024."""
+    if text.lower() == "auto":
+        if sys.version_info >= (3, 13):
+            return os.process_cpu_count() or 1
+        return os.cpu_count() or 1
+    return integer(1, 1024)(text)
 
 
 def positive_duration(text: str) -> float:

@@ -13,6 +13,12 @@ clients count only toward ``max_connections``.
 
 Connections accepted, open and refused are counted per ``protocol`` (IMAP and
 IMAPS listeners both count as ``imap``) in :mod:`lightmail.metrics`.
+
+In a worker process (:mod:`lightmail.workers`) the supervisor has bound the
+sockets already (:func:`bind_tcp`, :func:`bind_unix`); :func:`inherit_sockets`
+hands them to this process's listeners, which then serve on them instead of
+binding, and :func:`count_across_node` makes their limiters count every
+worker's connections.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import socket
 import ssl
 import stat
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
@@ -77,6 +83,25 @@ class ConnectionLimiter:
         return self._counts.get(key, 0)
 
 
+class NodeCounts(Protocol):
+    """Makes limiters that count the connections of every process of a node."""
+
+    def limiter(self, name: str, limit: int) -> ConnectionLimiter: ...
+
+
+_node_counts: list[NodeCounts] = []  # in a worker process: the one count_across_node set
+
+
+def count_across_node(counts: NodeCounts) -> None:
+    """Make the limiters created from now on in this process cap the whole node."""
+    _node_counts[:] = [counts]
+
+
+def connection_limiter(name: str, limit: int) -> ConnectionLimiter:
+    """The limiter ``name`` (``imap per_user``): of this process, or of the node."""
+    return _node_counts[0].limiter(name, limit) if _node_counts else ConnectionLimiter(limit)
+
+
 class Listener:
     """One protocol's listening sockets and the connections they accepted."""
 
@@ -109,7 +134,7 @@ class Listener:
         self.bound: list[str] = []  # "127.0.0.1:1143", "unix:/run/lightmail/lmtp.sock"
         self.bound_addresses: list[ListenAddress] = []  # with the ports actually bound
         self._handler = handler
-        self._per_ip = ConnectionLimiter(max_per_ip)
+        self._per_ip = connection_limiter(f"{name} per_ip", max_per_ip)
         self._servers: list[asyncio.Server] = []
         self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
         self._tasks: dict[asyncio.Task[None], Connection] = {}
@@ -126,12 +151,15 @@ class Listener:
         """Bind every address (raises :class:`ListenError`), then accept connections."""
         self._stopping = False
         try:
-            for address in self.addresses:
-                if isinstance(address, UnixAddress):
-                    server = await self._bind_unix(address)
+            for index, address in enumerate(self.addresses):
+                inherited = take_inherited(self.name, index)
+                if inherited is not None:
+                    for sock in inherited:
+                        self._servers.append(await self._serve_on(sock))
+                elif isinstance(address, UnixAddress):
+                    self._servers.append(await self._bind_unix(address))
                 else:
-                    server = await self._bind_tcp(address)
-                self._servers.append(server)
+                    self._servers.append(await self._bind_tcp(address))
         except BaseException:
             await self._close_servers()
             raise
@@ -189,27 +217,30 @@ class Listener:
         return server
 
     async def _bind_unix(self, address: UnixAddress) -> asyncio.Server:
-        path = address.path
         await remove_stale_socket(self.name, address)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = bind_unix(self.name, address, self.unix_mode, self.unix_owner, self.unix_group)
         try:
-            sock.bind(os.fspath(path))
-            # Not listening yet: until chmod and chown are done, connects are refused.
-            if self.unix_mode is not None:
-                path.chmod(self.unix_mode)
-            if self.unix_owner is not None or self.unix_group is not None:
-                shutil.chown(path, self.unix_owner, self.unix_group)  # type: ignore[arg-type]
-            info = path.stat()
+            info = address.path.stat()
             server = await asyncio.get_running_loop().create_unix_server(
                 self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options()
             )
-        except (OSError, LookupError) as error:
+        except OSError as error:
             sock.close()
             with contextlib.suppress(OSError):
-                if path.is_socket():
-                    path.unlink()
+                if address.path.is_socket():
+                    address.path.unlink()
             raise self._error(address, error) from None
-        self._unix_files.append((path, info.st_dev, info.st_ino))
+        self._unix_files.append((address.path, info.st_dev, info.st_ino))
+        self.bound_addresses.append(address)
+        self.bound.append(str(address))
+        return server
+
+    async def _serve_on(self, sock: socket.socket) -> asyncio.Server:
+        """Serve on a socket bound by the supervisor (it keeps the socket file)."""
+        loop = asyncio.get_running_loop()
+        create = loop.create_unix_server if sock.family == socket.AF_UNIX else loop.create_server
+        server = await create(self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options())
+        address = socket_address(sock)
         self.bound_addresses.append(address)
         self.bound.append(str(address))
         return server
@@ -235,10 +266,7 @@ class Listener:
                     await server.wait_closed()
         files, self._unix_files = self._unix_files, []
         for path, device, inode in files:
-            with contextlib.suppress(OSError):
-                info = path.lstat()
-                if (info.st_dev, info.st_ino) == (device, inode):  # not replaced by another
-                    path.unlink()
+            remove_socket_file(path, device, inode)
         self.bound.clear()
         self.bound_addresses.clear()
 
@@ -316,6 +344,93 @@ def listen_error(name: str, address: ListenAddress, error: OSError | LookupError
     return ListenError(f"{name}: cannot listen on {address}: {reason}")
 
 
+# Sockets a supervisor bound for this worker process, by socket_key().
+_inherited: dict[str, list[socket.socket]] = {}
+
+
+def socket_key(name: str, index: int) -> str:
+    """Names the sockets of listener ``name``'s ``index``-th address."""
+    return f"{name}/{index}"
+
+
+def inherit_sockets(sockets: Mapping[str, list[socket.socket]]) -> None:
+    """Make the listeners of this process serve on ``sockets`` (by :func:`socket_key`)
+    instead of binding their addresses."""
+    _inherited.update(sockets)
+
+
+def take_inherited(name: str, index: int) -> list[socket.socket] | None:
+    """The inherited sockets for listener ``name``'s ``index``-th address, once."""
+    return _inherited.pop(socket_key(name, index), None)
+
+
+def socket_address(sock: socket.socket) -> ListenAddress:
+    """Where a bound socket listens."""
+    if sock.family == socket.AF_UNIX:
+        return UnixAddress(Path(sock.getsockname()))
+    host, port = sock.getsockname()[:2]
+    return TcpAddress(host, port)
+
+
+def bind_tcp(name: str, address: TcpAddress, *, every: bool = True) -> list[socket.socket]:
+    """Listening sockets on every address ``address.host`` resolves to (as
+    ``loop.create_server`` binds them), or on the first one only when not
+    ``every``; raises :class:`ListenError`."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, where in list(dict.fromkeys(infos))[: None if every else 1]:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(where)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        raise listen_error(name, address, error) from None
+    return sockets
+
+
+def bind_unix(
+    name: str, address: UnixAddress, mode: int | None, owner: str | None, group: str | None
+) -> socket.socket:
+    """A listening unix socket with its file's mode and owner set; raises :class:`ListenError`.
+
+    Call :func:`remove_stale_socket` first."""
+    path = address.path
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(path))
+        # Not listening yet: until chmod and chown are done, connects are refused.
+        if mode is not None:
+            path.chmod(mode)
+        if owner is not None or group is not None:
+            shutil.chown(path, owner, group)  # type: ignore[arg-type]
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except (OSError, LookupError) as error:
+        sock.close()
+        with contextlib.suppress(OSError):
+            if path.is_socket():
+                path.unlink()
+        raise listen_error(name, address, error) from None
+    return sock
+
+
+def remove_socket_file(path: Path, device: int, inode: int) -> None:
+    """Unlink the socket file at ``path`` unless another has replaced it since."""
+    with contextlib.suppress(OSError):
+        info = path.lstat()
+        if (info.st_dev, info.st_ino) == (device, inode):
+            path.unlink()
+
+
 async def remove_stale_socket(name: str, address: UnixAddress) -> None:
     """Unlink a socket file nobody listens on; refuse to touch anything else."""
     path = address.path
@@ -379,7 +494,9 @@ class LoginService(ListeningService):
     def __init__(
         self, settings: ImapSettings | Pop3Settings, tls: ssl.SSLContext | None, *, refuse: bytes
     ) -> None:
-        self.per_user = ConnectionLimiter(settings.max_connections_per_user)
+        self.per_user = connection_limiter(
+            f"{self.name} per_user", settings.max_connections_per_user
+        )
         kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
         kinds = [(self.name, settings.listen, None)]
         if tls is not None and settings.tls_listen:

@@ -4,7 +4,8 @@ Events are hints, not a log: a subscriber that receives one re-reads the state
 it cares about from the mailstore. So a slow subscriber whose queue is full may
 miss an event without losing a change, because an earlier unread event will
 make it look again. The in-process bus serves one node; a Redis bus with the
-same interface serves several.
+same interface serves several; between the worker processes of one node,
+the supervisor relays (:mod:`lightmail.workers`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class ChangeKind(enum.Enum):
@@ -30,6 +31,20 @@ class ChangeEvent:
     kind: ChangeKind
     mailbox_id: int | None = None  # None for changes to the mailbox list itself
     modseq: int = 0  # the mailbox's HIGHESTMODSEQ after the change, when known
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-compatible values, for another process."""
+        return {
+            "user_id": self.user_id,
+            "kind": self.kind.value,
+            "mailbox_id": self.mailbox_id,
+            "modseq": self.modseq,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChangeEvent:
+        """The event :meth:`to_dict` gave."""
+        return cls(data["user_id"], ChangeKind(data["kind"]), data["mailbox_id"], data["modseq"])
 
 
 class NotificationBus(Protocol):

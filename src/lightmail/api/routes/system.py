@@ -11,11 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lightmail.api import schemas as s
 from lightmail.api.deps import Context
 from lightmail.api.errors import responses, unavailable
+from lightmail.metrics import node_registry
 
 log = logging.getLogger(__name__)
 
@@ -48,5 +49,5 @@ METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def metrics() -> Response:
-    """The node's Prometheus metrics."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    """The node's Prometheus metrics (of every worker process)."""
+    return Response(generate_latest(node_registry()), media_type=CONTENT_TYPE_LATEST)

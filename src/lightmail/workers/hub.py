@@ -1,0 +1,84 @@
+"""The supervisor's part in keeping the node one: it relays change notifications,
+adds up the workers' connection counts and keeps the failed-login counts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from lightmail.auth.throttle import InProcessLoginThrottle
+from lightmail.config import AuthSettings
+from lightmail.workers.channel import Channel, Message
+
+_CountKey = tuple[str, str]  # limiter name, connection key
+
+
+class Hub:
+    """What the workers share, kept by the supervisor (see :mod:`.worker`)."""
+
+    def __init__(self, auth: AuthSettings) -> None:
+        self._channels: dict[int, Channel] = {}
+        self._counts: dict[int, Counter[_CountKey]] = {}  # by worker
+        self._throttle = InProcessLoginThrottle(auth)
+        self._checks: dict[int, dict[int, asyncio.Event]] = {}  # by worker, then token
+        self._holders: dict[int, set[asyncio.Task[None]]] = {}  # by worker
+
+    def join(self, index: int, channel: Channel) -> None:
+        """Worker ``index`` is up: tell it the other workers' connection counts."""
+        totals: Counter[_CountKey] = Counter()
+        for counts in self._counts.values():
+            totals.update(counts)
+        for (limiter, key), count in totals.items():
+            channel.send({"op": "count", "limiter": limiter, "key": key, "delta": count})
+        self._channels[index] = channel
+        self._counts[index] = Counter()
+        self._checks[index] = {}
+        self._holders[index] = set()
+
+    def leave(self, index: int) -> None:
+        """Worker ``index`` is gone: forget its connections and its password checks."""
+        del self._channels[index]
+        for (limiter, key), count in self._counts.pop(index).items():
+            self._others(index, {"op": "count", "limiter": limiter, "key": key, "delta": -count})
+        del self._checks[index]
+        for holder in self._holders.pop(index):
+            holder.cancel()
+
+    async def handle(self, index: int, message: Message) -> None:
+        """Act on a message from worker ``index``."""
+        op = message["op"]
+        if op == "event":
+            self._others(index, message)
+        elif op == "count":
+            counts, key = self._counts[index], (message["limiter"], message["key"])
+            counts[key] += message["delta"]
+            if not counts[key]:
+                del counts[key]
+            self._others(index, message)
+        elif op == "retry_after":
+            self._reply(index, message, await self._throttle.retry_after(message["key"]))
+        elif op == "failures":
+            self._reply(index, message, await self._throttle.failures(message["key"]))
+        elif op == "failed":
+            await self._throttle.failed(message["key"])
+        elif op == "check":
+            done = self._checks[index][message["token"]] = asyncio.Event()
+            holder = asyncio.create_task(self._hold(index, message, done))
+            self._holders[index].add(holder)
+            holder.add_done_callback(self._holders[index].discard)
+        elif op == "checked":
+            self._checks[index].pop(message["token"]).set()
+
+    async def _hold(self, index: int, message: Message, done: asyncio.Event) -> None:
+        """Hold one of the password checks a key may have running, for worker ``index``."""
+        async with self._throttle.checking(message["key"]):
+            self._reply(index, message, None)
+            await done.wait()
+
+    def _reply(self, index: int, message: Message, value: object) -> None:
+        self._channels[index].send({"op": "reply", "id": message["id"], "value": value})
+
+    def _others(self, index: int, message: Message) -> None:
+        for other, channel in self._channels.items():
+            if other != index:
+                channel.send(message)

@@ -1,0 +1,172 @@
+"""A worker process's side: the sockets and channel it inherits from its supervisor,
+and what goes through that channel so that the node acts as one: change
+notifications, connection counts and failed-login counts."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from lightmail import runtime
+from lightmail.config import Settings
+from lightmail.errors import TemporaryFailure
+from lightmail.net.listener import ConnectionLimiter, count_across_node, inherit_sockets
+from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus
+from lightmail.workers.channel import Channel, ChannelError, Message
+
+log = logging.getLogger(__name__)
+
+
+class RelayedNotificationBus(InProcessNotificationBus):
+    """Delivers an event to this process's subscribers and sends it to the
+    supervisor, which relays it to every other worker."""
+
+    description = "in-process, relayed between workers by the supervisor"
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    async def publish(self, event: ChangeEvent) -> None:
+        await super().publish(event)
+        self._channel.send({"op": "event", "event": event.to_dict()})
+
+    async def relayed(self, event: ChangeEvent) -> None:
+        """An event another worker published."""
+        await super().publish(event)
+
+
+class NodeLimiter(ConnectionLimiter):
+    """Caps a key's connections on the whole node: this worker's, counted here,
+    and the other workers', as the supervisor last told (a connection admitted
+    at the same moment by another worker may take a key one over its limit)."""
+
+    def __init__(self, name: str, limit: int, others: Counter[str], channel: Channel) -> None:
+        super().__init__(limit)
+        self.name = name
+        self._others = others
+        self._channel = channel
+
+    def try_acquire(self, key: Hashable) -> bool:
+        if self.count(key) >= self.limit or not super().try_acquire(key):
+            return False
+        self._tell(key, 1)
+        return True
+
+    def release(self, key: Hashable) -> None:
+        super().release(key)
+        self._tell(key, -1)
+
+    def count(self, key: Hashable) -> int:
+        return super().count(key) + self._others.get(str(key), 0)
+
+    def _tell(self, key: Hashable, delta: int) -> None:
+        self._channel.send({"op": "count", "limiter": self.name, "key": str(key), "delta": delta})
+
+
+class RelayedLoginThrottle:
+    """:class:`lightmail.auth.throttle.LoginThrottle` kept by the supervisor for the node."""
+
+    def __init__(self, link: SupervisorLink) -> None:
+        self._link = link
+
+    async def retry_after(self, key: str) -> float:
+        return float(await self._link.request({"op": "retry_after", "key": key}))
+
+    @asynccontextmanager
+    async def checking(self, key: str) -> AsyncIterator[None]:
+        token = self._link.token()
+        try:
+            await self._link.request({"op": "check", "key": key, "token": token})
+            yield
+        finally:
+            self._link.send({"op": "checked", "token": token})
+
+    async def failed(self, key: str) -> None:
+        self._link.send({"op": "failed", "key": key})
+
+    async def failures(self, key: str) -> int:
+        return int(await self._link.request({"op": "failures", "key": key}))
+
+
+class SupervisorLink:
+    """This worker's channel to its supervisor (:class:`lightmail.runtime.Supervised`)."""
+
+    def __init__(self, index: int, channel: Channel) -> None:
+        self.index = index
+        self.bus = RelayedNotificationBus(channel)
+        self.throttle = RelayedLoginThrottle(self)
+        self._channel = channel
+        self._others: defaultdict[str, Counter[str]] = defaultdict(Counter)  # by limiter
+        self._tokens = itertools.count()
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+
+    def limiter(self, name: str, limit: int) -> ConnectionLimiter:
+        return NodeLimiter(name, limit, self._others[name], self._channel)
+
+    def ready(self) -> None:
+        self._channel.send({"op": "ready"})
+
+    def token(self) -> int:
+        """A number no other message of this worker carries."""
+        return next(self._tokens)
+
+    def send(self, message: Message) -> None:
+        self._channel.send(message)
+
+    async def request(self, message: Message) -> Any:
+        """Send ``message`` with an ``id`` and return the ``value`` of the reply."""
+        token = self.token()
+        reply = self._replies[token] = asyncio.get_running_loop().create_future()
+        try:
+            self._channel.send({**message, "id": token})
+            return await reply
+        finally:
+            del self._replies[token]
+
+    async def run(self) -> None:
+        """Serve the supervisor's messages; return once it has gone away."""
+        try:
+            while (message := await self._channel.receive()) is not None:
+                await self._handle(message)
+        except ChannelError as error:
+            log.error("worker %d: bad message from the supervisor: %s", self.index, error)
+        finally:
+            for reply in self._replies.values():
+                if not reply.done():
+                    reply.set_exception(TemporaryFailure("the supervisor is gone"))
+            await self._channel.close()
+
+    async def _handle(self, message: Message) -> None:
+        op = message["op"]
+        if op == "reply":
+            reply = self._replies.get(message["id"])
+            if reply is not None and not reply.done():
+                reply.set_result(message["value"])
+        elif op == "event":
+            await self.bus.relayed(ChangeEvent.from_dict(message["event"]))
+        elif op == "count":
+            counts = self._others[message["limiter"]]
+            counts[message["key"]] += message["delta"]
+            if counts[message["key"]] <= 0:
+                del counts[message["key"]]
+
+
+async def run_worker(settings: Settings, channel_fd: int) -> None:
+    """Serve as the supervisor's worker on the sockets it sends (its first message)."""
+    channel = await Channel.open(socket.socket(fileno=channel_fd))
+    setup = await channel.receive()
+    if setup is None:
+        raise ChannelError("the supervisor went away before sending the sockets")
+    inherit_sockets(
+        {key: [socket.socket(fileno=fd) for fd in fds] for key, fds in setup["sockets"].items()}
+    )
+    link = SupervisorLink(setup["index"], channel)
+    count_across_node(link)
+    await runtime.serve(settings, link)

@@ -1,0 +1,82 @@
+"""The supervisor's hub: relays between workers, adds up their connection
+counts, keeps the login throttle, and forgets a worker that leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lightmail.config import AUTH_DEFAULTS
+from lightmail.workers.channel import Channel, Message
+from lightmail.workers.hub import Hub
+
+
+@pytest.fixture
+async def pairs() -> AsyncIterator[list[tuple[Channel, Channel]]]:
+    """Three channels: the supervisor's end and the worker's end of each."""
+    made = []
+    for _ in range(3):
+        one, other = socket.socketpair()
+        made.append((await Channel.open(one), await Channel.open(other)))
+    yield made
+    for ours, theirs in made:
+        await ours.close()
+        await theirs.close()
+
+
+async def received(channel: Channel) -> Message:
+    async with asyncio.timeout(5):
+        message = await channel.receive()
+    assert message is not None
+    return message
+
+
+def count(key: str, delta: int) -> Message:
+    return {"op": "count", "limiter": "imap per_user", "key": key, "delta": delta}
+
+
+async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
+    pairs: list[tuple[Channel, Channel]],
+) -> None:
+    hub = Hub(AUTH_DEFAULTS)
+    (first, first_end), (second, second_end), (third, third_end) = pairs
+    hub.join(0, first)
+    hub.join(1, second)
+    await hub.handle(0, count("7", 1))
+    await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
+    assert await received(second_end) == count("7", 1)
+    assert await received(second_end) == {"op": "event", "event": {"user_id": 7}}
+    hub.join(2, third)  # learns what the others hold
+    assert await received(third_end) == count("7", 1)
+    hub.leave(0)
+    assert await received(second_end) == count("7", -1)
+    assert await received(third_end) == count("7", -1)
+    first.send({"op": "probe"})  # nothing was sent to worker 0 itself before it
+    assert await received(first_end) == {"op": "probe"}
+
+
+async def test_the_throttle_is_one_for_every_worker(
+    pairs: list[tuple[Channel, Channel]],
+) -> None:
+    hub = Hub(dataclasses.replace(AUTH_DEFAULTS, throttle_after=1))
+    (first, first_end), (second, second_end), _ = pairs
+    hub.join(0, first)
+    hub.join(1, second)
+    await hub.handle(0, {"op": "failed", "key": "account:a@example.org"})
+    await hub.handle(1, {"op": "failures", "key": "account:a@example.org", "id": 3})
+    assert await received(second_end) == {"op": "reply", "id": 3, "value": 1}
+    await hub.handle(1, {"op": "retry_after", "key": "account:a@example.org", "id": 4})
+    reply = await received(second_end)
+    assert reply["id"] == 4
+    assert reply["value"] > 0
+    # A password check held by worker 0 ends when it leaves, so worker 1 gets its turn.
+    await hub.handle(0, {"op": "check", "key": "client:192.0.2.1", "token": 1, "id": 5})
+    assert await received(first_end) == {"op": "reply", "id": 5, "value": None}
+    await hub.handle(1, {"op": "check", "key": "client:192.0.2.1", "token": 1, "id": 6})
+    hub.leave(0)
+    assert await received(second_end) == {"op": "reply", "id": 6, "value": None}
+    await hub.handle(1, {"op": "checked", "token": 1})
