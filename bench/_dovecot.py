@@ -111,6 +111,9 @@ log_path = {workdir}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# The auth cache, as LightMail's [auth] cache_ttl: a returning login skips the hash.
+auth_cache_size = 10M
+auth_cache_ttl = 5 mins
 default_internal_user = {internal_user}
 default_login_user = {login_user}
 first_valid_uid = {min(mail_uid, 500)}
@@ -337,6 +340,9 @@ log_path = {workdir}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# The auth cache, as LightMail's [auth] cache_ttl: a returning login skips the hash.
+auth_cache_size = 10M
+auth_cache_ttl = 5 mins
 default_internal_user = {internal_user}
 default_login_user = {login_user}
 first_valid_uid = {min(mail_uid, 500)}

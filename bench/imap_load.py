@@ -14,7 +14,8 @@ Targets, each started here as a child process on a free loopback port and
 seeded through IMAP APPEND with the same ``--messages`` messages per user
 (``--users`` users; client i logs in as user i mod users):
 
-- LightMail on SQLite + filesystem (``--backend sqlite``),
+- LightMail on SQLite + filesystem (``--backend sqlite``), once for each
+  ``--workers`` value (``[server] workers``; default ``1,auto``),
 - LightMail on MariaDB + SeaweedFS (``--backend s3``; a SeaweedFS started
   here, and the database ``lightmail_bench`` on 127.0.0.1:3306, created if
   missing, whose tables are dropped and re-created; not ``test``, whose tables
@@ -23,10 +24,13 @@ seeded through IMAP APPEND with the same ``--messages`` messages per user
 - Dovecot (``dovecot-imapd``, configured in a temporary folder, maildir).
 
 Both servers verify the same argon2id password hash (argon2-cffi's defaults,
-which LightMail uses) at every LOGIN, so LOGIN is dominated by hashing.
+which LightMail uses), and both remember a verified password for 5 minutes
+(LightMail's ``[auth] cache_ttl``, Dovecot's auth cache), so only a client's
+first LOGIN is dominated by hashing.
 
     uv run python bench/imap_load.py                        # both backends + Dovecot, 30 s each
     uv run python bench/imap_load.py --clients 10 --duration 15
+    uv run python bench/imap_load.py --backend sqlite --workers 1,2,auto --clients 50
     uv run python bench/imap_load.py --backend sqlite --no-dovecot --rounds 20
 """
 
@@ -677,38 +681,41 @@ def s3_env(mysql_url: str, seaweed: S3Server) -> dict[str, str]:
 async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     results: dict[str, Result] = {}
     limits = connection_limits(args.clients, args.users)
-    if args.backend in ("sqlite", "both"):
-        async with running_lightmail(
-            "LightMail (SQLite + filesystem)", args.users, limits
-        ) as target:
-            results["sqlite"] = await bench_target(target, args)
-    if args.backend in ("s3", "both"):
-        assert seaweed is not None
-        env = {**limits, **s3_env(args.mysql_url, seaweed)}
-        async with running_lightmail(
-            "LightMail (MariaDB + SeaweedFS)", args.users, env, mysql_url=args.mysql_url
-        ) as target:
-            results["s3"] = await bench_target(target, args)
+    for workers in args.workers:
+        env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
+        if args.backend in ("sqlite", "both"):
+            async with running_lightmail(
+                f"LightMail (SQLite + filesystem, workers {workers})", args.users, env
+            ) as target:
+                results[f"sqlite, workers {workers}"] = await bench_target(target, args)
+        if args.backend in ("s3", "both"):
+            assert seaweed is not None
+            async with running_lightmail(
+                f"LightMail (MariaDB + SeaweedFS, workers {workers})",
+                args.users,
+                {**env, **s3_env(args.mysql_url, seaweed)},
+                mysql_url=args.mysql_url,
+            ) as target:
+                results[f"s3, workers {workers}"] = await bench_target(target, args)
+    dovecot: Result | None = None
     if args.dovecot:
         with dovecot_target(
             args.users, args.clients + args.users + 100, args.dovecot_login
         ) as target:
-            results["dovecot"] = await bench_target(target, args)
+            dovecot = await bench_target(target, args)
 
     print("\n== summary ==")
-    print(f"{'target':<40} {'ops/s':>8} {'rounds/s':>9} {'errors':>7}")
-    for result in results.values():
+    print(f"{'target':<52} {'ops/s':>8} {'rounds/s':>9} {'errors':>7}")
+    for result in [*results.values(), *([dovecot] if dovecot else [])]:
         print(
-            f"{result.target.name:<40} {result.ops_per_second:>8.1f} "
+            f"{result.target.name:<52} {result.ops_per_second:>8.1f} "
             f"{result.stats.rounds / result.elapsed:>9.2f} "
             f"{sum(result.stats.errors.values()):>7}"
         )
-    dovecot = results.get("dovecot")
     if dovecot is not None:
-        for key in ("sqlite", "s3"):
-            if key in results:
-                ratio = results[key].ops_per_second / dovecot.ops_per_second
-                print(f"ratio LightMail/Dovecot ops/s, {key}: {ratio:.2f}")
+        for key, result in results.items():
+            ratio = result.ops_per_second / dovecot.ops_per_second
+            print(f"ratio LightMail/Dovecot ops/s, {key}: {ratio:.2f}")
 
 
 def main() -> None:
@@ -725,6 +732,12 @@ def main() -> None:
         choices=["performance", "security"],
         default="performance",
         help="Dovecot's imap-login: a few processes for all clients, or one per connection",
+    )
+    parser.add_argument(
+        "--workers",
+        type=lambda text: text.split(","),
+        default=["1", "auto"],
+        help="LightMail's [server] workers, comma-separated; each is a run (1,auto)",
     )
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
     parser.add_argument("--seed", type=int, default=1)
