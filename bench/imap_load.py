@@ -437,18 +437,24 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def dovecot_users(users: int) -> dict[str, str]:
-    """passwd-file entries with the argon2id parameters LightMail hashes with."""
+def dovecot_users(users: int, scheme: str = "argon2id") -> dict[str, str]:
+    """passwd-file entries: argon2id with the parameters LightMail hashes with, or
+    ``plain`` (no hashing at all, to see what the rest costs)."""
+    if scheme == "plain":
+        return {user_address(i): "{PLAIN}" + user_password(i) for i in range(users)}
     hasher = PasswordHasher()
     return {user_address(i): "{ARGON2ID}" + hasher.hash(user_password(i)) for i in range(users)}
 
 
 @contextlib.contextmanager
-def dovecot_target(users: int, max_connections: int, login_mode: str) -> Iterator[Target]:
+def dovecot_target(
+    users: int, max_connections: int, login_mode: str, scheme: str = "argon2id"
+) -> Iterator[Target]:
     with running_dovecot(
-        dovecot_users(users), max_connections=max_connections, login_mode=login_mode
+        dovecot_users(users, scheme), max_connections=max_connections, login_mode=login_mode
     ) as server:
-        yield Target(f"Dovecot (maildir, {login_mode} login)", server.host, server.port, server.pid)
+        name = f"Dovecot (maildir, {login_mode} login, {scheme} passwords)"
+        yield Target(name, server.host, server.port, server.pid)
 
 
 # --- seeding and load ------------------------------------------------------------
@@ -700,7 +706,7 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     dovecot: Result | None = None
     if args.dovecot:
         with dovecot_target(
-            args.users, args.clients + args.users + 100, args.dovecot_login
+            args.users, args.clients + args.users + 100, args.dovecot_login, args.dovecot_passwords
         ) as target:
             dovecot = await bench_target(target, args)
 
@@ -732,6 +738,13 @@ def main() -> None:
         choices=["performance", "security"],
         default="performance",
         help="Dovecot's imap-login: a few processes for all clients, or one per connection",
+    )
+    parser.add_argument(
+        "--dovecot-passwords",
+        choices=["argon2id", "plain"],
+        default="argon2id",
+        help="Dovecot's passwd-file hashes; its auth cache did not spare passwd-file logins"
+        " the hash, so plain shows what the rest of a round costs",
     )
     parser.add_argument(
         "--workers",
