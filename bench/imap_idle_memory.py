@@ -198,10 +198,11 @@ async def run(args: argparse.Namespace) -> None:
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS": str(args.connections + 100),
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_IP": str(args.connections + 100),
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": str(per_user),
+        "LIGHTMAIL_SERVER_WORKERS": args.workers,
     }
     if args.lightmail:
         async with running_lightmail(
-            "LightMail (SQLite + filesystem)", args.users, limits
+            f"LightMail (SQLite + filesystem, workers {args.workers})", args.users, limits
         ) as target:
             results["lightmail"] = await measure(target, args)
             report(results["lightmail"])
@@ -227,6 +228,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50, help="messages in each INBOX")
     parser.add_argument("--parallel", type=int, default=8, help="connections opened at once")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
+    parser.add_argument("--workers", default="auto", help="LightMail's [server] workers (auto)")
     parser.add_argument("--lightmail", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
