@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sized
 from typing import Generic, Literal, TypeVar
 
@@ -98,7 +99,7 @@ def crlf(data: bytes, after_cr: bool) -> bytes:
     return head + data
 
 
-class LineBuffer(Generic[_E]):
+class LineBuffer(ABC, Generic[_E]):
     """The input buffer of a line-based receiver (IMAP, LMTP, POP3) and how lines leave it.
 
     Subclasses call ``super().__init__()``, implement ``_step``, read lines
@@ -135,9 +136,9 @@ class LineBuffer(Generic[_E]):
             self._last = event
         return event
 
+    @abstractmethod
     def _step(self) -> _E | None:
         """Advance by one state; None means "call again"."""
-        raise NotImplementedError
 
     def discard_pending(self) -> int:
         """Drop bytes received but not yet parsed, and return how many.

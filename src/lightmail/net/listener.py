@@ -32,6 +32,7 @@ import shutil
 import socket
 import ssl
 import stat
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -481,7 +482,7 @@ class ListeningService:
             await listener.stop()
 
 
-class LoginService(ListeningService):
+class LoginService(ListeningService, ABC):
     """A protocol clients log in to (IMAP, POP3): its listeners and the count of
     each user's connections (``[<name>] max_connections_per_user``) its sessions keep.
 
@@ -515,6 +516,6 @@ class LoginService(ListeningService):
             for listener_name, addresses, context in kinds
         ]
 
+    @abstractmethod
     async def serve(self, connection: Connection) -> None:
         """Run one connection's session until it ends."""
-        raise NotImplementedError
