@@ -67,8 +67,9 @@ class ConnectionLimiter:
         self._counts: Counter[Hashable] = Counter()
 
     def try_acquire(self, key: Hashable) -> bool:
-        """Count one more connection for ``key``, unless that would exceed the limit."""
-        if self._counts[key] >= self.limit:
+        """Count one more connection for ``key``, unless that would exceed the limit
+        (:meth:`count`, which a node-wide limiter widens to every worker)."""
+        if self.count(key) >= self.limit:
             return False
         self._counts[key] += 1
         return True

@@ -54,7 +54,7 @@ class NodeLimiter(ConnectionLimiter):
         self._channel = channel
 
     def try_acquire(self, key: Hashable) -> bool:
-        if self.count(key) >= self.limit or not super().try_acquire(key):
+        if not super().try_acquire(key):
             return False
         self._tell(key, 1)
         return True
