@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, select, update
 
 from lightmail.errors import TransactionConflict
 from lightmail.storage.db import tables as t
@@ -43,3 +43,97 @@ async def test_a_deadlock_is_a_transaction_conflict_not_an_outage(
     assert len(conflicts) == 1, results
     assert "1213" in str(conflicts[0])
     assert results.count(None) == 1
+
+
+class _Commits:
+    """The COMMITs SQLite carries out on a database's writer, counted by SQLAlchemy."""
+
+    def __init__(self, db: Database) -> None:
+        self.count = 0
+        event.listen(db._writer.sync_engine, "commit", self._commit)
+
+    def _commit(self, _conn: object) -> None:
+        self.count += 1
+
+
+async def _enabled(db: Database, *ids: int) -> dict[int, bool]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(t.users.c.id, t.users.c.enabled).where(t.users.c.id.in_(ids))
+        )
+        return {row.id: row.enabled for row in rows}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_writes_that_come_together_share_one_commit(backend: Backend) -> None:
+    """Write transactions queued while one runs join its COMMIT; each returns only
+    once its own change is committed, and one that fails rolls back alone."""
+    users = [await backend.new_user() for _ in range(4)]
+    commits = _Commits(backend.db)
+    first_in = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def disable(user_id: int, *, fail: bool = False, hold: bool = False) -> None:
+        async with backend.db.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            if hold:
+                first_in.set()
+                await release_first.wait()
+            if fail:
+                raise LookupError("this one changes its mind")
+
+    first = asyncio.create_task(disable(users[0].id, hold=True))
+    await first_in.wait()  # the others queue behind a running transaction
+    others = [
+        asyncio.create_task(disable(users[1].id)),
+        asyncio.create_task(disable(users[2].id, fail=True)),
+        asyncio.create_task(disable(users[3].id)),
+    ]
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in others), "a member returned before its COMMIT"
+    release_first.set()
+    results = await asyncio.gather(first, *others, return_exceptions=True)
+
+    assert [type(r) for r in results] == [type(None), type(None), LookupError, type(None)]
+    assert commits.count == 1
+    enabled = await _enabled(backend.db, *(u.id for u in users))
+    assert enabled == {
+        users[0].id: False,
+        users[1].id: False,
+        users[2].id: True,
+        users[3].id: False,
+    }
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_a_cancelled_writer_leaves_its_batch_intact(backend: Backend) -> None:
+    """One cancelled while it waits its turn, and one cancelled in the middle of its
+    statements: neither changes anything, and the others commit."""
+    users = [await backend.new_user() for _ in range(3)]
+    first_in, release_first, second_in = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def disable(user_id: int, entered: asyncio.Event | None = None) -> None:
+        async with backend.db.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            if entered is first_in:
+                first_in.set()
+                await release_first.wait()
+            elif entered is not None:
+                entered.set()
+                await asyncio.Event().wait()  # until cancelled
+
+    first = asyncio.create_task(disable(users[0].id, first_in))
+    await first_in.wait()
+    waiting = asyncio.create_task(disable(users[1].id))
+    stuck = asyncio.create_task(disable(users[2].id, second_in))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    release_first.set()
+    await second_in.wait()
+    stuck.cancel()
+    await first
+    for task in (waiting, stuck):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    enabled = await _enabled(backend.db, *(u.id for u in users))
+    assert enabled == {users[0].id: False, users[1].id: True, users[2].id: True}

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import DB_TRANSACTION_FAILURES, DB_TRANSACTION_SECONDS
 from lightmail.storage.db.direct import DirectConnection
+from lightmail.storage.db.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class Database:
             )
             for engine, begin in ((self._reader, "BEGIN"), (self._writer, "BEGIN IMMEDIATE")):
                 _configure_sqlite(engine, begin)
+            # Write transactions that come together share one COMMIT (its fsync).
+            self._group: GroupCommit | None = GroupCommit(self._writer)
         else:
             query = dict(parsed.query)
             query.setdefault("charset", "utf8mb4")
@@ -176,14 +179,20 @@ class Database:
                 connect_args={"connect_timeout": int(connect_timeout)},
             )
             self._writer = self._reader
+            self._group = None  # the server groups concurrent commits itself
         dbapi_error = self._reader.dialect.loaded_dbapi.Error
         if not issubclass(dbapi_error, _POOL_NOISE.causes):
             _POOL_NOISE.causes += (dbapi_error,)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that may write; commits on success, rolls back on error."""
-        async with self._transaction(self._writer, "write") as conn:
+        """A transaction that may write; commits on success, rolls back on error.
+
+        On SQLite it may share its COMMIT with others (:mod:`.group_commit`); it
+        returns only once its own changes are committed either way.
+        """
+        begin = self._writer.begin if self._group is None else self._group.transaction
+        async with self._transaction(begin, "write") as conn:
             yield conn
 
     @asynccontextmanager
@@ -193,15 +202,17 @@ class Database:
         On SQLite (WAL) it reads one snapshot; on MySQL/MariaDB (READ
         COMMITTED) each statement sees what was committed when it ran.
         """
-        async with self._transaction(self._reader, "read") as conn:
+        async with self._transaction(self._reader.begin, "read") as conn:
             yield conn
 
     @asynccontextmanager
-    async def _transaction(self, engine: AsyncEngine, kind: str) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(
+        self, begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]], kind: str
+    ) -> AsyncIterator[AsyncConnection]:
         start = time.perf_counter()
         committing = False  # the body is done: leaving the block commits
         try:
-            async with engine.begin() as conn:
+            async with begin() as conn:
                 yield conn
                 committing = True
         except _UNAVAILABLE as error:
@@ -226,12 +237,12 @@ class Database:
 
     async def upgrade(self) -> str:
         """Bring the schema to the newest revision; return that revision."""
-        async with self._transaction(self._writer, "write") as conn:
+        async with self._transaction(self._writer.begin, "write") as conn:
             await conn.run_sync(_upgrade)
         return self.head_revision()
 
     async def current_revision(self) -> str | None:
-        async with self._transaction(self._reader, "read") as conn:
+        async with self._transaction(self._reader.begin, "read") as conn:
             return await conn.run_sync(_current_revision)
 
     @staticmethod
@@ -251,6 +262,8 @@ class Database:
             )
 
     async def close(self) -> None:
+        if self._group is not None:
+            await self._group.close()
         await self._reader.dispose()
         if self._writer is not self._reader:
             await self._writer.dispose()

@@ -1,0 +1,136 @@
+"""Group commit: SQLite write transactions that arrive together share one COMMIT.
+
+SQLite has one writer at a time, and every write transaction pays for BEGIN
+IMMEDIATE and COMMIT (an fsync, ``PRAGMA synchronous=FULL``), each a trip to
+the writer's thread (:mod:`lightmail.storage.db.direct`). :class:`GroupCommit`
+runs the write transactions of a process in *batches*: the first to come
+begins a database transaction; it and every write transaction that comes while
+the batch runs take their turn in it, one after the other, each inside a
+SAVEPOINT of its own, so one that fails rolls back alone. When nobody is
+waiting (or the batch is full), one COMMIT makes the whole batch durable.
+Each caller leaves its ``async with`` only after that COMMIT succeeded: a
+reply is never sent before its own data is on disk. A COMMIT that fails fails
+every member of the batch; a BEGIN that fails fails every transaction waiting.
+
+Alone, a write transaction costs what it did (BEGIN, its statements, COMMIT)
+plus a SAVEPOINT and its RELEASE; under load, N of them share one BEGIN and
+one COMMIT. MySQL/MariaDB run concurrent transactions in parallel and group
+their commits themselves: this is for SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_T = TypeVar("_T")
+
+# The most transactions one COMMIT makes durable: a bound on how long the first
+# of a batch waits for its reply while the others run.
+MAX_BATCH = 32
+
+
+def _future() -> asyncio.Future[_T]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(eq=False)
+class _Turn:
+    """One write transaction's place in the queue."""
+
+    # The batch's connection, when it is this transaction's turn.
+    start: asyncio.Future[AsyncConnection] = field(default_factory=_future)
+    # Set by the transaction when its statements are done: True if they succeeded.
+    done: asyncio.Future[bool] = field(default_factory=_future)
+    # Set by the batch once its COMMIT returned (or failed).
+    committed: asyncio.Future[None] = field(default_factory=_future)
+
+    def took_turn(self) -> bool:
+        """Whether the batch handed this transaction the connection."""
+        return self.start.done() and not self.start.cancelled() and not self.start.exception()
+
+
+class GroupCommit:
+    """The write transactions of one SQLite database in this process."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = MAX_BATCH) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: deque[_Turn] = deque()
+        self._runner: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: commits (with its batch) on success, rolls back on error."""
+        turn = _Turn()
+        self._queue.append(turn)
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+        try:
+            conn = await turn.start
+        except BaseException:
+            if turn.took_turn():  # cancelled just as its turn came: give it back
+                turn.done.set_result(False)
+            raise
+        succeeded = False
+        try:
+            async with conn.begin_nested():
+                yield conn
+            succeeded = True
+        finally:
+            turn.done.set_result(succeeded)
+        # The COMMIT goes on for the whole batch if this caller is cancelled.
+        await asyncio.shield(turn.committed)
+
+    async def close(self) -> None:
+        """Wait for the batch that is running, if any."""
+        if self._runner is not None:
+            await asyncio.shield(self._runner)
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                await self._batch()
+        finally:
+            self._runner = None
+            for turn in self._queue:  # only when the loop is shutting down
+                turn.start.cancel()
+            self._queue.clear()
+
+    async def _batch(self) -> None:
+        members: list[_Turn] = []
+        begun = False
+        try:
+            async with self._engine.begin() as conn:  # BEGIN IMMEDIATE ... COMMIT
+                begun = True
+                while self._queue and len(members) < self._max_batch:
+                    turn = self._queue.popleft()
+                    if turn.start.done():  # its caller was cancelled while it waited
+                        continue
+                    turn.start.set_result(conn)
+                    members.append(turn)
+                    if not await turn.done:  # rolled back to its savepoint
+                        members.pop()
+        except asyncio.CancelledError:  # the loop is stopping
+            for turn in members:
+                turn.committed.cancel()
+            raise
+        except Exception as error:
+            # Awaiting one future in several tasks raises the same error in each.
+            if begun:  # the COMMIT failed
+                for turn in members:
+                    turn.committed.set_exception(error)
+            else:  # BEGIN failed: as it would have for each of those waiting
+                while self._queue:
+                    turn = self._queue.popleft()
+                    if not turn.start.done():
+                        turn.start.set_exception(error)
+        else:
+            for turn in members:
+                turn.committed.set_result(None)
