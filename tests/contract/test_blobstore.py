@@ -143,6 +143,11 @@ async def test_ranges_are_clamped_to_the_size(store: BlobStore) -> None:
         assert got == data[start:end], f"range {start}-{end}"
 
 
+async def test_a_negative_range_start_is_our_bug_and_raises_at_once(store: BlobStore) -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        store.get_range(new_blob_key(), -1, 10)
+
+
 async def test_missing_key_raises_blob_not_found(store: BlobStore) -> None:
     key = new_blob_key()
 

@@ -293,6 +293,7 @@ _MAILBOX = rf"(?:{_DOT_STRING}|{_QUOTED_STRING})@(?:{_DOMAIN}|{_ADDRESS_LITERAL}
 _ADL = rf"@{_DOMAIN}(?:,@{_DOMAIN})*"
 
 _PATH = re.compile(rf"<(?:{_ADL}:)?({_MAILBOX})>")
+_REVERSE_PATH = re.compile(rf"<(?:(?:{_ADL}:)?({_MAILBOX}))?>")  # or the null path "<>"
 _POSTMASTER = re.compile(r"<(postmaster)>", re.IGNORECASE)
 _HELO_ARG = re.compile(rf"{_DOMAIN}|{_ADDRESS_LITERAL}")
 _PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?")
@@ -310,9 +311,12 @@ def _bad_args(text: str) -> BadCommand:
     return BadCommand(501, "5.5.4", text)
 
 
-def _parse_params(text: str) -> list[tuple[str, str | None]] | BadCommand:
+_Params: TypeAlias = list[tuple[str, str | None]]
+
+
+def _parse_params(text: str) -> _Params | BadCommand:
     """``esmtp-param *(SP esmtp-param)``; keywords upper-cased."""
-    params: list[tuple[str, str | None]] = []
+    params: _Params = []
     for token in text.split(" "):
         if not token:
             continue
@@ -323,15 +327,27 @@ def _parse_params(text: str) -> list[tuple[str, str | None]] | BadCommand:
     return params
 
 
-def _parse_path(text: str, *, postmaster: bool) -> tuple[str, str] | None:
-    """A Path (or ``<Postmaster>``) at the start of ``text``: (mailbox, rest) or None."""
-    m = _PATH.match(text) or (_POSTMASTER.match(text) if postmaster else None)
-    if m is None:
-        return None
-    rest = text[m.end() :]
-    if rest and rest[0] != " ":
-        return None
-    return m.group(1), rest
+def _parse_path(args: str, *, sender: bool) -> tuple[str, _Params] | BadCommand:
+    """The arguments of MAIL or RCPT up to the parameters, parsed (RFC 5321 section 4.1.2).
+
+    ``sender``: ``FROM:Reverse-path [SP Mail-parameters]``, where ``<>`` is the
+    null path (mailbox ``""``); else ``TO:Forward-path [SP Rcpt-parameters]``,
+    where ``<Postmaster>`` is one too (section 4.1.1.3). Returns the mailbox and
+    the parameters.
+    """
+    keyword = (_FROM if sender else _TO).match(args)
+    if keyword is None:
+        return _bad_args(
+            "Syntax: MAIL FROM:<address> [parameters]" if sender else "Syntax: RCPT TO:<address>"
+        )
+    text = args[keyword.end() :]
+    m = _REVERSE_PATH.match(text) if sender else _PATH.match(text) or _POSTMASTER.match(text)
+    if m is None or text[m.end() : m.end() + 1] not in ("", " "):
+        if sender:
+            return BadCommand(501, "5.1.7", "Bad sender address syntax")
+        return BadCommand(501, "5.1.3", "Bad recipient address syntax")
+    params = _parse_params(text[m.end() :])
+    return params if isinstance(params, BadCommand) else (m.group(1) or "", params)
 
 
 def _parse_lhlo(args: str) -> Command | BadCommand:
@@ -342,20 +358,10 @@ def _parse_lhlo(args: str) -> Command | BadCommand:
 
 def _parse_mail(args: str) -> Command | BadCommand:
     """``MAIL FROM:<reverse-path> [SP Mail-parameters]``, SIZE and BODY understood."""
-    m = _FROM.match(args)
-    if m is None:
-        return _bad_args("Syntax: MAIL FROM:<address> [parameters]")
-    text = args[m.end() :]
-    if text.startswith("<>") and (len(text) == 2 or text[2] == " "):
-        reverse_path, rest = "", text[2:]
-    else:
-        path = _parse_path(text, postmaster=False)
-        if path is None:
-            return BadCommand(501, "5.1.7", "Bad sender address syntax")
-        reverse_path, rest = path
-    params = _parse_params(rest)
-    if isinstance(params, BadCommand):
-        return params
+    path = _parse_path(args, sender=True)
+    if isinstance(path, BadCommand):
+        return path
+    reverse_path, params = path
     size: int | None = None
     body: str | None = None
     for keyword, value in params:
@@ -376,16 +382,10 @@ def _parse_mail(args: str) -> Command | BadCommand:
 
 def _parse_rcpt(args: str) -> Command | BadCommand:
     """``RCPT TO:<forward-path> [SP Rcpt-parameters]``; no parameter is supported."""
-    m = _TO.match(args)
-    if m is None:
-        return _bad_args("Syntax: RCPT TO:<address>")
-    path = _parse_path(args[m.end() :], postmaster=True)
-    if path is None:
-        return BadCommand(501, "5.1.3", "Bad recipient address syntax")
-    forward_path, rest = path
-    params = _parse_params(rest)
-    if isinstance(params, BadCommand):
-        return params
+    path = _parse_path(args, sender=False)
+    if isinstance(path, BadCommand):
+        return path
+    forward_path, params = path
     if params:
         return BadCommand(555, "5.5.4", "RCPT parameters not supported")
     return RcptCommand(forward_path)

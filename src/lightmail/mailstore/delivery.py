@@ -112,8 +112,8 @@ class Delivery(StoreCore):
         """Stream a message into a new blob, durable but not yet visible anywhere.
 
         Callers that decide after the data is in (LMTP waits for the virus
-        scanner's verdict) use :meth:`MailStore.ingest
-        <lightmail.mailstore.store.MailStore.ingest>`, which deletes the blob
+        scanner's verdict) use :meth:`Intake.ingest
+        <lightmail.mailstore.ingest.Intake.ingest>`, which deletes the blob
         unless it was committed. A crash in between leaves an orphan blob,
         which the sweeper removes.
         """

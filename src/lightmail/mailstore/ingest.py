@@ -2,9 +2,9 @@
 
 LMTP, IMAP APPEND and the API import stream a message into a blob before they
 know what becomes of it (the virus scanner's verdict, the size, the target
-mailbox). :meth:`MailStore.ingest <lightmail.mailstore.store.MailStore.ingest>`
-holds that blob for them: whatever happens inside the ``async with``, the blob
-is deleted on the way out unless an operation took it over. An operation that
+mailbox). :meth:`Intake.ingest` (``MailStore.ingest``) holds that blob for
+them: whatever happens inside the ``async with``, the blob is deleted on the
+way out unless an operation took it over. An operation that
 commits the blob (append, deliver, quarantine) decides itself whether it may
 delete it after a failure: never when a committed row could refer to it (a
 COMMIT whose reply was lost), so the orphan sweep gets it instead.
@@ -15,41 +15,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Protocol
 
+from lightmail.mailstore.delivery import Delivery
+from lightmail.mailstore.quarantine import Quarantine
 from lightmail.mailstore.types import AppendResult, DeliveryOutcome, Recipient, StoredMessage
-
-
-class _Store(Protocol):
-    async def store_message(self, source: AsyncIterable[bytes]) -> StoredMessage: ...
-
-    async def discard(self, stored: StoredMessage) -> None: ...
-
-    def read_stored(self, stored: StoredMessage) -> AsyncIterator[bytes]: ...
-
-    async def append_stored(
-        self,
-        user_id: int,
-        mailbox_name: str,
-        stored: StoredMessage,
-        *,
-        flags: Iterable[str] = (),
-        internaldate: datetime | None = None,
-    ) -> AppendResult: ...
-
-    async def deliver_stored(
-        self, recipients: Sequence[Recipient], stored: StoredMessage
-    ) -> list[DeliveryOutcome]: ...
-
-    async def quarantine(
-        self, stored: StoredMessage, sender: str, recipients: Sequence[Recipient], virus: str
-    ) -> int: ...
 
 
 class Ingest:
     """A stored message not yet visible anywhere; at most one operation commits it."""
 
-    def __init__(self, store: _Store, stored: StoredMessage) -> None:
+    def __init__(self, store: Intake, stored: StoredMessage) -> None:
         self._store = store
         self.stored = stored
         self._taken = False  # an operation took the blob over: it is no longer ours to delete
@@ -109,11 +84,19 @@ class Ingest:
             await self._store.discard(self.stored)
 
 
-@asynccontextmanager
-async def ingesting(store: _Store, source: AsyncIterable[bytes]) -> AsyncIterator[Ingest]:
-    """Store ``source`` as a new blob for the block; delete it after unless committed."""
-    ingest = Ingest(store, await store.store_message(source))
-    try:
-        yield ingest
-    finally:
-        await ingest._close()
+class Intake(Delivery, Quarantine):
+    """New mail: APPEND and delivery, quarantine, and the blob held in between."""
+
+    @asynccontextmanager
+    async def ingest(self, source: AsyncIterable[bytes]) -> AsyncIterator[Ingest]:
+        """Stream ``source`` into a new blob, held for the ``async with`` block.
+
+        Inside, the caller decides (a virus verdict, a size check) and commits
+        the message with :class:`Ingest`'s ``append``, ``deliver`` or
+        ``quarantine``; otherwise the blob is deleted when the block ends.
+        """
+        ingest = Ingest(self, await self.store_message(source))
+        try:
+            yield ingest
+        finally:
+            await ingest._close()

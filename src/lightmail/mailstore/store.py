@@ -8,7 +8,8 @@ after a failed commit):
 
 - :mod:`~lightmail.mailstore.mailboxes`: mailboxes and subscriptions;
 - :mod:`~lightmail.mailstore.delivery`: APPEND and LMTP delivery;
-- :mod:`~lightmail.mailstore.ingest`: a new message held until it is committed;
+- :mod:`~lightmail.mailstore.ingest`: a new message held until it is committed
+  (on :mod:`~lightmail.mailstore.delivery` and :mod:`~lightmail.mailstore.quarantine`);
 - :mod:`~lightmail.mailstore.messages`: COPY, MOVE, STORE, EXPUNGE, FETCH;
 - :mod:`~lightmail.mailstore.quarantine`: messages the virus scanner kept aside;
 - :mod:`~lightmail.mailstore.purge`: soft-deleted messages, restored or purged.
@@ -19,15 +20,10 @@ Errors are those of :mod:`lightmail.errors`; nothing here formats a reply.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
-from contextlib import AbstractAsyncContextManager
-
-from lightmail.mailstore.delivery import Delivery
-from lightmail.mailstore.ingest import Ingest, ingesting
+from lightmail.mailstore.ingest import Ingest, Intake
 from lightmail.mailstore.mailboxes import Mailboxes
 from lightmail.mailstore.messages import Messages
 from lightmail.mailstore.purge import DeletedMail
-from lightmail.mailstore.quarantine import Quarantine
 from lightmail.mailstore.types import (
     SYSTEM_FLAGS,
     AppendResult,
@@ -67,14 +63,5 @@ __all__ = [
 ]
 
 
-class MailStore(Mailboxes, Delivery, Messages, Quarantine, DeletedMail):
+class MailStore(Mailboxes, Intake, Messages, DeletedMail):
     """Every operation on mail; see the module documentation for its parts."""
-
-    def ingest(self, source: AsyncIterable[bytes]) -> AbstractAsyncContextManager[Ingest]:
-        """Stream ``source`` into a new blob, held for the ``async with`` block.
-
-        Inside, the caller decides (a virus verdict, a size check) and commits
-        the message with :class:`Ingest`'s ``append``, ``deliver`` or
-        ``quarantine``; otherwise the blob is deleted when the block ends.
-        """
-        return ingesting(self, source)

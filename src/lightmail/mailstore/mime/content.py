@@ -20,12 +20,11 @@ from lightmail.mailstore.mime.headers import Fields, as_ntext, as_text, first_fi
 from lightmail.mailstore.mime.params import (
     LOOSE_TOKEN,
     MAX_PARAMS,
-    Params,
     parse_params,
     split_2231,
     to_params,
 )
-from lightmail.mailstore.mime.types import Disposition
+from lightmail.mailstore.mime.types import BodyPart, Disposition
 
 MAX_BOUNDARY = 998
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
@@ -42,18 +41,14 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class MimeInfo:
-    """The Content-* fields of one header block (RFC 2045, RFC 2183)."""
+    """What one header block says of its part (RFC 2045, RFC 2183).
 
-    type: str
-    subtype: str
-    params: Params
-    id: str | None
-    description: str | None
-    encoding: str
-    md5: str | None
-    disposition: Disposition | None
-    language: tuple[str, ...] | None
-    location: str | None
+    ``part`` holds the Content-* fields as BODYSTRUCTURE shows them; its extent
+    (``lines``, the offsets, children, an encapsulated message) is empty: the
+    scanner fills it in with :func:`dataclasses.replace` once the body is read.
+    """
+
+    part: BodyPart
     boundary: bytes | None
     kind: Kind
 
@@ -138,17 +133,20 @@ def mime_info(fields: Fields, *, in_digest: bool) -> MimeInfo:
         tags = tuple(as_text(tag.strip(" \t")) for tag in language_value.split(",")[:MAX_PARAMS])
         language = tuple(tag for tag in tags if tag) or None
 
-    return MimeInfo(
+    part = BodyPart(
         type=as_text(major),
         subtype=as_text(minor),
         params=to_params(pairs),
         id=as_ntext(first_field(fields, "content-id")),
         description=as_ntext(first_field(fields, "content-description")),
         encoding=encoding,
+        lines=0,
         md5=as_ntext(first_field(fields, "content-md5")),
         disposition=disposition,
         language=language,
         location=as_ntext(first_field(fields, "content-location")),
-        boundary=boundary,
-        kind=kind,
+        header_start=0,
+        body_start=0,
+        end=0,
     )
+    return MimeInfo(part, boundary, kind)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lightmail.mailstore.mime.addresses import display, parse_envelope
 from lightmail.mailstore.mime.content import MAX_BOUNDARY, Kind, MimeInfo, mime_info
@@ -348,7 +348,7 @@ class MimeScanner:
             self._open_child = False
             parent = self._stack[-1]
             info = parent.info
-            in_digest = info is not None and info.subtype == "DIGEST"
+            in_digest = info is not None and info.part.subtype == "DIGEST"
             self._push(_Frame(self._at, self._child_keep(), in_digest, is_message=False))
         self._begin_line()
 
@@ -425,29 +425,21 @@ class MimeScanner:
         info = frame.info
         if info is None:  # pragma: no cover - set by _parse_header above
             raise AssertionError("frame without a parsed header")
+        part = info.part
         lines = max(0, lf_at_end - frame.lf_at_body)
         children: tuple[BodyPart, ...] = ()
         envelope = message = None
         if info.kind is Kind.MULTIPART:
             children = tuple(frame.children) or (_synthetic(frame.body_start, end, lines, "7BIT"),)
-        elif info.kind is Kind.MESSAGE or (info.type, info.subtype) == ("MESSAGE", "RFC822"):
+        elif info.kind is Kind.MESSAGE or (part.type, part.subtype) == ("MESSAGE", "RFC822"):
             message = frame.message
             envelope = frame.message_envelope
             if message is None or envelope is None:
-                message = _synthetic(frame.body_start, end, lines, info.encoding)
+                message = _synthetic(frame.body_start, end, lines, part.encoding)
                 envelope = EMPTY_ENVELOPE
-        return BodyPart(
-            type=info.type,
-            subtype=info.subtype,
-            params=info.params,
-            id=info.id,
-            description=info.description,
-            encoding=info.encoding,
+        return replace(
+            part,
             lines=lines,
-            md5=info.md5,
-            disposition=info.disposition,
-            language=info.language,
-            location=info.location,
             header_start=frame.header_start,
             body_start=frame.body_start,
             end=end,
@@ -492,21 +484,11 @@ def _parsed(size: int, header: bytes, envelope: Envelope, body: BodyPart) -> Par
     )
 
 
+_EMPTY_HEADER = mime_info([], in_digest=False).part  # TEXT/PLAIN; CHARSET=US-ASCII, 7BIT
+
+
 def _synthetic(start: int, end: int, lines: int, encoding: str) -> BodyPart:
-    """A TEXT/PLAIN part with an empty header spanning ``[start, end)``."""
-    return BodyPart(
-        type="TEXT",
-        subtype="PLAIN",
-        params=(("CHARSET", "US-ASCII"),),
-        id=None,
-        description=None,
-        encoding=encoding,
-        lines=lines,
-        md5=None,
-        disposition=None,
-        language=None,
-        location=None,
-        header_start=start,
-        body_start=start,
-        end=end,
+    """A part with an empty MIME header (so TEXT/PLAIN) spanning ``[start, end)``."""
+    return replace(
+        _EMPTY_HEADER, encoding=encoding, lines=lines, header_start=start, body_start=start, end=end
     )

@@ -146,6 +146,12 @@ def validate_listing(prefix: str, page_size: int) -> tuple[str, ...]:
     return validate_prefix(prefix)
 
 
+def validate_range(start: int) -> None:
+    """Check the start of a :meth:`BlobStore.get_range` (an end before it is an empty range)."""
+    if start < 0:
+        raise ValueError(f"range start must not be negative, got {start}")
+
+
 def _check_segments(key: str, names: list[str]) -> None:
     try:
         size = len(key.encode("utf-8"))

@@ -38,6 +38,7 @@ from lightmail.storage.blobs.base import (
     PutResult,
     validate_key,
     validate_listing,
+    validate_range,
 )
 
 _WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
@@ -76,8 +77,7 @@ class FileSystemBlobStore:
         return self._read("get", key, self.path_of(key), 0, None)
 
     def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        if start < 0:
-            raise ValueError(f"range start must not be negative, got {start}")
+        validate_range(start)
         return self._read("get_range", key, self.path_of(key), start, max(start, end))
 
     async def delete_many(self, keys: Sequence[str]) -> None:

@@ -51,6 +51,7 @@ from lightmail.storage.blobs.base import (
     validate_key,
     validate_listing,
     validate_prefix,
+    validate_range,
 )
 
 if TYPE_CHECKING:
@@ -188,8 +189,7 @@ class S3BlobStore:
         return self._get(validate_key(key))
 
     def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        if start < 0:
-            raise ValueError(f"range start must not be negative, got {start}")
+        validate_range(start)
         return self._get_range(validate_key(key), start, end)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
