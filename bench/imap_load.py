@@ -61,6 +61,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from lightmail.config import load_settings
+from lightmail.config.values import worker_count
 from lightmail.runtime import open_node
 from lightmail.storage.db.engine import Database
 
@@ -297,6 +298,37 @@ def cpu_seconds(root: int) -> float:
         fields = stat.rpartition(")")[2].split()
         total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return total / ticks
+
+
+BACKEND_NAMES = {"sqlite": "SQLite + filesystem", "s3": "MariaDB + SeaweedFS"}
+
+
+def workers_list(text: str) -> list[str]:
+    """``--workers``: comma-separated ``[server] workers`` values (``auto`` or a count)."""
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    for value in values:
+        try:
+            worker_count(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{value!r}: not auto or 1 to 1024") from error
+    if not values:
+        raise argparse.ArgumentTypeError("comma-separated worker counts, e.g. 1,auto")
+    return values
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, as every benchmark that compares LightMail's process counts takes it."""
+    parser.add_argument(
+        "--workers",
+        type=workers_list,
+        default=["1", "auto"],
+        help="LightMail's [server] workers, comma-separated; each is a run (1,auto)",
+    )
+
+
+def lightmail_name(backend: str, workers: str, extra: str = "") -> str:
+    """A run's label: ``LightMail (SQLite + filesystem + clamd, workers 1)``."""
+    return f"LightMail ({BACKEND_NAMES[backend]}{extra}, workers {workers})"
 
 
 def lightmail_env(workdir: Path, port: int, extra: Mapping[str, str]) -> dict[str, str]:
@@ -691,13 +723,13 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
         env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
         if args.backend in ("sqlite", "both"):
             async with running_lightmail(
-                f"LightMail (SQLite + filesystem, workers {workers})", args.users, env
+                lightmail_name("sqlite", workers), args.users, env
             ) as target:
                 results[f"sqlite, workers {workers}"] = await bench_target(target, args)
         if args.backend in ("s3", "both"):
             assert seaweed is not None
             async with running_lightmail(
-                f"LightMail (MariaDB + SeaweedFS, workers {workers})",
+                lightmail_name("s3", workers),
                 args.users,
                 {**env, **s3_env(args.mysql_url, seaweed)},
                 mysql_url=args.mysql_url,
@@ -746,12 +778,7 @@ def main() -> None:
         help="Dovecot's passwd-file hashes; its auth cache did not spare passwd-file logins"
         " the hash, so plain shows what the rest of a round costs",
     )
-    parser.add_argument(
-        "--workers",
-        type=lambda text: text.split(","),
-        default=["1", "auto"],
-        help="LightMail's [server] workers, comma-separated; each is a run (1,auto)",
-    )
+    add_workers_option(parser)
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
