@@ -67,7 +67,13 @@ from lightmail.storage.db.engine import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dovecot import free_port, process_tree, running_dovecot, tree_memory_kb
+from _dovecot import (
+    dovecot_missing,
+    free_port,
+    process_tree,
+    running_dovecot,
+    tree_memory_kb,
+)
 
 from tests.support.mariadb import mariadb_listening, recreate_schema
 from tests.support.s3server import S3Server, running_seaweedfs
@@ -790,6 +796,8 @@ def main() -> None:
         parser.error("--duration must be above 0 and at most 3600")
     if args.backend in ("s3", "both") and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
+    if args.dovecot and (missing := dovecot_missing("imap")) is not None:
+        parser.error(f"{missing} (or --no-dovecot)")
     print(
         f"{args.clients} clients, {args.users} users, {args.messages} messages seeded per user, "
         + (f"{args.rounds} rounds per client" if args.rounds else f"{args.duration:g} s per target")

@@ -77,6 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _dovecot import (
     DovecotServer,
+    dovecot_missing,
     free_port,
     maildir_count,
     process_tree,
@@ -806,6 +807,8 @@ def main() -> None:
             parser.error("smtp-source not found: apt-get install postfix")
         if args.antivirus != "off" and find_clamd() is None:
             parser.error("clamd not found: apt-get install clamav-daemon (or --antivirus off)")
+        if args.dovecot and (missing := dovecot_missing("lmtp")) is not None:
+            parser.error(f"{missing} (or --no-dovecot)")
     needs_s3 = (not args.only_rss and args.backend in ("s3", "both")) or (
         args.rss_size > 0 and args.rss_backend == "s3"
     )

@@ -65,7 +65,7 @@ from lightmail.runtime import open_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dovecot import free_port, running_dovecot_pop3
+from _dovecot import dovecot_missing, free_port, running_dovecot_pop3
 from imap_load import (
     add_workers_option,
     cpu_seconds,
@@ -550,6 +550,8 @@ def main() -> None:
         parser.error("--size must be from 400 bytes to 64 MiB")
     if args.backend in ("s3", "both") and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
+    if args.dovecot and (missing := dovecot_missing("pop3")) is not None:
+        parser.error(f"{missing} (or --no-dovecot)")
     print(
         f"POP3 RETR: {args.messages} messages of {args.size} bytes over 1 connection "
         f"(1 user) and over {args.connections} connections "
