@@ -487,7 +487,7 @@ def summary(layout: Layout, results: Mapping[str, tuple[str, dict[int, Run]]]) -
         return
     ratio_header = "".join(f"{f'{c} conn':>27}" for c in columns)
     print(f"\n{'ratio LightMail / Dovecot':<{width}}{ratio_header}")
-    print(f"{'(time; above 1 = slower)':<{width}}")
+    print("(time; above 1 = slower)")
     for key, (name, runs) in results.items():
         if key == "dovecot":
             continue
