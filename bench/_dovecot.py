@@ -51,6 +51,28 @@ def find_dovecot() -> Path | None:
     return None
 
 
+def dovecot_missing(protocol: str) -> str | None:
+    """Why Dovecot cannot serve ``protocol`` (imap, pop3, lmtp) here; None if it can.
+
+    Debian's ``dovecot-PROTOCOLd`` installs the service binary (and
+    ``dovecot-core``, the master), which a benchmark checks before its
+    LightMail runs rather than after them.
+    """
+    folders = ("/usr/lib/dovecot", "/usr/libexec/dovecot")
+    if find_dovecot() is None or not any(Path(f, protocol).is_file() for f in folders):
+        return f"Dovecot's {protocol} service not found: apt-get install dovecot-{protocol}d"
+    return None
+
+
+def _dovecot_for(protocol: str) -> Path:
+    """The ``dovecot`` master binary, once ``protocol``'s service is known to be there."""
+    dovecot = find_dovecot()
+    missing = dovecot_missing(protocol)
+    if dovecot is None or missing is not None:
+        raise RuntimeError(missing)
+    return dovecot
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -73,9 +95,7 @@ def running_dovecot(
     many clients each) or ``security`` (Dovecot's default: one ``imap-login``
     process per connection).
     """
-    dovecot = find_dovecot()
-    if dovecot is None:
-        raise RuntimeError("dovecot not found: apt-get install dovecot-imapd")
+    dovecot = _dovecot_for("imap")
     if login_mode not in ("performance", "security"):
         raise ValueError(f"login_mode {login_mode!r}")
     with ExitStack() as stack:
@@ -189,14 +209,6 @@ def _identities() -> tuple[int, int, str, str]:
     )
 
 
-def find_dovecot_lmtp() -> Path | None:
-    """Debian's ``dovecot-lmtpd`` puts the ``lmtp`` service binary here."""
-    for candidate in ("/usr/lib/dovecot/lmtp", "/usr/libexec/dovecot/lmtp"):
-        if Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
 @contextmanager
 def running_dovecot_lmtp(
     addresses: Iterable[str], *, process_limit: int = 100
@@ -209,11 +221,7 @@ def running_dovecot_lmtp(
     Dovecot's defaults are kept otherwise (one ``lmtp`` process per
     connection, reused; ``mail_fsync = optimized``).
     """
-    dovecot = find_dovecot()
-    if dovecot is None:
-        raise RuntimeError("dovecot not found: apt-get install dovecot-lmtpd")
-    if find_dovecot_lmtp() is None:
-        raise RuntimeError("Dovecot's lmtp service not found: apt-get install dovecot-lmtpd")
+    dovecot = _dovecot_for("lmtp")
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-lmtp-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -283,14 +291,6 @@ service lmtp {{
         yield server
 
 
-def find_dovecot_pop3() -> Path | None:
-    """Debian's ``dovecot-pop3d`` puts the ``pop3`` service binary here."""
-    for candidate in ("/usr/lib/dovecot/pop3", "/usr/libexec/dovecot/pop3"):
-        if Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
 @contextmanager
 def running_dovecot_pop3(
     users: Mapping[str, str],
@@ -307,11 +307,7 @@ def running_dovecot_pop3(
     (whole messages, CRLF line ends) are written to ``workdir/mail/ADDRESS/Maildir/new``
     as a delivery agent would, owned by the mail user.
     """
-    dovecot = find_dovecot()
-    if dovecot is None:
-        raise RuntimeError("dovecot not found: apt-get install dovecot-pop3d")
-    if find_dovecot_pop3() is None:
-        raise RuntimeError("Dovecot's pop3 service not found: apt-get install dovecot-pop3d")
+    dovecot = _dovecot_for("pop3")
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="lightmail-dovecot-pop3-"))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)

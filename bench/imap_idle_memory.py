@@ -5,8 +5,10 @@ Opens ``--connections`` connections (default 2000), each LOGIN + SELECT INBOX
 ``--messages`` messages (default 50, appended over IMAP, the same for both
 servers), and prints how much the server's memory grew per connection:
 
-- LightMail (SQLite + filesystem): the one ``python -m lightmail serve``
-  process started here, with ``[imap] max_connections``,
+- LightMail (SQLite + filesystem): the ``python -m lightmail serve`` started
+  here, once for each ``--workers`` value (``[server] workers``; default
+  ``1,auto``, labelled "..., workers N"), summed over the supervisor and its
+  workers when there are several, with ``[imap] max_connections``,
   ``max_connections_per_ip`` and ``max_connections_per_user`` raised through
   ``LIGHTMAIL_IMAP_*`` for the run;
 - Dovecot (``dovecot-imapd``, configured in a temporary folder by
@@ -22,6 +24,7 @@ raised to what the run needs.
 
     uv run python bench/imap_idle_memory.py                     # 2000 connections to each
     uv run python bench/imap_idle_memory.py --connections 500 --no-dovecot
+    uv run python bench/imap_idle_memory.py --workers 1 --no-dovecot
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dovecot import tree_memory_kb
+from _dovecot import dovecot_missing, tree_memory_kb
 from imap_load import (
     COMMAND_TIMEOUT,
     ImapClient,
     ImapError,
     Target,
+    add_workers_option,
     dovecot_target,
+    lightmail_name,
     quote,
     running_lightmail,
     seed,
@@ -192,33 +197,43 @@ def per_connection(m: Measurement, pss: bool) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    results: dict[str, Measurement] = {}
+    lightmail: list[Measurement] = []
     per_user = math.ceil(args.connections / args.users) + 10
     limits = {
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS": str(args.connections + 100),
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_IP": str(args.connections + 100),
         "LIGHTMAIL_IMAP_MAX_CONNECTIONS_PER_USER": str(per_user),
-        "LIGHTMAIL_SERVER_WORKERS": args.workers,
     }
     if args.lightmail:
-        async with running_lightmail(
-            f"LightMail (SQLite + filesystem, workers {args.workers})", args.users, limits
-        ) as target:
-            results["lightmail"] = await measure(target, args)
-            report(results["lightmail"])
+        for workers in args.workers:
+            env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
+            name = lightmail_name("sqlite", workers)
+            async with running_lightmail(name, args.users, env) as target:
+                lightmail.append(await measure(target, args))
+                report(lightmail[-1])
+    dovecot: Measurement | None = None
     if args.dovecot:
         with dovecot_target(args.users, args.connections, args.dovecot_login) as target:
-            results["dovecot"] = await measure(target, args)
-            report(results["dovecot"])
-    if len(results) == 2:
-        lightmail, dovecot = results["lightmail"], results["dovecot"]
-        print("\n== summary: server memory growth per idle connection ==")
-        for label, pss in (("RSS", False), ("PSS", True)):
-            ours, theirs = per_connection(lightmail, pss), per_connection(dovecot, pss)
-            print(
-                f"{label}: LightMail {ours:.1f} KiB, Dovecot {theirs:.1f} KiB, "
-                f"ratio LightMail/Dovecot {ours / theirs:.2f}"
+            dovecot = await measure(target, args)
+            report(dovecot)
+    summary([*lightmail, *([dovecot] if dovecot else [])], dovecot)
+
+
+def summary(measurements: list[Measurement], dovecot: Measurement | None) -> None:
+    """KiB per connection of every target, and each LightMail run's ratio to Dovecot's."""
+    width = max(len(m.target.name) for m in measurements) + 2
+    ratios = "" if dovecot is None else f"{'RSS ratio':>10} {'PSS ratio':>10}"
+    print("\n== summary: server memory growth per idle connection ==")
+    print(f"{'target':<{width}}{'RSS KiB':>9} {'PSS KiB':>9} {ratios}".rstrip())
+    for m in measurements:
+        rss, pss = per_connection(m, pss=False), per_connection(m, pss=True)
+        cells = ""
+        if dovecot is not None and m is not dovecot:
+            cells = (
+                f"{rss / per_connection(dovecot, pss=False):>10.2f} "
+                f"{pss / per_connection(dovecot, pss=True):>10.2f}"
             )
+        print(f"{m.target.name:<{width}}{rss:>9.1f} {pss:>9.1f} {cells}".rstrip())
 
 
 def main() -> None:
@@ -228,7 +243,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50, help="messages in each INBOX")
     parser.add_argument("--parallel", type=int, default=8, help="connections opened at once")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
-    parser.add_argument("--workers", default="auto", help="LightMail's [server] workers (auto)")
+    add_workers_option(parser)
     parser.add_argument("--lightmail", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
@@ -242,6 +257,10 @@ def main() -> None:
         parser.error("--connections from 2 to 50000, --users and --messages at least 1")
     if not 1 <= args.parallel <= 1000 or not 0 <= args.settle <= 60:
         parser.error("--parallel from 1 to 1000, --settle from 0 to 60")
+    if not args.lightmail and not args.dovecot:
+        parser.error("--no-lightmail and --no-dovecot leave nothing to measure")
+    if args.dovecot and (missing := dovecot_missing("imap")) is not None:
+        parser.error(f"{missing} (or --no-dovecot)")
     # This process holds every client socket; the server started from it inherits the limit.
     raise_fd_limit(2 * args.connections + 1000)
     asyncio.run(run(args))

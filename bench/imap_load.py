@@ -61,12 +61,19 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from lightmail.config import load_settings
+from lightmail.config.values import worker_count
 from lightmail.runtime import open_node
 from lightmail.storage.db.engine import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dovecot import free_port, process_tree, running_dovecot, tree_memory_kb
+from _dovecot import (
+    dovecot_missing,
+    free_port,
+    process_tree,
+    running_dovecot,
+    tree_memory_kb,
+)
 
 from tests.support.mariadb import mariadb_listening, recreate_schema
 from tests.support.s3server import S3Server, running_seaweedfs
@@ -297,6 +304,37 @@ def cpu_seconds(root: int) -> float:
         fields = stat.rpartition(")")[2].split()
         total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return total / ticks
+
+
+BACKEND_NAMES = {"sqlite": "SQLite + filesystem", "s3": "MariaDB + SeaweedFS"}
+
+
+def workers_list(text: str) -> list[str]:
+    """``--workers``: comma-separated ``[server] workers`` values (``auto`` or a count)."""
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    for value in values:
+        try:
+            worker_count(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{value!r}: not auto or 1 to 1024") from error
+    if not values:
+        raise argparse.ArgumentTypeError("comma-separated worker counts, e.g. 1,auto")
+    return values
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, as every benchmark that compares LightMail's process counts takes it."""
+    parser.add_argument(
+        "--workers",
+        type=workers_list,
+        default=["1", "auto"],
+        help="LightMail's [server] workers, comma-separated; each is a run (1,auto)",
+    )
+
+
+def lightmail_name(backend: str, workers: str, extra: str = "") -> str:
+    """A run's label: ``LightMail (SQLite + filesystem + clamd, workers 1)``."""
+    return f"LightMail ({BACKEND_NAMES[backend]}{extra}, workers {workers})"
 
 
 def lightmail_env(workdir: Path, port: int, extra: Mapping[str, str]) -> dict[str, str]:
@@ -691,13 +729,13 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
         env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
         if args.backend in ("sqlite", "both"):
             async with running_lightmail(
-                f"LightMail (SQLite + filesystem, workers {workers})", args.users, env
+                lightmail_name("sqlite", workers), args.users, env
             ) as target:
                 results[f"sqlite, workers {workers}"] = await bench_target(target, args)
         if args.backend in ("s3", "both"):
             assert seaweed is not None
             async with running_lightmail(
-                f"LightMail (MariaDB + SeaweedFS, workers {workers})",
+                lightmail_name("s3", workers),
                 args.users,
                 {**env, **s3_env(args.mysql_url, seaweed)},
                 mysql_url=args.mysql_url,
@@ -746,12 +784,7 @@ def main() -> None:
         help="Dovecot's passwd-file hashes; its auth cache did not spare passwd-file logins"
         " the hash, so plain shows what the rest of a round costs",
     )
-    parser.add_argument(
-        "--workers",
-        type=lambda text: text.split(","),
-        default=["1", "auto"],
-        help="LightMail's [server] workers, comma-separated; each is a run (1,auto)",
-    )
+    add_workers_option(parser)
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -763,6 +796,8 @@ def main() -> None:
         parser.error("--duration must be above 0 and at most 3600")
     if args.backend in ("s3", "both") and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
+    if args.dovecot and (missing := dovecot_missing("imap")) is not None:
+        parser.error(f"{missing} (or --no-dovecot)")
     print(
         f"{args.clients} clients, {args.users} users, {args.messages} messages seeded per user, "
         + (f"{args.rounds} rounds per client" if args.rounds else f"{args.duration:g} s per target")

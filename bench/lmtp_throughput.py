@@ -11,7 +11,11 @@ Throughput: Postfix's ``smtp-source -L`` (Debian's ``postfix`` package) sends
 - Dovecot's LMTP (``dovecot-lmtpd``, configured in a temporary folder,
   maildir, users in a passwd-file),
 
-and the ratio of each LightMail figure to Dovecot's. With clamd, LightMail runs
+each LightMail variant once for each ``--workers`` value (``[server]
+workers``; default ``1,auto``, labelled "..., workers N"), and the ratio of
+each LightMail run to Dovecot's. The server CPU it prints is that of the whole
+server: with several workers, the supervisor and every worker (for Dovecot,
+the master and its children). With clamd, LightMail runs
 ``[antivirus] mode = reject`` against a clamd started here with the project's
 one-signature EICAR database (``tests/support/clamd.py``); after the timed runs
 one EICAR message must be refused with ``554``, showing clamd was in the path.
@@ -28,11 +32,13 @@ messages are counted in the store (LightMail: INBOX of each user, through the
 database; Dovecot: files in each maildir) and every user must hold exactly
 what was sent, so a run that failed quietly is caught.
 
-Peak RSS: a LightMail server (``--rss-backend``, SQLite + filesystem by
-default) receives one small message, its peak RSS (VmHWM) is reset with
-``echo 5 > /proc/PID/clear_refs``, then it receives one ``--rss-size`` (50 MB)
-message from a small LMTP client here (asyncio streams, dot-stuffed, sent in
-64 KiB writes); the script prints how far VmHWM rose above the RSS before.
+Peak RSS: a LightMail server in one process (``[server] workers = 1``, so
+the process measured is the one that takes the delivery; ``--rss-backend``,
+SQLite + filesystem by default) receives one small message, its peak RSS
+(VmHWM) is reset with ``echo 5 > /proc/PID/clear_refs``, then it receives one
+``--rss-size`` (50 MB) message from a small LMTP client here (asyncio streams,
+dot-stuffed, sent in 64 KiB writes); the script prints how far VmHWM rose
+above the RSS before.
 
 LightMail runs as ``python -m lightmail serve`` children configured through
 LIGHTMAIL_* variables; its users are made beforehand in this process. MariaDB
@@ -41,6 +47,7 @@ tables are dropped and re-created; ``--mysql-url`` chooses another).
 
     uv run python bench/lmtp_throughput.py                     # everything, a few minutes
     uv run python bench/lmtp_throughput.py --backend sqlite --antivirus off --no-dovecot
+    uv run python bench/lmtp_throughput.py --backend s3 --antivirus off --workers 1,2,auto
     uv run python bench/lmtp_throughput.py --messages 3000 --concurrency 1,10,50
     uv run python bench/lmtp_throughput.py --only-rss --rss-size 200M
 """
@@ -70,17 +77,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _dovecot import (
     DovecotServer,
+    dovecot_missing,
     free_port,
     maildir_count,
     process_tree,
     running_dovecot_lmtp,
 )
 from imap_load import (
+    add_workers_option,
     cpu_seconds,
     ensure_database,
     lightmail_env,
+    lightmail_name,
     log_tail,
     report_server_errors,
+    s3_env,
     terminate,
 )
 
@@ -119,7 +130,7 @@ Counts = Callable[[], Awaitable[dict[str, int]]]  # messages in each user's INBO
 class Target:
     """One LMTP server under test and how to count what it stored."""
 
-    key: str  # sqlite, sqlite+clamd, s3, s3+clamd, dovecot
+    key: str  # "sqlite, workers 1", "s3+clamd, workers auto", ..., or "dovecot"
     name: str
     host: str
     port: int
@@ -640,33 +651,24 @@ def lightmail_variants(args: argparse.Namespace) -> list[tuple[str, bool]]:
     return [(backend, with_clamd) for backend in backends for with_clamd in clamd]
 
 
-def s3_env(args: argparse.Namespace, seaweed: S3Server) -> dict[str, str]:
-    return {
-        "LIGHTMAIL_DATABASE_URL": args.mysql_url,
-        "LIGHTMAIL_BLOBS_URL": f"s3://{seaweed.bucket}/bench-{uuid.uuid4().hex[:12]}",
-        "LIGHTMAIL_BLOBS_ENDPOINT": seaweed.endpoint,
-        "LIGHTMAIL_BLOBS_REGION": seaweed.region,
-        "LIGHTMAIL_BLOBS_ACCESS_KEY": seaweed.access_key,
-        "LIGHTMAIL_BLOBS_SECRET_KEY": seaweed.secret_key,
-    }
-
-
-BACKEND_NAMES = {"sqlite": "SQLite + filesystem", "s3": "MariaDB + SeaweedFS"}
-
-
 async def run(args: argparse.Namespace, smtp_source: Path | None, seaweed: S3Server | None) -> None:
     results: dict[str, tuple[str, dict[int, RunResult]]] = {}
     base_env = {"LIGHTMAIL_LMTP_MAX_MESSAGE_SIZE": str(max(64 << 20, 2 * args.rss_size))}
     if not args.only_rss:
         assert smtp_source is not None
-        for backend, with_clamd in lightmail_variants(args):
-            key = backend + ("+clamd" if with_clamd else "")
-            name = f"LightMail {BACKEND_NAMES[backend]}" + (" + clamd" if with_clamd else "")
-            env = dict(base_env)
+        runs = [
+            (workers, backend, with_clamd)
+            for workers in args.workers
+            for backend, with_clamd in lightmail_variants(args)
+        ]
+        for workers, backend, with_clamd in runs:
+            key = backend + ("+clamd" if with_clamd else "") + f", workers {workers}"
+            name = lightmail_name(backend, workers, " + clamd" if with_clamd else "")
+            env = {**base_env, "LIGHTMAIL_SERVER_WORKERS": workers}
             mysql_url = None
             if backend == "s3":
                 assert seaweed is not None
-                env.update(s3_env(args, seaweed))
+                env.update(s3_env(args.mysql_url, seaweed))
                 mysql_url = args.mysql_url
             with contextlib.ExitStack() as stack:
                 if with_clamd:
@@ -691,13 +693,13 @@ async def run(args: argparse.Namespace, smtp_source: Path | None, seaweed: S3Ser
                 )
         summary(args, results)
     if args.rss_size > 0:
-        env = dict(base_env)
+        env = {**base_env, "LIGHTMAIL_SERVER_WORKERS": "1"}
         mysql_url = None
         if args.rss_backend == "s3":
             assert seaweed is not None
-            env.update(s3_env(args, seaweed))
+            env.update(s3_env(args.mysql_url, seaweed))
             mysql_url = args.mysql_url
-        name = f"LightMail {BACKEND_NAMES[args.rss_backend]}"
+        name = lightmail_name(args.rss_backend, "1")
         async with running_lightmail(args.rss_backend, name, 1, env, mysql_url=mysql_url) as target:
             await peak_rss(target, args.rss_size)
 
@@ -712,7 +714,8 @@ def summary(
         + " =="
     )
     columns = "".join(f"{'c=' + str(c):>10}" for c in args.concurrency)
-    print(f"{'target':<44}{columns}")
+    width = max(len("ratio LightMail / Dovecot"), *(len(name) for name, _ in results.values())) + 2
+    print(f"{'target':<{width}}{columns}")
     for name, runs in results.values():
         cells = ""
         for concurrency in args.concurrency:
@@ -722,10 +725,10 @@ def summary(
             else:
                 mark = "!" if run_.failures else ""
                 cells += f"{f'{run_.rate:.1f}{mark}':>10}"
-        print(f"{name:<44}{cells}")
+        print(f"{name:<{width}}{cells}")
     dovecot = results.get("dovecot")
     if dovecot is not None:
-        print(f"\n{'ratio LightMail / Dovecot':<44}{columns}")
+        print(f"\n{'ratio LightMail / Dovecot':<{width}}{columns}")
         for key, (name, runs) in results.items():
             if key == "dovecot":
                 continue
@@ -736,7 +739,7 @@ def summary(
                     cells += f"{'-':>10}"
                 else:
                     cells += f"{mine.rate / theirs.rate:>10.2f}"
-            print(f"{name:<44}{cells}")
+            print(f"{name:<{width}}{cells}")
     if any(run_.failures for _, runs in results.values() for run_ in runs.values()):
         print("(! = the run failed or the stored counts were wrong; see above)")
 
@@ -765,6 +768,7 @@ def main() -> None:
         default="both",
         help="LightMail without clamd, with it (mode=reject), or both (default)",
     )
+    add_workers_option(parser)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--keep-connections",
@@ -803,6 +807,8 @@ def main() -> None:
             parser.error("smtp-source not found: apt-get install postfix")
         if args.antivirus != "off" and find_clamd() is None:
             parser.error("clamd not found: apt-get install clamav-daemon (or --antivirus off)")
+        if args.dovecot and (missing := dovecot_missing("lmtp")) is not None:
+            parser.error(f"{missing} (or --no-dovecot)")
     needs_s3 = (not args.only_rss and args.backend in ("s3", "both")) or (
         args.rss_size > 0 and args.rss_backend == "s3"
     )

@@ -27,14 +27,18 @@ messages:
 - Dovecot's POP3 (``dovecot-pop3d``, configured in a temporary folder,
   maildir; ``--no-dovecot`` leaves it out).
 
-LightMail runs as ``python -m lightmail serve`` with POP3 only; its users and
-messages are made beforehand in this process (``node.store.deliver``).
-Dovecot's messages are written into each user's ``Maildir/new``. It prints
-seconds and messages/s per target and run, and LightMail's time as a ratio of
+LightMail runs as ``python -m lightmail serve`` with POP3 only, once for each
+``--workers`` value (``[server] workers``; default ``1,auto``, labelled
+"..., workers N"); its users and messages are made beforehand in this process
+(``node.store.deliver``). Dovecot's messages are written into each user's
+``Maildir/new``. It prints seconds, messages/s and the server's CPU time (the
+whole server: the supervisor and every worker; Dovecot's master and its
+children) per target and run, and each LightMail run's time as a ratio of
 Dovecot's.
 
     uv run python bench/pop3_retr.py                      # both backends + Dovecot
     uv run python bench/pop3_retr.py --backend sqlite --no-dovecot
+    uv run python bench/pop3_retr.py --backend s3 --workers 1,2,auto
     uv run python bench/pop3_retr.py --messages 5000 --connections 50
 """
 
@@ -50,7 +54,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,14 +65,17 @@ from lightmail.runtime import open_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dovecot import free_port, running_dovecot_pop3
+from _dovecot import dovecot_missing, free_port, running_dovecot_pop3
 from imap_load import (
+    add_workers_option,
     cpu_seconds,
     dovecot_users,
     ensure_database,
     lightmail_env,
+    lightmail_name,
     log_tail,
     report_server_errors,
+    s3_env,
     terminate,
     user_address,
     user_password,
@@ -228,7 +234,7 @@ class Pop3Client:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    key: str  # sqlite, s3, dovecot
+    key: str  # "sqlite, workers 1", "s3, workers auto", ..., or "dovecot"
     name: str
     host: str
     port: int
@@ -467,19 +473,21 @@ def summary(layout: Layout, results: Mapping[str, tuple[str, dict[int, Run]]]) -
         f"(seconds / messages per second) =="
     )
     header = "".join(f"{f'{c} conn s':>12}{f'{c} conn msg/s':>15}" for c in columns)
-    print(f"{'target':<36}{header}")
+    width = max(len("ratio LightMail / Dovecot"), *(len(name) for name, _ in results.values())) + 2
+    print(f"{'target':<{width}}{header}")
     for name, runs in results.values():
         cells = ""
         for connections in columns:
             run = runs[connections]
             mark = "!" if run.failures else ""
             cells += f"{f'{run.elapsed:.3f}{mark}':>12}{f'{run.rate:.0f}{mark}':>15}"
-        print(f"{name:<36}{cells}")
+        print(f"{name:<{width}}{cells}")
     dovecot = results.get("dovecot")
     if dovecot is None:
         return
-    print(f"\n{'ratio LightMail / Dovecot':<36}" + "".join(f"{f'{c} conn':>27}" for c in columns))
-    print(f"{'(time; above 1 = slower)':<36}")
+    ratio_header = "".join(f"{f'{c} conn':>27}" for c in columns)
+    print(f"\n{'ratio LightMail / Dovecot':<{width}}{ratio_header}")
+    print("(time; above 1 = slower)")
     for key, (name, runs) in results.items():
         if key == "dovecot":
             continue
@@ -490,39 +498,25 @@ def summary(layout: Layout, results: Mapping[str, tuple[str, dict[int, Run]]]) -
                 cells += f"{f'{mine.elapsed / theirs.elapsed:.2f}x':>27}"
             else:
                 cells += f"{'-':>27}"
-        print(f"{name:<36}{cells}")
+        print(f"{name:<{width}}{cells}")
     if any(run.failures for _, runs in results.values() for run in runs.values()):
         print("(! = some RETRs failed or returned the wrong size; see above)")
-
-
-BACKEND_NAMES = {"sqlite": "SQLite + filesystem", "s3": "MariaDB + SeaweedFS"}
-
-
-def s3_env(args: argparse.Namespace, seaweed: S3Server) -> dict[str, str]:
-    return {
-        "LIGHTMAIL_DATABASE_URL": args.mysql_url,
-        "LIGHTMAIL_BLOBS_URL": f"s3://{seaweed.bucket}/bench-{uuid.uuid4().hex[:12]}",
-        "LIGHTMAIL_BLOBS_ENDPOINT": seaweed.endpoint,
-        "LIGHTMAIL_BLOBS_REGION": seaweed.region,
-        "LIGHTMAIL_BLOBS_ACCESS_KEY": seaweed.access_key,
-        "LIGHTMAIL_BLOBS_SECRET_KEY": seaweed.secret_key,
-    }
 
 
 async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     layout = Layout(args.messages, args.connections, args.size)
     results: dict[str, tuple[str, dict[int, Run]]] = {}
     backends = ["sqlite", "s3"] if args.backend == "both" else [args.backend]
-    for backend in backends:
-        name = f"LightMail {BACKEND_NAMES[backend]}"
-        env: dict[str, str] = {}
+    for workers, backend in [(w, b) for w in args.workers for b in backends]:
+        key, name = f"{backend}, workers {workers}", lightmail_name(backend, workers)
+        env = {"LIGHTMAIL_SERVER_WORKERS": workers}
         mysql_url = None
         if backend == "s3":
             assert seaweed is not None
-            env = s3_env(args, seaweed)
+            env.update(s3_env(args.mysql_url, seaweed))
             mysql_url = args.mysql_url
-        async with running_lightmail(backend, name, layout, env, mysql_url=mysql_url) as target:
-            results[backend] = (name, await bench_target(target, layout))
+        async with running_lightmail(key, name, layout, env, mysql_url=mysql_url) as target:
+            results[key] = (name, await bench_target(target, layout))
     if args.dovecot:
         with dovecot_target(layout) as target:
             results["dovecot"] = (target.name, await bench_target(target, layout))
@@ -542,6 +536,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=10240, help="bytes per message (10240)")
     parser.add_argument("--backend", choices=["sqlite", "s3", "both"], default="both")
+    add_workers_option(parser)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
     args = parser.parse_args()
@@ -555,6 +550,8 @@ def main() -> None:
         parser.error("--size must be from 400 bytes to 64 MiB")
     if args.backend in ("s3", "both") and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
+    if args.dovecot and (missing := dovecot_missing("pop3")) is not None:
+        parser.error(f"{missing} (or --no-dovecot)")
     print(
         f"POP3 RETR: {args.messages} messages of {args.size} bytes over 1 connection "
         f"(1 user) and over {args.connections} connections "
