@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-import imapclient
-
 from lightmail.accounts.service import User
-from tests.integration.imap.conftest import PASSWORD, ImapTarget
+from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_commands import MESSAGE, deliver
 from tests.integration.imap.test_hostile import Wire, connect, login
+from tests.integration.imap.test_imapclient import connect as imapclient_connect
 
 
 async def _user_with(imap: ImapTarget, mailboxes: list[str], subscribed: list[str]) -> User:
@@ -212,15 +211,10 @@ async def test_imapclient_status_size_and_capabilities(imap: ImapTarget) -> None
     await deliver(imap, user.id, user.address, MESSAGE)
 
     def conversation() -> None:
-        client = imapclient.IMAPClient(imap.host, imap.port, ssl=False, timeout=30)
-        try:
-            client.login(user.address, PASSWORD)
-            for capability in (b"LIST-EXTENDED", b"LIST-STATUS", b"STATUS=SIZE"):
-                assert client.has_capability(capability.decode())
-            assert client.has_capability("CREATE-SPECIAL-USE")
+        with imapclient_connect(imap, user) as client:
+            for capability in ("LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"):
+                assert client.has_capability(capability)
             status = client.folder_status("INBOX", ["MESSAGES", "SIZE"])
             assert status == {b"MESSAGES": 1, b"SIZE": len(MESSAGE)}
-        finally:
-            client.logout()
 
     await asyncio.to_thread(conversation)

@@ -167,7 +167,7 @@ SIMPLE_COMMANDS: list[tuple[bytes, Event]] = [
         ),
     ),
     (
-        b"A01 LIST () \"\" % RETURN (STATUS (MESSAGES unseen SIZE messages))\r\n",
+        b'A01 LIST () "" % RETURN (STATUS (MESSAGES unseen SIZE messages))\r\n',
         ListCommand(
             b"A01",
             b"",
