@@ -72,6 +72,14 @@ class PatternTooComplex(PermanentFailure):
         self.limit = limit
 
 
+class SpecialUseNotSupported(PermanentFailure):
+    """A mailbox cannot have this special use here (RFC 6154 section 3)."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__(f"special use {attribute} is not supported")
+        self.attribute = attribute
+
+
 class MailboxNotAllowed(PermanentFailure):
     """The operation is not allowed on this mailbox (e.g. deleting INBOX)."""
 

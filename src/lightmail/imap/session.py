@@ -37,6 +37,7 @@ from lightmail.errors import (
     PatternTooComplex,
     PermanentFailure,
     QuotaExceeded,
+    SpecialUseNotSupported,
     TemporaryFailure,
 )
 from lightmail.imap.selected import SelectedMailbox, Snapshot, Updates
@@ -128,6 +129,7 @@ _REPLIES: tuple[tuple[type[LightMailError], Code | None, str], ...] = (
     (InvalidMailboxName, Code.CANNOT, "Invalid mailbox name: {error.reason}"),
     (PatternTooComplex, Code.LIMIT, "Too many wildcards in the pattern (at most {error.limit})"),
     (MailboxNotAllowed, Code.CANNOT, "{error}"),
+    (SpecialUseNotSupported, Code.USEATTR, "{error.attribute} is not supported"),
     (QuotaExceeded, Code.OVERQUOTA, "Quota exceeded"),
     (MessageTooLarge, Code.TOOBIG, "Message larger than {error.limit} octets"),
     (KeywordLimitExceeded, Code.LIMIT, "Keyword limit reached: {error}"),
@@ -295,6 +297,7 @@ class ImapSession:
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
         capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:

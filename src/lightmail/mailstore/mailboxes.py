@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
@@ -31,6 +32,15 @@ from lightmail.storage.db import tables as t
 # What every IMAP command in the selected state runs first, built once.
 _MAILBOX_BY_ID = select(*MAILBOX_COLUMNS).where(
     t.mailboxes.c.id == bindparam("id"), t.mailboxes.c.user_id == bindparam("user_id")
+)
+
+
+# What STATUS counts of a mailbox's live messages: MESSAGES, SIZE (RFC 8438: the sum of
+# their RFC822.SIZE) and UNSEEN.
+_COUNTS = (
+    func.count(),
+    func.coalesce(func.sum(t.messages.c.size), 0),
+    func.coalesce(func.sum(case((t.messages.c.flags.op("&")(t.FLAG_SEEN) == 0, 1), else_=0)), 0),
 )
 
 
@@ -131,21 +141,47 @@ class Mailboxes(StoreCore):
     async def mailbox_status(self, user_id: int, name: str) -> MailboxStatus:
         async with self.db.read() as conn:
             mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
-            seen = t.messages.c.flags.op("&")(t.FLAG_SEEN)
-            row = (
-                await conn.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.sum(t.messages.c.size), 0),
-                        func.coalesce(func.sum(case((seen == 0, 1), else_=0)), 0),
-                    ).where(live(mailbox.id))
-                )
-            ).one()
+            row = (await conn.execute(select(*_COUNTS).where(live(mailbox.id)))).one()
             return MailboxStatus(mailbox, messages=row[0], size=int(row[1]), unseen=int(row[2]))
 
-    async def create_mailbox(self, user_id: int, name: str) -> Mailbox:
-        """CREATE (RFC 3501 section 6.3.3): superior names are created as needed."""
+    async def mailbox_statuses(
+        self, user_id: int, mailbox_ids: Collection[int]
+    ) -> dict[int, MailboxStatus]:
+        """The STATUS of several mailboxes in one read (LIST-STATUS, RFC 5819), by id;
+        a mailbox deleted since its id was read is left out."""
+        if not mailbox_ids:
+            return {}
+        ids = sorted(mailbox_ids)
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*MAILBOX_COLUMNS).where(
+                    t.mailboxes.c.user_id == user_id, t.mailboxes.c.id.in_(ids)
+                )
+            )
+            found = {row.id: mailbox_from_row(row) for row in rows}
+            counts = await conn.execute(
+                select(t.messages.c.mailbox_id, *_COUNTS)
+                .where(t.messages.c.mailbox_id.in_(ids), t.messages.c.deleted_at.is_(None))
+                .group_by(t.messages.c.mailbox_id)
+            )
+            by_id = {row[0]: row[1:] for row in counts}
+        statuses: dict[int, MailboxStatus] = {}
+        for mailbox_id, mailbox in found.items():
+            messages, size, unseen = by_id.get(mailbox_id, (0, 0, 0))
+            statuses[mailbox_id] = MailboxStatus(
+                mailbox, messages=messages, size=int(size), unseen=int(unseen)
+            )
+        return statuses
+
+    async def create_mailbox(
+        self, user_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        """CREATE (RFC 3501 section 6.3.3): superior names are created as needed.
+        ``special_use`` (RFC 6154), e.g. ``\\Sent``: SpecialUseNotSupported unless it
+        is one of :data:`names.SPECIAL_USES`."""
         name = names.normalize(name)
+        if special_use is not None:
+            special_use = names.special_use(special_use)
         if name == names.INBOX:
             raise MailboxExists(name)
         async with self.db.write() as conn:
@@ -154,7 +190,7 @@ class Mailboxes(StoreCore):
             for parent in names.parents(name):
                 if await self._mailbox_row(conn, user_id, parent) is None:
                     await self._insert_mailbox(conn, user_id, parent, None)
-            mailbox = await self._insert_mailbox(conn, user_id, name, None)
+            mailbox = await self._insert_mailbox(conn, user_id, name, special_use)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
         return mailbox
 

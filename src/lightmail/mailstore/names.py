@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from lightmail.errors import InvalidMailboxName, PatternTooComplex
+from lightmail.errors import InvalidMailboxName, PatternTooComplex, SpecialUseNotSupported
 
 DELIMITER = "/"
 INBOX = "INBOX"
@@ -30,6 +30,20 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Junk", "\\Junk"),
     ("Archive", "\\Archive"),
 )
+
+
+# The special uses a mailbox here can have (RFC 6154 section 2): those of the
+# mailboxes every user gets. \All and \Flagged would be virtual mailboxes.
+SPECIAL_USES = frozenset(use for _, use in DEFAULT_MAILBOXES if use is not None)
+
+
+def special_use(attribute: str) -> str:
+    """``attribute`` as one of :data:`SPECIAL_USES` (matched without regard to case);
+    SpecialUseNotSupported if it is not one."""
+    for use in SPECIAL_USES:
+        if use.lower() == attribute.lower():
+            return use
+    raise SpecialUseNotSupported(attribute)
 
 
 def normalize(name: str) -> str:

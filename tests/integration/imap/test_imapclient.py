@@ -92,6 +92,10 @@ CAPABILITIES = (
     b"MOVE",
     b"CHILDREN",
     b"SPECIAL-USE",
+    b"LIST-EXTENDED",
+    b"LIST-STATUS",
+    b"STATUS=SIZE",
+    b"CREATE-SPECIAL-USE",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

@@ -1,9 +1,12 @@
 """Commands on mailboxes in the authenticated state (RFC 3501 section 6.3):
-SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS."""
+SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS;
+with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE and
+CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438) and CHILDREN (RFC 3348)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from lightmail.imap.selected import SelectedMailbox, Snapshot
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
@@ -12,6 +15,7 @@ from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
 from lightmail.imap.wire import responses as r
 from lightmail.mailstore import names
+from lightmail.mailstore.types import MailboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +61,20 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
 
 async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion:
     """CREATE (RFC 3501 section 6.3.3). A trailing delimiter only declares that names
-    will be created below this one: the name is created without it."""
+    will be created below this one: the name is created without it.
+
+    ``USE (\\Sent)`` (RFC 6154 section 3) gives the mailbox that special use; a
+    mailbox here has at most one, so two or more are NO [USEATTR], as is one it
+    cannot have (``\\All``, ``\\Flagged``: virtual mailboxes).
+    """
     raw = command.mailbox
     if raw.endswith(DELIMITER):
         raw = raw[:-1]
-    await session.store.create_mailbox(session.user_id, decode_mailbox(raw))
+    uses = {use.decode("ascii", "replace").lower() for use in command.use}
+    if len(uses) > 1:
+        return r.no("A mailbox has at most one special use here", r.Code.USEATTR)
+    special_use = next(iter(command.use)).decode("ascii", "replace") if uses else None
+    await session.store.create_mailbox(session.user_id, decode_mailbox(raw), special_use)
     await session.announce(allow_expunge=True)
     return r.ok("Create completed")
 
@@ -91,27 +104,78 @@ async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> r.
 
 
 async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> r.Completion:
-    """LIST (RFC 3501 section 6.3.8) with CHILDREN (RFC 3348) and SPECIAL-USE attributes."""
-    if not command.pattern:
+    """LIST (RFC 3501 section 6.3.8) and its extensions (see the module docstring).
+
+    The names are the user's mailboxes and the levels above them that do not
+    exist themselves ("holes", shown ``\\Noselect``, or ``\\NonExistent`` to a
+    client that used RFC 5258's syntax), or with SUBSCRIBED the subscribed
+    names, existing or not. CHILDREN and special-use attributes are always
+    sent. Replies come in name order, one per name, each with its STATUS right
+    after it when asked for (RFC 5819).
+    """
+    if not command.extended and command.patterns == (b"",):
         session.send(r.list_response([b"\\Noselect"], DELIMITER, b""))
         return r.ok("List completed")
-    pattern = _decode_list_pattern(command.reference, command.pattern)
-    mailboxes = await session.store.list_mailboxes(session.user_id)
-    existing = {m.name: m for m in mailboxes}
-    every = set(existing)
-    for name in existing:
-        every.update(names.parents(name))
-    has_children = {parent for name in every for parent in names.parents(name)}
-    for name in sorted(every):
-        if not pattern.matches(name):
-            continue
-        attributes = [b"\\HasChildren" if name in has_children else b"\\HasNoChildren"]
-        mailbox = existing.get(name)
+    # An extended LIST ignores an empty pattern (RFC 5258 section 3).
+    patterns = [_decode_list_pattern(command.reference, p) for p in command.patterns if p]
+    selecting = command.select_options
+    mailboxes = {m.name: m for m in await session.store.list_mailboxes(session.user_id)}
+    subscribed: set[str] = set()
+    if "SUBSCRIBED" in selecting or "SUBSCRIBED" in command.return_options:
+        subscribed = set(await session.store.subscriptions(session.user_id))
+    with_children = {parent for name in mailboxes for parent in names.parents(name)}
+
+    def selected(name: str) -> bool:
+        """The name meets every selection option."""
+        mailbox = mailboxes.get(name)
+        if "SUBSCRIBED" in selecting and name not in subscribed:
+            return False
+        if "SPECIAL-USE" in selecting and (mailbox is None or not mailbox.special_use):
+            return False
+        return "SUBSCRIBED" in selecting or mailbox is not None or name in with_children
+
+    universe = set(subscribed if "SUBSCRIBED" in selecting else mailboxes) | with_children
+    chosen = {name for name in universe if selected(name)}
+    # RECURSIVEMATCH (section 3.5): the levels above a chosen name say so in CHILDINFO,
+    # and are shown for it even when they are not chosen themselves, if this LIST
+    # does not show that name.
+    above_chosen: set[str] = set()
+    above_unshown: set[str] = set()
+    if "RECURSIVEMATCH" in selecting:
+        for name in chosen:
+            parents = names.parents(name)
+            above_chosen.update(parents)
+            if not any(pattern.matches(name) for pattern in patterns):
+                above_unshown.update(parents)
+    shown: list[tuple[str, bool]] = []  # (name, meets the selection itself)
+    for name in sorted(chosen | above_unshown):
+        if any(pattern.matches(name) for pattern in patterns):
+            shown.append((name, name in chosen))
+    statuses: dict[int, MailboxStatus] = {}
+    if "STATUS" in command.return_options:
+        ids = [mailboxes[name].id for name, meets in shown if meets and name in mailboxes]
+        statuses = await session.store.mailbox_statuses(session.user_id, ids)
+    for name, meets in shown:
+        mailbox = mailboxes.get(name)
+        status = statuses.get(mailbox.id) if mailbox is not None else None
+        attributes: list[bytes] = []
         if mailbox is None:
-            attributes.insert(0, b"\\Noselect")
-        elif mailbox.special_use:
+            attributes.append(b"\\NonExistent" if command.extended else b"\\Noselect")
+        elif "STATUS" in command.return_options and meets and status is None:
+            attributes.append(b"\\Noselect")  # deleted since it was listed (RFC 5819)
+        attributes.append(b"\\HasChildren" if name in with_children else b"\\HasNoChildren")
+        if mailbox is not None and mailbox.special_use:
             attributes.append(mailbox.special_use.encode())
-        session.send(r.list_response(attributes, DELIMITER, mutf7.encode(name)))
+        if subscribed and name in subscribed:
+            attributes.append(b"\\Subscribed")
+        childinfo = ("SUBSCRIBED",) if name in above_chosen else ()
+        encoded = mutf7.encode(name)
+        session.send(r.list_response(attributes, DELIMITER, encoded, childinfo=childinfo))
+        if status is not None:
+            recent = await _recent(session, status, command.status_items)
+            session.send(
+                r.status_response(encoded, _status_items(status, recent, command.status_items))
+            )
     await session.announce(allow_expunge=True)
     return r.ok("List completed")
 
@@ -141,22 +205,37 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
 
 
 async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
+    """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438)."""
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
-    recent: list[int] = []
-    if "RECENT" in command.items:
-        recent = await session.store.claim_recent(status.mailbox, readonly=True)
+    recent = await _recent(session, status, command.items)
+    session.send(
+        r.status_response(mutf7.encode(name), _status_items(status, recent, command.items))
+    )
+    await session.announce(allow_expunge=True)
+    return r.ok("Status completed")
+
+
+async def _recent(session: ImapSession, status: MailboxStatus, items: Sequence[str]) -> int:
+    """How many messages are \\Recent, if ``items`` asks (a query of its own), else 0."""
+    if "RECENT" not in items:
+        return 0
+    return len(await session.store.claim_recent(status.mailbox, readonly=True))
+
+
+def _status_items(
+    status: MailboxStatus, recent: int, items: Sequence[str]
+) -> list[tuple[str, int]]:
+    """The STATUS response's items, in the order asked."""
     values = {
         "MESSAGES": status.messages,
-        "RECENT": len(recent),
+        "RECENT": recent,
         "UIDNEXT": status.mailbox.uidnext,
         "UIDVALIDITY": status.mailbox.uidvalidity,
         "UNSEEN": status.unseen,
+        "SIZE": status.size,
     }
-    items = [(item, values[item]) for item in command.items]
-    session.send(r.status_response(mutf7.encode(name), items))
-    await session.announce(allow_expunge=True)
-    return r.ok("Status completed")
+    return [(item, values[item]) for item in items]
 
 
 def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:

@@ -131,8 +131,11 @@ class SelectCommand:
 
 @dataclass(frozen=True, slots=True)
 class CreateCommand:
+    """CREATE; ``use``: the special uses asked for (RFC 6154 section 3), if any."""
+
     tag: bytes
     mailbox: bytes
+    use: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +165,22 @@ class UnsubscribeCommand:
 
 @dataclass(frozen=True, slots=True)
 class ListCommand:
-    """LIST, with the RFC 5258 selection and return options (upper-case atoms) if sent."""
+    """LIST, with RFC 5258's selection options, patterns and return options.
+
+    Options are upper-case atoms; ``status_items`` are RFC 5819's STATUS return
+    option's items. ``extended``: the command used any of RFC 5258's syntax
+    (options, even empty, or a list of patterns), so an empty pattern is not
+    the request for the hierarchy delimiter and the reply may carry RFC 5258's
+    attributes and extended data.
+    """
 
     tag: bytes
     reference: bytes
-    pattern: bytes
-    select_options: tuple[str, ...] = ()
-    return_options: tuple[str, ...] = ()
+    patterns: tuple[bytes, ...]
+    select_options: frozenset[str] = frozenset()
+    return_options: frozenset[str] = frozenset()
+    status_items: tuple[str, ...] = ()
+    extended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +192,8 @@ class LsubCommand:
 
 @dataclass(frozen=True, slots=True)
 class StatusCommand:
-    """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN, in the order sent."""
+    """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE, each once, in
+    the order sent."""
 
     tag: bytes
     mailbox: bytes

@@ -264,8 +264,6 @@ class Parser:
         c = self.peek()
         if c == ord('"') or c == ord("{"):
             return self.string()
-        if c == ord("("):
-            raise ParseError("multiple LIST patterns are not supported")
         return self.take1(_LIST_CHARS, "a mailbox pattern")
 
     def flag(self) -> bytes:

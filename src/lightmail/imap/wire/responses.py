@@ -151,7 +151,7 @@ def _text(text: str, default: str = "completed") -> bytes:
 
 
 class Code(enum.Enum):
-    """``resp-text-code`` atoms: RFC 3501, 4315 (UIDPLUS), 5530, 7889 (TOOBIG), 4469."""
+    """``resp-text-code`` atoms: RFC 3501, 4315 (UIDPLUS), 5530, 7889 (TOOBIG), 4469, 6154."""
 
     ALERT = "ALERT"
     BADCHARSET = "BADCHARSET"
@@ -186,6 +186,7 @@ class Code(enum.Enum):
     NONEXISTENT = "NONEXISTENT"
     TOOBIG = "TOOBIG"
     CLOSED = "CLOSED"  # RFC 7162: the previous mailbox was closed by SELECT
+    USEATTR = "USEATTR"  # RFC 6154: the special use asked for in CREATE is not supported
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,10 +464,22 @@ def _mailbox_list(attributes: Iterable[bytes], delimiter: bytes | None, name: by
 
 
 def list_response(
-    attributes: Iterable[bytes], delimiter: bytes | None, name: bytes
+    attributes: Iterable[bytes],
+    delimiter: bytes | None,
+    name: bytes,
+    *,
+    childinfo: Iterable[str] = (),
 ) -> DataResponse:
-    """``* LIST (\\HasNoChildren) "/" name``; ``name`` is the encoded (mUTF-7) mailbox."""
-    return DataResponse(b"LIST " + _mailbox_list(attributes, delimiter, name))
+    """``* LIST (\\HasNoChildren) "/" name``; ``name`` is the encoded (mUTF-7) mailbox.
+
+    ``childinfo``: the selection options (RFC 5258 section 3.5) that a descendant
+    meets, sent as ``("CHILDINFO" ("SUBSCRIBED"))``.
+    """
+    line = b"LIST " + _mailbox_list(attributes, delimiter, name)
+    options = [quoted(option.encode("ascii")) for option in childinfo]
+    if options:
+        line += b' ("CHILDINFO" ' + paren_list(options) + b")"
+    return DataResponse(line)
 
 
 def lsub_response(

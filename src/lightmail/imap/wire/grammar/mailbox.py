@@ -1,7 +1,9 @@
 """Mailbox commands of the Authenticated state (RFC 3501 section 6.3).
 
-SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST (with
-RFC 5258's selection and return options), LSUB, STATUS and APPEND's head.
+SELECT, EXAMINE, CREATE (with RFC 6154's USE parameter), DELETE, RENAME,
+SUBSCRIBE, UNSUBSCRIBE, LIST (with RFC 5258's selection and return options,
+RFC 5819's STATUS and RFC 6154's SPECIAL-USE), LSUB, STATUS (with RFC 8438's
+SIZE) and APPEND's head.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from lightmail.imap.wire.commands import (
     AppendCommand,
     Command,
+    CreateCommand,
     ListCommand,
     LsubCommand,
     RenameCommand,
@@ -21,9 +24,13 @@ from lightmail.imap.wire.commands import (
 )
 from lightmail.imap.wire.parser import Handler, ParseError, Parser
 
-__all__ = ["append", "list_", "lsub", "one_mailbox", "rename", "select", "status"]
+__all__ = ["append", "create", "list_", "lsub", "one_mailbox", "rename", "select", "status"]
 
-_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN"})
+_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"})
+# RFC 5258 section 6 (list-select-base-opt, -independent-opt, -mod-opt) and RFC 6154.
+_SELECT_BASE = frozenset({"SUBSCRIBED"})
+_SELECT_OPTIONS = _SELECT_BASE | {"REMOTE", "SPECIAL-USE", "RECURSIVEMATCH"}
+_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
 
 
 def one_mailbox(cls: Callable[[bytes, bytes], Command]) -> Handler:
@@ -49,38 +56,79 @@ def rename(p: Parser, tag: bytes, uid: bool) -> Command:
     return RenameCommand(tag, old, new)
 
 
-def _option_list(p: Parser) -> tuple[str, ...]:
-    """A parenthesised list of zero or more option atoms, upper-cased (RFC 5258)."""
+def _options(p: Parser, option: Callable[[str], None]) -> None:
+    """``"(" [option *(SP option)] ")"``: each option's upper-cased atom goes to ``option``,
+    which reads the option's value, if it has one."""
     p.expect(b"(", '"("')
-    options: list[str] = []
     if not p.at(b")"):
-        options.append(p.atom().upper().decode("ascii"))
+        option(p.atom().upper().decode("ascii"))
         while p.at(b" "):
             p.sp()
-            options.append(p.atom().upper().decode("ascii"))
+            option(p.atom().upper().decode("ascii"))
     p.expect(b")", '")"')
-    return tuple(options)
+
+
+def _status_items(p: Parser) -> tuple[str, ...]:
+    """``"(" status-att *(SP status-att) ")"``, upper-cased, each once, in the order sent."""
+    items = p.parenthesized(lambda: p.word("a STATUS item").decode("ascii"))
+    if not _STATUS_ITEMS.issuperset(items):
+        raise ParseError("unknown STATUS item")
+    return tuple(dict.fromkeys(items))
 
 
 def list_(p: Parser, tag: bytes, uid: bool) -> Command:
-    """LIST (section 6.3.8) with RFC 5258's selection and return options."""
+    """LIST (section 6.3.8) with RFC 5258's selection options, patterns and return options.
+
+    An option sent twice counts once; an unknown option, or RECURSIVEMATCH
+    without SUBSCRIBED, is BAD (RFC 5258 section 3).
+    """
     p.sp()
-    select_options: tuple[str, ...] = ()
-    if p.at(b"("):  # RFC 5258 list-select-opts
-        select_options = _option_list(p)
+    extended = False
+    select_options: set[str] = set()
+    if p.at(b"("):  # list-select-opts
+        extended = True
+        _options(p, select_options.add)
         p.sp()
+        if not _SELECT_OPTIONS.issuperset(select_options):
+            raise ParseError("unknown LIST selection option")
+        if "RECURSIVEMATCH" in select_options and not select_options & _SELECT_BASE:
+            raise ParseError("RECURSIVEMATCH needs another selection option")
     reference = p.mailbox()
     p.sp()
-    pattern = p.list_mailbox()
-    return_options: tuple[str, ...] = ()
-    if p.at(b" "):  # RFC 5258 list-return-opts
+    if p.at(b"("):  # patterns
+        extended = True
+        patterns = tuple(p.parenthesized(p.list_mailbox))
+    else:
+        patterns = (p.list_mailbox(),)
+    return_options: set[str] = set()
+    status_items: tuple[str, ...] = ()
+    if p.at(b" "):  # list-return-opts
+        extended = True
         p.sp()
         if p.word('"RETURN"') != b"RETURN":
             raise ParseError('expected "RETURN"')
         p.sp()
-        return_options = _option_list(p)
+
+        def return_option(name: str) -> None:
+            nonlocal status_items
+            if name not in _RETURN_OPTIONS:
+                raise ParseError("unknown LIST return option")
+            if name == "STATUS":  # RFC 5819: STATUS SP "(" status-att *(SP status-att) ")"
+                p.sp()
+                status_items = tuple(dict.fromkeys((*status_items, *_status_items(p))))
+            return_options.add(name)
+
+        _options(p, return_option)
     p.end()
-    return ListCommand(tag, reference, pattern, select_options, return_options)
+    return ListCommand(
+        tag,
+        reference,
+        patterns,
+        frozenset(select_options),
+        frozenset(return_options),
+        status_items,
+        extended,
+    )
 
 
 def lsub(p: Parser, tag: bytes, uid: bool) -> Command:
@@ -94,11 +142,33 @@ def status(p: Parser, tag: bytes, uid: bool) -> Command:
     p.sp()
     mailbox = p.mailbox()
     p.sp()
-    items = p.parenthesized(lambda: p.word("a STATUS item").decode("ascii"))
+    items = _status_items(p)
     p.end()
-    if not _STATUS_ITEMS.issuperset(items):
-        raise ParseError("unknown STATUS item")
-    return StatusCommand(tag, mailbox, tuple(items))
+    return StatusCommand(tag, mailbox, items)
+
+
+def create(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``CREATE mailbox [SP "(" create-param *(SP create-param) ")"]`` (section 6.3.3,
+    RFC 4466 section 2.2): the one parameter known is RFC 6154's ``USE (flag ...)``;
+    any other is BAD."""
+    p.sp()
+    mailbox = p.mailbox()
+    use: tuple[bytes, ...] = ()
+    if p.at(b" "):
+        p.sp()
+        if p.at(b"()"):
+            raise ParseError("expected a CREATE parameter")
+
+        def parameter(name: str) -> None:
+            nonlocal use
+            if name != "USE":
+                raise ParseError("unknown CREATE parameter")
+            p.sp()
+            use = p.flag_list()
+
+        _options(p, parameter)
+    p.end()
+    return CreateCommand(tag, mailbox, use)
 
 
 def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
