@@ -205,7 +205,8 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
 
 
 async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
-    """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438)."""
+    """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438), DELETED and
+    DELETED-STORAGE (RFC 9208 section 4.1.4)."""
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
     recent = await _recent(session, status, command.items)
@@ -234,6 +235,8 @@ def _status_items(
         "UIDVALIDITY": status.mailbox.uidvalidity,
         "UNSEEN": status.unseen,
         "SIZE": status.size,
+        "DELETED": status.deleted,
+        "DELETED-STORAGE": status.deleted_size,
     }
     return [(item, values[item]) for item in items]
 
