@@ -1,6 +1,6 @@
 """QUOTA (RFC 9208) on the account quota, on both backends: GETQUOTAROOT and
 GETQUOTA over a raw socket and through imapclient, STATUS DELETED and
-DELETED-STORAGE, and APPEND refused with OVERQUOTA."""
+DELETED-STORAGE, and APPEND refused with OVERQUOTA; STATUS APPENDLIMIT (RFC 7889)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_commands import MESSAGE, deliver
 from tests.integration.imap.test_hostile import connect, login
+from tests.integration.imap.test_imapclient import APPENDLIMIT
 from tests.integration.imap.test_imapclient import connect as imapclient_connect
 from tests.integration.imap.test_list_extended import _command
 
@@ -58,6 +59,14 @@ async def test_status_deleted_and_the_overquota_code(imap: ImapTarget) -> None:
             assert _command(wire, b"STATUS INBOX (MESSAGES DELETED DELETED-STORAGE)") == [
                 b"* STATUS INBOX (MESSAGES 3 DELETED 2 DELETED-STORAGE %d)" % (2 * len(MESSAGE))
             ]
+            # RFC 7889 section 3: the APPENDLIMIT the capability shows, per mailbox too.
+            limit = APPENDLIMIT
+            assert _command(wire, b"STATUS Sent (APPENDLIMIT)") == [
+                b"* STATUS Sent (APPENDLIMIT %d)" % limit
+            ]
+            assert b"* STATUS Trash (APPENDLIMIT %d)" % limit in _command(
+                wire, b'LIST "" "Trash" RETURN (STATUS (APPENDLIMIT))'
+            )
             wire.send(b"A APPEND INBOX {5+}\r\nHi!\r\n\r\n")
             assert wire.line() == b"A NO [OVERQUOTA] Quota exceeded"
         with imapclient_connect(imap, user) as client:

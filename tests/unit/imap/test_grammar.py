@@ -191,6 +191,7 @@ SIMPLE_COMMANDS: list[tuple[bytes, Event]] = [
     (b'G0001 GETQUOTA "!partition/sda4"\r\n', GetQuotaCommand(b"G0001", b"!partition/sda4")),
     (b'G GETQUOTA ""\r\n', GetQuotaCommand(b"G", b"")),
     (b"G0002 GETQUOTAROOT inbox\r\n", GetQuotaRootCommand(b"G0002", b"INBOX")),
+    (b"t1 STATUS INBOX (APPENDLIMIT)\r\n", StatusCommand(b"t1", b"INBOX", ("APPENDLIMIT",))),
     (
         b"S0003 STATUS INBOX (MESSAGES DELETED DELETED-STORAGE)\r\n",
         StatusCommand(b"S0003", b"INBOX", ("MESSAGES", "DELETED", "DELETED-STORAGE")),

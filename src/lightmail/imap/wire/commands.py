@@ -195,7 +195,7 @@ class LsubCommand:
 @dataclass(frozen=True, slots=True)
 class StatusCommand:
     """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED
-    DELETED-STORAGE, each once, in the order sent."""
+    DELETED-STORAGE APPENDLIMIT, each once, in the order sent."""
 
     tag: bytes
     mailbox: bytes
