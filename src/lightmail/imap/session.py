@@ -298,6 +298,7 @@ class ImapSession:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
         capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
+        capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:

@@ -55,6 +55,7 @@ from lightmail.mailstore.types import (
     Flags,
     KeywordLimits,
     Mailbox,
+    QuotaUsage,
     StoredMessage,
 )
 from lightmail.metrics import LOST_COMMITS
@@ -133,6 +134,13 @@ class StoreCore:
         """Bytes and number of the user's live messages (what the quota counts)."""
         async with self.db.read() as conn:
             return await self._usage(conn, user_id)
+
+    async def quota(self, user_id: int) -> QuotaUsage:
+        """The user's quota and what counts against it now (IMAP's QUOTA, RFC 9208)."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
+            size, messages = await self._usage(conn, user_id)
+        return QuotaUsage(size, messages, row.quota_bytes)
 
     # -- internals -------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 
@@ -36,12 +37,20 @@ _MAILBOX_BY_ID = select(*MAILBOX_COLUMNS).where(
 
 
 # What STATUS counts of a mailbox's live messages: MESSAGES, SIZE (RFC 8438: the sum of
-# their RFC822.SIZE) and UNSEEN.
+# their RFC822.SIZE), UNSEEN, and DELETED and DELETED-STORAGE (RFC 9208).
+_DELETED = t.messages.c.flags.op("&")(t.FLAG_DELETED) != 0
 _COUNTS = (
     func.count(),
     func.coalesce(func.sum(t.messages.c.size), 0),
     func.coalesce(func.sum(case((t.messages.c.flags.op("&")(t.FLAG_SEEN) == 0, 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_DELETED, 1), else_=0)), 0),
+    func.coalesce(func.sum(case((_DELETED, t.messages.c.size), else_=0)), 0),
 )
+
+
+def _status(mailbox: Mailbox, counts: Sequence[Any]) -> MailboxStatus:
+    messages, size, unseen, deleted, deleted_size = (int(count) for count in counts)
+    return MailboxStatus(mailbox, messages, unseen, size, deleted, deleted_size)
 
 
 class Mailboxes(StoreCore):
@@ -142,7 +151,7 @@ class Mailboxes(StoreCore):
         async with self.db.read() as conn:
             mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
             row = (await conn.execute(select(*_COUNTS).where(live(mailbox.id)))).one()
-            return MailboxStatus(mailbox, messages=row[0], size=int(row[1]), unseen=int(row[2]))
+            return _status(mailbox, row)
 
     async def mailbox_statuses(
         self, user_id: int, mailbox_ids: Collection[int]
@@ -165,13 +174,8 @@ class Mailboxes(StoreCore):
                 .group_by(t.messages.c.mailbox_id)
             )
             by_id = {row[0]: row[1:] for row in counts}
-        statuses: dict[int, MailboxStatus] = {}
-        for mailbox_id, mailbox in found.items():
-            messages, size, unseen = by_id.get(mailbox_id, (0, 0, 0))
-            statuses[mailbox_id] = MailboxStatus(
-                mailbox, messages=messages, size=int(size), unseen=int(unseen)
-            )
-        return statuses
+        zero = (0,) * len(_COUNTS)
+        return {id_: _status(mailbox, by_id.get(id_, zero)) for id_, mailbox in found.items()}
 
     async def create_mailbox(
         self, user_id: int, name: str, special_use: str | None = None

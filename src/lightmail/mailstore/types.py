@@ -112,12 +112,25 @@ class Mailbox:
 
 @dataclass(frozen=True, slots=True)
 class MailboxStatus:
-    """The counts STATUS reports (RFC 3501 section 6.3.10), less \\Recent."""
+    """The counts STATUS reports (RFC 3501 section 6.3.10), less \\Recent: of the
+    live messages, how many, their size, how many are unseen, and how many and
+    how large are those flagged \\Deleted (RFC 9208 section 4.1.4)."""
 
     mailbox: Mailbox
     messages: int
     unseen: int
     size: int
+    deleted: int = 0
+    deleted_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """What counts against a user's quota now, and its limit (None: unlimited)."""
+
+    size: int
+    messages: int
+    limit: int | None
 
 
 @dataclass(frozen=True, slots=True)

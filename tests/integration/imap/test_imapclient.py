@@ -96,6 +96,8 @@ CAPABILITIES = (
     b"LIST-STATUS",
     b"STATUS=SIZE",
     b"CREATE-SPECIAL-USE",
+    b"QUOTA",
+    b"QUOTA=RES-STORAGE",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

@@ -25,6 +25,7 @@ from lightmail.imap.handlers import (
     fetch,
     idle,
     mailboxes,
+    quota,
     search,
     selected,
 )
@@ -53,6 +54,8 @@ VERBS: dict[type[c.Command], Verb] = {
     c.AppendCommand: Verb(AUTHENTICATED, append.append, "append"),
     c.NamespaceCommand: Verb(AUTHENTICATED, any_state.namespace, "namespace"),
     c.IdleCommand: Verb(AUTHENTICATED, idle.idle, "idle"),
+    c.GetQuotaCommand: Verb(AUTHENTICATED, quota.getquota, "getquota"),
+    c.GetQuotaRootCommand: Verb(AUTHENTICATED, quota.getquotaroot, "getquotaroot"),
     c.CheckCommand: Verb(SELECTED, any_state.noop, "check"),
     c.CloseCommand: Verb(SELECTED, selected.close, "close"),
     c.UnselectCommand: Verb(SELECTED, selected.unselect, "unselect"),

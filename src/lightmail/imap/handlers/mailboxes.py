@@ -172,10 +172,7 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> r.Comp
         encoded = mutf7.encode(name)
         session.send(r.list_response(attributes, DELIMITER, encoded, childinfo=childinfo))
         if status is not None:
-            recent = await _recent(session, status, command.status_items)
-            session.send(
-                r.status_response(encoded, _status_items(status, recent, command.status_items))
-            )
+            session.send(await _status_response(session, encoded, status, command.status_items))
     await session.announce(allow_expunge=True)
     return r.ok("List completed")
 
@@ -205,28 +202,23 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
 
 
 async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
-    """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438)."""
+    """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438), DELETED and
+    DELETED-STORAGE (RFC 9208 section 4.1.4) and APPENDLIMIT (RFC 7889)."""
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
-    recent = await _recent(session, status, command.items)
-    session.send(
-        r.status_response(mutf7.encode(name), _status_items(status, recent, command.items))
-    )
+    session.send(await _status_response(session, mutf7.encode(name), status, command.items))
     await session.announce(allow_expunge=True)
     return r.ok("Status completed")
 
 
-async def _recent(session: ImapSession, status: MailboxStatus, items: Sequence[str]) -> int:
-    """How many messages are \\Recent, if ``items`` asks (a query of its own), else 0."""
-    if "RECENT" not in items:
-        return 0
-    return len(await session.store.claim_recent(status.mailbox, readonly=True))
-
-
-def _status_items(
-    status: MailboxStatus, recent: int, items: Sequence[str]
-) -> list[tuple[str, int]]:
-    """The STATUS response's items, in the order asked."""
+async def _status_response(
+    session: ImapSession, name: bytes, status: MailboxStatus, items: Sequence[str]
+) -> r.DataResponse:
+    """``* STATUS name (...)`` with ``items`` in the order asked; RECENT costs a query
+    of its own, so it is counted only when asked for."""
+    recent = 0
+    if "RECENT" in items:
+        recent = len(await session.store.claim_recent(status.mailbox, readonly=True))
     values = {
         "MESSAGES": status.messages,
         "RECENT": recent,
@@ -234,8 +226,11 @@ def _status_items(
         "UIDVALIDITY": status.mailbox.uidvalidity,
         "UNSEEN": status.unseen,
         "SIZE": status.size,
+        "DELETED": status.deleted,
+        "DELETED-STORAGE": status.deleted_size,
+        "APPENDLIMIT": session.settings.max_append_size,  # RFC 7889: the same everywhere
     }
-    return [(item, values[item]) for item in items]
+    return r.status_response(name, [(item, values[item]) for item in items])
 
 
 def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:

@@ -31,6 +31,8 @@ __all__ = [
     "EnableCommand",
     "ExpungeCommand",
     "FetchCommand",
+    "GetQuotaCommand",
+    "GetQuotaRootCommand",
     "IdCommand",
     "IdleCommand",
     "ListCommand",
@@ -192,8 +194,8 @@ class LsubCommand:
 
 @dataclass(frozen=True, slots=True)
 class StatusCommand:
-    """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE, each once, in
-    the order sent."""
+    """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED
+    DELETED-STORAGE APPENDLIMIT, each once, in the order sent."""
 
     tag: bytes
     mailbox: bytes
@@ -230,6 +232,22 @@ class NamespaceCommand:
     """RFC 2342."""
 
     tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaCommand:
+    """RFC 9208 section 4.1.1: ``root`` is a quota root's name."""
+
+    tag: bytes
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuotaRootCommand:
+    """RFC 9208 section 4.1.2: the quota roots of ``mailbox``, which need not exist."""
+
+    tag: bytes
+    mailbox: bytes
 
 
 # --------------------------------------------------------------------------- selected
@@ -343,6 +361,8 @@ Command: TypeAlias = (
     | AppendCommand
     | IdleCommand
     | NamespaceCommand
+    | GetQuotaCommand
+    | GetQuotaRootCommand
     | CheckCommand
     | CloseCommand
     | UnselectCommand

@@ -494,6 +494,20 @@ def status_response(mailbox: bytes, items: Sequence[tuple[str, int]]) -> DataRes
     return DataResponse(b"STATUS " + astring(mailbox) + b" (" + body + b")")
 
 
+def quotaroot_response(mailbox: bytes, roots: Iterable[bytes]) -> DataResponse:
+    """RFC 9208 section 4.2.2: ``* QUOTAROOT INBOX ""``."""
+    return DataResponse(b" ".join([b"QUOTAROOT", astring(mailbox), *map(astring, roots)]))
+
+
+def quota_response(root: bytes, resources: Iterable[tuple[str, int, int]]) -> DataResponse:
+    """RFC 9208 section 4.2.1: ``* QUOTA "" (STORAGE 10 512)``, a (name, usage, limit)
+    triplet per limited resource."""
+    triplets = (
+        b"%s %d %d" % (name.encode("ascii"), usage, limit) for name, usage, limit in resources
+    )
+    return DataResponse(b"QUOTA " + astring(root) + b" " + paren_list(triplets))
+
+
 def search_response(numbers: Iterable[int]) -> DataResponse:
     """``* SEARCH 2 3 7``; with no match ``* SEARCH``."""
     return DataResponse(b" ".join([b"SEARCH", *(_nz(n) for n in numbers)]))

@@ -22,6 +22,7 @@ from lightmail.imap.wire.commands import (
     Command,
     CopyCommand,
     DeleteCommand,
+    GetQuotaRootCommand,
     IdleCommand,
     LogoutCommand,
     MoveCommand,
@@ -77,6 +78,8 @@ COMMANDS: dict[bytes, Handler] = {
     b"ID": session.id_,
     b"NAMESPACE": _no_arguments(NamespaceCommand),
     b"ENABLE": session.enable,
+    b"GETQUOTA": mailbox.getquota,
+    b"GETQUOTAROOT": mailbox.one_mailbox(GetQuotaRootCommand),
 }
 """Verb (upper case) to the function that parses what follows it."""
 _UID_COMMANDS = frozenset({b"COPY", b"FETCH", b"SEARCH", b"STORE", b"EXPUNGE", b"MOVE"})

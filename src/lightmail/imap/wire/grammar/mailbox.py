@@ -3,7 +3,8 @@
 SELECT, EXAMINE, CREATE (with RFC 6154's USE parameter), DELETE, RENAME,
 SUBSCRIBE, UNSUBSCRIBE, LIST (with RFC 5258's selection and return options,
 RFC 5819's STATUS and RFC 6154's SPECIAL-USE), LSUB, STATUS (with RFC 8438's
-SIZE) and APPEND's head.
+SIZE, RFC 9208's DELETED and DELETED-STORAGE, RFC 7889's APPENDLIMIT), APPEND's head, and RFC 9208's
+GETQUOTA and GETQUOTAROOT.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lightmail.imap.wire.commands import (
     AppendCommand,
     Command,
     CreateCommand,
+    GetQuotaCommand,
     ListCommand,
     LsubCommand,
     RenameCommand,
@@ -24,9 +26,23 @@ from lightmail.imap.wire.commands import (
 )
 from lightmail.imap.wire.parser import Handler, ParseError, Parser
 
-__all__ = ["append", "create", "list_", "lsub", "one_mailbox", "rename", "select", "status"]
+__all__ = [
+    "append",
+    "create",
+    "getquota",
+    "list_",
+    "lsub",
+    "one_mailbox",
+    "rename",
+    "select",
+    "status",
+]
 
-_STATUS_ITEMS = frozenset({"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"})
+# RFC 3501, RFC 8438 (SIZE), RFC 9208 (DELETED, DELETED-STORAGE), RFC 7889 (APPENDLIMIT).
+_STATUS_ITEMS = frozenset(
+    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
+    | {"DELETED", "DELETED-STORAGE", "APPENDLIMIT"}
+)
 # RFC 5258 section 6 (list-select-base-opt, -independent-opt, -mod-opt) and RFC 6154.
 _SELECT_BASE = frozenset({"SUBSCRIBED"})
 _SELECT_OPTIONS = _SELECT_BASE | {"REMOTE", "SPECIAL-USE", "RECURSIVEMATCH"}
@@ -70,7 +86,7 @@ def _options(p: Parser, option: Callable[[str], None]) -> None:
 
 def _status_items(p: Parser) -> tuple[str, ...]:
     """``"(" status-att *(SP status-att) ")"``, upper-cased, each once, in the order sent."""
-    items = p.parenthesized(lambda: p.word("a STATUS item").decode("ascii"))
+    items = p.parenthesized(lambda: p.atom().upper().decode("ascii"))
     if not _STATUS_ITEMS.issuperset(items):
         raise ParseError("unknown STATUS item")
     return tuple(dict.fromkeys(items))
@@ -169,6 +185,14 @@ def create(p: Parser, tag: bytes, uid: bool) -> Command:
         _options(p, parameter)
     p.end()
     return CreateCommand(tag, mailbox, use)
+
+
+def getquota(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``GETQUOTA quota-root-name`` (RFC 9208 section 4.1.1)."""
+    p.sp()
+    root = p.astring()
+    p.end()
+    return GetQuotaCommand(tag, root)
 
 
 def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
