@@ -10,7 +10,9 @@ servers), and prints how much the server's memory grew per connection:
   ``1,auto``, labelled "..., workers N"), summed over the supervisor and its
   workers when there are several, with ``[imap] max_connections``,
   ``max_connections_per_ip`` and ``max_connections_per_user`` raised through
-  ``LIGHTMAIL_IMAP_*`` for the run;
+  ``LIGHTMAIL_IMAP_*`` for the run; with ``--compress``, once more per
+  value with every connection under COMPRESS=DEFLATE (RFC 4978) after LOGIN,
+  labelled "... COMPRESS=DEFLATE": what an idle compressed connection costs;
 - Dovecot (``dovecot-imapd``, configured in a temporary folder by
   ``bench/_dovecot.py``): the sum over the master and all its children
   (``imap-login``, ``auth``, one ``imap`` process per connection, ...).
@@ -25,12 +27,14 @@ raised to what the run needs.
     uv run python bench/imap_idle_memory.py                     # 2000 connections to each
     uv run python bench/imap_idle_memory.py --connections 500 --no-dovecot
     uv run python bench/imap_idle_memory.py --workers 1 --no-dovecot
+    uv run python bench/imap_idle_memory.py --workers 1 --no-dovecot --compress
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import math
 import resource
 import sys
@@ -91,11 +95,13 @@ def raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def open_idle(target: Target, index: int, users: int) -> ImapClient:
+async def open_idle(target: Target, index: int, users: int, compress: bool) -> ImapClient:
     user = index % users
     client = await ImapClient.connect(target.host, target.port)
     try:
         await client.ok(b"LOGIN " + quote(user_address(user)) + b" " + quote(user_password(user)))
+        if compress:
+            await client.compress()
         await client.ok(b"SELECT INBOX")
         await client.start_idle()
     except BaseException:
@@ -105,15 +111,20 @@ async def open_idle(target: Target, index: int, users: int) -> ImapClient:
 
 
 async def open_many(
-    target: Target, first: int, count: int, users: int, parallel: int, clients: list[ImapClient]
+    target: Target,
+    first: int,
+    count: int,
+    args: argparse.Namespace,
+    compress: bool,
+    clients: list[ImapClient],
 ) -> None:
     """Open connections ``first`` .. ``first + count - 1``, ``parallel`` at a time."""
-    semaphore = asyncio.Semaphore(parallel)
+    semaphore = asyncio.Semaphore(args.parallel)
     started = time.monotonic()
 
     async def one(index: int) -> None:
         async with semaphore:
-            clients.append(await open_idle(target, index, users))
+            clients.append(await open_idle(target, index, args.users, compress))
             if len(clients) % 250 == 0:
                 print(
                     f"  {len(clients)} connections idling ({time.monotonic() - started:.0f} s)",
@@ -127,7 +138,7 @@ async def end_idle(client: ImapClient) -> bool:
     """DONE, expect the IDLE's tagged OK, LOGOUT; True if the server still served it."""
     try:
         async with asyncio.timeout(COMMAND_TIMEOUT):
-            client.writer.write(b"DONE\r\n")
+            client.send(b"DONE\r\n")
             await client.writer.drain()
             while True:
                 line = await client.read_line()
@@ -142,7 +153,7 @@ async def end_idle(client: ImapClient) -> bool:
         client.abort()
 
 
-async def measure(target: Target, args: argparse.Namespace) -> Measurement:
+async def measure(target: Target, args: argparse.Namespace, compress: bool = False) -> Measurement:
     seconds = await seed(target, args.users, args.messages, seed_value=1)
     print(f"{target.name}: seeded {args.users * args.messages} messages in {seconds:.1f} s")
     await asyncio.sleep(args.settle)
@@ -151,12 +162,10 @@ async def measure(target: Target, args: argparse.Namespace) -> Measurement:
     half_count = args.connections // 2
     try:
         started = time.monotonic()
-        await open_many(target, 0, half_count, args.users, args.parallel, clients)
+        await open_many(target, 0, half_count, args, compress, clients)
         await asyncio.sleep(args.settle)
         half = memory(target)
-        await open_many(
-            target, half_count, args.connections - half_count, args.users, args.parallel, clients
-        )
+        await open_many(target, half_count, args.connections - half_count, args, compress, clients)
         open_seconds = time.monotonic() - started - args.settle
         await asyncio.sleep(args.settle)
         full = memory(target)
@@ -165,6 +174,8 @@ async def measure(target: Target, args: argparse.Namespace) -> Measurement:
     finally:
         for client in clients:
             client.abort()
+    if compress:
+        target = dataclasses.replace(target, name=target.name + " COMPRESS=DEFLATE")
     return Measurement(target, args.connections, before, half, full, open_seconds, sum(results))
 
 
@@ -211,6 +222,10 @@ async def run(args: argparse.Namespace) -> None:
             async with running_lightmail(name, args.users, env) as target:
                 lightmail.append(await measure(target, args))
                 report(lightmail[-1])
+            if args.compress:  # a server of its own, so the first run leaves nothing behind
+                async with running_lightmail(name, args.users, env) as target:
+                    lightmail.append(await measure(target, args, compress=True))
+                    report(lightmail[-1])
     dovecot: Measurement | None = None
     if args.dovecot:
         with dovecot_target(args.users, args.connections, args.dovecot_login) as target:
@@ -244,6 +259,11 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8, help="connections opened at once")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each reading")
     add_workers_option(parser)
+    parser.add_argument(
+        "--compress",
+        action="store_true",
+        help="also measure LightMail with each connection under COMPRESS=DEFLATE (RFC 4978)",
+    )
     parser.add_argument("--lightmail", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(

@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -105,6 +106,8 @@ class ImapClient:
         self.reader = reader
         self.writer = writer
         self._tag = 0
+        self._deflate: zlib._Compress | None = None  # after compress()
+        self._inflating: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, host: str, port: int) -> ImapClient:
@@ -145,9 +148,9 @@ class ImapClient:
             tag = self._next_tag()
             untagged: list[bytes] = []
             if literal is None:
-                self.writer.write(tag + b" " + line + b"\r\n")
+                self.send(tag + b" " + line + b"\r\n")
             else:
-                self.writer.write(tag + b" " + line + b" {%d}\r\n" % len(literal))
+                self.send(tag + b" " + line + b" {%d}\r\n" % len(literal))
                 await self.writer.drain()
                 while True:
                     answer = await self.read_line()
@@ -156,7 +159,7 @@ class ImapClient:
                     if answer.startswith(tag + b" "):
                         return Response(answer.split(b" ", 2)[1], answer, untagged)
                     untagged.append(answer)
-                self.writer.write(literal + b"\r\n")
+                self.send(literal + b"\r\n")
             await self.writer.drain()
             while True:
                 answer = await self.read_line()
@@ -174,7 +177,7 @@ class ImapClient:
         """IDLE, up to the server's continuation request."""
         async with asyncio.timeout(COMMAND_TIMEOUT):
             tag = self._next_tag()
-            self.writer.write(tag + b" IDLE\r\n")
+            self.send(tag + b" IDLE\r\n")
             await self.writer.drain()
             while True:
                 answer = await self.read_line()
@@ -186,7 +189,23 @@ class ImapClient:
     async def login(self, user: str, password: str) -> Response:
         return await self.command(b"LOGIN " + quote(user) + b" " + quote(password))
 
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` (deflated once COMPRESS is on); ``writer.drain()`` sends it."""
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.writer.write(data)
+
+    async def compress(self) -> None:
+        """COMPRESS DEFLATE (RFC 4978): what follows is deflated both ways; the
+        responses are inflated by a task into a reader of their own."""
+        await self.ok(b"COMPRESS DEFLATE")
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        raw, self.reader = self.reader, asyncio.StreamReader(limit=1 << 20)
+        self._inflating = asyncio.create_task(_inflate(raw, self.reader))
+
     def abort(self) -> None:
+        if self._inflating is not None:
+            self._inflating.cancel()
         self.writer.transport.abort()
 
     async def close(self) -> None:
@@ -194,6 +213,13 @@ class ImapClient:
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(5):
                 await self.writer.wait_closed()
+
+
+async def _inflate(raw: asyncio.StreamReader, into: asyncio.StreamReader) -> None:
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    while data := await raw.read(65536):
+        into.feed_data(inflate.decompress(data))
+    into.feed_eof()
 
 
 def quote(text: str) -> bytes:

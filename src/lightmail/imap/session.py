@@ -307,6 +307,10 @@ class ImapSession:
                 capabilities += ["AUTH=PLAIN", "AUTH=LOGIN"]
             else:
                 capabilities.append("LOGINDISABLED")
+        elif not self.conn.is_compressed:
+            capabilities.append(
+                "COMPRESS=DEFLATE"
+            )  # RFC 4978: a command of the authenticated state
         return capabilities
 
     def capability_code(self) -> ResponseCode:

@@ -204,3 +204,16 @@ class Driver(Generic[E]):
         await self.flush()
         self.receiver.discard_pending()
         await self.connection.start_tls(context)
+
+    async def start_compression(self) -> None:
+        """After COMPRESS's go-ahead was queued (RFC 4978): send it as it is, drop
+        what the client sent before it saw it (it must wait), then compress."""
+        await self.flush()
+        dropped = self.receiver.discard_pending()
+        if dropped:
+            log.info(
+                "%s: discarded %d bytes sent before COMPRESS was answered",
+                self.connection.id,
+                dropped,
+            )
+        self.connection.start_compression()

@@ -15,7 +15,14 @@ It sits on an :class:`asyncio.Protocol` of its own rather than a
 - :meth:`Connection.start_tls` drops whatever was received in plaintext
   before the handshake, so bytes a client (or a man in the middle) pipelined
   after ``STARTTLS`` never reach the session as if they had come over TLS
-  (RFC 3501 §6.2.1, RFC 2595 §3.1, CVE-2011-0411).
+  (RFC 3501 §6.2.1, RFC 2595 §3.1, CVE-2011-0411);
+- :meth:`Connection.start_compression` turns on DEFLATE both ways (IMAP's
+  COMPRESS, RFC 4978), above TLS: what arrives is inflated into the same
+  bounded buffer, at most up to ``high_water`` at a time, so a small
+  compressed input that inflates to gigabytes (a "zip bomb") is read as
+  slowly as the session consumes it; what is written is deflated and
+  flushed (``Z_SYNC_FLUSH``) with each write, so every reply reaches the
+  client whole.
 
 Errors are subclasses of :class:`StreamError` (itself a ``ConnectionError``):
 the peer went away, stayed silent or stopped reading. They are not bugs; the
@@ -30,6 +37,7 @@ import ipaddress
 import logging
 import os
 import ssl
+import zlib
 from collections.abc import Callable
 from typing import TypeAlias, cast
 
@@ -40,6 +48,13 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 READ_SIZE = 64 * 1024  # most bytes one read() returns
 HIGH_WATER = 256 * 1024  # receive buffer size at which reading pauses
 CLOSE_TIMEOUT = 5.0  # seconds a graceful close may take before the connection is aborted
+# Our DEFLATE compressor (RFC 4978 lets each side choose): level 1, the cheapest, a
+# 4 KiB window and memLevel 5: about 32 KiB of zlib state per compressing connection
+# (zlib's deflate takes 2**(window_bits + 2) + 2**(mem_level + 9) bytes). The client's
+# stream is inflated with the full 32 KiB window, which its compressor may use.
+DEFLATE_LEVEL = 1
+DEFLATE_WINDOW_BITS = 12
+DEFLATE_MEM_LEVEL = 5
 
 
 class StreamError(ConnectionError):
@@ -123,6 +138,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self.eof = False
         self.lost = False
         self.tls = False  # eof_received's answer must be False over TLS
+        self._inflate: zlib._Decompress | None = None  # after start_inflating
+        self._compressed = b""  # received, not yet inflated (the buffer was full)
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
@@ -138,8 +155,12 @@ class ConnectionProtocol(asyncio.Protocol):
             self._on_connection(self.connection)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= self.high_water and not self.reading_paused:
+        if self._inflate is None:
+            self.buffer += data
+        else:
+            self._compressed += data
+            self.inflate()
+        if (len(self.buffer) >= self.high_water or self._compressed) and not self.reading_paused:
             self.pause_reading()
         self._wake_reader()
 
@@ -164,6 +185,40 @@ class ConnectionProtocol(asyncio.Protocol):
         self._wake(self._write_waiter)
 
     # --- used by Connection ----------------------------------------------
+
+    def start_inflating(self) -> None:
+        """From now on what arrives is a raw DEFLATE stream (RFC 1951, RFC 4978)."""
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    def inflate(self) -> None:
+        """Inflate what is pending into the buffer, up to ``high_water`` bytes of it.
+
+        A stream that is not DEFLATE, or that ends (a final block), ends the
+        connection: IMAP has no way back to uncompressed.
+        """
+        inflate = self._inflate
+        if inflate is None:
+            return
+        while self._compressed and len(self.buffer) < self.high_water:
+            try:
+                data = inflate.decompress(self._compressed, self.high_water - len(self.buffer))
+            except zlib.error as error:
+                log.info("%s: compressed stream is corrupt: %s", self._id(), error)
+                self._compressed = b""
+                self.transport.abort()
+                return
+            self._compressed = inflate.unconsumed_tail
+            self.buffer += data
+            if inflate.eof:
+                log.info("%s: client ended its compressed stream", self._id())
+                self._compressed = b""
+                self.transport.close()
+                return
+            if not data:
+                break
+
+    def _id(self) -> str:
+        return self.connection.id if self.connection is not None else "-"
 
     def pause_reading(self) -> None:
         if not self.transport.is_closing():
@@ -227,6 +282,7 @@ class Connection:
         self.is_tls: bool = transport.get_extra_info("sslcontext") is not None
         protocol.tls = self.is_tls
         self.shutdown_requested = asyncio.Event()  # set by the listener when the server stops
+        self._deflate: zlib._Compress | None = None  # after start_compression
 
     def __repr__(self) -> str:
         tls = " tls" if self.is_tls else ""
@@ -288,6 +344,7 @@ class Connection:
         else:
             data = bytes(protocol.buffer[:max_bytes])
             del protocol.buffer[:max_bytes]  # O(1): CPython moves a bytearray's start
+        protocol.inflate()  # what waited for room, when compressed
         if protocol.reading_paused and len(protocol.buffer) <= protocol.high_water // 4:
             protocol.resume_reading()
         return data
@@ -324,6 +381,8 @@ class Connection:
         """
         if self.is_closing:
             raise ConnectionClosed("connection closed")
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         self._transport.write(data)
         try:
             async with asyncio.timeout(timeout):
@@ -380,6 +439,29 @@ class Connection:
         protocol.reading_paused = False
         protocol.transport = self._transport = transport
         self.is_tls = True
+
+    @property
+    def is_compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """DEFLATE both ways from here on (RFC 4978); call once the go-ahead reply
+        was written. Bytes received before it were sent before the client saw it,
+        which RFC 4978 forbids: they are dropped, as after STARTTLS."""
+        if self._deflate is not None:
+            raise RuntimeError("the connection is compressed already")
+        protocol = self._protocol
+        if protocol.buffer:
+            log.info(
+                "%s: discarded %d bytes sent before COMPRESS was answered",
+                self.id,
+                len(protocol.buffer),
+            )
+            protocol.buffer.clear()
+        self._deflate = zlib.compressobj(
+            DEFLATE_LEVEL, zlib.DEFLATED, -DEFLATE_WINDOW_BITS, DEFLATE_MEM_LEVEL
+        )
+        protocol.start_inflating()
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:  # noqa: ASYNC109
         """Flush and close; abort if that takes more than ``timeout`` seconds. Idempotent."""

@@ -35,6 +35,7 @@ from typing import Any
 from lightmail.accounts.service import User
 from lightmail.mailstore.store import Recipient
 from tests.integration.imap.conftest import PASSWORD, ImapTarget
+from tests.support.metrics import Changes
 from tests.support.require import require
 
 TOTAL = 500
@@ -303,6 +304,7 @@ async def test_mbsync_down_and_up_again(imap: ImapTarget, tmp_path: Path) -> Non
             await deliver(imap, a, folder, message)
     assert_same("A as delivered", await fetch_all(imap, a), corpus)
     rc = write_mbsyncrc(imap, tmp_path, a, b)
+    commands = Changes()
     maildir_a, maildir_b = tmp_path / "maildir-a", tmp_path / "maildir-b"
     maildir_a.mkdir()
     timings: dict[str, float] = {}
@@ -332,4 +334,6 @@ async def test_mbsync_down_and_up_again(imap: ImapTarget, tmp_path: Path) -> Non
     timings["up 2"] = await mbsync(rc, "up")
     assert await fetch_all(imap, b) == in_b
     assert maildir_snapshot(maildir_b) == after_up
+    # mbsync turns on COMPRESS=DEFLATE (RFC 4978) when offered: all four ran compressed.
+    assert commands("lightmail_commands_total", protocol="imap", command="compress") >= 4
     print(", ".join(f"{step} {seconds:.1f}s" for step, seconds in timings.items()))

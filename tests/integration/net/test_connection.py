@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
+import zlib
 
 import pytest
 
@@ -301,3 +303,98 @@ async def test_a_deadline_ends_reads_however_the_bytes_trickle() -> None:
         await close(writer)
     (elapsed,) = ended
     assert 0.45 < elapsed < 1.0
+
+
+def _deflater() -> zlib._Compress:
+    """A client's side of RFC 4978: raw DEFLATE with the full window."""
+    return zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+
+async def test_compression_both_ways_over_tls(
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    """RFC 4978 section 3: the go-ahead is sent as it is; after it every byte each way
+    is DEFLATE, inside TLS; each write is flushed so the client can read it whole."""
+
+    async def handler(connection: Connection) -> None:
+        assert await connection.read(timeout=5) == b"c COMPRESS DEFLATE\r\n"
+        await connection.write(b"c OK DEFLATE active\r\n")
+        connection.start_compression()
+        assert connection.is_compressed
+        await echo(connection)
+
+    async with serving(handler, tls=server_tls) as listener:
+        reader, writer = await connect(listener, tls=client_tls)
+        writer.write(b"c COMPRESS DEFLATE\r\n")
+        assert await reader.readline() == b"c OK DEFLATE active\r\n"
+        deflate, inflate = _deflater(), zlib.decompressobj(-zlib.MAX_WBITS)
+        for line in (b"a1 NOOP\r\n", b"a2 " + b"x" * 100_000 + b"\r\n"):
+            writer.write(deflate.compress(line) + deflate.flush(zlib.Z_SYNC_FLUSH))
+            echoed = b""
+            while len(echoed) < len(line):
+                echoed += inflate.decompress(await reader.read(65536))
+            assert echoed == line
+        await close(writer)
+
+
+async def test_a_compressed_bomb_inflates_no_faster_than_it_is_read() -> None:
+    """50 MB of zeros deflate to about 50 KB: the server's buffer still never holds
+    much more than its high-water mark, and every byte arrives."""
+    total = 50 * 1024 * 1024
+    observed: list[int] = []
+    received = 0
+    start_reading = asyncio.Event()
+
+    async def handler(connection: Connection) -> None:
+        nonlocal received
+        assert await connection.read(timeout=5) == b"c COMPRESS DEFLATE\r\n"
+        await connection.write(b"c OK\r\n")
+        connection.start_compression()
+        for _ in range(30):
+            await asyncio.sleep(0.01)
+            observed.append(connection.buffered)
+        await start_reading.wait()
+        while data := await connection.read(timeout=5):
+            received += len(data)
+            observed.append(connection.buffered)
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"c COMPRESS DEFLATE\r\n")
+        assert await reader.readline() == b"c OK\r\n"
+        deflate = _deflater()
+        bomb = b"".join(deflate.compress(b"\0" * (1024 * 1024)) for _ in range(total // 2**20))
+        bomb += deflate.flush(zlib.Z_SYNC_FLUSH)
+        assert len(bomb) < total // 500
+        writer.write(bomb)
+        await writer.drain()
+        await asyncio.sleep(0.4)
+        start_reading.set()
+        writer.write_eof()
+        await reader.read()
+        await close(writer)
+    assert received == total
+    assert max(observed) <= HIGH_WATER + READ_SIZE
+
+
+async def test_a_corrupt_compressed_stream_ends_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightmail.net.stream")
+    ended = asyncio.Event()
+
+    async def handler(connection: Connection) -> None:
+        await connection.read(timeout=5)
+        await connection.write(b"c OK\r\n")
+        connection.start_compression()
+        assert await connection.read(timeout=5) == b""
+        ended.set()
+
+    async with serving(handler) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"c COMPRESS DEFLATE\r\n")
+        assert await reader.readline() == b"c OK\r\n"
+        writer.write(b"\xff\xff\xff not deflate at all\r\n")
+        await asyncio.wait_for(ended.wait(), 5)
+        await close(writer)
+    assert "compressed stream is corrupt" in caplog.text

@@ -42,6 +42,7 @@ VERBS: dict[type[c.Command], Verb] = {
     c.AuthenticateCommand: Verb(NOT_AUTHENTICATED, auth.authenticate, "authenticate"),
     c.LoginCommand: Verb(NOT_AUTHENTICATED, auth.login, "login"),
     c.EnableCommand: Verb(AUTHENTICATED, any_state.enable, "enable"),
+    c.CompressCommand: Verb(AUTHENTICATED, any_state.compress, "compress"),
     c.SelectCommand: Verb(AUTHENTICATED, mailboxes.select, "select"),  # "examine" when read-only
     c.CreateCommand: Verb(AUTHENTICATED, mailboxes.create, "create"),
     c.DeleteCommand: Verb(AUTHENTICATED, mailboxes.delete, "delete"),

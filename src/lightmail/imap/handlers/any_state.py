@@ -1,5 +1,6 @@
-"""Commands valid in any state (RFC 3501 section 6.1) and the small extensions
-that answer with one untagged line: ID (RFC 2971), NAMESPACE (RFC 2342), ENABLE (RFC 5161)."""
+"""Commands valid in any state (RFC 3501 section 6.1), the small extensions
+that answer with one untagged line: ID (RFC 2971), NAMESPACE (RFC 2342), ENABLE
+(RFC 5161), and COMPRESS (RFC 4978), which changes the connection itself."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion
     """RFC 5161: none of our extensions needs enabling, so none is enabled."""
     session.send(r.enabled_response([]))
     return r.ok()
+
+
+async def compress(session: ImapSession, command: c.CompressCommand) -> r.Completion | None:
+    """COMPRESS DEFLATE (RFC 4978 section 3): the OK goes out as it is, then both
+    directions are compressed. Once is all: a second COMPRESS is BAD."""
+    if session.conn.is_compressed:
+        return r.bad("DEFLATE is active already")
+    session.complete(command, r.ok("DEFLATE active"))
+    await session.driver.start_compression()
+    return None

@@ -25,6 +25,7 @@ __all__ = [
     "CheckCommand",
     "CloseCommand",
     "Command",
+    "CompressCommand",
     "CopyCommand",
     "CreateCommand",
     "DeleteCommand",
@@ -228,6 +229,13 @@ class IdleCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class CompressCommand:
+    """``COMPRESS DEFLATE`` (RFC 4978), the one algorithm there is."""
+
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceCommand:
     """RFC 2342."""
 
@@ -361,6 +369,7 @@ Command: TypeAlias = (
     | AppendCommand
     | IdleCommand
     | NamespaceCommand
+    | CompressCommand
     | GetQuotaCommand
     | GetQuotaRootCommand
     | CheckCommand

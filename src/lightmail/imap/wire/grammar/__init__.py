@@ -78,6 +78,7 @@ COMMANDS: dict[bytes, Handler] = {
     b"ID": session.id_,
     b"NAMESPACE": _no_arguments(NamespaceCommand),
     b"ENABLE": session.enable,
+    b"COMPRESS": session.compress,
     b"GETQUOTA": mailbox.getquota,
     b"GETQUOTAROOT": mailbox.one_mailbox(GetQuotaRootCommand),
 }

@@ -1,7 +1,8 @@
 """Commands of any state and of Not Authenticated (RFC 3501 sections 6.1 and 6.2).
 
-AUTHENTICATE with SASL-IR (RFC 4959), LOGIN, ID (RFC 2971) and ENABLE
-(RFC 5161); the commands without arguments are in the table.
+AUTHENTICATE with SASL-IR (RFC 4959), LOGIN, ID (RFC 2971), ENABLE
+(RFC 5161) and COMPRESS (RFC 4978); the commands without arguments are in the
+table.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import re
 from lightmail.imap.wire.commands import (
     AuthenticateCommand,
     Command,
+    CompressCommand,
     EnableCommand,
     IdCommand,
     LoginCommand,
 )
 from lightmail.imap.wire.parser import ParseError, Parser
 
-__all__ = ["authenticate", "enable", "id_", "login"]
+__all__ = ["authenticate", "compress", "enable", "id_", "login"]
 
 _BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
@@ -75,3 +77,12 @@ def enable(p: Parser, tag: bytes, uid: bool) -> Command:
             break
     p.end()
     return EnableCommand(tag, tuple(capabilities))
+
+
+def compress(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``COMPRESS DEFLATE`` (RFC 4978 section 3): any other algorithm is BAD."""
+    p.sp()
+    if p.atom().upper() != b"DEFLATE":
+        raise ParseError("unknown compression algorithm")
+    p.end()
+    return CompressCommand(tag)
