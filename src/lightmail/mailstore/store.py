@@ -44,6 +44,7 @@ from lightmail.mailstore.types import (
     Recipient,
     StoredMessage,
     StoreMode,
+    StoreResult,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "QuarantinedMessage",
     "Recipient",
     "StoreMode",
+    "StoreResult",
     "StoredMessage",
 ]
 
