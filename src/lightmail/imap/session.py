@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +72,11 @@ from lightmail.imap.wire.responses import (
     flags_response,
     no,
     recent_response,
+    vanished_response,
 )
 from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
-from lightmail.mailstore.store import MailStore
+from lightmail.mailstore.store import MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
@@ -183,6 +184,9 @@ class ImapSession:
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None
         self.modseq = 0  # HIGHESTMODSEQ of the selected mailbox when last looked at
+        # RFC 7162: CONDSTORE enabled (section 3.1), QRESYNC enabled (section 3.2.3)
+        self.condstore = False
+        self.qresync = False
         self.subscription: Subscription | None = None
         self._changed = False  # another session changed the selected mailbox; not yet shown
         self._bad_commands = Allowance(
@@ -294,7 +298,7 @@ class ImapSession:
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
-        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -317,6 +321,20 @@ class ImapSession:
     def deselect(self) -> None:
         self.selected = None
         self.state = State.AUTHENTICATED
+
+    def enable_condstore(self) -> bool:
+        """A CONDSTORE enabling command (RFC 7162 section 3.1): from now on every
+        FETCH response this session sends for a flag change carries MODSEQ. The
+        first one with a mailbox selected tells its HIGHESTMODSEQ: the value this
+        view is current at. False when it was enabled already."""
+        if self.condstore:
+            return False
+        self.condstore = True
+        if self.selected is not None:
+            self.send(
+                UntaggedResponse(Status.OK, "Highest", ResponseCode.highestmodseq(self.modseq))
+            )
+        return True
 
     async def watch(self) -> None:
         """Subscribe to the user's change events for the rest of the session."""
@@ -387,7 +405,7 @@ class ImapSession:
         self.modseq = mailbox.highestmodseq
         self._changed = False
         updates = view.update(
-            (Snapshot(i.uid, i.flags.names()) for i in infos),
+            self.snapshot(infos),
             allow_expunge=allow_expunge,
             recent=recent,
             keywords=mailbox.keywords,
@@ -395,6 +413,10 @@ class ImapSession:
         )
         self.send_updates(updates)
         return True
+
+    def snapshot(self, infos: Iterable[MessageInfo]) -> Iterator[Snapshot]:
+        """The view's input from the mailstore's message listing."""
+        return (Snapshot(i.uid, i.flags.names(), i.modseq) for i in infos)
 
     async def announce_new_keywords(self, view: SelectedMailbox) -> None:
         """FLAGS and PERMANENTFLAGS again when flags this session just stored (its
@@ -421,14 +443,28 @@ class ImapSession:
     def send_updates(self, updates: Updates) -> None:
         if updates.keywords is not None:
             self.send_keywords(self.view)
-        for seq in updates.expunged:
-            self.send(expunge_response(seq))
-        for seq, uid, _ in updates.flags:
-            self.send(fetch_response(seq, [(b"UID", uid), (b"FLAGS", Raw(self.flag_list(uid)))]))
+        if self.qresync and updates.expunged:
+            # RFC 7162 section 3.2.10.2: one VANISHED instead of the EXPUNGEs.
+            gone = SequenceSet.from_numbers(uid for _, uid in updates.expunged)
+            self.send(vanished_response(gone, earlier=False))
+        else:
+            for seq, _ in updates.expunged:
+                self.send(expunge_response(seq))
+        for seq, uid, _, modseq in updates.flags:
+            self.send(self.flags_fetch(seq, uid, modseq))
         if updates.exists is not None:
             self.send(exists_response(updates.exists))
         if updates.recent is not None:
             self.send(recent_response(updates.recent))
+
+    def flags_fetch(self, seq: int, uid: int, modseq: int) -> Response:
+        """The FETCH that tells of a message's new flags, whoever changed them: with
+        UID, and with MODSEQ once CONDSTORE is enabled (RFC 7162 sections 3.1.4.2
+        and 3.2.4)."""
+        items: list[tuple[bytes, Any]] = [(b"UID", uid), (b"FLAGS", Raw(self.flag_list(uid)))]
+        if self.condstore:
+            items.append((b"MODSEQ", [modseq]))
+        return fetch_response(seq, items)
 
     def flag_list(self, uid: int) -> bytes:
         """A message's flags as FETCH shows them: ``\\Recent`` is this session's own

@@ -92,6 +92,7 @@ CAPABILITIES = (
     b"MOVE",
     b"CHILDREN",
     b"SPECIAL-USE",
+    b"CONDSTORE",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 
@@ -975,8 +976,8 @@ async def test_id_namespace_enable(imap: ImapTarget) -> None:
             assert namespace.personal == (("", "/"),)
             assert namespace.other is None
             assert namespace.shared is None
-            # RFC 5161: nothing to enable; ENABLED lists nothing.
-            assert client.enable("CONDSTORE") == []
+            # RFC 5161: ENABLED lists what was enabled; unknown names are ignored.
+            assert client.enable("CONDSTORE", "X-UNKNOWN") == [b"CONDSTORE"]
             assert client.enable("UTF8=ACCEPT", "X-UNKNOWN") == []
 
     await asyncio.to_thread(conversation)

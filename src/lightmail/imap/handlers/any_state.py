@@ -50,6 +50,10 @@ async def namespace(session: ImapSession, command: c.NamespaceCommand) -> r.Comp
 
 
 async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion:
-    """RFC 5161: none of our extensions needs enabling, so none is enabled."""
-    session.send(r.enabled_response([]))
+    """RFC 5161: ENABLED lists what this command enabled: CONDSTORE (RFC 7162
+    section 3.1), the one extension here that needs enabling; others are ignored."""
+    enabled = []
+    if "CONDSTORE" in command.capabilities and session.enable_condstore():
+        enabled.append("CONDSTORE")
+    session.send(r.enabled_response(enabled))
     return r.ok()

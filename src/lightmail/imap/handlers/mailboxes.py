@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from lightmail.imap.selected import SelectedMailbox, Snapshot
+from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
@@ -17,16 +17,23 @@ log = logging.getLogger(__name__)
 
 
 async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion:
-    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2)."""
+    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2), with CONDSTORE (RFC 7162
+    section 3.1.8)."""
     if session.selected is not None:
-        session.deselect()  # a failed SELECT leaves nothing selected
+        # A failed SELECT leaves nothing selected; CLOSED marks where the responses
+        # for the old mailbox end (RFC 7162 section 3.2.11).
+        closed = r.ResponseCode(r.Code.CLOSED)
+        session.send(r.UntaggedResponse(r.Status.OK, "Previous mailbox closed", closed))
+        session.deselect()
+    if command.condstore:
+        session.condstore = True  # its HIGHESTMODSEQ follows below
     name = decode_mailbox(command.mailbox)
     mailbox = await session.store.get_mailbox(session.user_id, name)
     infos = await session.store.list_messages(mailbox)
     recent = await session.store.claim_recent(mailbox, readonly=command.readonly)
     view = SelectedMailbox(
         mailbox.id,
-        (Snapshot(i.uid, i.flags.names()) for i in infos),
+        session.snapshot(infos),
         readonly=command.readonly,
         recent=recent,
         keywords=mailbox.keywords,
@@ -51,6 +58,9 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
             r.Status.OK, "Predicted next UID", r.ResponseCode.uidnext(mailbox.uidnext)
         )
     )
+    if session.condstore:
+        code = r.ResponseCode.highestmodseq(mailbox.highestmodseq)
+        session.send(r.UntaggedResponse(r.Status.OK, "Highest", code))
     await session.watch()
     return r.ok("Select completed", r.Code.READ_ONLY if command.readonly else r.Code.READ_WRITE)
 
@@ -141,6 +151,10 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
 
 
 async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
+    """STATUS (RFC 3501 section 6.3.10), with HIGHESTMODSEQ (RFC 7162 section 3.1.7),
+    which enables CONDSTORE."""
+    if "HIGHESTMODSEQ" in command.items:
+        session.enable_condstore()
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
     recent: list[int] = []
@@ -152,6 +166,7 @@ async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion
         "UIDNEXT": status.mailbox.uidnext,
         "UIDVALIDITY": status.mailbox.uidvalidity,
         "UNSEEN": status.unseen,
+        "HIGHESTMODSEQ": status.mailbox.highestmodseq,
     }
     items = [(item, values[item]) for item in command.items]
     session.send(r.status_response(mutf7.encode(name), items))

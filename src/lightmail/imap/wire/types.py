@@ -24,8 +24,10 @@ __all__ = [
     "FetchItem",
     "FlagKey",
     "HeaderKey",
+    "ModseqKey",
     "NotKey",
     "OrKey",
+    "QresyncParameter",
     "SearchKey",
     "SectionText",
     "SeqNumber",
@@ -150,6 +152,7 @@ class FetchItem(enum.Enum):
     RFC822 = "RFC822"  # like BODY[], sets \Seen
     RFC822_HEADER = "RFC822.HEADER"  # like BODY.PEEK[HEADER]
     RFC822_TEXT = "RFC822.TEXT"  # like BODY[TEXT], sets \Seen
+    MODSEQ = "MODSEQ"  # the message's mod-sequence (RFC 7162 section 3.1.4.2)
 
     @property
     def response_name(self) -> bytes:
@@ -203,6 +206,21 @@ class BodySection:
 FetchAttribute: TypeAlias = FetchItem | BodySection
 
 
+# --------------------------------------------------------------------------- SELECT
+
+
+@dataclass(frozen=True, slots=True)
+class QresyncParameter:
+    """SELECT/EXAMINE's ``QRESYNC (uidvalidity modseq [known-uids] [seq-match-data])``
+    (RFC 7162 section 3.2.5). ``seq_match`` pairs the client's known message
+    numbers with their UIDs: two sets of equal size, ascending, without ``*``."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
 def _astring(value: bytes) -> bytes:
     # A local copy of responses.astring to keep types.py free of imports from
     # responses.py (which imports this module). Header names are atoms in practice.
@@ -228,6 +246,8 @@ def _astring(value: bytes) -> bytes:
 #   LARGER n / SMALLER n                 SizeKey("larger" | "smaller", n)
 #   sequence-set / UID sequence-set      SequenceKey(set, uid=False / True)
 #   NOT k / OR a b / (k1 k2 ...)         NotKey / OrKey / AndKey
+#   MODSEQ [entry type] n (RFC 7162)     ModseqKey(n)   (the entry is ignored: one
+#                                        mod-sequence per message, section 3.1.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +312,13 @@ class SequenceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ModseqKey:
+    """The message's mod-sequence is ``modseq`` or more (RFC 7162 section 3.1.5)."""
+
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
 class NotKey:
     key: SearchKey
 
@@ -316,6 +343,7 @@ SearchKey: TypeAlias = (
     | DateKey
     | SizeKey
     | SequenceKey
+    | ModseqKey
     | NotKey
     | OrKey
     | AndKey
