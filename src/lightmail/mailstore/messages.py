@@ -25,6 +25,7 @@ from lightmail.mailstore.rows import (
 )
 from lightmail.mailstore.types import (
     CopyResult,
+    Expunged,
     Flags,
     Mailbox,
     MessageInfo,
@@ -44,6 +45,18 @@ _LISTING = (
     .order_by(t.messages.c.uid)
 )
 _INFO_ROWS = select(*INFO_COLUMNS).where(LIVE, _UIDS).order_by(t.messages.c.uid)
+_EXPUNGED_SINCE = (
+    select(t.messages.c.uid)
+    .where(
+        t.messages.c.mailbox_id == bindparam("mailbox_id"),
+        t.messages.c.deleted_at.is_not(None),
+        t.messages.c.modseq > bindparam("modseq"),
+    )
+    .order_by(t.messages.c.uid)
+)
+_PURGED_MODSEQ = select(t.mailboxes.c.purged_modseq).where(
+    t.mailboxes.c.id == bindparam("mailbox_id")
+)
 _CHANGED_SINCE = (
     select(*INFO_COLUMNS)
     .where(LIVE, t.messages.c.modseq > bindparam("modseq"))
@@ -268,6 +281,18 @@ class Messages(StoreCore):
         async with self.db.read() as conn:
             rows = await conn.execute(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
             return [info_from_row(row) for row in rows]
+
+    async def expunged_since(self, mailbox: Mailbox, modseq: int) -> Expunged:
+        """The messages expunged after ``modseq`` (QRESYNC, RFC 7162 sections 3.2.5
+        and 3.2.6): the soft-deleted rows expunged since, complete unless the
+        mailbox's ``purged_modseq`` says an expunge since has lost its row."""
+        params = {"mailbox_id": mailbox.id, "modseq": modseq}
+        async with self.db.read() as conn:
+            purged = (await conn.execute(_PURGED_MODSEQ, params)).scalar_one_or_none()
+            if purged is None:
+                raise MailboxNotFound(str(mailbox.id))
+            uids = list((await conn.execute(_EXPUNGED_SINCE, params)).scalars())
+        return Expunged(uids, complete=purged <= modseq)
 
     async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
         """Sizes, dates, flags and blob keys of the given messages, in UID order."""

@@ -176,6 +176,17 @@ class StoreResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Expunged:
+    """What was expunged from a mailbox after a mod-sequence (RFC 7162 sections 3.2.5
+    and 3.2.6)."""
+
+    uids: list[int]  # the UIDs expunged since that the store still records, ascending
+    # False when an expunge since is no longer recorded by its UID (the GC purged
+    # it): then any UID that is not live may be one.
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """APPENDUID's data (RFC 4315 section 3)."""
 
