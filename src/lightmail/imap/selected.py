@@ -154,6 +154,17 @@ class SelectedMailbox:
         self._keywords, self._keyword_room = wanted, room
         return changed
 
+    def known_through(self, pairs: Iterable[tuple[int, int]]) -> int:
+        """QRESYNC's message sequence match data (RFC 7162 section 3.2.5.2): the UID of
+        the last of the client's (number, UID) pairs, taken in order, that all
+        match this view; the client knows every expunge up to it (0: none)."""
+        through = 0
+        for seq, uid in pairs:
+            if not 0 < seq <= len(self._uids) or self._uids[seq - 1] != uid:
+                break
+            through = uid
+        return through
+
     def first_unseen(self) -> int | None:
         for seq, uid in enumerate(self._uids, start=1):
             if "\\Seen" not in self._flags[uid]:

@@ -76,7 +76,7 @@ from lightmail.imap.wire.responses import (
 )
 from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
-from lightmail.mailstore.store import MailStore, MessageInfo
+from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
@@ -187,6 +187,9 @@ class ImapSession:
         # RFC 7162: CONDSTORE enabled (section 3.1), QRESYNC enabled (section 3.2.3)
         self.condstore = False
         self.qresync = False
+        # While the view holds back expunges: a mod-sequence from before all of them
+        # (RFC 7162 section 3.2), else None.
+        self._expunge_floor: int | None = None
         self.subscription: Subscription | None = None
         self._changed = False  # another session changed the selected mailbox; not yet shown
         self._bad_commands = Allowance(
@@ -298,7 +301,8 @@ class ImapSession:
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
-        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE", "CONDSTORE"]
+        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -321,6 +325,7 @@ class ImapSession:
     def deselect(self) -> None:
         self.selected = None
         self.state = State.AUTHENTICATED
+        self._expunge_floor = None
 
     def enable_condstore(self) -> bool:
         """A CONDSTORE enabling command (RFC 7162 section 3.1): from now on every
@@ -369,7 +374,10 @@ class ImapSession:
         Looks at the store only when a change event for the mailbox arrived
         (or ``force``: NOOP, IDLE), and then only if HIGHESTMODSEQ moved. If the
         database is unavailable the changes wait for the next command; the
-        command itself has done its work and is answered as such.
+        command itself has done its work and is answered as such. While
+        expunges are held back, a CONDSTORE client is told a HIGHESTMODSEQ from
+        before them, so MODSEQ values it saw meanwhile cannot make it skip them
+        when it resynchronizes (RFC 7162 section 3.2).
         """
         events = self.subscription.drain() if self.subscription is not None else []
         view = self.selected
@@ -377,15 +385,18 @@ class ImapSession:
             return
         if any(event.mailbox_id == view.mailbox_id for event in events):
             self._changed = True
+        caught_up = False
         if force or self._changed:
             try:
-                if await self._catch_up(view, allow_expunge=allow_expunge):
-                    return
+                caught_up = await self._catch_up(view, allow_expunge=allow_expunge)
             except TemporaryFailure as error:
                 log.info("imap %s: changes not announced for now: %s", self.conn.id, error)
                 return
-        if allow_expunge and view.has_pending_expunges:
+        if not caught_up and allow_expunge and view.has_pending_expunges:
             self.send_updates(view.release_expunges())
+        if self.condstore and self._expunge_floor is not None:
+            code = ResponseCode.highestmodseq(self._expunge_floor)
+            self.send(UntaggedResponse(Status.OK, "Expunges pending", code))
 
     async def _catch_up(self, view: SelectedMailbox, *, allow_expunge: bool) -> bool:
         """Read the selected mailbox and send what changed; False if nothing did."""
@@ -402,6 +413,8 @@ class ImapSession:
         recent: list[int] = []
         if not view.readonly and infos and infos[-1].uid > view.largest_uid:
             recent = await self.store.claim_recent(mailbox)
+        if not view.has_pending_expunges:
+            self._expunge_floor = self.modseq  # any expunge found now is after it
         self.modseq = mailbox.highestmodseq
         self._changed = False
         updates = view.update(
@@ -413,6 +426,39 @@ class ImapSession:
         )
         self.send_updates(updates)
         return True
+
+    def enable_qresync(self) -> bool:
+        """ENABLE QRESYNC (RFC 7162 section 3.2.3): CONDSTORE too, and VANISHED instead
+        of EXPUNGE from now on. False when it was enabled already."""
+        if self.qresync:
+            return False
+        self.qresync = True
+        self.enable_condstore()
+        return True
+
+    async def send_vanished_earlier(
+        self, mailbox: Mailbox, since: int, known: SequenceSet, *, through: int = 0
+    ) -> None:
+        """``VANISHED (EARLIER)``: the UIDs of ``known`` expunged after ``since`` (RFC
+        7162 sections 3.2.5.1 and 3.2.6), UIDs still in the view excepted (their
+        expunge is announced as it happens). When the store no longer records
+        every such expunge by UID, every UID of ``known`` that is not live goes,
+        above ``through`` (the client's matched sequence data), as the RFC asks
+        of a server that remembers less than the client's mod-sequence."""
+        largest = mailbox.uidnext - 1
+        if largest < 1:  # never held a message
+            return
+        view = self.view
+        expunged = await self.store.expunged_since(mailbox, since)
+        gone: SequenceSet | None = None
+        if expunged.complete:
+            uids = [u for u in known.members(expunged.uids, largest) if view.seq_of(u) is None]
+            gone = SequenceSet.from_numbers(uids) if uids else None
+        else:
+            live = {info.uid for info in await self.store.list_messages(mailbox)}
+            gone = known.without(sorted(live.union(view.uids)), largest, above=through)
+        if gone is not None:
+            self.send(vanished_response(gone, earlier=True))
 
     def snapshot(self, infos: Iterable[MessageInfo]) -> Iterator[Snapshot]:
         """The view's input from the mailstore's message listing."""
@@ -441,6 +487,8 @@ class ImapSession:
         )
 
     def send_updates(self, updates: Updates) -> None:
+        if not self.view.has_pending_expunges:
+            self._expunge_floor = None
         if updates.keywords is not None:
             self.send_keywords(self.view)
         if self.qresync and updates.expunged:

@@ -22,14 +22,14 @@ from tests.integration.imap.test_hostile import Wire, connect, login
 from tests.integration.imap.test_keywords import mailbox_with
 
 
-def _highestmodseq(lines: list[bytes]) -> int:
+def highestmodseq(lines: list[bytes]) -> int:
     [value] = [
         m.group(1) for m in map(re.compile(rb"\* OK \[HIGHESTMODSEQ (\d+)\]").match, lines) if m
     ]
     return int(value)
 
 
-def _command(wire: Wire, tag: bytes, command: bytes) -> list[bytes]:
+def command(wire: Wire, tag: bytes, command: bytes) -> list[bytes]:
     wire.send(tag + b" " + command + b"\r\n")
     return wire.until(tag)
 
@@ -87,14 +87,12 @@ async def test_conditional_store_and_flag_changes_carry_modseq(imap: ImapTarget)
         with connect(imap) as wire, connect(imap) as other:
             login(wire, user)
             login(other, user)
-            known = _highestmodseq(_command(wire, b"a", b"SELECT INBOX (CONDSTORE)"))
-            _command(other, b"b", b"SELECT INBOX")
-            assert (
-                _command(other, b"b1", b"STORE 2 +FLAGS ($Other)")[-1] == b"b1 OK Store completed"
-            )
+            known = highestmodseq(command(wire, b"a", b"SELECT INBOX (CONDSTORE)"))
+            command(other, b"b", b"SELECT INBOX")
+            assert command(other, b"b1", b"STORE 2 +FLAGS ($Other)")[-1] == b"b1 OK Store completed"
 
             # Message 2 changed after `known`: left alone, shown as it is, and named.
-            lines = _command(
+            lines = command(
                 wire, b"a1", b"STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Seen)" % known
             )
             other_modseq, modseq = known + 1, known + 2
@@ -108,40 +106,40 @@ async def test_conditional_store_and_flag_changes_carry_modseq(imap: ImapTarget)
                 b"a1 OK [MODIFIED 2] Conditional STORE failed for some messages",
             ]
             # UNCHANGEDSINCE 0 always fails (Example 8); UID STORE names UIDs.
-            assert _command(wire, b"a2", b"UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS ($MDNSent)") == [
+            assert command(wire, b"a2", b"UID STORE 1 (UNCHANGEDSINCE 0) +FLAGS ($MDNSent)") == [
                 b"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (%d))" % modseq,
                 b"a2 OK [MODIFIED 1] Conditional STORE failed for some messages",
             ]
             # Without UNCHANGEDSINCE, once enabled: UID and MODSEQ with the flags.
-            assert _command(wire, b"a3", b"STORE 2 +FLAGS (\\Flagged)") == [
+            assert command(wire, b"a3", b"STORE 2 +FLAGS (\\Flagged)") == [
                 b"* 2 FETCH (UID 2 FLAGS (\\Flagged $Other) MODSEQ (%d))" % (modseq + 1),
                 b"a3 OK Store completed",
             ]
             # Another session's change reaches this one with its MODSEQ (Example 14).
-            _command(other, b"b2", b"STORE 3 -FLAGS.SILENT (\\Seen)")
+            command(other, b"b2", b"STORE 3 -FLAGS.SILENT (\\Seen)")
             # (The mailbox's keyword set grew by the $MDNSent a2 asked for: FLAGS first.)
-            assert _command(wire, b"a4", b"NOOP")[-2:] == [
+            assert command(wire, b"a4", b"NOOP")[-2:] == [
                 b"* 3 FETCH (UID 3 FLAGS () MODSEQ (%d))" % (modseq + 2),
                 b"a4 OK completed",
             ]
-            assert _command(wire, b"a5", b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % (modseq + 1)) == [
+            assert command(wire, b"a5", b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % (modseq + 1)) == [
                 b"* 3 FETCH (FLAGS () MODSEQ (%d))" % (modseq + 2),
                 b"a5 OK Fetch completed",
             ]
-            assert _command(wire, b"a6", b"UID SEARCH MODSEQ %d" % modseq) == [
+            assert command(wire, b"a6", b"UID SEARCH MODSEQ %d" % modseq) == [
                 b"* SEARCH 1 2 3 (MODSEQ %d)" % (modseq + 2),
                 b"a6 OK Search completed",
             ]
-            assert _command(
+            assert command(
                 wire, b"a7", b'SEARCH MODSEQ "/flags/\\\\draft" all %d' % (modseq + 3)
             ) == [
                 b"* SEARCH",
                 b"a7 OK Search completed",
             ]
             # A SELECT that replaces the mailbox says CLOSED first (section 3.2.11).
-            lines = _command(wire, b"a8", b"EXAMINE INBOX")
+            lines = command(wire, b"a8", b"EXAMINE INBOX")
             assert lines[0].startswith(b"* OK [CLOSED] ")
-            assert _highestmodseq(lines) == modseq + 2
+            assert highestmodseq(lines) == modseq + 2
 
     await asyncio.to_thread(conversation)
 
@@ -156,23 +154,23 @@ async def test_first_enabling_command_with_a_mailbox_selected_tells_highestmodse
     def conversation() -> None:
         with connect(imap) as wire:
             login(wire, user)
-            lines = _command(wire, b"a", b"SELECT INBOX")
+            lines = command(wire, b"a", b"SELECT INBOX")
             assert not any(b"HIGHESTMODSEQ" in line for line in lines)
             assert not any(b"CLOSED" in line for line in lines)
-            lines = _command(wire, b"b", b"FETCH 1 (MODSEQ)")
-            highest = _highestmodseq(lines)
+            lines = command(wire, b"b", b"FETCH 1 (MODSEQ)")
+            highest = highestmodseq(lines)
             assert lines[1:] == [
                 b"* 1 FETCH (MODSEQ (%d))" % (highest - 1),
                 b"b OK Fetch completed",
             ]
-            assert _command(wire, b"c", b"FETCH 2 (MODSEQ)") == [
+            assert command(wire, b"c", b"FETCH 2 (MODSEQ)") == [
                 b"* 2 FETCH (MODSEQ (%d))" % highest,
                 b"c OK Fetch completed",
             ]
-            lines = _command(wire, b"d", b"FETCH 2 (BODY[TEXT])")
+            lines = command(wire, b"d", b"FETCH 2 (BODY[TEXT])")
             assert lines[0] == b"* 2 FETCH (BODY[TEXT] {43}"
             assert lines[-2] == b" UID 2 MODSEQ (%d) FLAGS (\\Seen))" % (highest + 1)
-            assert _command(wire, b"e", b"STATUS INBOX (HIGHESTMODSEQ)") == [
+            assert command(wire, b"e", b"STATUS INBOX (HIGHESTMODSEQ)") == [
                 b"* STATUS INBOX (HIGHESTMODSEQ %d)" % (highest + 1),
                 b"e OK Status completed",
             ]
@@ -186,15 +184,43 @@ async def test_status_highestmodseq_enables_condstore(imap: ImapTarget) -> None:
     def conversation() -> None:
         with connect(imap) as wire:
             login(wire, user)
-            _command(wire, b"a", b"SELECT INBOX")
-            lines = _command(wire, b"b", b"STATUS INBOX (MESSAGES HIGHESTMODSEQ)")
-            highest = _highestmodseq(lines)
+            command(wire, b"a", b"SELECT INBOX")
+            lines = command(wire, b"b", b"STATUS INBOX (MESSAGES HIGHESTMODSEQ)")
+            highest = highestmodseq(lines)
             assert lines[1:] == [
                 b"* STATUS INBOX (MESSAGES 1 HIGHESTMODSEQ %d)" % highest,
                 b"b OK Status completed",
             ]
-            assert _command(wire, b"c", b"STORE 1 FLAGS (\\Answered)") == [
+            assert command(wire, b"c", b"STORE 1 FLAGS (\\Answered)") == [
                 b"* 1 FETCH (UID 1 FLAGS (\\Answered) MODSEQ (%d))" % (highest + 1),
+                b"c OK Store completed",
+            ]
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_a_silent_store_that_changes_nothing_keeps_anothers_change_to_tell(
+    imap: ImapTarget,
+) -> None:
+    """A .SILENT STORE that finds a message as asked shows nothing of it, so a change
+    another session made to that message is still announced, with its MODSEQ."""
+    user = await mailbox_with(imap, 1)
+
+    def conversation() -> None:
+        with connect(imap) as wire, connect(imap) as other:
+            login(wire, user)
+            login(other, user)
+            known = highestmodseq(command(wire, b"a", b"SELECT INBOX (CONDSTORE)"))
+            assert command(wire, b"b", b"STORE 1 +FLAGS.SILENT (\\Seen)") == [
+                b"b OK Store completed"
+            ]
+            command(other, b"o", b"SELECT INBOX")
+            assert (
+                command(other, b"o1", b"STORE 1 +FLAGS (\\Flagged)")[-1] == b"o1 OK Store completed"
+            )
+            lines = command(wire, b"c", b"STORE 1 +FLAGS.SILENT (\\Seen)")
+            assert lines == [
+                b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Flagged) MODSEQ (%d))" % (known + 2),
                 b"c OK Store completed",
             ]
 

@@ -93,6 +93,7 @@ CAPABILITIES = (
     b"CHILDREN",
     b"SPECIAL-USE",
     b"CONDSTORE",
+    b"QRESYNC",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

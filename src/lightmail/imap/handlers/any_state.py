@@ -50,10 +50,15 @@ async def namespace(session: ImapSession, command: c.NamespaceCommand) -> r.Comp
 
 
 async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion:
-    """RFC 5161: ENABLED lists what this command enabled: CONDSTORE (RFC 7162
-    section 3.1), the one extension here that needs enabling; others are ignored."""
+    """RFC 5161: ENABLED lists what this command enabled, of the extensions here that
+    need enabling: CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2.3; QRESYNC
+    enables CONDSTORE too). Others are ignored."""
+    asked = set(command.capabilities)
+    had_condstore = session.condstore
     enabled = []
-    if "CONDSTORE" in command.capabilities and session.enable_condstore():
+    if "QRESYNC" in asked and session.enable_qresync():
+        enabled.append("QRESYNC")
+    if "CONDSTORE" in asked and (session.enable_condstore() or not had_condstore):
         enabled.append("CONDSTORE")
     session.send(r.enabled_response(enabled))
     return r.ok()

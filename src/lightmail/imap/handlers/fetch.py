@@ -13,7 +13,15 @@ from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import Code, Completion, literal, literal_octets, no, ok
+from lightmail.imap.wire.responses import (
+    Code,
+    Completion,
+    bad,
+    literal,
+    literal_octets,
+    no,
+    ok,
+)
 from lightmail.imap.wire.types import BodySection, FetchItem, SectionText
 from lightmail.mailstore.store import MessageInfo, MessageMeta, StoreMode
 from lightmail.metrics import BLOBS_MISSING
@@ -26,8 +34,11 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed.
 
     With CHANGEDSINCE (RFC 7162 section 3.1.4.1) only the messages changed since
-    are answered, with MODSEQ; MODSEQ and CHANGEDSINCE enable CONDSTORE.
+    are answered, with MODSEQ; MODSEQ and CHANGEDSINCE enable CONDSTORE. With
+    VANISHED too (section 3.2.6), the UIDs of the set expunged since come first.
     """
+    if command.vanished and not session.qresync:
+        return bad("QRESYNC is not enabled")
     view = session.view
     targets = session.resolve(command.sequence_set, uid=command.uid)
     attributes = list(command.attributes)
@@ -62,6 +73,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     live = [(seq, uid) for seq, uid in targets if not view.is_expunged(uid)]
     missing = len(live) < len(targets)
     if command.changedsince is not None:
+        if command.vanished:
+            await session.send_vanished_earlier(mailbox, command.changedsince, command.sequence_set)
         since = await session.store.changed_since(mailbox, command.changedsince)
         wanted = {info.uid for info in since}
         live = [(seq, uid) for seq, uid in live if uid in wanted]

@@ -4,6 +4,7 @@ SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STAT
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
@@ -11,14 +12,19 @@ from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
 from lightmail.imap.wire import responses as r
+from lightmail.imap.wire.types import QresyncParameter, SequenceSet
 from lightmail.mailstore import names
+from lightmail.mailstore.store import Mailbox, MessageInfo
 
 log = logging.getLogger(__name__)
 
 
 async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion:
-    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2), with CONDSTORE (RFC 7162
-    section 3.1.8)."""
+    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2), with CONDSTORE and
+    QRESYNC (RFC 7162 sections 3.1.8 and 3.2.5)."""
+    qresync = command.qresync
+    if qresync is not None and not session.qresync:
+        return r.bad("QRESYNC is not enabled")
     if session.selected is not None:
         # A failed SELECT leaves nothing selected; CLOSED marks where the responses
         # for the old mailbox end (RFC 7162 section 3.2.11).
@@ -61,8 +67,35 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
     if session.condstore:
         code = r.ResponseCode.highestmodseq(mailbox.highestmodseq)
         session.send(r.UntaggedResponse(r.Status.OK, "Highest", code))
+    if qresync is not None and qresync.uidvalidity == mailbox.uidvalidity:
+        await _resynchronize(session, mailbox, infos, qresync)
     await session.watch()
     return r.ok("Select completed", r.Code.READ_ONLY if command.readonly else r.Code.READ_WRITE)
+
+
+async def _resynchronize(
+    session: ImapSession, mailbox: Mailbox, infos: list[MessageInfo], qresync: QresyncParameter
+) -> None:
+    """What changed since the client's mod-sequence, among the UIDs it knows (all
+    below UIDNEXT when it names none): VANISHED (EARLIER), then a FETCH of each
+    message changed since (RFC 7162 section 3.2.5.1)."""
+    view = session.view
+    known = qresync.known_uids
+    if known is None:
+        if mailbox.uidnext == 1:  # never held a message: nothing to know
+            return
+        known = SequenceSet(((1, mailbox.uidnext - 1),))
+    through = view.known_through(zip(*map(_numbers, qresync.seq_match or ()), strict=False))
+    await session.send_vanished_earlier(mailbox, qresync.modseq, known, through=through)
+    changed = {i.uid: i.modseq for i in infos if i.modseq > qresync.modseq}
+    for uid in known.members(changed, view.largest_uid):
+        session.send(session.flags_fetch(view.seq_of(uid) or 0, uid, changed[uid]))
+
+
+def _numbers(numbers: SequenceSet) -> Iterator[int]:
+    """A set of QRESYNC's match data, in the order sent (it has no ``*``)."""
+    for low, high in numbers.bounds(0):
+        yield from range(low, high + 1)
 
 
 async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion:

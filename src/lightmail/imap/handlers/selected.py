@@ -34,15 +34,19 @@ async def unselect(session: ImapSession, command: c.UnselectCommand) -> r.Comple
 async def expunge(
     session: ImapSession, command: c.ExpungeCommand | c.UidExpungeCommand
 ) -> r.Completion:
-    """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1)."""
+    """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1); once QRESYNC is
+    enabled, the new HIGHESTMODSEQ when some message went (RFC 7162 3.2.7, 3.2.9):
+    every change up to it has been told by then."""
     if session.view.readonly:
         return r.no("Mailbox is read-only", r.Code.READ_ONLY)
     uids = None
     if isinstance(command, c.UidExpungeCommand):
         uids = [uid for _, uid in session.resolve(command.sequence_set, uid=True)]
     mailbox = await session.store.mailbox_by_id(session.user_id, session.view.mailbox_id)
-    await session.store.expunge(session.user_id, mailbox, uids)
+    expunged = await session.store.expunge(session.user_id, mailbox, uids)
     await session.announce(allow_expunge=True, force=True)
+    if expunged and session.qresync:
+        return r.ok("Expunge completed", r.ResponseCode.highestmodseq(session.modseq))
     return r.ok("Expunge completed")
 
 
@@ -67,11 +71,17 @@ async def store(session: ImapSession, command: c.StoreCommand) -> r.Completion:
         flag_names(command.flags),
         unchangedsince=command.unchangedsince,
     )
-    # The view takes each message as the store has it now, so what the FETCH
-    # responses say (flags and mod-sequence) is one state.
-    found = {info.uid: info for info in (*result.changed, *result.unchanged, *result.modified)}
-    for info in found.values():
+    # The view takes the flags the store has now of each message this session
+    # changed or is about to show, so what a FETCH response says (flags and
+    # mod-sequence) is one state; an unchanged message a .SILENT STORE does not
+    # show keeps what the client was told, so another session's change to it is
+    # still announced.
+    shown = [*result.changed, *result.modified]
+    if not command.silent:
+        shown += result.unchanged
+    for info in shown:
         view.set_flags(info.uid, info.flags.names())
+    found = {info.uid: info for info in (*shown, *result.unchanged)}
     if result.changed:
         session.note_own_change(result.changed[0].modseq)
     await session.announce_new_keywords(view)

@@ -7,9 +7,10 @@ SEARCH charset where one was given); dates are ``datetime.date``.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -111,6 +112,41 @@ class SequenceSet:
         """Ascending distinct numbers in the set; lazy, so bound it by the mailbox yourself."""
         for r in self.resolve(largest):
             yield from r
+
+    def members(self, numbers: Iterable[int], largest: int) -> list[int]:
+        """Those of ``numbers`` (ascending) that are in the set."""
+        ranges = self.resolve(largest)
+        found: list[int] = []
+        i = 0
+        for n in numbers:
+            while i < len(ranges) and ranges[i].stop <= n:
+                i += 1
+            if i == len(ranges):
+                break
+            if n >= ranges[i].start:
+                found.append(n)
+        return found
+
+    def without(
+        self, present: Sequence[int], largest: int, *, above: int = 0
+    ) -> SequenceSet | None:
+        """The numbers of the set up to ``largest`` and above ``above`` that are not in
+        ``present`` (ascending), as ranges; None when there are none. The cost grows
+        with the ranges and ``present``, never with the size of a range."""
+        kept: list[tuple[SeqNumber, SeqNumber]] = []
+        for r in self.resolve(largest):
+            low, high = max(r.start, above + 1), r.stop - 1
+            i = bisect.bisect_left(present, low)
+            while low <= high:
+                if i < len(present) and present[i] <= high:
+                    if present[i] > low:
+                        kept.append((low, present[i] - 1))
+                    low = present[i] + 1
+                    i += 1
+                else:
+                    kept.append((low, high))
+                    break
+        return SequenceSet(tuple(kept)) if kept else None
 
     def to_bytes(self) -> bytes:
         def one(n: SeqNumber) -> bytes:
