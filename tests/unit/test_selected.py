@@ -120,3 +120,16 @@ def test_announced_keywords_only_grow_and_room_changes_are_announced() -> None:
     assert rooms == [False, True]
     # Without news of the mailbox (keyword_room None), nothing changes.
     assert not view.update(snap(1, flags={1: ("a", "c")}), allow_expunge=True)
+
+
+def test_known_through_is_the_last_of_the_matching_pairs_in_order() -> None:
+    """QRESYNC's sequence match data (RFC 7162 section 3.2.5.2): up to the first pair
+    that does not match the view."""
+    view = SelectedMailbox(1, snap(1, 3, 4, 6, 8), readonly=False)
+    assert view.known_through([]) == 0
+    assert view.known_through([(1, 1), (2, 3), (4, 6)]) == 6
+    # Its message 3 was UID 3 (gone since): nothing past UID 3 is known.
+    assert view.known_through([(1, 1), (2, 3), (3, 3), (5, 8)]) == 3
+    assert view.known_through([(1, 2), (2, 3)]) == 0
+    assert view.known_through([(6, 9)]) == 0  # past the end
+    assert view.known_through([(0, 1)]) == 0

@@ -60,6 +60,7 @@ __all__ = [
     "matches",
     "text_needles",
     "text_segments",
+    "uses_message_numbers",
     "uses_modseq",
     "uses_sent_date",
 ]
@@ -117,6 +118,12 @@ def text_needles(key: SearchKey) -> frozenset[Needle]:
     return frozenset(
         (node.value, node.whole_message) for node in _leaves(key) if isinstance(node, TextKey)
     )
+
+
+def uses_message_numbers(key: SearchKey) -> bool:
+    """Whether a key of the tree is a message sequence set: a UID SEARCH with one may
+    not be answered with EXPUNGE or VANISHED (RFC 7162 section 3.2.10.2)."""
+    return any(isinstance(node, SequenceKey) and not node.uid for node in _leaves(key))
 
 
 def uses_modseq(key: SearchKey) -> bool:

@@ -39,6 +39,7 @@ from lightmail.errors import (
     QuotaExceeded,
     TemporaryFailure,
 )
+from lightmail.imap.search import uses_message_numbers
 from lightmail.imap.selected import SelectedMailbox, Snapshot, Updates
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
@@ -355,8 +356,11 @@ class ImapSession:
         return self.selected
 
     def may_expunge(self, command: c.Command) -> bool:
-        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones may)."""
-        if isinstance(command, c.FetchCommand | c.StoreCommand | c.SearchCommand):
+        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones
+        may, but not a UID SEARCH with message numbers: RFC 7162 section 3.2.10.2)."""
+        if isinstance(command, c.SearchCommand):
+            return command.uid and not uses_message_numbers(command.key)
+        if isinstance(command, c.FetchCommand | c.StoreCommand):
             return command.uid
         return True
 

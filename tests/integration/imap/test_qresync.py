@@ -230,3 +230,28 @@ async def test_a_held_back_expunge_caps_the_highestmodseq_told(imap: ImapTarget)
             ]
 
     await asyncio.to_thread(conversation)
+
+
+async def test_no_vanished_during_a_uid_search_with_message_numbers(imap: ImapTarget) -> None:
+    """RFC 7162 section 3.2.10.2: a UID SEARCH may tell of expunges, unless its
+    criteria hold message numbers, which the expunge would shift under it."""
+    user = await mailbox_with(imap, 4)
+
+    def conversation() -> None:
+        with connect(imap) as wire, connect(imap) as other:
+            _qresync_session(imap, wire, user)
+            command(wire, b"a", b"SELECT INBOX")
+            login(other, user)
+            command(other, b"o", b"SELECT INBOX")
+            _expunge(other, b"2")
+            lines = command(wire, b"b", b"UID SEARCH 3:4")
+            assert lines[0] == b"* SEARCH 3 4"
+            assert lines[1].endswith(b"Expunges pending")  # the HIGHESTMODSEQ before it
+            assert lines[2:] == [b"b OK Search completed"]
+            assert command(wire, b"c", b"UID SEARCH UID 3:4") == [
+                b"* SEARCH 3 4",
+                b"* VANISHED 2",
+                b"c OK Search completed",
+            ]
+
+    await asyncio.to_thread(conversation)

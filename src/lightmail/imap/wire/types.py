@@ -135,7 +135,7 @@ class SequenceSet:
         with the ranges and ``present``, never with the size of a range."""
         kept: list[tuple[SeqNumber, SeqNumber]] = []
         for r in self.resolve(largest):
-            low, high = max(r.start, above + 1), r.stop - 1
+            low, high = max(r.start, above + 1), min(r.stop - 1, largest)
             i = bisect.bisect_left(present, low)
             while low <= high:
                 if i < len(present) and present[i] <= high:
