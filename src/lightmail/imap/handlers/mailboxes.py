@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from lightmail.errors import LightMailError
 from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
 from lightmail.imap.state import State
@@ -68,7 +69,11 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
         code = r.ResponseCode.highestmodseq(mailbox.highestmodseq)
         session.send(r.UntaggedResponse(r.Status.OK, "Highest", code))
     if qresync is not None and qresync.uidvalidity == mailbox.uidvalidity:
-        await _resynchronize(session, mailbox, infos, qresync)
+        try:
+            await _resynchronize(session, mailbox, infos, qresync)
+        except LightMailError:
+            session.deselect()  # answered NO: nothing is selected (RFC 3501 6.3.1)
+            raise
     await session.watch()
     return r.ok("Select completed", r.Code.READ_ONLY if command.readonly else r.Code.READ_WRITE)
 
