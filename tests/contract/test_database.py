@@ -137,3 +137,30 @@ async def test_sqlite_a_cancelled_writer_leaves_its_batch_intact(backend: Backen
             await task
     enabled = await _enabled(backend.db, *(u.id for u in users))
     assert enabled == {users[0].id: False, users[1].id: True, users[2].id: True}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_a_failed_first_writer_rolls_back_alone(backend: Backend) -> None:
+    """The first of a batch runs without a SAVEPOINT (alone, a write costs what it
+    always did); when it fails, its changes go and those queued behind it commit."""
+    users = [await backend.new_user() for _ in range(3)]
+    first_in, release_first = asyncio.Event(), asyncio.Event()
+
+    async def disable(user_id: int, *, fail: bool = False) -> None:
+        async with backend.db.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            if fail:
+                first_in.set()
+                await release_first.wait()
+                raise LookupError("the first changes its mind")
+
+    first = asyncio.create_task(disable(users[0].id, fail=True))
+    await first_in.wait()
+    others = [asyncio.create_task(disable(user.id)) for user in users[1:]]
+    await asyncio.sleep(0.05)
+    release_first.set()
+    with pytest.raises(LookupError):
+        await first
+    await asyncio.gather(*others)
+    enabled = await _enabled(backend.db, *(u.id for u in users))
+    assert enabled == {users[0].id: True, users[1].id: False, users[2].id: False}

@@ -30,7 +30,7 @@ from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import MailboxNotFound, NotFound
 from lightmail.gc import CLAIM_LEASE, GarbageCollector, GcWorker
-from lightmail.mailstore.store import MailStore, Recipient, StoreMode
+from lightmail.mailstore.store import Expunged, MailStore, Recipient, StoreMode
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import BlobStore
 from lightmail.storage.db import tables as t
@@ -166,6 +166,49 @@ async def test_retention_keeps_deleted_mail_until_it_has_passed(env: GcEnv) -> N
     assert (await env.collector().run()).messages_purged == 1
     assert await env.store.list_deleted(user.id) == []
     assert await env.blob_keys() == set()
+
+
+async def test_expunges_outlive_the_purge_as_a_complete_answer(env: GcEnv) -> None:
+    """QRESYNC (RFC 7162 section 3.2.6): after the GC purged an expunge's row, a client
+    from before it is told it cannot be answered by UID (any non-live UID may be
+    gone), never an answer that misses the purged UID; a client from after the
+    purged expunges still gets the exact list."""
+    user = await env.new_user()
+    for n in range(5):
+        await env.deliver(message(n), user)
+    inbox = await env.store.get_mailbox(user.id, "INBOX")
+    month_ago = inbox.highestmodseq
+    await env.expunge(user, "INBOX", [2])
+    after_first = (await env.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert await env.store.expunged_since(inbox, month_ago) == Expunged([2], complete=True)
+
+    assert (await env.collector(retention=timedelta()).run()).messages_purged == 1
+    assert await env.store.expunged_since(inbox, month_ago) == Expunged([], complete=False)
+    assert await env.store.expunged_since(inbox, after_first) == Expunged([], complete=True)
+    await env.expunge(user, "INBOX", [4])
+    assert await env.store.expunged_since(inbox, after_first) == Expunged([4], complete=True)
+    assert await env.store.expunged_since(inbox, month_ago) == Expunged([4], complete=False)
+
+
+async def test_a_restore_and_renaming_inbox_forget_uids_as_a_purge_does(env: GcEnv) -> None:
+    """A restored message's old UID, and the UIDs renaming INBOX moves out, are gone
+    from the mailbox with no row left to say so: older clients are told so."""
+    user = await env.new_user()
+    for n in range(3):
+        await env.deliver(message(n), user)
+    inbox = await env.store.get_mailbox(user.id, "INBOX")
+    before = inbox.highestmodseq
+    await env.expunge(user, "INBOX", [1])
+    (deleted,) = await env.store.list_deleted(user.id)
+    await env.store.restore(user.id, deleted.id)
+    restored = (await env.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert await env.store.expunged_since(inbox, before) == Expunged([], complete=False)
+    assert await env.store.expunged_since(inbox, restored) == Expunged([], complete=True)
+
+    await env.store.rename_mailbox(user.id, "INBOX", "Old mail")
+    assert await env.store.expunged_since(inbox, restored) == Expunged([], complete=False)
+    moved = (await env.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert await env.store.expunged_since(inbox, moved) == Expunged([], complete=True)
 
 
 async def test_restore_brings_a_message_back_with_a_new_uid(env: GcEnv) -> None:

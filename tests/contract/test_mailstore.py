@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from lightmail.errors import (
     InvalidMailboxName,
@@ -28,6 +29,7 @@ from lightmail.mailstore.store import (
 )
 from lightmail.notify.bus import ChangeKind
 from lightmail.storage.blobs import BlobStore
+from lightmail.storage.db import tables as t
 from tests.conftest import Backend
 
 MESSAGE = (
@@ -147,19 +149,79 @@ async def test_store_flags_modes_and_modseq(backend: Backend) -> None:
     inbox = await backend.store.get_mailbox(user.id, "INBOX")
     [before] = await backend.store.list_messages(inbox)
 
-    changed = await backend.store.store_flags(
-        user.id, inbox, [1], StoreMode.ADD, ["\\seen", "Work"]
-    )
+    changed = (
+        await backend.store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\seen", "Work"])
+    ).changed
     assert changed[0].flags.names() == ("\\Seen", "\\Draft", "Work")
     assert changed[0].modseq > before.modseq
-    changed = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REMOVE, ["\\Draft"])
-    assert changed[0].flags.names() == ("\\Seen", "Work")
-    changed = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REPLACE, ["\\Flagged"])
+    stored = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REMOVE, ["\\Draft"])
+    assert stored.changed[0].flags.names() == ("\\Seen", "Work")
+    stored = await backend.store.store_flags(user.id, inbox, [1], StoreMode.REPLACE, ["\\Flagged"])
+    changed = stored.changed
     assert changed[0].flags.names() == ("\\Flagged",)
-    # No change, no new modseq, nothing reported.
-    assert await backend.store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\Flagged"]) == []
+    # No change, no new modseq, nothing reported changed (RFC 7162 section 3.1.11).
+    again = await backend.store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\Flagged"])
+    assert (again.changed, again.modified) == ([], [])
+    assert [(m.uid, m.modseq) for m in again.unchanged] == [(1, changed[0].modseq)]
     refreshed = await backend.store.get_mailbox(user.id, "INBOX")
     assert refreshed.highestmodseq == changed[0].modseq
+
+
+async def test_conditional_store_changes_only_messages_unchanged_since(backend: Backend) -> None:
+    """RFC 7162 section 3.1.3: UNCHANGEDSINCE leaves a message changed after it alone."""
+    user = await backend.new_user()
+    for _ in range(3):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    known = inbox.highestmodseq
+    await backend.store.store_flags(user.id, inbox, [2], StoreMode.ADD, ["$Other"])
+    result = await backend.store.store_flags(
+        user.id, inbox, [1, 2, 3], StoreMode.ADD, ["\\Seen"], unchangedsince=known
+    )
+    assert [m.uid for m in result.changed] == [1, 3]
+    assert [(m.uid, m.flags.names()) for m in result.modified] == [(2, ("$Other",))]
+    # UNCHANGEDSINCE 0 always fails: every message has a mod-sequence (Example 8).
+    zero = await backend.store.store_flags(
+        user.id, inbox, [1], StoreMode.ADD, ["$MDNSent"], unchangedsince=0
+    )
+    assert ([m.uid for m in zero.modified], zero.changed) == ([1], [])
+    after = await backend.store.get_mailbox(user.id, "INBOX")
+    assert [m.flags.names() for m in await backend.store.list_messages(after)] == [
+        ("\\Seen",),
+        ("$Other",),
+        ("\\Seen",),
+    ]
+
+
+async def test_every_change_gives_a_new_modseq_and_changed_since_lists_it(
+    backend: Backend,
+) -> None:
+    """RFC 7162 sections 3.1 and 3.2: appends, flag changes, expunges and moves each
+    raise HIGHESTMODSEQ; an expunged row keeps the mod-sequence of its expunge."""
+    user = await backend.new_user()
+    for _ in range(4):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    start = inbox.highestmodseq
+    await backend.store.store_flags(user.id, inbox, [2], StoreMode.ADD, ["\\Deleted"])
+    flagged = (await backend.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert flagged > start
+    assert [m.uid for m in await backend.store.changed_since(inbox, start)] == [2]
+    assert await backend.store.changed_since(inbox, flagged) == []
+    assert await backend.store.expunge(user.id, inbox) == [2]
+    expunged = (await backend.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert expunged > flagged
+    await backend.store.move(user.id, inbox, [3], "Trash")
+    moved = (await backend.store.get_mailbox(user.id, "INBOX")).highestmodseq
+    assert moved > expunged
+    async with backend.db.read() as conn:
+        rows = await conn.execute(
+            select(t.messages.c.uid, t.messages.c.modseq)
+            .where(t.messages.c.mailbox_id == inbox.id, t.messages.c.deleted_at.is_not(None))
+            .order_by(t.messages.c.uid)
+        )
+        assert [tuple(row) for row in rows] == [(2, expunged), (3, moved)]
+    assert await backend.store.changed_since(inbox, flagged) == []
 
 
 async def test_expunge_removes_only_deleted_and_uid_expunge_only_the_given(

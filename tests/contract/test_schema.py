@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -51,6 +52,22 @@ def _migrate(connection: Connection, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+@asynccontextmanager
+async def _own_store(
+    own_storage: tuple[str, dict[str, Any]],
+) -> AsyncIterator[tuple[Database, MailStore]]:
+    """A mailstore on a database of the test's own, at the head revision."""
+    url, spec = own_storage
+    db = Database(url)
+    await db.upgrade()
+    blobs = open_blobs(spec)
+    try:
+        yield db, MailStore(db, blobs, InProcessNotificationBus())
+    finally:
+        await blobs.close()
+        await db.close()
+
+
 async def _message(store: MailStore, user_id: int, mailbox: str, *flags: str) -> None:
     async def source() -> AsyncIterator[bytes]:
         yield b"Subject: hi\r\n\r\nHi.\r\n"
@@ -61,12 +78,7 @@ async def _message(store: MailStore, user_id: int, mailbox: str, *flags: str) ->
 async def test_mailbox_keywords_migration_fills_the_set_from_live_messages(
     own_storage: tuple[str, dict[str, Any]],
 ) -> None:
-    url, spec = own_storage
-    db = Database(url)
-    await db.upgrade()
-    blobs = open_blobs(spec)
-    try:
-        store = MailStore(db, blobs, InProcessNotificationBus())
+    async with _own_store(own_storage) as (db, store):
         accounts = Accounts(store)
         await accounts.add_domain("migrate.example")
         user = await accounts.add_user("kw@migrate.example", "secret")
@@ -87,6 +99,25 @@ async def test_mailbox_keywords_migration_fills_the_set_from_live_messages(
         assert (await store.get_mailbox(user.id, "Trash")).keywords == ()
         async with db.read() as conn:
             assert await conn.run_sync(_differences) == []
-    finally:
-        await blobs.close()
-        await db.close()
+
+
+async def test_purged_modseq_migration_starts_existing_mailboxes_at_their_highestmodseq(
+    own_storage: tuple[str, dict[str, Any]],
+) -> None:
+    """Rows purged before the upgrade were not counted: a client state from before it
+    must not be answered from the rows (RFC 7162 section 3.2.6)."""
+    async with _own_store(own_storage) as (db, store):
+        accounts = Accounts(store)
+        await accounts.add_domain("purged.example")
+        user = await accounts.add_user("qr@purged.example", "secret")
+        await _message(store, user.id, "INBOX")
+        inbox = await store.get_mailbox(user.id, "INBOX")
+        assert (await store.expunged_since(inbox, 1)).complete
+        async with db.write() as conn:
+            await conn.run_sync(_migrate, "0007")
+        async with db.write() as conn:
+            await conn.run_sync(_migrate, "head")
+        assert not (await store.expunged_since(inbox, inbox.highestmodseq - 1)).complete
+        assert (await store.expunged_since(inbox, inbox.highestmodseq)).complete
+        async with db.read() as conn:
+            assert await conn.run_sync(_differences) == []

@@ -6,8 +6,9 @@ from lightmail.imap.selected import SelectedMailbox, Snapshot
 
 
 def snap(*uids: int, flags: dict[int, tuple[str, ...]] | None = None) -> list[Snapshot]:
+    """Messages whose mod-sequence is their UID plus 100 when flagged, else the UID."""
     flags = flags or {}
-    return [Snapshot(uid, flags.get(uid, ())) for uid in uids]
+    return [Snapshot(uid, flags.get(uid, ()), uid + 100 * (uid in flags)) for uid in uids]
 
 
 def test_sequence_map() -> None:
@@ -22,7 +23,7 @@ def test_expunges_are_numbered_as_the_client_sees_them_when_sent() -> None:
     view = SelectedMailbox(1, snap(1, 2, 3, 4, 5), readonly=False)
     updates = view.update(snap(1, 3, 5), allow_expunge=True)
     # Highest first: each number is valid at the moment its response is sent.
-    assert updates.expunged == [4, 2]
+    assert updates.expunged == [(4, 4), (2, 2)]
     assert updates.exists is None
     assert list(view.uids) == [1, 3, 5]
 
@@ -34,14 +35,14 @@ def test_expunges_wait_while_not_allowed_then_are_announced() -> None:
     assert (held.exists, list(view.uids)) == (4, [1, 2, 3, 4])
     assert view.is_expunged(2)
     later = view.update(snap(1, 3, 4), allow_expunge=True)
-    assert later.expunged == [2]
+    assert later.expunged == [(2, 2)]
     assert list(view.uids) == [1, 3, 4]
 
 
 def test_new_messages_and_flag_changes() -> None:
     view = SelectedMailbox(1, snap(1, 2), readonly=False)
     updates = view.update(snap(1, 2, 3, flags={2: ("\\Seen",)}), allow_expunge=True, recent=[3])
-    assert updates.flags == [(2, 2, ("\\Seen",))]
+    assert updates.flags == [(2, 2, ("\\Seen",), 102)]
     assert (updates.exists, updates.recent) == (3, 1)
     assert view.is_recent(3)
     assert not view.update(snap(1, 2, 3, flags={2: ("\\Seen",)}), allow_expunge=True)
@@ -73,7 +74,7 @@ def test_another_sessions_new_keyword_is_announced_with_its_flag_change() -> Non
         snap(1, 2, flags={1: ("$Label1",)}), allow_expunge=True, keywords=["$Junk", "$Label1"]
     )
     assert updates.keywords == ("$Junk", "$Label1")
-    assert updates.flags == [(1, 1, ("$Label1",))]
+    assert updates.flags == [(1, 1, ("$Label1",), 101)]
     # Told once: the same set again announces nothing.
     assert not view.update(
         snap(1, 2, flags={1: ("$Label1",)}), allow_expunge=True, keywords=["$Junk", "$Label1"]
@@ -119,3 +120,16 @@ def test_announced_keywords_only_grow_and_room_changes_are_announced() -> None:
     assert rooms == [False, True]
     # Without news of the mailbox (keyword_room None), nothing changes.
     assert not view.update(snap(1, flags={1: ("a", "c")}), allow_expunge=True)
+
+
+def test_known_through_is_the_last_of_the_matching_pairs_in_order() -> None:
+    """QRESYNC's sequence match data (RFC 7162 section 3.2.5.2): up to the first pair
+    that does not match the view."""
+    view = SelectedMailbox(1, snap(1, 3, 4, 6, 8), readonly=False)
+    assert view.known_through([]) == 0
+    assert view.known_through([(1, 1), (2, 3), (4, 6)]) == 6
+    # Its message 3 was UID 3 (gone since): nothing past UID 3 is known.
+    assert view.known_through([(1, 1), (2, 3), (3, 3), (5, 8)]) == 3
+    assert view.known_through([(1, 2), (2, 3)]) == 0
+    assert view.known_through([(6, 9)]) == 0  # past the end
+    assert view.known_through([(0, 1)]) == 0

@@ -39,6 +39,7 @@ from lightmail.imap.wire.types import (
     DateKey,
     FlagKey,
     HeaderKey,
+    ModseqKey,
     NotKey,
     OrKey,
     SearchKey,
@@ -59,6 +60,8 @@ __all__ = [
     "matches",
     "text_needles",
     "text_segments",
+    "uses_message_numbers",
+    "uses_modseq",
     "uses_sent_date",
 ]
 
@@ -74,7 +77,8 @@ class SearchMessage:
     ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware, in the zone it
     was given in; ``header`` is the raw header block; ``sent_date`` is the Date
     header's date in its own time zone, or None when missing or unparsable
-    (and when no key compares it: :func:`uses_sent_date`).
+    (and when no key compares it: :func:`uses_sent_date`); ``modseq`` is its
+    mod-sequence (RFC 7162).
     """
 
     seq: int
@@ -85,6 +89,7 @@ class SearchMessage:
     internaldate: datetime
     header: bytes
     sent_date: date | None
+    modseq: int
 
 
 # -- keys -----------------------------------------------------------------------
@@ -113,6 +118,18 @@ def text_needles(key: SearchKey) -> frozenset[Needle]:
     return frozenset(
         (node.value, node.whole_message) for node in _leaves(key) if isinstance(node, TextKey)
     )
+
+
+def uses_message_numbers(key: SearchKey) -> bool:
+    """Whether a key of the tree is a message sequence set: a UID SEARCH with one may
+    not be answered with EXPUNGE or VANISHED (RFC 7162 section 3.2.10.2)."""
+    return any(isinstance(node, SequenceKey) and not node.uid for node in _leaves(key))
+
+
+def uses_modseq(key: SearchKey) -> bool:
+    """Whether a key of the tree is MODSEQ: the answer then ends with the highest
+    mod-sequence found (RFC 7162 section 3.1.5), and CONDSTORE is enabled."""
+    return any(isinstance(node, ModseqKey) for node in _leaves(key))
 
 
 def uses_sent_date(key: SearchKey) -> bool:
@@ -197,6 +214,8 @@ class _Evaluation:
             if key.op == "larger":
                 return message.size > key.size
             return message.size < key.size
+        if isinstance(key, ModseqKey):
+            return message.modseq >= key.modseq
         if isinstance(key, SequenceKey):
             if key.uid:
                 return key.sequence_set.contains(message.uid, self._largest_uid)

@@ -25,16 +25,19 @@ class Snapshot:
 
     uid: int
     flags: tuple[str, ...]
+    modseq: int
 
 
 @dataclass(slots=True)
 class Updates:
     """What the client must be told, in this order (RFC 3501 section 7.4.1 and 7.3.1)."""
 
-    expunged: list[int] = field(default_factory=list)  # sequence numbers, each valid when sent
+    # (sequence number, UID), each number valid when sent
+    expunged: list[tuple[int, int]] = field(default_factory=list)
     exists: int | None = None
     recent: int | None = None
-    flags: list[tuple[int, int, tuple[str, ...]]] = field(default_factory=list)  # seq, uid, flags
+    # seq, uid, flags, mod-sequence
+    flags: list[tuple[int, int, tuple[str, ...], int]] = field(default_factory=list)
     # The keywords for new FLAGS and PERMANENTFLAGS responses, sent before the rest.
     keywords: tuple[str, ...] | None = None
 
@@ -151,6 +154,17 @@ class SelectedMailbox:
         self._keywords, self._keyword_room = wanted, room
         return changed
 
+    def known_through(self, pairs: Iterable[tuple[int, int]]) -> int:
+        """QRESYNC's message sequence match data (RFC 7162 section 3.2.5.2): the UID of
+        the last of the client's (number, UID) pairs, taken in order, that all
+        match this view; the client knows every expunge up to it (0: none)."""
+        through = 0
+        for seq, uid in pairs:
+            if not 0 < seq <= len(self._uids) or self._uids[seq - 1] != uid:
+                break
+            through = uid
+        return through
+
     def first_unseen(self) -> int | None:
         for seq, uid in enumerate(self._uids, start=1):
             if "\\Seen" not in self._flags[uid]:
@@ -182,7 +196,7 @@ class SelectedMailbox:
         for index in range(len(self._uids) - 1, -1, -1):
             uid = self._uids[index]
             if uid in self._gone:
-                updates.expunged.append(index + 1)
+                updates.expunged.append((index + 1, uid))
                 del self._uids[index]
                 del self._flags[uid]
                 self._recent.discard(uid)
@@ -214,7 +228,7 @@ class SelectedMailbox:
             message = current.get(uid)
             if message is not None and message.flags != self._flags[uid]:
                 self._flags[uid] = self._share(message.flags)
-                updates.flags.append((self.seq_of(uid) or 0, uid, message.flags))
+                updates.flags.append((self.seq_of(uid) or 0, uid, message.flags, message.modseq))
 
         largest = self.largest_uid
         new = sorted(uid for uid in current if uid > largest)

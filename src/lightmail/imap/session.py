@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from lightmail.errors import (
     SpecialUseNotSupported,
     TemporaryFailure,
 )
+from lightmail.imap.search import uses_message_numbers
 from lightmail.imap.selected import SelectedMailbox, Snapshot, Updates
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
@@ -73,10 +74,11 @@ from lightmail.imap.wire.responses import (
     flags_response,
     no,
     recent_response,
+    vanished_response,
 )
 from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
-from lightmail.mailstore.store import MailStore
+from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.listener import ConnectionLimiter
 from lightmail.net.stream import Connection, StreamError
@@ -185,6 +187,12 @@ class ImapSession:
         self.user: User | None = None
         self.selected: SelectedMailbox | None = None
         self.modseq = 0  # HIGHESTMODSEQ of the selected mailbox when last looked at
+        # RFC 7162: CONDSTORE enabled (section 3.1), QRESYNC enabled (section 3.2.3)
+        self.condstore = False
+        self.qresync = False
+        # While the view holds back expunges: a mod-sequence from before all of them
+        # (RFC 7162 section 3.2), else None.
+        self._expunge_floor: int | None = None
         self.subscription: Subscription | None = None
         self._changed = False  # another session changed the selected mailbox; not yet shown
         self._bad_commands = Allowance(
@@ -299,6 +307,7 @@ class ImapSession:
         capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
+        capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -325,6 +334,21 @@ class ImapSession:
     def deselect(self) -> None:
         self.selected = None
         self.state = State.AUTHENTICATED
+        self._expunge_floor = None
+
+    def enable_condstore(self) -> bool:
+        """A CONDSTORE enabling command (RFC 7162 section 3.1): from now on every
+        FETCH response this session sends for a flag change carries MODSEQ. The
+        first one with a mailbox selected tells its HIGHESTMODSEQ: the value this
+        view is current at. False when it was enabled already."""
+        if self.condstore:
+            return False
+        self.condstore = True
+        if self.selected is not None:
+            self.send(
+                UntaggedResponse(Status.OK, "Highest", ResponseCode.highestmodseq(self.modseq))
+            )
+        return True
 
     async def watch(self) -> None:
         """Subscribe to the user's change events for the rest of the session."""
@@ -340,8 +364,11 @@ class ImapSession:
         return self.selected
 
     def may_expunge(self, command: c.Command) -> bool:
-        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones may)."""
-        if isinstance(command, c.FetchCommand | c.StoreCommand | c.SearchCommand):
+        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones
+        may, but not a UID SEARCH with message numbers: RFC 7162 section 3.2.10.2)."""
+        if isinstance(command, c.SearchCommand):
+            return command.uid and not uses_message_numbers(command.key)
+        if isinstance(command, c.FetchCommand | c.StoreCommand):
             return command.uid
         return True
 
@@ -359,7 +386,10 @@ class ImapSession:
         Looks at the store only when a change event for the mailbox arrived
         (or ``force``: NOOP, IDLE), and then only if HIGHESTMODSEQ moved. If the
         database is unavailable the changes wait for the next command; the
-        command itself has done its work and is answered as such.
+        command itself has done its work and is answered as such. While
+        expunges are held back, a CONDSTORE client is told a HIGHESTMODSEQ from
+        before them, so MODSEQ values it saw meanwhile cannot make it skip them
+        when it resynchronizes (RFC 7162 section 3.2).
         """
         events = self.subscription.drain() if self.subscription is not None else []
         view = self.selected
@@ -367,15 +397,18 @@ class ImapSession:
             return
         if any(event.mailbox_id == view.mailbox_id for event in events):
             self._changed = True
+        caught_up = False
         if force or self._changed:
             try:
-                if await self._catch_up(view, allow_expunge=allow_expunge):
-                    return
+                caught_up = await self._catch_up(view, allow_expunge=allow_expunge)
             except TemporaryFailure as error:
                 log.info("imap %s: changes not announced for now: %s", self.conn.id, error)
                 return
-        if allow_expunge and view.has_pending_expunges:
+        if not caught_up and allow_expunge and view.has_pending_expunges:
             self.send_updates(view.release_expunges())
+        if self.condstore and self._expunge_floor is not None:
+            code = ResponseCode.highestmodseq(self._expunge_floor)
+            self.send(UntaggedResponse(Status.OK, "Expunges pending", code))
 
     async def _catch_up(self, view: SelectedMailbox, *, allow_expunge: bool) -> bool:
         """Read the selected mailbox and send what changed; False if nothing did."""
@@ -392,10 +425,12 @@ class ImapSession:
         recent: list[int] = []
         if not view.readonly and infos and infos[-1].uid > view.largest_uid:
             recent = await self.store.claim_recent(mailbox)
+        if not view.has_pending_expunges:
+            self._expunge_floor = self.modseq  # any expunge found now is after it
         self.modseq = mailbox.highestmodseq
         self._changed = False
         updates = view.update(
-            (Snapshot(i.uid, i.flags.names()) for i in infos),
+            self.snapshot(infos),
             allow_expunge=allow_expunge,
             recent=recent,
             keywords=mailbox.keywords,
@@ -403,6 +438,43 @@ class ImapSession:
         )
         self.send_updates(updates)
         return True
+
+    def enable_qresync(self) -> bool:
+        """ENABLE QRESYNC (RFC 7162 section 3.2.3): CONDSTORE too, and VANISHED instead
+        of EXPUNGE from now on. False when it was enabled already."""
+        if self.qresync:
+            return False
+        self.qresync = True
+        self.enable_condstore()
+        return True
+
+    async def send_vanished_earlier(
+        self, mailbox: Mailbox, since: int, known: SequenceSet, *, through: int = 0
+    ) -> None:
+        """``VANISHED (EARLIER)``: the UIDs of ``known`` expunged after ``since`` (RFC
+        7162 sections 3.2.5.1 and 3.2.6), UIDs still in the view excepted (their
+        expunge is announced as it happens). When the store no longer records
+        every such expunge by UID, every UID of ``known`` that is not live goes,
+        above ``through`` (the client's matched sequence data), as the RFC asks
+        of a server that remembers less than the client's mod-sequence."""
+        largest = mailbox.uidnext - 1
+        if largest < 1:  # never held a message
+            return
+        view = self.view
+        expunged = await self.store.expunged_since(mailbox, since)
+        gone: SequenceSet | None = None
+        if expunged.complete:
+            uids = [u for u in known.members(expunged.uids, largest) if view.seq_of(u) is None]
+            gone = SequenceSet.from_numbers(uids) if uids else None
+        else:
+            live = {info.uid for info in await self.store.list_messages(mailbox)}
+            gone = known.without(sorted(live.union(view.uids)), largest, above=through)
+        if gone is not None:
+            self.send(vanished_response(gone, earlier=True))
+
+    def snapshot(self, infos: Iterable[MessageInfo]) -> Iterator[Snapshot]:
+        """The view's input from the mailstore's message listing."""
+        return (Snapshot(i.uid, i.flags.names(), i.modseq) for i in infos)
 
     async def announce_new_keywords(self, view: SelectedMailbox) -> None:
         """FLAGS and PERMANENTFLAGS again when flags this session just stored (its
@@ -427,16 +499,32 @@ class ImapSession:
         )
 
     def send_updates(self, updates: Updates) -> None:
+        if not self.view.has_pending_expunges:
+            self._expunge_floor = None
         if updates.keywords is not None:
             self.send_keywords(self.view)
-        for seq in updates.expunged:
-            self.send(expunge_response(seq))
-        for seq, uid, _ in updates.flags:
-            self.send(fetch_response(seq, [(b"UID", uid), (b"FLAGS", Raw(self.flag_list(uid)))]))
+        if self.qresync and updates.expunged:
+            # RFC 7162 section 3.2.10.2: one VANISHED instead of the EXPUNGEs.
+            gone = SequenceSet.from_numbers(uid for _, uid in updates.expunged)
+            self.send(vanished_response(gone, earlier=False))
+        else:
+            for seq, _ in updates.expunged:
+                self.send(expunge_response(seq))
+        for seq, uid, _, modseq in updates.flags:
+            self.send(self.flags_fetch(seq, uid, modseq))
         if updates.exists is not None:
             self.send(exists_response(updates.exists))
         if updates.recent is not None:
             self.send(recent_response(updates.recent))
+
+    def flags_fetch(self, seq: int, uid: int, modseq: int) -> Response:
+        """The FETCH that tells of a message's new flags, whoever changed them: with
+        UID, and with MODSEQ once CONDSTORE is enabled (RFC 7162 sections 3.1.4.2
+        and 3.2.4)."""
+        items: list[tuple[bytes, Any]] = [(b"UID", uid), (b"FLAGS", Raw(self.flag_list(uid)))]
+        if self.condstore:
+            items.append((b"MODSEQ", [modseq]))
+        return fetch_response(seq, items)
 
     def flag_list(self, uid: int) -> bytes:
         """A message's flags as FETCH shows them: ``\\Recent`` is this session's own

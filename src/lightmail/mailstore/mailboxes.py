@@ -19,6 +19,7 @@ from lightmail.errors import (
 from lightmail.mailstore import names
 from lightmail.mailstore.core import StoreCore
 from lightmail.mailstore.rows import (
+    FORGET_EXPUNGES,
     MAILBOX_COLUMNS,
     live,
     mailbox_from_row,
@@ -247,7 +248,10 @@ class Mailboxes(StoreCore):
                 await conn.execute(
                     update(t.messages).where(live(source.id)).values(mailbox_id=target.id)
                 )
-                await self._bump_modseq(conn, source.id)  # INBOX's sessions must look again
+                # INBOX's sessions must look again, and its messages' UIDs left it
+                # without a row each to say so.
+                moved = await self._bump_modseq(conn, source.id)
+                await conn.execute(FORGET_EXPUNGES, {"mailbox_id": source.id, "modseq": moved})
             else:
                 renames = [(source.id, new)]
                 rows = await conn.execute(

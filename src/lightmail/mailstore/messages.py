@@ -25,11 +25,13 @@ from lightmail.mailstore.rows import (
 )
 from lightmail.mailstore.types import (
     CopyResult,
+    Expunged,
     Flags,
     Mailbox,
     MessageInfo,
     MessageMeta,
     StoreMode,
+    StoreResult,
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
@@ -43,13 +45,32 @@ _LISTING = (
     .order_by(t.messages.c.uid)
 )
 _INFO_ROWS = select(*INFO_COLUMNS).where(LIVE, _UIDS).order_by(t.messages.c.uid)
+_EXPUNGED_SINCE = (
+    select(t.messages.c.uid)
+    .where(
+        t.messages.c.mailbox_id == bindparam("mailbox_id"),
+        t.messages.c.deleted_at.is_not(None),
+        t.messages.c.modseq > bindparam("modseq"),
+    )
+    .order_by(t.messages.c.uid)
+)
+_PURGED_MODSEQ = select(t.mailboxes.c.purged_modseq).where(
+    t.mailboxes.c.id == bindparam("mailbox_id")
+)
+_CHANGED_SINCE = (
+    select(*INFO_COLUMNS)
+    .where(LIVE, t.messages.c.modseq > bindparam("modseq"))
+    .order_by(t.messages.c.uid)
+)
 _META_ROWS = (
     select(*INFO_COLUMNS, t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
-_STORE_ROWS = select(*INFO_COLUMNS, t.messages.c.id).where(
-    LIVE, t.messages.c.user_id == bindparam("user_id"), _UIDS
+_STORE_ROWS = (
+    select(*INFO_COLUMNS, t.messages.c.id)
+    .where(LIVE, t.messages.c.user_id == bindparam("user_id"), _UIDS)
+    .order_by(t.messages.c.uid)
 )
 _SET_FLAGS = update(t.messages).where(t.messages.c.id == bindparam("row_id"))
 
@@ -142,41 +163,53 @@ class Messages(StoreCore):
         uids: Sequence[int],
         mode: StoreMode,
         flags: Iterable[str],
-    ) -> list[MessageInfo]:
-        """STORE (RFC 3501 section 6.4.6); returns the messages whose flags changed.
+        *,
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        """STORE (RFC 3501 section 6.4.6), conditional with ``unchangedsince`` (RFC 7162
+        section 3.1.3: a message whose mod-sequence is above it is left alone).
 
-        The changed messages all get one new mod-sequence (RFC 7162). A change
+        The changed messages all get one new mod-sequence; a message whose flags
+        are already as asked keeps its own (RFC 7162 section 3.1.11). A change
         that would pass a keyword limit raises KeywordLimitExceeded and changes
         nothing; the mailbox row is locked for the count, so concurrent
-        sessions cannot pass the limit together.
+        sessions cannot pass the limit together. A conditional STORE reads its
+        rows with a lock (``FOR UPDATE``), so the test and the change are one
+        step for concurrent writers.
         """
         change = Flags.parse(flags)
         self._check_keywords(change.keywords)
-        changed: list[MessageInfo] = []
+        result = StoreResult([], [], [])
         if not uids:
-            return changed
+            return result
+        query = _STORE_ROWS if unchangedsince is None else _STORE_ROWS.with_for_update()
         async with self.db.write() as conn:
             if mode is not StoreMode.REMOVE:
                 await self._define_keywords(conn, mailbox.id, change.keywords)
             rows: list[t.AnyRow] = []
             for chunk in chunks(sorted(set(uids))):
-                result = await conn.execute(
-                    _STORE_ROWS, {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
+                found = await conn.execute(
+                    query, {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
                 )
-                rows.extend(result)
+                rows.extend(found)
             updates = []
             limits = self.keyword_limits
             for row in rows:
+                if unchangedsince is not None and row.modseq > unchangedsince:
+                    result.modified.append(info_from_row(row))
+                    continue
                 current = Flags.from_row(row.flags, row.keywords)
                 new = mode.apply(current, change)
-                if new != current:
-                    if len(new.keywords) > max(len(current.keywords), limits.per_message):
-                        raise KeywordLimitExceeded(
-                            f"a message may have at most {limits.per_message} keywords"
-                        )
-                    updates.append((row, new))
+                if new == current:
+                    result.unchanged.append(info_from_row(row))
+                    continue
+                if len(new.keywords) > max(len(current.keywords), limits.per_message):
+                    raise KeywordLimitExceeded(
+                        f"a message may have at most {limits.per_message} keywords"
+                    )
+                updates.append((row, new))
             if not updates:
-                return []
+                return result
             modseq = await self._bump_modseq(conn, mailbox.id)
             await conn.execute(
                 _SET_FLAGS,
@@ -190,11 +223,11 @@ class Messages(StoreCore):
                     for row, new in updates
                 ],
             )
-            changed = [
+            result.changed.extend(
                 replace(info_from_row(row), flags=new, modseq=modseq) for row, new in updates
-            ]
+            )
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq))
-        return changed
+        return result
 
     async def expunge(
         self, user_id: int, mailbox: Mailbox, uids: Sequence[int] | None = None
@@ -241,6 +274,25 @@ class Messages(StoreCore):
         async with self.db.read() as conn:
             rows = await conn.execute(query, {"mailbox_id": mailbox.id, "after_uid": after_uid})
             return [info_from_row(row) for row in rows]
+
+    async def changed_since(self, mailbox: Mailbox, modseq: int) -> list[MessageInfo]:
+        """The live messages whose mod-sequence is above ``modseq``, in UID order
+        (FETCH's CHANGEDSINCE, RFC 7162 section 3.1.4.1)."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
+            return [info_from_row(row) for row in rows]
+
+    async def expunged_since(self, mailbox: Mailbox, modseq: int) -> Expunged:
+        """The messages expunged after ``modseq`` (QRESYNC, RFC 7162 sections 3.2.5
+        and 3.2.6): the soft-deleted rows expunged since, complete unless the
+        mailbox's ``purged_modseq`` says an expunge since has lost its row."""
+        params = {"mailbox_id": mailbox.id, "modseq": modseq}
+        async with self.db.read() as conn:
+            purged = (await conn.execute(_PURGED_MODSEQ, params)).scalar_one_or_none()
+            if purged is None:
+                raise MailboxNotFound(str(mailbox.id))
+            uids = list((await conn.execute(_EXPUNGED_SINCE, params)).scalars())
+        return Expunged(uids, complete=purged <= modseq)
 
     async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
         """Sizes, dates, flags and blob keys of the given messages, in UID order."""

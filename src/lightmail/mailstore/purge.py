@@ -25,6 +25,7 @@ from lightmail.errors import (
 )
 from lightmail.mailstore.core import StoreCore
 from lightmail.mailstore.rows import (
+    FORGET_EXPUNGES,
     MAILBOX_COLUMNS,
     aware,
     chunks,
@@ -104,6 +105,7 @@ class DeletedMail(StoreCore):
                         t.messages.c.size,
                         t.messages.c.deleted_at,
                         t.messages.c.keywords,
+                        t.messages.c.modseq,
                     )
                     .where(
                         t.messages.c.id == message_id,
@@ -127,6 +129,10 @@ class DeletedMail(StoreCore):
                 raise MailboxNotFound(f"the mailbox message {message_id} was deleted from")
             await self._check_quota(conn, user_id, row.size)
             await self._define_keywords(conn, row.mailbox_id, frozenset(row.keywords.split()))
+            # The row that recorded the expunge of its old UID becomes the new one.
+            await conn.execute(
+                FORGET_EXPUNGES, {"mailbox_id": row.mailbox_id, "modseq": row.modseq}
+            )
             uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1)
             await conn.execute(
                 update(t.messages)
@@ -264,6 +270,8 @@ class Purge:
     async def delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
         """Step 3 (one transaction): the claimed ``messages`` rows, then the
         ``object_keys`` rows no message or quarantine entry refers to any more.
+        Each mailbox's ``purged_modseq`` is raised to the expunges whose rows go
+        (QRESYNC then knows it can no longer list them by UID).
 
         The ``object_keys`` rows are locked first, so two workers finishing
         batches that share a blob cannot both leave its row. Every statement
@@ -279,6 +287,20 @@ class Purge:
                     .where(t.object_keys.c.key.in_(key_chunk))
                     .order_by(t.object_keys.c.key)
                     .with_for_update()
+                )
+            purged: dict[int, int] = {}
+            for id_chunk in chunks(ids):
+                rows = await conn.execute(
+                    select(t.messages.c.mailbox_id, func.max(t.messages.c.modseq))
+                    .where(t.messages.c.id.in_(id_chunk))
+                    .group_by(t.messages.c.mailbox_id)
+                )
+                for mailbox_id, modseq in rows:
+                    purged[mailbox_id] = max(modseq, purged.get(mailbox_id, 0))
+            if purged:
+                await conn.execute(
+                    FORGET_EXPUNGES,
+                    [{"mailbox_id": k, "modseq": v} for k, v in sorted(purged.items())],
                 )
             result = await conn.execute(
                 delete(t.messages).where(t.messages.c.id == bindparam("message_id")),

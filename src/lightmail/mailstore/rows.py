@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, and_, bindparam
+from sqlalchemy import BindParameter, and_, bindparam, update
 
 from lightmail.mailstore.mime.types import ParsedMessage
 from lightmail.mailstore.types import Flags, Mailbox, MessageInfo
@@ -178,3 +178,17 @@ def live(mailbox_id: int | BindParameter[int]) -> Any:
 
 # ``live`` with the mailbox as the bound parameter ``mailbox_id``, for statements built once.
 LIVE = live(bindparam("mailbox_id", type_=t.messages.c.mailbox_id.type))
+
+
+# Expunges up to ``modseq`` lose the rows that record their UIDs (the GC purged
+# them, a restore gave one a new UID, renaming INBOX moved them out): the
+# mailbox's ``purged_modseq`` rises to it, so QRESYNC no longer lists the
+# expunges since an older mod-sequence from the rows (RFC 7162 section 3.2.6).
+FORGET_EXPUNGES = (
+    update(t.mailboxes)
+    .where(
+        t.mailboxes.c.id == bindparam("mailbox_id"),
+        t.mailboxes.c.purged_modseq < bindparam("modseq"),
+    )
+    .values(purged_modseq=bindparam("modseq"))
+)

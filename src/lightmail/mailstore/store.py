@@ -30,6 +30,7 @@ from lightmail.mailstore.types import (
     CopyResult,
     DeletedMessage,
     DeliveryOutcome,
+    Expunged,
     Flags,
     KeywordLimits,
     Mailbox,
@@ -40,6 +41,7 @@ from lightmail.mailstore.types import (
     Recipient,
     StoredMessage,
     StoreMode,
+    StoreResult,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "CopyResult",
     "DeletedMessage",
     "DeliveryOutcome",
+    "Expunged",
     "Flags",
     "Ingest",
     "KeywordLimits",
@@ -59,6 +62,7 @@ __all__ = [
     "QuarantinedMessage",
     "Recipient",
     "StoreMode",
+    "StoreResult",
     "StoredMessage",
 ]
 

@@ -179,6 +179,27 @@ class MessageMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What a STORE did to the live messages it named (RFC 3501 section 6.4.6 and
+    RFC 7162 section 3.1.3), each as it is after the STORE, in UID order."""
+
+    changed: list[MessageInfo]  # flags changed: all at one new mod-sequence
+    unchanged: list[MessageInfo]  # already as asked: nothing to change
+    modified: list[MessageInfo]  # changed since UNCHANGEDSINCE: left alone
+
+
+@dataclass(frozen=True, slots=True)
+class Expunged:
+    """What was expunged from a mailbox after a mod-sequence (RFC 7162 sections 3.2.5
+    and 3.2.6)."""
+
+    uids: list[int]  # the UIDs expunged since that the store still records, ascending
+    # False when an expunge since is no longer recorded by its UID (the GC purged
+    # it): then any UID that is not live may be one.
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """APPENDUID's data (RFC 4315 section 3)."""
 

@@ -98,6 +98,8 @@ CAPABILITIES = (
     b"CREATE-SPECIAL-USE",
     b"QUOTA",
     b"QUOTA=RES-STORAGE",
+    b"CONDSTORE",
+    b"QRESYNC",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 
@@ -177,10 +179,11 @@ async def test_capability_noop_logout(imap: ImapTarget) -> None:
         response = client.login(user.address, PASSWORD)
         assert response.startswith(b"[CAPABILITY IMAP4rev1 ")
         assert response.endswith(b"] Logged in")
-        # After login the CAPABILITY code of LOGIN's OK: no AUTH= any more.
-        assert client.capabilities() == CAPABILITIES
+        # After login the CAPABILITY code of LOGIN's OK: no AUTH= any more, and
+        # COMPRESS=DEFLATE, a command of the authenticated state (RFC 4978).
+        assert client.capabilities() == (*CAPABILITIES, b"COMPRESS=DEFLATE")
         typ, data = client._imap.capability()
-        assert data[0].upper().split() == list(CAPABILITIES)
+        assert data[0].upper().split() == [*CAPABILITIES, b"COMPRESS=DEFLATE"]
         assert client.has_capability("UIDPLUS")
         assert not client.has_capability("STARTTLS")
         assert client.noop() == (b"completed", [])
@@ -981,8 +984,8 @@ async def test_id_namespace_enable(imap: ImapTarget) -> None:
             assert namespace.personal == (("", "/"),)
             assert namespace.other is None
             assert namespace.shared is None
-            # RFC 5161: nothing to enable; ENABLED lists nothing.
-            assert client.enable("CONDSTORE") == []
+            # RFC 5161: ENABLED lists what was enabled; unknown names are ignored.
+            assert client.enable("CONDSTORE", "X-UNKNOWN") == [b"CONDSTORE"]
             assert client.enable("UTF8=ACCEPT", "X-UNKNOWN") == []
 
     await asyncio.to_thread(conversation)

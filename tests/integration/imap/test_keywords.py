@@ -20,7 +20,7 @@ from tests.integration.imap.test_hostile import Wire, connect, login
 SYSTEM = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
-async def _mailbox_with(imap: ImapTarget, count: int) -> User:
+async def mailbox_with(imap: ImapTarget, count: int) -> User:
     """A user with ``count`` messages in INBOX, none of them still \\Recent."""
     user = await imap.new_user()
     for _ in range(count):
@@ -71,7 +71,7 @@ def _flags_of(wire: Wire, tag: bytes = b"F") -> dict[int, bytes]:
 async def test_store_of_a_new_keyword_announces_flags_before_fetch_in_every_session(
     imap: ImapTarget,
 ) -> None:
-    user = await _mailbox_with(imap, 2)
+    user = await mailbox_with(imap, 2)
 
     def conversation() -> None:
         with connect(imap) as writer, connect(imap) as watcher, connect(imap) as idler:
@@ -110,7 +110,7 @@ async def test_store_of_a_new_keyword_announces_flags_before_fetch_in_every_sess
 async def test_fetch_that_sets_seen_announces_a_keyword_another_session_stored_first(
     imap: ImapTarget,
 ) -> None:
-    user = await _mailbox_with(imap, 1)
+    user = await mailbox_with(imap, 1)
 
     def conversation() -> None:
         with connect(imap) as reader, connect(imap) as writer:
@@ -136,7 +136,7 @@ async def test_fetch_that_sets_seen_announces_a_keyword_another_session_stored_f
 async def test_append_with_a_new_keyword_announces_flags_to_the_selected_sessions(
     imap: ImapTarget,
 ) -> None:
-    user = await _mailbox_with(imap, 1)
+    user = await mailbox_with(imap, 1)
 
     def conversation() -> None:
         with connect(imap) as writer, connect(imap) as watcher:
@@ -162,7 +162,7 @@ async def test_append_with_a_new_keyword_announces_flags_to_the_selected_session
 
 
 async def test_hostile_keyword_flood_is_refused_and_changes_nothing(imap: ImapTarget) -> None:
-    user = await _mailbox_with(imap, 20)
+    user = await mailbox_with(imap, 20)
     flood = b" ".join(b"kw%d" % i for i in range(1000))
 
     def conversation() -> None:
@@ -199,7 +199,7 @@ async def test_hostile_keyword_flood_is_refused_and_changes_nothing(imap: ImapTa
 async def test_full_mailbox_stops_offering_new_keywords_until_one_is_unused(
     imap: ImapTarget,
 ) -> None:
-    user = await _mailbox_with(imap, 3)
+    user = await mailbox_with(imap, 3)
     first = [b"a%02d" % i for i in range(50)]
     second = [b"b%02d" % i for i in range(50)]
 
@@ -247,7 +247,7 @@ async def test_full_mailbox_stops_offering_new_keywords_until_one_is_unused(
 async def test_append_past_a_keyword_limit_is_refused_and_stores_nothing(
     imap: ImapTarget,
 ) -> None:
-    user = await _mailbox_with(imap, 1)
+    user = await mailbox_with(imap, 1)
     many = b" ".join(b"kw%d" % i for i in range(51))
     literal = b" {" + str(len(MESSAGE)).encode() + b"+}\r\n" + MESSAGE + b"\r\n"
 

@@ -43,7 +43,9 @@ from lightmail.imap.wire.responses import (
     search_response,
     status_response,
     string,
+    vanished_response,
 )
+from lightmail.imap.wire.types import STAR, SequenceSet
 
 
 @pytest.mark.parametrize(
@@ -273,3 +275,31 @@ def test_data_responses() -> None:
     assert namespace_response([(b"", b"/")], None, [(b"Shared/", b"/")]).to_bytes() == (
         b'* NAMESPACE (("" "/")) NIL (("Shared/" "/"))\r\n'
     )
+
+
+def test_condstore_and_qresync_responses() -> None:
+    """RFC 7162: HIGHESTMODSEQ, MODIFIED and CLOSED codes, SEARCH's MODSEQ, VANISHED."""
+    assert ResponseCode.highestmodseq(715194045007).to_bytes() == b"[HIGHESTMODSEQ 715194045007]"
+    assert ResponseCode.highestmodseq((1 << 63) - 1).to_bytes() == (
+        b"[HIGHESTMODSEQ 9223372036854775807]"
+    )
+    for out_of_range in (0, 1 << 63):
+        with pytest.raises(ValueError, match="mod-sequence"):
+            ResponseCode.highestmodseq(out_of_range)
+    assert ResponseCode.modified([9, 7]).to_bytes() == b"[MODIFIED 7,9]"
+    assert ResponseCode.modified([1, 2, 3, 5]).to_bytes() == b"[MODIFIED 1:3,5]"
+    assert ResponseCode(Code.CLOSED).to_bytes() == b"[CLOSED]"
+    assert search_response([2, 5, 6], 917162500).to_bytes() == (
+        b"* SEARCH 2 5 6 (MODSEQ 917162500)\r\n"
+    )
+    # No match: no mod-sequence either (RFC 7162 section 3.1.6).
+    assert search_response([], 917162500).to_bytes() == b"* SEARCH\r\n"
+    gone = SequenceSet(((41, 41), (43, 116), (118, 118)))
+    assert vanished_response(gone, earlier=True).to_bytes() == (
+        b"* VANISHED (EARLIER) 41,43:116,118\r\n"
+    )
+    assert vanished_response(SequenceSet(((405, 405),)), earlier=False).to_bytes() == (
+        b"* VANISHED 405\r\n"
+    )
+    with pytest.raises(ValueError, match="VANISHED"):
+        vanished_response(SequenceSet(((1, STAR),)), earlier=False)

@@ -58,6 +58,7 @@ MESSAGE = SearchMessage(
     internaldate=datetime(2024, 1, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
     header=HEADER,
     sent_date=date(2024, 1, 2),
+    modseq=7,
 )
 
 
@@ -108,6 +109,7 @@ def test_recent_comes_from_session_state_not_flags() -> None:
         internaldate=datetime(2024, 1, 1, tzinfo=UTC),
         header=b"",
         sent_date=None,
+        modseq=1,
     )
     assert not check(FlagKey(b"\\Recent"), message)
     new = AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))

@@ -60,7 +60,7 @@ async def test_login_select_and_the_replies_built_by_the_response_builders(
     client.send(b'b ID NIL\r\nc NAMESPACE\r\nd ENABLE CONDSTORE\r\ne LIST "" ""\r\n')
     replies = await client.reply(b"e")
     assert b'\r\n* NAMESPACE (("" "/")) NIL NIL\r\nc OK completed\r\n' in replies
-    assert b"\r\n* ENABLED\r\nd OK completed\r\n" in replies
+    assert b"\r\n* ENABLED CONDSTORE\r\nd OK completed\r\n" in replies
     assert replies.startswith(b'* ID ("name" "LightMail" "version" "')
     assert replies.endswith(b'* LIST (\\Noselect) "/" ""\r\ne OK List completed\r\n')
     client.send(b"f STATUS INBOX (MESSAGES UIDNEXT)\r\n")

@@ -73,6 +73,37 @@ def test_resolve_matches_naive_expansion(pairs: list[tuple[int, int]], largest: 
     assert all(r1.stop < r2.start for r1, r2 in itertools.pairwise(merged))
 
 
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60) | st.just(0)), min_size=1),
+    st.integers(1, 50),
+    st.sets(st.integers(1, 70)),
+    st.integers(0, 60),
+)
+def test_members_and_without_are_set_arithmetic(
+    pairs: list[tuple[int, int]], largest: int, present: set[int], above: int
+) -> None:
+    """What QRESYNC's VANISHED (EARLIER) is computed with (RFC 7162 section 3.2.5)."""
+    s = SequenceSet(tuple((a, STAR if b == 0 else b) for a, b in pairs))
+    inside = set(s.numbers(largest))
+    assert s.members(sorted(present), largest) == sorted(present & inside)
+    rest = s.without(sorted(present), largest, above=above)
+    expected = {n for n in inside if n <= largest and n > above} - present
+    assert (set() if rest is None else set(rest.numbers(largest))) == expected
+    if rest is not None:
+        assert not rest.uses_star
+        assert all(r1.stop < r2.start for r1, r2 in itertools.pairwise(rest.resolve(largest)))
+
+
+def test_without_never_expands_a_range() -> None:
+    """A client may name every UID there can be: the answer costs the live UIDs."""
+    every = SequenceSet(((1, 4294967295),))
+    assert every.without([2, 4294967294], 4294967295) == SequenceSet(
+        ((1, 1), (3, 4294967293), (4294967295, 4294967295))
+    )
+    assert every.members([5, 4000000000], 4294967295) == [5, 4000000000]
+
+
 def test_fetch_response_names() -> None:
     assert FetchItem.RFC822_SIZE.response_name == b"RFC822.SIZE"
     assert BodySection(peek=True).response_name == b"BODY[]"

@@ -51,8 +51,17 @@ async def namespace(session: ImapSession, command: c.NamespaceCommand) -> r.Comp
 
 
 async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion:
-    """RFC 5161: none of our extensions needs enabling, so none is enabled."""
-    session.send(r.enabled_response([]))
+    """RFC 5161: ENABLED lists what this command enabled, of the extensions here that
+    need enabling: CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2.3; QRESYNC
+    enables CONDSTORE too). Others are ignored."""
+    asked = set(command.capabilities)
+    had_condstore = session.condstore
+    enabled = []
+    if "QRESYNC" in asked and session.enable_qresync():
+        enabled.append("QRESYNC")
+    if "CONDSTORE" in asked and (session.enable_condstore() or not had_condstore):
+        enabled.append("CONDSTORE")
+    session.send(r.enabled_response(enabled))
     return r.ok()
 
 

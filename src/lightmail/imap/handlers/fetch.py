@@ -13,7 +13,15 @@ from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import Code, Completion, literal, literal_octets, no, ok
+from lightmail.imap.wire.responses import (
+    Code,
+    Completion,
+    bad,
+    literal,
+    literal_octets,
+    no,
+    ok,
+)
 from lightmail.imap.wire.types import BodySection, FetchItem, SectionText
 from lightmail.mailstore.store import MessageInfo, MessageMeta, StoreMode
 from lightmail.metrics import BLOBS_MISSING
@@ -23,12 +31,23 @@ log = logging.getLogger(__name__)
 
 
 async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
-    """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed."""
+    """FETCH and UID FETCH (RFC 3501 6.4.5): metadata from SQL, bodies streamed.
+
+    With CHANGEDSINCE (RFC 7162 section 3.1.4.1) only the messages changed since
+    are answered, with MODSEQ; MODSEQ and CHANGEDSINCE enable CONDSTORE. With
+    VANISHED too (section 3.2.6), the UIDs of the set expunged since come first.
+    """
+    if command.vanished and not session.qresync:
+        return bad("QRESYNC is not enabled")
     view = session.view
     targets = session.resolve(command.sequence_set, uid=command.uid)
     attributes = list(command.attributes)
     if command.uid and FetchItem.UID not in attributes:
         attributes.insert(0, FetchItem.UID)
+    if command.changedsince is not None and FetchItem.MODSEQ not in attributes:
+        attributes.append(FetchItem.MODSEQ)
+    if FetchItem.MODSEQ in attributes:
+        session.enable_condstore()
     needs_meta = any(
         isinstance(a, BodySection)
         or a
@@ -47,23 +66,33 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
         or a in (FetchItem.RFC822, FetchItem.RFC822_TEXT)
         for a in attributes
     )
+    if sets_seen and session.condstore:
+        # A \Seen this sets is a flag change: told with UID and MODSEQ (RFC 7162 3.2.4).
+        attributes += [a for a in (FetchItem.UID, FetchItem.MODSEQ) if a not in attributes]
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     live = [(seq, uid) for seq, uid in targets if not view.is_expunged(uid)]
+    missing = len(live) < len(targets)
+    if command.changedsince is not None:
+        if command.vanished:
+            await session.send_vanished_earlier(mailbox, command.changedsince, command.sequence_set)
+        since = await session.store.changed_since(mailbox, command.changedsince)
+        wanted = {info.uid for info in since}
+        live = [(seq, uid) for seq, uid in live if uid in wanted]
     seen_now: set[int] = set()
     if sets_seen:
         unseen = [uid for _, uid in live if "\\Seen" not in view.flags_of(uid)]
         if unseen:
-            for changed in await session.store.store_flags(
+            stored = await session.store.store_flags(
                 session.user_id, mailbox, unseen, StoreMode.ADD, ["\\Seen"]
-            ):
+            )
+            for changed in stored.changed:
                 view.set_flags(changed.uid, changed.flags.names())
                 seen_now.add(changed.uid)
                 session.note_own_change(changed.modseq)
             await session.announce_new_keywords(view)
     needs_info = needs_meta or any(
-        a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE) for a in attributes
+        a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE, FetchItem.MODSEQ) for a in attributes
     )
-    missing = len(live) < len(targets)
     turn = TimeSlice()  # other sessions run in between (issue #14)
     unreadable = False
     for start in range(0, len(live), META_BATCH):
@@ -136,6 +165,8 @@ async def _fetch_one(
                 items.append(b"INTERNALDATE " + _internaldate(_need(info).internaldate))
             case FetchItem.RFC822_SIZE:
                 items.append(b"RFC822.SIZE " + str(_need(info).size).encode())
+            case FetchItem.MODSEQ:
+                items.append(b"MODSEQ (" + str(_need(info).modseq).encode() + b")")
             case FetchItem.ENVELOPE:
                 items.append(b"ENVELOPE " + render.envelope_bytes(_need(meta).envelope))
             case FetchItem.BODYSTRUCTURE:

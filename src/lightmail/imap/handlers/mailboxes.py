@@ -6,31 +6,44 @@ CREATE-SPECIAL-USE (RFC 6154), STATUS=SIZE (RFC 8438) and CHILDREN (RFC 3348).""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from lightmail.imap.selected import SelectedMailbox, Snapshot
+from lightmail.errors import LightMailError
+from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
 from lightmail.imap.wire import responses as r
+from lightmail.imap.wire.types import QresyncParameter, SequenceSet
 from lightmail.mailstore import names
+from lightmail.mailstore.store import Mailbox, MessageInfo
 from lightmail.mailstore.types import MailboxStatus
 
 log = logging.getLogger(__name__)
 
 
 async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion:
-    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2)."""
+    """SELECT and EXAMINE (RFC 3501 sections 6.3.1 and 6.3.2), with CONDSTORE and
+    QRESYNC (RFC 7162 sections 3.1.8 and 3.2.5)."""
+    qresync = command.qresync
+    if qresync is not None and not session.qresync:
+        return r.bad("QRESYNC is not enabled")
     if session.selected is not None:
-        session.deselect()  # a failed SELECT leaves nothing selected
+        # A failed SELECT leaves nothing selected; CLOSED marks where the responses
+        # for the old mailbox end (RFC 7162 section 3.2.11).
+        closed = r.ResponseCode(r.Code.CLOSED)
+        session.send(r.UntaggedResponse(r.Status.OK, "Previous mailbox closed", closed))
+        session.deselect()
+    if command.condstore:
+        session.condstore = True  # its HIGHESTMODSEQ follows below
     name = decode_mailbox(command.mailbox)
     mailbox = await session.store.get_mailbox(session.user_id, name)
     infos = await session.store.list_messages(mailbox)
     recent = await session.store.claim_recent(mailbox, readonly=command.readonly)
     view = SelectedMailbox(
         mailbox.id,
-        (Snapshot(i.uid, i.flags.names()) for i in infos),
+        session.snapshot(infos),
         readonly=command.readonly,
         recent=recent,
         keywords=mailbox.keywords,
@@ -55,8 +68,42 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
             r.Status.OK, "Predicted next UID", r.ResponseCode.uidnext(mailbox.uidnext)
         )
     )
+    if session.condstore:
+        code = r.ResponseCode.highestmodseq(mailbox.highestmodseq)
+        session.send(r.UntaggedResponse(r.Status.OK, "Highest", code))
+    if qresync is not None and qresync.uidvalidity == mailbox.uidvalidity:
+        try:
+            await _resynchronize(session, mailbox, infos, qresync)
+        except LightMailError:
+            session.deselect()  # answered NO: nothing is selected (RFC 3501 6.3.1)
+            raise
     await session.watch()
     return r.ok("Select completed", r.Code.READ_ONLY if command.readonly else r.Code.READ_WRITE)
+
+
+async def _resynchronize(
+    session: ImapSession, mailbox: Mailbox, infos: list[MessageInfo], qresync: QresyncParameter
+) -> None:
+    """What changed since the client's mod-sequence, among the UIDs it knows (all
+    below UIDNEXT when it names none): VANISHED (EARLIER), then a FETCH of each
+    message changed since (RFC 7162 section 3.2.5.1)."""
+    view = session.view
+    known = qresync.known_uids
+    if known is None:
+        if mailbox.uidnext == 1:  # never held a message: nothing to know
+            return
+        known = SequenceSet(((1, mailbox.uidnext - 1),))
+    through = view.known_through(zip(*map(_numbers, qresync.seq_match or ()), strict=False))
+    await session.send_vanished_earlier(mailbox, qresync.modseq, known, through=through)
+    changed = {i.uid: i.modseq for i in infos if i.modseq > qresync.modseq}
+    for uid in known.members(changed, view.largest_uid):
+        session.send(session.flags_fetch(view.seq_of(uid) or 0, uid, changed[uid]))
+
+
+def _numbers(numbers: SequenceSet) -> Iterator[int]:
+    """A set of QRESYNC's match data, in the order sent (it has no ``*``)."""
+    for low, high in numbers.bounds(0):
+        yield from range(low, high + 1)
 
 
 async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion:
@@ -203,7 +250,8 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
 
 async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion:
     """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438), DELETED and
-    DELETED-STORAGE (RFC 9208 section 4.1.4) and APPENDLIMIT (RFC 7889)."""
+    DELETED-STORAGE (RFC 9208 section 4.1.4), APPENDLIMIT (RFC 7889) and
+    HIGHESTMODSEQ (RFC 7162 section 3.1.7), which enables CONDSTORE."""
     name = decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
     session.send(await _status_response(session, mutf7.encode(name), status, command.items))
@@ -215,7 +263,10 @@ async def _status_response(
     session: ImapSession, name: bytes, status: MailboxStatus, items: Sequence[str]
 ) -> r.DataResponse:
     """``* STATUS name (...)`` with ``items`` in the order asked; RECENT costs a query
-    of its own, so it is counted only when asked for."""
+    of its own, so it is counted only when asked for. HIGHESTMODSEQ, in STATUS or
+    in LIST's STATUS return option, enables CONDSTORE (RFC 7162 section 3.1)."""
+    if "HIGHESTMODSEQ" in items:
+        session.enable_condstore()
     recent = 0
     if "RECENT" in items:
         recent = len(await session.store.claim_recent(status.mailbox, readonly=True))
@@ -229,6 +280,7 @@ async def _status_response(
         "DELETED": status.deleted,
         "DELETED-STORAGE": status.deleted_size,
         "APPENDLIMIT": session.settings.max_append_size,  # RFC 7889: the same everywhere
+        "HIGHESTMODSEQ": status.mailbox.highestmodseq,
     }
     return r.status_response(name, [(item, values[item]) for item in items])
 

@@ -18,14 +18,20 @@ log = logging.getLogger(__name__)
 
 
 async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
-    """SEARCH and UID SEARCH (RFC 3501 6.4.4)."""
+    """SEARCH and UID SEARCH (RFC 3501 6.4.4), with MODSEQ (RFC 7162 section 3.1.5),
+    which enables CONDSTORE and ends a non-empty answer with the highest
+    mod-sequence found."""
     if command.charset not in (None, *_CHARSETS):
         return no("Unsupported charset", ResponseCode.badcharset(_CHARSETS))
+    by_modseq = matching.uses_modseq(command.key)
+    if by_modseq:
+        session.enable_condstore()
     view = session.view
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     needles = matching.text_needles(command.key)
     sent_dates = matching.uses_sent_date(command.key)  # else the envelope stays undecoded
     matched: list[int] = []
+    highest = 0
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
     for start in range(0, len(live), META_BATCH):
@@ -48,6 +54,7 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
                 internaldate=meta.info.internaldate,
                 header=meta.header,
                 sent_date=_sent_date(meta.envelope.date) if sent_dates else None,
+                modseq=meta.info.modseq,
             )
             if matching.matches(
                 command.key,
@@ -57,8 +64,9 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
                 found=found,
             ):
                 matched.append(uid if command.uid else seq)
+                highest = max(highest, meta.info.modseq)
             await turn.pause()
-    session.send(search_response(matched))
+    session.send(search_response(matched, highest if by_modseq else None))
     await session.announce(allow_expunge=session.may_expunge(command))
     return ok("Search completed")
 

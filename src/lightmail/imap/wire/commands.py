@@ -16,7 +16,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from lightmail.imap.wire.types import FetchAttribute, SearchKey, SequenceSet
+from lightmail.imap.wire.types import FetchAttribute, QresyncParameter, SearchKey, SequenceSet
 
 __all__ = [
     "AppendCommand",
@@ -125,11 +125,14 @@ class LoginCommand:
 
 @dataclass(frozen=True, slots=True)
 class SelectCommand:
-    """SELECT, or EXAMINE when ``readonly``."""
+    """SELECT, or EXAMINE when ``readonly``, with RFC 7162's CONDSTORE and QRESYNC
+    parameters (each at most once)."""
 
     tag: bytes
     mailbox: bytes
     readonly: bool = False
+    condstore: bool = False
+    qresync: QresyncParameter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,7 @@ class LsubCommand:
 @dataclass(frozen=True, slots=True)
 class StatusCommand:
     """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED
-    DELETED-STORAGE APPENDLIMIT, each once, in the order sent."""
+    DELETED-STORAGE APPENDLIMIT HIGHESTMODSEQ (RFC 7162), each once, in the order sent."""
 
     tag: bytes
     mailbox: bytes
@@ -307,12 +310,18 @@ class SearchCommand:
 
 @dataclass(frozen=True, slots=True)
 class FetchCommand:
-    """ALL/FAST/FULL arrive expanded. UID FETCH does not add UID here: the session does."""
+    """ALL/FAST/FULL arrive expanded. UID FETCH does not add UID here: the session does.
+
+    ``changedsince`` and ``vanished`` are RFC 7162's modifiers (sections 3.1.4.1
+    and 3.2.6): VANISHED comes only with UID FETCH and CHANGEDSINCE.
+    """
 
     tag: bytes
     uid: bool
     sequence_set: SequenceSet
     attributes: tuple[FetchAttribute, ...]
+    changedsince: int | None = None
+    vanished: bool = False
 
 
 StoreMode: TypeAlias = Literal["replace", "add", "remove"]
@@ -320,7 +329,10 @@ StoreMode: TypeAlias = Literal["replace", "add", "remove"]
 
 @dataclass(frozen=True, slots=True)
 class StoreCommand:
-    """``FLAGS`` / ``+FLAGS`` / ``-FLAGS`` [``.SILENT``]; system flags in canonical case."""
+    """``FLAGS`` / ``+FLAGS`` / ``-FLAGS`` [``.SILENT``]; system flags in canonical case.
+
+    ``unchangedsince`` is RFC 7162's conditional STORE modifier (section 3.1.3).
+    """
 
     tag: bytes
     uid: bool
@@ -328,6 +340,7 @@ class StoreCommand:
     mode: StoreMode
     silent: bool
     flags: tuple[bytes, ...]
+    unchangedsince: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from lightmail.imap.wire.types import STAR, SeqNumber, SequenceSet
 __all__ = [
     "ALPHA",
     "DIGITS",
+    "MAX_MODSEQ",
     "MAX_NUMBER",
     "NAME_CHARS",
     "Handler",
@@ -65,6 +66,7 @@ _MONTHS = {
     m: i + 1 for i, m in enumerate(b"JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
 }
 MAX_NUMBER = 0xFFFFFFFF  # number: unsigned 32-bit (RFC 3501 section 9)
+MAX_MODSEQ = (1 << 63) - 1  # mod-sequence-value: unsigned 63-bit (RFC 7162 section 7)
 
 _SYSTEM_FLAGS = {
     f.lower(): f for f in (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft")
@@ -200,6 +202,18 @@ class Parser:
         self.pos = m.end()
         return int(digits)
 
+    def mod_sequence(self, *, zero: bool = False) -> int:
+        """``mod-sequence-value`` (1 to 2**63-1), or ``mod-sequence-valzer`` (0 too)
+        with ``zero`` (RFC 7162 section 7)."""
+        m = _NUMBER.match(self.buf, self.pos)
+        if m is None:
+            raise ParseError("expected a mod-sequence")
+        digits = m.group()
+        if len(digits) > 19 or int(digits) > MAX_MODSEQ or not (zero or int(digits)):
+            raise ParseError("mod-sequence out of range")
+        self.pos = m.end()
+        return int(digits)
+
     def nz_number(self) -> int:
         if self.peek() == ord("0"):
             raise ParseError("expected a non-zero number")
@@ -301,6 +315,14 @@ class Parser:
             if not self.at(b","):
                 return SequenceSet(tuple(ranges))
             self.pos += 1
+
+    def known_set(self) -> SequenceSet:
+        """A ``sequence-set`` in which ``*`` is not allowed (RFC 7162's ``known-uids``,
+        ``known-sequence-set`` and ``known-uid-set``)."""
+        numbers = self.sequence_set()
+        if numbers.uses_star:
+            raise ParseError('"*" is not allowed here')
+        return numbers
 
     def date(self) -> datetime.date:
         quoted = self.at(b'"')

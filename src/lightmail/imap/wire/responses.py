@@ -63,6 +63,7 @@ __all__ = [
     "search_response",
     "status_response",
     "string",
+    "vanished_response",
 ]
 
 _CRLF = b"\r\n"
@@ -151,7 +152,8 @@ def _text(text: str, default: str = "completed") -> bytes:
 
 
 class Code(enum.Enum):
-    """``resp-text-code`` atoms: RFC 3501, 4315 (UIDPLUS), 5530, 7889 (TOOBIG), 4469, 6154."""
+    """``resp-text-code`` atoms: RFC 3501, 4315 (UIDPLUS), 5530, 7889 (TOOBIG), 4469,
+    6154, 7162 (CONDSTORE and QRESYNC)."""
 
     ALERT = "ALERT"
     BADCHARSET = "BADCHARSET"
@@ -187,6 +189,8 @@ class Code(enum.Enum):
     TOOBIG = "TOOBIG"
     CLOSED = "CLOSED"  # RFC 7162: the previous mailbox was closed by SELECT
     USEATTR = "USEATTR"  # RFC 6154: the special use asked for in CREATE is not supported
+    HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162 section 3.1.2.1
+    MODIFIED = "MODIFIED"  # RFC 7162 section 3.1.3: failed UNCHANGEDSINCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,17 @@ class ResponseCode:
         return cls(Code.UNSEEN, _nz(seq))
 
     @classmethod
+    def highestmodseq(cls, modseq: int) -> ResponseCode:
+        """RFC 7162 section 3.1.2.1: a ``mod-sequence-value``."""
+        return cls(Code.HIGHESTMODSEQ, _modseq(modseq))
+
+    @classmethod
+    def modified(cls, numbers: Iterable[int]) -> ResponseCode:
+        """RFC 7162 section 3.1.3: the messages (numbers or UIDs) that failed
+        UNCHANGEDSINCE."""
+        return cls(Code.MODIFIED, _uid_set(numbers))
+
+    @classmethod
     def appenduid(cls, uidvalidity: int, uids: Iterable[int]) -> ResponseCode:
         """RFC 4315 section 3."""
         return cls(Code.APPENDUID, _nz(uidvalidity) + b" " + _uid_set(uids))
@@ -252,6 +267,13 @@ def _nz(n: int) -> bytes:
     if not 0 < n < 1 << 32:
         raise ValueError("not an nz-number")
     return str(n).encode()
+
+
+def _modseq(value: int) -> bytes:
+    """``mod-sequence-value`` (RFC 7162 section 7): 1 to 2**63-1."""
+    if not 0 < value < 1 << 63:
+        raise ValueError("not a mod-sequence-value")
+    return str(value).encode()
 
 
 def _uid_set(uids: Iterable[int]) -> bytes:
@@ -508,9 +530,22 @@ def quota_response(root: bytes, resources: Iterable[tuple[str, int, int]]) -> Da
     return DataResponse(b"QUOTA " + astring(root) + b" " + paren_list(triplets))
 
 
-def search_response(numbers: Iterable[int]) -> DataResponse:
-    """``* SEARCH 2 3 7``; with no match ``* SEARCH``."""
-    return DataResponse(b" ".join([b"SEARCH", *(_nz(n) for n in numbers)]))
+def search_response(numbers: Iterable[int], modseq: int | None = None) -> DataResponse:
+    """``* SEARCH 2 3 7``; with no match ``* SEARCH``. ``modseq``, the highest
+    mod-sequence of the messages found, ends a non-empty answer to a SEARCH with
+    a MODSEQ key (``search-sort-mod-seq``, RFC 7162 section 3.1.6)."""
+    words = [b"SEARCH", *(_nz(n) for n in numbers)]
+    if modseq is not None and len(words) > 1:
+        words.append(b"(MODSEQ " + _modseq(modseq) + b")")
+    return DataResponse(b" ".join(words))
+
+
+def vanished_response(uids: SequenceSet, *, earlier: bool) -> DataResponse:
+    """``* VANISHED [(EARLIER)] known-uids`` (RFC 7162 section 3.2.10)."""
+    if uids.uses_star:
+        raise ValueError("a VANISHED set names its UIDs")
+    head = b"VANISHED (EARLIER) " if earlier else b"VANISHED "
+    return DataResponse(head + uids.to_bytes())
 
 
 def id_response(params: Sequence[tuple[bytes, bytes | None]] | None) -> DataResponse:

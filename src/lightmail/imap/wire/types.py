@@ -7,9 +7,10 @@ SEARCH charset where one was given); dates are ``datetime.date``.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -24,8 +25,10 @@ __all__ = [
     "FetchItem",
     "FlagKey",
     "HeaderKey",
+    "ModseqKey",
     "NotKey",
     "OrKey",
+    "QresyncParameter",
     "SearchKey",
     "SectionText",
     "SeqNumber",
@@ -110,6 +113,41 @@ class SequenceSet:
         for r in self.resolve(largest):
             yield from r
 
+    def members(self, numbers: Iterable[int], largest: int) -> list[int]:
+        """Those of ``numbers`` (ascending) that are in the set."""
+        ranges = self.resolve(largest)
+        found: list[int] = []
+        i = 0
+        for n in numbers:
+            while i < len(ranges) and ranges[i].stop <= n:
+                i += 1
+            if i == len(ranges):
+                break
+            if n >= ranges[i].start:
+                found.append(n)
+        return found
+
+    def without(
+        self, present: Sequence[int], largest: int, *, above: int = 0
+    ) -> SequenceSet | None:
+        """The numbers of the set up to ``largest`` and above ``above`` that are not in
+        ``present`` (ascending), as ranges; None when there are none. The cost grows
+        with the ranges and ``present``, never with the size of a range."""
+        kept: list[tuple[SeqNumber, SeqNumber]] = []
+        for r in self.resolve(largest):
+            low, high = max(r.start, above + 1), min(r.stop - 1, largest)
+            i = bisect.bisect_left(present, low)
+            while low <= high:
+                if i < len(present) and present[i] <= high:
+                    if present[i] > low:
+                        kept.append((low, present[i] - 1))
+                    low = present[i] + 1
+                    i += 1
+                else:
+                    kept.append((low, high))
+                    break
+        return SequenceSet(tuple(kept)) if kept else None
+
     def to_bytes(self) -> bytes:
         def one(n: SeqNumber) -> bytes:
             return b"*" if n is STAR else str(n).encode()
@@ -150,6 +188,7 @@ class FetchItem(enum.Enum):
     RFC822 = "RFC822"  # like BODY[], sets \Seen
     RFC822_HEADER = "RFC822.HEADER"  # like BODY.PEEK[HEADER]
     RFC822_TEXT = "RFC822.TEXT"  # like BODY[TEXT], sets \Seen
+    MODSEQ = "MODSEQ"  # the message's mod-sequence (RFC 7162 section 3.1.4.2)
 
     @property
     def response_name(self) -> bytes:
@@ -203,6 +242,21 @@ class BodySection:
 FetchAttribute: TypeAlias = FetchItem | BodySection
 
 
+# --------------------------------------------------------------------------- SELECT
+
+
+@dataclass(frozen=True, slots=True)
+class QresyncParameter:
+    """SELECT/EXAMINE's ``QRESYNC (uidvalidity modseq [known-uids] [seq-match-data])``
+    (RFC 7162 section 3.2.5). ``seq_match`` pairs the client's known message
+    numbers with their UIDs: two sets of equal size, ascending, without ``*``."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
 def _astring(value: bytes) -> bytes:
     # A local copy of responses.astring to keep types.py free of imports from
     # responses.py (which imports this module). Header names are atoms in practice.
@@ -228,6 +282,8 @@ def _astring(value: bytes) -> bytes:
 #   LARGER n / SMALLER n                 SizeKey("larger" | "smaller", n)
 #   sequence-set / UID sequence-set      SequenceKey(set, uid=False / True)
 #   NOT k / OR a b / (k1 k2 ...)         NotKey / OrKey / AndKey
+#   MODSEQ [entry type] n (RFC 7162)     ModseqKey(n)   (the entry is ignored: one
+#                                        mod-sequence per message, section 3.1.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +348,13 @@ class SequenceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ModseqKey:
+    """The message's mod-sequence is ``modseq`` or more (RFC 7162 section 3.1.5)."""
+
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
 class NotKey:
     key: SearchKey
 
@@ -316,6 +379,7 @@ SearchKey: TypeAlias = (
     | DateKey
     | SizeKey
     | SequenceKey
+    | ModseqKey
     | NotKey
     | OrKey
     | AndKey

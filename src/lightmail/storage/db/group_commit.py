@@ -5,16 +5,18 @@ IMMEDIATE and COMMIT (an fsync, ``PRAGMA synchronous=FULL``), each a trip to
 the writer's thread (:mod:`lightmail.storage.db.direct`). :class:`GroupCommit`
 runs the write transactions of a process in *batches*: the first to come
 begins a database transaction; it and every write transaction that comes while
-the batch runs take their turn in it, one after the other, each inside a
-SAVEPOINT of its own, so one that fails rolls back alone. When nobody is
-waiting (or the batch is full), one COMMIT makes the whole batch durable.
+the batch runs take their turn in it, one after the other: the first on its
+own (if it fails, the database transaction is rolled back and the next one
+begins a new batch), each later one inside a SAVEPOINT, so that one that fails
+rolls back alone. When nobody is waiting (or the batch is full), one COMMIT
+makes the whole batch durable.
 Each caller leaves its ``async with`` only after that COMMIT succeeded: a
 reply is never sent before its own data is on disk. A COMMIT that fails fails
 every member of the batch; a BEGIN that fails fails every transaction waiting.
 
-Alone, a write transaction costs what it did (BEGIN, its statements, COMMIT)
-plus a SAVEPOINT and its RELEASE; under load, N of them share one BEGIN and
-one COMMIT. MySQL/MariaDB run concurrent transactions in parallel and group
+Alone, a write transaction costs what it always did: BEGIN, its statements,
+COMMIT. Under load, N of them share one BEGIN and one COMMIT, for a SAVEPOINT
+and its RELEASE each but the first. MySQL/MariaDB run concurrent transactions in parallel and group
 their commits themselves: this is for SQLite.
 """
 
@@ -44,8 +46,9 @@ def _future() -> asyncio.Future[_T]:
 class _Turn:
     """One write transaction's place in the queue."""
 
-    # The batch's connection, when it is this transaction's turn.
-    start: asyncio.Future[AsyncConnection] = field(default_factory=_future)
+    # The batch's connection when it is this transaction's turn, and whether it
+    # comes after others in the batch (and so runs inside a SAVEPOINT).
+    start: asyncio.Future[tuple[AsyncConnection, bool]] = field(default_factory=_future)
     # Set by the transaction when its statements are done: True if they succeeded.
     done: asyncio.Future[bool] = field(default_factory=_future)
     # Set by the batch once its COMMIT returned (or failed).
@@ -54,6 +57,10 @@ class _Turn:
     def took_turn(self) -> bool:
         """Whether the batch handed this transaction the connection."""
         return self.start.done() and not self.start.cancelled() and not self.start.exception()
+
+
+class _FirstFailed(Exception):
+    """The first transaction of a batch failed: the batch is rolled back whole."""
 
 
 class GroupCommit:
@@ -73,14 +80,17 @@ class GroupCommit:
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run())
         try:
-            conn = await turn.start
+            conn, after_others = await turn.start
         except BaseException:
             if turn.took_turn():  # cancelled just as its turn came: give it back
                 turn.done.set_result(False)
             raise
         succeeded = False
         try:
-            async with conn.begin_nested():
+            if after_others:
+                async with conn.begin_nested():
+                    yield conn
+            else:
                 yield conn
             succeeded = True
         finally:
@@ -96,7 +106,10 @@ class GroupCommit:
     async def _run(self) -> None:
         try:
             while self._queue:
-                await self._batch()
+                try:
+                    await self._batch()
+                except _FirstFailed:  # rolled back; the others begin a batch of their own
+                    continue
         finally:
             self._runner = None
             for turn in self._queue:  # only when the loop is shutting down
@@ -113,10 +126,14 @@ class GroupCommit:
                     turn = self._queue.popleft()
                     if turn.start.done():  # its caller was cancelled while it waited
                         continue
-                    turn.start.set_result(conn)
+                    turn.start.set_result((conn, bool(members)))
                     members.append(turn)
-                    if not await turn.done:  # rolled back to its savepoint
+                    if not await turn.done:
                         members.pop()
+                        if not members:  # the first: no savepoint to roll back to
+                            raise _FirstFailed
+        except _FirstFailed:
+            raise
         except asyncio.CancelledError:  # the loop is stopping
             for turn in members:
                 turn.committed.cancel()

@@ -115,6 +115,10 @@ mailboxes = Table(
     Column("special_use", String(32), nullable=True),  # e.g. "\\Sent" (RFC 6154)
     # Highest UID some session has already announced as \Recent (RFC 3501 2.3.2).
     Column("recent_uid", BigInteger, nullable=False, server_default="0"),
+    # The highest mod-sequence of an expunge whose UID no messages row records any
+    # more (purged by the GC, restored under a new UID, moved out by renaming
+    # INBOX): QRESYNC answers a client older than this with every UID not live.
+    Column("purged_modseq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", Timestamp, nullable=False),
     # The keywords defined in the mailbox, space-separated and sorted: a superset
     # of those its live messages have, bounded by [imap] max_keywords_per_mailbox.

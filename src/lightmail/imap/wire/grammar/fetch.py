@@ -1,4 +1,5 @@
-"""FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections."""
+"""FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections, and
+the modifiers of RFC 7162 (CHANGEDSINCE, VANISHED) in RFC 4466's syntax."""
 
 from __future__ import annotations
 
@@ -25,13 +26,41 @@ _DIGIT_BYTES = frozenset(bytes([c]) for c in DIGITS)
 
 
 def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
-    """``FETCH set attributes``: a macro, one attribute or a parenthesised list."""
+    """``FETCH set attributes [modifiers]``: a macro, one attribute or a parenthesised
+    list, then RFC 4466's ``fetch-modifiers``."""
     p.sp()
     sequence_set = p.sequence_set()
     p.sp()
     attributes = _fetch_attributes(p)
+    changedsince: int | None = None
+    vanished = False
+    if p.at(b" "):
+        p.sp()
+        for name, value in p.parenthesized(lambda: _fetch_modifier(p)):
+            if name == b"VANISHED":
+                if vanished or not uid:
+                    raise ParseError("VANISHED is allowed once, with UID FETCH only")
+                vanished = True
+            elif changedsince is not None:
+                raise ParseError("CHANGEDSINCE given twice")
+            else:
+                changedsince = value
+        if vanished and changedsince is None:
+            raise ParseError("VANISHED needs CHANGEDSINCE")
     p.end()
-    return FetchCommand(tag, uid, sequence_set, attributes)
+    return FetchCommand(tag, uid, sequence_set, attributes, changedsince, vanished)
+
+
+def _fetch_modifier(p: Parser) -> tuple[bytes, int]:
+    """``CHANGEDSINCE mod-sequence-value`` or ``VANISHED`` (RFC 7162 sections 3.1.4.1
+    and 3.2.6)."""
+    name = p.word("a FETCH modifier")
+    if name == b"VANISHED":
+        return name, 0
+    if name != b"CHANGEDSINCE":
+        raise ParseError("unknown FETCH modifier")
+    p.sp()
+    return name, p.mod_sequence()
 
 
 def _fetch_attributes(p: Parser) -> tuple[FetchAttribute, ...]:

@@ -10,7 +10,6 @@ GETQUOTA and GETQUOTAROOT.
 from __future__ import annotations
 
 import datetime
-import functools
 from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
@@ -25,6 +24,7 @@ from lightmail.imap.wire.commands import (
     StatusCommand,
 )
 from lightmail.imap.wire.parser import Handler, ParseError, Parser
+from lightmail.imap.wire.types import QresyncParameter
 
 __all__ = [
     "append",
@@ -38,10 +38,11 @@ __all__ = [
     "status",
 ]
 
-# RFC 3501, RFC 8438 (SIZE), RFC 9208 (DELETED, DELETED-STORAGE), RFC 7889 (APPENDLIMIT).
+# RFC 3501, RFC 8438 (SIZE), RFC 9208 (DELETED, DELETED-STORAGE), RFC 7889 (APPENDLIMIT),
+# RFC 7162 (HIGHESTMODSEQ).
 _STATUS_ITEMS = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE"}
-    | {"DELETED", "DELETED-STORAGE", "APPENDLIMIT"}
+    | {"DELETED", "DELETED-STORAGE", "APPENDLIMIT", "HIGHESTMODSEQ"}
 )
 # RFC 5258 section 6 (list-select-base-opt, -independent-opt, -mod-opt) and RFC 6154.
 _SELECT_BASE = frozenset({"SUBSCRIBED"})
@@ -62,8 +63,58 @@ def one_mailbox(cls: Callable[[bytes, bytes], Command]) -> Handler:
 
 
 def select(readonly: bool) -> Handler:
-    """SELECT, or EXAMINE when ``readonly`` (sections 6.3.1 and 6.3.2)."""
-    return one_mailbox(functools.partial(SelectCommand, readonly=readonly))
+    """SELECT, or EXAMINE when ``readonly`` (sections 6.3.1 and 6.3.2), with the
+    ``select-params`` of RFC 4466 section 2.1 that RFC 7162 defines: CONDSTORE
+    (section 3.1.8) and QRESYNC (section 3.2.5), each at most once."""
+
+    def parse(p: Parser, tag: bytes, uid: bool) -> Command:
+        p.sp()
+        mailbox = p.mailbox()
+        condstore = False
+        qresync: QresyncParameter | None = None
+        if p.at(b" "):
+            p.sp()
+            for param in p.parenthesized(lambda: _select_param(p)):
+                if isinstance(param, QresyncParameter):
+                    if qresync is not None:
+                        raise ParseError("QRESYNC given twice")
+                    qresync = param
+                elif condstore:
+                    raise ParseError("CONDSTORE given twice")
+                else:
+                    condstore = True
+        p.end()
+        return SelectCommand(tag, mailbox, readonly, condstore, qresync)
+
+    return parse
+
+
+def _select_param(p: Parser) -> QresyncParameter | None:
+    """One ``select-param``: CONDSTORE (None) or QRESYNC's parameter."""
+    name = p.word("a SELECT parameter")
+    if name == b"CONDSTORE":
+        return None
+    if name != b"QRESYNC":
+        raise ParseError("unknown SELECT parameter")
+    p.sp()
+    p.expect(b"(", '"("')
+    uidvalidity = p.nz_number()
+    p.sp()
+    modseq = p.mod_sequence()
+    known_uids = None
+    seq_match = None
+    if p.at(b" ") and not p.at(b" ("):
+        p.sp()
+        known_uids = p.known_set()
+    if p.at(b" "):
+        p.sp()
+        p.expect(b"(", '"("')
+        known_seqs = p.known_set()
+        p.sp()
+        seq_match = (known_seqs, p.known_set())
+        p.expect(b")", '")"')
+    p.expect(b")", '")"')
+    return QresyncParameter(uidvalidity, modseq, known_uids, seq_match)
 
 
 def rename(p: Parser, tag: bytes, uid: bool) -> Command:

@@ -32,10 +32,19 @@ def expunge(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def store(p: Parser, tag: bytes, uid: bool) -> Command:
-    """``STORE set [+-]FLAGS[.SILENT] flags``, a list or bare flags (section 6.4.6)."""
+    """``STORE set [modifiers] [+-]FLAGS[.SILENT] flags``, a list or bare flags
+    (section 6.4.6); the one modifier is RFC 7162's ``UNCHANGEDSINCE``, in RFC
+    4466's ``store-modifiers`` syntax."""
     p.sp()
     sequence_set = p.sequence_set()
     p.sp()
+    unchangedsince: int | None = None
+    if p.at(b"("):
+        modifiers = p.parenthesized(lambda: _store_modifier(p))
+        if len(modifiers) > 1:
+            raise ParseError("UNCHANGEDSINCE given twice")
+        unchangedsince = modifiers[0]
+        p.sp()
     mode: StoreMode = "replace"
     if p.at(b"+"):
         mode = "add"
@@ -56,7 +65,16 @@ def store(p: Parser, tag: bytes, uid: bool) -> Command:
             flag_items.append(p.flag())
         flags = tuple(flag_items)
     p.end()
-    return StoreCommand(tag, uid, sequence_set, mode, item == b"FLAGS.SILENT", flags)
+    silent = item == b"FLAGS.SILENT"
+    return StoreCommand(tag, uid, sequence_set, mode, silent, flags, unchangedsince)
+
+
+def _store_modifier(p: Parser) -> int:
+    """``UNCHANGEDSINCE mod-sequence-valzer`` (RFC 7162 section 3.1.3)."""
+    if p.word("a STORE modifier") != b"UNCHANGEDSINCE":
+        raise ParseError("unknown STORE modifier")
+    p.sp()
+    return p.mod_sequence(zero=True)
 
 
 def copy_or_move(cls: type[CopyCommand] | type[MoveCommand]) -> Handler:

@@ -121,4 +121,21 @@ def _key(p: Parser) -> t.SearchKey:
         return t.OrKey(left, _search_key(p))
     if name == b"UID":
         return t.SequenceKey(p.sequence_set(), uid=True)
+    if name == b"MODSEQ":
+        return _modseq_key(p)
     raise ParseError("unknown search key")
+
+
+def _modseq_key(p: Parser) -> t.ModseqKey:
+    """``MODSEQ [entry-name entry-type-req] mod-sequence-valzer`` (RFC 7162 section
+    3.1.5). One mod-sequence per message is kept, so the entry is checked and
+    ignored, as the RFC requires of such a server."""
+    if p.at(b'"'):
+        entry = p.quoted()
+        if not entry.startswith(b"/flags/") or len(entry) == len(b"/flags/"):
+            raise ParseError("invalid MODSEQ entry name")
+        p.sp()
+        if p.word("an entry type") not in (b"PRIV", b"SHARED", b"ALL"):
+            raise ParseError("invalid MODSEQ entry type")
+        p.sp()
+    return t.ModseqKey(p.mod_sequence(zero=True))
