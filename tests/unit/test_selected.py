@@ -133,3 +133,21 @@ def test_known_through_is_the_last_of_the_matching_pairs_in_order() -> None:
     assert view.known_through([(1, 2), (2, 3)]) == 0
     assert view.known_through([(6, 9)]) == 0  # past the end
     assert view.known_through([(0, 1)]) == 0
+
+
+def test_changes_alone_give_what_a_full_snapshot_gives() -> None:
+    """``apply`` with only the changed messages and the expunged UIDs announces what
+    ``update`` with every message would; expunged UIDs the view never had, or has
+    dropped already, are ignored, and a held expunge's flag change is not told."""
+    full = SelectedMailbox(1, snap(1, 2, 3, 4), readonly=False)
+    changes = SelectedMailbox(1, snap(1, 2, 3, 4), readonly=False)
+    after = snap(1, 3, 4, 5, flags={3: ("\\Seen",)})
+    expected = full.update(after, allow_expunge=True, recent=[5])
+    got = changes.apply(snap(3, 5, flags={3: ("\\Seen",)}), [2, 9], allow_expunge=True, recent=[5])
+    assert got == expected
+    assert list(changes.uids) == list(full.uids) == [1, 3, 4, 5]
+
+    held = changes.apply(snap(4, flags={4: ("\\Flagged",)}), [4, 2], allow_expunge=False)
+    assert (held.expunged, held.flags) == ([], [])
+    assert changes.is_expunged(4)
+    assert changes.apply([], [], allow_expunge=True).expunged == [(3, 4)]

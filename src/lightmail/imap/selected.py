@@ -1,7 +1,8 @@
 """One session's view of its selected mailbox (RFC 3501 sections 2.3.1.2, 5.2, 7.4.1).
 
-Sans-I/O: the session feeds fresh snapshots of the mailbox (UIDs and flags,
-read from the mailstore) and this view works out what to tell the client:
+Sans-I/O: the session feeds what changed in the mailbox (UIDs and flags read
+from the mailstore: every message, or those changed since a mod-sequence and
+the UIDs expunged since) and this view works out what to tell the client:
 new messages (EXISTS, with ``\\Recent`` for those this session claimed),
 flag changes (FETCH FLAGS) and expunges (EXPUNGE with sequence numbers that
 are correct at the moment each response is sent). Expunges are held back
@@ -212,32 +213,60 @@ class SelectedMailbox:
         keywords: Iterable[str] = (),
         keyword_room: bool | None = None,
     ) -> Updates:
-        """Compare with a fresh snapshot and return what to announce.
+        """Compare with a fresh snapshot of every message (in UID order) and return
+        what to announce; as :meth:`apply` with each message of the view that the
+        snapshot lacks as expunged."""
+        current = list(snapshot)
+        return self.apply(
+            current,
+            self.missing(m.uid for m in current),
+            allow_expunge=allow_expunge,
+            recent=recent,
+            keywords=keywords,
+            keyword_room=keyword_room,
+        )
 
-        ``recent`` are the new UIDs this session claimed as ``\\Recent``;
-        ``keywords`` and ``keyword_room`` are the mailbox's keyword set and
-        whether it may grow, read just before the snapshot (None: unchanged).
-        With ``allow_expunge`` false, vanished messages stay in the map
-        (their data can no longer be fetched) until a later update allows it.
+    def missing(self, live: Iterable[int]) -> list[int]:
+        """The UIDs of the view that are not among ``live``: expunged meanwhile."""
+        present = set(live)
+        return [uid for uid in self._uids if uid not in present]
+
+    def apply(
+        self,
+        changed: Iterable[Snapshot],
+        expunged: Iterable[int],
+        *,
+        allow_expunge: bool,
+        recent: Iterable[int] = (),
+        keywords: Iterable[str] = (),
+        keyword_room: bool | None = None,
+    ) -> Updates:
+        """Take in what changed since the view was current and return what to announce.
+
+        ``changed`` are the messages (in UID order) whose flags may have changed
+        or that are new; ``expunged`` the UIDs expunged meanwhile (any not in the
+        view are ignored). ``recent`` are the new UIDs this session claimed as
+        ``\\Recent``; ``keywords`` and ``keyword_room`` are the mailbox's keyword
+        set and whether it may grow, read just before (None: unchanged). With
+        ``allow_expunge`` false, expunged messages stay in the map (their data
+        can no longer be fetched) until a later update allows it.
         """
-        current = {m.uid: m for m in snapshot}
-        self._gone |= {uid for uid in self._uids if uid not in current}
+        self._gone.update(uid for uid in expunged if uid in self._flags)
         updates = self.release_expunges() if allow_expunge else Updates()
-
-        for uid in self._uids:
-            message = current.get(uid)
-            if message is not None and message.flags != self._flags[uid]:
+        largest = self.largest_uid
+        new: list[Snapshot] = []
+        for message in changed:
+            uid = message.uid
+            if uid > largest:
+                new.append(message)
+            elif uid not in self._gone and message.flags != self._flags.get(uid, message.flags):
                 self._flags[uid] = self._share(message.flags)
                 updates.flags.append((self.seq_of(uid) or 0, uid, message.flags, message.modseq))
-
-        largest = self.largest_uid
-        new = sorted(uid for uid in current if uid > largest)
         if new:
             self._recent.update(recent)
-            for uid in new:
-                self._uids.append(uid)
-                self._flags[uid] = self._share(current[uid].flags)
-        if new:
+            for message in new:
+                self._uids.append(message.uid)
+                self._flags[message.uid] = self._share(message.flags)
             # Never an EXISTS that lowers the count: only EXPUNGE may (RFC 3501 5.2).
             updates.exists = len(self._uids)
             updates.recent = len(self._recent)

@@ -421,16 +421,23 @@ class ImapSession:
         if mailbox.highestmodseq == self.modseq:
             self._changed = False
             return False
-        infos = await self.store.list_messages(mailbox)
+        # Only what changed since the view was current, unless an expunge since
+        # lost its row to the garbage collector: then every message, to compare.
+        changed, expunged = await self.store.changes_since(mailbox, self.modseq)
+        gone: Iterable[int] = expunged.uids
+        if not expunged.complete:
+            changed = await self.store.list_messages(mailbox)
+            gone = view.missing(info.uid for info in changed)
         recent: list[int] = []
-        if not view.readonly and infos and infos[-1].uid > view.largest_uid:
+        if not view.readonly and changed and changed[-1].uid > view.largest_uid:
             recent = await self.store.claim_recent(mailbox)
         if not view.has_pending_expunges:
             self._expunge_floor = self.modseq  # any expunge found now is after it
         self.modseq = mailbox.highestmodseq
         self._changed = False
-        updates = view.update(
-            self.snapshot(infos),
+        updates = view.apply(
+            self.snapshot(changed),
+            gone,
             allow_expunge=allow_expunge,
             recent=recent,
             keywords=mailbox.keywords,

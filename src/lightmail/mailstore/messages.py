@@ -286,13 +286,18 @@ class Messages(StoreCore):
         """The messages expunged after ``modseq`` (QRESYNC, RFC 7162 sections 3.2.5
         and 3.2.6): the soft-deleted rows expunged since, complete unless the
         mailbox's ``purged_modseq`` says an expunge since has lost its row."""
-        params = {"mailbox_id": mailbox.id, "modseq": modseq}
         async with self.db.read() as conn:
-            purged = (await conn.execute(_PURGED_MODSEQ, params)).scalar_one_or_none()
-            if purged is None:
-                raise MailboxNotFound(str(mailbox.id))
-            uids = list((await conn.execute(_EXPUNGED_SINCE, params)).scalars())
-        return Expunged(uids, complete=purged <= modseq)
+            return await _expunged_since(conn, mailbox, modseq)
+
+    async def changes_since(
+        self, mailbox: Mailbox, modseq: int
+    ) -> tuple[list[MessageInfo], Expunged]:
+        """What a view that was current at ``modseq`` must learn, read together: the
+        live messages changed or added since (in UID order) and the expunges since."""
+        async with self.db.read() as conn:
+            expunged = await _expunged_since(conn, mailbox, modseq)
+            rows = await conn.execute(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
+            return [info_from_row(row) for row in rows], expunged
 
     async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
         """Sizes, dates, flags and blob keys of the given messages, in UID order."""
@@ -369,3 +374,12 @@ class Messages(StoreCore):
             .order_by(t.messages.c.uid)
         )
         return [row.uid for row in rows]
+
+
+async def _expunged_since(conn: AsyncConnection, mailbox: Mailbox, modseq: int) -> Expunged:
+    params = {"mailbox_id": mailbox.id, "modseq": modseq}
+    purged = (await conn.execute(_PURGED_MODSEQ, params)).scalar_one_or_none()
+    if purged is None:
+        raise MailboxNotFound(str(mailbox.id))
+    uids = list((await conn.execute(_EXPUNGED_SINCE, params)).scalars())
+    return Expunged(uids, complete=purged <= modseq)

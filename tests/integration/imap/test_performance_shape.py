@@ -9,16 +9,20 @@ machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
+from lightmail.mailstore.purge import Purge
 from lightmail.mailstore.store import MailStore
+from lightmail.storage.db import tables as t
 from tests.integration.imap.conftest import ImapTarget
+from tests.integration.imap.test_hostile import Wire, connect, login
 
 MESSAGE = b"From: a@example.org\r\nSubject: shape\r\n\r\nbody\r\n"
 
@@ -90,3 +94,78 @@ async def test_select_and_fetch_flags_of_many_messages(
     # The cached parse serves ENVELOPE and the header: batched queries, no blob read.
     assert await asyncio.to_thread(headers) <= 4 + 2 * (count // 500 + 1)
     assert blob_reads == []
+
+
+async def test_a_selected_session_reads_only_what_changed(
+    imap: ImapTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that hears of a change reads the messages changed and expunged since
+    its view was current, not the whole mailbox; only when the garbage collector has
+    purged an expunge it missed does it compare every message."""
+    user = await imap.new_user()
+    store = imap.backend.store
+
+    async def one() -> AsyncIterator[bytes]:
+        yield MESSAGE
+
+    await store.append(user.id, "INBOX", one())
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    for _ in range(8):  # 256 messages
+        await store.copy(user.id, inbox, [m.uid for m in await store.list_messages(inbox)], "INBOX")
+    await store.claim_recent(inbox)
+    full_reads: list[int] = []
+    real_list = MailStore.list_messages
+
+    def counting_list(self: MailStore, mailbox: Any) -> Any:
+        full_reads.append(mailbox.id)
+        return real_list(self, mailbox)
+
+    monkeypatch.setattr(MailStore, "list_messages", counting_list)
+
+    def step(wire: Wire, line: bytes) -> list[bytes]:
+        wire.send(b"T " + line + b"\r\n")
+        lines = wire.until(b"T")
+        assert lines[-1].startswith(b"T OK"), lines
+        return lines[:-1]
+
+    with contextlib.ExitStack() as wires:
+        watcher, other = [await asyncio.to_thread(wires.enter_context, connect(imap)) for _ in "ab"]
+
+        def select_both() -> None:
+            for wire in (watcher, other):
+                login(wire, user)
+                step(wire, b"SELECT INBOX")
+            full_reads.clear()
+
+        def change(*lines: bytes) -> list[bytes]:
+            """What the watcher hears at its NOOP after ``lines`` from the other session."""
+            for line in lines:
+                step(other, line)
+            return step(watcher, b"NOOP")
+
+        await asyncio.to_thread(select_both)
+        assert await asyncio.to_thread(change, b"STORE 5 +FLAGS.SILENT (\\Flagged)") == [
+            b"* 5 FETCH (UID 5 FLAGS (\\Flagged))"
+        ]
+        assert await asyncio.to_thread(
+            change, b"STORE 7 +FLAGS.SILENT (\\Deleted)", b"EXPUNGE"
+        ) == [b"* 7 EXPUNGE"]
+        await store.append(user.id, "INBOX", one())
+        assert await asyncio.to_thread(change) == [b"* 256 EXISTS", b"* 1 RECENT"]
+        assert full_reads == []
+
+        # An expunge the watcher has not heard of loses its row to the GC.
+        await asyncio.to_thread(step, other, b"STORE 9 +FLAGS.SILENT (\\Deleted)")
+        await asyncio.to_thread(step, other, b"EXPUNGE")
+        async with imap.backend.db.read() as conn:
+            ids = (
+                await conn.execute(
+                    select(t.messages.c.id).where(
+                        t.messages.c.mailbox_id == inbox.id, t.messages.c.deleted_at.is_not(None)
+                    )
+                )
+            ).scalars()
+            purged = list(ids)
+        assert await Purge(imap.backend.db).delete_rows(purged, []) == len(purged)
+        assert await asyncio.to_thread(change) == [b"* 9 EXPUNGE"]
+        assert full_reads == [inbox.id]

@@ -200,6 +200,8 @@ messages = Table(
     Index(None, "object_key"),
     Index(None, "deleted_at"),
     Index(None, "user_id", "deleted_at"),
+    # What changed in a mailbox since a mod-sequence (a session catching up, CONDSTORE).
+    Index(None, "mailbox_id", "modseq"),
     sqlite_autoincrement=True,
     **_MYSQL,
 )
