@@ -298,6 +298,7 @@ class ImapSession:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
         capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
+        capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -335,8 +336,12 @@ class ImapSession:
         return self.selected
 
     def may_expunge(self, command: c.Command) -> bool:
-        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones may)."""
-        if isinstance(command, c.FetchCommand | c.StoreCommand | c.SearchCommand):
+        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH, nor SORT
+        or THREAD (RFC 5256); their UID forms may."""
+        if isinstance(
+            command,
+            c.FetchCommand | c.StoreCommand | c.SearchCommand | c.SortCommand | c.ThreadCommand,
+        ):
             return command.uid
         return True
 

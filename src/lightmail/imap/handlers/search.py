@@ -1,5 +1,6 @@
 """SEARCH and UID SEARCH (RFC 3501 section 6.4.4): evaluated by
-:mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store."""
+:mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store.
+`find` is the search SORT and THREAD (``imap/handlers/sort.py``) run too."""
 
 from __future__ import annotations
 
@@ -12,20 +13,30 @@ from lightmail.imap import search as matching
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok, search_response
-from lightmail.mailstore.store import MessageMeta
+from lightmail.imap.wire.types import SearchKey
+from lightmail.mailstore.store import MessageInfo, MessageMeta
 
 log = logging.getLogger(__name__)
 
 
 async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4)."""
-    if command.charset not in (None, *_CHARSETS):
-        return no("Unsupported charset", ResponseCode.badcharset(_CHARSETS))
+    if command.charset not in (None, *CHARSETS):
+        return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
+    found = await find(session, command.key)
+    session.send(search_response(info.uid if command.uid else seq for seq, info in found))
+    await session.announce(allow_expunge=session.may_expunge(command))
+    return ok("Search completed")
+
+
+async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageInfo]]:
+    """The messages of the selected mailbox that match `key`, with their sequence
+    numbers, in sequence order: the one search of SEARCH, SORT and THREAD."""
     view = session.view
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
-    needles = matching.text_needles(command.key)
-    sent_dates = matching.uses_sent_date(command.key)  # else the envelope stays undecoded
-    matched: list[int] = []
+    needles = matching.text_needles(key)
+    sent_dates = matching.uses_sent_date(key)  # else the envelope stays undecoded
+    matched: list[tuple[int, MessageInfo]] = []
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
     for start in range(0, len(live), META_BATCH):
@@ -50,17 +61,15 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
                 sent_date=_sent_date(meta.envelope.date) if sent_dates else None,
             )
             if matching.matches(
-                command.key,
+                key,
                 message,
                 largest_seq=view.exists,
                 largest_uid=view.largest_uid,
                 found=found,
             ):
-                matched.append(uid if command.uid else seq)
+                matched.append((seq, meta.info))
             await turn.pause()
-    session.send(search_response(matched))
-    await session.announce(allow_expunge=session.may_expunge(command))
-    return ok("Search completed")
+    return matched
 
 
 async def _search_text(
@@ -89,7 +98,8 @@ async def _search_text(
     return scan.found()
 
 
-_CHARSETS = ("US-ASCII", "UTF-8")
+CHARSETS = ("US-ASCII", "UTF-8")
+"""The charsets SEARCH, SORT and THREAD take (RFC 3501 6.4.4, RFC 5256)."""
 _SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way
 
 

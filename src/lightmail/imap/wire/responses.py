@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from lightmail.imap.wire.types import SequenceSet
+from lightmail.imap.wire.types import SequenceSet, ThreadNode
 
 __all__ = [
     "Code",
@@ -61,8 +61,10 @@ __all__ = [
     "recent_response",
     "render",
     "search_response",
+    "sort_response",
     "status_response",
     "string",
+    "thread_response",
 ]
 
 _CRLF = b"\r\n"
@@ -497,6 +499,45 @@ def status_response(mailbox: bytes, items: Sequence[tuple[str, int]]) -> DataRes
 def search_response(numbers: Iterable[int]) -> DataResponse:
     """``* SEARCH 2 3 7``; with no match ``* SEARCH``."""
     return DataResponse(b" ".join([b"SEARCH", *(_nz(n) for n in numbers)]))
+
+
+def sort_response(numbers: Iterable[int]) -> DataResponse:
+    """RFC 5256 section 4: ``* SORT 2 3 6``; with no match ``* SORT``."""
+    return DataResponse(b" ".join([b"SORT", *(_nz(n) for n in numbers)]))
+
+
+def thread_response(threads: Sequence[ThreadNode]) -> DataResponse:
+    """RFC 5256 section 4: ``* THREAD (2)(3 6 (4 23)(44 7 96))``; ``* THREAD`` for none.
+
+    A chain of only children is one ``thread-members`` list; a node with several
+    children nests them, and a dummy (no number) is only its nested children.
+    Written with a stack, not recursion, so any depth renders.
+    """
+    out = [b"THREAD"]
+    if threads:
+        out.append(b" ")
+    stack: list[ThreadNode | bytes] = []
+    for thread in reversed(threads):
+        stack += [b")", thread, b"("]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            out.append(item)
+            continue
+        node, numbered = item, False
+        while True:
+            if node.number is not None:
+                out.append(b" " + _nz(node.number) if numbered else _nz(node.number))
+                numbered = True
+            if len(node.children) != 1:
+                break
+            node = node.children[0]
+        if node.children:
+            if numbered:
+                out.append(b" ")
+            for child in reversed(node.children):
+                stack += [b")", child, b"("]
+    return DataResponse(b"".join(out))
 
 
 def id_response(params: Sequence[tuple[bytes, bytes | None]] | None) -> DataResponse:
