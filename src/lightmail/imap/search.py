@@ -59,6 +59,7 @@ __all__ = [
     "matches",
     "text_needles",
     "text_segments",
+    "uses_parse",
     "uses_sent_date",
 ]
 
@@ -72,9 +73,10 @@ class SearchMessage:
 
     ``flags`` as stored (``"\\\\Seen"``, ``"$Label"``), without ``\\Recent``, which is
     ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware, in the zone it
-    was given in; ``header`` is the raw header block; ``sent_date`` is the Date
-    header's date in its own time zone, or None when missing or unparsable
-    (and when no key compares it: :func:`uses_sent_date`).
+    was given in; ``header`` is the raw header block (empty when no key reads
+    it: :func:`uses_parse`); ``sent_date`` is the Date header's date in its own
+    time zone, or None when missing or unparsable (and when no key compares it:
+    :func:`uses_sent_date`).
     """
 
     seq: int
@@ -112,6 +114,17 @@ def text_needles(key: SearchKey) -> frozenset[Needle]:
     """
     return frozenset(
         (node.value, node.whole_message) for node in _leaves(key) if isinstance(node, TextKey)
+    )
+
+
+def uses_parse(key: SearchKey) -> bool:
+    """Whether a key of the tree reads the cached parse (the header block or the
+    Date header) or the body: HEADER, SUBJECT, FROM, TO, CC, BCC, BODY, TEXT and
+    the SENT* keys. Without one, flags, sizes and dates decide."""
+    return any(
+        isinstance(node, HeaderKey | AddressKey | TextKey)
+        or (isinstance(node, DateKey) and node.sent)
+        for node in _leaves(key)
     )
 
 

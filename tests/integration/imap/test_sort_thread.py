@@ -220,3 +220,21 @@ def _ok(wire: Wire, line: bytes) -> list[bytes]:
     lines = wire.until(b"A")
     assert lines[-1].startswith(b"A OK"), lines
     return [reply for reply in lines[:-1] if not reply.startswith(b"* OK [")]
+
+
+async def test_arrival_compares_internaldate_to_the_second(imap: ImapTarget) -> None:
+    """INTERNALDATE has no fractions of a second on the wire (RFC 3501 date-time),
+    so two messages that arrived within one second tie, and sequence order decides."""
+    user = await imap.new_user()
+    noon = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    await _append(imap, user, _message("Subject: later"), noon.replace(microsecond=900_000))
+    await _append(imap, user, _message("Subject: sooner"), noon.replace(microsecond=100_000))
+
+    def conversation() -> None:
+        with imapclient_connect(imap, user) as client:
+            client.select_folder("INBOX")
+            client.use_uid = False
+            assert client.sort("ARRIVAL") == [1, 2]
+            assert client.sort(["REVERSE", "ARRIVAL"]) == [1, 2]
+
+    await asyncio.to_thread(conversation)

@@ -8,10 +8,30 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lightmail.imap.search import uses_parse
 from lightmail.imap.sort import SortMessage, sort
 from lightmail.imap.thread import thread
 from lightmail.imap.wire.responses import thread_response
-from lightmail.imap.wire.types import SortCriterion, SortKey, ThreadAlgorithm, ThreadNode
+from lightmail.imap.wire.types import (
+    STAR,
+    AddressKey,
+    AllKey,
+    AndKey,
+    DateKey,
+    FlagKey,
+    HeaderKey,
+    NotKey,
+    OrKey,
+    SearchKey,
+    SequenceKey,
+    SequenceSet,
+    SizeKey,
+    SortCriterion,
+    SortKey,
+    TextKey,
+    ThreadAlgorithm,
+    ThreadNode,
+)
 from lightmail.mailstore.mime.sorting import base_subject, casemap
 from lightmail.mailstore.mime.types import SortKeys
 
@@ -39,6 +59,32 @@ def threads(messages: list[SortMessage], algorithm: ThreadAlgorithm) -> bytes:
 
 
 REFERENCES = ThreadAlgorithm.REFERENCES
+
+
+# -- the search (SORT and THREAD ALL read no cached parse) --------------------------
+
+_DAY = _DAY0.date()
+
+
+@pytest.mark.parametrize(
+    ("key", "reads"),
+    [
+        (AllKey(), False),
+        (AndKey((FlagKey(b"\\Seen", present=False), SizeKey("larger", 10))), False),
+        (
+            OrKey(
+                DateKey("since", _DAY, sent=False), SequenceKey(SequenceSet(((1, STAR),)), uid=True)
+            ),
+            False,
+        ),
+        (NotKey(DateKey("on", _DAY, sent=True)), True),
+        (AndKey((AllKey(), HeaderKey(b"SUBJECT", b"x"))), True),
+        (OrKey(AllKey(), AddressKey(b"FROM", b"x")), True),
+        (NotKey(TextKey(b"x", whole_message=False)), True),
+    ],
+)
+def test_uses_parse(key: SearchKey, reads: bool) -> None:
+    assert uses_parse(key) is reads
 
 
 # -- SORT ------------------------------------------------------------------------

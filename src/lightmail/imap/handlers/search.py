@@ -36,29 +36,37 @@ async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageI
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     needles = matching.text_needles(key)
     sent_dates = matching.uses_sent_date(key)  # else the envelope stays undecoded
+    parsed = matching.uses_parse(key)  # else the cached parse is not read at all
     matched: list[tuple[int, MessageInfo]] = []
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
     for start in range(0, len(live), META_BATCH):
         batch = live[start : start + META_BATCH]
         uids = [uid for _, uid in batch]
-        metas = {meta.info.uid: meta for meta in await session.store.fetch_meta(mailbox, uids)}
+        rows: dict[int, tuple[MessageInfo, MessageMeta | None]]
+        if parsed:
+            metas = await session.store.fetch_meta(mailbox, uids)
+            rows = {meta.info.uid: (meta.info, meta) for meta in metas}
+        else:
+            infos = await session.store.fetch_infos(mailbox, uids)
+            rows = {info.uid: (info, None) for info in infos}
         for seq, uid in batch:
-            meta = metas.get(uid)
-            if meta is None:
+            row = rows.get(uid)
+            if row is None:
                 continue
+            info, meta = row
             found: frozenset[tuple[bytes, bool]] = frozenset()
-            if needles:
+            if needles and meta is not None:
                 found = await _search_text(session, meta, needles, turn)
             message = matching.SearchMessage(
                 seq=seq,
                 uid=uid,
                 flags=view.flags_of(uid),
                 recent=view.is_recent(uid),
-                size=meta.info.size,
-                internaldate=meta.info.internaldate,
-                header=meta.header,
-                sent_date=_sent_date(meta.envelope.date) if sent_dates else None,
+                size=info.size,
+                internaldate=info.internaldate,
+                header=b"" if meta is None else meta.header,
+                sent_date=_sent_date(meta.envelope.date) if sent_dates and meta else None,
             )
             if matching.matches(
                 key,
@@ -67,7 +75,7 @@ async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageI
                 largest_uid=view.largest_uid,
                 found=found,
             ):
-                matched.append((seq, meta.info))
+                matched.append((seq, info))
             await turn.pause()
     return matched
 

@@ -59,12 +59,14 @@ async def _messages(session: ImapSession, key: SearchKey, *, uid: bool) -> list[
         keys = cached.get(info.uid)
         if keys is None:
             continue  # expunged by another session since the search
+        # INTERNALDATE as clients see it, to the second (RFC 3501 date-time).
+        arrival = info.internaldate.replace(microsecond=0)
         messages.append(
             SortMessage(
                 seq=seq,
                 number=info.uid if uid else seq,
-                arrival=info.internaldate,
-                sent=info.internaldate if keys.sent_date is None else keys.sent_date,
+                arrival=arrival,
+                sent=arrival if keys.sent_date is None else keys.sent_date,
                 size=info.size,
                 keys=keys.keys,
             )
