@@ -7,16 +7,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection
-
 from lightmail.accounts.service import Accounts
 from lightmail.mailstore.mime.sorting import casemap
 from lightmail.mailstore.store import MailStore, MessageSortKeys
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.db.engine import Database
 from tests.conftest import open_blobs
+from tests.contract.test_internaldate_migration import _migrate
 
 MESSAGES = [
     b"From: Zed <z@example.org>\r\nSubject: Re: [list] plans (fwd)\r\n"
@@ -27,16 +24,6 @@ MESSAGES = [
     b"In-Reply-To: <p@example.org>\r\n\r\nx\r\n",
     b"Subject: bare\r\n\r\nno fields\r\n",
 ]
-
-
-def _migrate(revision: str, *, down: bool = False) -> Any:
-    def run(connection: Connection) -> None:
-        config = Config()
-        config.set_main_option("script_location", "lightmail.storage.db:migrations")
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
 
 
 async def _all_keys(store: MailStore, user_id: int) -> dict[tuple[str, int], MessageSortKeys]:
