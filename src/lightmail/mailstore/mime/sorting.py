@@ -71,8 +71,9 @@ def base_subject(subject: str) -> tuple[str, bool]:
                 reply = True
             else:
                 break
-        # (3) and (4), repeated (5). The run of blobs at the front is found once
-        # and reused while (4) removes its blobs one by one.
+        # (3) and (4), repeated (5). The run of blobs at the front, and whether a
+        # subj-refwd follows it, are found once and reused while (4) removes
+        # the run's blobs one by one.
         blobs_end = -1
         leader_end: int | None = None
         while start < end:
