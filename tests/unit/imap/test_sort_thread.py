@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lightmail.imap.search import uses_parse
 from lightmail.imap.sort import SortMessage, sort
@@ -281,3 +283,42 @@ def test_very_deep_branching_renders_without_recursion() -> None:
     assert sorted(int(n) for n in rendered[7:].replace(b"(", b" ").replace(b")", b" ").split()) == (
         list(range(1, depth + 1))
     )
+
+
+_IDS = st.sampled_from(["a", "b", "c", "d", "e", "f", ""])
+
+
+@st.composite
+def _tangles(draw: st.DrawFn) -> list[SortMessage]:
+    """Messages whose ids and references come from a small pool: duplicates,
+    loops, self-references and missing parents all happen."""
+    count = draw(st.integers(0, 12))
+    return [
+        message(
+            seq,
+            subject=draw(st.sampled_from(["", "x", "Re: x", "y", "Fwd: y", "[l] x"])),
+            message_id=draw(_IDS),
+            references=tuple(draw(st.lists(_IDS.filter(bool), max_size=4))),
+            day=draw(st.integers(0, 3)),
+        )
+        for seq in range(1, count + 1)
+    ]
+
+
+def _numbers(rendered: bytes) -> list[int]:
+    return sorted(int(n) for n in rendered[6:].replace(b"(", b" ").replace(b")", b" ").split())
+
+
+@given(_tangles(), st.sampled_from(list(ThreadAlgorithm)))
+def test_every_message_is_threaded_once_whatever_the_references(
+    messages: list[SortMessage], algorithm: ThreadAlgorithm
+) -> None:
+    rendered = threads(messages, algorithm)
+    assert _numbers(rendered) == [m.seq for m in messages]
+    depth = 0
+    for char in rendered[6:]:
+        depth += {ord("("): 1, ord(")"): -1}.get(char, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert b"()" not in rendered
+    assert threads(list(reversed(messages)), algorithm) == rendered  # input order is no matter
