@@ -3,17 +3,12 @@ their cached header and ENVELOPE, exactly the keys a delivery computes."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lightmail.accounts.service import Accounts
 from lightmail.mailstore.mime.sorting import casemap
 from lightmail.mailstore.store import MailStore, MessageSortKeys
-from lightmail.notify.bus import InProcessNotificationBus
-from lightmail.storage.db.engine import Database
-from tests.conftest import open_blobs
-from tests.contract.test_internaldate_migration import _migrate
+from tests.support.migrations import down_and_up, store_with_user
 
 MESSAGES = [
     b"From: Zed <z@example.org>\r\nSubject: Re: [list] plans (fwd)\r\n"
@@ -39,16 +34,7 @@ async def _all_keys(store: MailStore, user_id: int) -> dict[tuple[str, int], Mes
 async def test_rows_stored_before_0008_get_the_keys_a_delivery_computes(
     own_storage: tuple[str, dict[str, Any]],
 ) -> None:
-    url, spec = own_storage
-    db = Database(url)
-    blobs = open_blobs(spec)
-    try:
-        await db.upgrade()
-        store = MailStore(db, blobs, InProcessNotificationBus())
-        accounts = Accounts(store)
-        domain = f"d{uuid.uuid4().hex[:8]}.example"
-        await accounts.add_domain(domain)
-        user = await accounts.add_user(f"old@{domain}", "secret")
+    async with store_with_user(own_storage) as (store, user):
         for message in MESSAGES:
 
             async def one(message: bytes = message) -> AsyncIterator[bytes]:
@@ -65,12 +51,5 @@ async def test_rows_stored_before_0008_get_the_keys_a_delivery_computes(
         before = await _all_keys(store, user.id)
         assert len(before) > 500
         assert {keys.keys.subject for keys in before.values()} == {"PLANS", casemap("café"), "BARE"}
-        async with db.write() as conn:
-            await conn.run_sync(_migrate("0007", down=True))
-        assert await db.current_revision() == "0007"
-        async with db.write() as conn:
-            await conn.run_sync(_migrate("head"))  # 0008 and what follows it
+        await down_and_up(store.db, "0007")  # 0008 and what follows it
         assert await _all_keys(store, user.id) == before
-    finally:
-        await blobs.close()
-        await db.close()
