@@ -62,6 +62,7 @@ __all__ = [
     "text_segments",
     "uses_message_numbers",
     "uses_modseq",
+    "uses_parse",
     "uses_sent_date",
 ]
 
@@ -75,10 +76,10 @@ class SearchMessage:
 
     ``flags`` as stored (``"\\\\Seen"``, ``"$Label"``), without ``\\Recent``, which is
     ``recent``; ``size`` is RFC822.SIZE; ``internaldate`` is aware, in the zone it
-    was given in; ``header`` is the raw header block; ``sent_date`` is the Date
-    header's date in its own time zone, or None when missing or unparsable
-    (and when no key compares it: :func:`uses_sent_date`); ``modseq`` is its
-    mod-sequence (RFC 7162).
+    was given in; ``header`` is the raw header block (empty when no key reads
+    it: :func:`uses_parse`); ``sent_date`` is the Date header's date in its own
+    time zone, or None when missing or unparsable (and when no key compares it:
+    :func:`uses_sent_date`); ``modseq`` is its mod-sequence (RFC 7162).
     """
 
     seq: int
@@ -130,6 +131,17 @@ def uses_modseq(key: SearchKey) -> bool:
     """Whether a key of the tree is MODSEQ: the answer then ends with the highest
     mod-sequence found (RFC 7162 section 3.1.5), and CONDSTORE is enabled."""
     return any(isinstance(node, ModseqKey) for node in _leaves(key))
+
+
+def uses_parse(key: SearchKey) -> bool:
+    """Whether a key of the tree reads the cached parse (the header block or the
+    Date header) or the body: HEADER, SUBJECT, FROM, TO, CC, BCC, BODY, TEXT and
+    the SENT* keys. Without one, flags, sizes and dates decide."""
+    return any(
+        isinstance(node, HeaderKey | AddressKey | TextKey)
+        or (isinstance(node, DateKey) and node.sent)
+        for node in _leaves(key)
+    )
 
 
 def uses_sent_date(key: SearchKey) -> bool:

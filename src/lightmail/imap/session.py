@@ -308,6 +308,7 @@ class ImapSession:
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
         capabilities += ["CONDSTORE", "QRESYNC"]
+        capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -364,9 +365,10 @@ class ImapSession:
         return self.selected
 
     def may_expunge(self, command: c.Command) -> bool:
-        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID ones
-        may, but not a UID SEARCH with message numbers: RFC 7162 section 3.2.10.2)."""
-        if isinstance(command, c.SearchCommand):
+        """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH, nor SORT
+        or THREAD (RFC 5256); their UID forms may, but not a UID SEARCH, SORT or THREAD
+        with message numbers (RFC 7162 section 3.2.10.2)."""
+        if isinstance(command, c.SearchCommand | c.SortCommand | c.ThreadCommand):
             return command.uid and not uses_message_numbers(command.key)
         if isinstance(command, c.FetchCommand | c.StoreCommand):
             return command.uid

@@ -19,9 +19,12 @@ from lightmail.mailstore.rows import (
     COPIED_COLUMNS,
     INFO_COLUMNS,
     LIVE,
+    SORT_KEY_COLUMNS,
+    aware,
     chunks,
     info_from_row,
     live,
+    sort_keys_from_row,
 )
 from lightmail.mailstore.types import (
     CopyResult,
@@ -30,6 +33,7 @@ from lightmail.mailstore.types import (
     Mailbox,
     MessageInfo,
     MessageMeta,
+    MessageSortKeys,
     StoreMode,
     StoreResult,
 )
@@ -64,6 +68,15 @@ _CHANGED_SINCE = (
 )
 _META_ROWS = (
     select(*INFO_COLUMNS, t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
+    .where(LIVE, _UIDS)
+    .order_by(t.messages.c.uid)
+)
+_SORT_ROWS = (
+    select(
+        t.messages.c.uid,
+        t.messages.c.sent_date,
+        *(t.messages.c[name] for name in SORT_KEY_COLUMNS),
+    )
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
@@ -311,11 +324,21 @@ class Messages(StoreCore):
             async for row in self._rows(_META_ROWS, mailbox, uids)
         ]
 
+    async def fetch_sort_keys(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageSortKeys]:
+        """The sent dates and cached SORT and THREAD keys (RFC 5256) of the given
+        messages, in UID order."""
+        return [
+            MessageSortKeys(
+                row[0], None if row[1] is None else aware(row[1]), sort_keys_from_row(row[2:])
+            )
+            async for row in self._rows(_SORT_ROWS, mailbox, uids)
+        ]
+
     async def _rows(
         self, query: Select[Any], mailbox: Mailbox, uids: Sequence[int]
     ) -> AsyncIterator[t.AnyRow]:
-        """Live message rows by UID (``_INFO_ROWS`` or ``_META_ROWS``), one query per
-        chunk of the list."""
+        """Live message rows by UID (``_INFO_ROWS``, ``_META_ROWS`` or ``_SORT_ROWS``),
+        one query per chunk of the list."""
         async with self.db.read() as conn:
             for chunk in chunks(sorted(set(uids))):
                 rows = await conn.execute(query, {"mailbox_id": mailbox.id, "uids": chunk})

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import BindParameter, and_, bindparam, update
 
-from lightmail.mailstore.mime.types import ParsedMessage
+from lightmail.mailstore.mime.types import ParsedMessage, SortKeys
 from lightmail.mailstore.types import Flags, Mailbox, MessageInfo
 from lightmail.storage.db import tables as t
 
@@ -120,8 +120,20 @@ INFO_COLUMNS = (  # in info_from_row's order
     t.messages.c.object_key,
     t.messages.c.size_crlf,
 )
+# SortKeys (SORT and THREAD, RFC 5256) in its fields' order.
+SORT_KEY_COLUMNS = (
+    "sort_subject",
+    "subject_reply",
+    "sort_from",
+    "sort_to",
+    "sort_cc",
+    "sort_display_from",
+    "sort_display_to",
+    "thread_message_id",
+    "thread_references",
+)
 # The parse results cached at delivery, so FETCH, SEARCH and SORT never read the blob.
-PARSE_CACHE_COLUMNS = (
+_PARSED_COLUMNS = (
     "header",
     "envelope",
     "bodystructure",
@@ -133,6 +145,7 @@ PARSE_CACHE_COLUMNS = (
     "bcc_addr",
     "message_id",
 )
+PARSE_CACHE_COLUMNS = (*_PARSED_COLUMNS, *SORT_KEY_COLUMNS)
 # Columns copied unchanged when a message is copied or moved.
 COPIED_COLUMNS = (
     "object_key",
@@ -160,7 +173,39 @@ def parse_cache_values(parsed: ParsedMessage) -> dict[str, Any]:
         parsed.bcc,
         parsed.message_id,
     )
-    return dict(zip(PARSE_CACHE_COLUMNS, values, strict=True))
+    return {**dict(zip(_PARSED_COLUMNS, values, strict=True)), **sort_key_values(parsed.sort)}
+
+
+def sort_key_values(keys: SortKeys) -> dict[str, Any]:
+    """The :data:`SORT_KEY_COLUMNS` of a message row."""
+    values = (
+        keys.subject,
+        keys.reply,
+        keys.from_,
+        keys.to,
+        keys.cc,
+        keys.display_from,
+        keys.display_to,
+        keys.message_id,
+        " ".join(keys.references),
+    )
+    return dict(zip(SORT_KEY_COLUMNS, values, strict=True))
+
+
+def sort_keys_from_row(row: Sequence[Any]) -> SortKeys:
+    """The SortKeys of the :data:`SORT_KEY_COLUMNS` values of a row, in that order."""
+    subject, reply, from_, to, cc, display_from, display_to, message_id, references = row
+    return SortKeys(
+        subject,
+        bool(reply),
+        from_,
+        to,
+        cc,
+        display_from,
+        display_to,
+        message_id,
+        tuple(references.split()),
+    )
 
 
 def same_mailbox(mailbox_created: datetime | None, message_deleted: datetime) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lightmail.errors import QuotaExceeded
-from lightmail.mailstore.mime.types import BodyPart, Envelope, ParsedMessage
+from lightmail.mailstore.mime.types import BodyPart, Envelope, ParsedMessage, SortKeys
 from lightmail.storage.blobs import PutResult
 from lightmail.storage.db import tables as t
 
@@ -215,6 +215,16 @@ class CopyResult:
     uidvalidity: int
     source_uids: tuple[int, ...]
     dest_uids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSortKeys:
+    """What SORT and THREAD read of a message (RFC 5256): its sent date (the Date
+    header in UTC, None when missing or unparsable) and its cached keys."""
+
+    uid: int
+    sent_date: datetime | None
+    keys: SortKeys
 
 
 @dataclass(frozen=True, slots=True)

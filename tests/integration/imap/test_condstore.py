@@ -199,6 +199,36 @@ async def test_status_highestmodseq_enables_condstore(imap: ImapTarget) -> None:
     await asyncio.to_thread(conversation)
 
 
+async def test_sort_with_modseq_ends_with_the_highest_and_enables_condstore(
+    imap: ImapTarget,
+) -> None:
+    """RFC 7162 section 3.1.5: SORT's answer to a MODSEQ search ends like SEARCH's."""
+    user = await mailbox_with(imap, 3)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            command(wire, b"a", b"SELECT INBOX")
+            stored = command(wire, b"b", b"STORE 2 +FLAGS.SILENT (\\Flagged)")
+            assert stored == [b"b OK Store completed"]
+            [fetched] = [x for x in command(wire, b"c", b"FETCH 2 (MODSEQ)") if b"FETCH" in x]
+            modseq = int(fetched.split(b"MODSEQ (")[1].rstrip(b"))"))
+            assert command(wire, b"d", b"SORT (ARRIVAL) UTF-8 MODSEQ 1") == [
+                b"* SORT 1 2 3 (MODSEQ %d)" % modseq,
+                b"d OK Sort completed",
+            ]
+            assert command(wire, b"e", b"UID SORT (ARRIVAL) UTF-8 MODSEQ %d" % modseq) == [
+                b"* SORT 2 (MODSEQ %d)" % modseq,
+                b"e OK Sort completed",
+            ]
+            assert command(wire, b"f", b"SORT (ARRIVAL) UTF-8 MODSEQ %d" % (modseq + 1)) == [
+                b"* SORT",
+                b"f OK Sort completed",
+            ]
+
+    await asyncio.to_thread(conversation)
+
+
 async def test_a_silent_store_that_changes_nothing_keeps_anothers_change_to_tell(
     imap: ImapTarget,
 ) -> None:

@@ -36,10 +36,12 @@ from lightmail.imap.wire.commands import (
     RenameCommand,
     SearchCommand,
     SelectCommand,
+    SortCommand,
     StartTlsCommand,
     StatusCommand,
     StoreCommand,
     SubscribeCommand,
+    ThreadCommand,
     UidExpungeCommand,
     UnselectCommand,
     UnsubscribeCommand,
@@ -71,7 +73,10 @@ from lightmail.imap.wire.types import (
     SequenceKey,
     SequenceSet,
     SizeKey,
+    SortCriterion,
+    SortKey,
     TextKey,
+    ThreadAlgorithm,
 )
 from tests.unit.imap.receiver_harness import (
     bad,
@@ -242,6 +247,20 @@ SIMPLE_COMMANDS: list[tuple[bytes, Event]] = [
     (b"a AUTHENTICATE plain =\r\n", AuthenticateCommand(b"a", "PLAIN", b"")),
     (b"a AUTHENTICATE XOAUTH2 dXNlcj0=\r\n", AuthenticateCommand(b"a", "XOAUTH2", b"dXNlcj0=")),
     (b"a1.b]c CAPABILITY\r\n", CapabilityCommand(b"a1.b]c")),
+    (
+        b"a SORT (REVERSE DATE subject) UTF-8 ALL\r\n",
+        SortCommand(
+            b"a",
+            False,
+            (SortCriterion(SortKey.DATE, reverse=True), SortCriterion(SortKey.SUBJECT)),
+            "UTF-8",
+            AllKey(),
+        ),
+    ),
+    (
+        b"a UID THREAD references us-ascii SEEN\r\n",
+        ThreadCommand(b"a", True, ThreadAlgorithm.REFERENCES, "US-ASCII", FlagKey(b"\\Seen")),
+    ),
 ]
 
 

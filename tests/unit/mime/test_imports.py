@@ -22,6 +22,7 @@ LAYERS = [
     "addresses",
     "content",
     "delimiters",
+    "sorting",
     "scanner",
 ]
 BANNED_STDLIB = {"asyncio", "socket", "ssl", "selectors", "threading", "subprocess"}

@@ -28,6 +28,7 @@ from lightmail.imap.handlers import (
     quota,
     search,
     selected,
+    sort,
 )
 from lightmail.imap.session import Verb
 from lightmail.imap.state import ANY, AUTHENTICATED, NOT_AUTHENTICATED, SELECTED
@@ -63,6 +64,8 @@ VERBS: dict[type[c.Command], Verb] = {
     c.ExpungeCommand: Verb(SELECTED, selected.expunge, "expunge"),
     c.UidExpungeCommand: Verb(SELECTED, selected.expunge, "uid_expunge"),
     c.SearchCommand: Verb(SELECTED, search.search, "search"),
+    c.SortCommand: Verb(SELECTED, sort.sort, "sort"),
+    c.ThreadCommand: Verb(SELECTED, sort.thread, "thread"),
     c.FetchCommand: Verb(SELECTED, fetch.fetch, "fetch"),
     c.StoreCommand: Verb(SELECTED, selected.store, "store"),
     c.CopyCommand: Verb(SELECTED, selected.copy, "copy"),

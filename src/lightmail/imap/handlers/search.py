@@ -1,5 +1,6 @@
 """SEARCH and UID SEARCH (RFC 3501 section 6.4.4): evaluated by
-:mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store."""
+:mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store.
+`find` is the search SORT and THREAD (``imap/handlers/sort.py``) run too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from lightmail.imap import search as matching
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok, search_response
-from lightmail.mailstore.store import MessageMeta
+from lightmail.imap.wire.types import SearchKey
+from lightmail.mailstore.store import MessageInfo, MessageMeta
 
 log = logging.getLogger(__name__)
 
@@ -21,54 +23,69 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4), with MODSEQ (RFC 7162 section 3.1.5),
     which enables CONDSTORE and ends a non-empty answer with the highest
     mod-sequence found."""
-    if command.charset not in (None, *_CHARSETS):
-        return no("Unsupported charset", ResponseCode.badcharset(_CHARSETS))
+    if command.charset not in (None, *CHARSETS):
+        return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
     by_modseq = matching.uses_modseq(command.key)
     if by_modseq:
         session.enable_condstore()
+    found = await find(session, command.key)
+    numbers = [info.uid if command.uid else seq for seq, info in found]
+    highest = max((info.modseq for _, info in found), default=0)
+    session.send(search_response(numbers, highest if by_modseq else None))
+    await session.announce(allow_expunge=session.may_expunge(command))
+    return ok("Search completed")
+
+
+async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageInfo]]:
+    """The messages of the selected mailbox that match `key`, with their sequence
+    numbers, in sequence order: the one search of SEARCH, SORT and THREAD."""
     view = session.view
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
-    needles = matching.text_needles(command.key)
-    sent_dates = matching.uses_sent_date(command.key)  # else the envelope stays undecoded
-    matched: list[int] = []
-    highest = 0
+    needles = matching.text_needles(key)
+    sent_dates = matching.uses_sent_date(key)  # else the envelope stays undecoded
+    parsed = matching.uses_parse(key)  # else the cached parse is not read at all
+    matched: list[tuple[int, MessageInfo]] = []
     live = [(seq, uid) for seq, uid in enumerate(view.uids, 1) if not view.is_expunged(uid)]
     turn = TimeSlice()  # other sessions run in between (issue #14)
     for start in range(0, len(live), META_BATCH):
         batch = live[start : start + META_BATCH]
         uids = [uid for _, uid in batch]
-        metas = {meta.info.uid: meta for meta in await session.store.fetch_meta(mailbox, uids)}
+        rows: dict[int, tuple[MessageInfo, MessageMeta | None]]
+        if parsed:
+            metas = await session.store.fetch_meta(mailbox, uids)
+            rows = {meta.info.uid: (meta.info, meta) for meta in metas}
+        else:
+            infos = await session.store.fetch_infos(mailbox, uids)
+            rows = {info.uid: (info, None) for info in infos}
         for seq, uid in batch:
-            meta = metas.get(uid)
-            if meta is None:
+            row = rows.get(uid)
+            if row is None:
                 continue
+            info, meta = row
             found: frozenset[tuple[bytes, bool]] = frozenset()
-            if needles:
+            if needles and meta is not None:
                 found = await _search_text(session, meta, needles, turn)
             message = matching.SearchMessage(
                 seq=seq,
                 uid=uid,
                 flags=view.flags_of(uid),
                 recent=view.is_recent(uid),
-                size=meta.info.size,
-                internaldate=meta.info.internaldate,
-                header=meta.header,
-                sent_date=_sent_date(meta.envelope.date) if sent_dates else None,
-                modseq=meta.info.modseq,
+                size=info.size,
+                internaldate=info.internaldate,
+                header=b"" if meta is None else meta.header,
+                sent_date=_sent_date(meta.envelope.date) if sent_dates and meta else None,
+                modseq=info.modseq,
             )
             if matching.matches(
-                command.key,
+                key,
                 message,
                 largest_seq=view.exists,
                 largest_uid=view.largest_uid,
                 found=found,
             ):
-                matched.append(uid if command.uid else seq)
-                highest = max(highest, meta.info.modseq)
+                matched.append((seq, info))
             await turn.pause()
-    session.send(search_response(matched, highest if by_modseq else None))
-    await session.announce(allow_expunge=session.may_expunge(command))
-    return ok("Search completed")
+    return matched
 
 
 async def _search_text(
@@ -97,7 +114,8 @@ async def _search_text(
     return scan.found()
 
 
-_CHARSETS = ("US-ASCII", "UTF-8")
+CHARSETS = ("US-ASCII", "UTF-8")
+"""The charsets SEARCH, SORT and THREAD take (RFC 3501 6.4.4, RFC 5256)."""
 _SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way
 
 

@@ -16,7 +16,14 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from lightmail.imap.wire.types import FetchAttribute, QresyncParameter, SearchKey, SequenceSet
+from lightmail.imap.wire.types import (
+    FetchAttribute,
+    QresyncParameter,
+    SearchKey,
+    SequenceSet,
+    SortCriterion,
+    ThreadAlgorithm,
+)
 
 __all__ = [
     "AppendCommand",
@@ -46,11 +53,13 @@ __all__ = [
     "RenameCommand",
     "SearchCommand",
     "SelectCommand",
+    "SortCommand",
     "StartTlsCommand",
     "StatusCommand",
     "StoreCommand",
     "StoreMode",
     "SubscribeCommand",
+    "ThreadCommand",
     "UidExpungeCommand",
     "UnselectCommand",
     "UnsubscribeCommand",
@@ -309,6 +318,29 @@ class SearchCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class SortCommand:
+    """RFC 5256 SORT and UID SORT; ``charset`` and ``key`` as in `SearchCommand`
+    (the charset is mandatory here)."""
+
+    tag: bytes
+    uid: bool
+    criteria: tuple[SortCriterion, ...]
+    charset: str
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadCommand:
+    """RFC 5256 THREAD and UID THREAD; ``charset`` and ``key`` as in `SortCommand`."""
+
+    tag: bytes
+    uid: bool
+    algorithm: ThreadAlgorithm
+    charset: str
+    key: SearchKey
+
+
+@dataclass(frozen=True, slots=True)
 class FetchCommand:
     """ALL/FAST/FULL arrive expanded. UID FETCH does not add UID here: the session does.
 
@@ -391,6 +423,8 @@ Command: TypeAlias = (
     | ExpungeCommand
     | UidExpungeCommand
     | SearchCommand
+    | SortCommand
+    | ThreadCommand
     | FetchCommand
     | StoreCommand
     | CopyCommand

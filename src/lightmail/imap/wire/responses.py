@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from lightmail.imap.wire.types import SequenceSet
+from lightmail.imap.wire.types import SequenceSet, ThreadNode
 
 __all__ = [
     "Code",
@@ -61,8 +61,10 @@ __all__ = [
     "recent_response",
     "render",
     "search_response",
+    "sort_response",
     "status_response",
     "string",
+    "thread_response",
     "vanished_response",
 ]
 
@@ -534,10 +536,14 @@ def search_response(numbers: Iterable[int], modseq: int | None = None) -> DataRe
     """``* SEARCH 2 3 7``; with no match ``* SEARCH``. ``modseq``, the highest
     mod-sequence of the messages found, ends a non-empty answer to a SEARCH with
     a MODSEQ key (``search-sort-mod-seq``, RFC 7162 section 3.1.6)."""
-    words = [b"SEARCH", *(_nz(n) for n in numbers)]
+    return DataResponse(_numbers(b"SEARCH", numbers, modseq))
+
+
+def _numbers(name: bytes, numbers: Iterable[int], modseq: int | None) -> bytes:
+    words = [name, *(_nz(n) for n in numbers)]
     if modseq is not None and len(words) > 1:
         words.append(b"(MODSEQ " + _modseq(modseq) + b")")
-    return DataResponse(b" ".join(words))
+    return b" ".join(words)
 
 
 def vanished_response(uids: SequenceSet, *, earlier: bool) -> DataResponse:
@@ -546,6 +552,46 @@ def vanished_response(uids: SequenceSet, *, earlier: bool) -> DataResponse:
         raise ValueError("a VANISHED set names its UIDs")
     head = b"VANISHED (EARLIER) " if earlier else b"VANISHED "
     return DataResponse(head + uids.to_bytes())
+
+
+def sort_response(numbers: Iterable[int], modseq: int | None = None) -> DataResponse:
+    """RFC 5256 section 4: ``* SORT 2 3 6``; with no match ``* SORT``. ``modseq`` as
+    for :func:`search_response` (RFC 7162's ``sort-data``)."""
+    return DataResponse(_numbers(b"SORT", numbers, modseq))
+
+
+def thread_response(threads: Sequence[ThreadNode]) -> DataResponse:
+    """RFC 5256 section 4: ``* THREAD (2)(3 6 (4 23)(44 7 96))``; ``* THREAD`` for none.
+
+    A chain of only children is one ``thread-members`` list; a node with several
+    children nests them, and a dummy (no number) is only its nested children.
+    Written with a stack, not recursion, so any depth renders.
+    """
+    out = [b"THREAD"]
+    if threads:
+        out.append(b" ")
+    stack: list[ThreadNode | bytes] = []
+    for thread in reversed(threads):
+        stack += [b")", thread, b"("]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes):
+            out.append(item)
+            continue
+        node, numbered = item, False
+        while True:
+            if node.number is not None:
+                out.append(b" " + _nz(node.number) if numbered else _nz(node.number))
+                numbered = True
+            if len(node.children) != 1:
+                break
+            node = node.children[0]
+        if node.children:
+            if numbered:
+                out.append(b" ")
+            for child in reversed(node.children):
+                stack += [b")", child, b"("]
+    return DataResponse(b"".join(out))
 
 
 def id_response(params: Sequence[tuple[bytes, bytes | None]] | None) -> DataResponse:

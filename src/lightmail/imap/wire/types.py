@@ -1,4 +1,5 @@
-"""Value types carried by IMAP commands: sequence sets, FETCH attributes, SEARCH keys.
+"""Value types carried by IMAP commands: sequence sets, FETCH attributes, SEARCH keys,
+SORT criteria; and the THREAD response's tree.
 
 Everything here is an immutable value built by the receiver from the RFC 3501
 section 9 grammar. Strings stay ``bytes`` (the session decodes them, with the
@@ -35,8 +36,12 @@ __all__ = [
     "SequenceKey",
     "SequenceSet",
     "SizeKey",
+    "SortCriterion",
+    "SortKey",
     "Star",
     "TextKey",
+    "ThreadAlgorithm",
+    "ThreadNode",
 ]
 
 
@@ -384,3 +389,45 @@ SearchKey: TypeAlias = (
     | OrKey
     | AndKey
 )
+
+
+# --------------------------------------------------------------------------- SORT, THREAD
+
+
+class SortKey(enum.Enum):
+    """``sort-key`` (RFC 5256 section 5, RFC 5957 section 5)."""
+
+    ARRIVAL = "ARRIVAL"
+    CC = "CC"
+    DATE = "DATE"
+    FROM = "FROM"
+    SIZE = "SIZE"
+    SUBJECT = "SUBJECT"
+    TO = "TO"
+    DISPLAYFROM = "DISPLAYFROM"
+    DISPLAYTO = "DISPLAYTO"
+
+
+@dataclass(frozen=True, slots=True)
+class SortCriterion:
+    """``sort-criterion``: a key, descending when ``reverse``."""
+
+    key: SortKey
+    reverse: bool = False
+
+
+class ThreadAlgorithm(enum.Enum):
+    """``thread-alg`` (RFC 5256 section 5)."""
+
+    ORDEREDSUBJECT = "ORDEREDSUBJECT"
+    REFERENCES = "REFERENCES"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadNode:
+    """One member of a THREAD response (RFC 5256 section 4): a message number, or
+    None for a parent that is not among the results (a dummy), and its children
+    in order."""
+
+    number: int | None
+    children: tuple[ThreadNode, ...] = ()

@@ -51,6 +51,7 @@ from lightmail.mailstore.mime.addresses import display, parse_envelope
 from lightmail.mailstore.mime.content import MAX_BOUNDARY, Kind, MimeInfo, mime_info
 from lightmail.mailstore.mime.delimiters import delimiter_pattern, line_pattern
 from lightmail.mailstore.mime.headers import header_fields, parse_date
+from lightmail.mailstore.mime.sorting import sort_keys
 from lightmail.mailstore.mime.types import EMPTY_ENVELOPE, BodyPart, Envelope, ParsedMessage
 from lightmail.mailstore.mime.words import decode_words
 
@@ -468,7 +469,7 @@ class MimeScanner:
 
 
 def _parsed(size: int, header: bytes, envelope: Envelope, body: BodyPart) -> ParsedMessage:
-    """The parse results, with the search fields derived from the envelope."""
+    """The parse results, with the search and sort fields derived from the envelope."""
     return ParsedMessage(
         size=size,
         header=header,
@@ -481,6 +482,7 @@ def _parsed(size: int, header: bytes, envelope: Envelope, body: BodyPart) -> Par
         cc=display(envelope.cc),
         bcc=display(envelope.bcc),
         message_id=envelope.message_id or "",
+        sort=sort_keys(envelope, header),
     )
 
 

@@ -284,13 +284,38 @@ def _numbered(message: BodyPart) -> tuple[BodyPart, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class SortKeys:
+    """What SORT and THREAD compare (RFC 5256, RFC 5957), cached at delivery.
+
+    The strings are in i;unicode-casemap form (``sorting.casemap``), ``""`` when
+    the field is missing: ``subject`` is the base subject (RFC 5256 section
+    2.1); ``from_``, ``to`` and ``cc`` the addr-mailbox of the field's first
+    address; ``display_from`` and ``display_to`` the DISPLAY sort value of its
+    first address (RFC 5957 section 3). ``reply`` tells whether the base
+    subject extraction removed a reply or forward marker. ``message_id`` and
+    ``references`` are normalized msg-ids (``sorting.message_ids``), ``""``
+    and ``()`` when there are none.
+    """
+
+    subject: str
+    reply: bool
+    from_: str
+    to: str
+    cc: str
+    display_from: str
+    display_to: str
+    message_id: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """Everything cached about a message at delivery (the parse cache of ``messages``).
 
     ``header`` is the top-level header block including its empty line, cut at
     ``max_header_bytes``: it is complete exactly when ``len(header) ==
-    body.body_start``. The str fields are for SEARCH and SORT: RFC 2047 decoded,
-    ``""`` when the header is missing.
+    body.body_start``. The str fields are for SEARCH: RFC 2047 decoded, ``""``
+    when the header is missing; ``sort`` is for SORT and THREAD.
     """
 
     size: int
@@ -304,6 +329,7 @@ class ParsedMessage:
     cc: str
     bcc: str
     message_id: str
+    sort: SortKeys
 
 
 def _addresses_to_json(addresses: AddressList) -> JsonValue:

@@ -196,6 +196,19 @@ messages = Table(
     Column("cc_addr", Text, nullable=False, default=""),
     Column("bcc_addr", Text, nullable=False, default=""),
     Column("message_id", Text, nullable=False, default=""),
+    # SORT and THREAD keys (RFC 5256, RFC 5957; mime/sorting.py): the base
+    # subject and the first addresses in i;unicode-casemap form, whether the
+    # subject marks a reply, the normalized Message-ID and references
+    # (space-separated).
+    Column("sort_subject", LongText, nullable=False, default=""),
+    Column("subject_reply", Boolean, nullable=False, default=False),
+    Column("sort_from", LongText, nullable=False, default=""),
+    Column("sort_to", LongText, nullable=False, default=""),
+    Column("sort_cc", LongText, nullable=False, default=""),
+    Column("sort_display_from", LongText, nullable=False, default=""),
+    Column("sort_display_to", LongText, nullable=False, default=""),
+    Column("thread_message_id", LongText, nullable=False, default=""),
+    Column("thread_references", LongText, nullable=False, default=""),
     UniqueConstraint("mailbox_id", "uid"),
     Index(None, "object_key"),
     Index(None, "deleted_at"),

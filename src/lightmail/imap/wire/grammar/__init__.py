@@ -70,6 +70,8 @@ COMMANDS: dict[bytes, Handler] = {
     b"UNSELECT": _no_arguments(UnselectCommand),
     b"EXPUNGE": message.expunge,
     b"SEARCH": search.search,
+    b"SORT": search.sort,
+    b"THREAD": search.thread,
     b"FETCH": fetch.fetch,
     b"STORE": message.store,
     b"COPY": message.copy_or_move(CopyCommand),
@@ -83,7 +85,9 @@ COMMANDS: dict[bytes, Handler] = {
     b"GETQUOTAROOT": mailbox.one_mailbox(GetQuotaRootCommand),
 }
 """Verb (upper case) to the function that parses what follows it."""
-_UID_COMMANDS = frozenset({b"COPY", b"FETCH", b"SEARCH", b"STORE", b"EXPUNGE", b"MOVE"})
+_UID_COMMANDS = frozenset(
+    {b"COPY", b"FETCH", b"SEARCH", b"STORE", b"EXPUNGE", b"MOVE", b"SORT", b"THREAD"}
+)
 
 
 def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:

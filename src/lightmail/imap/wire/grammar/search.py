@@ -1,4 +1,5 @@
-"""SEARCH (RFC 3501 section 6.4.4): CHARSET and the search keys.
+"""SEARCH (RFC 3501 section 6.4.4): CHARSET and the search keys; SORT and THREAD
+(RFC 5256, RFC 5957), which take the same keys after their own arguments.
 
 Nesting (parentheses, NOT, OR) is bounded by the parser's ``max_depth``; the
 keys of one SEARCH by its ``max_keys``, each counted (a parenthesised list,
@@ -12,10 +13,10 @@ from __future__ import annotations
 from typing import Literal
 
 from lightmail.imap.wire import types as t
-from lightmail.imap.wire.commands import Command, SearchCommand
+from lightmail.imap.wire.commands import Command, SearchCommand, SortCommand, ThreadCommand
 from lightmail.imap.wire.parser import ALPHA, DIGITS, ParseError, Parser
 
-__all__ = ["search"]
+__all__ = ["search", "sort", "thread"]
 
 _SEARCH_FLAGS: dict[bytes, tuple[bytes, bool]] = {
     b"ANSWERED": (b"\\Answered", True),
@@ -48,21 +49,69 @@ def search(p: Parser, tag: bytes, uid: bool) -> Command:
     start = p.pos
     if p.take(ALPHA).upper() == b"CHARSET" and p.at(b" "):
         p.sp()
-        try:
-            charset = p.astring().decode("ascii").upper()
-        except UnicodeDecodeError:
-            raise ParseError("invalid charset name") from None
+        charset = _charset(p)
         p.sp()
-        p.eight_bit_quoted = charset != "US-ASCII"
     else:
         p.pos = start
+    return SearchCommand(tag, uid, charset, _search_keys(p))
+
+
+def sort(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``SORT (sort-criterion ...) charset key ...`` (RFC 5256 section 5,
+    with RFC 5957's DISPLAYFROM and DISPLAYTO)."""
+    p.sp()
+    criteria = p.parenthesized(lambda: _sort_criterion(p))
+    p.sp()
+    charset = _charset(p)
+    p.sp()
+    return SortCommand(tag, uid, tuple(criteria), charset, _search_keys(p))
+
+
+def thread(p: Parser, tag: bytes, uid: bool) -> Command:
+    """``THREAD thread-alg charset key ...`` (RFC 5256 section 5)."""
+    p.sp()
+    name = p.atom().upper()
+    try:
+        algorithm = t.ThreadAlgorithm(name.decode("ascii"))
+    except ValueError:
+        raise ParseError("unknown threading algorithm") from None
+    p.sp()
+    charset = _charset(p)
+    p.sp()
+    return ThreadCommand(tag, uid, algorithm, charset, _search_keys(p))
+
+
+def _charset(p: Parser) -> str:
+    """A charset name, upper-case; quoted strings after it may hold 8-bit octets
+    unless it is US-ASCII."""
+    try:
+        charset = p.astring().decode("ascii").upper()
+    except UnicodeDecodeError:
+        raise ParseError("invalid charset name") from None
+    p.eight_bit_quoted = charset != "US-ASCII"
+    return charset
+
+
+def _sort_criterion(p: Parser) -> t.SortCriterion:
+    name = p.word("a sort key")
+    reverse = name == b"REVERSE"
+    if reverse:
+        p.sp()
+        name = p.word("a sort key")
+    try:
+        return t.SortCriterion(t.SortKey(name.decode("ascii")), reverse)
+    except ValueError:
+        raise ParseError("unknown sort key") from None
+
+
+def _search_keys(p: Parser) -> t.SearchKey:
+    """One or more search keys to the end of the command; several are ANDed."""
     keys = [_search_key(p)]
     while p.at(b" "):
         p.sp()
         keys.append(_search_key(p))
     p.end()
-    key = keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
-    return SearchCommand(tag, uid, charset, key)
+    return keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
 
 
 def _search_key(p: Parser) -> t.SearchKey:
