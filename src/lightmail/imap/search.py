@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
+from lightmail.imap import objectid
 from lightmail.imap.wire.types import (
     AddressKey,
     AllKey,
@@ -41,6 +42,7 @@ from lightmail.imap.wire.types import (
     HeaderKey,
     ModseqKey,
     NotKey,
+    ObjectIdKey,
     OrKey,
     SearchKey,
     SequenceKey,
@@ -91,6 +93,8 @@ class SearchMessage:
     header: bytes
     sent_date: date | None
     modseq: int
+    object_key: str  # of its blob: what EMAILID and THREADID are made of
+    thread_root: str  # MessageMeta.thread_root; "" when no key reads the parse
 
 
 # -- keys -----------------------------------------------------------------------
@@ -134,12 +138,14 @@ def uses_modseq(key: SearchKey) -> bool:
 
 
 def uses_parse(key: SearchKey) -> bool:
-    """Whether a key of the tree reads the cached parse (the header block or the
-    Date header) or the body: HEADER, SUBJECT, FROM, TO, CC, BCC, BODY, TEXT and
-    the SENT* keys. Without one, flags, sizes and dates decide."""
+    """Whether a key of the tree reads the cached parse (the header block, the
+    Date header, the thread's first Message-ID) or the body: HEADER, SUBJECT,
+    FROM, TO, CC, BCC, BODY, TEXT, the SENT* keys and THREADID. Without one,
+    flags, sizes and dates decide."""
     return any(
         isinstance(node, HeaderKey | AddressKey | TextKey)
         or (isinstance(node, DateKey) and node.sent)
+        or (isinstance(node, ObjectIdKey) and node.thread)
         for node in _leaves(key)
     )
 
@@ -228,6 +234,10 @@ class _Evaluation:
             return message.size < key.size
         if isinstance(key, ModseqKey):
             return message.modseq >= key.modseq
+        if isinstance(key, ObjectIdKey):
+            if key.thread:
+                return objectid.thread_id(message.thread_root, message.object_key) == key.objectid
+            return objectid.email_id(message.object_key) == key.objectid
         if isinstance(key, SequenceKey):
             if key.uid:
                 return key.sequence_set.contains(message.uid, self._largest_uid)

@@ -67,7 +67,14 @@ _CHANGED_SINCE = (
     .order_by(t.messages.c.uid)
 )
 _META_ROWS = (
-    select(*INFO_COLUMNS, t.messages.c.header, t.messages.c.envelope, t.messages.c.bodystructure)
+    select(
+        *INFO_COLUMNS,
+        t.messages.c.header,
+        t.messages.c.envelope,
+        t.messages.c.bodystructure,
+        t.messages.c.thread_message_id,
+        t.messages.c.thread_references,
+    )
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
@@ -320,7 +327,13 @@ class Messages(StoreCore):
         """The cached parse of the given messages, in UID order, in batched queries
         (the envelope and body structure are decoded when first used)."""
         return [
-            MessageMeta(info_from_row(row), row.header, row.envelope, row.bodystructure)
+            MessageMeta(
+                info_from_row(row),
+                row.header,
+                row.envelope,
+                row.bodystructure,
+                row.thread_references.split(" ", 1)[0] or row.thread_message_id,
+            )
             async for row in self._rows(_META_ROWS, mailbox, uids)
         ]
 

@@ -153,13 +153,29 @@ class MessageMeta:
     first use: most FETCH and SEARCH commands need neither.
     """
 
-    __slots__ = ("_body", "_body_json", "_envelope", "_envelope_json", "header", "info")
+    __slots__ = (
+        "_body",
+        "_body_json",
+        "_envelope",
+        "_envelope_json",
+        "header",
+        "info",
+        "thread_root",
+    )
 
     def __init__(
-        self, info: MessageInfo, header: bytes, envelope_json: str, body_json: str
+        self,
+        info: MessageInfo,
+        header: bytes,
+        envelope_json: str,
+        body_json: str,
+        thread_root: str = "",
     ) -> None:
         self.info = info
         self.header = header
+        # The first Message-ID of the thread: the first of the References cached at
+        # delivery, else the message's own; "" without either.
+        self.thread_root = thread_root
         self._envelope_json = envelope_json
         self._body_json = body_json
         self._envelope: Envelope | None = None

@@ -104,6 +104,7 @@ CAPABILITIES = (
     b"SORT=DISPLAY",
     b"THREAD=ORDEREDSUBJECT",
     b"THREAD=REFERENCES",
+    b"OBJECTID",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 
@@ -228,6 +229,7 @@ async def test_login_and_authenticate_plain(imap: ImapTarget) -> None:
 async def test_select_and_examine_responses(imap: ImapTarget) -> None:
     user = await imap.new_user()
     validity = await uidvalidity(imap, user)
+    inbox = await imap.backend.store.get_mailbox(user.id, "INBOX")
 
     def conversation() -> None:
         with connect(imap, user) as client:
@@ -243,6 +245,7 @@ async def test_select_and_examine_responses(imap: ImapTarget) -> None:
                 b"UNSEEN": [b"2"],
                 b"UIDVALIDITY": validity,
                 b"UIDNEXT": 4,
+                b"MAILBOXID": [b"(F%d)" % inbox.id],  # RFC 8474 section 4.2
                 b"READ-WRITE": True,
             }
         with connect(imap, user) as client:
@@ -274,7 +277,8 @@ async def test_create_delete_rename(imap: ImapTarget) -> None:
 
     def conversation() -> None:
         with connect(imap, user) as client:
-            assert client.create_folder("Projects") == b"Create completed"
+            created = client.create_folder("Projects")  # RFC 8474 section 4.1
+            assert re.fullmatch(rb"\[MAILBOXID \(F\d+\)\] Create completed", created)
             client.create_folder("Projects/2026")
             client.create_folder("Projects/2027/Q1")  # creates Projects/2027 too (6.3.3)
             assert client.folder_exists("Projects/2027")

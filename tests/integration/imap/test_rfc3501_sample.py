@@ -203,13 +203,14 @@ async def test_rfc3501_section8_sample_session(imap: ImapTarget) -> None:
             assert codes[b"UNSEEN"] == b"17"
             assert codes[b"UIDVALIDITY"] == str(inbox.uidvalidity).encode()
             assert codes[b"UIDNEXT"] == b"19"
+            assert codes[b"MAILBOXID"] == b"(F%d)" % inbox.id  # RFC 8474 section 4.2
             assert codes[b"PERMANENTFLAGS"] == (
                 b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
             )
             assert re.fullmatch(
                 rb"\(" + FLAG_PERM + rb"(?: " + FLAG_PERM + rb")*\)", codes[b"PERMANENTFLAGS"]
             )
-            assert len(untagged) == 7
+            assert len(untagged) == 8
 
             # C: a003 fetch 12 full
             wire.send(b"a003 fetch 12 full")

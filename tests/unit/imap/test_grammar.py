@@ -66,6 +66,7 @@ from lightmail.imap.wire.types import (
     HeaderKey,
     ModseqKey,
     NotKey,
+    ObjectIdKey,
     OrKey,
     QresyncParameter,
     SearchKey,
@@ -413,6 +414,8 @@ def test_command(data: bytes, expected: Event) -> None:
 D = datetime.date(1994, 2, 1)
 SEARCH_KEYS: list[tuple[bytes, SearchKey]] = [
     (b"ALL", AllKey()),
+    (b"EMAILID M6d99ac3275bb4e", ObjectIdKey(b"M6d99ac3275bb4e", thread=False)),  # RFC 8474
+    (b"threadid T64b478a7_5b7e-a9", ObjectIdKey(b"T64b478a7_5b7e-a9", thread=True)),
     (b"ANSWERED", FlagKey(b"\\Answered")),
     (b'BCC "x y"', AddressKey(b"BCC", b"x y")),
     (b"BEFORE 1-Feb-1994", DateKey("before", D, sent=False)),
@@ -519,6 +522,10 @@ def test_search_rfc_example_and_uid_and_charset() -> None:
         b"a SEARCH 01\r\n",
         b"a SEARCH 1,\r\n",
         b"a SEARCH $\r\n",
+        b"a SEARCH EMAILID\r\n",
+        b"a SEARCH EMAILID M.1\r\n",
+        b'a SEARCH EMAILID "M1"\r\n',
+        b"a SEARCH THREADID T" + b"1" * 255 + b"\r\n",
     ],
 )
 def test_search_bad(data: bytes) -> None:
@@ -564,6 +571,7 @@ def test_search_key_limit_counts_every_key() -> None:
 # --------------------------------------------------------------------------- FETCH
 
 FETCH_ATTRIBUTES: list[tuple[bytes, tuple[FetchAttribute, ...]]] = [
+    (b"(EMAILID THREADID)", (FetchItem.EMAILID, FetchItem.THREADID)),  # RFC 8474 section 5.3
     (b"ALL", (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE, FetchItem.ENVELOPE)),
     (b"fast", (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE)),
     (b"FLAGS", (FetchItem.FLAGS,)),

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lightmail.imap import objectid
 from lightmail.imap.search import (
     PartDecoder,
     SearchMessage,
@@ -29,6 +30,7 @@ from lightmail.imap.wire.types import (
     FlagKey,
     HeaderKey,
     NotKey,
+    ObjectIdKey,
     OrKey,
     SearchKey,
     SequenceKey,
@@ -59,6 +61,8 @@ MESSAGE = SearchMessage(
     header=HEADER,
     sent_date=date(2024, 1, 2),
     modseq=7,
+    object_key="msg/0192d5c4-7b1e-7c3a-9f00-2b5e8a7d4c11.eml",
+    thread_root="root@example.org",
 )
 
 
@@ -110,6 +114,8 @@ def test_recent_comes_from_session_state_not_flags() -> None:
         header=b"",
         sent_date=None,
         modseq=1,
+        object_key="msg/0192d5c4-7b1e-7c3a-9f00-2b5e8a7d4c12.eml",
+        thread_root="",
     )
     assert not check(FlagKey(b"\\Recent"), message)
     new = AndKey((FlagKey(b"\\Recent"), FlagKey(b"\\Seen", present=False)))
@@ -434,3 +440,17 @@ def test_text_segments_skip_attachment_bodies_and_enter_messages() -> None:
         (b"Subject: inner\r\nContent-Type: text/html\r\n\r\n", False),
         (b"<p>inner</p>", True),
     ]
+
+
+def test_emailid_and_threadid_keys_match_exactly() -> None:
+    """RFC 8474 section 6: an object id matches as it is (case counts)."""
+    emailid = b"M0192d5c47b1e7c3a9f002b5e8a7d4c11"
+    threadid = objectid.thread_id("root@example.org", MESSAGE.object_key)
+    assert objectid.email_id(MESSAGE.object_key) == emailid
+    assert check(ObjectIdKey(emailid, thread=False))
+    assert not check(ObjectIdKey(emailid.upper(), thread=False))
+    assert not check(ObjectIdKey(emailid, thread=True))
+    assert check(ObjectIdKey(threadid, thread=True))
+    # Without a Message-ID to go by, a message is a thread of its own.
+    alone = replace(MESSAGE, thread_root="")
+    assert check(ObjectIdKey(b"T0192d5c47b1e7c3a9f002b5e8a7d4c11", thread=True), alone)

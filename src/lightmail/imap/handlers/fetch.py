@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from lightmail.fairness import TimeSlice
 from lightmail.imap import fetch as render
+from lightmail.imap import objectid
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import (
@@ -58,6 +59,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
             FetchItem.RFC822,
             FetchItem.RFC822_HEADER,
             FetchItem.RFC822_TEXT,
+            FetchItem.THREADID,
         )
         for a in attributes
     )
@@ -91,7 +93,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
                 session.note_own_change(changed.modseq)
             await session.announce_new_keywords(view)
     needs_info = needs_meta or any(
-        a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE, FetchItem.MODSEQ) for a in attributes
+        a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE, FetchItem.MODSEQ, FetchItem.EMAILID)
+        for a in attributes
     )
     turn = TimeSlice()  # other sessions run in between (issue #14)
     unreadable = False
@@ -167,6 +170,12 @@ async def _fetch_one(
                 items.append(b"RFC822.SIZE " + str(_need(info).size).encode())
             case FetchItem.MODSEQ:
                 items.append(b"MODSEQ (" + str(_need(info).modseq).encode() + b")")
+            case FetchItem.EMAILID:
+                items.append(b"EMAILID (" + objectid.email_id(_need(info).object_key) + b")")
+            case FetchItem.THREADID:
+                message = _need(meta)
+                thread = objectid.thread_id(message.thread_root, message.info.object_key)
+                items.append(b"THREADID (" + thread + b")")
             case FetchItem.ENVELOPE:
                 items.append(b"ENVELOPE " + render.envelope_bytes(_need(meta).envelope))
             case FetchItem.BODYSTRUCTURE:

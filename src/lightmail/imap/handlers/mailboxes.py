@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from lightmail.errors import LightMailError
+from lightmail.imap import objectid
 from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
 from lightmail.imap.state import State
@@ -68,6 +69,11 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
             r.Status.OK, "Predicted next UID", r.ResponseCode.uidnext(mailbox.uidnext)
         )
     )
+    session.send(  # RFC 8474 section 4.2
+        r.UntaggedResponse(
+            r.Status.OK, "Ok", r.ResponseCode.mailboxid(objectid.mailbox_id(mailbox))
+        )
+    )
     if session.condstore:
         code = r.ResponseCode.highestmodseq(mailbox.highestmodseq)
         session.send(r.UntaggedResponse(r.Status.OK, "Highest", code))
@@ -121,9 +127,9 @@ async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion
     if len(uses) > 1:
         return r.no("A mailbox has at most one special use here", r.Code.USEATTR)
     special_use = next(iter(command.use)).decode("ascii", "replace") if uses else None
-    await session.store.create_mailbox(session.user_id, decode_mailbox(raw), special_use)
+    mailbox = await session.store.create_mailbox(session.user_id, decode_mailbox(raw), special_use)
     await session.announce(allow_expunge=True)
-    return r.ok("Create completed")
+    return r.ok("Create completed", r.ResponseCode.mailboxid(objectid.mailbox_id(mailbox)))
 
 
 async def delete(session: ImapSession, command: c.DeleteCommand) -> r.Completion:
@@ -270,7 +276,7 @@ async def _status_response(
     recent = 0
     if "RECENT" in items:
         recent = len(await session.store.claim_recent(status.mailbox, readonly=True))
-    values = {
+    values: dict[str, int | bytes] = {
         "MESSAGES": status.messages,
         "RECENT": recent,
         "UIDNEXT": status.mailbox.uidnext,
@@ -281,6 +287,7 @@ async def _status_response(
         "DELETED-STORAGE": status.deleted_size,
         "APPENDLIMIT": session.settings.max_append_size,  # RFC 7889: the same everywhere
         "HIGHESTMODSEQ": status.mailbox.highestmodseq,
+        "MAILBOXID": b"(" + objectid.mailbox_id(status.mailbox) + b")",  # RFC 8474 4.3
     }
     return r.status_response(name, [(item, values[item]) for item in items])
 

@@ -75,6 +75,8 @@ async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageI
                 header=b"" if meta is None else meta.header,
                 sent_date=_sent_date(meta.envelope.date) if sent_dates and meta else None,
                 modseq=info.modseq,
+                object_key=info.object_key,
+                thread_root="" if meta is None else meta.thread_root,
             )
             if matching.matches(
                 key,

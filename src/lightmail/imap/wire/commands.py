@@ -208,7 +208,8 @@ class LsubCommand:
 @dataclass(frozen=True, slots=True)
 class StatusCommand:
     """``items`` from MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN SIZE DELETED
-    DELETED-STORAGE APPENDLIMIT HIGHESTMODSEQ (RFC 7162), each once, in the order sent."""
+    DELETED-STORAGE APPENDLIMIT HIGHESTMODSEQ (RFC 7162) MAILBOXID (RFC 8474), each once,
+    in the order sent."""
 
     tag: bytes
     mailbox: bytes

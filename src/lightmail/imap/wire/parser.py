@@ -47,6 +47,7 @@ _ATOM_CHARS = frozenset(range(0x80)) - _CTL_AND_SP - frozenset(b'(){%*"\\]')
 _ASTRING_CHARS = _ATOM_CHARS | {ord("]")}
 _TAG_CHARS = _ASTRING_CHARS - {ord("+")}
 _LIST_CHARS = _ATOM_CHARS | frozenset(b"%*]")
+_OBJECTID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.")
 ALPHA = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 DIGITS = frozenset(b"0123456789")
@@ -273,6 +274,13 @@ class Parser:
     def mailbox(self) -> bytes:
         name = self.astring()
         return b"INBOX" if name.upper() == b"INBOX" else name
+
+    def objectid(self) -> bytes:
+        """RFC 8474's ``objectid``: 1 to 255 letters, digits, ``_`` and ``-``."""
+        value = self.take1(_OBJECTID_CHARS, "an object id")
+        if len(value) > 255:
+            raise ParseError("object id longer than 255 characters")
+        return value
 
     def list_mailbox(self) -> bytes:
         c = self.peek()

@@ -155,7 +155,7 @@ def _text(text: str, default: str = "completed") -> bytes:
 
 class Code(enum.Enum):
     """``resp-text-code`` atoms: RFC 3501, 4315 (UIDPLUS), 5530, 7889 (TOOBIG), 4469,
-    6154, 7162 (CONDSTORE and QRESYNC)."""
+    6154, 7162 (CONDSTORE and QRESYNC), 8474 (OBJECTID)."""
 
     ALERT = "ALERT"
     BADCHARSET = "BADCHARSET"
@@ -191,6 +191,7 @@ class Code(enum.Enum):
     TOOBIG = "TOOBIG"
     CLOSED = "CLOSED"  # RFC 7162: the previous mailbox was closed by SELECT
     USEATTR = "USEATTR"  # RFC 6154: the special use asked for in CREATE is not supported
+    MAILBOXID = "MAILBOXID"  # RFC 8474: the object id of a created or selected mailbox
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162 section 3.1.2.1
     MODIFIED = "MODIFIED"  # RFC 7162 section 3.1.3: failed UNCHANGEDSINCE
 
@@ -240,6 +241,11 @@ class ResponseCode:
     def highestmodseq(cls, modseq: int) -> ResponseCode:
         """RFC 7162 section 3.1.2.1: a ``mod-sequence-value``."""
         return cls(Code.HIGHESTMODSEQ, _modseq(modseq))
+
+    @classmethod
+    def mailboxid(cls, objectid: bytes) -> ResponseCode:
+        """RFC 8474 sections 4.1 and 4.2: ``MAILBOXID (objectid)``."""
+        return cls(Code.MAILBOXID, b"(" + objectid + b")")
 
     @classmethod
     def modified(cls, numbers: Iterable[int]) -> ResponseCode:
@@ -512,9 +518,13 @@ def lsub_response(
     return DataResponse(b"LSUB " + _mailbox_list(attributes, delimiter, name))
 
 
-def status_response(mailbox: bytes, items: Sequence[tuple[str, int]]) -> DataResponse:
-    """``* STATUS name (MESSAGES 3 UIDNEXT 7)``."""
-    body = b" ".join(name.encode("ascii") + b" " + str(value).encode() for name, value in items)
+def status_response(mailbox: bytes, items: Sequence[tuple[str, int | bytes]]) -> DataResponse:
+    """``* STATUS name (MESSAGES 3 UIDNEXT 7)``; a bytes value is sent as it is
+    (``MAILBOXID (F12)``, RFC 8474 section 4.3)."""
+    body = b" ".join(
+        name.encode("ascii") + b" " + (value if isinstance(value, bytes) else b"%d" % value)
+        for name, value in items
+    )
     return DataResponse(b"STATUS " + astring(mailbox) + b" (" + body + b")")
 
 

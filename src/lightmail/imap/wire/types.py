@@ -194,6 +194,8 @@ class FetchItem(enum.Enum):
     RFC822_HEADER = "RFC822.HEADER"  # like BODY.PEEK[HEADER]
     RFC822_TEXT = "RFC822.TEXT"  # like BODY[TEXT], sets \Seen
     MODSEQ = "MODSEQ"  # the message's mod-sequence (RFC 7162 section 3.1.4.2)
+    EMAILID = "EMAILID"  # RFC 8474 section 5.1
+    THREADID = "THREADID"  # RFC 8474 section 5.2
 
     @property
     def response_name(self) -> bytes:
@@ -360,6 +362,14 @@ class ModseqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """EMAILID or THREADID (``thread``) is exactly ``objectid`` (RFC 8474 section 6)."""
+
+    objectid: bytes
+    thread: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NotKey:
     key: SearchKey
 
@@ -385,6 +395,7 @@ SearchKey: TypeAlias = (
     | SizeKey
     | SequenceKey
     | ModseqKey
+    | ObjectIdKey
     | NotKey
     | OrKey
     | AndKey

@@ -172,6 +172,8 @@ def _key(p: Parser) -> t.SearchKey:
         return t.SequenceKey(p.sequence_set(), uid=True)
     if name == b"MODSEQ":
         return _modseq_key(p)
+    if name in (b"EMAILID", b"THREADID"):
+        return t.ObjectIdKey(p.objectid(), thread=name == b"THREADID")
     raise ParseError("unknown search key")
 
 
