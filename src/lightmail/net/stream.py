@@ -407,13 +407,7 @@ class Connection:
         if self.is_closing:
             raise ConnectionClosed("connection closed")
         protocol = self._protocol
-        if protocol.buffer:
-            log.info(
-                "%s: discarded %d bytes sent in plaintext after STARTTLS",
-                self.id,
-                len(protocol.buffer),
-            )
-            protocol.buffer.clear()
+        self._discard_buffered("in plaintext after STARTTLS")
         protocol.eof = False  # nothing to read yet over TLS; a real EOF ends the handshake
         protocol.tls = True
         loop = asyncio.get_running_loop()
@@ -450,18 +444,18 @@ class Connection:
         which RFC 4978 forbids: they are dropped, as after STARTTLS."""
         if self._deflate is not None:
             raise RuntimeError("the connection is compressed already")
-        protocol = self._protocol
-        if protocol.buffer:
-            log.info(
-                "%s: discarded %d bytes sent before COMPRESS was answered",
-                self.id,
-                len(protocol.buffer),
-            )
-            protocol.buffer.clear()
+        self._discard_buffered("before COMPRESS was answered")
         self._deflate = zlib.compressobj(
             DEFLATE_LEVEL, zlib.DEFLATED, -DEFLATE_WINDOW_BITS, DEFLATE_MEM_LEVEL
         )
-        protocol.start_inflating()
+        self._protocol.start_inflating()
+
+    def _discard_buffered(self, sent: str) -> None:
+        """Drop what was received and not read: the client sent it too early."""
+        protocol = self._protocol
+        if protocol.buffer:
+            log.info("%s: discarded %d bytes sent %s", self.id, len(protocol.buffer), sent)
+            protocol.buffer.clear()
 
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:  # noqa: ASYNC109
         """Flush and close; abort if that takes more than ``timeout`` seconds. Idempotent."""
