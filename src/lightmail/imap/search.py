@@ -27,11 +27,12 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
+from lightmail.imap.wire.responses import SearchResult
 from lightmail.imap.wire.types import (
     AddressKey,
     AllKey,
@@ -43,6 +44,7 @@ from lightmail.imap.wire.types import (
     NotKey,
     OrKey,
     SearchKey,
+    SearchReturn,
     SequenceKey,
     SizeKey,
     TextKey,
@@ -52,12 +54,14 @@ from lightmail.mailstore.mime.types import BodyPart
 from lightmail.mailstore.mime.words import decode_words
 
 __all__ = [
+    "Found",
     "Needle",
     "PartDecoder",
     "SearchMessage",
     "Segment",
     "TextScan",
     "matches",
+    "result_of",
     "text_needles",
     "text_segments",
     "uses_message_numbers",
@@ -65,6 +69,10 @@ __all__ = [
     "uses_parse",
     "uses_sent_date",
 ]
+
+Found = tuple[int, int, int]
+"""A message an extended SEARCH or SORT found: its number as answered (sequence
+number or UID), its UID and its mod-sequence."""
 
 Needle = tuple[bytes, bool]
 """A BODY or TEXT search string as sent, and whether it covers the whole message (TEXT)."""
@@ -531,3 +539,37 @@ class PartDecoder:
 
     def _convert(self, data: bytes, *, final: bool = False) -> bytes:
         return self._text.decode(data, final).encode("utf-8", "surrogatepass")
+
+
+def result_of(
+    found: Sequence[Found], returns: SearchReturn, *, by_modseq: bool
+) -> tuple[SearchResult, list[int]]:
+    """The ESEARCH data for the messages found (in result order) and the UIDs of the
+    messages it returns: those SAVE keeps (RFC 5182 section 2.4, RFC 9394 section 3.2).
+
+    MIN and MAX are the first and last in result order (RFC 5267 section 3.1). The
+    messages returned are those of MIN, MAX and PARTIAL, or all found with ALL or
+    COUNT, or with SAVE alone. MODSEQ, with a MODSEQ key and a non-empty result, is
+    the highest of the returned messages, of all found when none is returned
+    (RFC 4731 section 3.2, RFC 7162 section 3.1.10)."""
+    options = returns.options
+    ends: list[Found] = []
+    if found and "MIN" in options:
+        ends.append(found[0])
+    if found and "MAX" in options:
+        ends.append(found[-1])
+    part: list[Found] = [] if returns.partial is None else returns.partial.pick(found)
+    returned: Sequence[Found] = found
+    if (ends or returns.partial is not None) and options.isdisjoint({"ALL", "COUNT"}):
+        returned = ends + part
+    result = SearchResult(
+        min=found[0][0] if ends and "MIN" in options else None,
+        max=found[-1][0] if ends and "MAX" in options else None,
+        count=len(found) if "COUNT" in options else None,
+        all=tuple(number for number, _, _ in found) if "ALL" in options else (),
+        partial=None
+        if returns.partial is None
+        else (returns.partial, tuple(number for number, _, _ in part)),
+        modseq=max(m for _, _, m in returned or found) if by_modseq and found else None,
+    )
+    return result, sorted({uid for _, uid, _ in returned})

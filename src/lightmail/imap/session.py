@@ -309,6 +309,7 @@ class ImapSession:
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
         capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+        capabilities += ["ESEARCH", "ESORT", "PARTIAL"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:

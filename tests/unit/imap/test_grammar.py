@@ -67,8 +67,10 @@ from lightmail.imap.wire.types import (
     ModseqKey,
     NotKey,
     OrKey,
+    PartialRange,
     QresyncParameter,
     SearchKey,
+    SearchReturn,
     SectionText,
     SequenceKey,
     SequenceSet,
@@ -348,6 +350,49 @@ SIMPLE_COMMANDS += [
 ]
 
 
+# RFC 4731 ESEARCH, RFC 9394 PARTIAL and RFC 5267 ESORT: result options.
+SIMPLE_COMMANDS += [
+    (
+        b"A282 SEARCH RETURN (MIN COUNT) FLAGGED\r\n",
+        SearchCommand(
+            b"A282", False, None, FlagKey(b"\\Flagged"), SearchReturn(frozenset({"MIN", "COUNT"}))
+        ),
+    ),
+    (
+        b"a UID SEARCH RETURN () CHARSET UTF-8 ALL\r\n",
+        SearchCommand(b"a", True, "UTF-8", AllKey(), SearchReturn(frozenset({"ALL"}))),
+    ),
+    (
+        b"A01 UID SEARCH RETURN (PARTIAL -1:-100) ALL\r\n",
+        SearchCommand(
+            b"A01", True, None, AllKey(), SearchReturn(frozenset(), PartialRange(-1, -100))
+        ),
+    ),
+    (
+        b"10 UID FETCH 25900:26600 (UID FLAGS) (PARTIAL -1:-3 CHANGEDSINCE 98305)\r\n",
+        FetchCommand(
+            b"10",
+            True,
+            seq((25900, 26600)),
+            (FetchItem.UID, FetchItem.FLAGS),
+            98305,
+            partial=PartialRange(-1, -3),
+        ),
+    ),
+    (
+        b"a SORT RETURN (MAX) (DATE) UTF-8 ALL\r\n",
+        SortCommand(
+            b"a",
+            False,
+            (SortCriterion(SortKey.DATE),),
+            "UTF-8",
+            AllKey(),
+            SearchReturn(frozenset({"MAX"})),
+        ),
+    ),
+]
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -381,6 +426,10 @@ SIMPLE_COMMANDS += [
         b"a UID FETCH 1 FLAGS (VANISHED)\r\n",
         b"a UID FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED VANISHED)\r\n",
         b"a UID FETCH 1 FLAGS (CHANGEDSINCE 1) \r\n",
+        b"a FETCH 1 FLAGS (PARTIAL 1:2)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL 1:2 PARTIAL 1:2)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL 1:*)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL -1:2)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE 1 UNCHANGEDSINCE 2) +FLAGS (x)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE) +FLAGS (x)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE -1) +FLAGS (x)\r\n",

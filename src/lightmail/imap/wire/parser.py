@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TypeAlias, TypeVar
 
 from lightmail.imap.wire.commands import Command
-from lightmail.imap.wire.types import STAR, SeqNumber, SequenceSet
+from lightmail.imap.wire.types import STAR, PartialRange, SeqNumber, SequenceSet
 
 __all__ = [
     "ALPHA",
@@ -315,6 +315,18 @@ class Parser:
             if not self.at(b","):
                 return SequenceSet(tuple(ranges))
             self.pos += 1
+
+    def partial_range(self) -> PartialRange:
+        """``partial-range`` (RFC 9394 section 4): ``1:500`` or ``-1:-500``."""
+        sign = 1
+        if self.at(b"-"):
+            sign = -1
+            self.pos += 1
+        first = self.nz_number()
+        self.expect(b":", '":"')
+        if sign < 0:
+            self.expect(b"-", '"-"')
+        return PartialRange(sign * first, sign * self.nz_number())
 
     def known_set(self) -> SequenceSet:
         """A ``sequence-set`` in which ``*`` is not allowed (RFC 7162's ``known-uids``,
