@@ -46,6 +46,7 @@ from lightmail.imap.wire.types import (
     SearchKey,
     SearchReturn,
     SequenceKey,
+    SequenceSet,
     SizeKey,
     TextKey,
 )
@@ -67,7 +68,9 @@ __all__ = [
     "uses_message_numbers",
     "uses_modseq",
     "uses_parse",
+    "uses_search_result",
     "uses_sent_date",
+    "with_search_result",
 ]
 
 Found = tuple[int, int, int]
@@ -133,6 +136,29 @@ def uses_message_numbers(key: SearchKey) -> bool:
     """Whether a key of the tree is a message sequence set: a UID SEARCH with one may
     not be answered with EXPUNGE or VANISHED (RFC 7162 section 3.2.10.2)."""
     return any(isinstance(node, SequenceKey) and not node.uid for node in _leaves(key))
+
+
+def uses_search_result(key: SearchKey) -> bool:
+    """Whether a key of the tree is ``$``, the saved search result (RFC 5182)."""
+    return any(isinstance(node, SequenceKey) and node.sequence_set.saved for node in _leaves(key))
+
+
+def with_search_result(key: SearchKey, numbers: SequenceSet, uids: SequenceSet) -> SearchKey:
+    """`key` with each ``$`` replaced by the saved search result: its sequence
+    ``numbers``, or its ``uids`` after UID. Nesting is bounded by the parser's
+    ``max_depth``."""
+    if isinstance(key, SequenceKey) and key.sequence_set.saved:
+        return SequenceKey(uids if key.uid else numbers, key.uid)
+    if isinstance(key, NotKey):
+        return NotKey(with_search_result(key.key, numbers, uids))
+    if isinstance(key, OrKey):
+        return OrKey(
+            with_search_result(key.left, numbers, uids),
+            with_search_result(key.right, numbers, uids),
+        )
+    if isinstance(key, AndKey):
+        return AndKey(tuple(with_search_result(k, numbers, uids) for k in key.keys))
+    return key
 
 
 def uses_modseq(key: SearchKey) -> bool:

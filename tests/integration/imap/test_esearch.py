@@ -12,7 +12,7 @@ import asyncio
 
 from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_condstore import command
-from tests.integration.imap.test_hostile import connect, login
+from tests.integration.imap.test_hostile import Wire, connect, login
 from tests.integration.imap.test_sort_thread import _sorted_mailbox
 
 
@@ -167,6 +167,147 @@ async def test_esort_answers_in_sort_order(imap: ImapTarget) -> None:
             assert command(wire, b"f", b"SORT (ARRIVAL) UTF-8 ALL") == [
                 b"* SORT 3 1 2 4",
                 b"f OK Sort completed",
+            ]
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_a_saved_search_result_is_used_by_dollar_in_every_command(imap: ImapTarget) -> None:
+    """RFC 5182 sections 2.1 to 2.4: SAVE alone answers nothing; ``$`` names the
+    saved messages by sequence number or by UID, wherever the command takes a set."""
+    user = await _sorted_mailbox(imap)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            command(wire, b"a", b"SELECT INBOX")
+            command(wire, b"b", b"CREATE Other")
+            # Pipelined: the FETCH uses what the SEARCH before it saved.
+            wire.send(b"A282 UID SEARCH RETURN (SAVE) UID 2:3\r\nA283 FETCH $ (UID)\r\n")
+            assert wire.until(b"A283") == [
+                b"A282 OK Search completed",
+                b"* 1 FETCH (UID 2)",
+                b"* 2 FETCH (UID 3)",
+                b"A283 OK Fetch completed",
+            ]
+            assert command(wire, b"c", b"UID FETCH $ (UID)") == [
+                b"* 1 FETCH (UID 2)",
+                b"* 2 FETCH (UID 3)",
+                b"c OK Fetch completed",
+            ]
+            assert command(wire, b"A301", b"UID SEARCH UID $ NOT 1") == [
+                b"* SEARCH 3",
+                b"A301 OK Search completed",
+            ]
+            assert command(wire, b"d", b"SEARCH OR $ 4") == [
+                b"* SEARCH 1 2 4",
+                b"d OK Search completed",
+            ]
+            assert command(wire, b"e", b"STORE $ +FLAGS.SILENT (\\Flagged)") == [
+                b"e OK Store completed"
+            ]
+            assert command(wire, b"f", b"SEARCH FLAGGED") == [
+                b"* SEARCH 1 2",
+                b"f OK Search completed",
+            ]
+            copied = command(wire, b"g", b"UID COPY $ Other")
+            assert copied[-1].startswith(b"g OK [COPYUID ")
+            assert copied[-1].endswith(b" 2:3 1:2] Copy completed")
+            # SAVE with MIN and MAX keeps those two; with COUNT, all found.
+            assert command(wire, b"C285", b"SEARCH RETURN (MAX SAVE MIN) ALL") == [
+                b'* ESEARCH (TAG "C285") MIN 1 MAX 4',
+                b"C285 OK Search completed",
+            ]
+            assert command(wire, b"h", b"SEARCH $") == [b"* SEARCH 1 4", b"h OK Search completed"]
+            assert command(wire, b"C286", b"SEARCH RETURN (MAX SAVE MIN COUNT) NOT 3") == [
+                b'* ESEARCH (TAG "C286") MIN 1 MAX 4 COUNT 3',
+                b"C286 OK Search completed",
+            ]
+            assert command(wire, b"i", b"SEARCH $") == [
+                b"* SEARCH 1 2 4",
+                b"i OK Search completed",
+            ]
+            assert command(wire, b"j", b"SEARCH RETURN (SAVE PARTIAL -1:-1) ALL") == [
+                b'* ESEARCH (TAG "j") PARTIAL (-1:-1 4)',
+                b"j OK Search completed",
+            ]
+            assert command(wire, b"k", b"UID SEARCH $") == [b"* SEARCH 5", b"k OK Search completed"]
+            assert command(wire, b"l", b"UID MOVE $ Other")[-1] == b"l OK Move completed"
+            assert command(wire, b"m", b"SEARCH ALL") == [
+                b"* SEARCH 1 2 3",
+                b"m OK Search completed",
+            ]
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_an_empty_or_failed_or_reset_search_result_names_no_message(
+    imap: ImapTarget,
+) -> None:
+    """RFC 5182 section 2.1: empty until saved, emptied by a SAVE that fails, reset
+    by SELECT, EXAMINE, CLOSE and UNSELECT; ``$`` with nothing in it is valid."""
+    user = await _sorted_mailbox(imap)
+
+    def saved(wire: Wire, tag: bytes) -> list[bytes]:
+        return command(wire, tag, b"UID FETCH $ (UID)")[:-1]
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            command(wire, b"a", b"SELECT INBOX")
+            assert command(wire, b"b", b"FETCH $ (UID)") == [b"b OK Fetch completed"]
+            assert command(wire, b"E283", b"COPY $ INBOX") == [b"E283 OK Copy completed"]
+            assert command(wire, b"c", b"SEARCH $") == [b"* SEARCH", b"c OK Search completed"]
+            assert command(wire, b"d", b"SEARCH RETURN (SAVE) NOT $") == [b"d OK Search completed"]
+            assert saved(wire, b"e") == [b"* %d FETCH (UID %d)" % (n, n + 1) for n in (1, 2, 3, 4)]
+            refused = command(wire, b"B283", b"SEARCH RETURN (SAVE) CHARSET KOI8-R ALL")
+            assert refused[-1].startswith(b"B283 NO [BADCHARSET")
+            assert saved(wire, b"f") == []
+            for tag, reset in [
+                (b"g", b"SELECT INBOX"),
+                (b"h", b"EXAMINE INBOX"),
+                (b"i", b"UNSELECT"),
+                (b"j", b"CLOSE"),
+            ]:
+                command(wire, b"k", b"SELECT INBOX")
+                command(wire, b"l", b"SEARCH RETURN (SAVE) ALL")
+                assert len(saved(wire, b"m")) == 4
+                assert command(wire, tag, reset)[-1].startswith(tag + b" OK")
+                command(wire, b"n", b"SELECT INBOX")
+                assert saved(wire, b"o") == [], reset
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_an_expunged_message_leaves_the_saved_result(imap: ImapTarget) -> None:
+    """RFC 5182 section 2.1: ``$`` by sequence number follows the renumbering."""
+    user = await _sorted_mailbox(imap)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            command(wire, b"a", b"SELECT INBOX")
+            command(wire, b"b", b"SEARCH RETURN (SAVE) 2:4")
+            command(wire, b"c", b"STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+            assert command(wire, b"d", b"EXPUNGE") == [
+                b"* 2 EXPUNGE",
+                b"* 1 EXPUNGE",
+                b"d OK Expunge completed",
+            ]
+            assert command(wire, b"e", b"FETCH $ (UID)") == [
+                b"* 1 FETCH (UID 4)",
+                b"* 2 FETCH (UID 5)",
+                b"e OK Fetch completed",
+            ]
+            command(wire, b"f0", b"STORE $ +FLAGS.SILENT (\\Deleted)")
+            assert command(wire, b"f", b"UID EXPUNGE $") == [
+                b"* 2 EXPUNGE",
+                b"* 1 EXPUNGE",
+                b"f OK Expunge completed",
+            ]
+            assert command(wire, b"g", b"SEARCH RETURN (COUNT) $") == [
+                b'* ESEARCH (TAG "g") COUNT 0',
+                b"g OK Search completed",
             ]
 
     await asyncio.to_thread(conversation)

@@ -107,6 +107,7 @@ CAPABILITIES = (
     b"ESEARCH",
     b"ESORT",
     b"PARTIAL",
+    b"SEARCHRES",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

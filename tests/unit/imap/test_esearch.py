@@ -135,7 +135,6 @@ def test_a_plain_search_has_no_result_options_and_return_alone_is_a_key_error() 
         b"a SEARCH RETURN (PARTIAL 1:4294967296) ALL\r\n",
         b"a SEARCH RETURN (PARTIAL 1,3) ALL\r\n",
         b"a SEARCH RETURN (PARTIAL 1:3:5) ALL\r\n",
-        b"a SEARCH RETURN (SAVE) ALL\r\n",  # SEARCHRES is not offered
         b"a SORT (DATE) RETURN (MIN) UTF-8 ALL\r\n",
         b"a SORT RETURN (MIN) UTF-8 ALL\r\n",
         b"a THREAD RETURN (MIN) REFERENCES UTF-8 ALL\r\n",

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4), with MODSEQ (RFC 7162 section 3.1.5),
     which enables CONDSTORE and ends a non-empty answer with the highest
-    mod-sequence found; with result options, answered with ESEARCH (RFC 4731)."""
+    mod-sequence found; with result options, answered with ESEARCH (RFC 4731), and
+    RETURN (SAVE) keeps the result for ``$`` (RFC 5182)."""
+    if command.returns is not None and "SAVE" in command.returns.options:
+        session.view.search_result = []  # what a SEARCH that fails leaves (RFC 5182 2.1)
     if command.charset not in (None, *CHARSETS):
         return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
     by_modseq = matching.uses_modseq(command.key)
@@ -60,9 +63,14 @@ def send_esearch(
     by_modseq: bool,
 ) -> None:
     """The ESEARCH response of an extended SEARCH or SORT (RFC 4731 section 3.1, RFC
-    5267 section 3) for the messages found, in result order."""
-    result, _ = matching.result_of(found, returns, by_modseq=by_modseq)
-    session.send(esearch_response(tag, result, uid=uid))
+    5267 section 3) for the messages found, in result order. SAVE keeps the
+    messages it returns as the search result, and alone asks for no response
+    (RFC 5182 sections 2.1 and 2.4)."""
+    result, returned = matching.result_of(found, returns, by_modseq=by_modseq)
+    if "SAVE" in returns.options:
+        session.view.search_result = returned
+    if returns.options != {"SAVE"} or returns.partial is not None:
+        session.send(esearch_response(tag, result, uid=uid))
 
 
 async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageInfo]]:

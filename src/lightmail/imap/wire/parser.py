@@ -304,6 +304,10 @@ class Parser:
         return self.nz_number()
 
     def sequence_set(self) -> SequenceSet:
+        """``sequence-set``, or ``$`` (RFC 5182's ``seq-last-command``)."""
+        if self.at(b"$"):
+            self.pos += 1
+            return SequenceSet((), saved=True)
         ranges: list[tuple[SeqNumber, SeqNumber]] = []
         while True:
             first = self.seq_number()
@@ -332,8 +336,8 @@ class Parser:
         """A ``sequence-set`` in which ``*`` is not allowed (RFC 7162's ``known-uids``,
         ``known-sequence-set`` and ``known-uid-set``)."""
         numbers = self.sequence_set()
-        if numbers.uses_star:
-            raise ParseError('"*" is not allowed here')
+        if numbers.uses_star or numbers.saved:
+            raise ParseError('"*" and "$" are not allowed here')
         return numbers
 
     def date(self) -> datetime.date:

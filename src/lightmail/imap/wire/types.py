@@ -77,10 +77,15 @@ class SequenceSet:
     """
 
     ranges: tuple[tuple[SeqNumber, SeqNumber], ...]
+    saved: bool = False
+    """``$``, the saved search result (RFC 5182 section 3): no ``ranges`` here; the
+    session puts the messages saved in their place before the command runs
+    (``ImapSession.with_search_result``), where no ``ranges`` is a valid set that
+    names no message."""
 
     def __post_init__(self) -> None:
-        if not self.ranges:
-            raise ValueError("a sequence set has at least one element")
+        if self.saved and self.ranges:
+            raise ValueError('"$" stands for the saved search result alone')
         for first, last in self.ranges:
             for n in (first, last):
                 if n is not STAR and not (isinstance(n, int) and 0 < n < 1 << 32):
@@ -156,6 +161,11 @@ class SequenceSet:
         return SequenceSet(tuple(kept)) if kept else None
 
     def to_bytes(self) -> bytes:
+        if self.saved:
+            return b"$"
+        if not self.ranges:
+            raise ValueError("an empty set has no wire form")
+
         def one(n: SeqNumber) -> bytes:
             return b"*" if n is STAR else str(n).encode()
 

@@ -47,7 +47,7 @@ _SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
 def search(p: Parser, tag: bytes, uid: bool) -> Command:
     """``SEARCH [RETURN (option ...)] [CHARSET name] key ...``; several keys are ANDed."""
     p.sp()
-    returns = _search_return(p)
+    returns = _search_return(p, save=True)
     charset: str | None = None
     start = p.pos
     if p.take(ALPHA).upper() == b"CHARSET" and p.at(b" "):
@@ -64,7 +64,7 @@ def sort(p: Parser, tag: bytes, uid: bool) -> Command:
     section 5, with RFC 5957's DISPLAYFROM and DISPLAYTO and RFC 5267's
     ``extended-sort``)."""
     p.sp()
-    returns = _search_return(p)
+    returns = _search_return(p, save=False)
     criteria = p.parenthesized(lambda: _sort_criterion(p))
     p.sp()
     charset = _charset(p)
@@ -89,10 +89,11 @@ def thread(p: Parser, tag: bytes, uid: bool) -> Command:
 _RESULT_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT"})
 
 
-def _search_return(p: Parser) -> t.SearchReturn | None:
+def _search_return(p: Parser, *, save: bool) -> t.SearchReturn | None:
     """``RETURN (search-return-opt ...) SP``, or None (nothing consumed) without it.
     ``RETURN ()`` is ALL (RFC 4731 section 3.1); each option comes at most once,
-    and PARTIAL never with ALL (RFC 9394 section 3.1)."""
+    and PARTIAL never with ALL (RFC 9394 section 3.1). SAVE (RFC 5182) only
+    where ``save``: SEARCH's."""
     start = p.pos
     if p.take(ALPHA).upper() != b"RETURN" or not p.at(b" ("):
         p.pos = start
@@ -110,7 +111,7 @@ def _search_return(p: Parser) -> t.SearchReturn | None:
         if name == b"PARTIAL":
             p.sp()
             partial = p.partial_range()
-        elif name in _RESULT_OPTIONS:
+        elif name in _RESULT_OPTIONS or (save and name == b"SAVE"):
             options.add(name.decode("ascii"))
         else:
             raise ParseError("unknown result option")
@@ -174,7 +175,7 @@ def _key(p: Parser) -> t.SearchKey:
     if c == ord("("):
         keys = p.parenthesized(lambda: _search_key(p))
         return keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
-    if c is not None and (c in DIGITS or c == ord("*")):
+    if c is not None and (c in DIGITS or c in b"*$"):
         return t.SequenceKey(p.sequence_set(), uid=False)
     name = p.take1(ALPHA, "a search key").upper()
     if name == b"ALL":
