@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
-from lightmail.imap.wire.responses import SearchResult
+from lightmail.imap.wire.responses import ESearchData
 from lightmail.imap.wire.types import (
     AddressKey,
     AllKey,
@@ -569,7 +569,7 @@ class PartDecoder:
 
 def result_of(
     found: Sequence[Found], returns: SearchReturn, *, by_modseq: bool
-) -> tuple[SearchResult, list[int]]:
+) -> tuple[ESearchData, list[int]]:
     """The ESEARCH data for the messages found (in result order) and the UIDs of the
     messages it returns: those SAVE keeps (RFC 5182 section 2.4, RFC 9394 section 3.2).
 
@@ -588,7 +588,7 @@ def result_of(
     returned: Sequence[Found] = found
     if (ends or returns.partial is not None) and options.isdisjoint({"ALL", "COUNT"}):
         returned = ends + part
-    result = SearchResult(
+    result = ESearchData(
         min=found[0][0] if ends and "MIN" in options else None,
         max=found[-1][0] if ends and "MAX" in options else None,
         count=len(found) if "COUNT" in options else None,

@@ -8,16 +8,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightmail.imap.search import Found, result_of
+from lightmail.imap.search import Found, result_of, uses_search_result, with_search_result
 from lightmail.imap.wire.commands import SearchCommand, SortCommand
-from lightmail.imap.wire.responses import SearchResult, esearch_response
+from lightmail.imap.wire.responses import ESearchData, esearch_response
 from lightmail.imap.wire.types import (
     AllKey,
+    AndKey,
     FlagKey,
     ModseqKey,
+    NotKey,
+    OrKey,
     PartialRange,
     SearchReturn,
     SequenceKey,
+    SequenceSet,
     SortCriterion,
     SortKey,
 )
@@ -180,30 +184,28 @@ def test_a_partial_range_picks_the_same_results_as_counting_them(
 
 
 def test_esearch_responses_rfc4731_examples() -> None:
-    def line(tag: bytes, result: SearchResult, *, uid: bool = False) -> bytes:
+    def line(tag: bytes, result: ESearchData, *, uid: bool = False) -> bytes:
         return esearch_response(tag, result, uid=uid).to_bytes()
 
-    assert (
-        line(b"A282", SearchResult(min=2, count=3)) == b'* ESEARCH (TAG "A282") MIN 2 COUNT 3\r\n'
-    )
-    assert line(b"A283", SearchResult(all=(2, 10, 11))) == b'* ESEARCH (TAG "A283") ALL 2,10:11\r\n'
-    assert line(b"A285", SearchResult(min=7, max=3800), uid=True) == (
+    assert line(b"A282", ESearchData(min=2, count=3)) == b'* ESEARCH (TAG "A282") MIN 2 COUNT 3\r\n'
+    assert line(b"A283", ESearchData(all=(2, 10, 11))) == b'* ESEARCH (TAG "A283") ALL 2,10:11\r\n'
+    assert line(b"A285", ESearchData(min=7, max=3800), uid=True) == (
         b'* ESEARCH (TAG "A285") UID MIN 7 MAX 3800\r\n'
     )
-    assert line(b"A286", SearchResult(count=0)) == b'* ESEARCH (TAG "A286") COUNT 0\r\n'
-    assert line(b"a", SearchResult()) == b'* ESEARCH (TAG "a")\r\n'
-    assert line(b"a4", SearchResult(min=2, count=10, modseq=917162500)) == (
+    assert line(b"A286", ESearchData(count=0)) == b'* ESEARCH (TAG "A286") COUNT 0\r\n'
+    assert line(b"a", ESearchData()) == b'* ESEARCH (TAG "a")\r\n'
+    assert line(b"a4", ESearchData(min=2, count=10, modseq=917162500)) == (
         b'* ESEARCH (TAG "a4") MIN 2 COUNT 10 MODSEQ 917162500\r\n'
     )
     # RFC 5267 section 3.3: sort order kept, ranges only ascending.
-    assert line(b"E01", SearchResult(all=(23765, 23764, 23763, 23761, 1, 2, 3)), uid=True) == (
+    assert line(b"E01", ESearchData(all=(23765, 23764, 23763, 23761, 1, 2, 3)), uid=True) == (
         b'* ESEARCH (TAG "E01") UID ALL 23765,23764,23763,23761,1:3\r\n'
     )
     # RFC 9394 section 3.1.
-    assert line(b"A04", SearchResult(partial=(PartialRange(24000, 24500), ())), uid=True) == (
+    assert line(b"A04", ESearchData(partial=(PartialRange(24000, 24500), ())), uid=True) == (
         b'* ESEARCH (TAG "A04") UID PARTIAL (24000:24500 NIL)\r\n'
     )
-    assert line(b"A01", SearchResult(partial=(PartialRange(-1, -3), (7, 8, 10)))) == (
+    assert line(b"A01", ESearchData(partial=(PartialRange(-1, -3), (7, 8, 10)))) == (
         b'* ESEARCH (TAG "A01") PARTIAL (-1:-3 7:8,10)\r\n'
     )
 
@@ -216,13 +218,13 @@ def found(*numbers: int) -> list[Found]:
 def test_result_of_answers_what_was_asked_rfc4731() -> None:
     hits = found(2, 10, 11, 15)
     result, _ = result_of(hits, returning("MIN", "COUNT"), by_modseq=False)
-    assert result == SearchResult(min=2, count=4)
+    assert result == ESearchData(min=2, count=4)
     result, _ = result_of(hits, returning("ALL"), by_modseq=False)
-    assert result == SearchResult(all=(2, 10, 11, 15))
+    assert result == ESearchData(all=(2, 10, 11, 15))
     result, _ = result_of([], returning("MIN", "MAX", "ALL", "COUNT"), by_modseq=True)
-    assert result == SearchResult(count=0)  # MIN, MAX, ALL and MODSEQ left out when none
+    assert result == ESearchData(count=0)  # MIN, MAX, ALL and MODSEQ left out when none
     result, _ = result_of(found(5, 3, 9), returning("MIN", "MAX"), by_modseq=False)
-    assert result == SearchResult(min=5, max=9)  # first and last in result order (ESORT)
+    assert result == ESearchData(min=5, max=9)  # first and last in result order (ESORT)
 
 
 def test_modseq_is_of_the_messages_returned_rfc4731_section_3_2() -> None:
@@ -242,7 +244,7 @@ def test_partial_results_and_the_messages_returned_rfc9394_section_3_2() -> None
     hits = found(*range(1, 11))
     uid = [n + 100 for n in range(1, 11)]
     result, returned = result_of(hits, returning(partial=PartialRange(-1, -3)), by_modseq=False)
-    assert result == SearchResult(partial=(PartialRange(-1, -3), (8, 9, 10)))
+    assert result == ESearchData(partial=(PartialRange(-1, -3), (8, 9, 10)))
     assert returned == uid[7:]
     _, returned = result_of(hits, returning("MIN", partial=PartialRange(5, 6)), by_modseq=False)
     assert returned == [uid[0], uid[4], uid[5]]
@@ -255,5 +257,27 @@ def test_partial_results_and_the_messages_returned_rfc9394_section_3_2() -> None
     )
     assert returned == uid
     result, returned = result_of(hits, returning(partial=PartialRange(11, 20)), by_modseq=False)
-    assert result == SearchResult(partial=(PartialRange(11, 20), ()))
+    assert result == ESearchData(partial=(PartialRange(11, 20), ()))
     assert returned == []
+
+
+def test_every_dollar_of_a_search_program_becomes_the_saved_result() -> None:
+    """RFC 5182 section 2.2, example 4: ``$`` by number, ``UID $`` by UID, at any depth."""
+    saved = SequenceSet((), saved=True)
+    numbers, uids = seq((2, 3)), seq((12, 13))
+    key = AndKey(
+        (
+            OrKey(SequenceKey(saved, uid=False), NotKey(SequenceKey(saved, uid=True))),
+            SequenceKey(seq((1, 1)), uid=False),
+        )
+    )
+    assert uses_search_result(key)
+    rewritten = with_search_result(key, numbers, uids)
+    assert rewritten == AndKey(
+        (
+            OrKey(SequenceKey(numbers, uid=False), NotKey(SequenceKey(uids, uid=True))),
+            SequenceKey(seq((1, 1)), uid=False),
+        )
+    )
+    assert not uses_search_result(rewritten)
+    assert with_search_result(AllKey(), numbers, uids) == AllKey()

@@ -31,11 +31,11 @@ __all__ = [
     "Completion",
     "ContinuationResponse",
     "DataResponse",
+    "ESearchData",
     "FetchValue",
     "Raw",
     "Response",
     "ResponseCode",
-    "SearchResult",
     "Status",
     "TaggedResponse",
     "UntaggedResponse",
@@ -549,7 +549,7 @@ def _numbers(name: bytes, numbers: Iterable[int], modseq: int | None) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchResult:
+class ESearchData:
     """The ``search-return-data`` of an ESEARCH response: what was asked of MIN, MAX,
     COUNT, ALL (RFC 4731 section 3.1), PARTIAL (RFC 9394 section 3.1) and MODSEQ
     (RFC 4731 section 3.2). ``all`` and the PARTIAL results are in result order
@@ -563,7 +563,7 @@ class SearchResult:
     modseq: int | None = None
 
 
-def esearch_response(tag: bytes, result: SearchResult, *, uid: bool) -> DataResponse:
+def esearch_response(tag: bytes, result: ESearchData, *, uid: bool) -> DataResponse:
     """``* ESEARCH (TAG "a") [UID] MIN 2 ...`` (RFC 4731 section 4). A set of numbers
     goes as a ``sequence-set`` whose ranges only ever ascend, and in the order given
     (RFC 5267 section 3.2): ``5,3:4,1``."""
