@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lightmail.imap.selected import SelectedMailbox, Snapshot
+from lightmail.imap.wire.types import SequenceSet
 
 
 def snap(*uids: int, flags: dict[int, tuple[str, ...]] | None = None) -> list[Snapshot]:
@@ -151,3 +152,16 @@ def test_changes_alone_give_what_a_full_snapshot_gives() -> None:
     assert (held.expunged, held.flags) == ([], [])
     assert changes.is_expunged(4)
     assert changes.apply([], [], allow_expunge=True).expunged == [(3, 4)]
+
+
+def test_the_saved_search_result_keeps_its_messages_until_their_expunge_is_told() -> None:
+    """RFC 5182 section 2.1: ``$`` follows the numbering the client sees."""
+    view = SelectedMailbox(1, snap(3, 7, 9, 12), readonly=False)
+    assert view.search_result_set(uid=True) == SequenceSet(())
+    view.search_result = [7, 9, 12]
+    assert view.search_result_set(uid=False).to_bytes() == b"2:4"
+    view.update(snap(3, 12), allow_expunge=False)  # held back: still numbered
+    assert view.search_result_set(uid=False).to_bytes() == b"2:4"
+    view.update(snap(3, 12), allow_expunge=True)
+    assert view.search_result_set(uid=False).to_bytes() == b"2"
+    assert view.search_result_set(uid=True).to_bytes() == b"12"

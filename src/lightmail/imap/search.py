@@ -27,12 +27,13 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
 from lightmail.imap import objectid
+from lightmail.imap.wire.responses import ESearchData
 from lightmail.imap.wire.types import (
     AddressKey,
     AllKey,
@@ -45,7 +46,9 @@ from lightmail.imap.wire.types import (
     ObjectIdKey,
     OrKey,
     SearchKey,
+    SearchReturn,
     SequenceKey,
+    SequenceSet,
     SizeKey,
     TextKey,
 )
@@ -54,19 +57,27 @@ from lightmail.mailstore.mime.types import BodyPart
 from lightmail.mailstore.mime.words import decode_words
 
 __all__ = [
+    "Found",
     "Needle",
     "PartDecoder",
     "SearchMessage",
     "Segment",
     "TextScan",
     "matches",
+    "result_of",
     "text_needles",
     "text_segments",
     "uses_message_numbers",
     "uses_modseq",
     "uses_parse",
+    "uses_search_result",
     "uses_sent_date",
+    "with_search_result",
 ]
+
+Found = tuple[int, int, int]
+"""A message an extended SEARCH or SORT found: its number as answered (sequence
+number or UID), its UID and its mod-sequence."""
 
 Needle = tuple[bytes, bool]
 """A BODY or TEXT search string as sent, and whether it covers the whole message (TEXT)."""
@@ -129,6 +140,29 @@ def uses_message_numbers(key: SearchKey) -> bool:
     """Whether a key of the tree is a message sequence set: a UID SEARCH with one may
     not be answered with EXPUNGE or VANISHED (RFC 7162 section 3.2.10.2)."""
     return any(isinstance(node, SequenceKey) and not node.uid for node in _leaves(key))
+
+
+def uses_search_result(key: SearchKey) -> bool:
+    """Whether a key of the tree is ``$``, the saved search result (RFC 5182)."""
+    return any(isinstance(node, SequenceKey) and node.sequence_set.saved for node in _leaves(key))
+
+
+def with_search_result(key: SearchKey, numbers: SequenceSet, uids: SequenceSet) -> SearchKey:
+    """`key` with each ``$`` replaced by the saved search result: its sequence
+    ``numbers``, or its ``uids`` after UID. Nesting is bounded by the parser's
+    ``max_depth``."""
+    if isinstance(key, SequenceKey) and key.sequence_set.saved:
+        return SequenceKey(uids if key.uid else numbers, key.uid)
+    if isinstance(key, NotKey):
+        return NotKey(with_search_result(key.key, numbers, uids))
+    if isinstance(key, OrKey):
+        return OrKey(
+            with_search_result(key.left, numbers, uids),
+            with_search_result(key.right, numbers, uids),
+        )
+    if isinstance(key, AndKey):
+        return AndKey(tuple(with_search_result(k, numbers, uids) for k in key.keys))
+    return key
 
 
 def uses_modseq(key: SearchKey) -> bool:
@@ -541,3 +575,37 @@ class PartDecoder:
 
     def _convert(self, data: bytes, *, final: bool = False) -> bytes:
         return self._text.decode(data, final).encode("utf-8", "surrogatepass")
+
+
+def result_of(
+    found: Sequence[Found], returns: SearchReturn, *, by_modseq: bool
+) -> tuple[ESearchData, list[int]]:
+    """The ESEARCH data for the messages found (in result order) and the UIDs of the
+    messages it returns: those SAVE keeps (RFC 5182 section 2.4, RFC 9394 section 3.2).
+
+    MIN and MAX are the first and last in result order (RFC 5267 section 3.1). The
+    messages returned are those of MIN, MAX and PARTIAL, or all found with ALL or
+    COUNT, or with SAVE alone. MODSEQ, with a MODSEQ key and a non-empty result, is
+    the highest of the returned messages, of all found when none is returned
+    (RFC 4731 section 3.2, RFC 7162 section 3.1.10)."""
+    options = returns.options
+    ends: list[Found] = []
+    if found and "MIN" in options:
+        ends.append(found[0])
+    if found and "MAX" in options:
+        ends.append(found[-1])
+    part: list[Found] = [] if returns.partial is None else returns.partial.pick(found)
+    returned: Sequence[Found] = found
+    if (ends or returns.partial is not None) and options.isdisjoint({"ALL", "COUNT"}):
+        returned = ends + part
+    result = ESearchData(
+        min=found[0][0] if ends and "MIN" in options else None,
+        max=found[-1][0] if ends and "MAX" in options else None,
+        count=len(found) if "COUNT" in options else None,
+        all=tuple(number for number, _, _ in found) if "ALL" in options else (),
+        partial=None
+        if returns.partial is None
+        else (returns.partial, tuple(number for number, _, _ in part)),
+        modseq=max(m for _, _, m in returned or found) if by_modseq and found else None,
+    )
+    return result, sorted({uid for _, uid, _ in returned})

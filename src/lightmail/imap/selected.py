@@ -19,6 +19,8 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from lightmail.imap.wire.types import SequenceSet
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -79,8 +81,19 @@ class SelectedMailbox:
         self._gone: set[int] = set()
         self._keywords = frozenset(keywords) | self._unannounced
         self._unannounced.clear()
+        # The UIDs a SEARCH RETURN (SAVE) kept (RFC 5182 section 2.1): empty until
+        # one does; a new selection starts a new view, so SELECT, EXAMINE, CLOSE
+        # and UNSELECT reset it.
+        self.search_result: list[int] = []
 
     # -- the sequence map ----------------------------------------------------
+
+    def search_result_set(self, *, uid: bool) -> SequenceSet:
+        """The saved search result (``$``) by UID or by sequence number now: a message
+        whose expunge the client was told of has left it (RFC 5182 section 2.1).
+        Empty is a valid set that names no message."""
+        present = ((u, self.seq_of(u)) for u in self.search_result)
+        return SequenceSet.from_numbers(u if uid else seq for u, seq in present if seq is not None)
 
     @property
     def exists(self) -> int:

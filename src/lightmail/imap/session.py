@@ -15,6 +15,7 @@ a temporary failure is ``NO [UNAVAILABLE]``, never a permanent refusal).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from lightmail.errors import (
     SpecialUseNotSupported,
     TemporaryFailure,
 )
-from lightmail.imap.search import uses_message_numbers
+from lightmail.imap.search import uses_message_numbers, uses_search_result, with_search_result
 from lightmail.imap.selected import SelectedMailbox, Snapshot, Updates
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
@@ -246,6 +247,7 @@ class ImapSession:
         if self.state not in verb.states:
             await self._wrong_state(command)
             return
+        command = self.with_search_result(command)
         try:
             completion = await verb.handle(self, command)
         except LightMailError as error:
@@ -310,6 +312,7 @@ class ImapSession:
         capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append("OBJECTID")
+        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -364,6 +367,27 @@ class ImapSession:
         if self.selected is None:
             raise AssertionError("the state table allows this only in the selected state")
         return self.selected
+
+    def with_search_result(self, command: c.Command) -> c.Command:
+        """The command with each ``$`` replaced by the saved search result (RFC 5182
+        section 2.1): by sequence number, or by UID in a UID command or after the
+        UID search key, as the view numbers the messages now."""
+        view = self.selected
+        if view is None:
+            return command
+        if isinstance(command, c.SearchCommand | c.SortCommand | c.ThreadCommand):
+            if not uses_search_result(command.key):
+                return command
+            numbers = view.search_result_set(uid=False)
+            key = with_search_result(command.key, numbers, view.search_result_set(uid=True))
+            return dataclasses.replace(command, key=key)
+        if isinstance(command, c.UidExpungeCommand) and command.sequence_set.saved:
+            return dataclasses.replace(command, sequence_set=view.search_result_set(uid=True))
+        uses_numbers = c.FetchCommand | c.StoreCommand | c.CopyCommand | c.MoveCommand
+        if isinstance(command, uses_numbers) and command.sequence_set.saved:
+            saved = view.search_result_set(uid=command.uid)
+            return dataclasses.replace(command, sequence_set=saved)
+        return command
 
     def may_expunge(self, command: c.Command) -> bool:
         """RFC 3501 7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH, nor SORT

@@ -105,6 +105,10 @@ CAPABILITIES = (
     b"THREAD=ORDEREDSUBJECT",
     b"THREAD=REFERENCES",
     b"OBJECTID",
+    b"ESEARCH",
+    b"ESORT",
+    b"PARTIAL",
+    b"SEARCHRES",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

@@ -68,8 +68,10 @@ from lightmail.imap.wire.types import (
     NotKey,
     ObjectIdKey,
     OrKey,
+    PartialRange,
     QresyncParameter,
     SearchKey,
+    SearchReturn,
     SectionText,
     SequenceKey,
     SequenceSet,
@@ -349,6 +351,110 @@ SIMPLE_COMMANDS += [
 ]
 
 
+# RFC 4731 ESEARCH, RFC 9394 PARTIAL and RFC 5267 ESORT: result options.
+SIMPLE_COMMANDS += [
+    (
+        b"A282 SEARCH RETURN (MIN COUNT) FLAGGED\r\n",
+        SearchCommand(
+            b"A282", False, None, FlagKey(b"\\Flagged"), SearchReturn(frozenset({"MIN", "COUNT"}))
+        ),
+    ),
+    (
+        b"a UID SEARCH RETURN () CHARSET UTF-8 ALL\r\n",
+        SearchCommand(b"a", True, "UTF-8", AllKey(), SearchReturn(frozenset({"ALL"}))),
+    ),
+    (
+        b"A01 UID SEARCH RETURN (PARTIAL -1:-100) ALL\r\n",
+        SearchCommand(
+            b"A01", True, None, AllKey(), SearchReturn(frozenset(), PartialRange(-1, -100))
+        ),
+    ),
+    (
+        b"10 UID FETCH 25900:26600 (UID FLAGS) (PARTIAL -1:-3 CHANGEDSINCE 98305)\r\n",
+        FetchCommand(
+            b"10",
+            True,
+            seq((25900, 26600)),
+            (FetchItem.UID, FetchItem.FLAGS),
+            98305,
+            partial=PartialRange(-1, -3),
+        ),
+    ),
+    (
+        b"a SORT RETURN (MAX) (DATE) UTF-8 ALL\r\n",
+        SortCommand(
+            b"a",
+            False,
+            (SortCriterion(SortKey.DATE),),
+            "UTF-8",
+            AllKey(),
+            SearchReturn(frozenset({"MAX"})),
+        ),
+    ),
+]
+
+
+# RFC 5182 SEARCHRES: RETURN (SAVE) and "$" wherever a sequence set goes.
+SAVED = SequenceSet((), saved=True)
+SIMPLE_COMMANDS += [
+    (
+        b"A282 SEARCH RETURN (SAVE) FLAGGED\r\n",
+        SearchCommand(
+            b"A282", False, None, FlagKey(b"\\Flagged"), SearchReturn(frozenset({"SAVE"}))
+        ),
+    ),
+    (b"A283 FETCH $ (UID)\r\n", FetchCommand(b"A283", False, SAVED, (FetchItem.UID,))),
+    (
+        b"A301 UID SEARCH UID $ SMALLER 4096\r\n",
+        SearchCommand(
+            b"A301", True, None, AndKey((SequenceKey(SAVED, uid=True), SizeKey("smaller", 4096)))
+        ),
+    ),
+    (
+        b"P283 SEARCH CHARSET UTF-8 (OR $ 1,3000:3021) TEXT {3}\r\nabc\r\n",
+        SearchCommand(
+            b"P283",
+            False,
+            "UTF-8",
+            AndKey(
+                (
+                    OrKey(
+                        SequenceKey(SAVED, uid=False),
+                        SequenceKey(seq((1, 1), (3000, 3021)), uid=False),
+                    ),
+                    TextKey(b"abc", whole_message=True),
+                )
+            ),
+        ),
+    ),
+    (b'E283 COPY $ "Other Messages"\r\n', CopyCommand(b"E283", False, SAVED, b"Other Messages")),
+    (b"a UID MOVE $ Junk\r\n", MoveCommand(b"a", True, SAVED, b"Junk")),
+    (
+        b"F284 STORE $ +FLAGS.Silent (\\Deleted)\r\n",
+        StoreCommand(b"F284", False, SAVED, "add", True, (b"\\Deleted",)),
+    ),
+    (b"a UID EXPUNGE $\r\n", UidExpungeCommand(b"a", SAVED)),
+]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a FETCH $,1 FLAGS\r\n",
+        b"a FETCH 1,$ FLAGS\r\n",
+        b"a FETCH $:3 FLAGS\r\n",
+        b"a FETCH $$ FLAGS\r\n",
+        b"a COPY $1 x\r\n",
+        b"a SELECT x (QRESYNC (1 1 $))\r\n",
+        b"a SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n",
+        b"a SEARCH RETURN (SAVE SAVE) ALL\r\n",
+        b"a SEARCH RETURN (SAVE) $ $$\r\n",
+    ],
+)
+def test_searchres_bad(data: bytes) -> None:
+    assert bad(data).tag == b"a"
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -382,6 +488,10 @@ SIMPLE_COMMANDS += [
         b"a UID FETCH 1 FLAGS (VANISHED)\r\n",
         b"a UID FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED VANISHED)\r\n",
         b"a UID FETCH 1 FLAGS (CHANGEDSINCE 1) \r\n",
+        b"a FETCH 1 FLAGS (PARTIAL 1:2)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL 1:2 PARTIAL 1:2)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL 1:*)\r\n",
+        b"a UID FETCH 1 FLAGS (PARTIAL -1:2)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE 1 UNCHANGEDSINCE 2) +FLAGS (x)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE) +FLAGS (x)\r\n",
         b"a STORE 1 (UNCHANGEDSINCE -1) +FLAGS (x)\r\n",
@@ -521,11 +631,13 @@ def test_search_rfc_example_and_uid_and_charset() -> None:
         b"a SEARCH 1:0\r\n",
         b"a SEARCH 01\r\n",
         b"a SEARCH 1,\r\n",
-        b"a SEARCH $\r\n",
         b"a SEARCH EMAILID\r\n",
         b"a SEARCH EMAILID M.1\r\n",
         b'a SEARCH EMAILID "M1"\r\n',
         b"a SEARCH THREADID T" + b"1" * 255 + b"\r\n",
+        b"a SEARCH $1\r\n",
+        b"a SEARCH $:4\r\n",
+        b"a SEARCH 1,$\r\n",
     ],
 )
 def test_search_bad(data: bytes) -> None:

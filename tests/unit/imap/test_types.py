@@ -50,10 +50,23 @@ def test_to_bytes_and_from_numbers() -> None:
     assert list(SequenceSet(((1, 2),))) == [(1, 2)]
 
 
-@pytest.mark.parametrize("ranges", [(), ((0, 1),), ((1, 1 << 32),), ((1, -1),)])
+@pytest.mark.parametrize("ranges", [((0, 1),), ((1, 1 << 32),), ((1, -1),)])
 def test_invalid_sets(ranges: tuple[tuple[int, int], ...]) -> None:
     with pytest.raises(ValueError, match="sequence"):
         SequenceSet(ranges)
+
+
+def test_the_saved_result_marker_and_the_empty_set() -> None:
+    """``$`` (RFC 5182) holds no ranges of its own; an empty saved result becomes a
+    set that names no message, which the wire never carries."""
+    assert SequenceSet((), saved=True).to_bytes() == b"$"
+    with pytest.raises(ValueError, match='"\\$" stands for the saved search result alone'):
+        SequenceSet(((1, 1),), saved=True)
+    empty = SequenceSet.from_numbers([])
+    assert empty == SequenceSet(())
+    assert (empty.resolve(10), empty.contains(1, 10), empty.uses_star) == ((), False, False)
+    with pytest.raises(ValueError, match="no wire form"):
+        empty.to_bytes()
 
 
 @settings(max_examples=200)

@@ -37,11 +37,15 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     With CHANGEDSINCE (RFC 7162 section 3.1.4.1) only the messages changed since
     are answered, with MODSEQ; MODSEQ and CHANGEDSINCE enable CONDSTORE. With
     VANISHED too (section 3.2.6), the UIDs of the set expunged since come first.
+    PARTIAL (RFC 9394 section 3.3) keeps those of the range among the messages
+    the set names.
     """
     if command.vanished and not session.qresync:
         return bad("QRESYNC is not enabled")
     view = session.view
     targets = session.resolve(command.sequence_set, uid=command.uid)
+    if command.partial is not None:  # before CHANGEDSINCE (RFC 9394 section 3.4)
+        targets = command.partial.pick(targets)
     attributes = list(command.attributes)
     if command.uid and FetchItem.UID not in attributes:
         attributes.insert(0, FetchItem.UID)

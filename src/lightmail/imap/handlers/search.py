@@ -1,6 +1,7 @@
 """SEARCH and UID SEARCH (RFC 3501 section 6.4.4): evaluated by
 :mod:`lightmail.imap.search` over the cached parse, BODY/TEXT read from the blob store.
-`find` is the search SORT and THREAD (``imap/handlers/sort.py``) run too."""
+`find` is the search SORT and THREAD (``imap/handlers/sort.py``) run too, and
+`send_esearch` the answer of an extended SEARCH or SORT (RFC 4731, RFC 5267)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from lightmail.fairness import TimeSlice
 from lightmail.imap import search as matching
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok, search_response
-from lightmail.imap.wire.types import SearchKey
+from lightmail.imap.wire.responses import (
+    Completion,
+    ResponseCode,
+    esearch_response,
+    no,
+    ok,
+    search_response,
+)
+from lightmail.imap.wire.types import SearchKey, SearchReturn
 from lightmail.mailstore.store import MessageInfo, MessageMeta
 
 log = logging.getLogger(__name__)
@@ -22,7 +30,10 @@ log = logging.getLogger(__name__)
 async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4), with MODSEQ (RFC 7162 section 3.1.5),
     which enables CONDSTORE and ends a non-empty answer with the highest
-    mod-sequence found."""
+    mod-sequence found; with result options, answered with ESEARCH (RFC 4731), and
+    RETURN (SAVE) keeps the result for ``$`` (RFC 5182)."""
+    if command.returns is not None and "SAVE" in command.returns.options:
+        session.view.search_result = []  # what a SEARCH that fails leaves (RFC 5182 2.1)
     if command.charset not in (None, *CHARSETS):
         return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
     by_modseq = matching.uses_modseq(command.key)
@@ -30,10 +41,36 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
         session.enable_condstore()
     found = await find(session, command.key)
     numbers = [info.uid if command.uid else seq for seq, info in found]
-    highest = max((info.modseq for _, info in found), default=0)
-    session.send(search_response(numbers, highest if by_modseq else None))
+    if command.returns is not None:
+        answer = [(n, info.uid, info.modseq) for n, (_, info) in zip(numbers, found, strict=True)]
+        send_esearch(
+            session, command.tag, command.returns, answer, uid=command.uid, by_modseq=by_modseq
+        )
+    else:
+        highest = max((info.modseq for _, info in found), default=0)
+        session.send(search_response(numbers, highest if by_modseq else None))
     await session.announce(allow_expunge=session.may_expunge(command))
     return ok("Search completed")
+
+
+def send_esearch(
+    session: ImapSession,
+    tag: bytes,
+    returns: SearchReturn,
+    found: list[matching.Found],
+    *,
+    uid: bool,
+    by_modseq: bool,
+) -> None:
+    """The ESEARCH response of an extended SEARCH or SORT (RFC 4731 section 3.1, RFC
+    5267 section 3) for the messages found, in result order. SAVE keeps the
+    messages it returns as the search result, and alone asks for no response
+    (RFC 5182 sections 2.1 and 2.4)."""
+    result, returned = matching.result_of(found, returns, by_modseq=by_modseq)
+    if "SAVE" in returns.options:
+        session.view.search_result = returned
+    if returns.options != {"SAVE"} or returns.partial is not None:
+        session.send(esearch_response(tag, result, uid=uid))
 
 
 async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageInfo]]:

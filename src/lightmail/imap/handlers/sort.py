@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lightmail.imap import search as matching
 from lightmail.imap import sort as ordering
-from lightmail.imap.handlers.search import CHARSETS, find
+from lightmail.imap.handlers.search import CHARSETS, find, send_esearch
 from lightmail.imap.session import ImapSession
 from lightmail.imap.sort import SortMessage
 from lightmail.imap.thread import thread as threads_of
@@ -27,13 +27,21 @@ from lightmail.imap.wire.types import SearchKey
 
 async def sort(session: ImapSession, command: c.SortCommand) -> Completion:
     """SORT and UID SORT (RFC 5256 BASE.6.4.SORT); with a MODSEQ search key the answer
-    ends with the highest mod-sequence found (RFC 7162 section 3.1.5)."""
+    ends with the highest mod-sequence found (RFC 7162 section 3.1.5). With result
+    options it is an ESEARCH response, in sort order (RFC 5267 section 3, ESORT)."""
     if command.charset not in CHARSETS:
         return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
-    messages, highest = await _messages(session, command.key, uid=command.uid)
+    messages, found = await _messages(session, command.key, uid=command.uid)
     by_modseq = matching.uses_modseq(command.key)
     numbers = ordering.sort(messages, command.criteria)
-    session.send(sort_response(numbers, highest if by_modseq else None))
+    if command.returns is not None:
+        answer = [(n, *found[n]) for n in numbers]
+        send_esearch(
+            session, command.tag, command.returns, answer, uid=command.uid, by_modseq=by_modseq
+        )
+    else:
+        highest = max((modseq for _, modseq in found.values()), default=0)
+        session.send(sort_response(numbers, highest if by_modseq else None))
     await session.announce(allow_expunge=session.may_expunge(command))
     return ok("Sort completed")
 
@@ -50,21 +58,22 @@ async def thread(session: ImapSession, command: c.ThreadCommand) -> Completion:
 
 async def _messages(
     session: ImapSession, key: SearchKey, *, uid: bool
-) -> tuple[list[SortMessage], int]:
+) -> tuple[list[SortMessage], dict[int, tuple[int, int]]]:
     """The messages matching `key` with their sort keys, numbered by UID when `uid`,
-    and their highest mod-sequence. A MODSEQ key enables CONDSTORE (RFC 7162 3.1)."""
+    and the UID and mod-sequence of each by its number. A MODSEQ key enables
+    CONDSTORE (RFC 7162 3.1)."""
     if matching.uses_modseq(key):
         session.enable_condstore()
     found = await find(session, key)
     if not found:
-        return [], 0
+        return [], {}
     mailbox = await session.store.mailbox_by_id(session.user_id, session.view.mailbox_id)
     cached = {
         keys.uid: keys
         for keys in await session.store.fetch_sort_keys(mailbox, [info.uid for _, info in found])
     }
     messages: list[SortMessage] = []
-    highest = 0
+    numbered: dict[int, tuple[int, int]] = {}
     for seq, info in found:
         keys = cached.get(info.uid)
         if keys is None:
@@ -81,5 +90,5 @@ async def _messages(
                 keys=keys.keys,
             )
         )
-        highest = max(highest, info.modseq)
-    return messages, highest
+        numbered[messages[-1].number] = (info.uid, info.modseq)
+    return messages, numbered

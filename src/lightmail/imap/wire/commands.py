@@ -18,8 +18,10 @@ from typing import Literal, TypeAlias
 
 from lightmail.imap.wire.types import (
     FetchAttribute,
+    PartialRange,
     QresyncParameter,
     SearchKey,
+    SearchReturn,
     SequenceSet,
     SortCriterion,
     ThreadAlgorithm,
@@ -309,25 +311,29 @@ class SearchCommand:
     """Several top-level keys arrive as one ``AndKey``.
 
     ``charset`` is upper-case as sent, ``None`` when absent (US-ASCII). The
-    strings in ``key`` are raw bytes in that charset.
+    strings in ``key`` are raw bytes in that charset. ``returns``: the result
+    options of an extended SEARCH (RFC 4731), answered with ESEARCH; ``None``
+    for a plain SEARCH.
     """
 
     tag: bytes
     uid: bool
     charset: str | None
     key: SearchKey
+    returns: SearchReturn | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SortCommand:
-    """RFC 5256 SORT and UID SORT; ``charset`` and ``key`` as in `SearchCommand`
-    (the charset is mandatory here)."""
+    """RFC 5256 SORT and UID SORT; ``charset``, ``key`` and ``returns`` as in
+    `SearchCommand` (the charset is mandatory here; ``returns`` is RFC 5267's ESORT)."""
 
     tag: bytes
     uid: bool
     criteria: tuple[SortCriterion, ...]
     charset: str
     key: SearchKey
+    returns: SearchReturn | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +352,8 @@ class FetchCommand:
     """ALL/FAST/FULL arrive expanded. UID FETCH does not add UID here: the session does.
 
     ``changedsince`` and ``vanished`` are RFC 7162's modifiers (sections 3.1.4.1
-    and 3.2.6): VANISHED comes only with UID FETCH and CHANGEDSINCE.
+    and 3.2.6): VANISHED comes only with UID FETCH and CHANGEDSINCE. ``partial``
+    is RFC 9394's (section 3.3), with UID FETCH only.
     """
 
     tag: bytes
@@ -355,6 +362,7 @@ class FetchCommand:
     attributes: tuple[FetchAttribute, ...]
     changedsince: int | None = None
     vanished: bool = False
+    partial: PartialRange | None = None
 
 
 StoreMode: TypeAlias = Literal["replace", "add", "remove"]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TypeAlias, TypeVar
 
 from lightmail.imap.wire.commands import Command
-from lightmail.imap.wire.types import STAR, SeqNumber, SequenceSet
+from lightmail.imap.wire.types import STAR, PartialRange, SeqNumber, SequenceSet
 
 __all__ = [
     "ALPHA",
@@ -312,6 +312,10 @@ class Parser:
         return self.nz_number()
 
     def sequence_set(self) -> SequenceSet:
+        """``sequence-set``, or ``$`` (RFC 5182's ``seq-last-command``)."""
+        if self.at(b"$"):
+            self.pos += 1
+            return SequenceSet((), saved=True)
         ranges: list[tuple[SeqNumber, SeqNumber]] = []
         while True:
             first = self.seq_number()
@@ -324,12 +328,24 @@ class Parser:
                 return SequenceSet(tuple(ranges))
             self.pos += 1
 
+    def partial_range(self) -> PartialRange:
+        """``partial-range`` (RFC 9394 section 4): ``1:500`` or ``-1:-500``."""
+        sign = 1
+        if self.at(b"-"):
+            sign = -1
+            self.pos += 1
+        first = self.nz_number()
+        self.expect(b":", '":"')
+        if sign < 0:
+            self.expect(b"-", '"-"')
+        return PartialRange(sign * first, sign * self.nz_number())
+
     def known_set(self) -> SequenceSet:
         """A ``sequence-set`` in which ``*`` is not allowed (RFC 7162's ``known-uids``,
         ``known-sequence-set`` and ``known-uid-set``)."""
         numbers = self.sequence_set()
-        if numbers.uses_star:
-            raise ParseError('"*" is not allowed here')
+        if numbers.uses_star or numbers.saved:
+            raise ParseError('"*" and "$" are not allowed here')
         return numbers
 
     def date(self) -> datetime.date:

@@ -24,13 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from lightmail.imap.wire.types import SequenceSet, ThreadNode
+from lightmail.imap.wire.types import PartialRange, SequenceSet, ThreadNode
 
 __all__ = [
     "Code",
     "Completion",
     "ContinuationResponse",
     "DataResponse",
+    "ESearchData",
     "FetchValue",
     "Raw",
     "Response",
@@ -42,6 +43,7 @@ __all__ = [
     "bad",
     "capability_response",
     "enabled_response",
+    "esearch_response",
     "exists_response",
     "expunge_response",
     "fetch_response",
@@ -554,6 +556,45 @@ def _numbers(name: bytes, numbers: Iterable[int], modseq: int | None) -> bytes:
     if modseq is not None and len(words) > 1:
         words.append(b"(MODSEQ " + _modseq(modseq) + b")")
     return b" ".join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class ESearchData:
+    """The ``search-return-data`` of an ESEARCH response: what was asked of MIN, MAX,
+    COUNT, ALL (RFC 4731 section 3.1), PARTIAL (RFC 9394 section 3.1) and MODSEQ
+    (RFC 4731 section 3.2). ``all`` and the PARTIAL results are in result order
+    (mailbox order for SEARCH, sort order for SORT); None or empty: not sent."""
+
+    min: int | None = None
+    max: int | None = None
+    count: int | None = None
+    all: tuple[int, ...] = ()
+    partial: tuple[PartialRange, tuple[int, ...]] | None = None
+    modseq: int | None = None
+
+
+def esearch_response(tag: bytes, result: ESearchData, *, uid: bool) -> DataResponse:
+    """``* ESEARCH (TAG "a") [UID] MIN 2 ...`` (RFC 4731 section 4). A set of numbers
+    goes as a ``sequence-set`` whose ranges only ever ascend, and in the order given
+    (RFC 5267 section 3.2): ``5,3:4,1``."""
+    words = [b"ESEARCH (TAG " + quoted(tag) + b")"]
+    if uid:
+        words.append(b"UID")
+    if result.min is not None:
+        words.append(b"MIN " + _nz(result.min))
+    if result.max is not None:
+        words.append(b"MAX " + _nz(result.max))
+    if result.count is not None:
+        words.append(b"COUNT %d" % result.count)
+    if result.all:
+        words.append(b"ALL " + _ordered_uid_set(result.all))
+    if result.partial is not None:
+        requested, found = result.partial
+        answer = _ordered_uid_set(found) if found else b"NIL"
+        words.append(b"PARTIAL (" + requested.to_bytes() + b" " + answer + b")")
+    if result.modseq is not None:
+        words.append(b"MODSEQ " + _modseq(result.modseq))
+    return DataResponse(b" ".join(words))
 
 
 def vanished_response(uids: SequenceSet, *, earlier: bool) -> DataResponse:

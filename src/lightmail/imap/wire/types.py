@@ -13,7 +13,7 @@ import datetime
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar
 
 __all__ = [
     "STAR",
@@ -29,8 +29,10 @@ __all__ = [
     "ModseqKey",
     "NotKey",
     "OrKey",
+    "PartialRange",
     "QresyncParameter",
     "SearchKey",
+    "SearchReturn",
     "SectionText",
     "SeqNumber",
     "SequenceKey",
@@ -75,10 +77,15 @@ class SequenceSet:
     """
 
     ranges: tuple[tuple[SeqNumber, SeqNumber], ...]
+    saved: bool = False
+    """``$``, the saved search result (RFC 5182 section 3): no ``ranges`` here; the
+    session puts the messages saved in their place before the command runs
+    (``ImapSession.with_search_result``), where no ``ranges`` is a valid set that
+    names no message."""
 
     def __post_init__(self) -> None:
-        if not self.ranges:
-            raise ValueError("a sequence set has at least one element")
+        if self.saved and self.ranges:
+            raise ValueError('"$" stands for the saved search result alone')
         for first, last in self.ranges:
             for n in (first, last):
                 if n is not STAR and not (isinstance(n, int) and 0 < n < 1 << 32):
@@ -154,6 +161,11 @@ class SequenceSet:
         return SequenceSet(tuple(kept)) if kept else None
 
     def to_bytes(self) -> bytes:
+        if self.saved:
+            return b"$"
+        if not self.ranges:
+            raise ValueError("an empty set has no wire form")
+
         def one(n: SeqNumber) -> bytes:
             return b"*" if n is STAR else str(n).encode()
 
@@ -400,6 +412,46 @@ SearchKey: TypeAlias = (
     | OrKey
     | AndKey
 )
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRange:
+    """``partial-range`` (RFC 9394 section 4): results ``first`` to ``last`` (1 is the
+    first result), or counted from the last result when both are negative (-1 is
+    the last). Kept as sent, for the answer repeats it; ``500:400`` is ``400:500``."""
+
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if not all(0 < abs(n) < 1 << 32 for n in (self.first, self.last)):
+            raise ValueError("a partial range is made of nz-numbers")
+        if (self.first < 0) != (self.last < 0):
+            raise ValueError("both ends of a partial range have the same sign")
+
+    def pick(self, results: Sequence[_T]) -> list[_T]:
+        """The results (in their order) the range names; none past either end."""
+        low, high = sorted((abs(self.first), abs(self.last)))
+        if self.first > 0:
+            return list(results[low - 1 : high])
+        count = len(results)
+        return list(results[max(count - high, 0) : max(count - low + 1, 0)])
+
+    def to_bytes(self) -> bytes:
+        return b"%d:%d" % (self.first, self.last)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchReturn:
+    """The result options of an extended SEARCH or SORT (RFC 4466 ``search-return-opts``):
+    ``options`` from MIN, MAX, ALL, COUNT (RFC 4731) and SAVE (RFC 5182), and RFC
+    9394's PARTIAL range. ``RETURN ()`` arrives as ALL (RFC 4731 section 3.1)."""
+
+    options: frozenset[str]
+    partial: PartialRange | None = None
 
 
 # --------------------------------------------------------------------------- SORT, THREAD

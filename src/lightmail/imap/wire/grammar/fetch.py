@@ -1,11 +1,18 @@
 """FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections, and
-the modifiers of RFC 7162 (CHANGEDSINCE, VANISHED) in RFC 4466's syntax."""
+the modifiers of RFC 7162 (CHANGEDSINCE, VANISHED) and RFC 9394 (PARTIAL) in RFC
+4466's syntax."""
 
 from __future__ import annotations
 
 from lightmail.imap.wire.commands import Command, FetchCommand
 from lightmail.imap.wire.parser import DIGITS, NAME_CHARS, ParseError, Parser
-from lightmail.imap.wire.types import BodySection, FetchAttribute, FetchItem, SectionText
+from lightmail.imap.wire.types import (
+    BodySection,
+    FetchAttribute,
+    FetchItem,
+    PartialRange,
+    SectionText,
+)
 
 __all__ = ["fetch"]
 
@@ -34,6 +41,7 @@ def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
     attributes = _fetch_attributes(p)
     changedsince: int | None = None
     vanished = False
+    partial: PartialRange | None = None
     if p.at(b" "):
         p.sp()
         for name, value in p.parenthesized(lambda: _fetch_modifier(p)):
@@ -41,6 +49,10 @@ def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
                 if vanished or not uid:
                     raise ParseError("VANISHED is allowed once, with UID FETCH only")
                 vanished = True
+            elif isinstance(value, PartialRange):
+                if partial is not None or not uid:
+                    raise ParseError("PARTIAL is allowed once, with UID FETCH only")
+                partial = value
             elif changedsince is not None:
                 raise ParseError("CHANGEDSINCE given twice")
             else:
@@ -48,19 +60,19 @@ def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
         if vanished and changedsince is None:
             raise ParseError("VANISHED needs CHANGEDSINCE")
     p.end()
-    return FetchCommand(tag, uid, sequence_set, attributes, changedsince, vanished)
+    return FetchCommand(tag, uid, sequence_set, attributes, changedsince, vanished, partial)
 
 
-def _fetch_modifier(p: Parser) -> tuple[bytes, int]:
-    """``CHANGEDSINCE mod-sequence-value`` or ``VANISHED`` (RFC 7162 sections 3.1.4.1
-    and 3.2.6)."""
+def _fetch_modifier(p: Parser) -> tuple[bytes, int | PartialRange]:
+    """``CHANGEDSINCE mod-sequence-value``, ``VANISHED`` (RFC 7162 sections 3.1.4.1
+    and 3.2.6) or ``PARTIAL partial-range`` (RFC 9394 section 3.3)."""
     name = p.word("a FETCH modifier")
     if name == b"VANISHED":
         return name, 0
-    if name != b"CHANGEDSINCE":
+    if name not in (b"CHANGEDSINCE", b"PARTIAL"):
         raise ParseError("unknown FETCH modifier")
     p.sp()
-    return name, p.mod_sequence()
+    return name, p.partial_range() if name == b"PARTIAL" else p.mod_sequence()
 
 
 def _fetch_attributes(p: Parser) -> tuple[FetchAttribute, ...]:

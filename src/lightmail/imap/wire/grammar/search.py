@@ -1,5 +1,7 @@
 """SEARCH (RFC 3501 section 6.4.4): CHARSET and the search keys; SORT and THREAD
-(RFC 5256, RFC 5957), which take the same keys after their own arguments.
+(RFC 5256, RFC 5957), which take the same keys after their own arguments. SEARCH
+and SORT take result options first (RFC 4466 ``search-return-opts``): ESEARCH's
+(RFC 4731), PARTIAL (RFC 9394) and ESORT's (RFC 5267 section 3).
 
 Nesting (parentheses, NOT, OR) is bounded by the parser's ``max_depth``; the
 keys of one SEARCH by its ``max_keys``, each counted (a parenthesised list,
@@ -43,8 +45,9 @@ _SEARCH_DATES: dict[bytes, tuple[Literal["before", "on", "since"], bool]] = {
 
 
 def search(p: Parser, tag: bytes, uid: bool) -> Command:
-    """``SEARCH [CHARSET name] key ...``; several keys are ANDed."""
+    """``SEARCH [RETURN (option ...)] [CHARSET name] key ...``; several keys are ANDed."""
     p.sp()
+    returns = _search_return(p, save=True)
     charset: str | None = None
     start = p.pos
     if p.take(ALPHA).upper() == b"CHARSET" and p.at(b" "):
@@ -53,18 +56,20 @@ def search(p: Parser, tag: bytes, uid: bool) -> Command:
         p.sp()
     else:
         p.pos = start
-    return SearchCommand(tag, uid, charset, _search_keys(p))
+    return SearchCommand(tag, uid, charset, _search_keys(p), returns)
 
 
 def sort(p: Parser, tag: bytes, uid: bool) -> Command:
-    """``SORT (sort-criterion ...) charset key ...`` (RFC 5256 section 5,
-    with RFC 5957's DISPLAYFROM and DISPLAYTO)."""
+    """``SORT [RETURN (option ...)] (sort-criterion ...) charset key ...`` (RFC 5256
+    section 5, with RFC 5957's DISPLAYFROM and DISPLAYTO and RFC 5267's
+    ``extended-sort``)."""
     p.sp()
+    returns = _search_return(p, save=False)
     criteria = p.parenthesized(lambda: _sort_criterion(p))
     p.sp()
     charset = _charset(p)
     p.sp()
-    return SortCommand(tag, uid, tuple(criteria), charset, _search_keys(p))
+    return SortCommand(tag, uid, tuple(criteria), charset, _search_keys(p), returns)
 
 
 def thread(p: Parser, tag: bytes, uid: bool) -> Command:
@@ -79,6 +84,44 @@ def thread(p: Parser, tag: bytes, uid: bool) -> Command:
     charset = _charset(p)
     p.sp()
     return ThreadCommand(tag, uid, algorithm, charset, _search_keys(p))
+
+
+_RESULT_OPTIONS = frozenset({b"MIN", b"MAX", b"ALL", b"COUNT"})
+
+
+def _search_return(p: Parser, *, save: bool) -> t.SearchReturn | None:
+    """``RETURN (search-return-opt ...) SP``, or None (nothing consumed) without it.
+    ``RETURN ()`` is ALL (RFC 4731 section 3.1); each option comes at most once,
+    and PARTIAL never with ALL (RFC 9394 section 3.1). SAVE (RFC 5182) only
+    where ``save``: SEARCH's."""
+    start = p.pos
+    if p.take(ALPHA).upper() != b"RETURN" or not p.at(b" ("):
+        p.pos = start
+        return None
+    p.sp()
+    p.expect(b"(", '"("')
+    options: set[str] = set()
+    partial: t.PartialRange | None = None
+    while not p.at(b")"):
+        if options or partial is not None:
+            p.sp()
+        name = p.word("a result option")
+        if name.decode("ascii") in options or (name == b"PARTIAL" and partial is not None):
+            raise ParseError("result option given twice")
+        if name == b"PARTIAL":
+            p.sp()
+            partial = p.partial_range()
+        elif name in _RESULT_OPTIONS or (save and name == b"SAVE"):
+            options.add(name.decode("ascii"))
+        else:
+            raise ParseError("unknown result option")
+    p.pos += 1
+    if partial is not None and "ALL" in options:
+        raise ParseError("PARTIAL and ALL together")
+    p.sp()
+    if not options and partial is None:
+        options.add("ALL")
+    return t.SearchReturn(frozenset(options), partial)
 
 
 def _charset(p: Parser) -> str:
@@ -132,7 +175,7 @@ def _key(p: Parser) -> t.SearchKey:
     if c == ord("("):
         keys = p.parenthesized(lambda: _search_key(p))
         return keys[0] if len(keys) == 1 else t.AndKey(tuple(keys))
-    if c is not None and (c in DIGITS or c == ord("*")):
+    if c is not None and (c in DIGITS or c in b"*$"):
         return t.SequenceKey(p.sequence_set(), uid=False)
     name = p.take1(ALPHA, "a search key").upper()
     if name == b"ALL":
