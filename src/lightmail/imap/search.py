@@ -29,7 +29,7 @@ import codecs
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Generic, TypeVar
 
 from lightmail.imap import objectid
@@ -64,12 +64,14 @@ __all__ = [
     "Segment",
     "TextScan",
     "matches",
+    "matches_in_view",
     "result_of",
     "text_needles",
     "text_segments",
     "uses_message_numbers",
     "uses_modseq",
     "uses_parse",
+    "uses_rows",
     "uses_search_result",
     "uses_sent_date",
     "with_search_result",
@@ -78,6 +80,7 @@ __all__ = [
 Found = tuple[int, int, int]
 """A message an extended SEARCH or SORT found: its number as answered (sequence
 number or UID), its UID and its mod-sequence."""
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a SearchMessage's date when no key reads it
 
 Needle = tuple[bytes, bool]
 """A BODY or TEXT search string as sent, and whether it covers the whole message (TEXT)."""
@@ -182,6 +185,42 @@ def uses_parse(key: SearchKey) -> bool:
         or (isinstance(node, ObjectIdKey) and node.thread)
         for node in _leaves(key)
     )
+
+
+def uses_rows(key: SearchKey) -> bool:
+    """Whether a key of the tree needs the message's row: all but ALL, flags and
+    keywords (``\\Recent`` too) and message or UID sets, which the session's
+    view of the mailbox holds."""
+    return any(not isinstance(node, AllKey | FlagKey | SequenceKey) for node in _leaves(key))
+
+
+def matches_in_view(
+    key: SearchKey,
+    seq: int,
+    uid: int,
+    flags: tuple[str, ...],
+    *,
+    recent: bool,
+    largest_seq: int,
+    largest_uid: int,
+) -> bool:
+    """:func:`matches` for a key that does not :func:`uses_rows`: the message is
+    its number, UID and flags as the session's view has them."""
+    message = SearchMessage(
+        seq=seq,
+        uid=uid,
+        flags=flags,
+        recent=recent,
+        # Never read for such a key (uses_rows).
+        size=0,
+        internaldate=_NEVER,
+        header=b"",
+        sent_date=None,
+        modseq=0,
+        object_key="",
+        thread_root="",
+    )
+    return _Evaluation(message, largest_seq, largest_uid, frozenset()).test(key)
 
 
 def uses_sent_date(key: SearchKey) -> bool:

@@ -39,15 +39,18 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     by_modseq = matching.uses_modseq(command.key)
     if by_modseq:
         session.enable_condstore()
-    found = await find(session, command.key)
-    numbers = [info.uid if command.uid else seq for seq, info in found]
+    if matching.uses_rows(command.key):
+        found = [(seq, info.uid, info.modseq) for seq, info in await find(session, command.key)]
+    else:  # flags and numbers only: the view has them, no row is read
+        found = await _find_in_view(session, command.key)
+    numbers = [uid if command.uid else seq for seq, uid, _ in found]
     if command.returns is not None:
-        answer = [(n, info.uid, info.modseq) for n, (_, info) in zip(numbers, found, strict=True)]
+        answer = [(n, uid, modseq) for n, (_, uid, modseq) in zip(numbers, found, strict=True)]
         send_esearch(
             session, command.tag, command.returns, answer, uid=command.uid, by_modseq=by_modseq
         )
     else:
-        highest = max((info.modseq for _, info in found), default=0)
+        highest = max((modseq for _, _, modseq in found), default=0)
         session.send(search_response(numbers, highest if by_modseq else None))
     await session.announce(allow_expunge=session.may_expunge(command))
     return ok("Search completed")
@@ -71,6 +74,28 @@ def send_esearch(
         session.view.search_result = returned
     if returns.options != {"SAVE"} or returns.partial is not None:
         session.send(esearch_response(tag, result, uid=uid))
+
+
+async def _find_in_view(session: ImapSession, key: SearchKey) -> list[tuple[int, int, int]]:
+    """The messages matching a key that does not ``uses_rows`` (flags, numbers), from
+    the session's view alone: (sequence number, UID, 0 for the mod-sequence no
+    such key needs)."""
+    view = session.view
+    found: list[tuple[int, int, int]] = []
+    turn = TimeSlice()  # other sessions run in between (issue #14)
+    for seq, uid in enumerate(view.uids, 1):
+        await turn.pause()
+        if not view.is_expunged(uid) and matching.matches_in_view(
+            key,
+            seq,
+            uid,
+            view.flags_of(uid),
+            recent=view.is_recent(uid),
+            largest_seq=view.exists,
+            largest_uid=view.largest_uid,
+        ):
+            found.append((seq, uid, 0))
+    return found
 
 
 async def find(session: ImapSession, key: SearchKey) -> list[tuple[int, MessageInfo]]:
