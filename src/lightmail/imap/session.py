@@ -234,7 +234,9 @@ class ImapSession:
             await self._bad(event)
         elif isinstance(event, ContinuationRequest):
             self.send(ContinuationResponse("Ready for literal"))
-        elif isinstance(event, LiteralChunk | AppendEnd | IdleDone | SaslResponse | Sentinel):
+        elif isinstance(
+            event, LiteralChunk | c.AppendMessage | AppendEnd | IdleDone | SaslResponse | Sentinel
+        ):
             # The receiver emits these only in the mode a handler put it in.
             raise AssertionError(f"unexpected event {event!r}")
         else:
@@ -306,7 +308,7 @@ class ImapSession:
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
-        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        capabilities += ["UNSELECT", "UIDPLUS", "MULTIAPPEND", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
         capabilities += ["CONDSTORE", "QRESYNC"]

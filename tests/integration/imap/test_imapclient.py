@@ -89,6 +89,7 @@ CAPABILITIES = (
     b"NAMESPACE",
     b"UNSELECT",
     b"UIDPLUS",
+    b"MULTIAPPEND",
     b"MOVE",
     b"CHILDREN",
     b"SPECIAL-USE",
