@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from lightmail.accounts.service import User
+from lightmail.imap.handlers.append import MAX_MESSAGES
 from tests.integration.imap.conftest import ImapFactory, ImapTarget
 from tests.integration.imap.test_hostile import Wire, connect, login, still_usable
 
@@ -95,84 +98,70 @@ async def test_three_messages_in_order_with_consecutive_uids(imap: ImapTarget) -
     await asyncio.to_thread(conversation)
 
 
-async def test_one_message_too_big_refuses_the_whole_command(imap_factory: ImapFactory) -> None:
-    imap = await imap_factory(max_append_size="64K")
-    user = await imap.new_user()
+async def refused_whole(imap: ImapTarget, user: User, command: bytes, reply: bytes) -> None:
+    """``command`` (tagged a1) is answered ``reply...``; the session goes on and
+    nothing of the command is stored, not even a blob."""
 
     def conversation() -> None:
         with connect(imap) as wire:
             login(wire, user)
-            wire.send(b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST)
-            wire.send(b" " + head(SECOND, sync=False) + SECOND)
-            # RFC 7889: the third is refused before any octet of it is sent.
-            wire.send(b" {%d}\r\n" % (64 * 1024 + 1))
-            assert wire.line().startswith(b"a1 NO [TOOBIG] ")
+            wire.send(command)
+            assert wire.line().startswith(reply)
             still_usable(wire)
             assert messages_in(wire) == 0
 
     await asyncio.to_thread(conversation)
     assert await blobs(imap) == set()
+
+
+async def test_one_message_too_big_refuses_the_whole_command(imap_factory: ImapFactory) -> None:
+    imap = await imap_factory(max_append_size="64K")
+    # RFC 7889: the third is refused before any octet of it is sent.
+    command = b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST
+    command += b" " + head(SECOND, sync=False) + SECOND + b" {%d}\r\n" % (64 * 1024 + 1)
+    await refused_whole(imap, await imap.new_user(), command, b"a1 NO [TOOBIG] ")
 
 
 async def test_second_message_over_quota_stores_nothing(imap: ImapTarget) -> None:
     user = await imap.backend.new_user(quota=len(FIRST) + len(SECOND) - 1)
+    # Non-synchronizing: the refused message and the one after it are on their
+    # way, and are read and dropped.
+    command = b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST
+    command += b" " + head(SECOND, sync=False) + SECOND
+    command += b" " + head(THIRD, sync=False) + THIRD + b"\r\n"
+    await refused_whole(imap, user, command, b"a1 NO [OVERQUOTA] ")
 
-    def conversation() -> None:
+    def each_fits_alone() -> None:
         with connect(imap) as wire:
             login(wire, user)
-            # Non-synchronizing: the refused message and the one after it are
-            # on their way, and are read and dropped.
-            wire.send(b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST)
-            wire.send(b" " + head(SECOND, sync=False) + SECOND)
-            wire.send(b" " + head(THIRD, sync=False) + THIRD + b"\r\n")
-            assert wire.line().startswith(b"a1 NO [OVERQUOTA] ")
-            still_usable(wire)
-            assert messages_in(wire) == 0
-            # Each fits alone.
             wire.send(b"a2 APPEND INBOX " + head(SECOND, sync=False) + SECOND + b"\r\n")
             assert wire.line().startswith(b"a2 OK [APPENDUID ")
 
-    await asyncio.to_thread(conversation)
-    assert len(await blobs(imap)) == 1
+    await asyncio.to_thread(each_fits_alone)
 
 
 async def test_empty_message_cancels_the_command(imap: ImapTarget) -> None:
-    user = await imap.new_user()
-
-    def conversation() -> None:
-        with connect(imap) as wire:
-            login(wire, user)
-            # RFC 3501 6.3.11: a zero-length literal is an error; it cancels the APPEND.
-            wire.send(b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST + b" {0}\r\n")
-            assert wire.line() == b"a1 NO Empty message: APPEND cancelled"
-            still_usable(wire)
-            assert messages_in(wire) == 0
-
-    await asyncio.to_thread(conversation)
-    assert await blobs(imap) == set()
+    # RFC 3501 6.3.11: a zero-length literal is an error; it cancels the APPEND.
+    command = b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST + b" {0}\r\n"
+    await refused_whole(imap, await imap.new_user(), command, b"a1 NO Empty message")
 
 
-async def test_bad_syntax_between_messages_stores_nothing(imap: ImapTarget) -> None:
-    user = await imap.new_user()
-    smuggled = b"x1 DELETE INBOX\r\n"
+SMUGGLED = b"x1 DELETE INBOX\r\n"
 
-    def conversation() -> None:
-        with connect(imap) as wire:
-            login(wire, user)
-            wire.send(b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST)
-            # A flag list that does not close: BAD, and the literal announced at the
-            # end of that line is dropped, not run as a command.
-            wire.send(b" (\\Seen " + head(smuggled, sync=False) + smuggled + b"\r\n")
-            assert wire.line().startswith(b"a1 BAD ")
-            still_usable(wire)
-            assert messages_in(wire) == 0
-            wire.send(b"a2 APPEND INBOX " + head(FIRST, sync=False) + FIRST + b"garbage\r\n")
-            assert wire.line().startswith(b"a2 BAD ")
-            still_usable(wire)
-            assert messages_in(wire) == 0
 
-    await asyncio.to_thread(conversation)
-    assert await blobs(imap) == set()
+@pytest.mark.parametrize(
+    "between",
+    [
+        # A flag list that does not close: the literal announced at the end of
+        # that line is dropped, not run as a command.
+        b" (\\Seen " + head(SMUGGLED, sync=False) + SMUGGLED + b"\r\n",
+        b"garbage\r\n",
+        b' "31-Feb-2024 00:00:00 +0000" ' + head(SECOND, sync=True),
+    ],
+)
+async def test_bad_syntax_between_messages_stores_nothing(imap: ImapTarget, between: bytes) -> None:
+    command = b"a1 APPEND INBOX " + head(FIRST, sync=False) + FIRST + between
+    await refused_whole(imap, await imap.new_user(), command, b"a1 BAD ")
 
 
 async def test_disconnect_in_the_middle_stores_nothing(imap: ImapTarget) -> None:
@@ -203,3 +192,10 @@ async def test_disconnect_in_the_middle_stores_nothing(imap: ImapTarget) -> None
             assert messages_in(wire) == 0
 
     await asyncio.to_thread(check, user)
+
+
+async def test_more_messages_than_the_limit_refuses_the_whole_command(imap: ImapTarget) -> None:
+    """Each message holds a blob until the command ends: their number is bounded."""
+    command = b"a1 APPEND INBOX " + b" ".join([head(FIRST, sync=False) + FIRST] * MAX_MESSAGES)
+    command += b" " + head(SECOND, sync=False) + SECOND + b"\r\n"
+    await refused_whole(imap, await imap.new_user(), command, b"a1 NO [LIMIT] ")
