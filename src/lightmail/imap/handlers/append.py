@@ -92,7 +92,7 @@ async def _refusal(
     the mailstore's errors. A refusal ends the whole command."""
     if head.size > session.settings.max_append_size:
         raise errors.MessageTooLarge(session.settings.max_append_size)
-    if head.size == 0:  # RFC 3501 section 6.3.11: how a client cancels a MULTIAPPEND
+    if head.size == 0:  # RFC 3502 section 6.3.11: a NO, and how a client cancels a MULTIAPPEND
         APPENDS.labels("refused").inc()
         return r.no("Empty message: APPEND cancelled")
     if len(messages) >= MAX_MESSAGES:
