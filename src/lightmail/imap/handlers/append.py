@@ -1,7 +1,10 @@
 """APPEND (RFC 3501 section 6.3.11) and MULTIAPPEND (RFC 3502).
 
 Each message literal streams into the blob store (through the virus scan when
-``[antivirus] scan_append`` is on) as it arrives; once the command has ended,
+``[antivirus] scan_append`` is on) as it arrives; one with 8-bit octets in its
+header is refused unless the session enabled UTF8=ACCEPT (RFC 9755 section 4;
+the header as far as the MIME scanner keeps it, ``max_header_bytes``). Once
+the command has ended,
 one transaction makes all its messages visible, with consecutive UIDs. A
 command refused or broken off at any message stores nothing: the blobs of the
 messages already received are deleted on the way out.
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from lightmail import errors
 from lightmail.antivirus.policy import ingest_scanned
-from lightmail.imap.session import ImapSession, decode_mailbox, flag_names, reply_for_error
+from lightmail.imap.session import ImapSession, flag_names, reply_for_error
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import responses as r
 from lightmail.imap.wire.receiver import AppendEnd, LiteralChunk
@@ -41,7 +44,7 @@ async def append(session: ImapSession, command: c.AppendCommand) -> r.Completion
         while True:
             try:
                 if head is command:
-                    name = decode_mailbox(command.mailbox)
+                    name = session.decode_mailbox(command.mailbox)
                 refusal = await _refusal(session, head, name, messages)
             except errors.LightMailError as error:
                 if isinstance(error, errors.MailboxNotFound):
@@ -153,6 +156,10 @@ async def _receive(
         # The receiver reported a bad end of the command after the literal.
         APPENDS.labels("aborted").inc()
         return None
+    if not session.utf8 and not ingest.stored.parsed.header.isascii():
+        # RFC 9755 section 4: 8-bit header fields only from a client that enabled UTF-8.
+        reply = r.no("8-bit header fields need ENABLE UTF8=ACCEPT")
+        return await _refuse_rest(literal, source, reply, "refused")
     return _Stored(ingest, literal.end)
 
 

@@ -48,7 +48,8 @@ Limits and the choices made where the RFCs leave room:
 * NUL is refused everywhere, APPEND's message included (CHAR8, RFC 3501
   section 9): the session then gets ``BadCommand`` instead of ``AppendEnd``.
   8-bit octets are refused outside literals, except in quoted strings of a
-  SEARCH that names a CHARSET other than US-ASCII.
+  SEARCH that names a CHARSET other than US-ASCII, and in quoted strings of
+  valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3).
 * An empty line, or one without a readable tag, gives ``BadCommand(None, ...)``.
 * ``receive_data`` buffers what it is given: call ``next_event`` until
   ``NEED_DATA`` before feeding more (memory is then bounded by the limits plus
@@ -56,6 +57,7 @@ Limits and the choices made where the RFCs leave room:
 
 Modal states (the session calls these after sending its own reply):
 ``accept_literal``/``reject_literal`` after every ``AppendCommand`` and ``AppendMessage``,
+``accept_utf8`` after ``ENABLE UTF8=ACCEPT`` (for the rest of the connection),
 ``start_idle`` after ``+ idling``, ``expect_sasl_response`` after each ``+``
 of AUTHENTICATE, ``discard_pending`` after ``OK`` to STARTTLS. Using them out
 of turn is a bug in the caller and raises ``LocalProtocolError``; nothing the
@@ -212,6 +214,7 @@ class Receiver(LineBuffer[Event]):
         self._mode_tag = b""  # tag of the APPEND, IDLE or AUTHENTICATE in progress
         self._append: AppendCommand | AppendMessage | None = None
         self._last_tag = b""
+        self._utf8 = False
 
     # -- session -> receiver
 
@@ -238,6 +241,11 @@ class Receiver(LineBuffer[Event]):
             self._tail = b""
             self._discarded = 0
             self._state = _State.DISCARD_LITERAL
+
+    def accept_utf8(self) -> None:
+        """After ``ENABLE UTF8=ACCEPT``: quoted strings may hold UTF-8 (RFC 9755 section 3)."""
+        self._expect_between_commands("accept_utf8")
+        self._utf8 = True
 
     def start_idle(self) -> None:
         """After ``+ idling``: the next line must be DONE (RFC 2177)."""
@@ -360,7 +368,7 @@ class Receiver(LineBuffer[Event]):
         if size is None:
             return self._bad(tag, "literal size out of range", line)
         try:
-            append = parse_head(bytes(self._cmd), self._max_depth)
+            append = parse_head(bytes(self._cmd), self._max_depth, utf8=self._utf8)
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
         if append is not None:
@@ -376,7 +384,7 @@ class Receiver(LineBuffer[Event]):
         cmd = bytes(self._cmd)
         tag = extract_tag(cmd)
         try:
-            command = parse_command(cmd, self._max_depth, self._max_search_keys)
+            command = parse_command(cmd, self._max_depth, self._max_search_keys, utf8=self._utf8)
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
         except Incomplete:  # cannot happen: every literal before the last line is complete

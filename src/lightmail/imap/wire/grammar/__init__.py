@@ -110,20 +110,20 @@ def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:
     return tag, name, uid
 
 
-def parse_command(buf: bytes, max_depth: int, max_keys: int) -> Command:
-    """Parse one complete command."""
-    p = Parser(buf, max_depth, max_keys)
+def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: bool = False) -> Command:
+    """Parse one complete command; ``utf8``: the session enabled UTF8=ACCEPT (RFC 9755)."""
+    p = Parser(buf, max_depth, max_keys, utf8=utf8)
     tag, name, uid = _command_head(p)
     return COMMANDS[name](p, tag, uid)
 
 
-def parse_head(buf: bytes, max_depth: int) -> AppendCommand | None:
+def parse_head(buf: bytes, max_depth: int, *, utf8: bool = False) -> AppendCommand | None:
     """For bytes ending in a literal's head: the APPEND it starts, or None if it is an argument.
 
     Raises ``ParseError`` if what is there is already wrong, so that a bad
     command's literal is never asked for.
     """
-    p = Parser(buf, max_depth)
+    p = Parser(buf, max_depth, utf8=utf8)
     tag, name, uid = _command_head(p)
     if name != b"APPEND":
         return None
