@@ -160,3 +160,18 @@ async def test_enable_in_the_selected_state_does_not_enable(imap: ImapTarget) ->
             assert wire.line().startswith(b"c1 BAD ")
 
     await asyncio.to_thread(conversation)
+
+
+async def test_command_pipelined_after_enable_reads_utf8(imap: ImapTarget) -> None:
+    """The command after ENABLE in the same packet is parsed once ENABLE took effect."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            wire.send(b'e1 ENABLE UTF8=ACCEPT\r\nc1 CREATE "' + NAME.encode() + b'"\r\n')
+            assert wire.until(b"e1") == [b"* ENABLED UTF8=ACCEPT", b"e1 OK completed"]
+            assert wire.line().startswith(b"c1 OK ")
+            assert listed(wire, b'"Gr*"') == [NAME.encode()]
+
+    await asyncio.to_thread(conversation)
