@@ -175,3 +175,23 @@ async def test_command_pipelined_after_enable_reads_utf8(imap: ImapTarget) -> No
             assert listed(wire, b'"Gr*"') == [NAME.encode()]
 
     await asyncio.to_thread(conversation)
+
+
+async def test_imaplib_in_utf8_mode(imap: ImapTarget) -> None:
+    """Python's imaplib speaks UTF8=ACCEPT: after enable() it sends commands in UTF-8."""
+    user = await imap.new_user()
+
+    def conversation() -> None:
+        with imap.client(user) as client:
+            assert client.enable("UTF8=ACCEPT")[0] == "OK"
+            assert client.untagged_responses.get("ENABLED") == [b"UTF8=ACCEPT"]
+            assert client.utf8_enabled
+            assert client.create(f'"{NAME}"')[0] == "OK"
+            typ, data = client.list('""', '"Gr*"')
+            assert typ == "OK"
+            # imaplib's shape of a line that ends in a literal: (line, literal), rest.
+            head = b'(\\HasNoChildren) "/" {%d}' % len(NAME.encode())
+            assert data == [(head, NAME.encode()), b""]
+            assert client.select(f'"{NAME}"') == ("OK", [b"0"])
+
+    await asyncio.to_thread(conversation)
