@@ -24,6 +24,7 @@ from lightmail.mailstore.store import (
     Flags,
     KeywordLimits,
     MailStore,
+    NewMessage,
     Recipient,
     StoreMode,
 )
@@ -576,6 +577,44 @@ async def test_ingest_a_failed_append_leaves_nothing_and_cannot_be_committed_twi
         with pytest.raises(RuntimeError, match="already committed"):
             await ingest.deliver([Recipient(user.id, user.address)])
     assert await blob_keys(backend.blobs) == []
+
+
+async def test_append_stored_commits_several_messages_with_consecutive_uids(
+    backend: Backend,
+) -> None:
+    """MULTIAPPEND (RFC 3502): one transaction, UIDs in the messages' order."""
+    user = await backend.new_user()
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    messages = [
+        NewMessage(await backend.store.store_message(chunks(MESSAGE)), ("\\Seen",)),
+        NewMessage(await backend.store.store_message(chunks(MESSAGE + b"2")), ("$Work",), when),
+        NewMessage(await backend.store.store_message(chunks(MESSAGE + b"33"))),
+    ]
+    results = await backend.store.append_stored(user.id, "INBOX", messages)
+    assert [result.uid for result in results] == [1, 2, 3]
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    infos = await backend.store.fetch_infos(inbox, [1, 2, 3])
+    assert [info.object_key for info in infos] == [m.stored.key for m in messages]
+    assert [info.flags.names() for info in infos] == [("\\Seen",), ("$Work",), ()]
+    assert infos[1].internaldate == when
+    assert [info.size for info in infos] == [len(MESSAGE), len(MESSAGE) + 1, len(MESSAGE) + 2]
+    assert "$Work" in inbox.keywords
+
+
+async def test_append_stored_over_quota_commits_none_and_deletes_every_blob(
+    backend: Backend,
+) -> None:
+    user = await backend.new_user(quota=2 * len(MESSAGE))
+    messages = [NewMessage(await backend.store.store_message(chunks(MESSAGE))) for _ in range(3)]
+    with pytest.raises(QuotaExceeded):
+        await backend.store.append_stored(user.id, "INBOX", messages)
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    assert await backend.store.fetch_infos(inbox, [1, 2, 3]) == []
+    assert await blob_keys(backend.blobs) == []
+    results = await backend.store.append_stored(
+        user.id, "INBOX", [NewMessage(await backend.store.store_message(chunks(MESSAGE)))]
+    )
+    assert [result.uid for result in results] == [1]
 
 
 async def test_ingest_prepend_replaces_the_blob_and_deletes_the_original(

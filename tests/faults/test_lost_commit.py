@@ -8,6 +8,7 @@ LightMail must then look on a new connection before it answers.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -91,6 +92,27 @@ async def test_append_committed_but_reply_lost_answers_appenduid(
     assert body in lines[0]
     copies = await _copies(rig, message_id)
     assert [(u, uid_) for u, uid_, *_ in copies] == [(user.id, uid)]
+
+
+async def test_multiappend_committed_but_reply_lost_answers_every_uid(
+    rig_factory: RigFactory, private_mariadb: PrivateMariaDB
+) -> None:
+    proxy = _proxy(private_mariadb)
+    rig = await rig_factory(proxy=proxy)
+    user = await rig.new_user()
+    (first_id, first), (second_id, second) = _message("one of two"), _message("two of two")
+    client = await rig.imap_client(user)
+    proxy.lose_commit_reply(_MESSAGES)
+    # MULTIAPPEND (RFC 3502): the first message, then the second as the literal.
+    status, _ = await client.command(f"APPEND INBOX {{{len(first)}+}}\r\n{first.decode()}", second)
+    await client.close()
+    assert proxy.cuts == 1
+    found = re.fullmatch(rb"OK \[APPENDUID [0-9]+ ([0-9]+):([0-9]+)\] Append completed", status)
+    assert found is not None, status
+    low, high = int(found[1]), int(found[2])
+    assert high == low + 1
+    copies = [*await _copies(rig, first_id), *await _copies(rig, second_id)]
+    assert [(u, uid) for u, uid, *_ in copies] == [(user.id, low), (user.id, high)]
 
 
 async def test_commit_that_never_reached_the_server_is_retried_and_delivered_once(

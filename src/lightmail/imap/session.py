@@ -152,13 +152,10 @@ def reply_for_error(error: LightMailError) -> Completion:
     return no("Internal error", Code.SERVERBUG)
 
 
-def decode_mailbox(raw: bytes) -> str:
-    """A mailbox name from the wire (RFC 3501 section 5.1.3), normalised."""
-    try:
-        name = mutf7.decode(raw)
-    except ValueError:
-        raise InvalidMailboxName(raw.decode("ascii", "replace"), "not modified UTF-7") from None
-    return names.normalize(name)
+# RFC 9755 section 3: no C0 or C1 control, DEL, LINE or PARAGRAPH SEPARATOR in a name.
+_UTF8_NAME_FORBIDDEN = frozenset(
+    [*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029"]
+)
 
 
 def flag_names(flags: Iterable[bytes]) -> list[str]:
@@ -191,6 +188,8 @@ class ImapSession:
         # RFC 7162: CONDSTORE enabled (section 3.1), QRESYNC enabled (section 3.2.3)
         self.condstore = False
         self.qresync = False
+        # ENABLE UTF8=ACCEPT (RFC 9755): mailbox names in UTF-8, not modified UTF-7.
+        self.utf8 = False
         # While the view holds back expunges: a mod-sequence from before all of them
         # (RFC 7162 section 3.2), else None.
         self._expunge_floor: int | None = None
@@ -234,7 +233,9 @@ class ImapSession:
             await self._bad(event)
         elif isinstance(event, ContinuationRequest):
             self.send(ContinuationResponse("Ready for literal"))
-        elif isinstance(event, LiteralChunk | AppendEnd | IdleDone | SaslResponse | Sentinel):
+        elif isinstance(
+            event, LiteralChunk | c.AppendMessage | AppendEnd | IdleDone | SaslResponse | Sentinel
+        ):
             # The receiver emits these only in the mode a handler put it in.
             raise AssertionError(f"unexpected event {event!r}")
         else:
@@ -306,13 +307,13 @@ class ImapSession:
 
     def capabilities(self) -> list[str]:
         capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
-        capabilities += ["UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE"]
+        capabilities += ["UNSELECT", "UIDPLUS", "MULTIAPPEND", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
         capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append("OBJECTID")
-        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES"]
+        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES", "UTF8=ACCEPT"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:
@@ -326,6 +327,36 @@ class ImapSession:
                 "COMPRESS=DEFLATE"
             )  # RFC 4978: a command of the authenticated state
         return capabilities
+
+    def enable_utf8(self) -> bool:
+        """ENABLE UTF8=ACCEPT (RFC 9755 section 3), valid in the Authenticated state
+        only; True if this enabled it."""
+        if self.utf8 or self.state is not State.AUTHENTICATED:
+            return False
+        self.utf8 = True
+        self.receiver.accept_utf8()
+        return True
+
+    def decode_mailbox(self, raw: bytes) -> str:
+        """A mailbox name from the wire, normalised: modified UTF-7 (RFC 3501 section
+        5.1.3), or UTF-8 after ENABLE UTF8=ACCEPT (RFC 9755 section 3)."""
+        try:
+            name = raw.decode() if self.utf8 else mutf7.decode(raw)
+        except ValueError:
+            reason = "not UTF-8" if self.utf8 else "not modified UTF-7"
+            raise InvalidMailboxName(raw.decode("utf-8", "replace"), reason) from None
+        if self.utf8 and not _UTF8_NAME_FORBIDDEN.isdisjoint(name):
+            raise InvalidMailboxName(name, "the name contains a control or separator character")
+        return names.normalize(name)
+
+    def encode_mailbox(self, name: str) -> bytes:
+        """A mailbox name for the wire, as :meth:`decode_mailbox` reads it."""
+        return name.encode() if self.utf8 else mutf7.encode(name)
+
+    def decode_pattern(self, raw: bytes) -> str:
+        """A LIST or LSUB reference or pattern (see :func:`mutf7.decode_pattern`); after
+        ENABLE UTF8=ACCEPT, UTF-8 (what is not UTF-8 matches no name)."""
+        return raw.decode("utf-8", "surrogateescape") if self.utf8 else mutf7.decode_pattern(raw)
 
     def capability_code(self) -> ResponseCode:
         return ResponseCode.capability(self.capabilities())

@@ -159,45 +159,47 @@ class StoreCore:
         put = await self.blobs.put(key, parsed_chunks())
         return StoredMessage(key, put, scanner.close(), endings.bare_lf)
 
-    async def _discard_blob(self, key: str) -> None:
-        """Delete a blob no row will refer to; if that fails, the sweeper will."""
+    async def _discard_blob(self, *keys: str) -> None:
+        """Delete blobs no row will refer to; if that fails, the sweeper will."""
         try:
-            await self.blobs.delete_many([key])
+            await self.blobs.delete_many(keys)
         except Exception:
-            log.warning("could not delete unused blob %s; the orphan sweeper will", key)
+            log.warning("could not delete unused blob %s; the orphan sweeper will", " ".join(keys))
 
     async def _commit_new_blob(
         self,
-        stored: StoredMessage,
+        stored: Sequence[StoredMessage],
         write: Callable[[AsyncConnection], Awaitable[_T]],
         committed: Callable[[AsyncConnection], Awaitable[_T | None]],
     ) -> _T:
-        """Run ``write``, the transaction that makes the new blob ``stored`` visible.
+        """Run ``write``, the transaction that makes the new blobs ``stored`` visible
+        (one, or all the messages of a MULTIAPPEND).
 
-        The blob is deleted only when no committed row can refer to it: when
+        The blobs are deleted only when no committed row can refer to them: when
         ``write`` failed, or the database rolled the transaction back (a
         conflict). When the connection failed during COMMIT, ``committed``
         reads, on a new connection, what ``write`` would have written: found,
         the operation succeeded and that is its result (so the client does not
         send the message again); not found, or the database still down, the
-        temporary failure stands and the blob stays for the orphan sweep, which
-        deletes it only if no ``object_keys`` row ever names it.
+        temporary failure stands and the blobs stay for the orphan sweep, which
+        deletes each only if no ``object_keys`` row ever names it.
         """
+        keys = [message.key for message in stored]
         writing = True
         try:
             async with self.db.write() as conn:
                 result = await write(conn)
                 writing = False
         except CommitOutcomeUnknown as error:
-            return await self._after_lost_commit(stored.key, committed, error)
+            return await self._after_lost_commit(" ".join(keys), committed, error)
         except TransactionConflict:
-            await self._discard_blob(stored.key)  # rolled back, at COMMIT too
+            await self._discard_blob(*keys)  # rolled back, at COMMIT too
             raise
         except BaseException:
             if writing:
-                await self._discard_blob(stored.key)
+                await self._discard_blob(*keys)
             else:
-                log.warning("COMMIT failed; blob %s may be in use, so it is kept", stored.key)
+                log.warning("COMMIT failed; blob %s may be in use, so it is kept", " ".join(keys))
             raise
         return result
 

@@ -22,6 +22,7 @@ from lightmail.mailstore.types import (
     DeliveryOutcome,
     Flags,
     Mailbox,
+    NewMessage,
     Recipient,
     StoredMessage,
 )
@@ -53,49 +54,65 @@ class Delivery(StoreCore):
         async with self.db.read() as conn:  # fail fast, before streaming the literal
             await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
         stored = await self._store_blob(source)
-        return await self.append_stored(
-            user_id, mailbox_name, stored, flags=flags, internaldate=internaldate
+        results = await self.append_stored(
+            user_id, mailbox_name, [NewMessage(stored, flags, internaldate)]
         )
+        return results[0]
 
     async def append_stored(
-        self,
-        user_id: int,
-        mailbox_name: str,
-        stored: StoredMessage,
-        *,
-        flags: Iterable[str] = (),
-        internaldate: datetime | None = None,
-    ) -> AppendResult:
-        """:meth:`append` for a message already stored with :meth:`store_message`."""
+        self, user_id: int, mailbox_name: str, messages: Sequence[NewMessage]
+    ) -> list[AppendResult]:
+        """:meth:`append` for messages already stored with :meth:`store_message`: all
+        of them or none (MULTIAPPEND, RFC 3502), with consecutive UIDs in their order.
+
+        The quota must hold them all. The blobs are deleted if the transaction fails.
+        """
         mailbox_name = names.normalize(mailbox_name)
-        date = internaldate or local_now()
+        now = local_now()
+        blobs = [message.stored for message in messages]
 
-        async def write(conn: AsyncConnection) -> AppendResult:
-            parsed_flags = Flags.parse(flags)
-            self._check_keywords(parsed_flags.keywords)
+        async def write(conn: AsyncConnection) -> list[AppendResult]:
+            parsed = [Flags.parse(message.flags) for message in messages]
+            keywords = frozenset().union(*(flags.keywords for flags in parsed))
+            for flags in parsed:
+                self._check_keywords(flags.keywords)
             mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
-            await self._check_quota(conn, user_id, stored.put.size)
-            await self._define_keywords(conn, mailbox.id, parsed_flags.keywords)
-            await self._insert_object_key(conn, stored)
-            return await self._insert_message(conn, mailbox, stored, parsed_flags, date)
+            await self._check_quota(conn, user_id, sum(blob.put.size for blob in blobs))
+            await self._define_keywords(conn, mailbox.id, keywords)
+            results = []
+            for message, flags in zip(messages, parsed, strict=True):
+                await self._insert_object_key(conn, message.stored)
+                date = message.internaldate or now
+                results.append(
+                    await self._insert_message(conn, mailbox, message.stored, flags, date)
+                )
+            return results
 
-        async def committed(conn: AsyncConnection) -> AppendResult | None:
-            row = (
-                await conn.execute(
-                    select(t.messages.c.mailbox_id, t.messages.c.uid, t.mailboxes.c.uidvalidity)
+        async def committed(conn: AsyncConnection) -> list[AppendResult] | None:
+            rows = {
+                row.object_key: AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+                for row in await conn.execute(
+                    select(
+                        t.messages.c.object_key,
+                        t.messages.c.mailbox_id,
+                        t.messages.c.uid,
+                        t.mailboxes.c.uidvalidity,
+                    )
                     .select_from(
                         t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
                     )
-                    .where(t.messages.c.object_key == stored.key)
-                    .order_by(t.messages.c.id)
-                    .limit(1)
+                    .where(t.messages.c.object_key.in_([blob.key for blob in blobs]))
+                    .order_by(t.messages.c.id.desc())  # the first row of each key wins
                 )
-            ).first()
-            return None if row is None else AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+            }
+            # All or none were committed: one transaction wrote them.
+            return [rows[blob.key] for blob in blobs] if blobs[0].key in rows else None
 
-        result = await self._commit_new_blob(stored, write, committed)
-        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, result.mailbox_id))
-        return result
+        results = await self._commit_new_blob(blobs, write, committed)
+        await self.bus.publish(
+            ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, results[0].mailbox_id)
+        )
+        return results
 
     async def deliver(
         self, recipients: Sequence[Recipient], source: AsyncIterable[bytes]
@@ -157,7 +174,7 @@ class Delivery(StoreCore):
         async def committed(conn: AsyncConnection) -> list[DeliveryOutcome] | None:
             return await self._delivered(conn, recipients, stored)
 
-        outcomes = await self._commit_new_blob(stored, write, committed)
+        outcomes = await self._commit_new_blob([stored], write, committed)
         if not any(outcome.result for outcome in outcomes):
             await self._discard_blob(stored.key)
         await self._announce_added(outcomes)

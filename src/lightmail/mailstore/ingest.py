@@ -18,7 +18,13 @@ from datetime import datetime
 
 from lightmail.mailstore.delivery import Delivery
 from lightmail.mailstore.quarantine import Quarantine
-from lightmail.mailstore.types import AppendResult, DeliveryOutcome, Recipient, StoredMessage
+from lightmail.mailstore.types import (
+    AppendResult,
+    DeliveryOutcome,
+    NewMessage,
+    Recipient,
+    StoredMessage,
+)
 
 
 class Ingest:
@@ -56,10 +62,17 @@ class Ingest:
         internaldate: datetime | None = None,
     ) -> AppendResult:
         """APPEND the message (see :meth:`MailStore.append`)."""
+        message = self.take(flags=flags, internaldate=internaldate)
+        return (await self._store.append_stored(user_id, mailbox_name, [message]))[0]
+
+    def take(
+        self, *, flags: Iterable[str] = (), internaldate: datetime | None = None
+    ) -> NewMessage:
+        """Hand the message over to :meth:`MailStore.append_stored
+        <lightmail.mailstore.delivery.Delivery.append_stored>`, which commits it, or
+        deletes its blob if it cannot; a MULTIAPPEND takes each of its messages so."""
         self._take()
-        return await self._store.append_stored(
-            user_id, mailbox_name, self.stored, flags=flags, internaldate=internaldate
-        )
+        return NewMessage(self.stored, tuple(flags), internaldate)
 
     async def deliver(self, recipients: Sequence[Recipient]) -> list[DeliveryOutcome]:
         """Deliver the message (see :meth:`MailStore.deliver`)."""

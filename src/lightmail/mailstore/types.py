@@ -225,6 +225,16 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message of an APPEND, stored but not yet visible: its blob, flags and INTERNALDATE
+    (None: now). A MULTIAPPEND (RFC 3502) commits several in one transaction."""
+
+    stored: StoredMessage
+    flags: tuple[str, ...] = ()
+    internaldate: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """COPYUID's data (RFC 4315 section 3): source UIDs and the UIDs they got."""
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.integration.imap.conftest import ImapFactory
+from tests.integration.imap.test_hostile import connect, login, still_usable
 from tests.support.clamd import EICAR, REPORTED_NAME, Clamd
 
 CLEAN = b"Subject: clean\r\n\r\nNothing here.\r\n"
@@ -66,3 +67,27 @@ async def test_scanner_down_gives_unavailable(imap_factory: ImapFactory) -> None
             return list(data)
 
     assert b"[UNAVAILABLE]" in str(await asyncio.to_thread(conversation)).encode()
+
+
+async def test_infected_message_in_a_multiappend_refuses_all(
+    imap_factory: ImapFactory, clamd: Clamd
+) -> None:
+    """Each message of a MULTIAPPEND (RFC 3502) is scanned; one infected refuses them all."""
+    target = await imap_factory(
+        antivirus={"mode": "reject", "clamd": f"unix:{clamd.unix.path}", "scan_append": "true"}
+    )
+    user = await target.new_user()
+
+    def conversation() -> None:
+        with connect(target) as wire:
+            login(wire, user)
+            wire.send(b"a1 APPEND INBOX {%d+}\r\n%s" % (len(CLEAN), CLEAN))
+            wire.send(b" {%d+}\r\n%s" % (len(INFECTED), INFECTED))
+            wire.send(b" {%d+}\r\n%s\r\n" % (len(CLEAN), CLEAN))
+            assert wire.line() == b"a1 NO Message refused by content policy"
+            still_usable(wire)
+            wire.send(b"s1 STATUS INBOX (MESSAGES)\r\n")
+            assert wire.line() == b"* STATUS INBOX (MESSAGES 0)"
+
+    await asyncio.to_thread(conversation)
+    assert [key async for page in target.backend.blobs.list("eml/") for key in page] == []

@@ -89,6 +89,7 @@ CAPABILITIES = (
     b"NAMESPACE",
     b"UNSELECT",
     b"UIDPLUS",
+    b"MULTIAPPEND",
     b"MOVE",
     b"CHILDREN",
     b"SPECIAL-USE",
@@ -109,6 +110,7 @@ CAPABILITIES = (
     b"ESORT",
     b"PARTIAL",
     b"SEARCHRES",
+    b"UTF8=ACCEPT",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 
@@ -998,6 +1000,7 @@ async def test_id_namespace_enable(imap: ImapTarget) -> None:
             assert namespace.shared is None
             # RFC 5161: ENABLED lists what was enabled; unknown names are ignored.
             assert client.enable("CONDSTORE", "X-UNKNOWN") == [b"CONDSTORE"]
-            assert client.enable("UTF8=ACCEPT", "X-UNKNOWN") == []
+            assert client.enable("UTF8=ACCEPT", "X-UNKNOWN") == [b"UTF8=ACCEPT"]
+            assert client.enable("UTF8=ACCEPT") == []  # already enabled
 
     await asyncio.to_thread(conversation)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from lightmail.imap.wire.commands import (
     AppendCommand,
+    AppendMessage,
     AuthenticateCommand,
     IdleCommand,
     NoopCommand,
@@ -40,7 +41,7 @@ React = Callable[[Receiver, Event], None]
 
 def _react(r: Receiver, event: Event) -> None:
     """What a session does after each event (accept APPENDs it can take)."""
-    if isinstance(event, AppendCommand):
+    if isinstance(event, AppendCommand | AppendMessage):
         if event.size <= MAX_APPEND:
             r.accept_literal()
         else:
@@ -52,7 +53,7 @@ def _react(r: Receiver, event: Event) -> None:
 
 
 def _reject(r: Receiver, event: Event) -> None:
-    if isinstance(event, AppendCommand):
+    if isinstance(event, AppendCommand | AppendMessage):
         r.reject_literal()
     else:
         _react(r, event)

@@ -16,6 +16,7 @@ from lightmail.imap.wire.commands import (
     CapabilityCommand,
     CheckCommand,
     CloseCommand,
+    Command,
     CopyCommand,
     CreateCommand,
     DeleteCommand,
@@ -46,12 +47,16 @@ from lightmail.imap.wire.commands import (
     UnselectCommand,
     UnsubscribeCommand,
 )
+from lightmail.imap.wire.grammar import parse_command
+from lightmail.imap.wire.parser import ParseError
 from lightmail.imap.wire.receiver import (
+    NEED_DATA,
     AppendEnd,
     BadCommand,
     ContinuationRequest,
     Event,
     LiteralChunk,
+    LocalProtocolError,
     Receiver,
 )
 from lightmail.imap.wire.types import (
@@ -962,3 +967,57 @@ def test_spaces_still_refused_where_ambiguous(data: bytes) -> None:
 
 def test_charset_must_be_ascii() -> None:
     assert bad(b"a SEARCH CHARSET {3+}\r\n\xff\xfe\xfd ALL\r\n").tag == b"a"
+
+
+# --------------------------------------------------------------------------- UTF8=ACCEPT (RFC 9755)
+
+
+def utf8(data: bytes) -> Command:
+    """``data`` parsed as in a session that enabled UTF8=ACCEPT."""
+    return parse_command(data, 32, 100, utf8=True)
+
+
+def test_utf8_quoted_strings_after_enable() -> None:
+    assert utf8('a CREATE "Größe & Ünï"\r\n'.encode()) == CreateCommand(
+        b"a", "Größe & Ünï".encode()
+    )
+    assert utf8('a SEARCH SUBJECT "café"\r\n'.encode()) == SearchCommand(
+        b"a", False, None, HeaderKey(b"SUBJECT", "café".encode())
+    )
+    sort = utf8('a SORT (DATE) utf-8 SUBJECT "café"\r\n'.encode())
+    assert isinstance(sort, SortCommand)
+    assert sort.charset == "UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b'a CREATE "Gr\xc3"\r\n', "invalid UTF-8 in a quoted string"),
+        (b'a CREATE "\xed\xa0\x80"\r\n', "invalid UTF-8 in a quoted string"),  # a surrogate
+        (b"a CREATE Gr\xc3\xb6\r\n", "unexpected characters at the end"),  # atoms stay 7-bit
+        (b"a SEARCH CHARSET UTF-8 ALL\r\n", "no CHARSET after ENABLE UTF8=ACCEPT"),
+        (b"a SORT (DATE) US-ASCII ALL\r\n", "the charset must be UTF-8 after ENABLE UTF8=ACCEPT"),
+        (
+            b"a THREAD REFERENCES ISO-8859-1 ALL\r\n",
+            "the charset must be UTF-8 after ENABLE UTF8=ACCEPT",
+        ),
+    ],
+)
+def test_utf8_refused_after_enable(data: bytes, text: str) -> None:
+    with pytest.raises(ParseError, match=text):
+        utf8(data)
+
+
+def test_receiver_takes_utf8_quoted_only_after_accept_utf8() -> None:
+    data = 'a CREATE "Größe"\r\n'.encode()
+    r = Receiver()
+    r.receive_data(data)
+    assert isinstance(r.next_event(), BadCommand)
+    r.accept_utf8()
+    r.receive_data(data + b"b NOOP\r\n")
+    assert r.next_event() == CreateCommand(b"a", "Größe".encode())
+    assert r.next_event() == NoopCommand(b"b")
+    r.receive_data(b"c CREATE {1+}\r\n")
+    assert r.next_event() is NEED_DATA
+    with pytest.raises(LocalProtocolError):
+        r.accept_utf8()  # only between commands

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from lightmail.imap.wire.commands import (
     AppendCommand,
+    AppendMessage,
     AuthenticateCommand,
     DeleteCommand,
     IdleCommand,
@@ -323,6 +324,135 @@ def test_append_streams_in_bounded_chunks() -> None:
     r.receive_data(b"\r\n")
     assert r.next_event() == AppendEnd(b"a")
     assert received == size
+
+
+# --------------------------------------------------------------------------- MULTIAPPEND (RFC 3502)
+
+
+def test_multiappend_three_messages_sync_and_non_sync() -> None:
+    data = (
+        b"a APPEND INBOX (\\Seen) {3}\r\nabc"
+        b' (\\Flagged) "01-Jan-2024 00:00:00 +0000" {4+}\r\ndefg'
+        b" {2}\r\nhi\r\nb NOOP\r\n"
+    )
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (b"\\Seen",), None, 3, True),
+        LiteralChunk(b"abc"),
+        AppendMessage(
+            b"a", (b"\\Flagged",), datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), 4, False
+        ),
+        LiteralChunk(b"defg"),
+        AppendMessage(b"a", (), None, 2, True),
+        LiteralChunk(b"hi"),
+        AppendEnd(b"a"),
+        NoopCommand(b"b"),
+    ]
+
+
+def _accept_first_only(r: Receiver, event: Event) -> None:
+    if isinstance(event, AppendCommand):
+        r.accept_literal()
+    elif isinstance(event, AppendMessage):
+        r.reject_literal()
+
+
+def test_multiappend_refused_sync_message_is_never_sent() -> None:
+    # RFC 3502's example A005: the server answers NO instead of "+"; the
+    # client then sends its next command, not the literal.
+    data = b"a APPEND INBOX {3}\r\nabc {35403}\r\nb NOOP\r\n"
+    assert check(data, react=_accept_first_only) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, True),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (), None, 35403, True),
+        NoopCommand(b"b"),
+    ]
+
+
+def test_multiappend_refused_non_sync_message_is_discarded_with_the_rest() -> None:
+    """A smuggled command in a refused message's literal, or in a later one's, never runs."""
+    smuggled = b"x DELETE INBOX\r\n"
+    data = b"a APPEND INBOX {3+}\r\nabc {%d+}\r\n%s () {%d+}\r\n%s\r\nb NOOP\r\n" % (
+        len(smuggled),
+        smuggled,
+        len(smuggled),
+        smuggled,
+    )
+    assert check(data, react=_accept_first_only) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (), None, len(smuggled), False),
+        NoopCommand(b"b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("between", "text"),
+    [
+        (b" (\\Seen)\r\n", "expected a single space"),
+        (b" (\\Seen) {3} x\r\n", "invalid literal"),
+        (b" {3+} \r\n", "invalid literal"),
+        (b' "99-Foo-2024 00:00:00 +0000" {3}\r\n', "invalid date-time"),
+    ],
+)
+def test_multiappend_bad_syntax_between_messages(between: bytes, text: str) -> None:
+    events = check(b"a APPEND INBOX {3+}\r\nabc" + between + b"b NOOP\r\n")
+    assert events[:2] == [AppendCommand(b"a", b"INBOX", (), None, 3, False), LiteralChunk(b"abc")]
+    assert events[2:] == [BadCommand(b"a", text), NoopCommand(b"b")]
+
+
+def test_multiappend_bad_line_with_non_sync_literal_discards_it() -> None:
+    smuggled = b"x DELETE INBOX\r\n"
+    data = b"a APPEND INBOX {3+}\r\nabc (\\Bogus\\) {%d+}\r\n%s\r\nb NOOP\r\n" % (
+        len(smuggled),
+        smuggled,
+    )
+    events = check(data)
+    assert [type(e) for e in events] == [AppendCommand, LiteralChunk, BadCommand, NoopCommand]
+
+
+def test_multiappend_nul_between_messages() -> None:
+    events = check(b"a APPEND INBOX {3+}\r\nabc (\x00) {3}\r\nb NOOP\r\n")
+    assert events[2:] == [BadCommand(b"a", "NUL in command"), NoopCommand(b"b")]
+
+
+def test_multiappend_overlong_line_between_messages() -> None:
+    data = b"a APPEND INBOX {3+}\r\nabc (" + b"\\Seen " * 300 + b") {3+}\r\nxyz\r\nb NOOP\r\n"
+    events = check(data, limits=SMALL)
+    assert events[2:] == [BadCommand(b"a", "command line too long"), NoopCommand(b"b")]
+
+
+def test_multiappend_non_sync_over_max_append_is_fatal() -> None:
+    events = check(b"a APPEND INBOX {3+}\r\nabc {%d+}\r\nxxxx" % (MAX_APPEND + 1))
+    assert events[2:] == [
+        BadCommand(b"a", "APPEND message too large", fatal=True, code="TOOBIG"),
+        CONNECTION_CLOSED,
+    ]
+
+
+def test_multiappend_eof_in_the_second_message() -> None:
+    assert check(b"a APPEND INBOX {3+}\r\nabc {10+}\r\nde", eof=True) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (), None, 10, False),
+        LiteralChunk(b"de"),
+        CONNECTION_CLOSED,
+    ]
+
+
+def test_append_message_needs_a_decision() -> None:
+    r = Receiver()
+    r.receive_data(b"a APPEND INBOX {1+}\r\nx {1+}\r\ny\r\n")
+    assert isinstance(r.next_event(), AppendCommand)
+    r.accept_literal()
+    assert r.next_event() == LiteralChunk(b"x")
+    assert r.next_event() == AppendMessage(b"a", (), None, 1, False)
+    with pytest.raises(LocalProtocolError):
+        r.next_event()
+    r.accept_literal()
+    assert r.next_event() == LiteralChunk(b"y")
+    assert r.next_event() == AppendEnd(b"a")
+    with pytest.raises(LocalProtocolError):
+        r.accept_literal()
 
 
 def test_append_eof_mid_message() -> None:

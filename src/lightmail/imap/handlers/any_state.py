@@ -53,7 +53,8 @@ async def namespace(session: ImapSession, command: c.NamespaceCommand) -> r.Comp
 async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion:
     """RFC 5161: ENABLED lists what this command enabled, of the extensions here that
     need enabling: CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2.3; QRESYNC
-    enables CONDSTORE too). Others are ignored."""
+    enables CONDSTORE too), and UTF8=ACCEPT in the Authenticated state (RFC 9755
+    section 3). Others are ignored."""
     asked = set(command.capabilities)
     had_condstore = session.condstore
     enabled = []
@@ -61,6 +62,8 @@ async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion
         enabled.append("QRESYNC")
     if "CONDSTORE" in asked and (session.enable_condstore() or not had_condstore):
         enabled.append("CONDSTORE")
+    if "UTF8=ACCEPT" in asked and session.enable_utf8():
+        enabled.append("UTF8=ACCEPT")
     session.send(r.enabled_response(enabled))
     return r.ok()
 

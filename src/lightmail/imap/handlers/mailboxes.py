@@ -11,10 +11,9 @@ from collections.abc import Iterator, Sequence
 from lightmail.errors import LightMailError
 from lightmail.imap import objectid
 from lightmail.imap.selected import SelectedMailbox
-from lightmail.imap.session import DELIMITER, ImapSession, decode_mailbox
+from lightmail.imap.session import DELIMITER, ImapSession
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire import mutf7
 from lightmail.imap.wire import responses as r
 from lightmail.imap.wire.types import QresyncParameter, SequenceSet
 from lightmail.mailstore import names
@@ -38,7 +37,7 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
         session.deselect()
     if command.condstore:
         session.condstore = True  # its HIGHESTMODSEQ follows below
-    name = decode_mailbox(command.mailbox)
+    name = session.decode_mailbox(command.mailbox)
     mailbox = await session.store.get_mailbox(session.user_id, name)
     infos = await session.store.list_messages(mailbox)
     recent = await session.store.claim_recent(mailbox, readonly=command.readonly)
@@ -127,32 +126,34 @@ async def create(session: ImapSession, command: c.CreateCommand) -> r.Completion
     if len(uses) > 1:
         return r.no("A mailbox has at most one special use here", r.Code.USEATTR)
     special_use = next(iter(command.use)).decode("ascii", "replace") if uses else None
-    mailbox = await session.store.create_mailbox(session.user_id, decode_mailbox(raw), special_use)
+    mailbox = await session.store.create_mailbox(
+        session.user_id, session.decode_mailbox(raw), special_use
+    )
     await session.announce(allow_expunge=True)
     return r.ok("Create completed", r.ResponseCode.mailboxid(objectid.mailbox_id(mailbox)))
 
 
 async def delete(session: ImapSession, command: c.DeleteCommand) -> r.Completion:
-    await session.store.delete_mailbox(session.user_id, decode_mailbox(command.mailbox))
+    await session.store.delete_mailbox(session.user_id, session.decode_mailbox(command.mailbox))
     await session.announce(allow_expunge=True)
     return r.ok("Delete completed")
 
 
 async def rename(session: ImapSession, command: c.RenameCommand) -> r.Completion:
     await session.store.rename_mailbox(
-        session.user_id, decode_mailbox(command.old), decode_mailbox(command.new)
+        session.user_id, session.decode_mailbox(command.old), session.decode_mailbox(command.new)
     )
     await session.announce(allow_expunge=True)
     return r.ok("Rename completed")
 
 
 async def subscribe(session: ImapSession, command: c.SubscribeCommand) -> r.Completion:
-    await session.store.subscribe(session.user_id, decode_mailbox(command.mailbox))
+    await session.store.subscribe(session.user_id, session.decode_mailbox(command.mailbox))
     return r.ok("Subscribe completed")
 
 
 async def unsubscribe(session: ImapSession, command: c.UnsubscribeCommand) -> r.Completion:
-    await session.store.unsubscribe(session.user_id, decode_mailbox(command.mailbox))
+    await session.store.unsubscribe(session.user_id, session.decode_mailbox(command.mailbox))
     return r.ok("Unsubscribe completed")
 
 
@@ -170,7 +171,7 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> r.Comp
         session.send(r.list_response([b"\\Noselect"], DELIMITER, b""))
         return r.ok("List completed")
     # An extended LIST ignores an empty pattern (RFC 5258 section 3).
-    patterns = [_decode_list_pattern(command.reference, p) for p in command.patterns if p]
+    patterns = [_list_pattern(session, command.reference, p) for p in command.patterns if p]
     selecting = command.select_options
     mailboxes = {m.name: m for m in await session.store.list_mailboxes(session.user_id)}
     subscribed: set[str] = set()
@@ -222,7 +223,7 @@ async def list_mailboxes(session: ImapSession, command: c.ListCommand) -> r.Comp
         if subscribed and name in subscribed:
             attributes.append(b"\\Subscribed")
         childinfo = ("SUBSCRIBED",) if name in above_chosen else ()
-        encoded = mutf7.encode(name)
+        encoded = session.encode_mailbox(name)
         session.send(r.list_response(attributes, DELIMITER, encoded, childinfo=childinfo))
         if status is not None:
             session.send(await _status_response(session, encoded, status, command.status_items))
@@ -239,7 +240,7 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
     if not command.pattern:
         session.send(r.lsub_response([b"\\Noselect"], DELIMITER, b""))
         return r.ok("Lsub completed")
-    pattern = _decode_list_pattern(command.reference, command.pattern)
+    pattern = _list_pattern(session, command.reference, command.pattern)
     subscribed = set(await session.store.subscriptions(session.user_id))
     shown: dict[str, list[bytes]] = {}
     for name in subscribed:
@@ -250,7 +251,7 @@ async def lsub(session: ImapSession, command: c.LsubCommand) -> r.Completion:
                 if parent not in subscribed and pattern.matches(parent):
                     shown.setdefault(parent, [b"\\Noselect"])
     for name in sorted(shown):
-        session.send(r.lsub_response(shown[name], DELIMITER, mutf7.encode(name)))
+        session.send(r.lsub_response(shown[name], DELIMITER, session.encode_mailbox(name)))
     return r.ok("Lsub completed")
 
 
@@ -258,9 +259,11 @@ async def status(session: ImapSession, command: c.StatusCommand) -> r.Completion
     """STATUS (RFC 3501 section 6.3.10), with SIZE (RFC 8438), DELETED and
     DELETED-STORAGE (RFC 9208 section 4.1.4), APPENDLIMIT (RFC 7889) and
     HIGHESTMODSEQ (RFC 7162 section 3.1.7), which enables CONDSTORE."""
-    name = decode_mailbox(command.mailbox)
+    name = session.decode_mailbox(command.mailbox)
     status = await session.store.mailbox_status(session.user_id, name)
-    session.send(await _status_response(session, mutf7.encode(name), status, command.items))
+    session.send(
+        await _status_response(session, session.encode_mailbox(name), status, command.items)
+    )
     await session.announce(allow_expunge=True)
     return r.ok("Status completed")
 
@@ -292,7 +295,7 @@ async def _status_response(
     return r.status_response(name, [(item, values[item]) for item in items])
 
 
-def _decode_list_pattern(reference: bytes, pattern: bytes) -> names.MailboxPattern:
+def _list_pattern(session: ImapSession, reference: bytes, pattern: bytes) -> names.MailboxPattern:
     """LIST's and LSUB's arguments (RFC 3501 section 6.3.8). They are patterns, not
-    names: one that is not modified UTF-7 is matched as it reads, never refused."""
-    return names.MailboxPattern(mutf7.decode_pattern(reference), mutf7.decode_pattern(pattern))
+    names: one that is not modified UTF-7 (UTF-8) is matched as it reads, never refused."""
+    return names.MailboxPattern(session.decode_pattern(reference), session.decode_pattern(pattern))

@@ -12,9 +12,8 @@ APPEND, COPY and MOVE that would exceed the quota are refused with
 
 from __future__ import annotations
 
-from lightmail.imap.session import ImapSession, decode_mailbox
+from lightmail.imap.session import ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire import mutf7
 from lightmail.imap.wire import responses as r
 
 ROOT = b""  # the one quota root of every user's mailboxes
@@ -30,8 +29,8 @@ async def getquota(session: ImapSession, command: c.GetQuotaCommand) -> r.Comple
 
 async def getquotaroot(session: ImapSession, command: c.GetQuotaRootCommand) -> r.Completion:
     """GETQUOTAROOT (section 4.1.2): the mailbox need not exist."""
-    name = decode_mailbox(command.mailbox)
-    session.send(r.quotaroot_response(mutf7.encode(name), [ROOT]))
+    name = session.decode_mailbox(command.mailbox)
+    session.send(r.quotaroot_response(session.encode_mailbox(name), [ROOT]))
     await _send_quota(session)
     return r.ok("Getquotaroot completed")
 

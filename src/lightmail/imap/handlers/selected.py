@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lightmail.imap.session import ImapSession, decode_mailbox, flag_names
+from lightmail.imap.session import ImapSession, flag_names
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import responses as r
 from lightmail.mailstore.store import StoreMode
@@ -118,7 +118,7 @@ async def copy(session: ImapSession, command: c.CopyCommand | c.MoveCommand) -> 
     targets = session.resolve(command.sequence_set, uid=command.uid)
     if move and view.readonly:
         return r.no("Mailbox is read-only", r.Code.READ_ONLY)
-    destination = decode_mailbox(command.mailbox)
+    destination = session.decode_mailbox(command.mailbox)
     mailbox = await session.store.mailbox_by_id(session.user_id, view.mailbox_id)
     uids = [uid for _, uid in targets if not view.is_expunged(uid)]
     operation = session.store.move if move else session.store.copy

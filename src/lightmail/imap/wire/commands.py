@@ -223,13 +223,31 @@ class AppendCommand:
     """The head of an APPEND (RFC 3501 section 6.3.11); the message follows as events.
 
     The session answers it by calling ``Receiver.accept_literal()`` (then
-    ``LiteralChunk`` events and one ``AppendEnd``) or ``reject_literal()``.
+    ``LiteralChunk`` events and one ``AppendEnd``, or an ``AppendMessage`` for
+    each further message of a MULTIAPPEND) or ``reject_literal()``.
     For a synchronizing literal the session sends ``+ ...`` before accepting.
     ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
     """
 
     tag: bytes
     mailbox: bytes
+    flags: tuple[bytes, ...]
+    date_time: datetime.datetime | None
+    size: int
+    synchronizing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """The head of a further message of a MULTIAPPEND (RFC 3502 section 6.3.11):
+    ``SP [flag-list SP] [date-time SP] literal`` right after the previous message.
+
+    Not a command of its own: the receiver emits it between an ``AppendCommand``
+    and its ``AppendEnd``, and the session answers it as it answers the
+    ``AppendCommand``, with ``accept_literal()`` or ``reject_literal()``.
+    """
+
+    tag: bytes
     flags: tuple[bytes, ...]
     date_time: datetime.datetime | None
     size: int

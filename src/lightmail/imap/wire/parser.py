@@ -8,7 +8,9 @@ flags, sequence sets and dates. The per-command grammar is in
 ``lightmail.imap.wire.receiver``.
 
 Strict where the RFC is: exactly one SP, case-insensitive keywords, no NUL,
-7-bit outside literals (8-bit quoted strings only when ``eight_bit_quoted``).
+7-bit outside literals (8-bit quoted strings only when ``eight_bit_quoted``:
+after a SEARCH CHARSET, or in a session that enabled UTF8=ACCEPT, RFC 9755
+section 3, where ``utf8`` also requires them to be valid UTF-8).
 One leniency where the meaning stays clear: spaces right after ``(`` and
 right before ``)`` of ID's parameter list and of a flag list are skipped
 (``open_list`` / ``close_list``), as Dovecot does (aioimaplib sends
@@ -95,14 +97,17 @@ class Parser:
     ``depth`` and ``keys`` count as the SEARCH grammar reads.
     """
 
-    def __init__(self, buf: bytes, max_depth: int, max_keys: int | None = None) -> None:
+    def __init__(
+        self, buf: bytes, max_depth: int, max_keys: int | None = None, *, utf8: bool = False
+    ) -> None:
         self.buf = buf
         self.pos = 0
         self.max_depth = max_depth
         self.depth = 0
         self.max_keys = max_keys
         self.keys = 0
-        self.eight_bit_quoted = False
+        self.utf8 = utf8  # the session enabled UTF8=ACCEPT (RFC 9755)
+        self.eight_bit_quoted = utf8
 
     # -- primitives
 
@@ -225,6 +230,11 @@ class Parser:
         m = regex.match(self.buf, self.pos)
         if m is None:
             raise ParseError("invalid quoted string")
+        if self.utf8 and not m.group(1).isascii():
+            try:
+                m.group(1).decode("utf-8")
+            except UnicodeDecodeError:  # RFC 9755 section 3: BAD
+                raise ParseError("invalid UTF-8 in a quoted string") from None
         self.pos = m.end()
         return _UNESCAPE.sub(rb"\1", m.group(1))
 

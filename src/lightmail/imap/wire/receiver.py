@@ -2,21 +2,26 @@
 
 Bytes go in with ``receive_data``; ``next_event`` returns one event at a time:
 a typed command (``lightmail.imap.wire.commands``), a ``BadCommand`` value,
-``ContinuationRequest``, APPEND's ``LiteralChunk``/``AppendEnd``, ``IdleDone``,
+``ContinuationRequest``, APPEND's ``LiteralChunk``/``AppendMessage``/``AppendEnd``,
+``IdleDone``,
 ``SaslResponse``, or the ``NEED_DATA`` / ``CONNECTION_CLOSED`` sentinels.
 
 The receiver finds where a command ends. A command is lines joined by
 literals: a line that ends in ``{n}`` or ``{n+}`` before CRLF is followed by n
 octets and then the rest of the command (RFC 3501 section 4.3, RFC 7888). It
 enforces every limit and streams APPEND's message literal instead of
-buffering it. Its input buffer is ``lightmail.sansio.LineBuffer``, shared with
+buffering it. After each APPEND message comes either the CRLF that ends the
+command (``AppendEnd``) or, for MULTIAPPEND (RFC 3502), the head of one more
+message (``AppendMessage``), which the session answers like the
+``AppendCommand``. Its input buffer is ``lightmail.sansio.LineBuffer``, shared with
 LMTP and POP3. The complete raw bytes of each command go to
 ``lightmail.imap.wire.grammar`` (RFC 3501 section 9, strictly): a typed
 command comes back, or a grammar error that becomes a ``BadCommand``.
 
 Limits and the choices made where the RFCs leave room:
 
-* ``max_line``: the octets outside literals in one command (all its lines).
+* ``max_line``: the octets outside literals in one command (all its lines);
+  of an APPEND, in each line between two of its messages.
   Longer: ``BadCommand`` as soon as the line cannot fit (``max_line`` octets
   without their LF already cannot), then the rest of that line is discarded
   unread.
@@ -24,7 +29,7 @@ Limits and the choices made where the RFCs leave room:
   Larger: ``BadCommand``; a synchronizing literal is then not requested (the
   client will not send it, RFC 3501 section 7.5), a non-synchronizing one is
   read and discarded.
-* ``max_append``: the APPEND message literal. A synchronizing APPEND is
+* ``max_append``: each APPEND message literal. A synchronizing APPEND is
   returned whatever its size: the session answers ``NO [TOOBIG]`` with
   ``reject_literal()`` (RFC 7889) and no octet is sent. A non-synchronizing
   one over the limit is a *fatal* ``BadCommand`` (code ``TOOBIG``): reading
@@ -43,14 +48,16 @@ Limits and the choices made where the RFCs leave room:
 * NUL is refused everywhere, APPEND's message included (CHAR8, RFC 3501
   section 9): the session then gets ``BadCommand`` instead of ``AppendEnd``.
   8-bit octets are refused outside literals, except in quoted strings of a
-  SEARCH that names a CHARSET other than US-ASCII.
+  SEARCH that names a CHARSET other than US-ASCII, and in quoted strings of
+  valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3).
 * An empty line, or one without a readable tag, gives ``BadCommand(None, ...)``.
 * ``receive_data`` buffers what it is given: call ``next_event`` until
   ``NEED_DATA`` before feeding more (memory is then bounded by the limits plus
   one read).
 
 Modal states (the session calls these after sending its own reply):
-``accept_literal``/``reject_literal`` after every ``AppendCommand``,
+``accept_literal``/``reject_literal`` after every ``AppendCommand`` and ``AppendMessage``,
+``accept_utf8`` after ``ENABLE UTF8=ACCEPT`` (for the rest of the connection),
 ``start_idle`` after ``+ idling``, ``expect_sasl_response`` after each ``+``
 of AUTHENTICATE, ``discard_pending`` after ``OK`` to STARTTLS. Using them out
 of turn is a bug in the caller and raises ``LocalProtocolError``; nothing the
@@ -63,8 +70,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from lightmail.imap.wire.commands import AppendCommand, Command
-from lightmail.imap.wire.grammar import parse_command, parse_head
+from lightmail.imap.wire.commands import AppendCommand, AppendMessage, Command
+from lightmail.imap.wire.grammar import parse_append_message, parse_command, parse_head
 from lightmail.imap.wire.parser import Incomplete, ParseError, extract_tag, literal_tail
 from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LineBuffer, LocalProtocolError, Sentinel
 
@@ -72,6 +79,7 @@ __all__ = [
     "CONNECTION_CLOSED",
     "NEED_DATA",
     "AppendEnd",
+    "AppendMessage",
     "BadCommand",
     "ContinuationRequest",
     "Event",
@@ -146,6 +154,7 @@ Event: TypeAlias = (
     | BadCommand
     | ContinuationRequest
     | LiteralChunk
+    | AppendMessage
     | AppendEnd
     | IdleDone
     | SaslResponse
@@ -162,7 +171,8 @@ class _State(enum.Enum):
     DISCARD_LITERAL = enum.auto()  # skipping a non-synchronizing literal of a bad command
     APPEND_DECISION = enum.auto()  # waiting for accept_literal() / reject_literal()
     APPEND_DATA = enum.auto()  # streaming APPEND's message as LiteralChunk
-    APPEND_END = enum.auto()  # expecting the CRLF after APPEND's message
+    APPEND_END = enum.auto()  # expecting the CRLF after APPEND's message, or SP and another
+    APPEND_NEXT = enum.auto()  # reading the line that starts a MULTIAPPEND's next message
     IDLE = enum.auto()  # expecting DONE
     SASL = enum.auto()  # expecting one AUTHENTICATE response line
     CLOSED = enum.auto()
@@ -202,13 +212,15 @@ class Receiver(LineBuffer[Event]):
         self._tail = b""  # the end of the line being discarded
         self._discarded = 0  # octets of that line discarded so far
         self._mode_tag = b""  # tag of the APPEND, IDLE or AUTHENTICATE in progress
-        self._append: AppendCommand | None = None
+        self._append: AppendCommand | AppendMessage | None = None
         self._last_tag = b""
+        self._utf8 = False
 
     # -- session -> receiver
 
     def accept_literal(self) -> None:
-        """The session takes APPEND's message: LiteralChunk events follow, then AppendEnd."""
+        """The session takes APPEND's message: LiteralChunk events follow, then
+        AppendEnd, or AppendMessage when a MULTIAPPEND sends one more."""
         append = self._expect_append_decision()
         if append.size > self._max_append:
             raise LocalProtocolError("APPEND literal over max_append: reject it (TOOBIG)")
@@ -217,7 +229,9 @@ class Receiver(LineBuffer[Event]):
         self._state = _State.APPEND_DATA
 
     def reject_literal(self) -> None:
-        """The session answered NO: a synchronizing literal will not come, else it is discarded."""
+        """The session answered NO: a synchronizing literal will not come, else it is
+        discarded, and with it the rest of the command (further MULTIAPPEND messages
+        in non-synchronizing literals included)."""
         append = self._expect_append_decision()
         self._append = None
         if append.synchronizing:
@@ -227,6 +241,11 @@ class Receiver(LineBuffer[Event]):
             self._tail = b""
             self._discarded = 0
             self._state = _State.DISCARD_LITERAL
+
+    def accept_utf8(self) -> None:
+        """After ``ENABLE UTF8=ACCEPT``: quoted strings may hold UTF-8 (RFC 9755 section 3)."""
+        self._expect_between_commands("accept_utf8")
+        self._utf8 = True
 
     def start_idle(self) -> None:
         """After ``+ idling``: the next line must be DONE (RFC 2177)."""
@@ -245,9 +264,9 @@ class Receiver(LineBuffer[Event]):
         self._expect_between_commands("discard_pending")
         return super().discard_pending()
 
-    def _expect_append_decision(self) -> AppendCommand:
+    def _expect_append_decision(self) -> AppendCommand | AppendMessage:
         if self._state is not _State.APPEND_DECISION or self._append is None:
-            raise LocalProtocolError("no AppendCommand is waiting for a decision")
+            raise LocalProtocolError("no AppendCommand or AppendMessage is waiting for a decision")
         return self._append
 
     def _expect_between_commands(self, what: str) -> None:
@@ -273,6 +292,8 @@ class Receiver(LineBuffer[Event]):
                 return self._read_append_data()
             case _State.APPEND_END:
                 return self._read_append_end()
+            case _State.APPEND_NEXT:
+                return self._read_append_next()
             case _State.IDLE:
                 return self._read_idle_line()
             case _State.SASL:
@@ -347,7 +368,7 @@ class Receiver(LineBuffer[Event]):
         if size is None:
             return self._bad(tag, "literal size out of range", line)
         try:
-            append = parse_head(bytes(self._cmd), self._max_depth)
+            append = parse_head(bytes(self._cmd), self._max_depth, utf8=self._utf8)
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
         if append is not None:
@@ -363,7 +384,7 @@ class Receiver(LineBuffer[Event]):
         cmd = bytes(self._cmd)
         tag = extract_tag(cmd)
         try:
-            command = parse_command(cmd, self._max_depth, self._max_search_keys)
+            command = parse_command(cmd, self._max_depth, self._max_search_keys, utf8=self._utf8)
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
         except Incomplete:  # cannot happen: every literal before the last line is complete
@@ -374,7 +395,7 @@ class Receiver(LineBuffer[Event]):
         self._last_tag = command.tag
         return command
 
-    def _start_append(self, command: AppendCommand) -> Event:
+    def _start_append(self, command: AppendCommand | AppendMessage) -> Event:
         self._reset_command()
         if not command.synchronizing and command.size > self._max_append:
             return self._fatal(command.tag, "APPEND message too large", "TOOBIG")
@@ -444,10 +465,30 @@ class Receiver(LineBuffer[Event]):
             self._consume(2)
             self._state = _State.COMMAND
             return AppendEnd(self._mode_tag)
+        if self._buf.startswith(b" "):  # MULTIAPPEND: one more message (RFC 3502)
+            self._state = _State.APPEND_NEXT
+            return None
         self._tail = b""
         self._discarded = 0
         self._state = _State.DISCARD_LINE
         return BadCommand(self._mode_tag, "expected CRLF after the APPEND literal")
+
+    def _read_append_next(self) -> Event | None:
+        tag = self._mode_tag
+        line = self._take_line(self._max_line)
+        if line == "overflow":
+            return self._line_too_long(tag, "command line too long")
+        if line is None:
+            return self._no_data()
+        if not line.endswith(b"\r\n"):
+            return self._bad(tag, "line not terminated by CRLF", line)
+        if b"\x00" in line:
+            return self._bad(tag, "NUL in command", line)
+        try:
+            message = parse_append_message(line, tag, self._max_depth)
+        except ParseError as e:
+            return self._bad(tag, e.args[0], line)
+        return self._start_append(message)
 
     def _read_mode_line(self) -> bytes | BadCommand | Sentinel:
         """A line in IDLE or SASL mode, without CRLF; errors end the mode."""

@@ -3,7 +3,8 @@
 ``parse_command`` turns the complete raw bytes of one command (as the receiver
 frames them: lines and literal data inline) into a typed command, or raises
 ``ParseError``; ``parse_head`` tells the receiver whether a literal it is
-about to read is APPEND's message. ``COMMANDS`` is the one table from a verb
+about to read is APPEND's message, and ``parse_append_message`` reads the
+head of each further message of a MULTIAPPEND (RFC 3502). ``COMMANDS`` is the one table from a verb
 to its parse function, which lives in the module of its RFC area: ``session``
 (any state, Not Authenticated), ``mailbox`` (Authenticated), ``message``,
 ``fetch`` and ``search`` (Selected). The shared productions are in
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
     AppendCommand,
+    AppendMessage,
     CapabilityCommand,
     CheckCommand,
     CloseCommand,
@@ -36,7 +38,7 @@ from lightmail.imap.wire.commands import (
 from lightmail.imap.wire.grammar import fetch, mailbox, message, search, session
 from lightmail.imap.wire.parser import Handler, Incomplete, ParseError, Parser
 
-__all__ = ["COMMANDS", "parse_command", "parse_head"]
+__all__ = ["COMMANDS", "parse_append_message", "parse_command", "parse_head"]
 
 
 def _no_arguments(cls: Callable[[bytes], Command]) -> Handler:
@@ -108,20 +110,20 @@ def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:
     return tag, name, uid
 
 
-def parse_command(buf: bytes, max_depth: int, max_keys: int) -> Command:
-    """Parse one complete command."""
-    p = Parser(buf, max_depth, max_keys)
+def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: bool = False) -> Command:
+    """Parse one complete command; ``utf8``: the session enabled UTF8=ACCEPT (RFC 9755)."""
+    p = Parser(buf, max_depth, max_keys, utf8=utf8)
     tag, name, uid = _command_head(p)
     return COMMANDS[name](p, tag, uid)
 
 
-def parse_head(buf: bytes, max_depth: int) -> AppendCommand | None:
+def parse_head(buf: bytes, max_depth: int, *, utf8: bool = False) -> AppendCommand | None:
     """For bytes ending in a literal's head: the APPEND it starts, or None if it is an argument.
 
     Raises ``ParseError`` if what is there is already wrong, so that a bad
     command's literal is never asked for.
     """
-    p = Parser(buf, max_depth)
+    p = Parser(buf, max_depth, utf8=utf8)
     tag, name, uid = _command_head(p)
     if name != b"APPEND":
         return None
@@ -129,3 +131,9 @@ def parse_head(buf: bytes, max_depth: int) -> AppendCommand | None:
         return mailbox.append(p, tag, uid)
     except Incomplete:  # the literal is APPEND's mailbox
         return None
+
+
+def parse_append_message(line: bytes, tag: bytes, max_depth: int) -> AppendMessage:
+    """The line after a MULTIAPPEND message (RFC 3502), when it does not end the
+    command: ``SP [flag-list SP] [date-time SP] literal`` up to the next literal."""
+    return mailbox.append_message(Parser(line, max_depth), tag)

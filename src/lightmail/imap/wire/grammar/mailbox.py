@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
     AppendCommand,
+    AppendMessage,
     Command,
     CreateCommand,
     GetQuotaCommand,
@@ -247,9 +248,22 @@ def getquota(p: Parser, tag: bytes, uid: bool) -> Command:
 
 
 def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
-    """APPEND up to its message literal's head (section 6.3.11); the message is streamed."""
+    """APPEND up to its first message literal's head (section 6.3.11); the message is streamed."""
     p.sp()
     mailbox = p.mailbox()
+    return AppendCommand(tag, mailbox, *_append_message(p))
+
+
+def append_message(p: Parser, tag: bytes) -> AppendMessage:
+    """A further message of a MULTIAPPEND (RFC 3502), up to its literal's head."""
+    return AppendMessage(tag, *_append_message(p))
+
+
+def _append_message(
+    p: Parser,
+) -> tuple[tuple[bytes, ...], datetime.datetime | None, int, bool]:
+    """``SP [flag-list SP] [date-time SP] literal`` up to the literal's head (RFC 3502
+    ``append-message``): flags, date-time, size and whether it is synchronizing."""
     p.sp()
     flags: tuple[bytes, ...] = ()
     date_time: datetime.datetime | None = None
@@ -262,4 +276,4 @@ def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
     size, synchronizing = p.literal_head()
     if p.pos != len(p.buf):  # the framer stops right after the message's literal head
         raise ParseError("unexpected data after the APPEND literal")
-    return AppendCommand(tag, mailbox, flags, date_time, size, synchronizing)
+    return flags, date_time, size, synchronizing

@@ -52,7 +52,7 @@ def search(p: Parser, tag: bytes, uid: bool) -> Command:
     start = p.pos
     if p.take(ALPHA).upper() == b"CHARSET" and p.at(b" "):
         p.sp()
-        charset = _charset(p)
+        charset = _charset(p, optional=True)
         p.sp()
     else:
         p.pos = start
@@ -67,7 +67,7 @@ def sort(p: Parser, tag: bytes, uid: bool) -> Command:
     returns = _search_return(p, save=False)
     criteria = p.parenthesized(lambda: _sort_criterion(p))
     p.sp()
-    charset = _charset(p)
+    charset = _charset(p, optional=False)
     p.sp()
     return SortCommand(tag, uid, tuple(criteria), charset, _search_keys(p), returns)
 
@@ -81,7 +81,7 @@ def thread(p: Parser, tag: bytes, uid: bool) -> Command:
     except ValueError:
         raise ParseError("unknown threading algorithm") from None
     p.sp()
-    charset = _charset(p)
+    charset = _charset(p, optional=False)
     p.sp()
     return ThreadCommand(tag, uid, algorithm, charset, _search_keys(p))
 
@@ -124,14 +124,19 @@ def _search_return(p: Parser, *, save: bool) -> t.SearchReturn | None:
     return t.SearchReturn(frozenset(options), partial)
 
 
-def _charset(p: Parser) -> str:
+def _charset(p: Parser, *, optional: bool) -> str:
     """A charset name, upper-case; quoted strings after it may hold 8-bit octets
-    unless it is US-ASCII."""
+    unless it is US-ASCII. After ENABLE UTF8=ACCEPT (RFC 9755 section 3) an
+    ``optional`` one (SEARCH's) is refused and a mandatory one must be UTF-8."""
     try:
         charset = p.astring().decode("ascii").upper()
     except UnicodeDecodeError:
         raise ParseError("invalid charset name") from None
-    p.eight_bit_quoted = charset != "US-ASCII"
+    if p.utf8 and optional:
+        raise ParseError("no CHARSET after ENABLE UTF8=ACCEPT")
+    if p.utf8 and charset != "UTF-8":
+        raise ParseError("the charset must be UTF-8 after ENABLE UTF8=ACCEPT")
+    p.eight_bit_quoted = p.utf8 or charset != "US-ASCII"
     return charset
 
 
