@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Generic, TypeVar
 
 from lightmail.imap import objectid
-from lightmail.imap.wire.responses import ESearchData
+from lightmail.imap.wire.results import ESearchData
 from lightmail.imap.wire.types import (
     AddressKey,
     AllKey,

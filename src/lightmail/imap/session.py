@@ -75,8 +75,8 @@ from lightmail.imap.wire.responses import (
     flags_response,
     no,
     recent_response,
-    vanished_response,
 )
+from lightmail.imap.wire.results import vanished_response
 from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from lightmail.imap.search import Found, result_of, uses_search_result, with_search_result
 from lightmail.imap.wire.commands import SearchCommand, SortCommand
-from lightmail.imap.wire.responses import ESearchData, esearch_response
+from lightmail.imap.wire.results import ESearchData, esearch_response
 from lightmail.imap.wire.types import (
     AllKey,
     AndKey,

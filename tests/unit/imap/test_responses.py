@@ -40,11 +40,10 @@ from lightmail.imap.wire.responses import (
     quoted,
     recent_response,
     render,
-    search_response,
     status_response,
     string,
-    vanished_response,
 )
+from lightmail.imap.wire.results import search_response, vanished_response
 from lightmail.imap.wire.types import STAR, SequenceSet
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lightmail.imap.search import uses_parse
 from lightmail.imap.sort import SortMessage, sort
 from lightmail.imap.thread import thread
-from lightmail.imap.wire.responses import thread_response
+from lightmail.imap.wire.results import thread_response
 from lightmail.imap.wire.types import (
     STAR,
     AddressKey,

@@ -13,14 +13,8 @@ from lightmail.fairness import TimeSlice
 from lightmail.imap import search as matching
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import (
-    Completion,
-    ResponseCode,
-    esearch_response,
-    no,
-    ok,
-    search_response,
-)
+from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok
+from lightmail.imap.wire.results import esearch_response, search_response
 from lightmail.imap.wire.types import SearchKey, SearchReturn
 from lightmail.mailstore.store import MessageInfo, MessageMeta
 

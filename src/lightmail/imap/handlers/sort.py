@@ -14,14 +14,8 @@ from lightmail.imap.session import ImapSession
 from lightmail.imap.sort import SortMessage
 from lightmail.imap.thread import thread as threads_of
 from lightmail.imap.wire import commands as c
-from lightmail.imap.wire.responses import (
-    Completion,
-    ResponseCode,
-    no,
-    ok,
-    sort_response,
-    thread_response,
-)
+from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok
+from lightmail.imap.wire.results import sort_response, thread_response
 from lightmail.imap.wire.types import SearchKey
 
 

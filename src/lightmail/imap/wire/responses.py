@@ -7,7 +7,8 @@ Two levels:
 * frozen response values with ``to_bytes()``: ``TaggedResponse``,
   ``UntaggedResponse`` (``* OK|NO|BAD|BYE|PREAUTH``), ``DataResponse`` (any other
   ``* ...`` line, built by the functions at the end: ``fetch_response``,
-  ``list_response``, ...) and ``ContinuationResponse``. ``render(response)``
+  ``list_response``, ...; those of SEARCH, SORT and THREAD are in
+  :mod:`lightmail.imap.wire.results`) and ``ContinuationResponse``. ``render(response)``
   is the same as ``response.to_bytes()``;
 * ``Completion`` (built by ``ok``, ``no`` and ``bad``): a command's tagged
   reply before its tag is stamped on it (``Completion.tagged``).
@@ -24,14 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from lightmail.imap.wire.types import PartialRange, SequenceSet, ThreadNode
+from lightmail.imap.wire.types import SequenceSet
 
 __all__ = [
     "Code",
     "Completion",
     "ContinuationResponse",
     "DataResponse",
-    "ESearchData",
     "FetchValue",
     "Raw",
     "Response",
@@ -43,7 +43,6 @@ __all__ = [
     "bad",
     "capability_response",
     "enabled_response",
-    "esearch_response",
     "exists_response",
     "expunge_response",
     "fetch_response",
@@ -54,20 +53,20 @@ __all__ = [
     "literal",
     "literal_octets",
     "lsub_response",
+    "mod_sequence",
     "namespace_response",
     "no",
     "nstring",
+    "nz_number",
     "ok",
+    "ordered_uid_set",
     "paren_list",
     "quoted",
     "recent_response",
     "render",
-    "search_response",
-    "sort_response",
     "status_response",
     "string",
-    "thread_response",
-    "vanished_response",
+    "uid_set",
 ]
 
 _CRLF = b"\r\n"
@@ -229,20 +228,20 @@ class ResponseCode:
 
     @classmethod
     def uidnext(cls, uid: int) -> ResponseCode:
-        return cls(Code.UIDNEXT, _nz(uid))
+        return cls(Code.UIDNEXT, nz_number(uid))
 
     @classmethod
     def uidvalidity(cls, value: int) -> ResponseCode:
-        return cls(Code.UIDVALIDITY, _nz(value))
+        return cls(Code.UIDVALIDITY, nz_number(value))
 
     @classmethod
     def unseen(cls, seq: int) -> ResponseCode:
-        return cls(Code.UNSEEN, _nz(seq))
+        return cls(Code.UNSEEN, nz_number(seq))
 
     @classmethod
     def highestmodseq(cls, modseq: int) -> ResponseCode:
         """RFC 7162 section 3.1.2.1: a ``mod-sequence-value``."""
-        return cls(Code.HIGHESTMODSEQ, _modseq(modseq))
+        return cls(Code.HIGHESTMODSEQ, mod_sequence(modseq))
 
     @classmethod
     def mailboxid(cls, objectid: bytes) -> ResponseCode:
@@ -253,12 +252,12 @@ class ResponseCode:
     def modified(cls, numbers: Iterable[int]) -> ResponseCode:
         """RFC 7162 section 3.1.3: the messages (numbers or UIDs) that failed
         UNCHANGEDSINCE."""
-        return cls(Code.MODIFIED, _uid_set(numbers))
+        return cls(Code.MODIFIED, uid_set(numbers))
 
     @classmethod
     def appenduid(cls, uidvalidity: int, uids: Iterable[int]) -> ResponseCode:
         """RFC 4315 section 3."""
-        return cls(Code.APPENDUID, _nz(uidvalidity) + b" " + _uid_set(uids))
+        return cls(Code.APPENDUID, nz_number(uidvalidity) + b" " + uid_set(uids))
 
     @classmethod
     def copyuid(
@@ -269,36 +268,40 @@ class ResponseCode:
             raise ValueError("COPYUID needs matching, non-empty UID lists")
         return cls(
             Code.COPYUID,
-            b" ".join([_nz(uidvalidity), _ordered_uid_set(source), _ordered_uid_set(destination)]),
+            b" ".join(
+                [nz_number(uidvalidity), ordered_uid_set(source), ordered_uid_set(destination)]
+            ),
         )
 
 
-def _nz(n: int) -> bytes:
+def nz_number(n: int) -> bytes:
+    """``nz-number``: 1 to 2**32-1."""
     if not 0 < n < 1 << 32:
         raise ValueError("not an nz-number")
     return str(n).encode()
 
 
-def _modseq(value: int) -> bytes:
+def mod_sequence(value: int) -> bytes:
     """``mod-sequence-value`` (RFC 7162 section 7): 1 to 2**63-1."""
     if not 0 < value < 1 << 63:
         raise ValueError("not a mod-sequence-value")
     return str(value).encode()
 
 
-def _uid_set(uids: Iterable[int]) -> bytes:
+def uid_set(uids: Iterable[int]) -> bytes:
+    """A ``uid-set`` of the UIDs, ascending and compressed into ranges."""
     uids = list(uids)
     if not uids:
         raise ValueError("empty UID set")
     for uid in uids:
-        _nz(uid)
+        nz_number(uid)
     return SequenceSet.from_numbers(uids).to_bytes()
 
 
-def _ordered_uid_set(uids: Sequence[int]) -> bytes:
+def ordered_uid_set(uids: Sequence[int]) -> bytes:
     """Runs of consecutive ascending UIDs collapse into ranges; order is kept."""
     for uid in uids:
-        _nz(uid)
+        nz_number(uid)
     parts: list[bytes] = []
     start = prev = uids[0]
     for uid in uids[1:]:
@@ -461,7 +464,7 @@ def fetch_response(seq: int, items: Sequence[tuple[bytes, FetchValue]]) -> DataR
     parenthesised list. Flags must be ``Raw(flag_list(...))``: they are atoms.
     """
     body = b" ".join(name + b" " + _fetch_value(value) for name, value in items)
-    return DataResponse(_nz(seq) + b" FETCH (" + body + b")")
+    return DataResponse(nz_number(seq) + b" FETCH (" + body + b")")
 
 
 def exists_response(count: int) -> DataResponse:
@@ -473,7 +476,7 @@ def recent_response(count: int) -> DataResponse:
 
 
 def expunge_response(seq: int) -> DataResponse:
-    return DataResponse(_nz(seq) + b" EXPUNGE")
+    return DataResponse(nz_number(seq) + b" EXPUNGE")
 
 
 def flags_response(flags: Iterable[bytes]) -> DataResponse:
@@ -542,107 +545,6 @@ def quota_response(root: bytes, resources: Iterable[tuple[str, int, int]]) -> Da
         b"%s %d %d" % (name.encode("ascii"), usage, limit) for name, usage, limit in resources
     )
     return DataResponse(b"QUOTA " + astring(root) + b" " + paren_list(triplets))
-
-
-def search_response(numbers: Iterable[int], modseq: int | None = None) -> DataResponse:
-    """``* SEARCH 2 3 7``; with no match ``* SEARCH``. ``modseq``, the highest
-    mod-sequence of the messages found, ends a non-empty answer to a SEARCH with
-    a MODSEQ key (``search-sort-mod-seq``, RFC 7162 section 3.1.6)."""
-    return DataResponse(_numbers(b"SEARCH", numbers, modseq))
-
-
-def _numbers(name: bytes, numbers: Iterable[int], modseq: int | None) -> bytes:
-    words = [name, *(_nz(n) for n in numbers)]
-    if modseq is not None and len(words) > 1:
-        words.append(b"(MODSEQ " + _modseq(modseq) + b")")
-    return b" ".join(words)
-
-
-@dataclass(frozen=True, slots=True)
-class ESearchData:
-    """The ``search-return-data`` of an ESEARCH response: what was asked of MIN, MAX,
-    COUNT, ALL (RFC 4731 section 3.1), PARTIAL (RFC 9394 section 3.1) and MODSEQ
-    (RFC 4731 section 3.2). ``all`` and the PARTIAL results are in result order
-    (mailbox order for SEARCH, sort order for SORT); None or empty: not sent."""
-
-    min: int | None = None
-    max: int | None = None
-    count: int | None = None
-    all: tuple[int, ...] = ()
-    partial: tuple[PartialRange, tuple[int, ...]] | None = None
-    modseq: int | None = None
-
-
-def esearch_response(tag: bytes, result: ESearchData, *, uid: bool) -> DataResponse:
-    """``* ESEARCH (TAG "a") [UID] MIN 2 ...`` (RFC 4731 section 4). A set of numbers
-    goes as a ``sequence-set`` whose ranges only ever ascend, and in the order given
-    (RFC 5267 section 3.2): ``5,3:4,1``."""
-    words = [b"ESEARCH (TAG " + quoted(tag) + b")"]
-    if uid:
-        words.append(b"UID")
-    if result.min is not None:
-        words.append(b"MIN " + _nz(result.min))
-    if result.max is not None:
-        words.append(b"MAX " + _nz(result.max))
-    if result.count is not None:
-        words.append(b"COUNT %d" % result.count)
-    if result.all:
-        words.append(b"ALL " + _ordered_uid_set(result.all))
-    if result.partial is not None:
-        requested, found = result.partial
-        answer = _ordered_uid_set(found) if found else b"NIL"
-        words.append(b"PARTIAL (" + requested.to_bytes() + b" " + answer + b")")
-    if result.modseq is not None:
-        words.append(b"MODSEQ " + _modseq(result.modseq))
-    return DataResponse(b" ".join(words))
-
-
-def vanished_response(uids: SequenceSet, *, earlier: bool) -> DataResponse:
-    """``* VANISHED [(EARLIER)] known-uids`` (RFC 7162 section 3.2.10)."""
-    if uids.uses_star:
-        raise ValueError("a VANISHED set names its UIDs")
-    head = b"VANISHED (EARLIER) " if earlier else b"VANISHED "
-    return DataResponse(head + uids.to_bytes())
-
-
-def sort_response(numbers: Iterable[int], modseq: int | None = None) -> DataResponse:
-    """RFC 5256 section 4: ``* SORT 2 3 6``; with no match ``* SORT``. ``modseq`` as
-    for :func:`search_response` (RFC 7162's ``sort-data``)."""
-    return DataResponse(_numbers(b"SORT", numbers, modseq))
-
-
-def thread_response(threads: Sequence[ThreadNode]) -> DataResponse:
-    """RFC 5256 section 4: ``* THREAD (2)(3 6 (4 23)(44 7 96))``; ``* THREAD`` for none.
-
-    A chain of only children is one ``thread-members`` list; a node with several
-    children nests them, and a dummy (no number) is only its nested children.
-    Written with a stack, not recursion, so any depth renders.
-    """
-    out = [b"THREAD"]
-    if threads:
-        out.append(b" ")
-    stack: list[ThreadNode | bytes] = []
-    for thread in reversed(threads):
-        stack += [b")", thread, b"("]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, bytes):
-            out.append(item)
-            continue
-        node, numbered = item, False
-        while True:
-            if node.number is not None:
-                out.append(b" " + _nz(node.number) if numbered else _nz(node.number))
-                numbered = True
-            if len(node.children) != 1:
-                break
-            node = node.children[0]
-        if node.children:
-            if numbered:
-                out.append(b" ")
-            for child in reversed(node.children):
-                stack += [b")", child, b"("]
-    return DataResponse(b"".join(out))
 
 
 def id_response(params: Sequence[tuple[bytes, bytes | None]] | None) -> DataResponse:
