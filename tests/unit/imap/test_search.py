@@ -13,14 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lightmail.imap import objectid
-from lightmail.imap.search import (
-    PartDecoder,
-    SearchMessage,
-    TextScan,
-    matches,
-    text_needles,
-    text_segments,
-)
+from lightmail.imap.search import SearchMessage, matches, text_needles
+from lightmail.imap.textscan import PartDecoder, TextScan, text_segments
 from lightmail.imap.wire.types import (
     STAR,
     AddressKey,

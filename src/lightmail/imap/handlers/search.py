@@ -11,6 +11,7 @@ from datetime import date
 
 from lightmail.fairness import TimeSlice
 from lightmail.imap import search as matching
+from lightmail.imap import textscan
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import Completion, ResponseCode, no, ok
@@ -153,11 +154,11 @@ async def _search_text(
     range by range from the blob store (the top-level header is matched from
     the cache by ``matching.matches``). Scanned in pieces of ``_SCAN_PIECE``
     octets, giving way to other sessions in between."""
-    scan = matching.TextScan(needles, body_start=0)
-    for segment in matching.text_segments(meta.body):
+    scan = textscan.TextScan(needles, body_start=0)
+    for segment in textscan.text_segments(meta.body):
         part = segment.part
         decoder = (
-            None if part is None else matching.PartDecoder(part.encoding, part.param("CHARSET"))
+            None if part is None else textscan.PartDecoder(part.encoding, part.param("CHARSET"))
         )
         async for chunk in session.store.read_message(meta.info, segment.start, segment.end):
             data = chunk if decoder is None else decoder.feed(chunk)
