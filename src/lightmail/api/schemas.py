@@ -7,10 +7,10 @@ only :class:`NewToken` carries a token.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lightmail.accounts.tokens import NAME_PATTERN
 
@@ -19,6 +19,14 @@ T = TypeVar("T")
 MAX_BYTES = 2**62  # far above any real quota, far below the database's BIGINT
 MAX_UID = 2**32 - 1  # IMAP UIDs are 32-bit (RFC 3501 section 2.3.1.1)
 MAX_ID = 2**62
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# A time the database keeps as naive UTC, answered with its zone.
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Input(BaseModel):
@@ -234,8 +242,10 @@ class Released(BaseModel):
 
 
 class GcReport(BaseModel):
-    started_at: datetime
-    finished_at: datetime
+    model_config = ConfigDict(from_attributes=True)  # read from lightmail.gc.GcReport
+
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
     dry_run: bool
     messages_purged: int
     blobs_deleted: int
@@ -245,6 +255,8 @@ class GcReport(BaseModel):
 
 
 class GcStatus(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from lightmail.gc.GcStatus
+
     last_run: GcReport | None = Field(description="The latest run of any node.")
     deleted_messages: int = Field(description="Soft-deleted messages not purged yet.")
     deleted_bytes: int
