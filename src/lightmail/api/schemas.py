@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field
 
 from lightmail.accounts.tokens import NAME_PATTERN
 
@@ -151,10 +151,16 @@ class MailboxPatch(_Input):
 
 
 class Mailbox(BaseModel):
-    name: str
-    special_use: str | None = Field(description="RFC 6154 attribute, such as `\\Sent`.")
-    uidvalidity: int
-    uidnext: int
+    # Read from lightmail.mailstore.types.MailboxStatus: the mailbox, then its counts.
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str = Field(validation_alias=AliasPath("mailbox", "name"))
+    special_use: str | None = Field(
+        validation_alias=AliasPath("mailbox", "special_use"),
+        description="RFC 6154 attribute, such as `\\Sent`.",
+    )
+    uidvalidity: int = Field(validation_alias=AliasPath("mailbox", "uidvalidity"))
+    uidnext: int = Field(validation_alias=AliasPath("mailbox", "uidnext"))
     messages: int
     unseen: int
     size: int = Field(description="Bytes of the mailbox's messages.")
@@ -199,13 +205,15 @@ class Appended(BaseModel):
 
 
 class DeletedMessage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from the mailstore's DeletedMessage
+
     id: int = Field(description="Pass to `restore`.")
     mailbox: str | None = Field(description="Where it was; null if that mailbox is gone too.")
     uid: int = Field(description="Its UID before it was deleted.")
     size: int
-    internal_date: datetime
+    internal_date: datetime = Field(validation_alias="internaldate")
     deleted_at: datetime
-    from_: str = Field(serialization_alias="from")
+    from_: str = Field(validation_alias="from_addr", serialization_alias="from")
     subject: str
 
 
