@@ -29,6 +29,7 @@ EXIT_TEMPFAIL = 75
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]]
 NodeHandler = Callable[[argparse.Namespace, runtime.Node], Coroutine[Any, Any, None]]
+PasswordHandler = Callable[[argparse.Namespace, runtime.Node, str], Coroutine[Any, Any, None]]
 
 
 def format_size(size: int | None) -> str:
@@ -84,6 +85,18 @@ def _on_node(handler: NodeHandler) -> Handler:
     return run
 
 
+def _on_node_with_password(handler: PasswordHandler) -> Handler:
+    """``handler`` given the password, read before the node opens (a prompt does not
+    hold database connections), run with the node open as by :func:`_on_node`."""
+
+    async def run(args: argparse.Namespace, settings: Settings) -> None:
+        password = _read_password(args, sys.stdin)
+        async with runtime.open_node(settings) as node:
+            await handler(args, node, password)
+
+    return run
+
+
 # -- command handlers -------------------------------------------------------
 
 
@@ -131,11 +144,10 @@ async def _domain_delete(args: argparse.Namespace, node: runtime.Node) -> None:
     print(f"deleted domain {args.name}")
 
 
-async def _user_add(args: argparse.Namespace, settings: Settings) -> None:
-    password = _read_password(args, sys.stdin)
-    async with runtime.open_node(settings) as node:
-        user = await node.accounts.add_user(args.address, password, args.quota)
-        print(f"added user {user.address} (quota {format_size(user.quota)})")
+@_on_node_with_password
+async def _user_add(args: argparse.Namespace, node: runtime.Node, password: str) -> None:
+    user = await node.accounts.add_user(args.address, password, args.quota)
+    print(f"added user {user.address} (quota {format_size(user.quota)})")
 
 
 @_on_node
@@ -149,11 +161,10 @@ async def _user_list(args: argparse.Namespace, node: runtime.Node) -> None:
         )
 
 
-async def _user_passwd(args: argparse.Namespace, settings: Settings) -> None:
-    password = _read_password(args, sys.stdin)
-    async with runtime.open_node(settings) as node:
-        await node.accounts.set_password(args.address, password)
-        print(f"password changed for {args.address}")
+@_on_node_with_password
+async def _user_passwd(args: argparse.Namespace, node: runtime.Node, password: str) -> None:
+    await node.accounts.set_password(args.address, password)
+    print(f"password changed for {args.address}")
 
 
 @_on_node

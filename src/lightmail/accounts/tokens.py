@@ -112,13 +112,7 @@ class ApiTokens:
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    select(
-                        t.api_tokens.c.id,
-                        t.api_tokens.c.name,
-                        t.api_tokens.c.token_hash,
-                        t.api_tokens.c.created_at,
-                        t.api_tokens.c.last_used_at,
-                    ).where(t.api_tokens.c.token_hash == presented)
+                    select(t.api_tokens).where(t.api_tokens.c.token_hash == presented)
                 )
             ).one_or_none()
         if row is None or not hmac.compare_digest(row.token_hash, presented):

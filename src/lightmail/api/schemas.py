@@ -7,10 +7,10 @@ only :class:`NewToken` carries a token.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasPath, BaseModel, ConfigDict, Field
 
 from lightmail.accounts.tokens import NAME_PATTERN
 
@@ -19,6 +19,14 @@ T = TypeVar("T")
 MAX_BYTES = 2**62  # far above any real quota, far below the database's BIGINT
 MAX_UID = 2**32 - 1  # IMAP UIDs are 32-bit (RFC 3501 section 2.3.1.1)
 MAX_ID = 2**62
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# A time the database keeps as naive UTC, answered with its zone.
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Input(BaseModel):
@@ -143,10 +151,16 @@ class MailboxPatch(_Input):
 
 
 class Mailbox(BaseModel):
-    name: str
-    special_use: str | None = Field(description="RFC 6154 attribute, such as `\\Sent`.")
-    uidvalidity: int
-    uidnext: int
+    # Read from lightmail.mailstore.types.MailboxStatus: the mailbox, then its counts.
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str = Field(validation_alias=AliasPath("mailbox", "name"))
+    special_use: str | None = Field(
+        validation_alias=AliasPath("mailbox", "special_use"),
+        description="RFC 6154 attribute, such as `\\Sent`.",
+    )
+    uidvalidity: int = Field(validation_alias=AliasPath("mailbox", "uidvalidity"))
+    uidnext: int = Field(validation_alias=AliasPath("mailbox", "uidnext"))
     messages: int
     unseen: int
     size: int = Field(description="Bytes of the mailbox's messages.")
@@ -191,13 +205,15 @@ class Appended(BaseModel):
 
 
 class DeletedMessage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from the mailstore's DeletedMessage
+
     id: int = Field(description="Pass to `restore`.")
     mailbox: str | None = Field(description="Where it was; null if that mailbox is gone too.")
     uid: int = Field(description="Its UID before it was deleted.")
     size: int
-    internal_date: datetime
+    internal_date: datetime = Field(validation_alias="internaldate")
     deleted_at: datetime
-    from_: str = Field(serialization_alias="from")
+    from_: str = Field(validation_alias="from_addr", serialization_alias="from")
     subject: str
 
 
@@ -234,8 +250,10 @@ class Released(BaseModel):
 
 
 class GcReport(BaseModel):
-    started_at: datetime
-    finished_at: datetime
+    model_config = ConfigDict(from_attributes=True)  # read from lightmail.gc.GcReport
+
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
     dry_run: bool
     messages_purged: int
     blobs_deleted: int
@@ -245,6 +263,8 @@ class GcReport(BaseModel):
 
 
 class GcStatus(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from lightmail.gc.GcStatus
+
     last_run: GcReport | None = Field(description="The latest run of any node.")
     deleted_messages: int = Field(description="Soft-deleted messages not purged yet.")
     deleted_bytes: int

@@ -29,6 +29,17 @@ from lightmail.mailstore.types import (
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
 
+# Where committed messages landed, read back when a commit's outcome was not
+# seen (the connection failed after it): add the columns that tell them apart.
+_PLACED = select(t.messages.c.mailbox_id, t.mailboxes.c.uidvalidity, t.messages.c.uid).select_from(
+    t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
+)
+
+
+def _placed(row: t.AnyRow) -> AppendResult:
+    """The AppendResult of a :data:`_PLACED` row."""
+    return AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+
 
 class Delivery(StoreCore):
     async def append(
@@ -90,17 +101,9 @@ class Delivery(StoreCore):
 
         async def committed(conn: AsyncConnection) -> list[AppendResult] | None:
             rows = {
-                row.object_key: AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
+                row.object_key: _placed(row)
                 for row in await conn.execute(
-                    select(
-                        t.messages.c.object_key,
-                        t.messages.c.mailbox_id,
-                        t.messages.c.uid,
-                        t.mailboxes.c.uidvalidity,
-                    )
-                    .select_from(
-                        t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
-                    )
+                    _PLACED.add_columns(t.messages.c.object_key)
                     .where(t.messages.c.object_key.in_([blob.key for blob in blobs]))
                     .order_by(t.messages.c.id.desc())  # the first row of each key wins
                 )
@@ -204,15 +207,7 @@ class Delivery(StoreCore):
             return None
         rows = list(
             await conn.execute(
-                select(
-                    t.messages.c.user_id,
-                    t.messages.c.mailbox_id,
-                    t.messages.c.uid,
-                    t.mailboxes.c.uidvalidity,
-                )
-                .select_from(
-                    t.messages.join(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
-                )
+                _PLACED.add_columns(t.messages.c.user_id)
                 .where(t.messages.c.object_key == stored.key)
                 .order_by(t.messages.c.id)
             )
@@ -229,6 +224,5 @@ class Delivery(StoreCore):
                 outcomes.append(DeliveryOutcome(recipient, error=error))
                 continue
             rows.remove(row)
-            result = AppendResult(row.mailbox_id, row.uidvalidity, row.uid)
-            outcomes.append(DeliveryOutcome(recipient, result=result))
+            outcomes.append(DeliveryOutcome(recipient, result=_placed(row)))
         return outcomes

@@ -157,17 +157,7 @@ async def _info(store: MailStore, mailbox: Mailbox, uid: int) -> MessageInfo:
 
 
 async def _status(store: MailStore, user_id: int, name: str) -> s.Mailbox:
-    status = await store.mailbox_status(user_id, name)
-    mailbox = status.mailbox
-    return s.Mailbox(
-        name=mailbox.name,
-        special_use=mailbox.special_use,
-        uidvalidity=mailbox.uidvalidity,
-        uidnext=mailbox.uidnext,
-        messages=status.messages,
-        unseen=status.unseen,
-        size=status.size,
-    )
+    return s.Mailbox.model_validate(await store.mailbox_status(user_id, name))
 
 
 # -- messages (registered before the mailbox routes: see the module docstring) ---------
@@ -407,19 +397,7 @@ async def list_deleted(
     found = await ctx.store.list_deleted(user.id, after_id=after, limit=limit + 1)
     page = found[:limit]
     return s.DeletedPage(
-        items=[
-            s.DeletedMessage(
-                id=item.id,
-                mailbox=item.mailbox,
-                uid=item.uid,
-                size=item.size,
-                internal_date=item.internaldate,
-                deleted_at=item.deleted_at,
-                from_=item.from_addr,
-                subject=item.subject,
-            )
-            for item in page
-        ],
+        items=[s.DeletedMessage.model_validate(item) for item in page],
         next_cursor=encode_cursor(page[-1].id) if len(found) > limit else None,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -13,7 +12,6 @@ from lightmail.api import schemas as s
 from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, delete_route, paginate
 from lightmail.api.errors import responses
 from lightmail.api.routes.mail import RFC822, stream
-from lightmail.gc import GcReport, GcStatus
 
 router = APIRouter()
 
@@ -75,36 +73,10 @@ async def delete_quarantined(ctx: Context, id: ItemId) -> Response:
 # -- garbage collection -----------------------------------------------------------------
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _report(report: GcReport) -> s.GcReport:
-    return s.GcReport(
-        started_at=_aware(report.started_at),
-        finished_at=_aware(report.finished_at),
-        dry_run=report.dry_run,
-        messages_purged=report.messages_purged,
-        blobs_deleted=report.blobs_deleted,
-        bytes_freed=report.bytes_freed,
-        orphans_deleted=report.orphans_deleted,
-        error=report.error,
-    )
-
-
-def _status(status: GcStatus) -> s.GcStatus:
-    return s.GcStatus(
-        last_run=_report(status.last_run) if status.last_run is not None else None,
-        deleted_messages=status.deleted_messages,
-        deleted_bytes=status.deleted_bytes,
-        due_messages=status.due_messages,
-    )
-
-
 @router.get("/gc", tags=["gc"])
 async def gc_status(ctx: Context) -> s.GcStatus:
     """The last garbage collection run and the soft-deleted mail waiting for one."""
-    return _status(await ctx.gc.status())
+    return s.GcStatus.model_validate(await ctx.gc.status())
 
 
 @router.post("/gc/run", tags=["gc"], responses=responses(422))
@@ -113,7 +85,7 @@ async def gc_run(
     dry_run: Annotated[bool, Query(description="Only count what a run would purge.")] = False,
 ) -> s.GcReport:
     """Run the garbage collector now: purge mail past retention, sweep orphan blobs."""
-    return _report(await ctx.gc.run(dry_run=dry_run))
+    return s.GcReport.model_validate(await ctx.gc.run(dry_run=dry_run))
 
 
 # -- tokens ---------------------------------------------------------------------------

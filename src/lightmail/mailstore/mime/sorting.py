@@ -27,11 +27,11 @@ import re
 import unicodedata
 
 from lightmail.mailstore.mime.headers import (
-    QUOTED_PAIR,
     as_ntext,
     comment_end,
     first_field,
     header_fields,
+    quoted,
 )
 from lightmail.mailstore.mime.types import AddressList, Envelope, SortKeys
 from lightmail.mailstore.mime.words import decode_words
@@ -140,7 +140,7 @@ def message_ids(value: str | None) -> list[str]:
         if char == "(":
             pos = comment_end(value, pos)
         elif char == '"':
-            pos = _quoted_end(value, pos)
+            pos = quoted(value, pos)[1]
         elif char == "<":
             msg_id, pos = _msg_id(value, pos + 1)
             if msg_id is not None:
@@ -148,21 +148,6 @@ def message_ids(value: str | None) -> list[str]:
         else:
             pos += 1
     return found
-
-
-def _quoted_end(text: str, pos: int) -> int:
-    """Where the quoted-string opening at `pos` ends."""
-    pos += 1
-    n = len(text)
-    while pos < n:
-        char = text[pos]
-        if char == "\\":
-            pos += 2
-            continue
-        pos += 1
-        if char == '"':
-            break
-    return min(pos, n)
 
 
 def _msg_id(text: str, pos: int) -> tuple[str | None, int]:
@@ -179,10 +164,8 @@ def _msg_id(text: str, pos: int) -> tuple[str | None, int]:
         if char == "(":
             pos = comment_end(text, pos)
         elif char == '"':
-            end = _quoted_end(text, pos)
-            inner = text[pos + 1 : end - 1 if text[end - 1] == '"' and end - 1 > pos else end]
-            out.append(QUOTED_PAIR.sub(r"\1", inner))
-            pos = end
+            inner, pos = quoted(text, pos)
+            out.append(inner)
         elif char in " \t\r\n":
             pos += 1
         else:

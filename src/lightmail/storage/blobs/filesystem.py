@@ -10,9 +10,6 @@ Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
 directory is fsynced. A write that a killed process left in ``.tmp`` is deleted
 by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). Every
 blocking call runs in a worker thread.
-
-Operations are timed and their failures counted (``lightmail_blob_*`` in
-:mod:`lightmail.metrics`) with the backend label ``filesystem``.
 """
 
 from __future__ import annotations
@@ -23,37 +20,29 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
 
 from lightmail.errors import TemporaryFailure
+from lightmail.storage.blobs._timed import TimedBlobStore
 from lightmail.storage.blobs._timing import BlobTiming
-from lightmail.storage.blobs.base import (
-    LIST_PAGE_SIZE,
-    READ_CHUNK,
-    BlobInfo,
-    BlobNotFound,
-    PutResult,
-    validate_key,
-    validate_listing,
-    validate_range,
-)
+from lightmail.storage.blobs.base import READ_CHUNK, BlobInfo, BlobNotFound, PutResult, validate_key
 
 _WRITE_BATCH = 1024 * 1024  # put() hands the worker thread this much at a time
 _TMP_DIR = ".tmp"  # names starting with "." are never keys (validate_key)
 _HEX = frozenset("0123456789abcdef")
-_BACKEND = "filesystem"  # the metrics label
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-class FileSystemBlobStore:
+class FileSystemBlobStore(TimedBlobStore):
     """A :class:`~lightmail.storage.blobs.base.BlobStore` in a local directory."""
 
     __slots__ = ("_root", "description")
+    backend = "filesystem"
 
     def __init__(self, root: Path) -> None:
         self._root = root.absolute()
@@ -68,43 +57,13 @@ class FileSystemBlobStore:
         *folders, name = validate_key(key).split("/")
         return self._root.joinpath(*folders, _shard(name), name)
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
-        final = self.path_of(key)
-        with BlobTiming(_BACKEND, "put") as timing:
-            return await self._put(key, final, timing.source(chunks))
-
-    def get(self, key: str) -> AsyncIterator[bytes]:
-        return self._read("get", key, self.path_of(key), 0, None)
-
-    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        validate_range(start)
-        return self._read("get_range", key, self.path_of(key), start, max(start, end))
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        paths = [self.path_of(key) for key in keys]
-        if paths:
-            with BlobTiming(_BACKEND, "delete"):
-                await self._io("delete", None, _unlink_all, paths)
-
-    def list(
-        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        return self._list(validate_listing(prefix, page_size), page_size)
-
-    async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
-        """Delete the ``.tmp/*.part`` files of puts a killed process left, last
-        written before ``older_than``."""
-        with BlobTiming(_BACKEND, "sweep"):
-            return await self._io(
-                "sweep", None, _sweep_temp, self._root / _TMP_DIR, older_than.timestamp(), dry_run
-            )
-
     async def close(self) -> None:
         return None
 
     # -- internals ---------------------------------------------------------------
 
-    async def _put(self, key: str, final: Path, chunks: AsyncIterator[bytes]) -> PutResult:
+    async def _put(self, key: str, chunks: AsyncIterator[bytes]) -> PutResult:
+        final = self.path_of(key)
         file, temp = await self._io("put", key, self._open_temp)
         digest = hashlib.sha256()
         size = 0
@@ -132,32 +91,44 @@ class FileSystemBlobStore:
             raise
         return PutResult(size=size, sha256=digest.hexdigest())
 
-    async def _read(
-        self, operation: str, key: str, path: Path, start: int, end: int | None
-    ) -> AsyncIterator[bytes]:
-        with BlobTiming(_BACKEND, operation) as timing:
-            remaining = None if end is None else end - start
-            want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-            try:
-                # Buffered on purpose: close() then waits for a read still running in
-                # a worker thread instead of closing the descriptor under it.
-                file, data = await asyncio.to_thread(_open_at, path, start, want)
-            except (FileNotFoundError, NotADirectoryError):
-                raise BlobNotFound(key) from None
-            except OSError as exc:
-                raise self._failure("get", key, exc) from exc
-            try:
-                while data:
-                    if remaining is not None:
-                        remaining -= len(data)
-                    timing.first_chunk()
-                    yield data
-                    if len(data) < want or remaining == 0:  # a short read is the end of the file
-                        return
-                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-                    data = await self._io("get", key, file.read, want)
-            finally:
-                file.close()
+    def _get(self, key: str) -> AsyncGenerator[bytes, None]:
+        return self._read(key, 0, None)
+
+    def _get_range(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        return self._read(key, start, end)
+
+    async def _read(self, key: str, start: int, end: int | None) -> AsyncGenerator[bytes, None]:
+        remaining = None if end is None else end - start
+        want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+        try:
+            # Buffered on purpose: close() then waits for a read still running in
+            # a worker thread instead of closing the descriptor under it.
+            file, data = await asyncio.to_thread(_open_at, self.path_of(key), start, want)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        except OSError as exc:
+            raise self._failure("get", key, exc) from exc
+        try:
+            while data:
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+                if len(data) < want or remaining == 0:  # a short read is the end of the file
+                    return
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                data = await self._io("get", key, file.read, want)
+        finally:
+            file.close()
+
+    async def _delete(self, keys: builtins.list[str]) -> None:
+        await self._io("delete", None, _unlink_all, [self.path_of(key) for key in keys])
+
+    async def _sweep(self, older_than: datetime, dry_run: bool) -> int:
+        """Delete the ``.tmp/*.part`` files of puts a killed process left, last
+        written before ``older_than``."""
+        return await self._io(
+            "sweep", None, _sweep_temp, self._root / _TMP_DIR, older_than.timestamp(), dry_run
+        )
 
     async def _list(
         self, names: tuple[str, ...], page_size: int
@@ -165,7 +136,7 @@ class FileSystemBlobStore:
         walker = _walk(self._root.joinpath(*names), names)
         try:
             while True:
-                with BlobTiming(_BACKEND, "list"):
+                with BlobTiming(self.backend, "list"):
                     page = await self._io("list", None, _take, walker, page_size)
                 if page:
                     yield page

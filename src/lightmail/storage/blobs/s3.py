@@ -16,9 +16,6 @@ Incomplete multipart uploads (a put whose process was killed) are invisible to
 them, so :meth:`S3BlobStore.sweep_incomplete` goes through botocore:
 ListMultipartUploads under the store's prefix, then AbortMultipartUpload for
 each one initiated before the cutoff.
-
-Operations are timed and their failures counted (``lightmail_blob_*`` in
-:mod:`lightmail.metrics`) with the backend label ``s3``.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -41,17 +38,14 @@ from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from lightmail.errors import TemporaryFailure
+from lightmail.storage.blobs._timed import TimedBlobStore
 from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
-    LIST_PAGE_SIZE,
     READ_CHUNK,
     BlobInfo,
     BlobNotFound,
     PutResult,
-    validate_key,
-    validate_listing,
     validate_prefix,
-    validate_range,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +54,6 @@ if TYPE_CHECKING:
 
 _PART_SIZE = 5 * 1024 * 1024  # S3's smallest part; also the single-PUT threshold
 _PART_CONCURRENCY = 2
-_BACKEND = "s3"  # the metrics label
 
 _CLIENT_OPTIONS: ClientConfig = {
     "connect_timeout": "5 seconds",
@@ -92,7 +85,7 @@ _REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
-class S3BlobStore:
+class S3BlobStore(TimedBlobStore):
     """A :class:`~lightmail.storage.blobs.base.BlobStore` in an S3 bucket.
 
     ``endpoint`` None (or empty) means ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``
@@ -106,6 +99,7 @@ class S3BlobStore:
     """
 
     __slots__ = ("_endpoint", "_secrets", "_store", "_uploads", "_where", "description")
+    backend = "s3"
 
     def __init__(
         self,
@@ -158,10 +152,12 @@ class S3BlobStore:
         self._secrets = tuple(s for s in (access_key, secret_key) if s)
         self.description = f"s3 {shown} {self._where}"
 
-    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
-        validate_key(key)
-        with BlobTiming(_BACKEND, "put") as timing:
-            return await self._put(key, timing.source(chunks))
+    async def close(self) -> None:
+        # obstore's client has nothing to close; its pool idles out.
+        if self._uploads.opened:
+            await asyncio.to_thread(self._uploads.close)
+
+    # -- internals ---------------------------------------------------------------
 
     async def _put(self, key: str, chunks: AsyncIterator[bytes]) -> PutResult:
         tally = _Tally(chunks)
@@ -185,76 +181,47 @@ class S3BlobStore:
             self._raise("put", exc)
         return PutResult(size=tally.size, sha256=tally.digest.hexdigest())
 
-    def get(self, key: str) -> AsyncIterator[bytes]:
-        return self._get(validate_key(key))
+    async def _delete(self, keys: builtins.list[str]) -> None:
+        try:
+            # S3 DeleteObjects, 1,000 keys a request; absent keys are no error.
+            await self._store.delete_async(keys)
+        except Exception as exc:
+            self._raise("delete", exc)
 
-    def get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        validate_range(start)
-        return self._get_range(validate_key(key), start, end)
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        paths = [validate_key(key) for key in keys]
-        if not paths:
-            return
-        with BlobTiming(_BACKEND, "delete"):
-            try:
-                # S3 DeleteObjects, 1,000 keys a request; absent keys are no error.
-                await self._store.delete_async(paths)
-            except Exception as exc:
-                self._raise("delete", exc)
-
-    def list(
-        self, prefix: str, *, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        names = validate_listing(prefix, page_size)
-        return self._list("/".join(names) or None, page_size)
-
-    async def sweep_incomplete(self, older_than: datetime, *, dry_run: bool = False) -> int:
+    async def _sweep(self, older_than: datetime, dry_run: bool) -> int:
         """Abort the multipart uploads under this store's prefix (the whole bucket
         without one) initiated before ``older_than``."""
-        with BlobTiming(_BACKEND, "sweep"):
-            try:
-                return await asyncio.to_thread(self._uploads.sweep, older_than, dry_run)
-            except (BotoCoreError, ClientError) as exc:
-                raise TemporaryFailure(
-                    f"S3 sweep of incomplete uploads failed at {self._endpoint} "
-                    f"bucket {self._where}: {self._reason(exc)}"
-                ) from exc
+        try:
+            return await asyncio.to_thread(self._uploads.sweep, older_than, dry_run)
+        except (BotoCoreError, ClientError) as exc:
+            raise TemporaryFailure(
+                f"S3 sweep of incomplete uploads failed at {self._endpoint} "
+                f"bucket {self._where}: {self._reason(exc)}"
+            ) from exc
 
-    async def close(self) -> None:
-        # obstore's client has nothing to close; its pool idles out.
-        if self._uploads.opened:
-            await asyncio.to_thread(self._uploads.close)
+    async def _get(self, key: str) -> AsyncGenerator[bytes, None]:
+        try:
+            result = await self._store.get_async(key)
+        except Exception as exc:
+            self._raise("get", exc, key)
+        async for chunk in self._stream(result, key):
+            yield chunk
 
-    # -- internals ---------------------------------------------------------------
-
-    async def _get(self, key: str) -> AsyncIterator[bytes]:
-        with BlobTiming(_BACKEND, "get") as timing:
-            try:
-                result = await self._store.get_async(key)
-            except Exception as exc:
-                self._raise("get", exc, key)
-            async for chunk in self._stream(result, key):
-                timing.first_chunk()
-                yield chunk
-
-    async def _get_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
-        with BlobTiming(_BACKEND, "get_range") as timing:
-            if end <= start:
-                await self._head(key)  # an empty range of a missing blob is still missing
+    async def _get_range(self, key: str, start: int, end: int) -> AsyncGenerator[bytes, None]:
+        if end <= start:
+            await self._head(key)  # an empty range of a missing blob is still missing
+            return
+        try:
+            result = await self._store.get_async(key, options={"range": (start, end)})
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        except Exception as exc:
+            # S3 answers 416 for a range that starts at or past the end.
+            if start >= (await self._head(key))["size"]:
                 return
-            try:
-                result = await self._store.get_async(key, options={"range": (start, end)})
-            except FileNotFoundError:
-                raise BlobNotFound(key) from None
-            except Exception as exc:
-                # S3 answers 416 for a range that starts at or past the end.
-                if start >= (await self._head(key))["size"]:
-                    return
-                self._raise("get", exc, key)
-            async for chunk in self._stream(result, key):
-                timing.first_chunk()
-                yield chunk
+            self._raise("get", exc, key)
+        async for chunk in self._stream(result, key):
+            yield chunk
 
     async def _stream(self, result: GetResult, key: str) -> AsyncIterator[bytes]:
         stream = result.stream(min_chunk_size=READ_CHUNK)
@@ -274,11 +241,11 @@ class S3BlobStore:
             self._raise("head", exc, key)
 
     async def _list(
-        self, prefix: str | None, page_size: int
+        self, names: tuple[str, ...], page_size: int
     ) -> AsyncIterator[builtins.list[BlobInfo]]:
-        stream = self._store.list(prefix, chunk_size=page_size)
+        stream = self._store.list("/".join(names) or None, chunk_size=page_size)
         while True:
-            with BlobTiming(_BACKEND, "list") as timing:
+            with BlobTiming(self.backend, "list") as timing:
                 try:
                     page = await anext(stream)
                 except StopAsyncIteration:

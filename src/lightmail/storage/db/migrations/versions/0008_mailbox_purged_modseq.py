@@ -11,20 +11,12 @@ the upgrade is answered from rows that may be incomplete.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from lightmail.storage.db.migrations.columns import added_column
 
 revision = "0008"
 down_revision = "0007"
 
-
-def upgrade() -> None:
-    with op.batch_alter_table("mailboxes", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("purged_modseq", sa.BigInteger(), server_default="0", nullable=False)
-        )
-    op.execute("UPDATE mailboxes SET purged_modseq = highestmodseq")
-
-
-def downgrade() -> None:
-    with op.batch_alter_table("mailboxes", schema=None) as batch_op:
-        batch_op.drop_column("purged_modseq")
+upgrade, downgrade = added_column(
+    "mailboxes", "purged_modseq", sa.BigInteger(), copied_from="highestmodseq"
+)
