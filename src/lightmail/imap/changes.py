@@ -115,7 +115,7 @@ class SelectedChanges:
             mailbox = await self.store.mailbox_by_id(self.user_id, view.mailbox_id)
         except MailboxNotFound:  # deleted by another session: all of it is gone
             self._changed = False
-            self.send_updates(view.update((), allow_expunge=allow_expunge))
+            self.send_updates(view.apply((), view.missing(()), allow_expunge=allow_expunge))
             return True
         if mailbox.highestmodseq == self.modseq:
             self._changed = False

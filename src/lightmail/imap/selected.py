@@ -217,28 +217,6 @@ class SelectedMailbox:
         self._gone.clear()
         return updates
 
-    def update(
-        self,
-        snapshot: Iterable[Snapshot],
-        *,
-        allow_expunge: bool,
-        recent: Iterable[int] = (),
-        keywords: Iterable[str] = (),
-        keyword_room: bool | None = None,
-    ) -> Updates:
-        """Compare with a fresh snapshot of every message (in UID order) and return
-        what to announce; as :meth:`apply` with each message of the view that the
-        snapshot lacks as expunged."""
-        current = list(snapshot)
-        return self.apply(
-            current,
-            self.missing(m.uid for m in current),
-            allow_expunge=allow_expunge,
-            recent=recent,
-            keywords=keywords,
-            keyword_room=keyword_room,
-        )
-
     def missing(self, live: Iterable[int]) -> list[int]:
         """The UIDs of the view that are not among ``live``: expunged meanwhile."""
         present = set(live)
