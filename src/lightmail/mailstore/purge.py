@@ -40,6 +40,9 @@ from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 
+_RESTORABLE = and_(t.messages.c.deleted_at.is_not(None), t.messages.c.purge_claimed_until.is_(None))
+"""Soft-deleted and not yet claimed by the garbage collector: it can come back."""
+
 
 class DeletedMail(StoreCore):
     async def list_deleted(
@@ -63,12 +66,7 @@ class DeletedMail(StoreCore):
                 .select_from(
                     t.messages.outerjoin(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
                 )
-                .where(
-                    t.messages.c.user_id == user_id,
-                    t.messages.c.deleted_at.is_not(None),
-                    t.messages.c.purge_claimed_until.is_(None),
-                    t.messages.c.id > after_id,
-                )
+                .where(t.messages.c.user_id == user_id, _RESTORABLE, t.messages.c.id > after_id)
                 .order_by(t.messages.c.id)
                 .limit(limit)
             )
@@ -108,10 +106,7 @@ class DeletedMail(StoreCore):
                         t.messages.c.modseq,
                     )
                     .where(
-                        t.messages.c.id == message_id,
-                        t.messages.c.user_id == user_id,
-                        t.messages.c.deleted_at.is_not(None),
-                        t.messages.c.purge_claimed_until.is_(None),
+                        t.messages.c.id == message_id, t.messages.c.user_id == user_id, _RESTORABLE
                     )
                     .with_for_update()
                 )
