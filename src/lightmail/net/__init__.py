@@ -9,6 +9,7 @@ from lightmail.net.stream import (
     ShutdownRequested,
     StreamError,
     TlsHandshakeFailed,
+    Woken,
     WriteTimeout,
 )
 from lightmail.net.tls import server_context
@@ -25,6 +26,7 @@ __all__ = [
     "ShutdownRequested",
     "StreamError",
     "TlsHandshakeFailed",
+    "Woken",
     "WriteTimeout",
     "server_context",
 ]

@@ -29,6 +29,7 @@ from lightmail.net.stream import (
     IdleTimeout,
     ShutdownRequested,
     StreamError,
+    Woken,
 )
 from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA
 
@@ -173,19 +174,27 @@ class Driver(Generic[E]):
             await self.flush()
             self.receiver.receive_data(await self.read())
 
-    async def read(self) -> bytes:
+    async def read(self, *, wakeable: bool = False) -> bytes:
         """The next bytes from the peer (``b""`` at its end), within the session's
-        limits; past them, or at shutdown, :class:`SessionEnd` with the goodbye."""
-        timeout, deadline = self._session.read_limits()
-        try:
-            return await self.connection.read_request(timeout, deadline=deadline)
-        except DeadlineExceeded:
-            reason = Goodbye.DEADLINE
-        except IdleTimeout:
-            reason = Goodbye.IDLE
-        except ShutdownRequested:
-            reason = Goodbye.SHUTDOWN
-        raise SessionEnd(self._session.goodbye(reason))
+        limits; past them, or at shutdown, :class:`SessionEnd` with the goodbye.
+        With ``wakeable``, :class:`~lightmail.net.stream.Woken` when the session's
+        connection was woken first (IDLE's change events); else a wake-up that
+        came late is ignored."""
+        while True:
+            timeout, deadline = self._session.read_limits()
+            try:
+                return await self.connection.read_request(timeout, deadline=deadline)
+            except Woken:
+                if wakeable:
+                    raise
+                continue
+            except DeadlineExceeded:
+                reason = Goodbye.DEADLINE
+            except IdleTimeout:
+                reason = Goodbye.IDLE
+            except ShutdownRequested:
+                reason = Goodbye.SHUTDOWN
+            raise SessionEnd(self._session.goodbye(reason))
 
     def send(self, data: bytes) -> None:
         """Queue ``data``; it goes out at the next flush (before the next read)."""

@@ -176,7 +176,7 @@ class Listener:
             server.close()  # stop accepting now; the sockets are released below
         tasks = set(self._tasks)
         for connection in self._tasks.values():
-            connection.shutdown_requested.set()
+            connection.request_shutdown()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             if pending:

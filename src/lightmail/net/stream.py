@@ -82,6 +82,11 @@ class ShutdownRequested(Exception):
     """The server is stopping; raised instead of reading a new request."""
 
 
+class Woken(Exception):
+    """A read that may be woken (:meth:`Connection.read_request`) was, by
+    :meth:`Connection.wake`, before anything arrived."""
+
+
 class TlsHandshakeFailed(StreamError):
     """The TLS handshake failed or timed out; the connection was closed."""
 
@@ -144,6 +149,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
+        self.woken = False  # by Connection.wake, and not yet seen by a read
 
     # --- asyncio.Protocol ------------------------------------------------
 
@@ -253,6 +259,10 @@ class ConnectionProtocol(asyncio.Protocol):
             self._lost_waiter = self._lost_waiter or asyncio.get_running_loop().create_future()
             await asyncio.shield(self._lost_waiter)
 
+    def wake(self) -> None:
+        self.woken = True
+        self._wake_reader()
+
     def _wake_reader(self) -> None:
         self._wake(self._read_waiter)
 
@@ -265,9 +275,12 @@ class ConnectionProtocol(asyncio.Protocol):
 class Connection:
     """One client connection, driven by one session task.
 
-    Built by the listener; sessions use :meth:`read`, :meth:`write`,
-    :meth:`start_tls` and :meth:`close`, and watch :attr:`shutdown_requested`
-    to say BYE when the server stops. Only one task may read at a time.
+    Built by the listener; sessions use :meth:`read_request` (which raises
+    :class:`ShutdownRequested` once the listener called :meth:`request_shutdown`,
+    so that they say BYE), :meth:`read`, :meth:`write`, :meth:`start_tls` and
+    :meth:`close`. Only one task may read at a time: whatever else a session waits
+    for (IDLE's change events) wakes that read with :meth:`wake`, so a connection
+    costs one task, not one per thing it waits for.
     """
 
     def __init__(self, transport: asyncio.Transport, protocol: ConnectionProtocol) -> None:
@@ -281,7 +294,7 @@ class Connection:
         self.local: str = _format_address(transport.get_extra_info("sockname"))
         self.is_tls: bool = transport.get_extra_info("sslcontext") is not None
         protocol.tls = self.is_tls
-        self.shutdown_requested = asyncio.Event()  # set by the listener when the server stops
+        self.shutdown_requested = False  # by the listener when the server stops
         self._deflate: zlib._Compress | None = None  # after start_compression
 
     def __repr__(self) -> str:
@@ -305,12 +318,24 @@ class Connection:
     # The timeouts below are parameters (ASYNC109) because each maps to its own
     # error and reaction: an idle client gets a BYE, a stalled one is aborted.
 
+    def request_shutdown(self) -> None:
+        """The server is stopping: the pending or next :meth:`read_request` raises
+        :class:`ShutdownRequested` unless bytes are waiting."""
+        self.shutdown_requested = True
+        self._protocol.wake()
+
+    def wake(self) -> None:
+        """Make the pending or next :meth:`read_request` that may be woken raise
+        :class:`Woken` unless bytes are waiting (reads that may not be woken go on)."""
+        self._protocol.wake()
+
     async def read(
         self,
         timeout: float,  # noqa: ASYNC109
         max_bytes: int = READ_SIZE,
         *,
         deadline: float | None = None,
+        wakeable: bool = False,
     ) -> bytes:
         """The next bytes received (1 to ``max_bytes``), or ``b""`` at end of stream.
 
@@ -319,7 +344,8 @@ class Connection:
         ``timeout`` seconds (the connection stays open, e.g. to send BYE).
         ``deadline`` (the event loop's clock) bounds the total time, not just the
         silence: a peer that trickles a byte at a time gets :class:`DeadlineExceeded`
-        once it has passed, even if bytes are waiting.
+        once it has passed, even if bytes are waiting. With ``wakeable``, a
+        :meth:`wake` before bytes arrive raises :class:`Woken`.
         Cancel-safe: a cancelled read loses no data.
         """
         protocol = self._protocol
@@ -333,11 +359,15 @@ class Connection:
         if not protocol.buffer and not protocol.eof:
             try:
                 async with asyncio.timeout(wait):
-                    await protocol.wait_readable()
+                    while not (protocol.buffer or protocol.eof or (wakeable and protocol.woken)):
+                        await protocol.wait_readable()
             except TimeoutError:
                 if by_deadline:
                     raise DeadlineExceeded("the time allowed ran out") from None
                 raise IdleTimeout(f"nothing received for {timeout:g} seconds") from None
+            if not protocol.buffer and not protocol.eof:
+                protocol.woken = False
+                raise Woken
         if len(protocol.buffer) <= max_bytes:
             data = bytes(protocol.buffer)
             protocol.buffer.clear()
@@ -356,20 +386,16 @@ class Connection:
         deadline: float | None = None,
     ) -> bytes:
         """:meth:`read`, unless the server is stopping first: then ShutdownRequested,
-        so the session can say goodbye in its protocol (BYE, 421) and end."""
-        if self.shutdown_requested.is_set():
+        so the session can say goodbye in its protocol (BYE, 421) and end; or
+        :class:`Woken` after :meth:`wake`. Bytes that are waiting win over both."""
+        if self.shutdown_requested and not self._protocol.buffer:
             raise ShutdownRequested
-        read = asyncio.ensure_future(self.read(timeout, deadline=deadline))
-        stop = asyncio.ensure_future(self.shutdown_requested.wait())
         try:
-            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (read, stop):
-                if not task.done():
-                    task.cancel()
-        if read.done() and not read.cancelled():
-            return read.result()  # data wins over a shutdown that came at the same time
-        raise ShutdownRequested
+            return await self.read(timeout, deadline=deadline, wakeable=True)
+        except Woken:
+            if self.shutdown_requested:
+                raise ShutdownRequested from None
+            raise
 
     async def write(self, data: bytes, timeout: float = 60) -> None:  # noqa: ASYNC109
         """Send ``data`` and wait until the transport's buffer has room again.

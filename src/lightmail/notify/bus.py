@@ -10,9 +10,8 @@ the supervisor relays (:mod:`lightmail.workers`).
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,25 +59,33 @@ class NotificationBus(Protocol):
 
 
 class Subscription:
-    """A bounded queue of one user's events."""
+    """A bounded list of one user's events, and who to wake when one comes.
+
+    A session's connection waits for its client and for these events with one
+    read: ``waker`` (while it is set, e.g. :meth:`Connection.wake` during IDLE)
+    is called on each event, so no task of its own waits for them.
+    """
 
     def __init__(self, user_id: int, maxsize: int = 256) -> None:
         self.user_id = user_id
-        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(maxsize)
+        self.waker: Callable[[], None] | None = None
+        self._maxsize = maxsize
+        self._events: list[ChangeEvent] = []
 
     def offer(self, event: ChangeEvent) -> None:
-        # A full queue already holds unread hints; dropping this one loses nothing.
-        if not self._queue.full():
-            self._queue.put_nowait(event)
+        # A full list already holds unread hints; dropping this one loses nothing.
+        if len(self._events) < self._maxsize:
+            self._events.append(event)
+        if self.waker is not None:
+            self.waker()
 
-    async def get(self) -> ChangeEvent:
-        return await self._queue.get()
+    @property
+    def pending(self) -> bool:
+        return bool(self._events)
 
     def drain(self) -> list[ChangeEvent]:
         """Every event waiting now, without blocking."""
-        events = []
-        while not self._queue.empty():
-            events.append(self._queue.get_nowait())
+        events, self._events = self._events, []
         return events
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lightmail.config import TcpAddress, UnixAddress
-from lightmail.net import Connection, ConnectionLimiter, Listener, ListenError
+from lightmail.net import Connection, ConnectionLimiter, Listener, ListenError, ShutdownRequested
 from tests.integration.net.conftest import close, connect, serving
 
 REFUSAL = b"* BYE Too many connections\r\n"
@@ -23,12 +23,9 @@ REFUSAL = b"* BYE Too many connections\r\n"
 async def greet_and_wait(connection: Connection) -> None:
     """Greet, then stay until the client leaves or the server stops."""
     await connection.write(b"* OK hello\r\n")
-    reading = asyncio.ensure_future(connection.read(timeout=10))
-    stopping = asyncio.ensure_future(connection.shutdown_requested.wait())
-    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    reading.cancel()
-    stopping.cancel()
-    if connection.shutdown_requested.is_set():
+    try:
+        await connection.read_request(timeout=10)
+    except ShutdownRequested:
         await connection.write(b"* BYE Server shutting down\r\n")
 
 

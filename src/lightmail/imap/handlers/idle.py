@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 
 from lightmail.imap.session import ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.receiver import NEED_DATA, IdleDone
 from lightmail.imap.wire.responses import Completion, ContinuationResponse, ok
+from lightmail.net import Woken
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +25,20 @@ async def idle(session: ImapSession, command: c.IdleCommand) -> Completion | Non
     subscription = session.subscription
     if subscription is None:
         raise AssertionError("_watch subscribed")
-    while True:
-        event = session.receiver.next_event()
-        if isinstance(event, IdleDone):
-            return ok("Idle completed")
-        if event is not NEED_DATA:
-            await session.driver.dispatch(event)  # a BadCommand: IDLE is over
-            return None
-        read = asyncio.ensure_future(session.driver.read())
-        change = asyncio.ensure_future(subscription.get())
-        try:
-            done, _ = await asyncio.wait({read, change}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (read, change):
-                if not task.done():
-                    task.cancel()
-        if change in done:
-            await session.announce(allow_expunge=True, force=True)
-            await session.driver.flush()
-        if read in done:
-            session.receiver.receive_data(read.result())
+    subscription.waker = session.conn.wake  # a change ends the wait for the client
+    try:
+        while True:
+            event = session.receiver.next_event()
+            if isinstance(event, IdleDone):
+                return ok("Idle completed")
+            if event is not NEED_DATA:
+                await session.driver.dispatch(event)  # a BadCommand: IDLE is over
+                return None
+            if subscription.pending:
+                await session.announce(allow_expunge=True, force=True)
+                await session.driver.flush()
+                continue
+            with contextlib.suppress(Woken):  # a change event: announced at the loop's top
+                session.receiver.receive_data(await session.driver.read(wakeable=True))
+    finally:
+        subscription.waker = None
