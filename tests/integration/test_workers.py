@@ -17,6 +17,7 @@ from typing import Any
 
 from lightmail.config import load_settings
 from lightmail.runtime import open_node
+from tests.support.lines import Client
 from tests.support.serving import Served, serving, storage_env
 
 PASSWORD = "secret"
@@ -108,33 +109,6 @@ def paused(pid: int) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
-
-
-class Client:
-    """A line-based client that reads replies up to the one that ends them."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def until(self, prefix: bytes, within: float = 30) -> list[bytes]:
-        lines: list[bytes] = []
-        async with asyncio.timeout(within):
-            while not (line := await self.reader.readline()).startswith(prefix):
-                assert line, lines
-                lines.append(line)
-        return [*lines, line]
-
-    async def command(self, line: bytes, prefix: bytes) -> list[bytes]:
-        self.writer.write(line + b"\r\n")
-        return await self.until(prefix)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
 
 
 async def imap_login(port: int, address: str) -> tuple[Client, bytes]:
