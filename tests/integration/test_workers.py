@@ -15,9 +15,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lightmail.config import load_settings
 from lightmail.runtime import open_node
 from tests.support.lines import Client
+from tests.support.redis import require_shared_redis
 from tests.support.serving import Served, serving, storage_env
 
 PASSWORD = "secret"
@@ -143,11 +146,19 @@ async def deliver(client: Client, address: str) -> None:
     await client.command(MESSAGE + b".", b"250 ")
 
 
+@pytest.mark.parametrize("bus", ["supervisor", "redis"])
 async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_second(
-    storage: tuple[str, dict[str, Any]], tmp_path: Path
+    storage: tuple[str, dict[str, Any]], tmp_path: Path, bus: str
 ) -> None:
+    """Through the supervisor's relay, or with ``[notify] url`` through Redis (each
+    worker a subscriber of its own; the node's gauge says both hear it)."""
     env = storage_env(*storage)
+    if bus == "redis":
+        env["LIGHTMAIL_NOTIFY_URL"] = require_shared_redis()
     async with two_workers(tmp_path, env) as (served, address, pids, port):
+        expected = "Redis at redis://127.0.0.1:6379" if bus == "redis" else "in-process, relayed"
+        assert served.log.count(f"notifications: {expected}") == 2, served.log
+        assert node_metric(served.port("api"), "lightmail_notify_connected") == 1
         with paused(pids[1]):  # worker 0 serves the IDLE
             idle, reply = await imap_login(port, address)
             assert reply.startswith(b"a OK"), reply
