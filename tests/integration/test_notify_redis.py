@@ -8,6 +8,7 @@ blob store (the ``backend``), as two LightMail nodes share them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+import trustme
 from prometheus_client import REGISTRY
 
 from lightmail.accounts.service import Accounts, User
@@ -30,7 +33,7 @@ from lightmail.notify.redis import RedisNotificationBus, channel_name
 from lightmail.storage.health import StorageHealth
 from tests.conftest import Backend
 from tests.support.lines import Client
-from tests.support.redis import cuttable_link, private_redis, require_shared_redis
+from tests.support.redis import Tls, cuttable_link, private_redis, require_shared_redis
 
 PASSWORD = "secret"
 MESSAGE = b"From: bob@example.org\r\nSubject: across nodes\r\n\r\nHello.\r\n"
@@ -259,20 +262,25 @@ async def test_events_after_a_restart_are_live_again(tmp_path: Path) -> None:
 
 
 async def test_a_node_starts_without_redis_polls_and_connects_when_it_comes(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The outage is logged once, however many events it loses, and so is its end."""
     with private_redis(tmp_path, started=False) as redis:
         started = time.monotonic()
         async with redis_bus(redis.url, POLL) as bus:
             assert time.monotonic() - started < 1  # a refused connection is not waited on
             assert not bus.live
             async with bus.subscription(2) as subscription:
-                await bus.publish(ChangeEvent(2, ChangeKind.MAILBOXES_CHANGED))  # no error
-                assert subscription.drain() == [ChangeEvent(2, ChangeKind.MAILBOXES_CHANGED)]
+                for _ in range(3):
+                    await bus.publish(ChangeEvent(2, ChangeKind.MAILBOXES_CHANGED))  # no error
+                assert subscription.drain() == [ChangeEvent(2, ChangeKind.MAILBOXES_CHANGED)] * 3
                 async with asyncio.timeout(POLL + 0.5):
                     assert await subscription.get() == ChangeEvent(2, ChangeKind.RESYNC)
                 redis.start()
                 await soon(lambda: bus.live, within=POLL + 2)
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("is unreachable" in message for message in messages) == 1, messages
+    assert sum("is reachable again" in message for message in messages) == 1, messages
 
 
 async def test_users_whose_events_were_lost_are_told_everywhere_on_reconnect(
@@ -299,3 +307,44 @@ async def test_users_whose_events_were_lost_are_told_everywhere_on_reconnect(
             async with asyncio.timeout(1):
                 assert await on_b.get() == ChangeEvent(3, ChangeKind.RESYNC)
             assert other.drain() == []
+
+
+# -- TLS and passwords --------------------------------------------------------------------
+
+
+async def test_rediss_with_a_ca_file_and_a_password(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    files = Tls(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    certificate = ca.issue_cert("localhost")
+    certificate.cert_chain_pems[0].write_to_path(str(files.cert))
+    certificate.private_key_pem.write_to_path(str(files.key))
+    ca.cert_pem.write_to_path(str(files.ca))
+    with private_redis(tmp_path, tls=files, password="hunter2") as redis:
+        environ = {
+            "LIGHTMAIL_NOTIFY_URL": redis.url,
+            "LIGHTMAIL_NOTIFY_PASSWORD": "hunter2",
+            "LIGHTMAIL_NOTIFY_CA_FILE": str(files.ca),
+        }
+        settings = load_settings(None, environ).notify
+        for refused in (
+            dataclasses.replace(settings, password=""),  # no password
+            dataclasses.replace(settings, ca_file=None),  # the system's CAs do not know ours
+        ):
+            bus = RedisNotificationBus(refused)
+            await bus.start()
+            assert not bus.live
+            await bus.close()
+        publisher, listener = RedisNotificationBus(settings), RedisNotificationBus(settings)
+        for bus in (publisher, listener):
+            await bus.start()
+        try:
+            assert publisher.live
+            assert listener.live
+            async with listener.subscription(5) as subscription:
+                event = ChangeEvent(5, ChangeKind.MESSAGES_ADDED, 1, 1)
+                await publisher.publish(event)
+                async with asyncio.timeout(1):
+                    assert await subscription.get() == event
+        finally:
+            for bus in (publisher, listener):
+                await bus.close()

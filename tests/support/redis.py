@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.require import require
@@ -32,22 +33,43 @@ def require_shared_redis() -> str:
     return SHARED_URL
 
 
+@dataclass(frozen=True)
+class Tls:
+    """The server's certificate and key, and the CA that signed them (PEM files)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class RedisServer:
     """A ``redis-server`` of one test, in its own folder, with no persistence."""
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(
+        self, binary: str, folder: Path, tls: Tls | None = None, password: str | None = None
+    ) -> None:
         self.binary = binary
         self.folder = folder
         self.port = free_ports(1)[0]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"{'rediss' if tls else 'redis'}://localhost:{self.port}/0"
+        self._options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._options += ["--dir", str(folder)]
+        if tls is None:
+            self._options += ["--port", str(self.port)]
+        else:
+            self._options += ["--port", "0", "--tls-port", str(self.port)]
+            self._options += ["--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key)]
+            self._options += ["--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"]
+        if password is not None:
+            self._options += ["--requirepass", password]
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
         log = (self.folder / "redis.log").open("ab")
         with log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                [self.binary, *self._options], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 10
         while not listening(self.port):
             assert self._process.poll() is None, (self.folder / "redis.log").read_text()
@@ -63,12 +85,15 @@ class RedisServer:
 
 
 @contextmanager
-def private_redis(folder: Path, *, started: bool = True) -> Iterator[RedisServer]:
-    """A Redis of the test's own, running unless not ``started``; stopped at the end."""
+def private_redis(
+    folder: Path, *, started: bool = True, tls: Tls | None = None, password: str | None = None
+) -> Iterator[RedisServer]:
+    """A Redis of the test's own (over TLS only, with a password, when given), running
+    unless not ``started``; stopped at the end."""
     binary = shutil.which("redis-server")
     require("redis-server", binary is not None, "install Debian's redis-server")
     assert binary is not None
-    server = RedisServer(binary, folder)
+    server = RedisServer(binary, folder, tls, password)
     if started:
         server.start()
     try:

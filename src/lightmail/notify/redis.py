@@ -71,8 +71,9 @@ class RedisNotificationBus(InProcessNotificationBus):
     def __init__(self, settings: NotifySettings) -> None:
         super().__init__()
         parts = urlsplit(settings.url)
-        self.description = f"Redis at {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.channel = channel_name(settings.url)
+        where = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # without the password
+        self.description = f"Redis at {where}, channel {self.channel}"
         self._settings = settings
         self._origin = secrets.token_hex(8)
         self._publisher = self._client()
@@ -106,7 +107,9 @@ class RedisNotificationBus(InProcessNotificationBus):
         try:
             async with asyncio.timeout(_TIMEOUT):
                 await self._publisher.publish(self.channel, self._message(event=event.to_dict()))
-        except _FAILURES as error:
+        except Exception as error:  # the change is committed: its caller must not fail
+            if not isinstance(error, _FAILURES):
+                log.exception("notify: publishing on %s failed", self.description)
             self._remember_unsent(event.user_id)
             self._lost(error)
 
@@ -145,6 +148,9 @@ class RedisNotificationBus(InProcessNotificationBus):
             try:
                 await self._listen()
             except _FAILURES as error:
+                self._lost(error)
+            except Exception as error:  # a bug: keep the node polling and trying
+                log.exception("notify: listening to %s failed", self.description)
                 self._lost(error)
             finally:
                 self._tried.set()
