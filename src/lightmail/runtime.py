@@ -36,7 +36,6 @@ from lightmail.mailstore.store import KeywordLimits, MailStore
 from lightmail.metrics import NOTIFY_CONNECTED
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
-from lightmail.notify.redis import RedisNotificationBus
 from lightmail.pop3.server import Pop3Server
 from lightmail.storage.blobs import BlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
@@ -167,6 +166,9 @@ async def _open_bus(settings: Settings, supervisor: Supervised | None) -> Notifi
     subscriber of its own, and the supervisor relays no events. Else in-process,
     relayed between a node's workers by the supervisor."""
     if settings.notify.url:
+        # Imported here: a node without Redis does not load its client at start-up.
+        from lightmail.notify.redis import RedisNotificationBus
+
         bus = RedisNotificationBus(settings.notify)
         await bus.start()
         return bus
