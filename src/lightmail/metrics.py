@@ -169,3 +169,12 @@ GC_PENDING = Gauge(
     "Soft-deleted messages past retention not yet purged, as of the last run.",
     multiprocess_mode="mostrecent",
 )
+
+# -- notifications
+NOTIFY_CONNECTED = Gauge(
+    "lightmail_notify_connected",
+    "1 while change events reach sessions as changes happen (always with the in-process "
+    "bus); 0 while a process of the node cannot reach Redis and its sessions poll the "
+    "database every [notify] poll_interval instead (the lowest of the node's processes).",
+    multiprocess_mode="livemin",
+)

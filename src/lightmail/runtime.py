@@ -33,6 +33,7 @@ from lightmail.gc import GarbageCollector, GcWorker
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import KeywordLimits, MailStore
+from lightmail.metrics import NOTIFY_CONNECTED
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
 from lightmail.pop3.server import Pop3Server
@@ -131,7 +132,7 @@ async def open_node(
             raise ConfigError(
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
-        bus = InProcessNotificationBus() if supervisor is None else supervisor.bus
+        bus = await _open_bus(settings, supervisor)
         limits = KeywordLimits(
             per_mailbox=settings.imap.max_keywords_per_mailbox,
             per_message=settings.imap.max_keywords_per_message,
@@ -158,6 +159,21 @@ async def open_node(
             await blobs.close()
     finally:
         await db.close()
+
+
+async def _open_bus(settings: Settings, supervisor: Supervised | None) -> NotificationBus:
+    """Redis when ``[notify] url`` is set: every process (each worker too) is a
+    subscriber of its own, and the supervisor relays no events. Else in-process,
+    relayed between a node's workers by the supervisor."""
+    if settings.notify.url:
+        # Imported here: a node without Redis does not load its client at start-up.
+        from lightmail.notify.redis import RedisNotificationBus
+
+        bus = RedisNotificationBus(settings.notify)
+        await bus.start()
+        return bus
+    NOTIFY_CONNECTED.set(1)  # nothing to lose touch with
+    return InProcessNotificationBus() if supervisor is None else supervisor.bus
 
 
 def build_services(node: Node, worker: int = 0) -> list[Service]:

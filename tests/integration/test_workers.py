@@ -15,8 +15,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lightmail.config import load_settings
 from lightmail.runtime import open_node
+from tests.support.lines import Client
+from tests.support.redis import require_shared_redis
 from tests.support.serving import Served, serving, storage_env
 
 PASSWORD = "secret"
@@ -110,33 +114,6 @@ def paused(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
-class Client:
-    """A line-based client that reads replies up to the one that ends them."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def until(self, prefix: bytes, within: float = 30) -> list[bytes]:
-        lines: list[bytes] = []
-        async with asyncio.timeout(within):
-            while not (line := await self.reader.readline()).startswith(prefix):
-                assert line, lines
-                lines.append(line)
-        return [*lines, line]
-
-    async def command(self, line: bytes, prefix: bytes) -> list[bytes]:
-        self.writer.write(line + b"\r\n")
-        return await self.until(prefix)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
 async def imap_login(port: int, address: str) -> tuple[Client, bytes]:
     client = await Client.connect(port)
     await client.until(b"* OK")
@@ -169,11 +146,19 @@ async def deliver(client: Client, address: str) -> None:
     await client.command(MESSAGE + b".", b"250 ")
 
 
+@pytest.mark.parametrize("bus", ["supervisor", "redis"])
 async def test_idle_in_one_worker_sees_a_delivery_through_the_other_within_a_second(
-    storage: tuple[str, dict[str, Any]], tmp_path: Path
+    storage: tuple[str, dict[str, Any]], tmp_path: Path, bus: str
 ) -> None:
+    """Through the supervisor's relay, or with ``[notify] url`` through Redis (each
+    worker a subscriber of its own; the node's gauge says both hear it)."""
     env = storage_env(*storage)
+    if bus == "redis":
+        env["LIGHTMAIL_NOTIFY_URL"] = require_shared_redis()
     async with two_workers(tmp_path, env) as (served, address, pids, port):
+        expected = "Redis at redis://127.0.0.1:6379" if bus == "redis" else "in-process, relayed"
+        assert served.log.count(f"notifications: {expected}") == 2, served.log
+        assert node_metric(served.port("api"), "lightmail_notify_connected") == 1
         with paused(pids[1]):  # worker 0 serves the IDLE
             idle, reply = await imap_login(port, address)
             assert reply.startswith(b"a OK"), reply

@@ -181,7 +181,7 @@ def seaweedfs_process(
         }
         config = workdir / "s3.json"
         config.write_text(json.dumps(identities))
-        ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
+        ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
         command = [
             str(weed),
             "server",
@@ -214,7 +214,7 @@ def seaweedfs_process(
         yield process
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """``count`` distinct ports free right now (held together so they differ)."""
     with ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket()) for _ in range(count)]

@@ -450,6 +450,12 @@ def test_error_message_is_one_exact_line(tmp_path: Path) -> None:
         ("gc", "batch_size", "100001"),
         ("gc", "retention", "1w"),
         ("gc", "orphan_grace", "-1h"),
+        ("notify", "url", "http://127.0.0.1:6379"),
+        ("notify", "url", "redis:///0"),
+        ("notify", "url", "redis://127.0.0.1:6379/cache"),
+        ("notify", "url", "redis://127.0.0.1:6379/0?ssl=true"),
+        ("notify", "url", "redis://127.0.0.1:99999/0"),
+        ("notify", "poll_interval", "0"),
         ("log", "level", "trace"),
     ],
 )
@@ -474,6 +480,39 @@ def test_bad_tls_path_is_reported(tmp_path: Path) -> None:
     assert (caught.value.section, caught.value.key) == ("tls", "cert")
     assert caught.value.value == f"{tmp_path}/missing.pem"
     assert "No such file" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "redis://127.0.0.1:6379/0", "redis://redis.example", "rediss://app:pw@[::1]:6380/15"],
+)
+def test_notify_url_forms(url: str) -> None:
+    assert load_settings(None, {"LIGHTMAIL_NOTIFY_URL": url}).notify.url == url
+
+
+def test_notify_ca_file_is_for_tls_and_must_be_readable(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("certificates")
+    for url, file, allowed in [
+        ("redis://r:6379/0", ca, "empty unless url is rediss://"),
+        ("rediss://r:6379/0", tmp_path / "missing.pem", "a readable file (No such file"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_text(tmp_path, f"[notify]\nurl = {url}\nca_file = {file}\n")
+        assert (caught.value.section, caught.value.key) == ("notify", "ca_file")
+        assert caught.value.allowed.startswith(allowed)
+    settings = load_text(tmp_path, f"[notify]\nurl = rediss://r:6379/0\nca_file = {ca}\n")
+    assert settings.notify.ca_file == ca
+
+
+def test_notify_password_in_the_url_or_the_key_not_both(tmp_path: Path) -> None:
+    text = "[notify]\nurl = redis://:hunter2@r:6379/0\npassword = other\n"
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, text)
+    assert (caught.value.section, caught.value.key) == ("notify", "password")
+    assert "hunter2" not in str(caught.value)
+    assert "other" not in str(caught.value)
+    assert "hunter2" not in repr(load_text(tmp_path, text.replace("other", "")))
 
 
 def test_database_password_is_hidden_in_errors(tmp_path: Path) -> None:

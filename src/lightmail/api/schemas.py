@@ -55,9 +55,14 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: Literal["ready"] = "ready"
+    """The node serves (200). ``degraded`` while it cannot reach the Redis of
+    ``[notify] url``: it still serves, and its sessions see changes by polling the
+    database every ``[notify] poll_interval`` (``notifications: polling``)."""
+
+    status: Literal["ready", "degraded"] = "ready"
     database: Literal["ok"] = "ok"
     blobs: Literal["ok"] = "ok"
+    notifications: Literal["live", "polling"] = "live"
 
 
 # -- domains, users, aliases ----------------------------------------------------

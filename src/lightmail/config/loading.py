@@ -15,6 +15,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 from lightmail.config.keys import Key, declared_keys
 from lightmail.config.settings import AuthSettings, Settings, TlsSettings
@@ -147,6 +148,7 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
             str(imap["max_keywords_per_message"]),
             f"an integer from 1 to max_keywords_per_mailbox ({imap['max_keywords_per_mailbox']})",
         )
+    _check_notify(values["notify"])
     tls = TlsSettings(**values["tls"])
     for name, file in (("cert", tls.cert), ("key", tls.key)):
         if file is not None:
@@ -175,6 +177,19 @@ def _check_order(values: dict[str, dict[str, Any]], section: str, low: str, high
             format_duration(values[section][high]),
             f"a duration of at least {low} ({format_duration(values[section][low])})",
         )
+
+
+def _check_notify(notify: dict[str, Any]) -> None:
+    """A CA file only for TLS (and readable); the password in the URL or the key, not both."""
+    url = urlsplit(notify["url"])
+    if notify["ca_file"] is not None:
+        if url.scheme != "rediss":
+            raise ConfigError(
+                "notify", "ca_file", str(notify["ca_file"]), "empty unless url is rediss://"
+            )
+        _check_readable("notify", "ca_file", notify["ca_file"])
+    if notify["password"] and url.password is not None:
+        raise ConfigError("notify", "password", "***", "empty when the url has a password")
 
 
 def _check_readable(section: str, key: str, file: Path) -> None:

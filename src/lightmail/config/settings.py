@@ -40,6 +40,7 @@ from lightmail.config.values import (
     parse_listen,
     positive_duration,
     positive_size,
+    redis_url,
     size_between,
     word,
     worker_count,
@@ -491,6 +492,36 @@ class GcSettings:
 
 
 @section
+class NotifySettings:
+    # "" for the in-process bus (relayed between the workers of one node); may hold a password
+    url: str = declare(
+        "",
+        redis_url,
+        "a URL such as redis://HOST:PORT/0 or rediss://HOST:PORT/0, or empty for none",
+        "Redis that carries change events between nodes; empty: this node only.",
+        secret=True,
+    )
+    # used when the URL has none
+    password: str = declare(
+        "", str, "any text", "Redis password when the URL has none.", secret=True
+    )
+    # only with rediss://; None: the system's CA certificates
+    ca_file: Path | None = declare(
+        "",
+        optional_path,
+        "a PEM file path, or empty for the system's CA certificates",
+        "CA certificates that sign the Redis server's (rediss://) certificate.",
+    )
+    # seconds
+    poll_interval: float = declare(
+        "5s",
+        positive_duration,
+        f"{_DURATION_TEXT}, above 0",
+        "While Redis is unreachable, how often sessions re-read their mailbox.",
+    )
+
+
+@section
 class TlsSettings:
     # both set or both None
     cert: Path | None = declare(
@@ -530,6 +561,7 @@ class Settings:
     api: ApiSettings
     antivirus: AntivirusSettings
     gc: GcSettings
+    notify: NotifySettings
     tls: TlsSettings
     log: LogSettings
     config_file: Path | None  # the file read, or None for defaults and environment only

@@ -32,6 +32,7 @@ _BRACKETED = re.compile(r"\[([^\]]*)\]:([0-9]+)")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _DIGITS = re.compile(r"[0-9]+")
 _SPACE = re.compile(r"\s")
+_REDIS_DB = re.compile(r"(/[0-9]{0,5})?")  # the path of a Redis URL: the database number
 
 
 def parse_size(text: str) -> int:
@@ -267,6 +268,22 @@ def endpoint_url(text: str) -> str:
     _ = parts.port  # raises ValueError on a bad port
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+REDIS_SCHEMES = ("redis", "rediss")
+
+
+def redis_url(text: str) -> str:
+    """Check the form only: ``redis[s]://[[user]:password@]host[:port][/db]``, or empty."""
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    _ = parts.port  # raises ValueError on a bad port
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise ValueError("expected a redis:// or rediss:// URL with a host")
+    if parts.query or parts.fragment or not _REDIS_DB.fullmatch(parts.path):
+        raise ValueError("expected at most a database number after the host")
     return text
 
 

@@ -94,7 +94,7 @@ class SelectedChanges:
         view = self.selected
         if view is None:
             return
-        if any(event.mailbox_id == view.mailbox_id for event in events):
+        if any(event.concerns(view.mailbox_id) for event in events):
             self._changed = True
         caught_up = False
         if force or self._changed:

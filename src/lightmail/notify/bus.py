@@ -22,6 +22,9 @@ class ChangeKind(enum.Enum):
     MESSAGES_EXPUNGED = "expunged"
     FLAGS_CHANGED = "flags"
     MAILBOXES_CHANGED = "mailboxes"
+    # Anything of the user's may have changed: the bus may have lost events (Redis
+    # was unreachable), so every session of the user re-reads what it shows.
+    RESYNC = "resync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,10 @@ class ChangeEvent:
             "modseq": self.modseq,
         }
 
+    def concerns(self, mailbox_id: int) -> bool:
+        """Whether a session with ``mailbox_id`` selected must look at it again."""
+        return self.mailbox_id == mailbox_id or self.kind is ChangeKind.RESYNC
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChangeEvent:
         """The event :meth:`to_dict` gave."""
@@ -48,6 +55,12 @@ class ChangeEvent:
 
 class NotificationBus(Protocol):
     description: str
+
+    @property
+    def live(self) -> bool:
+        """Whether events reach subscribers as changes happen; False while they are
+        lost (Redis unreachable) and subscribers get a RESYNC hint every poll interval."""
+        ...
 
     async def publish(self, event: ChangeEvent) -> None: ...
 
@@ -94,6 +107,10 @@ class InProcessNotificationBus:
 
     description = "in-process"
 
+    @property
+    def live(self) -> bool:
+        return True  # nothing between publisher and subscribers to lose events
+
     def __init__(self) -> None:
         self._subscribers: dict[int, set[Subscription]] = {}
 
@@ -112,6 +129,13 @@ class InProcessNotificationBus:
             remaining.discard(subscription)
             if not remaining:
                 del self._subscribers[user_id]
+
+    def resync(self) -> None:
+        """Give every subscriber a RESYNC hint: events may have been lost."""
+        for user_id, subscriptions in self._subscribers.items():
+            hint = ChangeEvent(user_id, ChangeKind.RESYNC)
+            for subscription in subscriptions:
+                subscription.offer(hint)
 
     async def close(self) -> None:
         self._subscribers.clear()

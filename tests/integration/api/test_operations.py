@@ -142,7 +142,7 @@ def test_health_ready_and_metrics_are_open(api_node: ApiNode) -> None:
     ready = anonymous.get("/ready")
     assert (ready.status_code, ready.json()) == (
         200,
-        {"status": "ready", "database": "ok", "blobs": "ok"},
+        {"status": "ready", "database": "ok", "blobs": "ok", "notifications": "live"},
     )
     metrics = anonymous.get("/metrics")
     assert metrics.status_code == 200

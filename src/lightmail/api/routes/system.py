@@ -31,13 +31,17 @@ async def health() -> s.Health:
 
 @router.get("/ready", response_model=s.Ready, responses=responses(503))
 async def ready(ctx: Context) -> Response:
-    """Readiness: the database and the blob store answer (503 when one does not)."""
+    """Readiness: the database and the blob store answer (503 when one does not).
+    Change notifications that fell back to polling (Redis unreachable) leave the node
+    ready, since no change is missed, but ``degraded``, for the operator to look at."""
     try:
         await ctx.health.check()
     except Exception as error:
         log.warning("api: not ready: %s: %s", type(error).__name__, error)
         return unavailable()
-    return JSONResponse(s.Ready().model_dump())
+    if ctx.store.bus.live:
+        return JSONResponse(s.Ready().model_dump())
+    return JSONResponse(s.Ready(status="degraded", notifications="polling").model_dump())
 
 
 METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
