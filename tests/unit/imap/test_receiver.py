@@ -285,6 +285,90 @@ def test_append_nul_in_message_is_bad() -> None:
         ]
 
 
+def test_append_literal8_carries_nul() -> None:
+    """RFC 3516 section 4.4: ``~{n}`` (and ``~{n+}``, RFC 7888) may hold NUL."""
+    message = b"Subject: x\r\n\r\n\x00\x01\xff\x00"
+    for marker in (b"", b"+"):
+        data = b"a APPEND INBOX (\\Seen) ~{%d%s}\r\n" % (len(message), marker)
+        assert check(data + message + b"\r\nb NOOP\r\n") == [
+            AppendCommand(b"a", b"INBOX", (b"\\Seen",), None, len(message), not marker, True),
+            LiteralChunk(message),
+            AppendEnd(b"a"),
+            NoopCommand(b"b"),
+        ]
+
+
+def test_multiappend_mixes_literal_and_literal8() -> None:
+    data = b"a APPEND INBOX {3+}\r\nabc ~{2+}\r\n\x00z\r\nb NOOP\r\n"
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (), None, 2, False, True),
+        LiteralChunk(b"\x00z"),
+        AppendEnd(b"a"),
+        NoopCommand(b"b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a LOGIN user ~{6}\r\n",  # a literal8 where only a string may be
+        b"a SELECT ~{5+}\r\n",
+        b"a APPEND ~{5}\r\n",  # APPEND's mailbox is not its message
+        b"a SEARCH TEXT ~{3}\r\n",
+    ],
+)
+def test_literal8_outside_append_message_is_bad_before_its_octets(line: bytes) -> None:
+    """The grammar has ``literal8`` only in APPEND's message (RFC 3516 section 7): a
+    synchronizing one is never asked for, a non-synchronizing one is discarded."""
+    size = int(line[line.index(b"{") + 1 :].split(b"}")[0].rstrip(b"+"))
+    events = check(line + b"x" * size + b"\r\nb NOOP\r\n")
+    assert isinstance(events[0], BadCommand)
+    assert events[0].tag == b"a"
+    assert not any(isinstance(e, ContinuationRequest) for e in events)
+    assert events[-1] == NoopCommand(b"b")
+
+
+def test_literal8_non_sync_outside_append_is_discarded_not_parsed() -> None:
+    """Octets of a refused ``~{n+}`` that look like a command are not run."""
+    smuggled = b"x DELETE INBOX"
+    data = b"a LOGIN u ~{%d+}\r\n" % len(smuggled) + smuggled + b"\r\nb NOOP\r\n"
+    events = check(data)
+    assert events == [
+        BadCommand(b"a", "literal8 is allowed only for an APPEND message"),
+        NoopCommand(b"b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a APPEND INBOX ~{3\r\n",  # unterminated
+        b"a APPEND INBOX ~3}\r\n",
+        b"a APPEND INBOX ~ {3}\r\n",
+        b"a APPEND INBOX ~~{3}\r\n",
+        b"a APPEND INBOX ~{-3}\r\n",
+        b"a APPEND INBOX ~{99999999999}\r\n",  # number out of range
+        b"a APPEND INBOX {3}~\r\n",
+        b"a APPEND INBOX (\\Seen)~{3}\r\n",  # SP needed
+    ],
+)
+def test_malformed_literal8_is_bad(line: bytes) -> None:
+    events = check(line + b"b NOOP\r\n")
+    assert isinstance(events[0], BadCommand)
+    assert events[-1] == NoopCommand(b"b")
+    assert not any(isinstance(e, AppendCommand | ContinuationRequest) for e in events)
+
+
+def test_append_literal8_over_max_append_non_sync_is_fatal() -> None:
+    events = check(b"a APPEND INBOX ~{%d+}\r\n\x00\x00" % (MAX_APPEND + 1))
+    assert events == [
+        BadCommand(b"a", "APPEND message too large", fatal=True, code="TOOBIG"),
+        CONNECTION_CLOSED,
+    ]
+
+
 def test_append_non_sync_over_max_append_is_fatal() -> None:
     events = check(b"a APPEND INBOX {%d+}\r\nxxxx" % (MAX_APPEND + 1))
     assert events == [

@@ -227,6 +227,8 @@ class AppendCommand:
     each further message of a MULTIAPPEND) or ``reject_literal()``.
     For a synchronizing literal the session sends ``+ ...`` before accepting.
     ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
+    ``binary``: the message came as a ``literal8`` (``~{n}``, RFC 3516 section
+    4.4) and may hold NUL.
     """
 
     tag: bytes
@@ -235,6 +237,7 @@ class AppendCommand:
     date_time: datetime.datetime | None
     size: int
     synchronizing: bool
+    binary: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,7 @@ class AppendMessage:
     date_time: datetime.datetime | None
     size: int
     synchronizing: bool
+    binary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

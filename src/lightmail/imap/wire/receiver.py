@@ -45,8 +45,11 @@ Limits and the choices made where the RFCs leave room:
   list, NOT and OR count as one more each). More: ``BadCommand``, so that one
   command cannot ask for keys x messages evaluations without bound.
 * Lines end in CRLF; a bare LF ends the line too but makes it a ``BadCommand``.
-* NUL is refused everywhere, APPEND's message included (CHAR8, RFC 3501
-  section 9): the session then gets ``BadCommand`` instead of ``AppendEnd``.
+* NUL is refused everywhere (CHAR8, RFC 3501 section 9), APPEND's message
+  included unless it came as a ``literal8`` (``~{n}``, RFC 3516 section 4.4),
+  which is allowed there only: the session then gets ``BadCommand`` instead of
+  ``AppendEnd``, and a ``~{n}`` anywhere else is a ``BadCommand`` before its
+  octets are asked for.
   8-bit octets are refused outside literals, except in quoted strings of a
   SEARCH that names a CHARSET other than US-ASCII, and in quoted strings of
   valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3).
@@ -215,6 +218,7 @@ class Receiver(LineBuffer[Event]):
         self._append: AppendCommand | AppendMessage | None = None
         self._last_tag = b""
         self._utf8 = False
+        self._binary = False  # the APPEND message being read is a literal8
 
     # -- session -> receiver
 
@@ -226,6 +230,7 @@ class Receiver(LineBuffer[Event]):
             raise LocalProtocolError("APPEND literal over max_append: reject it (TOOBIG)")
         self._append = None
         self._remaining = append.size
+        self._binary = append.binary
         self._state = _State.APPEND_DATA
 
     def reject_literal(self) -> None:
@@ -373,6 +378,8 @@ class Receiver(LineBuffer[Event]):
             return self._bad(tag, e.args[0], line)
         if append is not None:
             return self._start_append(append)
+        if line[: line.rfind(b"{")].endswith(b"~"):
+            return self._bad(tag, "literal8 is allowed only for an APPEND message", line)
         if self._literal_total + size > self._max_literal:
             return self._bad(tag, "literal too large", line)
         self._literal_total += size
@@ -451,7 +458,7 @@ class Receiver(LineBuffer[Event]):
             return self._no_data()
         data = self._consume(min(self._remaining, _MAX_CHUNK))
         self._remaining -= len(data)
-        if b"\x00" in data:
+        if b"\x00" in data and not self._binary:
             self._tail = b""
             self._discarded = 0
             self._state = _State.DISCARD_LITERAL

@@ -261,9 +261,11 @@ def append_message(p: Parser, tag: bytes) -> AppendMessage:
 
 def _append_message(
     p: Parser,
-) -> tuple[tuple[bytes, ...], datetime.datetime | None, int, bool]:
-    """``SP [flag-list SP] [date-time SP] literal`` up to the literal's head (RFC 3502
-    ``append-message``): flags, date-time, size and whether it is synchronizing."""
+) -> tuple[tuple[bytes, ...], datetime.datetime | None, int, bool, bool]:
+    """``SP [flag-list SP] [date-time SP] (literal / literal8)`` up to the literal's
+    head (RFC 3502 ``append-message``, RFC 4466 ``append-data``): flags, date-time,
+    size, whether it is synchronizing and whether it is a ``literal8`` (RFC 3516
+    section 4.4, ``~{n}``; ``~{n+}`` with LITERAL+, RFC 7888 section 6)."""
     p.sp()
     flags: tuple[bytes, ...] = ()
     date_time: datetime.datetime | None = None
@@ -273,7 +275,10 @@ def _append_message(
     if p.at(b'"'):
         date_time = p.date_time()
         p.sp()
+    binary = p.at(b"~")
+    if binary:
+        p.pos += 1
     size, synchronizing = p.literal_head()
     if p.pos != len(p.buf):  # the framer stops right after the message's literal head
         raise ParseError("unexpected data after the APPEND literal")
-    return flags, date_time, size, synchronizing
+    return flags, date_time, size, synchronizing, binary
