@@ -302,7 +302,7 @@ class ImapSession(SelectedChanges):
         capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append("OBJECTID")
-        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES", "UTF8=ACCEPT"]
+        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES", "UTF8=ACCEPT", "BINARY"]
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:

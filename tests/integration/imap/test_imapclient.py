@@ -111,6 +111,7 @@ CAPABILITIES = (
     b"PARTIAL",
     b"SEARCHRES",
     b"UTF8=ACCEPT",
+    b"BINARY",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 
