@@ -78,15 +78,6 @@ def selected(wire: Wire, *messages: bytes) -> None:
     assert wire.until(b"s1")[-1].startswith(b"s1 OK [READ-WRITE]")
 
 
-async def test_capability_advertises_binary(imap: ImapTarget) -> None:
-    def conversation() -> None:
-        with connect(imap) as wire:
-            wire.send(b"c1 CAPABILITY\r\n")
-            assert b" BINARY " in wire.line() + b" "
-
-    await asyncio.to_thread(conversation)
-
-
 async def test_decoded_parts_literal_and_literal8(imap: ImapTarget) -> None:
     user = await imap.new_user()
 

@@ -112,6 +112,7 @@ CAPABILITIES = (
     b"SEARCHRES",
     b"UTF8=ACCEPT",
     b"BINARY",
+    b"CATENATE",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

@@ -31,6 +31,8 @@ __all__ = [
     "AppendCommand",
     "AuthenticateCommand",
     "CapabilityCommand",
+    "CatenateText",
+    "CatenateUrl",
     "CheckCommand",
     "CloseCommand",
     "Command",
@@ -228,7 +230,10 @@ class AppendCommand:
     For a synchronizing literal the session sends ``+ ...`` before accepting.
     ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
     ``binary``: the message came as a ``literal8`` (``~{n}``, RFC 3516 section
-    4.4) and may hold NUL.
+    4.4) and may hold NUL. ``catenate``: the message is a CATENATE list (RFC
+    4469); no literal follows the head, but ``CatenateUrl`` and ``CatenateText``
+    events up to the ``AppendEnd`` or ``AppendMessage`` that ends it (``size``
+    is then 0).
     """
 
     tag: bytes
@@ -238,6 +243,7 @@ class AppendCommand:
     size: int
     synchronizing: bool
     binary: bool = False
+    catenate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +259,28 @@ class AppendMessage:
     tag: bytes
     flags: tuple[bytes, ...]
     date_time: datetime.datetime | None
+    size: int
+    synchronizing: bool
+    binary: bool = False
+    catenate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateUrl:
+    """``URL astring`` of a CATENATE list (RFC 4469 section 5): the message or
+    part an IMAP URL (RFC 5092) names is the next piece of the message."""
+
+    url: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateText:
+    """``TEXT literal`` (or ``literal8``) of a CATENATE list (RFC 4469 section 5):
+    the head of the literal that is the next piece of the message. The session
+    answers it as an ``AppendCommand``: ``accept_literal()`` (then
+    ``LiteralChunk`` events) or ``reject_literal()``."""
+
+    tag: bytes
     size: int
     synchronizing: bool
     binary: bool = False

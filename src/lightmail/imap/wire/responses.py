@@ -203,6 +203,7 @@ class Code(enum.Enum):
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162 section 3.1.2.1
     MODIFIED = "MODIFIED"  # RFC 7162 section 3.1.3: failed UNCHANGEDSINCE
     UNKNOWN_CTE = "UNKNOWN-CTE"  # RFC 3516 section 4.3: an encoding BINARY cannot undo
+    BADURL = "BADURL"  # RFC 4469 section 4.1: a CATENATE URL that cannot be read
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from lightmail.imap.wire.types import (
     SectionText,
 )
 
-__all__ = ["fetch"]
+__all__ = ["fetch", "section_spec"]
 
 _FETCH_MACROS: dict[bytes, tuple[FetchAttribute, ...]] = {
     b"FAST": (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE),
@@ -120,6 +120,17 @@ def _body_section(p: Parser, *, peek: bool) -> BodySection:
         fields = _header_list(p)
     p.expect(b"]", '"]"')
     return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=_partial(p))
+
+
+def section_spec(text: bytes) -> BodySection:
+    """``section-spec`` as text alone (``1.2.MIME``, ``HEADER.FIELDS (FROM)``,
+    empty for the whole message), as an IMAP URL's ``;SECTION=`` carries it (RFC
+    5092 section 6); a ``BODY.PEEK`` section. Raises ``ParseError``."""
+    p = Parser(b"[" + text + b"]", max_depth=1)
+    section = _body_section(p, peek=True)
+    if p.pos != len(p.buf):
+        raise ParseError("invalid section")
+    return section
 
 
 def _binary_section(p: Parser, name: bytes) -> BinarySection:
