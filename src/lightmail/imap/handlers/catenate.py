@@ -69,11 +69,10 @@ class Catenation:
             elif isinstance(event, AppendEnd | c.AppendMessage):
                 self.end = event
                 return
-            elif isinstance(event, ContinuationRequest):  # a URL sent as a literal
+            else:  # "+" for a URL sent as a literal; or BAD, or the end of the connection
                 await session.driver.dispatch(event)
-            else:
-                await session.driver.dispatch(event)
-                raise Broken
+                if not isinstance(event, ContinuationRequest):
+                    raise Broken
 
     def _grow(self, size: int, text: c.CatenateText | None = None) -> None:
         limit = self.session.settings.max_append_size
@@ -97,7 +96,8 @@ class Catenation:
             data = render.filter_header(header, where.fields, exclude=where.exclude)
             start, end = _partial(len(data), url.partial)
             self._grow(end - start)
-            yield data[start:end]
+            if start < end:
+                yield data[start:end]
             return
         start, end = _partial(where.end - where.start, url.partial)
         self._grow(end - start)
