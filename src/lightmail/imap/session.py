@@ -223,7 +223,15 @@ class ImapSession(SelectedChanges):
         elif isinstance(event, ContinuationRequest):
             self.send(ContinuationResponse("Ready for literal"))
         elif isinstance(
-            event, LiteralChunk | c.AppendMessage | AppendEnd | IdleDone | SaslResponse | Sentinel
+            event,
+            LiteralChunk
+            | c.AppendMessage
+            | c.CatenateUrl
+            | c.CatenateText
+            | AppendEnd
+            | IdleDone
+            | SaslResponse
+            | Sentinel,
         ):
             # The receiver emits these only in the mode a handler put it in.
             raise AssertionError(f"unexpected event {event!r}")
@@ -302,7 +310,8 @@ class ImapSession(SelectedChanges):
         capabilities += ["CONDSTORE", "QRESYNC"]
         capabilities += ["SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         capabilities.append("OBJECTID")
-        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES", "UTF8=ACCEPT"]
+        capabilities += ["ESEARCH", "ESORT", "PARTIAL", "SEARCHRES", "UTF8=ACCEPT", "BINARY"]
+        capabilities.append("CATENATE")
         capabilities.append(f"APPENDLIMIT={self.settings.max_append_size}")
         if self.state is State.NOT_AUTHENTICATED:
             if self.ctx.tls is not None and not self.conn.is_tls:

@@ -20,7 +20,16 @@ from typing import Generic, TypeVar
 
 from lightmail.mailstore.mime.types import BodyPart
 
-__all__ = ["Needle", "PartDecoder", "Segment", "TextScan", "fold", "text_segments"]
+__all__ = [
+    "TRANSFER_ENCODINGS",
+    "Needle",
+    "PartDecoder",
+    "Segment",
+    "TextScan",
+    "TransferDecoder",
+    "fold",
+    "text_segments",
+]
 
 Needle = tuple[bytes, bool]
 """A BODY or TEXT search string as sent, and whether it covers the whole message (TEXT)."""
@@ -188,35 +197,31 @@ def text_segments(body: BodyPart) -> list[Segment]:
 
 
 _MAX_QP_LINE = 64 * 1024
+TRANSFER_ENCODINGS = frozenset({"7BIT", "8BIT", "BINARY", "BASE64", "QUOTED-PRINTABLE"})
+"""The Content-Transfer-Encodings of RFC 2045 section 6.1 that `TransferDecoder` undoes."""
 
 
-class PartDecoder:
-    """Turns a part's raw body, fed in chunks, into UTF-8 text (sans-I/O).
+class TransferDecoder:
+    """Undoes a part's Content-Transfer-Encoding, fed in chunks (sans-I/O).
 
-    Undoes the Content-Transfer-Encoding (base64 and quoted-printable are cut
-    only at whole units: 4 base64 characters, whole QP lines) and converts
-    the part's charset; unknown charsets and broken bytes degrade to U+FFFD,
-    never to an exception.
+    Base64 is cut only at whole units of 4 characters (others are ignored, RFC
+    2045 section 6.8), quoted-printable at whole lines (an endless line is cut
+    elsewhere, never inside an ``=XX`` escape or a soft line break); any other
+    encoding passes through. Any chunking of the input gives the same output,
+    so a decoded size computed in one pass holds for the next.
     """
 
-    def __init__(self, encoding: str, charset: str | None) -> None:
+    def __init__(self, encoding: str) -> None:
         self._encoding = encoding.upper()
         self._pending = b""
-        try:
-            codec = codecs.lookup(charset or "us-ascii")
-            if not codec._is_text_encoding:
-                codec = codecs.lookup("utf-8")
-        except LookupError:
-            codec = codecs.lookup("utf-8")
-        self._text = codec.incrementaldecoder(errors="replace")
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._convert(self._transfer_decode(self._pending + chunk, final=False))
+        return self._decode(self._pending + chunk, final=False)
 
     def close(self) -> bytes:
-        return self._convert(self._transfer_decode(self._pending, final=True), final=True)
+        return self._decode(self._pending, final=True)
 
-    def _transfer_decode(self, data: bytes, *, final: bool) -> bytes:
+    def _decode(self, data: bytes, *, final: bool) -> bytes:
         self._pending = b""
         if self._encoding == "BASE64":
             compact = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
@@ -231,10 +236,35 @@ class PartDecoder:
         if self._encoding == "QUOTED-PRINTABLE":
             cut = len(data) if final else data.rfind(b"\n") + 1
             if cut == 0 and len(data) > _MAX_QP_LINE:  # a hostile endless line: bounded memory
-                cut = len(data) - 2  # keep what may be the start of an "=XX" escape
+                cut = len(data) - (2 - data[-2:].find(b"=")) % 3  # keep "=", "=X" or "=\r"
             self._pending = data[cut:]
             return binascii.a2b_qp(data[:cut])
         return data
+
+
+class PartDecoder:
+    """Turns a part's raw body, fed in chunks, into UTF-8 text (sans-I/O).
+
+    Undoes the Content-Transfer-Encoding (`TransferDecoder`) and converts
+    the part's charset; unknown charsets and broken bytes degrade to U+FFFD,
+    never to an exception.
+    """
+
+    def __init__(self, encoding: str, charset: str | None) -> None:
+        self._transfer = TransferDecoder(encoding)
+        try:
+            codec = codecs.lookup(charset or "us-ascii")
+            if not codec._is_text_encoding:
+                codec = codecs.lookup("utf-8")
+        except LookupError:
+            codec = codecs.lookup("utf-8")
+        self._text = codec.incrementaldecoder(errors="replace")
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._convert(self._transfer.feed(chunk))
+
+    def close(self) -> bytes:
+        return self._convert(self._transfer.close(), final=True)
 
     def _convert(self, data: bytes, *, final: bool = False) -> bytes:
         return self._text.decode(data, final).encode("utf-8", "surrogatepass")

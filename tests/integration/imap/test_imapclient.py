@@ -111,6 +111,8 @@ CAPABILITIES = (
     b"PARTIAL",
     b"SEARCHRES",
     b"UTF8=ACCEPT",
+    b"BINARY",
+    b"CATENATE",
     f"APPENDLIMIT={APPENDLIMIT}".encode(),
 )
 

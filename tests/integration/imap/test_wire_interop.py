@@ -200,10 +200,10 @@ def stuffed(message: bytes) -> bytes:
 async def test_nul_is_stored_exactly_and_never_sent_in_a_literal(
     imap: ImapTarget, lmtp_factory: LmtpFactory
 ) -> None:
-    """LMTP passes NUL through and the blob keeps it; IMAP may not send it (RFC 3501
-    section 4.3.1, CHAR8 is %x01-ff) and has no BINARY here, so FETCH sends 0x80 in
-    its place, as Dovecot does: one octet for one, so RFC822.SIZE and every literal
-    count still match what is sent."""
+    """LMTP passes NUL through and the blob keeps it; IMAP may not send it in a
+    literal (RFC 3501 section 4.3.1, CHAR8 is %x01-ff; only BINARY's literal8 may,
+    see test_binary), so FETCH BODY[] sends 0x80 in its place, as Dovecot does: one
+    octet for one, so RFC822.SIZE and every literal count still match what is sent."""
     lmtp = await lmtp_factory()
     user = await imap.new_user()
     client = await lmtp.connect()

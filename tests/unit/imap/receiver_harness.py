@@ -15,6 +15,7 @@ from lightmail.imap.wire.commands import (
     AppendCommand,
     AppendMessage,
     AuthenticateCommand,
+    CatenateText,
     IdleCommand,
     NoopCommand,
 )
@@ -41,7 +42,9 @@ React = Callable[[Receiver, Event], None]
 
 def _react(r: Receiver, event: Event) -> None:
     """What a session does after each event (accept APPENDs it can take)."""
-    if isinstance(event, AppendCommand | AppendMessage):
+    if isinstance(event, AppendCommand | AppendMessage) and event.catenate:
+        return  # parts follow, no literal of its own
+    if isinstance(event, AppendCommand | AppendMessage | CatenateText):
         if event.size <= MAX_APPEND:
             r.accept_literal()
         else:
@@ -53,7 +56,9 @@ def _react(r: Receiver, event: Event) -> None:
 
 
 def _reject(r: Receiver, event: Event) -> None:
-    if isinstance(event, AppendCommand | AppendMessage):
+    if isinstance(event, AppendCommand | AppendMessage) and event.catenate:
+        return
+    if isinstance(event, AppendCommand | AppendMessage | CatenateText):
         r.reject_literal()
     else:
         _react(r, event)

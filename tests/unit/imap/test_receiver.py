@@ -17,6 +17,8 @@ from lightmail.imap.wire.commands import (
     AppendCommand,
     AppendMessage,
     AuthenticateCommand,
+    CatenateText,
+    CatenateUrl,
     DeleteCommand,
     IdleCommand,
     LoginCommand,
@@ -283,6 +285,90 @@ def test_append_nul_in_message_is_bad() -> None:
             BadCommand(b"a", "NUL in APPEND literal"),
             NoopCommand(b"b"),
         ]
+
+
+def test_append_literal8_carries_nul() -> None:
+    """RFC 3516 section 4.4: ``~{n}`` (and ``~{n+}``, RFC 7888) may hold NUL."""
+    message = b"Subject: x\r\n\r\n\x00\x01\xff\x00"
+    for marker in (b"", b"+"):
+        data = b"a APPEND INBOX (\\Seen) ~{%d%s}\r\n" % (len(message), marker)
+        assert check(data + message + b"\r\nb NOOP\r\n") == [
+            AppendCommand(b"a", b"INBOX", (b"\\Seen",), None, len(message), not marker, True),
+            LiteralChunk(message),
+            AppendEnd(b"a"),
+            NoopCommand(b"b"),
+        ]
+
+
+def test_multiappend_mixes_literal_and_literal8() -> None:
+    data = b"a APPEND INBOX {3+}\r\nabc ~{2+}\r\n\x00z\r\nb NOOP\r\n"
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (), None, 2, False, True),
+        LiteralChunk(b"\x00z"),
+        AppendEnd(b"a"),
+        NoopCommand(b"b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a LOGIN user ~{6}\r\n",  # a literal8 where only a string may be
+        b"a SELECT ~{5+}\r\n",
+        b"a APPEND ~{5}\r\n",  # APPEND's mailbox is not its message
+        b"a SEARCH TEXT ~{3}\r\n",
+    ],
+)
+def test_literal8_outside_append_message_is_bad_before_its_octets(line: bytes) -> None:
+    """The grammar has ``literal8`` only in APPEND's message (RFC 3516 section 7): a
+    synchronizing one is never asked for, a non-synchronizing one is discarded."""
+    size = int(line[line.index(b"{") + 1 :].split(b"}")[0].rstrip(b"+"))
+    events = check(line + b"x" * size + b"\r\nb NOOP\r\n")
+    assert isinstance(events[0], BadCommand)
+    assert events[0].tag == b"a"
+    assert not any(isinstance(e, ContinuationRequest) for e in events)
+    assert events[-1] == NoopCommand(b"b")
+
+
+def test_literal8_non_sync_outside_append_is_discarded_not_parsed() -> None:
+    """Octets of a refused ``~{n+}`` that look like a command are not run."""
+    smuggled = b"x DELETE INBOX"
+    data = b"a LOGIN u ~{%d+}\r\n" % len(smuggled) + smuggled + b"\r\nb NOOP\r\n"
+    events = check(data)
+    assert events == [
+        BadCommand(b"a", "literal8 is allowed only for an APPEND message"),
+        NoopCommand(b"b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a APPEND INBOX ~{3\r\n",  # unterminated
+        b"a APPEND INBOX ~3}\r\n",
+        b"a APPEND INBOX ~ {3}\r\n",
+        b"a APPEND INBOX ~~{3}\r\n",
+        b"a APPEND INBOX ~{-3}\r\n",
+        b"a APPEND INBOX ~{99999999999}\r\n",  # number out of range
+        b"a APPEND INBOX {3}~\r\n",
+        b"a APPEND INBOX (\\Seen)~{3}\r\n",  # SP needed
+    ],
+)
+def test_malformed_literal8_is_bad(line: bytes) -> None:
+    events = check(line + b"b NOOP\r\n")
+    assert isinstance(events[0], BadCommand)
+    assert events[-1] == NoopCommand(b"b")
+    assert not any(isinstance(e, AppendCommand | ContinuationRequest) for e in events)
+
+
+def test_append_literal8_over_max_append_non_sync_is_fatal() -> None:
+    events = check(b"a APPEND INBOX ~{%d+}\r\n\x00\x00" % (MAX_APPEND + 1))
+    assert events == [
+        BadCommand(b"a", "APPEND message too large", fatal=True, code="TOOBIG"),
+        CONNECTION_CLOSED,
+    ]
 
 
 def test_append_non_sync_over_max_append_is_fatal() -> None:
@@ -712,3 +798,137 @@ def test_mutated_commands_split_the_same(
         return [e for e in events if not isinstance(e, LiteralChunk)]
 
     assert without_chunks(run(chunks, eof=True)) == without_chunks(run([bytes(data)], eof=True))
+
+
+# --------------------------------------------------------------------------- CATENATE (RFC 4469)
+
+URL1 = b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER"
+
+
+def test_catenate_rfc4469_example_1() -> None:
+    """Appendix A, example 1: URLs and TEXT literals, synchronizing ones."""
+    boundary = b"\r\n--------------030308070208000400050907\r\n"
+    data = (
+        b'A003 APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE (URL "'
+        + URL1
+        + b'" TEXT {42}\r\n'
+        + boundary
+        + b' URL "/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME"'
+        + b' URL "/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1" TEXT {42}\r\n'
+        + boundary
+        + b")\r\nb NOOP\r\n"
+    )
+    assert check(data) == [
+        AppendCommand(
+            b"A003", b"Drafts", (b"\\Seen", b"\\Draft", b"$MDNSent"), None, 0, False, False, True
+        ),
+        CatenateUrl(URL1),
+        CatenateText(b"A003", 42, True),
+        LiteralChunk(boundary),
+        CatenateUrl(b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1.MIME"),
+        CatenateUrl(b"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=1"),
+        CatenateText(b"A003", 42, True),
+        LiteralChunk(boundary),
+        AppendEnd(b"A003"),
+        NoopCommand(b"b"),
+    ]
+
+
+def test_catenate_urls_only_is_one_line() -> None:
+    assert check(b'a APPEND INBOX CATENATE (URL "/INBOX;UID=1" URL /INBOX;UID=2)\r\n') == [
+        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        CatenateUrl(b"/INBOX;UID=1"),
+        CatenateUrl(b"/INBOX;UID=2"),
+        AppendEnd(b"a"),
+    ]
+
+
+def test_catenate_url_as_literal_and_literal8_text() -> None:
+    """A URL may be any astring, a literal too (buffered); TEXT may be literal8."""
+    data = b"a APPEND INBOX CATENATE (URL {12}\r\n/INBOX;UID=1 TEXT ~{2+}\r\n\x00\x01)\r\n"
+    assert check(data) == [
+        ContinuationRequest(12),  # the URL's literal is read before APPEND's head comes out
+        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        CatenateUrl(b"/INBOX;UID=1"),
+        CatenateText(b"a", 2, False, True),
+        LiteralChunk(b"\x00\x01"),
+        AppendEnd(b"a"),
+    ]
+
+
+def test_catenate_with_multiappend_both_ways() -> None:
+    """RFC 4469 section 3 with RFC 3502: a literal message, then a CATENATE one,
+    then a literal one again."""
+    data = b"a APPEND INBOX {3+}\r\nabc (\\Seen) CATENATE (TEXT {2+}\r\nde URL /x) {1+}\r\nf\r\n"
+    assert check(data) == [
+        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        LiteralChunk(b"abc"),
+        AppendMessage(b"a", (b"\\Seen",), None, 0, False, False, True),
+        CatenateText(b"a", 2, False),
+        LiteralChunk(b"de"),
+        CatenateUrl(b"/x"),
+        AppendMessage(b"a", (), None, 1, False),
+        LiteralChunk(b"f"),
+        AppendEnd(b"a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a APPEND INBOX CATENATE ()\r\n",  # at least one part
+        b"a APPEND INBOX CATENATE (URL)\r\n",
+        b"a APPEND INBOX CATENATE (URL /x\r\n",  # unterminated list
+        b"a APPEND INBOX CATENATE (URL /x  URL /y)\r\n",
+        b"a APPEND INBOX CATENATE (FILE /x)\r\n",
+        b"a APPEND INBOX CATENATE URL /x\r\n",
+        b'a APPEND INBOX CATENATE (TEXT "quoted")\r\n',  # TEXT is a literal
+        b"a APPEND INBOX CATENATE (URL /x) junk\r\n",
+        b"a APPEND INBOX CATENATE(URL /x)\r\n",
+        b"a APPEND INBOX CATENATE (URL /x TEXT {3}) \r\n",
+    ],
+)
+def test_malformed_catenate_is_bad(data: bytes) -> None:
+    events = check(data + b"b NOOP\r\n")
+    assert next(e for e in events if isinstance(e, BadCommand)).tag == b"a"
+    assert events[-1] == NoopCommand(b"b")
+
+
+def test_catenate_bad_after_a_text_literal_discards_the_rest() -> None:
+    """A broken list after a streamed TEXT: BAD with APPEND's tag; a further
+    non-synchronizing literal on that line is discarded, not run."""
+    smuggled = b"x DELETE INBOX"
+    data = b"a APPEND INBOX CATENATE (TEXT {2+}\r\nab BOGUS {%d+}\r\n" % len(smuggled)
+    events = check(data + smuggled + b"\r\nb NOOP\r\n")
+    assert events[-2:] == [BadCommand(b"a", 'expected "TEXT" or "URL"'), NoopCommand(b"b")]
+
+
+def test_catenate_text_non_sync_over_max_append_is_fatal() -> None:
+    events = check(b"a APPEND INBOX CATENATE (TEXT {%d+}\r\nxx" % (MAX_APPEND + 1))
+    assert events[-2:] == [
+        BadCommand(b"a", "APPEND message too large", fatal=True, code="TOOBIG"),
+        CONNECTION_CLOSED,
+    ]
+
+
+def test_catenate_nul_in_text_without_literal8_is_bad() -> None:
+    data = b"a APPEND INBOX CATENATE (TEXT {3+}\r\na\x00b)\r\nb NOOP\r\n"
+    for chunks in splits(data, exhaustive=True):
+        # the octets before the NUL may already have gone out as a chunk
+        events = [e for e in run(chunks) if not isinstance(e, LiteralChunk)]
+        assert events == [
+            AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+            CatenateText(b"a", 3, False),
+            BadCommand(b"a", "NUL in APPEND literal"),
+            NoopCommand(b"b"),
+        ]
+
+
+def test_rejected_catenate_text_ends_the_command() -> None:
+    data = b"a APPEND INBOX CATENATE (URL /x TEXT {5}\r\nb NOOP\r\n"
+    assert check(data, react=_reject) == [
+        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        CatenateUrl(b"/x"),
+        CatenateText(b"a", 5, True),
+        NoopCommand(b"b"),
+    ]

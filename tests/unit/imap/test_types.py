@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightmail.imap.wire.types import STAR, BodySection, FetchItem, SectionText, SequenceSet
+from lightmail.imap.wire.types import (
+    STAR,
+    BinarySection,
+    BodySection,
+    FetchItem,
+    SectionText,
+    SequenceSet,
+)
 
 
 def test_resolve_rfc_examples() -> None:
@@ -132,3 +139,12 @@ def test_fetch_response_names() -> None:
     assert BodySection(text=SectionText.HEADER_FIELDS, fields=(b"\xff",)).section_bytes() == (
         b"HEADER.FIELDS ({1}\r\n\xff)"
     )
+
+
+def test_binary_response_names() -> None:
+    """RFC 3516 section 7: ``BINARY`` section-binary [``<`` number ``>``], never PEEK."""
+    assert BinarySection().response_name == b"BINARY[]"
+    assert BinarySection((1, 2), peek=True, partial=(5, 9)).response_name == b"BINARY[1.2]<5>"
+    assert BinarySection((3,), size=True).response_name == b"BINARY.SIZE[3]"
+    with pytest.raises(ValueError, match=r"BINARY\.SIZE"):
+        BinarySection((1,), size=True, partial=(0, 1))

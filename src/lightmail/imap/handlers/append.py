@@ -1,13 +1,13 @@
-"""APPEND (RFC 3501 section 6.3.11) and MULTIAPPEND (RFC 3502).
+"""APPEND (RFC 3501 section 6.3.11), MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469).
 
-Each message literal streams into the blob store (through the virus scan when
-``[antivirus] scan_append`` is on) as it arrives; one with 8-bit octets in its
-header is refused unless the session enabled UTF8=ACCEPT (RFC 9755 section 4;
-the header as far as the MIME scanner keeps it, ``max_header_bytes``). Once
-the command has ended,
-one transaction makes all its messages visible, with consecutive UIDs. A
-command refused or broken off at any message stores nothing: the blobs of the
-messages already received are deleted on the way out.
+Each message literal, or each CATENATE list (:mod:`.catenate`), streams into
+the blob store (through the virus scan when ``[antivirus] scan_append`` is on)
+as it arrives; one with 8-bit octets in its header is refused unless the
+session enabled UTF8=ACCEPT (RFC 9755 section 4; the header as far as the MIME
+scanner keeps it, ``max_header_bytes``). Once the command has ended, one
+transaction makes all its messages visible, with consecutive UIDs. A command
+refused or broken off at any message stores nothing: the blobs of the messages
+already received are deleted on the way out.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from lightmail import errors
 from lightmail.antivirus.policy import ingest_scanned
+from lightmail.imap.handlers.catenate import Broken, Catenation, Refused, drain
 from lightmail.imap.session import ImapSession, flag_names, reply_for_error
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import responses as r
@@ -57,7 +58,10 @@ async def append(session: ImapSession, command: c.AppendCommand) -> r.Completion
                 refusal = r.no("Internal error", r.Code.SERVERBUG)
                 APPENDS.labels("error").inc()
             if refusal is not None:
-                session.receiver.reject_literal()
+                if not head.catenate:
+                    session.receiver.reject_literal()
+                elif not await drain(session, await session.driver.next_event()):
+                    return None
                 return refusal
             received = await _receive(session, head, held)
             if not isinstance(received, _Stored):
@@ -95,7 +99,7 @@ async def _refusal(
     the mailstore's errors. A refusal ends the whole command."""
     if head.size > session.settings.max_append_size:
         raise errors.MessageTooLarge(session.settings.max_append_size)
-    if head.size == 0:  # RFC 3502 section 6.3.11: a NO, and how a client cancels a MULTIAPPEND
+    if head.size == 0 and not head.catenate:  # RFC 3502 6.3.11: how a client cancels
         APPENDS.labels("refused").inc()
         return r.no("Empty message: APPEND cancelled")
     if len(messages) >= MAX_MESSAGES:
@@ -123,23 +127,32 @@ class _Stored:
 async def _receive(
     session: ImapSession, head: c.AppendCommand | c.AppendMessage, held: AsyncExitStack
 ) -> _Stored | r.Completion | None:
-    """Take one message literal into a blob held by ``held``; its ``end`` says whether
-    another message follows. Otherwise the reply to the command (the rest of it is
-    drained), or None when the literal broke off and the driver answered."""
-    if head.synchronizing:
-        session.send(r.ContinuationResponse("Ready for literal"))
-    session.receiver.accept_literal()
-    await session.driver.flush()
-    literal = _Literal(session)
+    """Take one message literal (or CATENATE list) into a blob held by ``held``; its
+    ``end`` says whether another message follows. Otherwise the reply to the command
+    (the rest of it is drained), or None when the literal broke off and the driver
+    answered."""
+    literal: _Literal | Catenation
+    if head.catenate:
+        literal = Catenation(session)
+    else:
+        if head.synchronizing:
+            session.send(r.ContinuationResponse("Ready for literal"))
+        session.receiver.accept_literal()
+        await session.driver.flush()
+        literal = _Literal(session)
     source = literal.chunks()
     what = f"imap {session.conn.id} APPEND by {session.user.address if session.user else '?'}"
     try:
         ingest = await held.enter_async_context(
             ingest_scanned(session.store, session.ctx.scanner, session.ctx.antivirus, source, what)
         )
-    except _LiteralAborted:
+    except (_LiteralAborted, Broken):
         APPENDS.labels("aborted").inc()
         return None  # the receiver's event (BAD, or the end of the connection) was handled
+    except Refused as refused:  # a CATENATE URL or size; nothing of the rest accepted yet
+        ended = await drain(session, refused.at or await session.driver.next_event())
+        APPENDS.labels("refused" if ended else "aborted").inc()
+        return refused.reply if ended else None
     except errors.MessageRejected:
         reply = r.no("Message refused by content policy")
         return await _refuse_rest(literal, source, reply, "refused")
@@ -156,6 +169,8 @@ async def _receive(
         # The receiver reported a bad end of the command after the literal.
         APPENDS.labels("aborted").inc()
         return None
+    if head.catenate and ingest.size == 0:
+        return await _refuse_rest(literal, source, r.no("Empty message"), "refused")
     if not session.utf8 and not ingest.stored.parsed.header.isascii():
         # RFC 9755 section 4: 8-bit header fields only from a client that enabled UTF-8.
         reply = r.no("8-bit header fields need ENABLE UTF8=ACCEPT")
@@ -186,23 +201,27 @@ class _Literal:
 
 
 async def _refuse_rest(
-    literal: _Literal, source: AsyncIterator[bytes], reply: r.Completion, outcome: str
+    literal: _Literal | Catenation,
+    source: AsyncIterator[bytes],
+    reply: r.Completion,
+    outcome: str,
 ) -> r.Completion | None:
-    """Drop what is left of the literal and refuse the rest of the command; ``reply``
-    if the literal ended normally, else None (the driver answered what broke it off)."""
-    try:
-        async for _ in source:
-            pass
-    except _LiteralAborted:
-        APPENDS.labels("aborted").inc()
-        return None
-    if literal.end is None:
-        APPENDS.labels("aborted").inc()
-        return None
-    if isinstance(literal.end, c.AppendMessage):
-        literal.session.receiver.reject_literal()
-    APPENDS.labels(outcome).inc()
-    return reply
+    """Drop what is left of the message and refuse the rest of the command; ``reply``
+    if the command ended normally, else None (the driver answered what broke it off).
+    A CATENATE list's URLs are not read to drop them."""
+    session = literal.session
+    if isinstance(literal, Catenation):
+        ended = await drain(session, literal.end or await session.driver.next_event())
+    else:
+        try:
+            async for _ in source:
+                pass
+        except _LiteralAborted:
+            ended = False
+        else:
+            ended = literal.end is not None and await drain(session, literal.end)
+    APPENDS.labels(outcome if ended else "aborted").inc()
+    return reply if ended else None
 
 
 def _append_outcome(error: errors.LightMailError) -> str:

@@ -1,5 +1,6 @@
 """FETCH and UID FETCH (RFC 3501 section 6.4.5): metadata from SQL, rendered by
-:mod:`lightmail.imap.fetch`; large body sections stream from the blob store."""
+:mod:`lightmail.imap.fetch`; large body sections stream from the blob store, and
+so do BINARY's decoded parts (RFC 3516, :mod:`lightmail.imap.binary`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from lightmail.fairness import TimeSlice
+from lightmail.imap import binary, objectid
 from lightmail.imap import fetch as render
-from lightmail.imap import objectid
+from lightmail.imap.binary import BinaryRefused
 from lightmail.imap.session import META_BATCH, ImapSession
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire.responses import (
@@ -19,13 +21,22 @@ from lightmail.imap.wire.responses import (
     Completion,
     bad,
     literal,
+    literal8,
     literal_octets,
     no,
     ok,
 )
-from lightmail.imap.wire.types import BodySection, FetchItem, SectionText
+from lightmail.imap.wire.types import (
+    BinarySection,
+    BodySection,
+    FetchAttribute,
+    FetchItem,
+    SectionText,
+)
+from lightmail.mailstore.mime.types import BodyPart
 from lightmail.mailstore.store import MessageInfo, MessageMeta, StoreMode
 from lightmail.metrics import BLOBS_MISSING
+from lightmail.net.driver import SessionEnd
 from lightmail.storage.blobs.base import BlobNotFound
 
 log = logging.getLogger(__name__)
@@ -54,7 +65,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     if FetchItem.MODSEQ in attributes:
         session.enable_condstore()
     needs_meta = any(
-        isinstance(a, BodySection)
+        isinstance(a, BodySection | BinarySection)
         or a
         in (
             FetchItem.ENVELOPE,
@@ -69,6 +80,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     )
     sets_seen = not view.readonly and any(
         (isinstance(a, BodySection) and not a.peek)
+        or (isinstance(a, BinarySection) and not a.peek and not a.size)
         or a in (FetchItem.RFC822, FetchItem.RFC822_TEXT)
         for a in attributes
     )
@@ -102,6 +114,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     )
     turn = TimeSlice()  # other sessions run in between (issue #14)
     unreadable = False
+    refused: BinaryRefused | None = None
     for start in range(0, len(live), META_BATCH):
         batch = live[start : start + META_BATCH]
         uids = [uid for _, uid in batch]
@@ -121,6 +134,9 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
                 await _fetch_one(
                     session, seq, uid, info, metas.get(uid), attributes, uid in seen_now
                 )
+            except BinaryRefused as error:
+                # RFC 3516 section 4.3: the request fails; the other messages are answered.
+                refused = error if refused is None or error.unknown_cte else refused
             except BlobNotFound as error:
                 # The rest of the range is still answered (RFC 3501 6.4.5: NO at the end).
                 unreadable = True
@@ -138,6 +154,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     await session.announce(allow_expunge=session.may_expunge(command))
     if unreadable:
         return no("Some messages could not be read", Code.SERVERBUG)
+    if refused is not None:
+        return no(refused.args[0], Code.UNKNOWN_CTE if refused.unknown_cte else None)
     if missing:
         return no("Some messages were expunged", Code.EXPUNGEISSUED)
     return ok("Fetch completed")
@@ -149,7 +167,7 @@ async def _fetch_one(
     uid: int,
     info: MessageInfo | None,
     meta: MessageMeta | None,
-    attributes: Sequence[FetchItem | BodySection],
+    attributes: Sequence[FetchAttribute],
     seen_now: bool,
 ) -> None:
     """Write one FETCH response; large body sections stream from the blob store.
@@ -162,6 +180,9 @@ async def _fetch_one(
     for attribute in attributes:
         if isinstance(attribute, BodySection):
             items.append(await _section(session, attribute, attribute.response_name, meta))
+            continue
+        if isinstance(attribute, BinarySection):
+            items.append(await _binary(session, attribute, _need(meta)))
             continue
         match attribute:
             case FetchItem.FLAGS:
@@ -196,7 +217,7 @@ async def _fetch_one(
     streams: dict[int, tuple[bytes, AsyncIterator[bytes]]] = {}
     for index, item in enumerate(items):
         if isinstance(item, _Streamed):
-            chunks = aiter(session.store.read_message(_need(meta).info, item.start, item.end))
+            chunks = aiter(item.chunks)
             streams[index] = (await anext(chunks, b""), chunks)
     session.driver.send(b"* " + str(seq).encode() + b" FETCH (")
     for index, item in enumerate(items):
@@ -204,13 +225,13 @@ async def _fetch_one(
         if isinstance(item, bytes):
             session.driver.send(separator + item)
             continue
-        size = item.end - item.start
-        session.driver.send(separator + item.name + b" {" + str(size).encode() + b"}\r\n")
+        session.driver.send(separator + item.head)
         await session.driver.flush()
         first, rest = streams[index]
-        await session.conn.write(literal_octets(first))
+        octets = _as_octets if item.literal8 else literal_octets
+        await session.conn.write(octets(first))
         async for chunk in rest:
-            await session.conn.write(literal_octets(chunk))
+            await session.conn.write(octets(chunk))
     session.driver.send(b")\r\n")
 
 
@@ -239,7 +260,85 @@ async def _section(
         return name + b" " + literal(b"")
     if count <= _INLINE_LIMIT or _cached(meta, end):
         return name + b" " + literal(await _read_range(session, meta, start, end))
-    return _Streamed(name, start, end)
+    head = name + b" {" + str(count).encode() + b"}\r\n"
+    return _Streamed(head, session.store.read_message(meta.info, start, end))
+
+
+async def _binary(
+    session: ImapSession, section: BinarySection, meta: MessageMeta
+) -> bytes | _Streamed:
+    """``BINARY[part]<partial>`` and ``BINARY.SIZE[part]`` (RFC 3516 section 4.3):
+    the decoded content inline when the part is small, else streamed, decoded as it
+    is sent; ``literal8`` when it holds NUL. Raises `BinaryRefused`."""
+    name = section.response_name
+    part = binary.binary_part(meta.body, section.part)
+    if part is None or part.size == 0:
+        return name + (b" 0" if section.size else b" " + literal(b""))
+    if section.size:
+        if binary.is_identity(part):
+            return name + b" " + str(part.size).encode()
+        whole = binary.Window()
+        await _measure(session, meta, part, whole)
+        return name + b" " + str(whole.taken).encode()
+    window = _window(section)
+    if part.size <= _INLINE_LIMIT:
+        data = b"".join([piece async for piece in _decode(session, meta, part, window)])
+        return name + b" " + (literal8(data) if window.nul else literal(data))
+    await _measure(session, meta, part, window)
+    if window.taken == 0:
+        return name + b" " + literal(b"")
+    head = name + (b" ~{" if window.nul else b" {") + str(window.taken).encode() + b"}\r\n"
+    return _Streamed(head, _decoded(session, meta, part, section, window.taken), window.nul)
+
+
+async def _decode(
+    session: ImapSession, meta: MessageMeta, part: BodyPart, window: binary.Window
+) -> AsyncIterator[bytes]:
+    """The decoded content of ``part`` that falls in ``window`` (which counts it
+    and notes NUL), reading the blob only as far as the window reaches."""
+    decoder = binary.ContentDecoder(part)
+    async for chunk in session.store.read_message(meta.info, part.body_start, part.end):
+        piece = window.feed(decoder.feed(chunk))
+        if piece:
+            yield piece
+        if window.full:
+            return
+    piece = window.feed(decoder.close())
+    if piece:
+        yield piece
+
+
+async def _measure(
+    session: ImapSession, meta: MessageMeta, part: BodyPart, window: binary.Window
+) -> None:
+    """Run ``part`` through ``window`` only to count it (and see NUL)."""
+    async for _ in _decode(session, meta, part, window):
+        pass
+
+
+async def _decoded(
+    session: ImapSession, meta: MessageMeta, part: BodyPart, section: BinarySection, size: int
+) -> AsyncIterator[bytes]:
+    """The decoded content of a large part as it is sent, exactly the ``size``
+    octets announced: a different count would break the framing of the whole
+    connection, so it ends the session (a bug of ours, logged)."""
+    window = _window(section)
+    async for piece in _decode(session, meta, part, window):
+        yield piece
+    if window.taken != size:
+        log.error(
+            "imap %s: BINARY of UID %d decoded to %d octets, not the %d announced",
+            session.conn.id,
+            meta.info.uid,
+            window.taken,
+            size,
+        )
+        raise SessionEnd
+
+
+def _window(section: BinarySection) -> binary.Window:
+    """What ``<partial>`` keeps of the decoded content (all of it without one)."""
+    return binary.Window(*section.partial) if section.partial else binary.Window()
 
 
 async def _read_range(session: ImapSession, meta: MessageMeta, start: int, end: int) -> bytes:
@@ -251,11 +350,18 @@ async def _read_range(session: ImapSession, meta: MessageMeta, start: int, end: 
 
 @dataclass(frozen=True, slots=True)
 class _Streamed:
-    """A FETCH item sent as a literal read straight from the blob store."""
+    """A FETCH item whose literal is sent as it is read from the blob store:
+    ``head`` is its name and the literal's head (``{n}`` or, with ``literal8``,
+    ``~{n}``) ending in CRLF, ``chunks`` its n octets."""
 
-    name: bytes
-    start: int
-    end: int
+    head: bytes
+    chunks: AsyncIterator[bytes]
+    literal8: bool = False
+
+
+def _as_octets(data: bytes) -> bytes:
+    """A ``literal8`` carries any octet, NUL included (RFC 3516 section 7)."""
+    return data
 
 
 _INLINE_LIMIT = 16 * 1024

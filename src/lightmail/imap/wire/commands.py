@@ -31,6 +31,8 @@ __all__ = [
     "AppendCommand",
     "AuthenticateCommand",
     "CapabilityCommand",
+    "CatenateText",
+    "CatenateUrl",
     "CheckCommand",
     "CloseCommand",
     "Command",
@@ -227,6 +229,11 @@ class AppendCommand:
     each further message of a MULTIAPPEND) or ``reject_literal()``.
     For a synchronizing literal the session sends ``+ ...`` before accepting.
     ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
+    ``binary``: the message came as a ``literal8`` (``~{n}``, RFC 3516 section
+    4.4) and may hold NUL. ``catenate``: the message is a CATENATE list (RFC
+    4469); no literal follows the head, but ``CatenateUrl`` and ``CatenateText``
+    events up to the ``AppendEnd`` or ``AppendMessage`` that ends it (``size``
+    is then 0).
     """
 
     tag: bytes
@@ -235,6 +242,8 @@ class AppendCommand:
     date_time: datetime.datetime | None
     size: int
     synchronizing: bool
+    binary: bool = False
+    catenate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +261,29 @@ class AppendMessage:
     date_time: datetime.datetime | None
     size: int
     synchronizing: bool
+    binary: bool = False
+    catenate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateUrl:
+    """``URL astring`` of a CATENATE list (RFC 4469 section 5): the message or
+    part an IMAP URL (RFC 5092) names is the next piece of the message."""
+
+    url: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateText:
+    """``TEXT literal`` (or ``literal8``) of a CATENATE list (RFC 4469 section 5):
+    the head of the literal that is the next piece of the message. The session
+    answers it as an ``AppendCommand``: ``accept_literal()`` (then
+    ``LiteralChunk`` events) or ``reject_literal()``."""
+
+    tag: bytes
+    size: int
+    synchronizing: bool
+    binary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 Bytes go in with ``receive_data``; ``next_event`` returns one event at a time:
 a typed command (``lightmail.imap.wire.commands``), a ``BadCommand`` value,
-``ContinuationRequest``, APPEND's ``LiteralChunk``/``AppendMessage``/``AppendEnd``,
-``IdleDone``,
-``SaslResponse``, or the ``NEED_DATA`` / ``CONNECTION_CLOSED`` sentinels.
+``ContinuationRequest``, APPEND's ``LiteralChunk``/``AppendMessage``/``AppendEnd``
+and CATENATE's ``CatenateUrl``/``CatenateText``, ``IdleDone``, ``SaslResponse``,
+or the ``NEED_DATA`` / ``CONNECTION_CLOSED`` sentinels.
 
 The receiver finds where a command ends. A command is lines joined by
 literals: a line that ends in ``{n}`` or ``{n+}`` before CRLF is followed by n
@@ -13,7 +13,11 @@ enforces every limit and streams APPEND's message literal instead of
 buffering it. After each APPEND message comes either the CRLF that ends the
 command (``AppendEnd``) or, for MULTIAPPEND (RFC 3502), the head of one more
 message (``AppendMessage``), which the session answers like the
-``AppendCommand``. Its input buffer is ``lightmail.sansio.LineBuffer``, shared with
+``AppendCommand``. A message may instead be a CATENATE list (RFC 4469): its
+head (``catenate`` set) is followed by its parts, ``CatenateUrl`` and
+``CatenateText``, each TEXT literal streamed as a message literal is; APPEND is
+parsed piece by piece, from one streamed literal to the next
+(``grammar.parse_append``). Its input buffer is ``lightmail.sansio.LineBuffer``, shared with
 LMTP and POP3. The complete raw bytes of each command go to
 ``lightmail.imap.wire.grammar`` (RFC 3501 section 9, strictly): a typed
 command comes back, or a grammar error that becomes a ``BadCommand``.
@@ -45,8 +49,11 @@ Limits and the choices made where the RFCs leave room:
   list, NOT and OR count as one more each). More: ``BadCommand``, so that one
   command cannot ask for keys x messages evaluations without bound.
 * Lines end in CRLF; a bare LF ends the line too but makes it a ``BadCommand``.
-* NUL is refused everywhere, APPEND's message included (CHAR8, RFC 3501
-  section 9): the session then gets ``BadCommand`` instead of ``AppendEnd``.
+* NUL is refused everywhere (CHAR8, RFC 3501 section 9), APPEND's message
+  included unless it came as a ``literal8`` (``~{n}``, RFC 3516 section 4.4),
+  which is allowed there only: the session then gets ``BadCommand`` instead of
+  ``AppendEnd``, and a ``~{n}`` anywhere else is a ``BadCommand`` before its
+  octets are asked for.
   8-bit octets are refused outside literals, except in quoted strings of a
   SEARCH that names a CHARSET other than US-ASCII, and in quoted strings of
   valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3).
@@ -56,7 +63,8 @@ Limits and the choices made where the RFCs leave room:
   one read).
 
 Modal states (the session calls these after sending its own reply):
-``accept_literal``/``reject_literal`` after every ``AppendCommand`` and ``AppendMessage``,
+``accept_literal``/``reject_literal`` after every ``AppendCommand``, ``AppendMessage``
+and ``CatenateText`` that has a literal,
 ``accept_utf8`` after ``ENABLE UTF8=ACCEPT`` (for the rest of the connection),
 ``start_idle`` after ``+ idling``, ``expect_sasl_response`` after each ``+``
 of AUTHENTICATE, ``discard_pending`` after ``OK`` to STARTTLS. Using them out
@@ -67,11 +75,18 @@ peer sends makes the receiver raise.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from lightmail.imap.wire.commands import AppendCommand, AppendMessage, Command
-from lightmail.imap.wire.grammar import parse_append_message, parse_command, parse_head
+from lightmail.imap.wire.commands import (
+    AppendCommand,
+    AppendMessage,
+    CatenateText,
+    CatenateUrl,
+    Command,
+)
+from lightmail.imap.wire.grammar import AppendEvent, Position, parse_append, parse_command
 from lightmail.imap.wire.parser import Incomplete, ParseError, extract_tag, literal_tail
 from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LineBuffer, LocalProtocolError, Sentinel
 
@@ -81,6 +96,8 @@ __all__ = [
     "AppendEnd",
     "AppendMessage",
     "BadCommand",
+    "CatenateText",
+    "CatenateUrl",
     "ContinuationRequest",
     "Event",
     "IdleDone",
@@ -155,6 +172,8 @@ Event: TypeAlias = (
     | ContinuationRequest
     | LiteralChunk
     | AppendMessage
+    | CatenateUrl
+    | CatenateText
     | AppendEnd
     | IdleDone
     | SaslResponse
@@ -172,7 +191,6 @@ class _State(enum.Enum):
     APPEND_DECISION = enum.auto()  # waiting for accept_literal() / reject_literal()
     APPEND_DATA = enum.auto()  # streaming APPEND's message as LiteralChunk
     APPEND_END = enum.auto()  # expecting the CRLF after APPEND's message, or SP and another
-    APPEND_NEXT = enum.auto()  # reading the line that starts a MULTIAPPEND's next message
     IDLE = enum.auto()  # expecting DONE
     SASL = enum.auto()  # expecting one AUTHENTICATE response line
     CLOSED = enum.auto()
@@ -212,9 +230,13 @@ class Receiver(LineBuffer[Event]):
         self._tail = b""  # the end of the line being discarded
         self._discarded = 0  # octets of that line discarded so far
         self._mode_tag = b""  # tag of the APPEND, IDLE or AUTHENTICATE in progress
-        self._append: AppendCommand | AppendMessage | None = None
+        self._append: AppendCommand | AppendMessage | CatenateText | None = None
+        self._resume: Position | None = None  # reading APPEND on from a streamed literal
+        self._after_text = False  # the literal being streamed is a CATENATE TEXT
+        self._pending: deque[Event] = deque()  # events parsed with the one returned
         self._last_tag = b""
         self._utf8 = False
+        self._binary = False  # the APPEND message being read is a literal8
 
     # -- session -> receiver
 
@@ -226,6 +248,8 @@ class Receiver(LineBuffer[Event]):
             raise LocalProtocolError("APPEND literal over max_append: reject it (TOOBIG)")
         self._append = None
         self._remaining = append.size
+        self._binary = append.binary
+        self._after_text = isinstance(append, CatenateText)
         self._state = _State.APPEND_DATA
 
     def reject_literal(self) -> None:
@@ -264,19 +288,21 @@ class Receiver(LineBuffer[Event]):
         self._expect_between_commands("discard_pending")
         return super().discard_pending()
 
-    def _expect_append_decision(self) -> AppendCommand | AppendMessage:
-        if self._state is not _State.APPEND_DECISION or self._append is None:
-            raise LocalProtocolError("no AppendCommand or AppendMessage is waiting for a decision")
+    def _expect_append_decision(self) -> AppendCommand | AppendMessage | CatenateText:
+        if self._state is not _State.APPEND_DECISION or self._append is None or self._pending:
+            raise LocalProtocolError("no APPEND literal is waiting for a decision")
         return self._append
 
     def _expect_between_commands(self, what: str) -> None:
-        if self._state is not _State.COMMAND or self._cmd:
+        if self._state is not _State.COMMAND or self._cmd or self._resume or self._pending:
             raise LocalProtocolError(f"{what}() is only valid between commands")
 
     # -- output
 
     def _step(self) -> Event | None:
         """Advance by one state; None means "call again"."""
+        if self._pending:
+            return self._pending.popleft()
         match self._state:
             case _State.COMMAND:
                 return self._read_command_line()
@@ -292,8 +318,6 @@ class Receiver(LineBuffer[Event]):
                 return self._read_append_data()
             case _State.APPEND_END:
                 return self._read_append_end()
-            case _State.APPEND_NEXT:
-                return self._read_append_next()
             case _State.IDLE:
                 return self._read_idle_line()
             case _State.SASL:
@@ -311,6 +335,7 @@ class Receiver(LineBuffer[Event]):
         self._cmd.clear()
         self._line_total = 0
         self._literal_total = 0
+        self._resume = None
 
     def _fatal(self, tag: bytes | None, text: str, code: str | None = None) -> BadCommand:
         self._reset_command()
@@ -346,17 +371,21 @@ class Receiver(LineBuffer[Event]):
 
     # -- states
 
+    def _tag(self, data: bytes | bytearray) -> bytes | None:
+        """The tag of the command ``data`` starts, or of the APPEND it goes on."""
+        return self._mode_tag if self._resume is not None else extract_tag(data)
+
     def _read_command_line(self) -> Event | None:
         limit = self._max_line - self._line_total
         line = self._take_line(limit)
         if line == "overflow":
-            tag = extract_tag(self._cmd or self._buf[:limit])
+            tag = self._tag(self._cmd or self._buf[:limit])
             return self._line_too_long(tag, "command line too long")
         if line is None:
             return self._no_data()
         self._cmd += line
         self._line_total += len(line)
-        tag = extract_tag(self._cmd)
+        tag = self._tag(self._cmd)
         if not line.endswith(b"\r\n"):
             return self._bad(tag, "line not terminated by CRLF", line)
         if b"\x00" in line:
@@ -368,11 +397,15 @@ class Receiver(LineBuffer[Event]):
         if size is None:
             return self._bad(tag, "literal size out of range", line)
         try:
-            append = parse_head(bytes(self._cmd), self._max_depth, utf8=self._utf8)
+            append = self._parse_append()
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
+        except Incomplete:  # the literal is an argument: the mailbox, or a URL
+            append = None
         if append is not None:
-            return self._start_append(append)
+            return self._append_piece(*append)
+        if line[: line.rfind(b"{")].endswith(b"~"):
+            return self._bad(tag, "literal8 is allowed only for an APPEND message", line)
         if self._literal_total + size > self._max_literal:
             return self._bad(tag, "literal too large", line)
         self._literal_total += size
@@ -380,29 +413,48 @@ class Receiver(LineBuffer[Event]):
         self._state = _State.LITERAL
         return ContinuationRequest(size) if synchronizing else None
 
+    def _parse_append(self) -> tuple[list[AppendEvent], Position | None] | None:
+        """The next piece of an APPEND (`grammar.parse_append`), None if the
+        command is not one."""
+        resume = None if self._resume is None else (self._mode_tag, self._resume)
+        return parse_append(bytes(self._cmd), self._max_depth, utf8=self._utf8, resume=resume)
+
     def _complete_command(self, line: bytes) -> Event:
         cmd = bytes(self._cmd)
-        tag = extract_tag(cmd)
+        tag = self._tag(cmd)
         try:
+            append = self._parse_append()
+            if append is not None:
+                return self._append_piece(*append)
             command = parse_command(cmd, self._max_depth, self._max_search_keys, utf8=self._utf8)
         except ParseError as e:
             return self._bad(tag, e.args[0], line)
         except Incomplete:  # cannot happen: every literal before the last line is complete
             return self._bad(tag, "incomplete literal", line)
         self._reset_command()
-        if isinstance(command, AppendCommand):  # cannot happen: APPEND needs a literal
-            return BadCommand(tag, "APPEND without a message literal")
         self._last_tag = command.tag
         return command
 
-    def _start_append(self, command: AppendCommand | AppendMessage) -> Event:
+    def _append_piece(self, events: list[AppendEvent], position: Position | None) -> Event:
+        """A piece of APPEND parsed: its events, then either the end of the command
+        or the head of a literal to stream (the session decides on it)."""
+        tag = self._tag(self._cmd) or b""  # parsed: the command has a tag
         self._reset_command()
-        if not command.synchronizing and command.size > self._max_append:
-            return self._fatal(command.tag, "APPEND message too large", "TOOBIG")
-        self._append = command
-        self._mode_tag = self._last_tag = command.tag
+        self._mode_tag = self._last_tag = tag
+        if position is None:
+            self._pending.extend(events)
+            self._pending.append(AppendEnd(tag))
+            self._state = _State.COMMAND
+            return self._pending.popleft()
+        head = events[-1]
+        if isinstance(head, CatenateUrl):  # cannot happen: a piece ends at a literal's head
+            return self._fatal(tag, "APPEND piece without a literal")
+        if not head.synchronizing and head.size > self._max_append:
+            return self._fatal(tag, "APPEND message too large", "TOOBIG")
+        self._append = head
         self._state = _State.APPEND_DECISION
-        return command
+        self._pending.extend(events)
+        return self._pending.popleft()
 
     def _read_literal(self) -> Event | None:
         if not self._buf:
@@ -445,13 +497,17 @@ class Receiver(LineBuffer[Event]):
 
     def _read_append_data(self) -> Event | None:
         if self._remaining == 0:
-            self._state = _State.APPEND_END
+            if self._after_text:  # the CATENATE list goes on (RFC 4469)
+                self._resume = Position.PART_END
+                self._state = _State.COMMAND
+            else:
+                self._state = _State.APPEND_END
             return None
         if not self._buf:
             return self._no_data()
         data = self._consume(min(self._remaining, _MAX_CHUNK))
         self._remaining -= len(data)
-        if b"\x00" in data:
+        if b"\x00" in data and not self._binary:
             self._tail = b""
             self._discarded = 0
             self._state = _State.DISCARD_LITERAL
@@ -466,29 +522,13 @@ class Receiver(LineBuffer[Event]):
             self._state = _State.COMMAND
             return AppendEnd(self._mode_tag)
         if self._buf.startswith(b" "):  # MULTIAPPEND: one more message (RFC 3502)
-            self._state = _State.APPEND_NEXT
+            self._resume = Position.MESSAGE
+            self._state = _State.COMMAND
             return None
         self._tail = b""
         self._discarded = 0
         self._state = _State.DISCARD_LINE
         return BadCommand(self._mode_tag, "expected CRLF after the APPEND literal")
-
-    def _read_append_next(self) -> Event | None:
-        tag = self._mode_tag
-        line = self._take_line(self._max_line)
-        if line == "overflow":
-            return self._line_too_long(tag, "command line too long")
-        if line is None:
-            return self._no_data()
-        if not line.endswith(b"\r\n"):
-            return self._bad(tag, "line not terminated by CRLF", line)
-        if b"\x00" in line:
-            return self._bad(tag, "NUL in command", line)
-        try:
-            message = parse_append_message(line, tag, self._max_depth)
-        except ParseError as e:
-            return self._bad(tag, e.args[0], line)
-        return self._start_append(message)
 
     def _read_mode_line(self) -> bytes | BadCommand | Sentinel:
         """A line in IDLE or SASL mode, without CRLF; errors end the mode."""

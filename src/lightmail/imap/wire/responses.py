@@ -51,6 +51,7 @@ __all__ = [
     "id_response",
     "list_response",
     "literal",
+    "literal8",
     "literal_octets",
     "lsub_response",
     "mod_sequence",
@@ -104,6 +105,12 @@ def literal_octets(data: bytes) -> bytes:
     chunk by chunk.
     """
     return data.replace(b"\x00", b"\x80") if b"\x00" in data else data
+
+
+def literal8(value: bytes) -> bytes:
+    """``literal8`` (RFC 3516 section 7): ``~{n}`` CRLF and the octets as they are,
+    NUL included; only in a FETCH ``BINARY[...]`` response."""
+    return b"~{" + str(len(value)).encode() + b"}" + _CRLF + value
 
 
 def string(value: bytes) -> bytes:
@@ -195,6 +202,8 @@ class Code(enum.Enum):
     MAILBOXID = "MAILBOXID"  # RFC 8474: the object id of a created or selected mailbox
     HIGHESTMODSEQ = "HIGHESTMODSEQ"  # RFC 7162 section 3.1.2.1
     MODIFIED = "MODIFIED"  # RFC 7162 section 3.1.3: failed UNCHANGEDSINCE
+    UNKNOWN_CTE = "UNKNOWN-CTE"  # RFC 3516 section 4.3: an encoding BINARY cannot undo
+    BADURL = "BADURL"  # RFC 4469 section 4.1: a CATENATE URL that cannot be read
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ __all__ = [
     "AddressKey",
     "AllKey",
     "AndKey",
+    "BinarySection",
     "BodySection",
     "DateKey",
     "FetchAttribute",
@@ -258,7 +259,36 @@ class BodySection:
         return name
 
 
-FetchAttribute: TypeAlias = FetchItem | BodySection
+@dataclass(frozen=True, slots=True)
+class BinarySection:
+    """``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` or ``BINARY.SIZE[part]`` (RFC
+    3516 section 4.2, RFC 9051 section 6.4.5): a part's content with its
+    Content-Transfer-Encoding undone, or (``size``) the octet count of that.
+
+    ``part`` is the part path (``()`` for ``[]``); ``partial`` is ``(origin,
+    count)`` in the decoded octets, never with ``size``.
+    """
+
+    part: tuple[int, ...] = ()
+    peek: bool = False
+    size: bool = False
+    partial: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.size and (self.peek or self.partial is not None):
+            raise ValueError("BINARY.SIZE has neither .PEEK nor a partial")
+
+    @property
+    def response_name(self) -> bytes:
+        """``BINARY[1.2]<origin>`` or ``BINARY.SIZE[1.2]`` (never PEEK)."""
+        section = b".".join(str(p).encode() for p in self.part)
+        name = (b"BINARY.SIZE[" if self.size else b"BINARY[") + section + b"]"
+        if self.partial is not None:
+            name += b"<" + str(self.partial[0]).encode() + b">"
+        return name
+
+
+FetchAttribute: TypeAlias = FetchItem | BodySection | BinarySection
 
 
 # --------------------------------------------------------------------------- SELECT

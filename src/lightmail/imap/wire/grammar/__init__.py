@@ -2,13 +2,12 @@
 
 ``parse_command`` turns the complete raw bytes of one command (as the receiver
 frames them: lines and literal data inline) into a typed command, or raises
-``ParseError``; ``parse_head`` tells the receiver whether a literal it is
-about to read is APPEND's message, and ``parse_append_message`` reads the
-head of each further message of a MULTIAPPEND (RFC 3502). ``COMMANDS`` is the one table from a verb
-to its parse function, which lives in the module of its RFC area: ``session``
-(any state, Not Authenticated), ``mailbox`` (Authenticated), ``message``,
-``fetch`` and ``search`` (Selected). The shared productions are in
-``lightmail.imap.wire.parser``.
+``ParseError``. APPEND is not one command value: ``parse_append`` reads it
+piece by piece as the receiver streams its messages (``grammar.append``).
+``COMMANDS`` is the one table from a verb to its parse function, which lives
+in the module of its RFC area: ``session`` (any state, Not Authenticated),
+``mailbox`` (Authenticated), ``message``, ``fetch`` and ``search`` (Selected).
+The shared productions are in ``lightmail.imap.wire.parser``.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
-    AppendCommand,
-    AppendMessage,
     CapabilityCommand,
     CheckCommand,
     CloseCommand,
@@ -36,9 +33,10 @@ from lightmail.imap.wire.commands import (
     UnsubscribeCommand,
 )
 from lightmail.imap.wire.grammar import fetch, mailbox, message, search, session
-from lightmail.imap.wire.parser import Handler, Incomplete, ParseError, Parser
+from lightmail.imap.wire.grammar.append import AppendEvent, Position, append_events
+from lightmail.imap.wire.parser import Handler, ParseError, Parser
 
-__all__ = ["COMMANDS", "parse_append_message", "parse_command", "parse_head"]
+__all__ = ["COMMANDS", "AppendEvent", "Position", "parse_append", "parse_command"]
 
 
 def _no_arguments(cls: Callable[[bytes], Command]) -> Handler:
@@ -66,7 +64,6 @@ COMMANDS: dict[bytes, Handler] = {
     b"LIST": mailbox.list_,
     b"LSUB": mailbox.lsub,
     b"STATUS": mailbox.status,
-    b"APPEND": mailbox.append,
     b"CHECK": _no_arguments(CheckCommand),
     b"CLOSE": _no_arguments(CloseCommand),
     b"UNSELECT": _no_arguments(UnselectCommand),
@@ -105,35 +102,37 @@ def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:
         name = p.atom().upper()
         if name not in _UID_COMMANDS:
             raise ParseError("command not allowed after UID")
-    elif name not in COMMANDS:
+    elif name not in COMMANDS and name != b"APPEND":
         raise ParseError("unknown command")
     return tag, name, uid
 
 
 def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: bool = False) -> Command:
-    """Parse one complete command; ``utf8``: the session enabled UTF8=ACCEPT (RFC 9755)."""
+    """Parse one complete command; ``utf8``: the session enabled UTF8=ACCEPT (RFC 9755).
+    Not APPEND: the receiver reads it with `parse_append`."""
     p = Parser(buf, max_depth, max_keys, utf8=utf8)
     tag, name, uid = _command_head(p)
-    return COMMANDS[name](p, tag, uid)
+    handler = COMMANDS.get(name)
+    if handler is None:
+        raise ParseError("APPEND without a message")
+    return handler(p, tag, uid)
 
 
-def parse_head(buf: bytes, max_depth: int, *, utf8: bool = False) -> AppendCommand | None:
-    """For bytes ending in a literal's head: the APPEND it starts, or None if it is an argument.
+def parse_append(
+    buf: bytes, max_depth: int, *, utf8: bool = False, resume: tuple[bytes, Position] | None = None
+) -> tuple[list[AppendEvent], Position | None] | None:
+    """A piece of APPEND (`grammar.append.append_events`): from the start of a
+    command (None if it is not an APPEND), or, with ``resume`` (tag, position),
+    from where the last streamed literal left it.
 
-    Raises ``ParseError`` if what is there is already wrong, so that a bad
-    command's literal is never asked for.
+    Raises ``ParseError``, or ``Incomplete`` when ``buf`` ends in a literal that
+    is an argument (the mailbox, a URL): the receiver buffers its octets.
     """
     p = Parser(buf, max_depth, utf8=utf8)
-    tag, name, uid = _command_head(p)
+    if resume is not None:
+        return append_events(p, *resume)
+    tag, name, _ = _command_head(p)
     if name != b"APPEND":
         return None
-    try:
-        return mailbox.append(p, tag, uid)
-    except Incomplete:  # the literal is APPEND's mailbox
-        return None
-
-
-def parse_append_message(line: bytes, tag: bytes, max_depth: int) -> AppendMessage:
-    """The line after a MULTIAPPEND message (RFC 3502), when it does not end the
-    command: ``SP [flag-list SP] [date-time SP] literal`` up to the next literal."""
-    return mailbox.append_message(Parser(line, max_depth), tag)
+    p.sp()
+    return append_events(p, tag, Position.MESSAGE, p.mailbox())

@@ -1,12 +1,13 @@
-"""FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections, and
-the modifiers of RFC 7162 (CHANGEDSINCE, VANISHED) and RFC 9394 (PARTIAL) in RFC
-4466's syntax."""
+"""FETCH (RFC 3501 section 6.4.5): the attributes, macros and body sections, RFC
+3516's BINARY sections, and the modifiers of RFC 7162 (CHANGEDSINCE, VANISHED)
+and RFC 9394 (PARTIAL) in RFC 4466's syntax."""
 
 from __future__ import annotations
 
 from lightmail.imap.wire.commands import Command, FetchCommand
 from lightmail.imap.wire.parser import DIGITS, NAME_CHARS, ParseError, Parser
 from lightmail.imap.wire.types import (
+    BinarySection,
     BodySection,
     FetchAttribute,
     FetchItem,
@@ -14,7 +15,7 @@ from lightmail.imap.wire.types import (
     SectionText,
 )
 
-__all__ = ["fetch"]
+__all__ = ["fetch", "section_spec"]
 
 _FETCH_MACROS: dict[bytes, tuple[FetchAttribute, ...]] = {
     b"FAST": (FetchItem.FLAGS, FetchItem.INTERNALDATE, FetchItem.RFC822_SIZE),
@@ -30,6 +31,7 @@ _FETCH_MACROS: dict[bytes, tuple[FetchAttribute, ...]] = {
 _FETCH_ITEMS = {item.value.encode(): item for item in FetchItem}
 _SECTION_TEXTS = {t.value.encode(): t for t in SectionText}
 _DIGIT_BYTES = frozenset(bytes([c]) for c in DIGITS)
+_BINARY_ITEMS = frozenset({b"BINARY", b"BINARY.PEEK", b"BINARY.SIZE"})
 
 
 def fetch(p: Parser, tag: bytes, uid: bool) -> Command:
@@ -90,6 +92,8 @@ def _fetch_attribute(p: Parser) -> FetchAttribute:
     name = p.word("a FETCH attribute")
     if name in (b"BODY", b"BODY.PEEK") and p.at(b"["):
         return _body_section(p, peek=name == b"BODY.PEEK")
+    if name in _BINARY_ITEMS:
+        return _binary_section(p, name)
     item = _FETCH_ITEMS.get(name)
     if item is None:
         raise ParseError("unknown FETCH attribute")
@@ -115,15 +119,47 @@ def _body_section(p: Parser, *, peek: bool) -> BodySection:
         p.sp()
         fields = _header_list(p)
     p.expect(b"]", '"]"')
-    partial: tuple[int, int] | None = None
-    if p.at(b"<"):
-        p.pos += 1
-        origin = p.number()
-        p.expect(b".", '"."')
-        count = p.nz_number()
-        p.expect(b">", '">"')
-        partial = (origin, count)
-    return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=partial)
+    return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=_partial(p))
+
+
+def section_spec(text: bytes) -> BodySection:
+    """``section-spec`` as text alone (``1.2.MIME``, ``HEADER.FIELDS (FROM)``,
+    empty for the whole message), as an IMAP URL's ``;SECTION=`` carries it (RFC
+    5092 section 6); a ``BODY.PEEK`` section. Raises ``ParseError``."""
+    p = Parser(b"[" + text + b"]", max_depth=1)
+    section = _body_section(p, peek=True)
+    if p.pos != len(p.buf):
+        raise ParseError("invalid section")
+    return section
+
+
+def _binary_section(p: Parser, name: bytes) -> BinarySection:
+    """``"BINARY" [".PEEK"] section-binary [partial]`` or ``"BINARY.SIZE"
+    section-binary`` (RFC 3516 section 7): ``section-binary = "[" [section-part]
+    "]"``, part numbers only (no HEADER, TEXT or MIME)."""
+    p.expect(b"[", '"["')
+    part: list[int] = []
+    if not p.at(b"]"):
+        part.append(p.nz_number())
+        while p.at(b"."):
+            p.pos += 1
+            part.append(p.nz_number())
+    p.expect(b"]", '"]"')
+    if name == b"BINARY.SIZE":
+        return BinarySection(part=tuple(part), size=True)
+    return BinarySection(part=tuple(part), peek=name == b"BINARY.PEEK", partial=_partial(p))
+
+
+def _partial(p: Parser) -> tuple[int, int] | None:
+    """``partial = "<" number "." nz-number ">"``, if there is one."""
+    if not p.at(b"<"):
+        return None
+    p.pos += 1
+    origin = p.number()
+    p.expect(b".", '"."')
+    count = p.nz_number()
+    p.expect(b">", '">"')
+    return origin, count
 
 
 def _section_text(p: Parser, *, allow_mime: bool) -> SectionText:

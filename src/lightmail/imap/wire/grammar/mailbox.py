@@ -3,18 +3,15 @@
 SELECT, EXAMINE, CREATE (with RFC 6154's USE parameter), DELETE, RENAME,
 SUBSCRIBE, UNSUBSCRIBE, LIST (with RFC 5258's selection and return options,
 RFC 5819's STATUS and RFC 6154's SPECIAL-USE), LSUB, STATUS (with RFC 8438's
-SIZE, RFC 9208's DELETED and DELETED-STORAGE, RFC 7889's APPENDLIMIT), APPEND's head, and RFC 9208's
-GETQUOTA and GETQUOTAROOT.
+SIZE, RFC 9208's DELETED and DELETED-STORAGE, RFC 7889's APPENDLIMIT), and RFC
+9208's GETQUOTA and GETQUOTAROOT. APPEND has a module of its own (``append``).
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 
 from lightmail.imap.wire.commands import (
-    AppendCommand,
-    AppendMessage,
     Command,
     CreateCommand,
     GetQuotaCommand,
@@ -28,7 +25,6 @@ from lightmail.imap.wire.parser import Handler, ParseError, Parser
 from lightmail.imap.wire.types import QresyncParameter
 
 __all__ = [
-    "append",
     "create",
     "getquota",
     "list_",
@@ -245,35 +241,3 @@ def getquota(p: Parser, tag: bytes, uid: bool) -> Command:
     root = p.astring()
     p.end()
     return GetQuotaCommand(tag, root)
-
-
-def append(p: Parser, tag: bytes, uid: bool) -> AppendCommand:
-    """APPEND up to its first message literal's head (section 6.3.11); the message is streamed."""
-    p.sp()
-    mailbox = p.mailbox()
-    return AppendCommand(tag, mailbox, *_append_message(p))
-
-
-def append_message(p: Parser, tag: bytes) -> AppendMessage:
-    """A further message of a MULTIAPPEND (RFC 3502), up to its literal's head."""
-    return AppendMessage(tag, *_append_message(p))
-
-
-def _append_message(
-    p: Parser,
-) -> tuple[tuple[bytes, ...], datetime.datetime | None, int, bool]:
-    """``SP [flag-list SP] [date-time SP] literal`` up to the literal's head (RFC 3502
-    ``append-message``): flags, date-time, size and whether it is synchronizing."""
-    p.sp()
-    flags: tuple[bytes, ...] = ()
-    date_time: datetime.datetime | None = None
-    if p.at(b"("):
-        flags = p.flag_list()
-        p.sp()
-    if p.at(b'"'):
-        date_time = p.date_time()
-        p.sp()
-    size, synchronizing = p.literal_head()
-    if p.pos != len(p.buf):  # the framer stops right after the message's literal head
-        raise ParseError("unexpected data after the APPEND literal")
-    return flags, date_time, size, synchronizing
