@@ -69,6 +69,9 @@ class SelectedChanges:
         @property
         def view(self) -> SelectedMailbox: ...
 
+        @property
+        def rev2(self) -> bool: ...
+
         def send(self, response: Response) -> None: ...
 
     def note_own_change(self, modseq: int) -> None:
@@ -211,7 +214,7 @@ class SelectedChanges:
             self.send(self.flags_fetch(seq, uid, modseq))
         if updates.exists is not None:
             self.send(exists_response(updates.exists))
-        if updates.recent is not None:
+        if updates.recent is not None and not self.rev2:  # RFC 9051 Appendix E item 12
             self.send(recent_response(updates.recent))
 
     def flags_fetch(self, seq: int, uid: int, modseq: int) -> Response:
@@ -225,8 +228,9 @@ class SelectedChanges:
 
     def flag_list(self, uid: int) -> bytes:
         """A message's flags as FETCH shows them: ``\\Recent`` is this session's own
-        (RFC 3501 sections 2.3.2 and 9, ``flag-fetch``)."""
+        (RFC 3501 sections 2.3.2 and 9, ``flag-fetch``), and not shown after ENABLE
+        IMAP4rev2, which deprecates it (RFC 9051 section 2.3.2)."""
         flags = flag_bytes(self.view.flags_of(uid))
-        if self.view.is_recent(uid):
+        if self.view.is_recent(uid) and not self.rev2:
             flags.append(b"\\Recent")
         return flag_list(flags)

@@ -47,6 +47,7 @@ from lightmail.imap.selected import SelectedMailbox
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import mutf7
+from lightmail.imap.wire.parser import Utf8
 from lightmail.imap.wire.receiver import (
     AppendEnd,
     BadCommand,
@@ -177,8 +178,9 @@ class ImapSession(SelectedChanges):
         # RFC 7162: CONDSTORE enabled (section 3.1), QRESYNC enabled (section 3.2.3)
         self.condstore = False
         self.qresync = False
-        # ENABLE UTF8=ACCEPT (RFC 9755): mailbox names in UTF-8, not modified UTF-7.
-        self.utf8 = False
+        # ENABLE UTF8=ACCEPT (RFC 9755) and ENABLE IMAP4rev2 (RFC 9051): mailbox names,
+        # quoted strings and header fields in UTF-8; see ``enable_utf8``.
+        self._utf8: set[Utf8] = set()
         # While the view holds back expunges: a mod-sequence from before all of them
         # (RFC 7162 section 3.2), else None.
         self._expunge_floor: int | None = None
@@ -303,7 +305,8 @@ class ImapSession(SelectedChanges):
         self.send(completion.tagged(command.tag))
 
     def capabilities(self) -> list[str]:
-        capabilities = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
+        capabilities = ["IMAP4rev1", "IMAP4rev2"]  # rev2 once enabled (RFC 9051 Appendix A)
+        capabilities += ["LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
         capabilities += ["UNSELECT", "UIDPLUS", "MULTIAPPEND", "MOVE", "CHILDREN", "SPECIAL-USE"]
         capabilities += ["LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "CREATE-SPECIAL-USE"]
         capabilities += ["QUOTA", "QUOTA=RES-STORAGE"]
@@ -326,14 +329,27 @@ class ImapSession(SelectedChanges):
             )  # RFC 4978: a command of the authenticated state
         return capabilities
 
-    def enable_utf8(self) -> bool:
-        """ENABLE UTF8=ACCEPT (RFC 9755 section 3), valid in the Authenticated state
-        only; True if this enabled it."""
-        if self.utf8 or self.state is not State.AUTHENTICATED:
+    def enable_utf8(self, mode: Utf8) -> bool:
+        """ENABLE UTF8=ACCEPT (RFC 9755 section 3) or ENABLE IMAP4rev2 (RFC 9051 sections
+        4.3.1 and 5.1): from now on mailbox names are UTF-8, not modified UTF-7, and
+        quoted strings and APPENDed header fields may hold UTF-8. Valid in the
+        Authenticated state only; True if this enabled ``mode``."""
+        if mode in self._utf8 or self.state is not State.AUTHENTICATED:
             return False
-        self.utf8 = True
-        self.receiver.accept_utf8()
+        self._utf8.add(mode)
+        self.receiver.accept_utf8(mode)
         return True
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names and header fields in UTF-8 (see :meth:`enable_utf8`)."""
+        return bool(self._utf8)
+
+    @property
+    def rev2(self) -> bool:
+        """The client enabled IMAP4rev2 (RFC 9051 Appendix A): SEARCH answers with
+        ESEARCH, SELECT with a LIST response, and ``\\Recent`` and RECENT are gone."""
+        return Utf8.REV2 in self._utf8
 
     def decode_mailbox(self, raw: bytes) -> str:
         """A mailbox name from the wire, normalised: modified UTF-7 (RFC 3501 section

@@ -48,7 +48,7 @@ from lightmail.imap.wire.commands import (
     UnsubscribeCommand,
 )
 from lightmail.imap.wire.grammar import parse_command
-from lightmail.imap.wire.parser import ParseError
+from lightmail.imap.wire.parser import ParseError, Utf8
 from lightmail.imap.wire.receiver import (
     NEED_DATA,
     AppendEnd,
@@ -629,7 +629,7 @@ def test_search_rfc_example_and_uid_and_charset() -> None:
         b"a SEARCH SINCE 1-Fbr-2020\r\n",
         b'a SEARCH SINCE "1-Feb-2020\r\n',
         b"a SEARCH LARGER -1\r\n",
-        b"a SEARCH LARGER 4294967296\r\n",
+        b"a SEARCH LARGER 9223372036854775808\r\n",  # number64 is 63-bit (RFC 9051 9)
         b"a SEARCH KEYWORD \\Seen\r\n",
         b'a SEARCH SUBJECT "caf\xc3\xa9"\r\n',  # 8-bit quoted needs a CHARSET
         b"a SEARCH CHARSET UTF-8\r\n",
@@ -1001,9 +1001,9 @@ def test_charset_must_be_ascii() -> None:
 # --------------------------------------------------------------------------- UTF8=ACCEPT (RFC 9755)
 
 
-def utf8(data: bytes) -> Command:
-    """``data`` parsed as in a session that enabled UTF8=ACCEPT."""
-    return parse_command(data, 32, 100, utf8=True)
+def utf8(data: bytes, mode: Utf8 = Utf8.ACCEPT) -> Command:
+    """``data`` parsed as in a session that enabled UTF8=ACCEPT (or IMAP4rev2)."""
+    return parse_command(data, 32, 100, utf8=mode)
 
 
 def test_utf8_quoted_strings_after_enable() -> None:
@@ -1037,16 +1037,53 @@ def test_utf8_refused_after_enable(data: bytes, text: str) -> None:
         utf8(data)
 
 
+def test_imap4rev2_takes_utf8_and_charset_labels() -> None:
+    """RFC 9051 sections 4.3.1 and 6.4.4: UTF-8 quoted strings, and SEARCH keeps its
+    CHARSET (UTF8=ACCEPT's ban on it does not apply)."""
+    rev2 = Utf8.REV2
+    assert utf8('a CREATE "Größe"\r\n'.encode(), rev2) == CreateCommand(b"a", "Größe".encode())
+    search = utf8('a SEARCH CHARSET UTF-8 SUBJECT "café"\r\n'.encode(), rev2)
+    assert search == SearchCommand(b"a", False, "UTF-8", HeaderKey(b"SUBJECT", "café".encode()))
+    sort = utf8(b"a SORT (DATE) US-ASCII ALL\r\n", rev2)
+    assert isinstance(sort, SortCommand)
+    assert sort.charset == "US-ASCII"
+    with pytest.raises(ParseError, match="invalid UTF-8 in a quoted string"):
+        utf8(b'a CREATE "Gr\xc3"\r\n', rev2)
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [
+        (b"a SEARCH LARGER 4294967296\r\n", 4294967296),
+        (b"a SEARCH SMALLER 9223372036854775807\r\n", 9223372036854775807),
+    ],
+)
+def test_sizes_are_number64(data: bytes, size: int) -> None:
+    """RFC 9051 section 9: LARGER, SMALLER and partial octets are ``number64``."""
+    command = parse_command(data, 32, 100)
+    assert isinstance(command, SearchCommand)
+    assert isinstance(command.key, SizeKey)
+    assert command.key.size == size
+
+
+def test_partial_octets_are_number64() -> None:
+    command = parse_command(b"a FETCH 1 BODY[]<4294967296.9223372036854775807>\r\n", 32, 100)
+    assert isinstance(command, FetchCommand)
+    section = command.attributes[0]
+    assert isinstance(section, BodySection)
+    assert section.partial == (4294967296, 9223372036854775807)
+
+
 def test_receiver_takes_utf8_quoted_only_after_accept_utf8() -> None:
     data = 'a CREATE "Größe"\r\n'.encode()
     r = Receiver()
     r.receive_data(data)
     assert isinstance(r.next_event(), BadCommand)
-    r.accept_utf8()
+    r.accept_utf8(Utf8.ACCEPT)
     r.receive_data(data + b"b NOOP\r\n")
     assert r.next_event() == CreateCommand(b"a", "Größe".encode())
     assert r.next_event() == NoopCommand(b"b")
     r.receive_data(b"c CREATE {1+}\r\n")
     assert r.next_event() is NEED_DATA
     with pytest.raises(LocalProtocolError):
-        r.accept_utf8()  # only between commands
+        r.accept_utf8(Utf8.ACCEPT)  # only between commands

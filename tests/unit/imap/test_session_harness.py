@@ -39,7 +39,7 @@ async def test_greeting_capability_and_logout(client: MemoryConnection) -> None:
     client.send(b"a CAPABILITY\r\n")
     reply = await client.reply(b"a")
     assert reply.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
-    assert b"\r\n* CAPABILITY IMAP4rev1 LITERAL+ " in reply
+    assert b"\r\n* CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ " in reply
     assert reply.endswith(b"\r\na OK completed\r\n")
     client.send(b"b LOGOUT\r\n")
     assert await client.reply(b"b") == b"* BYE Logging out\r\nb OK completed\r\n"

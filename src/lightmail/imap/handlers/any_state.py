@@ -12,6 +12,7 @@ from lightmail.imap.session import DELIMITER, ImapSession
 from lightmail.imap.state import State
 from lightmail.imap.wire import commands as c
 from lightmail.imap.wire import responses as r
+from lightmail.imap.wire.parser import Utf8
 from lightmail.net.driver import SessionEnd
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,8 @@ async def namespace(session: ImapSession, command: c.NamespaceCommand) -> r.Comp
 async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion:
     """RFC 5161: ENABLED lists what this command enabled, of the extensions here that
     need enabling: CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2.3; QRESYNC
-    enables CONDSTORE too), and UTF8=ACCEPT in the Authenticated state (RFC 9755
-    section 3). Others are ignored."""
+    enables CONDSTORE too), and in the Authenticated state UTF8=ACCEPT (RFC 9755
+    section 3) and IMAP4rev2 (RFC 9051 Appendix A). Others are ignored."""
     asked = set(command.capabilities)
     had_condstore = session.condstore
     enabled = []
@@ -62,8 +63,10 @@ async def enable(session: ImapSession, command: c.EnableCommand) -> r.Completion
         enabled.append("QRESYNC")
     if "CONDSTORE" in asked and (session.enable_condstore() or not had_condstore):
         enabled.append("CONDSTORE")
-    if "UTF8=ACCEPT" in asked and session.enable_utf8():
+    if "UTF8=ACCEPT" in asked and session.enable_utf8(Utf8.ACCEPT):
         enabled.append("UTF8=ACCEPT")
+    if "IMAP4REV2" in asked and session.enable_utf8(Utf8.REV2):
+        enabled.append("IMAP4rev2")
     session.send(r.enabled_response(enabled))
     return r.ok()
 

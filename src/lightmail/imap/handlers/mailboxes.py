@@ -54,10 +54,16 @@ async def select(session: ImapSession, command: c.SelectCommand) -> r.Completion
     session.state = State.SELECTED
     session.send_keywords(view)
     session.send(r.exists_response(view.exists))
-    session.send(r.recent_response(view.recent_count))
-    unseen = view.first_unseen()
-    if unseen is not None:
-        session.send(r.UntaggedResponse(r.Status.OK, "First unseen", r.ResponseCode.unseen(unseen)))
+    if session.rev2:
+        # RFC 9051 section 6.3.2: a LIST of the mailbox; RECENT and UNSEEN are gone.
+        attributes = [mailbox.special_use.encode()] if mailbox.special_use else []
+        session.send(r.list_response(attributes, DELIMITER, session.encode_mailbox(mailbox.name)))
+    else:
+        session.send(r.recent_response(view.recent_count))
+        unseen = view.first_unseen()
+        if unseen is not None:
+            code = r.ResponseCode.unseen(unseen)
+            session.send(r.UntaggedResponse(r.Status.OK, "First unseen", code))
     session.send(
         r.UntaggedResponse(
             r.Status.OK, "UIDs valid", r.ResponseCode.uidvalidity(mailbox.uidvalidity)

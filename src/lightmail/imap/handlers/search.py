@@ -26,8 +26,12 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     """SEARCH and UID SEARCH (RFC 3501 6.4.4), with MODSEQ (RFC 7162 section 3.1.5),
     which enables CONDSTORE and ends a non-empty answer with the highest
     mod-sequence found; with result options, answered with ESEARCH (RFC 4731), and
-    RETURN (SAVE) keeps the result for ``$`` (RFC 5182)."""
-    if command.returns is not None and "SAVE" in command.returns.options:
+    RETURN (SAVE) keeps the result for ``$`` (RFC 5182). After ENABLE IMAP4rev2 a
+    SEARCH without them is one with RETURN (ALL) (RFC 9051 section 6.4.4)."""
+    returns = command.returns
+    if returns is None and session.rev2:
+        returns = _ALL
+    if returns is not None and "SAVE" in returns.options:
         session.view.search_result = []  # what a SEARCH that fails leaves (RFC 5182 2.1)
     if command.charset not in (None, *CHARSETS):
         return no("Unsupported charset", ResponseCode.badcharset(CHARSETS))
@@ -39,11 +43,9 @@ async def search(session: ImapSession, command: c.SearchCommand) -> Completion:
     else:  # flags and numbers only: the view has them, no row is read
         found = await _find_in_view(session, command.key)
     numbers = [uid if command.uid else seq for seq, uid, _ in found]
-    if command.returns is not None:
+    if returns is not None:
         answer = [(n, uid, modseq) for n, (_, uid, modseq) in zip(numbers, found, strict=True)]
-        send_esearch(
-            session, command.tag, command.returns, answer, uid=command.uid, by_modseq=by_modseq
-        )
+        send_esearch(session, command.tag, returns, answer, uid=command.uid, by_modseq=by_modseq)
     else:
         highest = max((modseq for _, _, modseq in found), default=0)
         session.send(search_response(numbers, highest if by_modseq else None))
@@ -173,6 +175,7 @@ async def _search_text(
     return scan.found()
 
 
+_ALL = SearchReturn(frozenset({"ALL"}))
 CHARSETS = ("US-ASCII", "UTF-8")
 """The charsets SEARCH, SORT and THREAD take (RFC 3501 6.4.4, RFC 5256)."""
 _SCAN_PIECE = 8 * 1024  # octets BODY/TEXT search scans between two chances to give way

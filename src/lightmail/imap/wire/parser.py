@@ -10,7 +10,8 @@ flags, sequence sets and dates. The per-command grammar is in
 Strict where the RFC is: exactly one SP, case-insensitive keywords, no NUL,
 7-bit outside literals (8-bit quoted strings only when ``eight_bit_quoted``:
 after a SEARCH CHARSET, or in a session that enabled UTF8=ACCEPT, RFC 9755
-section 3, where ``utf8`` also requires them to be valid UTF-8).
+section 3, or IMAP4rev2, RFC 9051 section 4.3.1, which also require them to be
+valid UTF-8: see ``Utf8``).
 One leniency where the meaning stays clear: spaces right after ``(`` and
 right before ``)`` of ID's parameter list and of a flag list are skipped
 (``open_list`` / ``close_list``), as Dovecot does (aioimaplib sends
@@ -23,6 +24,7 @@ end where a literal's data should be raise ``Incomplete``.
 from __future__ import annotations
 
 import datetime
+import enum
 import re
 from collections.abc import Callable
 from typing import TypeAlias, TypeVar
@@ -35,11 +37,13 @@ __all__ = [
     "DIGITS",
     "MAX_MODSEQ",
     "MAX_NUMBER",
+    "MAX_NUMBER64",
     "NAME_CHARS",
     "Handler",
     "Incomplete",
     "ParseError",
     "Parser",
+    "Utf8",
     "extract_tag",
     "literal_tail",
 ]
@@ -69,6 +73,7 @@ _MONTHS = {
     m: i + 1 for i, m in enumerate(b"JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
 }
 MAX_NUMBER = 0xFFFFFFFF  # number: unsigned 32-bit (RFC 3501 section 9)
+MAX_NUMBER64 = (1 << 63) - 1  # number64: sizes and offsets (RFC 9051 section 9)
 MAX_MODSEQ = (1 << 63) - 1  # mod-sequence-value: unsigned 63-bit (RFC 7162 section 7)
 
 _SYSTEM_FLAGS = {
@@ -80,6 +85,19 @@ _ASTRING_BYTES = frozenset(bytes([c]) for c in _ASTRING_CHARS)
 
 _T = TypeVar("_T")
 _U = TypeVar("_U")
+
+
+class Utf8(enum.Enum):
+    """What a session enabled for its quoted strings. Both enabled modes take valid
+    UTF-8 in every quoted string; they differ in the charset labels they allow."""
+
+    OFF = enum.auto()
+    """IMAP4rev1: 7-bit, 8-bit only after a SEARCH CHARSET other than US-ASCII."""
+    ACCEPT = enum.auto()
+    """ENABLE UTF8=ACCEPT (RFC 9755 section 3): SEARCH takes no CHARSET, SORT and
+    THREAD only UTF-8."""
+    REV2 = enum.auto()
+    """ENABLE IMAP4rev2 (RFC 9051 section 4.3.1): charset labels as in IMAP4rev1."""
 
 
 class ParseError(Exception):
@@ -98,7 +116,7 @@ class Parser:
     """
 
     def __init__(
-        self, buf: bytes, max_depth: int, max_keys: int | None = None, *, utf8: bool = False
+        self, buf: bytes, max_depth: int, max_keys: int | None = None, *, utf8: Utf8 = Utf8.OFF
     ) -> None:
         self.buf = buf
         self.pos = 0
@@ -106,8 +124,8 @@ class Parser:
         self.depth = 0
         self.max_keys = max_keys
         self.keys = 0
-        self.utf8 = utf8  # the session enabled UTF8=ACCEPT (RFC 9755)
-        self.eight_bit_quoted = utf8
+        self.utf8 = utf8
+        self.eight_bit_quoted = utf8 is not Utf8.OFF
 
     # -- primitives
 
@@ -198,12 +216,14 @@ class Parser:
     def atom(self) -> bytes:
         return self.take1(_ATOM_CHARS, "an atom")
 
-    def number(self) -> int:
+    def number(self, largest: int = MAX_NUMBER) -> int:
+        """``number`` (unsigned 32-bit), or RFC 9051's ``number64`` for sizes and
+        octet offsets with ``largest=MAX_NUMBER64``."""
         m = _NUMBER.match(self.buf, self.pos)
         if m is None:
             raise ParseError("expected a number")
         digits = m.group()
-        if len(digits) > 10 or int(digits) > MAX_NUMBER:
+        if len(digits) > len(str(largest)) or int(digits) > largest:
             raise ParseError("number out of range")
         self.pos = m.end()
         return int(digits)
@@ -220,20 +240,20 @@ class Parser:
         self.pos = m.end()
         return int(digits)
 
-    def nz_number(self) -> int:
+    def nz_number(self, largest: int = MAX_NUMBER) -> int:
         if self.peek() == ord("0"):
             raise ParseError("expected a non-zero number")
-        return self.number()
+        return self.number(largest)
 
     def quoted(self) -> bytes:
         regex = _QUOTED_8BIT if self.eight_bit_quoted else _QUOTED_7BIT
         m = regex.match(self.buf, self.pos)
         if m is None:
             raise ParseError("invalid quoted string")
-        if self.utf8 and not m.group(1).isascii():
+        if self.utf8 is not Utf8.OFF and not m.group(1).isascii():
             try:
                 m.group(1).decode("utf-8")
-            except UnicodeDecodeError:  # RFC 9755 section 3: BAD
+            except UnicodeDecodeError:  # RFC 9755 section 3, RFC 9051 section 4.3.1: BAD
                 raise ParseError("invalid UTF-8 in a quoted string") from None
         self.pos = m.end()
         return _UNESCAPE.sub(rb"\1", m.group(1))

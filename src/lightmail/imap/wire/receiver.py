@@ -56,7 +56,8 @@ Limits and the choices made where the RFCs leave room:
   octets are asked for.
   8-bit octets are refused outside literals, except in quoted strings of a
   SEARCH that names a CHARSET other than US-ASCII, and in quoted strings of
-  valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3).
+  valid UTF-8 once the session called ``accept_utf8`` (RFC 9755 section 3,
+  RFC 9051 section 4.3.1).
 * An empty line, or one without a readable tag, gives ``BadCommand(None, ...)``.
 * ``receive_data`` buffers what it is given: call ``next_event`` until
   ``NEED_DATA`` before feeding more (memory is then bounded by the limits plus
@@ -65,7 +66,7 @@ Limits and the choices made where the RFCs leave room:
 Modal states (the session calls these after sending its own reply):
 ``accept_literal``/``reject_literal`` after every ``AppendCommand``, ``AppendMessage``
 and ``CatenateText`` that has a literal,
-``accept_utf8`` after ``ENABLE UTF8=ACCEPT`` (for the rest of the connection),
+``accept_utf8`` after ``ENABLE UTF8=ACCEPT`` or ``IMAP4rev2`` (for the rest of the connection),
 ``start_idle`` after ``+ idling``, ``expect_sasl_response`` after each ``+``
 of AUTHENTICATE, ``discard_pending`` after ``OK`` to STARTTLS. Using them out
 of turn is a bug in the caller and raises ``LocalProtocolError``; nothing the
@@ -87,7 +88,7 @@ from lightmail.imap.wire.commands import (
     Command,
 )
 from lightmail.imap.wire.grammar import AppendEvent, Position, parse_append, parse_command
-from lightmail.imap.wire.parser import Incomplete, ParseError, extract_tag, literal_tail
+from lightmail.imap.wire.parser import Incomplete, ParseError, Utf8, extract_tag, literal_tail
 from lightmail.sansio import CONNECTION_CLOSED, NEED_DATA, LineBuffer, LocalProtocolError, Sentinel
 
 __all__ = [
@@ -235,7 +236,7 @@ class Receiver(LineBuffer[Event]):
         self._after_text = False  # the literal being streamed is a CATENATE TEXT
         self._pending: deque[Event] = deque()  # events parsed with the one returned
         self._last_tag = b""
-        self._utf8 = False
+        self._utf8 = Utf8.OFF
         self._binary = False  # the APPEND message being read is a literal8
 
     # -- session -> receiver
@@ -266,10 +267,13 @@ class Receiver(LineBuffer[Event]):
             self._discarded = 0
             self._state = _State.DISCARD_LITERAL
 
-    def accept_utf8(self) -> None:
-        """After ``ENABLE UTF8=ACCEPT``: quoted strings may hold UTF-8 (RFC 9755 section 3)."""
+    def accept_utf8(self, mode: Utf8) -> None:
+        """After ``ENABLE UTF8=ACCEPT`` or ``ENABLE IMAP4rev2``: quoted strings may hold
+        UTF-8 (RFC 9755 section 3, RFC 9051 section 4.3.1). Once UTF8=ACCEPT is on,
+        its rules on charset labels stay, whatever is enabled after it."""
         self._expect_between_commands("accept_utf8")
-        self._utf8 = True
+        if self._utf8 is not Utf8.ACCEPT:
+            self._utf8 = mode
 
     def start_idle(self) -> None:
         """After ``+ idling``: the next line must be DONE (RFC 2177)."""

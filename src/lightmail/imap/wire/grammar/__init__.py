@@ -34,7 +34,7 @@ from lightmail.imap.wire.commands import (
 )
 from lightmail.imap.wire.grammar import fetch, mailbox, message, search, session
 from lightmail.imap.wire.grammar.append import AppendEvent, Position, append_events
-from lightmail.imap.wire.parser import Handler, ParseError, Parser
+from lightmail.imap.wire.parser import Handler, ParseError, Parser, Utf8
 
 __all__ = ["COMMANDS", "AppendEvent", "Position", "parse_append", "parse_command"]
 
@@ -107,8 +107,8 @@ def _command_head(p: Parser) -> tuple[bytes, bytes, bool]:
     return tag, name, uid
 
 
-def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: bool = False) -> Command:
-    """Parse one complete command; ``utf8``: the session enabled UTF8=ACCEPT (RFC 9755).
+def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: Utf8 = Utf8.OFF) -> Command:
+    """Parse one complete command; ``utf8``: what the session enabled (see ``Utf8``).
     Not APPEND: the receiver reads it with `parse_append`."""
     p = Parser(buf, max_depth, max_keys, utf8=utf8)
     tag, name, uid = _command_head(p)
@@ -119,7 +119,11 @@ def parse_command(buf: bytes, max_depth: int, max_keys: int, *, utf8: bool = Fal
 
 
 def parse_append(
-    buf: bytes, max_depth: int, *, utf8: bool = False, resume: tuple[bytes, Position] | None = None
+    buf: bytes,
+    max_depth: int,
+    *,
+    utf8: Utf8 = Utf8.OFF,
+    resume: tuple[bytes, Position] | None = None,
 ) -> tuple[list[AppendEvent], Position | None] | None:
     """A piece of APPEND (`grammar.append.append_events`): from the start of a
     command (None if it is not an APPEND), or, with ``resume`` (tag, position),

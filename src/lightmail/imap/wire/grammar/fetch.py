@@ -5,7 +5,7 @@ and RFC 9394 (PARTIAL) in RFC 4466's syntax."""
 from __future__ import annotations
 
 from lightmail.imap.wire.commands import Command, FetchCommand
-from lightmail.imap.wire.parser import DIGITS, NAME_CHARS, ParseError, Parser
+from lightmail.imap.wire.parser import DIGITS, MAX_NUMBER64, NAME_CHARS, ParseError, Parser
 from lightmail.imap.wire.types import (
     BinarySection,
     BodySection,
@@ -151,13 +151,14 @@ def _binary_section(p: Parser, name: bytes) -> BinarySection:
 
 
 def _partial(p: Parser) -> tuple[int, int] | None:
-    """``partial = "<" number "." nz-number ">"``, if there is one."""
+    """``partial = "<" number64 "." nz-number64 ">"`` (RFC 9051 section 9), if there
+    is one."""
     if not p.at(b"<"):
         return None
     p.pos += 1
-    origin = p.number()
+    origin = p.number(MAX_NUMBER64)
     p.expect(b".", '"."')
-    count = p.nz_number()
+    count = p.nz_number(MAX_NUMBER64)
     p.expect(b">", '">"')
     return origin, count
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 from lightmail.imap.wire import types as t
 from lightmail.imap.wire.commands import Command, SearchCommand, SortCommand, ThreadCommand
-from lightmail.imap.wire.parser import ALPHA, DIGITS, ParseError, Parser
+from lightmail.imap.wire.parser import ALPHA, DIGITS, MAX_NUMBER64, ParseError, Parser, Utf8
 
 __all__ = ["search", "sort", "thread"]
 
@@ -127,16 +127,17 @@ def _search_return(p: Parser, *, save: bool) -> t.SearchReturn | None:
 def _charset(p: Parser, *, optional: bool) -> str:
     """A charset name, upper-case; quoted strings after it may hold 8-bit octets
     unless it is US-ASCII. After ENABLE UTF8=ACCEPT (RFC 9755 section 3) an
-    ``optional`` one (SEARCH's) is refused and a mandatory one must be UTF-8."""
+    ``optional`` one (SEARCH's) is refused and a mandatory one must be UTF-8;
+    IMAP4rev2 keeps them (RFC 9051 section 6.4.4)."""
     try:
         charset = p.astring().decode("ascii").upper()
     except UnicodeDecodeError:
         raise ParseError("invalid charset name") from None
-    if p.utf8 and optional:
+    if p.utf8 is Utf8.ACCEPT and optional:
         raise ParseError("no CHARSET after ENABLE UTF8=ACCEPT")
-    if p.utf8 and charset != "UTF-8":
+    if p.utf8 is Utf8.ACCEPT and charset != "UTF-8":
         raise ParseError("the charset must be UTF-8 after ENABLE UTF8=ACCEPT")
-    p.eight_bit_quoted = p.utf8 or charset != "US-ASCII"
+    p.eight_bit_quoted = p.utf8 is not Utf8.OFF or charset != "US-ASCII"
     return charset
 
 
@@ -209,7 +210,8 @@ def _key(p: Parser) -> t.SearchKey:
         op, sent = _SEARCH_DATES[name]
         return t.DateKey(op, p.date(), sent)
     if name in (b"LARGER", b"SMALLER"):
-        return t.SizeKey("larger" if name == b"LARGER" else "smaller", p.number())
+        size = p.number(MAX_NUMBER64)  # number64 (RFC 9051 section 9)
+        return t.SizeKey("larger" if name == b"LARGER" else "smaller", size)
     if name == b"NOT":
         return t.NotKey(_search_key(p))
     if name == b"OR":
