@@ -81,6 +81,7 @@ SYSTEM_FLAGS = (b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen", b"\\Draft"
 APPENDLIMIT = 16 * 1024 * 1024  # LIGHTMAIL_IMAP_MAX_APPEND_SIZE in the fixture
 CAPABILITIES = (
     b"IMAP4REV1",
+    b"IMAP4REV2",
     b"LITERAL+",
     b"SASL-IR",
     b"ID",
