@@ -11,23 +11,17 @@ import contextlib
 import ipaddress
 import logging
 import ssl
-import struct
 
 import pytest
 
 from lightmail.net import Connection
 from lightmail.net.proxy import V2_SIGNATURE
 from tests.integration.net.conftest import close, connect, serving
+from tests.support.proxy_header import v1, v2
 
 LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.0/8"),)
 ELSEWHERE = (ipaddress.ip_network("192.0.2.0/24"),)
-V1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 143\r\n"
-
-
-def v2_tcp4(source: str, port: int) -> bytes:
-    block = ipaddress.IPv4Address(source).packed + bytes([127, 0, 0, 1])
-    block += struct.pack("!HH", port, 993)
-    return V2_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(block)) + block
+V1 = v1("203.0.113.7", 51234)
 
 
 V2_LOCAL = V2_SIGNATURE + b"\x20\x00\x00\x00"
@@ -73,7 +67,7 @@ async def test_v2_header_before_the_implicit_tls_handshake(
     seen = Seen()
     async with serving(seen, tls=server_tls, proxy_networks=LOOPBACK_ONLY) as listener:
         reader, writer = await connect(listener)
-        writer.write(v2_tcp4("198.51.100.9", 40000))
+        writer.write(v2("198.51.100.9", 40000))
         await writer.start_tls(client_tls, server_hostname="localhost")
         assert await reader.readline() == b"* OK 198.51.100.9:40000\r\n"
         await close(writer)
@@ -142,13 +136,13 @@ async def test_max_per_ip_counts_the_carried_address_not_the_proxy() -> None:
         hold, proxy_networks=LOOPBACK_ONLY, max_per_ip=1, refuse=b"* BYE busy\r\n"
     ) as listener:
         first = await connect(listener)
-        first[1].write(v2_tcp4("203.0.113.7", 1))
+        first[1].write(v2("203.0.113.7", 1))
         assert await first[0].readline() == b"* OK\r\n"
         other = await connect(listener)  # another client through the same proxy
-        other[1].write(v2_tcp4("203.0.113.8", 2))
+        other[1].write(v2("203.0.113.8", 2))
         assert await other[0].readline() == b"* OK\r\n"
         again = await connect(listener)  # the first client a second time
-        again[1].write(v2_tcp4("203.0.113.7", 3))
+        again[1].write(v2("203.0.113.7", 3))
         assert await again[0].read() == b"* BYE busy\r\n"
         for _, writer in (first, other, again):
             await close(writer)
