@@ -87,6 +87,7 @@ class ProxyAcceptor:
     ) -> None:
         self.name = name
         self.sock = sock
+        sock.setblocking(False)  # as create_server does: a worker's inherited socket
         self.networks = tuple(networks)
         self._factory = factory
         self._tls = tls
@@ -119,8 +120,6 @@ class ProxyAcceptor:
                 await asyncio.sleep(_ACCEPT_RETRY_DELAY)  # out of descriptors or memory
                 continue
             client.setblocking(False)
-            if client.family in (socket.AF_INET, socket.AF_INET6):
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._admit(client, address))
             self._admitting.add(task)
             task.add_done_callback(self._admitting.discard)
