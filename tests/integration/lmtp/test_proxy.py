@@ -3,13 +3,9 @@ address a PROXY header carries is the one in the Received header."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from tests.integration.lmtp.conftest import LmtpClient, LmtpFactory
 from tests.integration.lmtp.test_delivery import stored
-from tests.integration.net.conftest import close
-from tests.support.proxy_header import v1, v2
+from tests.support.proxy_header import closed_unanswered, opened, v1, v2
 
 
 async def test_the_received_header_names_the_carried_address(lmtp_factory: LmtpFactory) -> None:
@@ -19,9 +15,7 @@ async def test_the_received_header_names_the_carried_address(lmtp_factory: LmtpF
         (v2("203.0.113.7", 51234), b"203.0.113.7:51234"),
         (v1("2001:db8::7", 40000), b"[2001:db8::7]:40000"),
     ):
-        reader, writer = await asyncio.open_connection(target.host, target.port)
-        writer.write(header)
-        lmtp = LmtpClient(reader, writer)
+        lmtp = LmtpClient(*await opened(target.host, target.port, header))
         assert (await lmtp.reply())[0] == 220
         assert (await lmtp.command("LHLO mta.example.org"))[0] == 250
         assert (await lmtp.command("MAIL FROM:<a@example.org>"))[0] == 250
@@ -37,11 +31,7 @@ async def test_a_trusted_proxy_without_a_header_gets_no_greeting(
     lmtp_factory: LmtpFactory,
 ) -> None:
     target = await lmtp_factory(proxy_networks="127.0.0.0/8")
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    writer.write(b"LHLO mta.example.org\r\n")
-    with contextlib.suppress(ConnectionResetError):
-        assert await asyncio.wait_for(reader.read(), 10) == b""
-    await close(writer)
+    await closed_unanswered(target.host, target.port, b"LHLO mta.example.org\r\n")
 
 
 async def test_a_header_from_an_untrusted_peer_is_refused(lmtp_factory: LmtpFactory) -> None:
