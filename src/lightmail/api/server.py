@@ -180,7 +180,8 @@ class ApiServer:
             return http(config, server.server_state, state, relayed_for=client)
 
         self._acceptors = [
-            ProxyAcceptor(self.name, sock, proxy_networks, relayed_protocol) for sock in relayed
+            ProxyAcceptor(self.name, sock, proxy_networks, relayed_protocol, protocol=self.name)
+            for sock in relayed
         ]
         for address in self.bound_addresses:
             if isinstance(address, TcpAddress):

@@ -29,6 +29,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+from lightmail.metrics import CONNECTIONS_REFUSED
 from lightmail.net.proxy import Endpoint, ProxyHeader, ProxyHeaderReader, ProxyProtocolError
 from lightmail.net.stream import format_address, ip_of
 
@@ -81,6 +82,7 @@ class ProxyAcceptor:
         networks: Sequence[Network],
         factory: ProtocolFactory,
         *,
+        protocol: str,
         tls: ssl.SSLContext | None = None,
         tls_handshake_timeout: float = 15.0,
         header_timeout: float = PROXY_HEADER_TIMEOUT,
@@ -90,6 +92,7 @@ class ProxyAcceptor:
         sock.setblocking(False)  # as create_server does: a worker's inherited socket
         self.networks = tuple(networks)
         self._factory = factory
+        self._refused = CONNECTIONS_REFUSED.labels(protocol, "proxy_header")
         self._tls = tls
         self._tls_handshake_timeout = tls_handshake_timeout
         self._header_timeout = header_timeout
@@ -137,6 +140,7 @@ class ProxyAcceptor:
             )
         except ProxyProtocolError as error:
             log.info("%s: closed %s from a proxy: %s", self.name, format_address(address), error)
+            self._refused.inc()
             sock.close()
         except (OSError, ssl.SSLError, TimeoutError) as error:
             where = format_address(address)

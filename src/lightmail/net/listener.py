@@ -275,6 +275,7 @@ class Listener:
                 sock,
                 self.proxy_networks,
                 self._relayed_protocol,
+                protocol=self.protocol,
                 tls=self.tls,
                 tls_handshake_timeout=self.tls_handshake_timeout,
                 header_timeout=self.proxy_header_timeout,

@@ -16,8 +16,10 @@ import pytest
 from lightmail.net import Connection
 from lightmail.net.proxy import V2_SIGNATURE
 from tests.integration.net.conftest import close, connect, serving
+from tests.support.metrics import Changes
 from tests.support.proxy_header import closed_silently, v1, v2
 
+REFUSED = "lightmail_connections_refused_total"
 LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.0/8"),)
 ELSEWHERE = (ipaddress.ip_network("192.0.2.0/24"),)
 V1 = v1("203.0.113.7", 51234)
@@ -93,6 +95,7 @@ async def test_a_trusted_peer_without_a_good_header_is_closed_ungreeted(
     sent: bytes, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen = Seen()
+    changes = Changes()
     caplog.set_level(logging.INFO, logger="lightmail.net.acceptor")
     async with serving(seen, proxy_networks=LOOPBACK_ONLY, proxy_header_timeout=0.3) as listener:
         reader, writer = await connect(listener)
@@ -105,6 +108,7 @@ async def test_a_trusted_peer_without_a_good_header_is_closed_ungreeted(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "lightmail.net.acceptor"]
     assert line.startswith("test: closed 127.0.0.1:")
     assert line.endswith(f"from a proxy: {reason}")
+    assert changes(REFUSED, protocol="test", reason="proxy_header") == 1
 
 
 async def test_a_header_from_an_untrusted_peer_is_just_bytes_to_the_session() -> None:
