@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -102,17 +103,25 @@ class ProxyAcceptor:
         )
 
     def close(self) -> None:
-        """Stop accepting and drop connections not admitted yet; closes the socket."""
+        """Stop accepting and drop connections not admitted yet; the listening
+        socket is closed once the accept loop has let go of it (:meth:`wait_closed`)."""
         self._task.cancel()
         for task in self._admitting:
             task.cancel()
-        self.sock.close()
 
     async def wait_closed(self) -> None:
         await asyncio.gather(self._task, *self._admitting, return_exceptions=True)
+        self.sock.close()  # also when the loop was cancelled before it started
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            await self._accept_forever(loop)
+        finally:
+            # Only now: the loop's pending accept no longer watches the descriptor.
+            self.sock.close()
+
+    async def _accept_forever(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             try:
                 client, address = await loop.sock_accept(self.sock)
@@ -125,7 +134,12 @@ class ProxyAcceptor:
             client.setblocking(False)
             task = loop.create_task(self._admit(client, address))
             self._admitting.add(task)
-            task.add_done_callback(self._admitting.discard)
+            task.add_done_callback(functools.partial(self._admitted, client))
+
+    def _admitted(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self._admitting.discard(task)
+        if task.cancelled():  # at stop, maybe before the task ever ran
+            sock.close()
 
     async def _admit(self, sock: socket.socket, address: object) -> None:
         source: Endpoint | None = None
@@ -147,6 +161,3 @@ class ProxyAcceptor:
             log.debug("%s: %s failed before the session: %r", self.name, where, error)
             with contextlib.suppress(OSError):
                 sock.close()
-        except asyncio.CancelledError:
-            sock.close()
-            raise

@@ -7,6 +7,7 @@ just bytes to the session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import ssl
@@ -153,3 +154,24 @@ async def test_stop_drops_a_connection_still_owing_its_header() -> None:
     await closed_silently(reader)
     await close(writer)
     assert seen.connections == []
+
+
+async def test_slowloris_header_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lightmail.net.acceptor")
+    async with serving(Seen(), proxy_networks=LOOPBACK_ONLY, proxy_header_timeout=0.3) as listener:
+        reader, writer = await connect(listener)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with contextlib.suppress(ConnectionError):
+            for byte in V1:  # each byte well within the timeout, the whole far beyond it
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                if reader.at_eof():
+                    break
+        await closed_silently(reader)
+        assert loop.time() - started < 1.5
+        await close(writer)
+    assert "no whole PROXY header within 0.3s" in caplog.text
