@@ -13,6 +13,7 @@ declare -A wanted=(
     [fetchmail]=fetchmail
     [curl]=curl
     [mariadbd]=mariadb-server  # a private server the fault tests may kill
+    [haproxy]=haproxy  # the load balancer sending PROXY headers (imap/test_haproxy.py)
 )
 
 missing=()

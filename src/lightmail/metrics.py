@@ -77,7 +77,8 @@ CONNECTIONS_OPEN = Gauge(
 CONNECTIONS_REFUSED = Counter(
     "lightmail_connections_refused",
     "Connections closed on arrival: reason max_connections, max_per_ip, "
-    "or shutdown (the server was stopping).",
+    "shutdown (the server was stopping) or proxy_header (a peer in "
+    "[server] proxy_networks sent no valid PROXY header).",
     ["protocol", "reason"],
 )
 COMMANDS = Counter(

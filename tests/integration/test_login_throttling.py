@@ -20,10 +20,11 @@ import pytest
 from lightmail.accounts.service import Accounts
 from lightmail.auth import passwords
 from lightmail.auth.passwords import Verification
-from lightmail.config import TcpAddress, load_settings
+from lightmail.config import Settings, TcpAddress, load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.pop3.server import Pop3Server
 from tests.conftest import Backend
+from tests.support.proxy_header import opened, v2
 
 
 @dataclass
@@ -47,12 +48,12 @@ def hasher(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return checked
 
 
-@pytest.fixture
-async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[Servers]:
-    settings = load_settings(
+def _settings(tmp_path: Path, proxy_networks: str = "") -> Settings:
+    return load_settings(
         None,
         {
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
+            "LIGHTMAIL_SERVER_PROXY_NETWORKS": proxy_networks,
             "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:0",
             "LIGHTMAIL_POP3_LISTEN": "127.0.0.1:0",
             "LIGHTMAIL_AUTH_FAILURE_DELAY": "0.05s",
@@ -61,6 +62,11 @@ async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[Servers]:
             "LIGHTMAIL_AUTH_THROTTLE_MAX_DELAY": "10m",
         },
     )
+
+
+@pytest.fixture
+async def servers(backend: Backend, tmp_path: Path) -> AsyncIterator[Servers]:
+    settings = _settings(tmp_path)
     accounts = Accounts(backend.store, settings.auth)  # as runtime.open_node builds it
     imap = ImapServer(settings, backend.store, accounts, None, scanner=None)
     pop3 = Pop3Server(settings, backend.store, accounts, None)
@@ -147,3 +153,38 @@ async def test_imap_and_pop3_share_the_counts(
     assert await asyncio.to_thread(imap_logins, servers.imap, user.address, ["secret"]) == [FAILED]
     assert await asyncio.to_thread(pop3_login, servers.pop3, user.address, "secret") == pop3_failed
     assert len(hasher) == 3
+
+
+async def test_behind_a_proxy_each_carried_address_is_throttled_on_its_own(
+    backend: Backend, tmp_path: Path, hasher: list[str]
+) -> None:
+    settings = _settings(tmp_path, proxy_networks="127.0.0.0/8")
+    imap = ImapServer(
+        settings, backend.store, Accounts(backend.store, settings.auth), None, scanner=None
+    )
+    await imap.start()
+    address = imap.listeners[0].bound_addresses[0]
+    assert isinstance(address, TcpAddress)
+
+    async def login(client: str, user: str, password: str) -> bytes:
+        """One LOGIN through the proxy on loopback for ``client``; the tagged answer."""
+        reader, writer = await opened(address.host, address.port, v2(client, 40000))
+        assert (await reader.readline()).startswith(b"* OK")
+        writer.write(f'a1 LOGIN "{user}" "{password}"\r\n'.encode())
+        while not (line := await asyncio.wait_for(reader.readline(), 10)).startswith(b"a1 "):
+            assert line
+        writer.close()
+        return line
+
+    try:
+        guessed, other = await backend.new_user(), await backend.new_user()
+        for n in range(3):
+            assert FAILED.encode() in await login("127.0.0.7", guessed.address, f"g{n}")
+        # That client address is throttled now, for any account...
+        assert FAILED.encode() in await login("127.0.0.7", other.address, "secret")
+        assert len(hasher) == 3
+        # ... while another client behind the same proxy is not (both are on
+        # loopback, where plaintext login is allowed; the proxy is 127.0.0.1).
+        assert (await login("127.0.0.8", other.address, "secret")).startswith(b"a1 OK")
+    finally:
+        await imap.stop()

@@ -4,6 +4,7 @@ on the same listening sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import pytest
 from lightmail.config import load_settings
 from lightmail.runtime import open_node
 from tests.support.lines import Client
+from tests.support.proxy_header import v2
 from tests.support.redis import require_shared_redis
 from tests.support.serving import Served, serving, storage_env
 
@@ -289,3 +291,23 @@ def test_a_worker_that_cannot_start_stops_the_node_with_its_status(tmp_path: Pat
     assert "lightmail: config [tls] cert" in served.log
     assert "exited with status 2 while starting; stopping" in served.log
     assert "restarting" not in served.log
+
+
+def test_workers_read_proxy_headers_on_the_sockets_they_inherit(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    env = {**storage_env(*storage), "LIGHTMAIL_SERVER_PROXY_NETWORKS": "127.0.0.0/8"}
+    with serving(tmp_path, env, "--workers", "2") as served:
+        started(served)
+        for _ in range(6):  # each worker accepts some of them
+            with socket.create_connection(("127.0.0.1", served.port("pop3")), timeout=10) as c:
+                c.sendall(v2("203.0.113.7", 5000))
+                assert c.recv(100).startswith(b"+OK")
+        with socket.create_connection(("127.0.0.1", served.port("imap")), timeout=10) as c:
+            c.sendall(b"a1 CAPABILITY\r\n")  # no header from a trusted proxy
+            with contextlib.suppress(ConnectionResetError):
+                assert c.recv(100) == b""
+        assert served.stop(signal.SIGTERM) == 0, served.log
+    assert "closed 127.0.0.1:" in served.log
+    assert "from a proxy: not a PROXY protocol header" in served.log
+    assert "Traceback" not in served.log

@@ -14,6 +14,11 @@ else the connection is closed (with a 408 if part of a head came). With more
 than ``[api] max_connections`` connections open, every request is answered 503
 (uvicorn's ``limit_concurrency``) until some close: at the latest when their
 header deadline passes.
+
+With ``[server] proxy_networks`` set, the TCP sockets are not handed to uvicorn
+but served by :class:`~lightmail.net.acceptor.ProxyAcceptor`, which reads a
+load balancer's PROXY header first and then builds uvicorn's protocol for the
+connection, with the client address the header carried as the request's client.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from lightmail.api.app import create_app
 from lightmail.api.deps import ApiContext
 from lightmail.config import ListenAddress, TcpAddress, UnixAddress
+from lightmail.net.acceptor import ProxyAcceptor
 from lightmail.net.listener import (
     ListenError,
     bind_tcp,
@@ -42,6 +48,7 @@ from lightmail.net.listener import (
     socket_address,
     take_inherited,
 )
+from lightmail.net.proxy import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +63,15 @@ class _H11Protocol(H11Protocol):
 
     header_timeout: ClassVar[float] = 30.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, relayed_for: Endpoint | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._relayed_for = relayed_for  # the client a PROXY header named
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self._relayed_for is not None:
+            self.client = (str(self._relayed_for[0]), self._relayed_for[1])
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -119,6 +129,7 @@ class ApiServer:
         self._unix_paths: list[Path] = []
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._acceptors: list[ProxyAcceptor] = []
 
     async def start(self) -> None:
         try:
@@ -133,6 +144,9 @@ class ApiServer:
             self._close_sockets()
             raise
         api = self.context.settings.api
+        proxy_networks = self.context.settings.server.proxy_networks
+        relayed = [s for s in self._sockets if proxy_networks and s.family != socket.AF_UNIX]
+        http = _protocol_class(api.header_timeout)
         config = uvicorn.Config(
             self.app,
             lifespan="off",
@@ -141,7 +155,7 @@ class ApiServer:
             server_header=False,
             proxy_headers=False,
             ws="none",
-            http=_protocol_class(api.header_timeout),
+            http=http,
             # uvicorn answers 503 once this many connections (or requests in
             # progress) are open, counting the one asking: so +1.
             limit_concurrency=api.max_connections + 1,
@@ -153,12 +167,22 @@ class ApiServer:
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         server = _Server(config)
         self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=self._sockets), name="api")
+        direct = [sock for sock in self._sockets if sock not in relayed]
+        self._task = asyncio.create_task(server.serve(sockets=direct), name="api")
         while not server.started:
             if self._task.done():
                 await self._task  # raises what stopped it
                 raise ListenError("api: the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
+
+        def relayed_protocol(client: Endpoint | None) -> asyncio.Protocol:
+            state = server.lifespan.state
+            return http(config, server.server_state, state, relayed_for=client)
+
+        self._acceptors = [
+            ProxyAcceptor(self.name, sock, proxy_networks, relayed_protocol, protocol=self.name)
+            for sock in relayed
+        ]
         for address in self.bound_addresses:
             if isinstance(address, TcpAddress):
                 log.info("api: listening on %s (docs at http://%s/docs)", address, address)
@@ -169,6 +193,11 @@ class ApiServer:
         server, task = self._server, self._task
         if server is None or task is None:
             return
+        acceptors, self._acceptors = self._acceptors, []
+        for acceptor in acceptors:
+            acceptor.close()
+        for acceptor in acceptors:
+            await acceptor.wait_closed()
         server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(task), _GRACE + 5)

@@ -77,6 +77,12 @@ class ServerSettings:
         "a number from 1 to 1024, or auto",
         "Worker processes `serve` runs; auto: one per CPU; 1: no supervisor process.",
     )
+    proxy_networks: tuple[Network, ...] = declare(
+        "",
+        networks,
+        "networks such as 10.0.0.0/8 or 192.168.0.10/32, comma-separated, or empty",
+        "Load balancers that must send a PROXY protocol header (v1 or v2) first; empty: none.",
+    )
 
 
 @section

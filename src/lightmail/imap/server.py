@@ -31,7 +31,12 @@ class ImapServer(LoginService):
         """``scanner`` is the node's clamd client (None when scanning is off); APPEND
         uses it when ``[antivirus] scan_append`` is on."""
         imap = settings.imap
-        super().__init__(imap, tls, refuse=b"* BYE Too many connections, try again later\r\n")
+        super().__init__(
+            imap,
+            tls,
+            refuse=b"* BYE Too many connections, try again later\r\n",
+            proxy_networks=settings.server.proxy_networks,
+        )
         self.context = ImapContext(
             settings=imap,
             store=store,

@@ -42,6 +42,7 @@ class LmtpServer(ListeningService):
             unix_mode=lmtp.socket_mode,
             unix_owner=lmtp.socket_owner or None,
             unix_group=lmtp.socket_group or None,
+            proxy_networks=settings.server.proxy_networks,
         )
         self.listeners = [self.listener]
 

@@ -19,6 +19,12 @@ sockets already (:func:`bind_tcp`, :func:`bind_unix`); :func:`inherit_sockets`
 hands them to this process's listeners, which then serve on them instead of
 binding, and :func:`count_across_node` makes their limiters count every
 worker's connections.
+
+With ``proxy_networks`` (``[server] proxy_networks``), TCP sockets are served
+by a :class:`~lightmail.net.acceptor.ProxyAcceptor`: a peer in those networks
+(a load balancer) sends a PROXY header first, before the TLS handshake, and
+the client address it carries is the connection's peer before the limits
+above are checked, so ``max_per_ip`` counts clients, not the load balancer.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from typing import Any, Protocol
 from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddress, UnixAddress
 from lightmail.errors import LightMailError
 from lightmail.metrics import CONNECTIONS_ACCEPTED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
+from lightmail.net.acceptor import PROXY_HEADER_TIMEOUT, Network, ProxyAcceptor
+from lightmail.net.proxy import Endpoint
 from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,15 @@ class ConnectionLimiter:
         return self._counts.get(key, 0)
 
 
+class _Server(Protocol):
+    """What a listener keeps of a listening socket: an ``asyncio.Server`` or a
+    :class:`ProxyAcceptor`."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class NodeCounts(Protocol):
     """Makes limiters that count the connections of every process of a node."""
 
@@ -122,6 +139,8 @@ class Listener:
         unix_group: str | None = None,
         tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
         protocol: str | None = None,
+        proxy_networks: Sequence[Network] = (),
+        proxy_header_timeout: float = PROXY_HEADER_TIMEOUT,
     ) -> None:
         self.name = name
         self.protocol = protocol or name  # the metrics label: imap, pop3, lmtp
@@ -133,11 +152,13 @@ class Listener:
         self.unix_owner = unix_owner
         self.unix_group = unix_group
         self.tls_handshake_timeout = tls_handshake_timeout
+        self.proxy_networks = tuple(proxy_networks)
+        self.proxy_header_timeout = proxy_header_timeout
         self.bound: list[str] = []  # "127.0.0.1:1143", "unix:/run/lightmail/lmtp.sock"
         self.bound_addresses: list[ListenAddress] = []  # with the ports actually bound
         self._handler = handler
         self._per_ip = connection_limiter(f"{name} per_ip", max_per_ip)
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[_Server] = []
         self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
         self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._stopping = False
@@ -161,7 +182,7 @@ class Listener:
                 elif isinstance(address, UnixAddress):
                     self._servers.append(await self._bind_unix(address))
                 else:
-                    self._servers.append(await self._bind_tcp(address))
+                    self._servers.extend(await self._bind_tcp(address))
         except BaseException:
             await self._close_servers()
             raise
@@ -198,7 +219,9 @@ class Listener:
 
     # --- binding -----------------------------------------------------------
 
-    async def _bind_tcp(self, address: TcpAddress) -> asyncio.Server:
+    async def _bind_tcp(self, address: TcpAddress) -> list[_Server]:
+        if self.proxy_networks:
+            return [await self._serve_on(sock) for sock in bind_tcp(self.name, address)]
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
@@ -216,7 +239,7 @@ class Listener:
             actual = TcpAddress(host, port)
             self.bound_addresses.append(actual)
             self.bound.append(str(actual))
-        return server
+        return [server]
 
     async def _bind_unix(self, address: UnixAddress) -> asyncio.Server:
         await remove_stale_socket(self.name, address)
@@ -237,11 +260,30 @@ class Listener:
         self.bound.append(str(address))
         return server
 
-    async def _serve_on(self, sock: socket.socket) -> asyncio.Server:
-        """Serve on a socket bound by the supervisor (it keeps the socket file)."""
+    async def _serve_on(self, sock: socket.socket) -> _Server:
+        """Serve on a bound socket: one the supervisor bound (it keeps the socket
+        file), or a TCP socket whose peers may be proxies."""
         loop = asyncio.get_running_loop()
-        create = loop.create_unix_server if sock.family == socket.AF_UNIX else loop.create_server
-        server = await create(self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options())
+        server: _Server
+        if sock.family == socket.AF_UNIX:
+            server = await loop.create_unix_server(
+                self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options()
+            )
+        elif self.proxy_networks:
+            server = ProxyAcceptor(
+                self.name,
+                sock,
+                self.proxy_networks,
+                self._relayed_protocol,
+                protocol=self.protocol,
+                tls=self.tls,
+                tls_handshake_timeout=self.tls_handshake_timeout,
+                header_timeout=self.proxy_header_timeout,
+            )
+        else:
+            server = await loop.create_server(
+                self._protocol, sock=sock, backlog=_BACKLOG, **self._tls_options()
+            )
         address = socket_address(sock)
         self.bound_addresses.append(address)
         self.bound.append(str(address))
@@ -276,6 +318,17 @@ class Listener:
 
     def _protocol(self) -> asyncio.Protocol:
         return ConnectionProtocol(self._accept)
+
+    def _relayed_protocol(self, client: Endpoint | None) -> asyncio.Protocol:
+        """For a :class:`ProxyAcceptor`: ``client`` is the address a PROXY header carried."""
+        if client is None:
+            return self._protocol()
+
+        def accept(connection: Connection) -> None:
+            connection.relayed_for(client)
+            self._accept(connection)
+
+        return ConnectionProtocol(accept)
 
     def _accept(self, connection: Connection) -> None:
         """Called from ``connection_made``: admit the connection or refuse it."""
@@ -324,7 +377,8 @@ class Listener:
         task.add_done_callback(done)
 
     async def _serve(self, connection: Connection) -> None:
-        log.debug("%s: %s connected from %s", self.name, connection.id, connection.peer)
+        via = f" via proxy {connection.proxy}" if connection.proxy else ""
+        log.debug("%s: %s connected from %s%s", self.name, connection.id, connection.peer, via)
         try:
             await self._handler(connection)
         except StreamError as error:
@@ -489,12 +543,18 @@ class LoginService(ListeningService, ABC):
 
     Listeners on ``settings.listen`` (plain, STARTTLS-capable) and, when a
     certificate is configured, ``settings.tls_listen`` (implicit TLS, named
-    ``<name>s``: IMAPS, POP3S), within the section's connection limits.
+    ``<name>s``: IMAPS, POP3S), within the section's connection limits, with
+    PROXY headers from ``proxy_networks``.
     Subclasses set ``name`` and implement ``serve``.
     """
 
     def __init__(
-        self, settings: ImapSettings | Pop3Settings, tls: ssl.SSLContext | None, *, refuse: bytes
+        self,
+        settings: ImapSettings | Pop3Settings,
+        tls: ssl.SSLContext | None,
+        *,
+        refuse: bytes,
+        proxy_networks: Sequence[Network],
     ) -> None:
         self.per_user = connection_limiter(
             f"{self.name} per_user", settings.max_connections_per_user
@@ -513,6 +573,7 @@ class LoginService(ListeningService, ABC):
                 max_per_ip=settings.max_connections_per_ip,
                 refuse=refuse,
                 protocol=self.name,
+                proxy_networks=proxy_networks,
             )
             for listener_name, addresses, context in kinds
         ]

@@ -96,7 +96,7 @@ def _session_id() -> str:
     return base64.b32encode(os.urandom(5)).decode("ascii").lower()
 
 
-def _format_address(name: object) -> str:
+def format_address(name: object) -> str:
     """``203.0.113.5:51234``, ``[2001:db8::1]:51234`` or ``unix`` / ``unix:PATH``."""
     if isinstance(name, tuple) and len(name) >= 2:
         host, port = str(name[0]), name[1]
@@ -106,7 +106,7 @@ def _format_address(name: object) -> str:
     return f"unix:{name}" if isinstance(name, str) and name else "unix"
 
 
-def _ip(name: object) -> IPAddress | None:
+def ip_of(name: object) -> IPAddress | None:
     """The peer's address, IPv4-mapped IPv6 (``::ffff:192.0.2.1``) as IPv4; None for unix."""
     if not (isinstance(name, tuple) and len(name) >= 2):
         return None
@@ -289,13 +289,22 @@ class Connection:
         self._closed = False
         self.id = _session_id()
         peername = transport.get_extra_info("peername")
-        self.peer: str = _format_address(peername) if isinstance(peername, tuple) else "unix"
-        self.peer_ip: IPAddress | None = _ip(peername)
-        self.local: str = _format_address(transport.get_extra_info("sockname"))
+        self.peer: str = format_address(peername) if isinstance(peername, tuple) else "unix"
+        self.peer_ip: IPAddress | None = ip_of(peername)
+        self.local: str = format_address(transport.get_extra_info("sockname"))
+        self.proxy: str | None = None  # the load balancer's address, after relayed_for
         self.is_tls: bool = transport.get_extra_info("sslcontext") is not None
         protocol.tls = self.is_tls
         self.shutdown_requested = False  # by the listener when the server stops
         self._deflate: zlib._Compress | None = None  # after start_compression
+
+    def relayed_for(self, client: tuple[IPAddress, int]) -> None:
+        """The peer is a trusted proxy whose PROXY header said ``client`` (address,
+        port) connected: that is the peer from now on, for logs, limits and
+        policy; :attr:`proxy` keeps the proxy's own address."""
+        self.proxy = self.peer
+        name = (str(client[0]), client[1])
+        self.peer, self.peer_ip = format_address(name), ip_of(name)
 
     def __repr__(self) -> str:
         tls = " tls" if self.is_tls else ""

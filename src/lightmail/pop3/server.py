@@ -25,7 +25,10 @@ class Pop3Server(LoginService):
         tls: ssl.SSLContext | None,
     ) -> None:
         super().__init__(
-            settings.pop3, tls, refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+            settings.pop3,
+            tls,
+            refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+            proxy_networks=settings.server.proxy_networks,
         )
         self.context = Pop3Context(
             settings=settings.pop3,

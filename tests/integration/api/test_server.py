@@ -8,7 +8,9 @@ The server runs on the test's event loop, so these tests use httpx's async clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -259,3 +261,30 @@ async def test_connections_beyond_max_connections_get_503(backend: Backend, tmp_
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("still 503 after the idle connections closed")
+
+
+async def test_proxy_header_from_a_trusted_proxy_comes_before_http(
+    backend: Backend, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    server_settings = dataclasses.replace(
+        settings.server, proxy_networks=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
+    server = ApiServer(_context(backend, dataclasses.replace(settings, server=server_settings)))
+    await server.start()
+    try:
+        address = server.bound_addresses[0]
+        assert isinstance(address, TcpAddress)
+        request = b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+        writer.write(b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 8080\r\n" + request)
+        assert (await reader.read()).startswith(b"HTTP/1.1 200 OK\r\n")
+        writer.close()
+        # Without the header the request is refused unanswered.
+        reader, writer = await asyncio.open_connection(address.host, address.port)
+        writer.write(request)
+        with contextlib.suppress(ConnectionResetError):
+            assert await reader.read() == b""
+        writer.close()
+    finally:
+        await server.stop()

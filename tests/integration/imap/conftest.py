@@ -79,10 +79,14 @@ async def imap_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[ImapFa
     servers: list[ImapServer] = []
 
     async def start(
-        *, tls: bool = False, antivirus: Mapping[str, str] | None = None, **imap_settings: str
+        *,
+        tls: bool = False,
+        antivirus: Mapping[str, str] | None = None,
+        proxy_networks: str = "",
+        **imap_settings: str,
     ) -> ImapTarget:
         """Start a server; ``imap_settings`` override ``[imap]`` keys and ``antivirus``
-        ``[antivirus]`` keys (as strings)."""
+        ``[antivirus]`` keys (as strings); ``proxy_networks`` is ``[server]``'s."""
         ca = trustme.CA() if tls else None
         files = None
         if ca is not None:
@@ -95,6 +99,7 @@ async def imap_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[ImapFa
             files = (cert_path, key_path)
         extra = {f"LIGHTMAIL_IMAP_{key.upper()}": value for key, value in imap_settings.items()}
         extra.update({f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()})
+        extra["LIGHTMAIL_SERVER_PROXY_NETWORKS"] = proxy_networks
         settings = _settings(tmp_path, files, extra)
         context = server_context(*files) if files else None
         server = ImapServer(

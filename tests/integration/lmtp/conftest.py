@@ -79,14 +79,17 @@ LmtpFactory = Callable[..., Awaitable[LmtpTarget]]
 async def lmtp_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[LmtpFactory]:
     servers: list[LmtpServer] = []
 
-    async def start(antivirus: Mapping[str, str] | None = None, **lmtp_settings: str) -> LmtpTarget:
+    async def start(
+        antivirus: Mapping[str, str] | None = None, proxy_networks: str = "", **lmtp_settings: str
+    ) -> LmtpTarget:
         """Start a server; keyword arguments override ``[lmtp]`` keys, ``antivirus``
-        ``[antivirus]`` keys (as strings)."""
+        ``[antivirus]`` keys (as strings); ``proxy_networks`` is ``[server]``'s."""
         socket_path = tmp_path / "lmtp.sock"
         environ = {
             **{f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()},
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
             "LIGHTMAIL_SERVER_HOSTNAME": "mx.test.example",
+            "LIGHTMAIL_SERVER_PROXY_NETWORKS": proxy_networks,
             "LIGHTMAIL_LMTP_LISTEN": f"127.0.0.1:0, unix:{socket_path}",
             **{f"LIGHTMAIL_LMTP_{key.upper()}": value for key, value in lmtp_settings.items()},
         }

@@ -18,7 +18,7 @@ from lightmail.net import (
     TlsHandshakeFailed,
     WriteTimeout,
 )
-from lightmail.net.stream import HIGH_WATER, READ_SIZE, _ip
+from lightmail.net.stream import HIGH_WATER, READ_SIZE, ip_of
 from tests.integration.net.conftest import close, connect, serving
 
 
@@ -50,9 +50,9 @@ async def test_echo_over_tcp_with_peer_details() -> None:
 
 
 def test_ipv4_mapped_peer_is_reported_as_ipv4() -> None:
-    assert _ip(("::ffff:192.0.2.1", 143, 0, 0)) == ipaddress.IPv4Address("192.0.2.1")
-    assert _ip(("2001:db8::1", 143, 0, 0)) == ipaddress.IPv6Address("2001:db8::1")
-    assert _ip("") is None
+    assert ip_of(("::ffff:192.0.2.1", 143, 0, 0)) == ipaddress.IPv4Address("192.0.2.1")
+    assert ip_of(("2001:db8::1", 143, 0, 0)) == ipaddress.IPv6Address("2001:db8::1")
+    assert ip_of("") is None
 
 
 async def test_read_returns_empty_bytes_at_eof_and_reply_still_goes_out() -> None:

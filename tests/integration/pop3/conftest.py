@@ -43,9 +43,12 @@ Pop3Factory = Callable[..., Awaitable[Pop3Target]]
 async def pop3_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Pop3Factory]:
     servers: list[Pop3Server] = []
 
-    async def start(*, tls: bool = False, **pop3_settings: str) -> Pop3Target:
+    async def start(
+        *, tls: bool = False, proxy_networks: str = "", **pop3_settings: str
+    ) -> Pop3Target:
         """Start a server; keyword arguments override ``[pop3]`` keys (as strings);
-        ``tls`` offers STLS with a certificate for localhost/127.0.0.1 from a test CA."""
+        ``tls`` offers STLS with a certificate for localhost/127.0.0.1 from a test CA;
+        ``proxy_networks`` is ``[server]``'s."""
         ca = trustme.CA() if tls else None
         context = None
         if ca is not None:
@@ -60,6 +63,7 @@ async def pop3_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Pop3Fa
         environ = {
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
             "LIGHTMAIL_POP3_LISTEN": "127.0.0.1:0",
+            "LIGHTMAIL_SERVER_PROXY_NETWORKS": proxy_networks,
             **{f"LIGHTMAIL_POP3_{key.upper()}": value for key, value in pop3_settings.items()},
         }
         settings = load_settings(None, environ)
