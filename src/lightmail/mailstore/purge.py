@@ -163,6 +163,7 @@ class GcReport:
     orphans_deleted: int
     error: str | None = None
     incomplete_removed: int = 0  # unfinished blob writes (not recorded in gc_runs)
+    calendar_objects_purged: int = 0  # (not recorded in gc_runs)
 
 
 # The GcReport fields a gc_runs row keeps.

@@ -1,0 +1,221 @@
+"""Calendar object resources: checked once when stored, and matched against time ranges.
+
+RFC 4791 section 4.1: a calendar object resource is one VCALENDAR holding
+components of one type (VEVENT, VTODO or VJOURNAL) that share one UID (the
+master and its overridden instances) plus the VTIMEZONEs they use, and no
+METHOD property. :func:`parse_object` enforces that and computes what the
+store keeps to answer time-range queries in SQL: the first instance's start
+and the last instance's end in UTC, and whether the object recurs.
+
+Times without a zone (floating) and dates are taken as UTC, which is what a
+server without the client's zone can do (RFC 4791 section 9.9 lets it). This
+module does no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import recurring_ical_events
+from icalendar import Calendar, Component
+
+from lightmail.errors import InvalidCalendarData
+
+COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL")
+"""The component types a calendar can hold (supported-calendar-component-set)."""
+
+MAX_UID_LENGTH = 255
+MAX_INSTANCES = 20_000
+"""Instances looked at to find where a bounded series ends, or whether a
+recurring object meets a time range; past this the series counts as unbounded."""
+
+_ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedObject:
+    """What the store keeps of a calendar object besides its bytes."""
+
+    uid: str
+    component: str  # VEVENT, VTODO or VJOURNAL
+    first_start: datetime | None  # naive UTC; None: unbounded
+    last_end: datetime | None  # naive UTC; None: unbounded
+    recurring: bool
+
+
+def parse_object(data: bytes, allowed: Iterable[str] = COMPONENTS) -> ParsedObject:
+    """Check one calendar object resource; raise :class:`InvalidCalendarData` with
+    the precondition it breaks (RFC 4791 section 5.3.2.1)."""
+    calendar = _parse(data)
+    if calendar.get("METHOD") is not None:
+        raise InvalidCalendarData(
+            "valid-calendar-object-resource", "a stored calendar object has no METHOD"
+        )
+    parts = [c for c in calendar.subcomponents if c.name != "VTIMEZONE"]
+    if not parts:
+        raise InvalidCalendarData("valid-calendar-object-resource", "no calendar component")
+    kinds = {str(part.name) for part in parts}
+    if len(kinds) != 1:
+        raise InvalidCalendarData(
+            "valid-calendar-object-resource", "components of more than one type"
+        )
+    (component,) = kinds
+    if component not in COMPONENTS:
+        raise InvalidCalendarData(
+            "supported-calendar-component", f"{component[:20]} is not a calendar component"
+        )
+    if component not in allowed:
+        raise InvalidCalendarData(
+            "supported-calendar-component", f"this calendar does not hold {component}"
+        )
+    uids = {str(part.get("UID", "")) for part in parts}
+    if len(uids) != 1 or not next(iter(uids)):
+        raise InvalidCalendarData(
+            "valid-calendar-object-resource", "the components need one and the same UID"
+        )
+    (uid,) = uids
+    if len(uid) > MAX_UID_LENGTH:
+        raise InvalidCalendarData(
+            "valid-calendar-object-resource", f"a UID longer than {MAX_UID_LENGTH} characters"
+        )
+    recurring = any("RRULE" in part or "RDATE" in part for part in parts)
+    try:
+        first, last = _series_bounds(calendar, component) if recurring else _bounds(parts)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
+        raise InvalidCalendarData("valid-calendar-data", f"unusable dates: {error}") from None
+    return ParsedObject(uid, component, first, last, recurring)
+
+
+def overlaps(
+    start: datetime | None, end: datetime | None, range_start: datetime, range_end: datetime
+) -> bool:
+    """Whether an instance from ``start`` to ``end`` (None: unbounded) meets the
+    range, as RFC 4791 section 9.9 says: an instance of no duration meets it when
+    it begins inside it."""
+    if start is None or end is None:
+        return (start is None or start < range_end) and (end is None or end > range_start)
+    if end > start:
+        return range_start < end and range_end > start
+    return range_start <= start < range_end
+
+
+def series_overlaps(
+    data: bytes, component: str, range_start: datetime, range_end: datetime
+) -> bool:
+    """Whether some instance of a recurring object meets the range (naive UTC bounds).
+
+    A series the expansion cannot follow, or one with more than
+    :data:`MAX_INSTANCES` instances before the range ends, counts as meeting it:
+    better a calendar shows one event too many than loses one.
+    """
+    try:
+        query = recurring_ical_events.of(_parse(data), components=(component,))
+        for instance in itertools.islice(
+            query.after(range_start.replace(tzinfo=UTC)), MAX_INSTANCES
+        ):
+            start, end = _instance_bounds(instance)
+            if start is not None and start >= range_end:
+                return False
+            if overlaps(start, end, range_start, range_end):
+                return True
+    except (InvalidCalendarData, ValueError, TypeError, KeyError, AttributeError):
+        return True
+    return False
+
+
+def _parse(data: bytes) -> Calendar:
+    try:
+        calendar = Calendar.from_ical(data)
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as error:
+        raise InvalidCalendarData("valid-calendar-data", f"not iCalendar: {error}") from None
+    if not isinstance(calendar, Calendar) or calendar.name != "VCALENDAR":
+        raise InvalidCalendarData("valid-calendar-data", "not one VCALENDAR")
+    return calendar
+
+
+def _bounds(parts: Iterable[Component]) -> tuple[datetime | None, datetime | None]:
+    """The earliest start and latest end of components that do not recur."""
+    starts: list[datetime | None] = []
+    ends: list[datetime | None] = []
+    for part in parts:
+        start, end = _instance_bounds(part)
+        starts.append(start)
+        ends.append(end)
+    first = None if None in starts else min(s for s in starts if s is not None)
+    last = None if None in ends else max(e for e in ends if e is not None)
+    return first, last
+
+
+def _series_bounds(calendar: Calendar, component: str) -> tuple[datetime | None, datetime | None]:
+    """The first start and the last end of a recurring object's instances; the end
+    is None (unbounded) for a rule without COUNT or UNTIL, or a very long series."""
+    query = recurring_ical_events.of(calendar, components=(component,))
+    instances = query.all()
+    first_instance = next(instances, None)
+    if first_instance is None:
+        return None, None
+    first, last = _instance_bounds(first_instance)
+    endless = any(
+        "COUNT" not in rule and "UNTIL" not in rule
+        for part in calendar.walk(component)
+        for rule in _rules(part)
+    )
+    if endless:
+        return first, None
+    for instance in itertools.islice(instances, MAX_INSTANCES):
+        end = _instance_bounds(instance)[1]
+        if end is None:
+            return first, None
+        last = end if last is None else max(last, end)
+    if next(instances, None) is not None:
+        return first, None
+    return first, last
+
+
+def _rules(part: Component) -> list[Any]:
+    rules = part.get("RRULE")
+    if rules is None:
+        return []
+    return list(rules) if isinstance(rules, list) else [rules]
+
+
+def _instance_bounds(part: Component) -> tuple[datetime | None, datetime | None]:
+    """One instance's start and end (RFC 4791 section 9.9's table, simplified:
+    a to-do or journal entry without dates is unbounded)."""
+    start_value = _value(part, "DTSTART")
+    if start_value is None:
+        due = _value(part, "DUE")
+        if due is None:
+            return None, None
+        return _utc(due), _utc(due)
+    start = _utc(start_value)
+    end_value = _value(part, "DTEND") if part.name == "VEVENT" else _value(part, "DUE")
+    if end_value is not None:
+        return start, max(start, _utc(end_value))
+    duration = _value(part, "DURATION")
+    if isinstance(duration, timedelta):
+        return start, max(start, start + duration)
+    if isinstance(start_value, date) and not isinstance(start_value, datetime):
+        return start, start + _ONE_DAY  # a day-long event (RFC 5545 section 3.6.1)
+    return start, start
+
+
+def _value(part: Component, name: str) -> Any:
+    prop = part.get(name)
+    return None if prop is None else getattr(prop, "dt", None)
+
+
+def _utc(value: Any) -> datetime:
+    """A DATE or DATE-TIME as naive UTC; floating times and dates count as UTC."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise ValueError(f"not a date: {value!r}")
+
