@@ -219,3 +219,53 @@ def _utc(value: Any) -> datetime:
         return datetime(value.year, value.month, value.day)
     raise ValueError(f"not a date: {value!r}")
 
+
+@dataclass(frozen=True, slots=True)
+class PropFilter:
+    """A CALDAV:prop-filter (RFC 4791 section 9.7.2) with at most a text-match."""
+
+    name: str
+    is_not_defined: bool = False
+    text: str | None = None  # text-match
+    negate: bool = False
+    case_sensitive: bool = False  # i;octet rather than i;ascii-casemap
+
+
+def matches_properties(data: bytes, component: str, filters: Iterable[PropFilter]) -> bool:
+    """Whether a component of the object passes every filter (RFC 4791 section 9.7.5:
+    text-match is a substring match)."""
+    wanted = list(filters)
+    return any(all(_passes(part, rule) for rule in wanted) for part in _parse(data).walk(component))
+
+
+def _passes(part: Component, rule: PropFilter) -> bool:
+    values = part.get(rule.name)
+    if values is None:
+        return rule.is_not_defined
+    if rule.is_not_defined:
+        return False
+    if rule.text is None:
+        return True
+    texts = [str(value) for value in (values if isinstance(values, list) else [values])]
+    needle = rule.text if rule.case_sensitive else rule.text.casefold()
+    found = any(needle in (text if rule.case_sensitive else text.casefold()) for text in texts)
+    return found != rule.negate
+
+
+def expand(data: bytes, component: str, start: datetime, end: datetime) -> bytes:
+    """The object's instances in [start, end) as separate components with
+    RECURRENCE-IDs and times in UTC (RFC 4791 section 9.6.5, CALDAV:expand)."""
+    query = recurring_ical_events.of(_parse(data), components=(component,))
+    out = Calendar()
+    out.add("VERSION", "2.0")
+    out.add("PRODID", "-//LightMail//CalDAV//EN")
+    for instance in itertools.islice(
+        query.between(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)), MAX_INSTANCES
+    ):
+        for name in ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID"):
+            value = _value(instance, name)
+            if isinstance(value, datetime):
+                instance.pop(name)
+                instance.add(name, _utc(value).replace(tzinfo=UTC))
+        out.add_component(instance)
+    return bytes(out.to_ical())
