@@ -16,22 +16,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
-from lightmail.mailstore.purge import Claim
+from lightmail.mailstore.purge import (
+    Claim,
+    claim_rows,
+    due_rows,
+    forget_object_keys,
+    lock_object_keys,
+    unused_object_keys,
+)
 from lightmail.mailstore.rows import chunks
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 
 _O = t.calendar_objects.c
-
-
-def _due(now: datetime, retention: timedelta) -> ColumnElement[bool]:
-    return and_(
-        _O.deleted_at.is_not(None),
-        _O.deleted_at <= now - retention,
-        or_(_O.purge_claimed_until.is_(None), _O.purge_claimed_until < now),
-    )
 
 
 class CalendarPurge:
@@ -42,58 +41,25 @@ class CalendarPurge:
         self, now: datetime, retention: timedelta, limit: int, lease: timedelta
     ) -> Claim:
         """Step 1: hold up to ``limit`` due rows until ``now + lease``."""
-        async with self.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    select(_O.id, _O.object_key)
-                    .where(_due(now, retention))
-                    .order_by(_O.deleted_at, _O.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            ids = [row.id for row in rows]
-            for chunk in chunks(ids):
-                await conn.execute(
-                    update(t.calendar_objects)
-                    .where(_O.id.in_(chunk))
-                    .values(purge_claimed_until=now + lease)
-                )
-        return Claim(ids, sorted({row.object_key for row in rows}))
+        due = due_rows(t.calendar_objects, now, retention)
+        return await claim_rows(self.db, t.calendar_objects, due, limit, now + lease)
 
     async def unused_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        """Step 2's list: of ``keys``, those no unclaimed row uses, with their sizes
-        (0 for a key whose ``object_keys`` row an interrupted batch removed)."""
-        unused: dict[str, int] = {}
-        async with self.db.read() as conn:
-            for chunk in chunks(keys):
-                rows = await conn.execute(
-                    select(t.object_keys.c.key, t.object_keys.c.size).where(
-                        t.object_keys.c.key.in_(chunk)
-                    )
-                )
-                sizes = {row.key: row.size for row in rows}
-                used = await conn.execute(
-                    select(_O.object_key).where(
-                        _O.object_key.in_(chunk), _O.purge_claimed_until.is_(None)
-                    )
-                )
-                kept = set(used.scalars())
-                unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
-        return unused
+        """Step 2's list: of ``keys``, those no unclaimed row uses, with their sizes."""
+        return await unused_object_keys(
+            self.db,
+            keys,
+            lambda chunk: select(_O.object_key).where(
+                _O.object_key.in_(chunk), _O.purge_claimed_until.is_(None)
+            ),
+        )
 
     async def delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
         """Step 3 (one transaction): raise each calendar's ``purged_modseq``, delete
         the claimed rows, then the ``object_keys`` rows no row refers to any more
         (locked first, as the message purge does)."""
         async with self.db.write() as conn:
-            for key_chunk in chunks(keys):
-                await conn.execute(
-                    select(t.object_keys.c.key)
-                    .where(t.object_keys.c.key.in_(key_chunk))
-                    .order_by(t.object_keys.c.key)
-                    .with_for_update()
-                )
+            await lock_object_keys(conn, keys)
             purged: dict[int, int] = {}
             for id_chunk in chunks(ids):
                 rows = await conn.execute(
@@ -113,15 +79,9 @@ class CalendarPurge:
                 delete(t.calendar_objects).where(_O.id == bindparam("object_id")),
                 [{"object_id": object_id} for object_id in ids],
             )
-            gone: list[str] = []
-            for key_chunk in chunks(keys):
-                used = await conn.execute(select(_O.object_key).where(_O.object_key.in_(key_chunk)))
-                gone.extend(sorted(set(key_chunk) - set(used.scalars())))
-            if gone:
-                await conn.execute(
-                    delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
-                    [{"gone_key": key} for key in gone],
-                )
+            await forget_object_keys(
+                conn, keys, lambda chunk: select(_O.object_key).where(_O.object_key.in_(chunk))
+            )
         return int(result.rowcount)
 
     async def plan(self, now: datetime, retention: timedelta) -> tuple[int, int]:
@@ -131,7 +91,7 @@ class CalendarPurge:
             row = (
                 await conn.execute(
                     select(func.count(), func.coalesce(func.sum(_O.size), 0)).where(
-                        _due(now, retention)
+                        due_rows(t.calendar_objects, now, retention)
                     )
                 )
             ).one()

@@ -17,7 +17,6 @@ to one mailbox on that row lock (invariant 2).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -58,8 +57,6 @@ from lightmail.storage.blobs import BlobStore, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
-
-log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
