@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import recurring_ical_events
-from icalendar import Calendar, Component
+from dateutil.rrule import rruleset, rrulestr
+from icalendar import Calendar, Component, vRecur
 
 from lightmail.errors import InvalidCalendarData
 
@@ -30,10 +31,14 @@ COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL")
 
 MAX_UID_LENGTH = 255
 MAX_INSTANCES = 20_000
-"""Instances looked at to find where a bounded series ends, or whether a
-recurring object meets a time range; past this the series counts as unbounded."""
+"""The most instances a series with COUNT may have (CALDAV:max-instances)."""
+MAX_SCAN = 50_000
+"""Instances a time-range query walks through in one series before it counts the
+series as meeting the range."""
 
 _ONE_DAY = timedelta(days=1)
+# A rule this frequent has too many instances to expand when a query asks.
+_TOO_FREQUENT = frozenset({"SECONDLY", "MINUTELY"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +88,15 @@ def parse_object(data: bytes, allowed: Iterable[str] = COMPONENTS) -> ParsedObje
             "valid-calendar-object-resource", f"a UID longer than {MAX_UID_LENGTH} characters"
         )
     recurring = any("RRULE" in part or "RDATE" in part for part in parts)
+    for part in parts:
+        for rule in _rules(part):
+            if str(rule.get("FREQ", [""])[0]).upper() in _TOO_FREQUENT:
+                raise InvalidCalendarData(
+                    "max-instances", "a series may repeat hourly at the most often"
+                )
     try:
-        first, last = _series_bounds(calendar, component) if recurring else _bounds(parts)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
+        first, last = _series_bounds(parts) if recurring else _bounds(parts)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as error:
         raise InvalidCalendarData("valid-calendar-data", f"unusable dates: {error}") from None
     return ParsedObject(uid, component, first, last, recurring)
 
@@ -108,23 +119,77 @@ def series_overlaps(
 ) -> bool:
     """Whether some instance of a recurring object meets the range (naive UTC bounds).
 
-    A series the expansion cannot follow, or one with more than
-    :data:`MAX_INSTANCES` instances before the range ends, counts as meeting it:
-    better a calendar shows one event too many than loses one.
+    The instances are walked from the first (python-dateutil, cheap per instance);
+    a series the walk cannot follow, or one with more than :data:`MAX_SCAN`
+    instances before the range ends, counts as meeting it: better a calendar
+    shows one event too many than loses one.
     """
     try:
-        query = recurring_ical_events.of(_parse(data), components=(component,))
-        for instance in itertools.islice(
-            query.after(range_start.replace(tzinfo=UTC)), MAX_INSTANCES
-        ):
-            start, end = _instance_bounds(instance)
-            if start is not None and start >= range_end:
-                return False
-            if overlaps(start, end, range_start, range_end):
+        parts = list(_parse(data).walk(component))
+        overrides = [part for part in parts if "RECURRENCE-ID" in part]
+        replaced = {_utc(_value(part, "RECURRENCE-ID")) for part in overrides}
+        if any(overlaps(*_instance_bounds(part), range_start, range_end) for part in overrides):
+            return True
+        for master in (part for part in parts if "RECURRENCE-ID" not in part):
+            start, end = _instance_bounds(master)
+            if start is None or end is None:
                 return True
-    except (InvalidCalendarData, ValueError, TypeError, KeyError, AttributeError):
+            if _series_meets(master, end - start, replaced, range_start, range_end):
+                return True
+    except (InvalidCalendarData, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return True
     return False
+
+
+def _series_meets(
+    master: Component,
+    length: timedelta,
+    replaced: set[datetime],
+    range_start: datetime,
+    range_end: datetime,
+) -> bool:
+    """Whether an instance of ``master``'s RRULE/RDATE set, less EXDATEs and
+    instances an override replaced, meets the range."""
+    dtstart = _as_datetime(_value(master, "DTSTART"))
+    series = rruleset()
+    series.rdate(dtstart)
+    for rule in _rules(master):
+        plain = {key: value for key, value in rule.items() if key != "UNTIL"}
+        if "UNTIL" in rule:
+            plain["UNTIL"] = [_like(rule["UNTIL"][0], dtstart)]
+        text = vRecur(plain).to_ical().decode()  # type: ignore[no-untyped-call]
+        series.rrule(rrulestr(text, dtstart=dtstart))  # type: ignore[arg-type]
+    for listed in _listed(master, "RDATE"):
+        series.rdate(_like(listed, dtstart))
+    for listed in _listed(master, "EXDATE"):
+        series.exdate(_like(listed, dtstart))
+    for scanned, occurrence in enumerate(series, 1):
+        if scanned > MAX_SCAN:
+            return True
+        start = _utc(occurrence)
+        if start >= range_end:
+            return False
+        if start not in replaced and overlaps(start, start + length, range_start, range_end):
+            return True
+    return False
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise ValueError(f"not a date: {value!r}")
+
+
+def _like(value: Any, dtstart: datetime) -> datetime:
+    """A date or date-time made comparable with ``dtstart`` (both aware or both naive)."""
+    moment = _as_datetime(value)
+    if dtstart.tzinfo is None:
+        return _utc(moment) if moment.tzinfo is not None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _parse(data: bytes) -> Calendar:
@@ -150,30 +215,56 @@ def _bounds(parts: Iterable[Component]) -> tuple[datetime | None, datetime | Non
     return first, last
 
 
-def _series_bounds(calendar: Calendar, component: str) -> tuple[datetime | None, datetime | None]:
-    """The first start and the last end of a recurring object's instances; the end
-    is None (unbounded) for a rule without COUNT or UNTIL, or a very long series."""
-    query = recurring_ical_events.of(calendar, components=(component,))
-    instances = query.all()
-    first_instance = next(instances, None)
-    if first_instance is None:
-        return None, None
-    first, last = _instance_bounds(first_instance)
-    endless = any(
-        "COUNT" not in rule and "UNTIL" not in rule
-        for part in calendar.walk(component)
-        for rule in _rules(part)
-    )
-    if endless:
-        return first, None
-    for instance in itertools.islice(instances, MAX_INSTANCES):
-        end = _instance_bounds(instance)[1]
-        if end is None:
+def _series_bounds(parts: list[Component]) -> tuple[datetime | None, datetime | None]:
+    """Bounds of a recurring object's instances, for the SQL filter only (a query
+    checks a recurring candidate against its real instances): the earliest DTSTART
+    and, for rules with UNTIL or COUNT, a day past the latest end; None (unbounded)
+    for an endless rule. A day of margin covers zones whose offset changes."""
+    first, last = _bounds(parts)
+    ends: list[datetime] = [] if last is None else [last]
+    for part in parts:
+        start, end = _instance_bounds(part)
+        if start is None or end is None:
             return first, None
-        last = end if last is None else max(last, end)
-    if next(instances, None) is not None:
-        return first, None
-    return first, last
+        length = end - start
+        for rule in _rules(part):
+            if "UNTIL" in rule:
+                ends.append(_utc(rule["UNTIL"][0]) + length)
+            elif "COUNT" in rule:
+                ends.append(_count_end(rule, start) + length)
+            else:
+                return first, None
+        for listed in _listed(part, "RDATE"):
+            ends.append(_utc(listed) + length)
+    return first, max(ends) + _ONE_DAY if ends else None
+
+
+def _count_end(rule: Any, start: datetime) -> datetime:
+    """The start of the last instance of a rule with COUNT (at most MAX_INSTANCES)."""
+    count = int(rule["COUNT"][0])
+    if count > MAX_INSTANCES:
+        raise InvalidCalendarData(
+            "max-instances", f"a series may have at most {MAX_INSTANCES} instances"
+        )
+    plain = {key: value for key, value in rule.items() if key not in ("UNTIL", "WKST")}
+    text = vRecur(plain).to_ical().decode()  # type: ignore[no-untyped-call]
+    last = start
+    for last in rrulestr(text, dtstart=start):  # noqa: B007 (the last one is wanted)
+        pass
+    return last
+
+
+def _listed(part: Component, name: str) -> list[Any]:
+    """The date values of a property that may be given several times (RDATE, EXDATE)."""
+    found = part.get(name)
+    if found is None:
+        return []
+    values: list[Any] = []
+    for item in found if isinstance(found, list) else [found]:
+        for value in getattr(item, "dts", []):
+            moment = value.dt
+            values.append(moment[0] if isinstance(moment, tuple) else moment)
+    return values
 
 
 def _rules(part: Component) -> list[Any]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
-from lightmail.config import TcpAddress, load_settings
-from lightmail.dav.server import dav_servers
 from tests.conftest import Backend
-from tests.integration.dav.conftest import PASSWORD, DavTarget
+from tests.integration.dav.conftest import PASSWORD, DavTarget, running_dav
 
 MB = 1 << 20
 
@@ -122,28 +122,30 @@ async def test_a_huge_body_gets_413_without_being_read(
     assert peak < 8 * MB
 
 
-async def test_plain_http_from_outside_the_trusted_networks_is_refused(
+async def test_outside_the_trusted_networks_only_https_logs_in(
     backend: Backend, tmp_path: Path
 ) -> None:
-    settings = load_settings(
-        None,
-        {
-            "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
-            "LIGHTMAIL_DAV_LISTEN": "127.0.0.1:0",
-            "LIGHTMAIL_DAV_PLAINTEXT_NETWORKS": "192.0.2.0/24",
-        },
-    )
-    (server,) = dav_servers(settings, backend.accounts)
-    await server.start()
-    try:
-        address = server.bound_addresses[0]
-        assert isinstance(address, TcpAddress)
-        user = await backend.new_user()
-        async with httpx.AsyncClient(auth=(user.address, PASSWORD)) as http:
-            answer = await http.request(
-                "PROPFIND", f"http://{address}/calendars/{user.address}/", headers={"Depth": "0"}
-            )
-    finally:
-        await server.stop()
-    assert answer.status_code == 403
-    assert b"HTTPS" in answer.content
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = (tmp_path / "cert.pem", tmp_path / "key.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(files[0]))
+    cert.private_key_pem.write_to_path(str(files[1]))
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    user = await backend.new_user()
+    async with (
+        running_dav(backend, tmp_path, files, plaintext_networks="192.0.2.0/24") as dav,
+        httpx.AsyncClient(auth=(user.address, PASSWORD), verify=trust) as http,
+    ):
+        plain = await http.request(
+            "PROPFIND", f"{dav.url}/calendars/{user.address}/", headers={"Depth": "0"}
+        )
+        secure = await http.request(
+            "PROPFIND",
+            f"https://127.0.0.1:{dav.tls_port}/calendars/{user.address}/",
+            headers={"Depth": "0"},
+        )
+    assert plain.status_code == 403
+    assert b"HTTPS" in plain.content
+    assert secure.status_code == 207
+    assert f"/calendars/{user.address}/".encode() in secure.content

@@ -219,3 +219,28 @@ async def test_deleting_a_calendar_removes_it_and_its_objects(session: Session) 
     gone = await session.http.get(f"{session.home}old/x.ics")
     home_delete = await session.http.delete(session.home)
     assert (deleted.status_code, gone.status_code, home_delete.status_code) == (204, 404, 403)
+
+
+async def test_query_with_expand_answers_each_instance_in_utc(session: Session) -> None:
+    default = f"{session.home}default/"
+    weekly = event("w", "20260105T090000Z", "Weekly").replace(
+        b"DURATION:PT1H\r\n", b"DURATION:PT1H\r\nRRULE:FREQ=WEEKLY\r\n"
+    )
+    await session.http.put(f"{default}w.ics", content=weekly)
+    answer = await session.dav(
+        "REPORT",
+        default,
+        f'{XML_HEAD}<C:calendar-query xmlns:D="DAV:" xmlns:C="{NS["C"]}">'
+        '<D:prop><C:calendar-data><C:expand start="20260112T000000Z" end="20260126T000000Z"/>'
+        '</C:calendar-data></D:prop><C:filter><C:comp-filter name="VCALENDAR">'
+        '<C:comp-filter name="VEVENT"><C:time-range start="20260112T000000Z" '
+        'end="20260126T000000Z"/></C:comp-filter></C:comp-filter></C:filter>'
+        "</C:calendar-query>",
+        depth="1",
+    )
+    data = ET.fromstring(answer.content).findtext(".//C:calendar-data", "", NS)  # noqa: S314
+    assert answer.status_code == 207
+    assert "RRULE" not in data
+    assert data.count("BEGIN:VEVENT") == 2
+    assert "RECURRENCE-ID:20260112T090000Z" in data
+    assert "DTSTART:20260119T090000Z" in data

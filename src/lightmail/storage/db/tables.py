@@ -301,6 +301,7 @@ calendar_objects = Table(
     Index(None, "calendar_id", "uid"),
     Index(None, "object_key"),
     Index(None, "deleted_at"),
+    Index(None, "user_id", "deleted_at"),
     sqlite_autoincrement=True,
     **_MYSQL,
 )

@@ -73,6 +73,7 @@ def upgrade() -> None:
         ("calendar_id", "uid"),
         ("object_key",),
         ("deleted_at",),
+        ("user_id", "deleted_at"),
     ):
         op.create_index(f"ix_calendar_objects_{'_'.join(columns)}", "calendar_objects", columns)
 
