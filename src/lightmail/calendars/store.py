@@ -14,6 +14,7 @@ purges it after retention, together with its blob. Errors are those of
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -390,7 +391,9 @@ class CalendarStore(BlobCommit):
         name = check_name(name, "calendar object")
         async with self.db.read() as conn:
             calendar = await self._calendar(conn, user_id, calendar_name)
-        parsed = parse_object(data, calendar.components)
+        # In a thread: a large object takes a while to parse, and the node's other
+        # connections go on meanwhile.
+        parsed = await asyncio.to_thread(parse_object, data, calendar.components)
         key = new_blob_key(CALENDAR_PREFIX)
 
         async def source() -> AsyncIterator[bytes]:

@@ -6,11 +6,13 @@ VCALENDAR, with an optional time-range and prop-filters that are present,
 absent or a text-match. The time-range is answered in SQL for objects that
 do not recur; a recurring candidate is expanded
 (:func:`lightmail.calendars.ics.series_overlaps`). Anything else in a filter
-is refused with ``CALDAV:supported-filter``.
+is refused with ``CALDAV:supported-filter``. Expanding and matching run in a
+thread, so a long series does not hold up the node's other connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -95,7 +97,8 @@ async def _query(call: Call, calendar: CalendarInfo, root: ET.Element) -> Respon
     for obj in objects:
         if (start is not None or end is not None) and obj.recurring:
             low, high = start or datetime.min, end or datetime.max
-            if not series_overlaps(await call.calendars.read_bytes(obj), obj.component, low, high):
+            data = await call.calendars.read_bytes(obj)
+            if not await asyncio.to_thread(series_overlaps, data, obj.component, low, high):
                 continue
         elif (
             start is not None
@@ -103,8 +106,8 @@ async def _query(call: Call, calendar: CalendarInfo, root: ET.Element) -> Respon
             and not overlaps(obj.first_start, obj.last_end, start, end)
         ):
             continue
-        if filters and not matches_properties(
-            await call.calendars.read_bytes(obj), obj.component, filters
+        if filters and not await asyncio.to_thread(
+            matches_properties, await call.calendars.read_bytes(obj), obj.component, filters
         ):
             continue
         matching.append(obj)
@@ -233,7 +236,7 @@ async def _responses(
         if data_node is not None:
             data = await call.calendars.read_bytes(obj)
             if window is not None and obj.recurring:
-                data = expand(data, obj.component, *window)
+                data = await asyncio.to_thread(expand, data, obj.component, *window)
             found.append(xml.element(C["calendar-data"], text=data.decode("utf-8", "replace")))
         answers.append(
             xml.response(object_path(call.user.address, calendar.name, obj.name), found, missing)
