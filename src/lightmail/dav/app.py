@@ -121,7 +121,8 @@ class DavApp:
             return None
         client = _client_ip(request)
         if request.url.scheme != "https" and not (
-            client is None or self.settings.plaintext_allowed(client)
+            request.client is None  # a unix socket: as local as loopback
+            or (client is not None and self.settings.plaintext_allowed(client))
         ):
             raise _PlaintextRefused()
         try:
@@ -131,7 +132,7 @@ class DavApp:
 
 
 def _client_ip(request: Request) -> IPAddress | None:
-    """The client's address; None on a unix socket (as local as loopback)."""
+    """The client's address; None on a unix socket, or if it is not an address."""
     if request.client is None:
         return None
     try:
