@@ -376,6 +376,7 @@ def lightmail_env(workdir: Path, port: int, extra: Mapping[str, str]) -> dict[st
             "LIGHTMAIL_POP3_TLS_LISTEN": "",
             "LIGHTMAIL_LMTP_LISTEN": "",
             "LIGHTMAIL_API_LISTEN": "",
+            "LIGHTMAIL_DAV_LISTEN": "",
             **extra,
         }
     )

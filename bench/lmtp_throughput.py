@@ -182,6 +182,7 @@ async def running_lightmail(
                 "LIGHTMAIL_IMAP_LISTEN": "",
                 "LIGHTMAIL_LMTP_LISTEN": f"127.0.0.1:{port}",
                 "LIGHTMAIL_API_LISTEN": "",
+                "LIGHTMAIL_DAV_LISTEN": "",
                 **extra_env,
             },
         )

@@ -70,6 +70,7 @@ def _env(src: Path, data: Path) -> dict[str, str]:
         LIGHTMAIL_POP3_LISTEN="",
         LIGHTMAIL_LMTP_LISTEN="",
         LIGHTMAIL_API_LISTEN="",
+        LIGHTMAIL_DAV_LISTEN="",
         LIGHTMAIL_GC_ENABLED="false",
         LIGHTMAIL_LOG_LEVEL="info",
     )

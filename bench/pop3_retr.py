@@ -290,6 +290,7 @@ async def running_lightmail(
                 "LIGHTMAIL_LMTP_LISTEN": "",
                 "LIGHTMAIL_POP3_LISTEN": f"127.0.0.1:{port}",
                 "LIGHTMAIL_API_LISTEN": "",
+                "LIGHTMAIL_DAV_LISTEN": "",
                 "LIGHTMAIL_POP3_MAX_CONNECTIONS_PER_IP": str(layout.connections + 100),
                 **extra_env,
             },

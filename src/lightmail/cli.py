@@ -271,6 +271,8 @@ async def _gc_run(args: argparse.Namespace, node: runtime.Node) -> None:
         f"and {report.orphans_deleted} orphan blob(s), "
         f"{format_size(report.bytes_freed)} freed"
     )
+    if report.calendar_objects_purged:
+        print(f"{verb} {report.calendar_objects_purged} calendar object(s) (blobs counted above)")
     if report.incomplete_removed:
         verb = "would remove" if args.dry_run else "removed"
         print(f"{verb} {report.incomplete_removed} unfinished blob write(s)")

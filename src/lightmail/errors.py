@@ -154,3 +154,18 @@ class ConfigError(LightMailError):
         self.key = key
         self.value = value
         self.allowed = allowed
+
+
+class PreconditionFailed(PermanentFailure):
+    """A conditional change found the object in another state than the client
+    expected (HTTP ``If-Match``/``If-None-Match``, RFC 9110 section 13.1)."""
+
+
+class InvalidCalendarData(PermanentFailure):
+    """A calendar object is not one the store can keep. ``precondition`` is the
+    RFC 4791 section 5.3.2.1 element that names the rule it breaks, such as
+    ``valid-calendar-data`` or ``no-uid-conflict``."""
+
+    def __init__(self, precondition: str, reason: str) -> None:
+        super().__init__(reason)
+        self.precondition = precondition

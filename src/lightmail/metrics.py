@@ -149,6 +149,10 @@ BLOBS_MISSING = Counter(
 GC_MESSAGES_PURGED = Counter(
     "lightmail_gc_messages_purged", "Soft-deleted messages purged by the garbage collector."
 )
+GC_CALENDAR_OBJECTS_PURGED = Counter(
+    "lightmail_gc_calendar_objects_purged",
+    "Replaced or deleted calendar objects purged by the garbage collector.",
+)
 GC_BLOBS_DELETED = Counter(
     "lightmail_gc_blobs_deleted",
     "Blobs deleted by the garbage collector: purge (no message uses it any more) or orphan.",

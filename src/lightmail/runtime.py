@@ -207,6 +207,10 @@ def build_services(node: Node, worker: int = 0) -> list[Service]:
             scanner=node.scanner if settings.antivirus.scan_append else None,
         )
         services.append(ApiServer(context))
+    if settings.dav.listen or settings.dav.tls_listen:
+        from lightmail.dav.server import dav_servers
+
+        services.extend(dav_servers(settings, node.accounts))
     return services
 
 

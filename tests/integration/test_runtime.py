@@ -23,6 +23,7 @@ async def test_one_clamd_client_and_one_of_each_part_for_every_service(
         "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_API_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_POP3_LISTEN": "",
+        "LIGHTMAIL_DAV_LISTEN": "",
         "LIGHTMAIL_GC_ENABLED": "false",
         "LIGHTMAIL_ANTIVIRUS_MODE": "reject",
         "LIGHTMAIL_ANTIVIRUS_SCAN_APPEND": "true",

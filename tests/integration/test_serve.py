@@ -22,6 +22,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
         "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0, unix:{data_dir}/lmtp.sock",
         "LIGHTMAIL_POP3_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_API_LISTEN": "127.0.0.1:0",
+        "LIGHTMAIL_DAV_LISTEN": "127.0.0.1:0",
     }
     env.pop("LIGHTMAIL_CONFIG", None)
     process = subprocess.Popen(
@@ -49,6 +50,7 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert "imap: listening on 127.0.0.1:" in log
     assert "pop3: listening on 127.0.0.1:" in log
     assert "api: listening on 127.0.0.1:" in log
+    assert "dav: listening on 127.0.0.1:" in log
     assert "gc: every 5m, purging mail deleted more than 7d ago" in log
     assert f"lmtp: listening on unix:{tmp_path / 'data' / 'lmtp.sock'}" in log
     process.send_signal(signum)

@@ -85,7 +85,7 @@ class Served:
 @contextmanager
 def serving(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Served]:
     """``lightmail serve ARGS`` in ``tmp_path`` with ``env`` over ours and IMAP, POP3,
-    LMTP and the API on free ports; killed if still running at the end."""
+    LMTP, the API and CalDAV on free ports; killed if still running at the end."""
     environ = {
         **os.environ,
         "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
@@ -94,6 +94,7 @@ def serving(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Served]
         "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0, unix:{data_dir}/lmtp.sock",
         "LIGHTMAIL_POP3_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_API_LISTEN": "127.0.0.1:0",
+        "LIGHTMAIL_DAV_LISTEN": "127.0.0.1:0",
         **env,
     }
     environ.pop("LIGHTMAIL_CONFIG", None)

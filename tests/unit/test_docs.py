@@ -168,7 +168,7 @@ def test_the_checker_catches_a_wrong_citation() -> None:
     assert _problem("NoSuchStore") is not None
     assert _problem("messages.no_such_column") is not None
     assert _problem("lightmail_no_such_metric_total") is not None
-    assert _problem("mailstore/core.py::StoreCore._commit_new_blob") is None
+    assert _problem("storage/commit.py::BlobCommit._commit_new_blob") is None
 
 
 def _invariants() -> set[str]:

@@ -97,3 +97,15 @@ def test_the_api_imports_no_storage() -> None:
         if imported.startswith("lightmail.storage")
     }
     assert reached == set()
+
+
+def test_caldav_imports_no_storage() -> None:
+    """CalDAV reaches storage only through the calendar store and accounts."""
+    reached = {
+        (module, imported)
+        for module, imports in _graph().items()
+        if module.startswith("lightmail.dav")
+        for imported in imports
+        if imported.startswith(("lightmail.storage", "lightmail.mailstore"))
+    }
+    assert reached == set()

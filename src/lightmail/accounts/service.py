@@ -1,8 +1,9 @@
 """Domains, users and aliases, authentication and recipient resolution.
 
-Addresses are kept in lower case. A user's mailboxes are created with the
-user (through the mailstore, in the same transaction), and a deleted user's
-mail is soft-deleted, so the garbage collector frees it after retention.
+Addresses are kept in lower case. A user's mailboxes and default calendar are
+created with the user (through the mailstore and the calendar store, in the
+same transaction), and a deleted user's mail and calendar objects are
+soft-deleted, so the garbage collector frees them after retention.
 
 :meth:`Accounts.authenticate` is the one door for every login (IMAP, POP3,
 ...): it throttles clients and accounts that fail too often
@@ -34,6 +35,7 @@ from lightmail.auth.throttle import (
     account_key,
     client_key,
 )
+from lightmail.calendars.store import CalendarStore
 from lightmail.clock import utcnow
 from lightmail.config import AUTH_DEFAULTS, AuthSettings
 from lightmail.errors import (
@@ -167,6 +169,7 @@ class Accounts:
     ) -> None:
         self.store = store
         self.db = store.db
+        self.calendars = CalendarStore(store.db, store.blobs)
         self.auth = auth
         self.throttle = throttle if throttle is not None else InProcessLoginThrottle(auth, clock)
         self.credentials = CredentialCache(auth.cache_ttl, clock)
@@ -216,7 +219,9 @@ class Accounts:
         async with self.db.read() as conn:
             domain_id = await self._require_domain(conn, address.partition("@")[2])
         # The domain cannot go meanwhile: users.domain_id is a foreign key.
-        user_id, now = await self.store.create_user(domain_id, address, password_hash, quota)
+        user_id, now = await self.store.create_user(
+            domain_id, address, password_hash, quota, also=self.calendars.add_default
+        )
         return User(user_id, address, quota, True, now.replace(tzinfo=UTC))
 
     async def get_user(self, address: str) -> User:
@@ -249,9 +254,10 @@ class Accounts:
         self.credentials.forget(normalize_address(address))
 
     async def delete_user(self, address: str) -> None:
-        """Delete a user, their aliases and mailboxes; their mail is soft-deleted."""
+        """Delete a user, their aliases, mailboxes and calendars; their mail and calendar
+        objects are soft-deleted."""
         address = normalize_address(address)
-        if await self.store.delete_user(address) is None:
+        if await self.store.delete_user(address, also=self.calendars.remove_all) is None:
             raise NotFound(f"no user {address}")
         self.credentials.forget(address)
 

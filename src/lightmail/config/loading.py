@@ -155,6 +155,7 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
             _check_readable("tls", name, file)
     if not tls.enabled:  # implicit TLS needs a certificate: tls_listen is ignored
         values["imap"]["tls_listen"] = values["pop3"]["tls_listen"] = ()
+        values["dav"]["tls_listen"] = ()
     sections = {
         name: cls(**values[name]) for name, cls in _SECTION_CLASSES.items() if name != "tls"
     }

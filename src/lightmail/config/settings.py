@@ -52,6 +52,24 @@ _LISTEN_TEXT = (
     "addresses such as 127.0.0.1:1143, [::1]:1143 or unix:/path, comma-separated, or none"
 )
 _BOOLEAN_TEXT = "true/false, yes/no, on/off or 1/0"
+# Keys more than one section declares alike (the arguments of declare()).
+_PLAINTEXT_NETWORKS = (
+    "127.0.0.0/8, ::1",
+    networks,
+    "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none",
+)
+_HEADER_TIMEOUT = (
+    "30s",
+    positive_duration,
+    f"{_DURATION_TEXT}, above 0",
+    "A request's line and headers must arrive whole within this time.",
+)
+_HTTP_CONNECTIONS = (
+    "1000",
+    integer(1, 1_000_000),
+    "an integer of at least 1",
+    "Open connections served at once; with more, requests get 503.",
+)
 
 
 @section
@@ -181,10 +199,7 @@ class LoginLimits(SessionLimits):
     """
 
     plaintext_networks: tuple[Network, ...] = declare(
-        "127.0.0.0/8, ::1",
-        networks,
-        "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none",
-        "Client networks allowed to log in without TLS.",
+        *_PLAINTEXT_NETWORKS, "Client networks allowed to log in without TLS."
     )
     max_line_length: int = declare(
         "64K",
@@ -230,10 +245,16 @@ class LoginLimits(SessionLimits):
         self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
     ) -> bool:
         """Whether a client at ``address`` may log in without TLS."""
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.plaintext_networks)
+        return _in_networks(self.plaintext_networks, address)
+
+
+def _in_networks(
+    networks: tuple[Network, ...], address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> bool:
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 @section
@@ -417,18 +438,41 @@ class ApiSettings:
         "false", boolean, _BOOLEAN_TEXT, "Whether /metrics needs a bearer token too."
     )
     # seconds to send a whole request head
-    header_timeout: float = declare(
-        "30s",
-        positive_duration,
-        f"{_DURATION_TEXT}, above 0",
-        "A request's line and headers must arrive whole within this time.",
+    header_timeout: float = declare(*_HEADER_TIMEOUT)
+    max_connections: int = declare(*_HTTP_CONNECTIONS)
+
+
+@section
+class DavSettings:
+    """CalDAV (RFC 4791): calendars for the mail accounts, over HTTP Basic login."""
+
+    listen: tuple[ListenAddress, ...] = declare(
+        "127.0.0.1:8008", parse_listen, _LISTEN_TEXT, "Addresses for CalDAV over plain HTTP."
     )
-    max_connections: int = declare(
-        "1000",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Open connections served at once; with more, requests get 503.",
+    # () unless [tls] is enabled
+    tls_listen: tuple[ListenAddress, ...] = declare(
+        "127.0.0.1:8443",
+        parse_listen,
+        _LISTEN_TEXT,
+        "Addresses for CalDAV over HTTPS; ignored without [tls].",
     )
+    plaintext_networks: tuple[Network, ...] = declare(
+        *_PLAINTEXT_NETWORKS, "Client networks allowed to log in over plain HTTP."
+    )
+    max_object_size: int = declare(
+        "1M", size_between(1024, 64 << 20), "a size from 1K to 64M", "Largest calendar object PUT."
+    )
+    max_xml_size: int = declare(
+        "256K", size_between(1024, 16 << 20), "a size from 1K to 16M", "Largest XML request body."
+    )
+    header_timeout: float = declare(*_HEADER_TIMEOUT)
+    max_connections: int = declare(*_HTTP_CONNECTIONS)
+
+    def plaintext_allowed(
+        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> bool:
+        """Whether a client at ``address`` may log in without TLS."""
+        return _in_networks(self.plaintext_networks, address)
 
 
 @section
@@ -565,6 +609,7 @@ class Settings:
     auth: AuthSettings
     lmtp: LmtpSettings
     api: ApiSettings
+    dav: DavSettings
     antivirus: AntivirusSettings
     gc: GcSettings
     notify: NotifySettings

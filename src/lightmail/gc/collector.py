@@ -19,6 +19,10 @@ batch then goes in three steps, each safe to interrupt:
    the messages first). The ``object_keys`` rows are locked first, so two
    workers finishing batches that share a blob cannot both leave its row.
 
+Calendar objects replaced or deleted (soft-deleted ``calendar_objects`` rows)
+are purged after the messages in the same three steps
+(:mod:`lightmail.calendars.purge`).
+
 A crash between steps leaves claimed rows whose blobs may be gone: they are
 never visible again and the next run completes them. The orphan sweep then
 deletes blobs that have no ``object_keys`` row at all (a crash between a blob
@@ -36,24 +40,26 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from lightmail.calendars.purge import CalendarPurge
 from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import TransactionConflict
-from lightmail.mailstore.purge import GcReport, Purge
+from lightmail.mailstore.purge import Claim, GcReport, Purge
 from lightmail.metrics import (
     GC_BATCH_SECONDS,
     GC_BLOBS_DELETED,
     GC_BYTES_FREED,
+    GC_CALENDAR_OBJECTS_PURGED,
     GC_ERRORS,
     GC_MESSAGES_PURGED,
     GC_PENDING,
 )
-from lightmail.storage.blobs import MESSAGE_PREFIX, BlobInfo, BlobStore, blob_key_time
+from lightmail.storage.blobs import BLOB_PREFIXES, BlobInfo, BlobStore, blob_key_time
 from lightmail.storage.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,18 @@ def _chunks(values: Sequence[_T], size: int) -> Iterator[list[_T]]:
         yield list(values[start : start + size])
 
 
+class _Purger(Protocol):
+    """The SQL of one kind of soft-deleted row: messages or calendar objects."""
+
+    async def claim(
+        self, now: datetime, retention: timedelta, limit: int, lease: timedelta
+    ) -> Claim: ...
+
+    async def unused_keys(self, keys: Sequence[str]) -> dict[str, int]: ...
+
+    async def delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GcStatus:
     last_run: GcReport | None  # the latest run of any node
@@ -84,6 +102,7 @@ class GcStatus:
 @dataclass(slots=True)
 class _Totals:
     messages: int = 0
+    calendar_objects: int = 0
     blobs: int = 0
     bytes: int = 0
     orphans: int = 0
@@ -106,6 +125,7 @@ class GarbageCollector:
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock  # naive UTC; tests move it forward
         self.purge = Purge(db)
+        self.calendar_purge = CalendarPurge(db)
 
     @property
     def retention(self) -> timedelta:
@@ -145,53 +165,60 @@ class GarbageCollector:
     # -- purge ---------------------------------------------------------------
 
     async def _purge(self, totals: _Totals) -> None:
-        while True:
-            began = time.monotonic()
-            try:
-                batch = await self._purge_batch()
-            except Exception:
-                GC_ERRORS.labels("purge").inc()
-                raise
-            if batch is None:
-                return
-            elapsed = time.monotonic() - began
-            GC_BATCH_SECONDS.labels("purge").observe(elapsed)
-            messages, blobs, freed = batch
-            totals.messages += messages
-            totals.blobs += blobs
-            totals.bytes += freed
-            log.info(
-                "gc: purged %d messages, deleted %d blobs (%d bytes) in %.2f s",
-                messages,
-                blobs,
-                freed,
-                elapsed,
-            )
+        """Purge due messages, then due calendar objects, batch by batch."""
+        for purger, what in ((self.purge, "messages"), (self.calendar_purge, "calendar objects")):
+            while True:
+                began = time.monotonic()
+                try:
+                    batch = await self._purge_batch(purger)
+                except Exception:
+                    GC_ERRORS.labels("purge").inc()
+                    raise
+                if batch is None:
+                    break
+                elapsed = time.monotonic() - began
+                GC_BATCH_SECONDS.labels("purge").observe(elapsed)
+                rows, blobs, freed = batch
+                if purger is self.purge:
+                    totals.messages += rows
+                    GC_MESSAGES_PURGED.inc(rows)
+                else:
+                    totals.calendar_objects += rows
+                    GC_CALENDAR_OBJECTS_PURGED.inc(rows)
+                totals.blobs += blobs
+                totals.bytes += freed
+                log.info(
+                    "gc: purged %d %s, deleted %d blobs (%d bytes) in %.2f s",
+                    rows,
+                    what,
+                    blobs,
+                    freed,
+                    elapsed,
+                )
 
-    async def _purge_batch(self) -> tuple[int, int, int] | None:
+    async def _purge_batch(self, purger: _Purger) -> tuple[int, int, int] | None:
         """Claim, delete blobs, delete rows; None when nothing is due."""
-        claim = await self.purge.claim(
+        claim = await purger.claim(
             self.clock(), self.retention, self.settings.batch_size, CLAIM_LEASE
         )
         ids, keys = claim.ids, claim.keys
         if not ids:
             return None
-        doomed = await self.purge.unused_keys(keys)
+        doomed = await purger.unused_keys(keys)
         for chunk in _chunks(sorted(doomed), _DELETE_CHUNK):
             await self.blobs.delete_many(chunk)
-        messages = await self._delete_rows(ids, keys)
+        rows = await self._delete_rows(purger, ids, keys)
         freed = sum(doomed.values())
-        GC_MESSAGES_PURGED.inc(messages)
         GC_BLOBS_DELETED.labels("purge").inc(len(doomed))
         GC_BYTES_FREED.inc(freed)
-        return messages, len(doomed), freed
+        return rows, len(doomed), freed
 
-    async def _delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
+    async def _delete_rows(self, purger: _Purger, ids: Sequence[int], keys: Sequence[str]) -> int:
         """Step 3, retried when the database rolls it back on a conflict with
         another worker's batch (MariaDB breaks such deadlocks by rolling one back)."""
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             try:
-                return await self.purge.delete_rows(ids, keys)
+                return await purger.delete_rows(ids, keys)
             except TransactionConflict:
                 if attempt == _CONFLICT_RETRIES:
                     raise
@@ -200,9 +227,13 @@ class GarbageCollector:
 
     async def _plan_purge(self, totals: _Totals) -> None:
         """What :meth:`_purge` would do now, changing nothing."""
-        totals.messages, totals.blobs, totals.bytes = await self.purge.plan(
-            self.clock(), self.retention
+        now = self.clock()
+        totals.messages, totals.blobs, totals.bytes = await self.purge.plan(now, self.retention)
+        totals.calendar_objects, calendar_bytes = await self.calendar_purge.plan(
+            now, self.retention
         )
+        totals.blobs += totals.calendar_objects
+        totals.bytes += calendar_bytes
 
     async def _due_count(self) -> int:
         return await self.purge.due_count(self.clock(), self.retention)
@@ -210,7 +241,8 @@ class GarbageCollector:
     # -- orphan sweep ------------------------------------------------------------
 
     async def _sweep_orphans(self, totals: _Totals, *, dry_run: bool) -> None:
-        """Delete message blobs without an ``object_keys`` row, older than the grace.
+        """Delete blobs (messages and calendar objects) without an ``object_keys`` row,
+        older than the grace.
 
         A blob's age counts from the later of its key's UUIDv7 time and the
         store's modification time. The listing is read one page at a time.
@@ -218,7 +250,7 @@ class GarbageCollector:
         cutoff = self.clock() - timedelta(seconds=self.settings.orphan_grace)
         began = time.monotonic()
         try:
-            async for page in self.blobs.list(MESSAGE_PREFIX, page_size=_LIST_PAGE):
+            async for page in self._listing():
                 orphans = await self._orphans(page, cutoff)
                 freed = sum(blob.size for blob in orphans)
                 if orphans and not dry_run:
@@ -233,6 +265,11 @@ class GarbageCollector:
         except Exception:
             GC_ERRORS.labels("orphans").inc()
             raise
+
+    async def _listing(self) -> AsyncIterator[list[BlobInfo]]:
+        for prefix in BLOB_PREFIXES:
+            async for page in self.blobs.list(prefix, page_size=_LIST_PAGE):
+                yield page
 
     async def _sweep_incomplete(self, totals: _Totals, *, dry_run: bool) -> None:
         """Remove blob writes that never finished, begun more than the grace ago."""
@@ -271,6 +308,7 @@ class GarbageCollector:
             orphans_deleted=totals.orphans,
             error=error,
             incomplete_removed=totals.incomplete,
+            calendar_objects_purged=totals.calendar_objects,
         )
 
     async def _record(self, report: GcReport, *, quiet: bool = False) -> None:

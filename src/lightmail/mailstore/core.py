@@ -8,7 +8,7 @@ certain that no committed row refers to it: when the connection fails during
 COMMIT, the transaction may have been committed, so the store looks for its
 rows on a new connection; found, the operation succeeded; not found (or the
 database still down), the failure stands and the blob is left to the orphan
-sweep (:meth:`StoreCore._commit_new_blob`).
+sweep (:meth:`lightmail.storage.commit.BlobCommit._commit_new_blob`).
 
 UIDs are reserved with an UPDATE of the mailbox row inside the same
 transaction that inserts the messages, which serialises concurrent writers
@@ -17,10 +17,7 @@ to one mailbox on that row lock (invariant 2).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -29,13 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
 from lightmail.errors import (
-    CommitOutcomeUnknown,
     InvalidValue,
     KeywordLimitExceeded,
     MailboxNotFound,
     QuotaExceeded,
-    TemporaryFailure,
-    TransactionConflict,
 )
 from lightmail.mailstore import names
 from lightmail.mailstore.mime.scanner import MimeScanner
@@ -58,13 +52,11 @@ from lightmail.mailstore.types import (
     QuotaUsage,
     StoredMessage,
 )
-from lightmail.metrics import LOST_COMMITS
 from lightmail.notify.bus import ChangeEvent, ChangeKind, NotificationBus
 from lightmail.storage.blobs import BlobStore, new_blob_key
+from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
-
-log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -98,7 +90,7 @@ _USAGE = select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).whe
 )
 
 
-class StoreCore:
+class StoreCore(BlobCommit):
     """What every part of the mailstore shares: its storage, the bus, and the SQL
     steps more than one operation takes."""
 
@@ -158,95 +150,6 @@ class StoreCore:
         key = new_blob_key()
         put = await self.blobs.put(key, parsed_chunks())
         return StoredMessage(key, put, scanner.close(), endings.bare_lf)
-
-    async def _discard_blob(self, *keys: str) -> None:
-        """Delete blobs no row will refer to; if that fails, the sweeper will."""
-        try:
-            await self.blobs.delete_many(keys)
-        except Exception:
-            log.warning("could not delete unused blob %s; the orphan sweeper will", " ".join(keys))
-
-    async def _commit_new_blob(
-        self,
-        stored: Sequence[StoredMessage],
-        write: Callable[[AsyncConnection], Awaitable[_T]],
-        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
-    ) -> _T:
-        """Run ``write``, the transaction that makes the new blobs ``stored`` visible
-        (one, or all the messages of a MULTIAPPEND).
-
-        The blobs are deleted only when no committed row can refer to them: when
-        ``write`` failed, or the database rolled the transaction back (a
-        conflict). When the connection failed during COMMIT, ``committed``
-        reads, on a new connection, what ``write`` would have written: found,
-        the operation succeeded and that is its result (so the client does not
-        send the message again); not found, or the database still down, the
-        temporary failure stands and the blobs stay for the orphan sweep, which
-        deletes each only if no ``object_keys`` row ever names it.
-        """
-        keys = [message.key for message in stored]
-        writing = True
-        try:
-            async with self.db.write() as conn:
-                result = await write(conn)
-                writing = False
-        except CommitOutcomeUnknown as error:
-            return await self._after_lost_commit(" ".join(keys), committed, error)
-        except TransactionConflict:
-            await self._discard_blob(*keys)  # rolled back, at COMMIT too
-            raise
-        except BaseException:
-            if writing:
-                await self._discard_blob(*keys)
-            else:
-                log.warning("COMMIT failed; blob %s may be in use, so it is kept", " ".join(keys))
-            raise
-        return result
-
-    async def _after_lost_commit(
-        self,
-        key: str,
-        committed: Callable[[AsyncConnection], Awaitable[_T | None]],
-        error: CommitOutcomeUnknown,
-    ) -> _T:
-        try:
-            found = await self._read_until(self.db.commit_check_timeout, committed)
-        except TemporaryFailure:
-            LOST_COMMITS.labels("unknown").inc()
-            log.warning(
-                "the reply to a COMMIT was lost and the database is still unavailable: "
-                "blob %s is kept for the orphan sweep",
-                key,
-            )
-            raise error from None
-        if found is None:
-            LOST_COMMITS.labels("rolled_back").inc()
-            log.warning(
-                "the reply to a COMMIT was lost; it was not committed: "
-                "blob %s is left to the orphan sweep",
-                key,
-            )
-            raise error
-        LOST_COMMITS.labels("committed").inc()
-        log.warning("the reply to a COMMIT was lost, but it was committed (blob %s)", key)
-        return found
-
-    async def _read_until(
-        self, patience: float, read: Callable[[AsyncConnection], Awaitable[_T]]
-    ) -> _T:
-        """``read`` in a read transaction, tried again while the database is
-        unavailable, until ``patience`` seconds have passed (at least once)."""
-        deadline = time.monotonic() + patience
-        pause = 0.1
-        while True:
-            try:
-                async with self.db.read() as conn:
-                    return await read(conn)
-            except TemporaryFailure:
-                if time.monotonic() + pause > deadline:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
 
     async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
         await conn.execute(

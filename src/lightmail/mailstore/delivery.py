@@ -111,7 +111,7 @@ class Delivery(StoreCore):
             # All or none were committed: one transaction wrote them.
             return [rows[blob.key] for blob in blobs] if blobs[0].key in rows else None
 
-        results = await self._commit_new_blob(blobs, write, committed)
+        results = await self._commit_new_blob([blob.key for blob in blobs], write, committed)
         await self.bus.publish(
             ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, results[0].mailbox_id)
         )
@@ -177,7 +177,7 @@ class Delivery(StoreCore):
         async def committed(conn: AsyncConnection) -> list[DeliveryOutcome] | None:
             return await self._delivered(conn, recipients, stored)
 
-        outcomes = await self._commit_new_blob([stored], write, committed)
+        outcomes = await self._commit_new_blob([stored.key], write, committed)
         if not any(outcome.result for outcome in outcomes):
             await self._discard_blob(stored.key)
         await self._announce_added(outcomes)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
 from lightmail.errors import (
@@ -30,6 +31,9 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
+
+UserStep: TypeAlias = Callable[[AsyncConnection, int], Awaitable[None]]
+"""More of a user made or removed with them: called with the transaction and the user's id."""
 
 # What every IMAP command in the selected state runs first, built once.
 _MAILBOX_BY_ID = select(*MAILBOX_COLUMNS).where(
@@ -56,10 +60,17 @@ def _status(mailbox: Mailbox, counts: Sequence[Any]) -> MailboxStatus:
 
 class Mailboxes(StoreCore):
     async def create_user(
-        self, domain_id: int, address: str, password_hash: str, quota: int | None
+        self,
+        domain_id: int,
+        address: str,
+        password_hash: str,
+        quota: int | None,
+        *,
+        also: UserStep,
     ) -> tuple[int, datetime]:
         """Add a user with INBOX and the special-use mailboxes, subscribed, in one
-        transaction; return the new id and its creation time (naive UTC).
+        transaction; return the new id and its creation time (naive UTC). ``also``
+        adds the rest of a new user in that transaction (the default calendar).
 
         The caller (:class:`~lightmail.accounts.service.Accounts`) has checked the
         address and found the domain; AlreadyExists if the address is taken.
@@ -86,11 +97,13 @@ class Mailboxes(StoreCore):
             for name, special_use in names.DEFAULT_MAILBOXES:
                 await self._insert_mailbox(conn, user_id, name, special_use)
                 await self._subscribe(conn, user_id, name)
+            await also(conn, user_id)
         return int(user_id), now
 
-    async def delete_user(self, address: str) -> int | None:
+    async def delete_user(self, address: str, *, also: UserStep) -> int | None:
         """Delete a user, their aliases, mailboxes and subscriptions in one transaction;
-        their mail is soft-deleted (the GC purges it). Return the user's id, or None if
+        their mail is soft-deleted (the GC purges it). ``also`` removes the rest of the
+        user in that transaction (their calendars). Return the user's id, or None if
         there is no such user.
 
         The user's sessions hear of it as of a DELETE of every mailbox.
@@ -120,6 +133,7 @@ class Mailboxes(StoreCore):
             await conn.execute(delete(t.subscriptions).where(t.subscriptions.c.user_id == user_id))
             await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.user_id == user_id))
             await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == user_id))
+            await also(conn, user_id)
             await conn.execute(delete(t.users).where(t.users.c.id == user_id))
         for mailbox_id in mailbox_ids:
             await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox_id))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
+    Table,
     and_,
     bindparam,
     case,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import (
     MailboxNotFound,
@@ -158,6 +161,7 @@ class GcReport:
     orphans_deleted: int
     error: str | None = None
     incomplete_removed: int = 0  # unfinished blob writes (not recorded in gc_runs)
+    calendar_objects_purged: int = 0  # (not recorded in gc_runs)
 
 
 # The GcReport fields a gc_runs row keeps.
@@ -181,6 +185,90 @@ class Claim:
     keys: list[str]  # the blobs they use, sorted
 
 
+def due_rows(table: Table, now: datetime, retention: timedelta) -> ColumnElement[bool]:
+    """Soft-deleted rows of ``table`` (messages, calendar objects) a garbage collector
+    worker may claim now: deleted before retention, and not held by another."""
+    c = table.c
+    return and_(
+        c.deleted_at.is_not(None),
+        c.deleted_at <= now - retention,
+        or_(c.purge_claimed_until.is_(None), c.purge_claimed_until < now),
+    )
+
+
+async def claim_rows(
+    db: Database, table: Table, due: ColumnElement[bool], limit: int, until: datetime
+) -> Claim:
+    """Hold up to ``limit`` ``due`` rows of ``table`` until ``until``, in one
+    transaction; rows another worker is claiming are skipped (``SKIP LOCKED``)."""
+    c = table.c
+    async with db.write() as conn:
+        rows = (
+            await conn.execute(
+                select(c.id, c.object_key)
+                .where(due)
+                .order_by(c.deleted_at, c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        ids = [row.id for row in rows]
+        for chunk in chunks(ids):
+            await conn.execute(
+                update(table).where(c.id.in_(chunk)).values(purge_claimed_until=until)
+            )
+    return Claim(ids, sorted({row.object_key for row in rows}))
+
+
+async def unused_object_keys(
+    db: Database, keys: Sequence[str], users: Callable[[list[str]], Executable]
+) -> dict[str, int]:
+    """Of ``keys``, those no row ``users(chunk)`` selects refers to, with their sizes.
+    A key without an ``object_keys`` row was freed by an earlier, interrupted batch:
+    it is listed again (size unknown, so 0) so its blob is deleted again."""
+    unused: dict[str, int] = {}
+    async with db.read() as conn:
+        for chunk in chunks(keys):
+            rows = await conn.execute(
+                select(t.object_keys.c.key, t.object_keys.c.size).where(
+                    t.object_keys.c.key.in_(chunk)
+                )
+            )
+            sizes = {row.key: row.size for row in rows}
+            kept = set((await conn.execute(users(list(chunk)))).scalars())
+            unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
+    return unused
+
+
+async def lock_object_keys(conn: AsyncConnection, keys: Sequence[str]) -> None:
+    """Lock the ``object_keys`` rows of ``keys`` (by primary key, in order), so two
+    workers finishing batches that share a blob cannot both leave its row."""
+    for key_chunk in chunks(keys):
+        await conn.execute(
+            select(t.object_keys.c.key)
+            .with_hint(t.object_keys, "FORCE INDEX (PRIMARY)", "mysql")
+            .where(t.object_keys.c.key.in_(key_chunk))
+            .order_by(t.object_keys.c.key)
+            .with_for_update()
+        )
+
+
+async def forget_object_keys(
+    conn: AsyncConnection, keys: Sequence[str], users: Callable[[list[str]], Executable]
+) -> None:
+    """Delete the ``object_keys`` rows of ``keys`` that no row ``users(chunk)``
+    selects refers to any more (after the rows that did were deleted)."""
+    gone: list[str] = []
+    for key_chunk in chunks(keys):
+        used = await conn.execute(users(list(key_chunk)))
+        gone.extend(sorted(set(key_chunk) - set(used.scalars())))
+    if gone:
+        await conn.execute(
+            delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
+            [{"gone_key": key} for key in gone],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DeletedTotals:
     messages: int  # soft-deleted and not yet purged
@@ -202,65 +290,30 @@ class Purge:
     @staticmethod
     def due(now: datetime, retention: timedelta) -> ColumnElement[bool]:
         """Messages a worker may claim now: deleted before retention, not held."""
-        m = t.messages.c
-        return and_(
-            m.deleted_at.is_not(None),
-            m.deleted_at <= now - retention,
-            or_(m.purge_claimed_until.is_(None), m.purge_claimed_until < now),
-        )
+        return due_rows(t.messages, now, retention)
 
     async def claim(
         self, now: datetime, retention: timedelta, limit: int, lease: timedelta
     ) -> Claim:
         """Step 1: hold up to ``limit`` due messages until ``now + lease`` (one
         transaction); from its commit on they can no longer be restored."""
-        m = t.messages.c
-        async with self.db.write() as conn:
-            rows = (
-                await conn.execute(
-                    select(m.id, m.object_key)
-                    .where(self.due(now, retention))
-                    .order_by(m.deleted_at, m.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            ids = [row.id for row in rows]
-            for chunk in chunks(ids):
-                await conn.execute(
-                    update(t.messages)
-                    .where(m.id.in_(chunk))
-                    .values(purge_claimed_until=now + lease)
-                )
-        return Claim(ids, sorted({row.object_key for row in rows}))
+        return await claim_rows(self.db, t.messages, self.due(now, retention), limit, now + lease)
 
     async def unused_keys(self, keys: Sequence[str]) -> dict[str, int]:
         """Step 2's list: of ``keys``, those no unclaimed message and no quarantine
         entry uses, with their sizes."""
         m = t.messages.c
-        unused: dict[str, int] = {}
-        async with self.db.read() as conn:
-            for chunk in chunks(keys):
-                rows = await conn.execute(
-                    select(t.object_keys.c.key, t.object_keys.c.size).where(
-                        t.object_keys.c.key.in_(chunk)
-                    )
+        return await unused_object_keys(
+            self.db,
+            keys,
+            lambda chunk: (
+                select(m.object_key)
+                .where(m.object_key.in_(chunk), m.purge_claimed_until.is_(None))
+                .union(
+                    select(t.quarantine.c.object_key).where(t.quarantine.c.object_key.in_(chunk))
                 )
-                sizes = {row.key: row.size for row in rows}
-                used = await conn.execute(
-                    select(m.object_key)
-                    .where(m.object_key.in_(chunk), m.purge_claimed_until.is_(None))
-                    .union(
-                        select(t.quarantine.c.object_key).where(
-                            t.quarantine.c.object_key.in_(chunk)
-                        )
-                    )
-                )
-                kept = set(used.scalars())
-                # A key without an object_keys row was freed by an earlier,
-                # interrupted batch: delete it again (size unknown, so 0).
-                unused.update({key: sizes.get(key, 0) for key in chunk if key not in kept})
-        return unused
+            ),
+        )
 
     async def delete_rows(self, ids: Sequence[int], keys: Sequence[str]) -> int:
         """Step 3 (one transaction): the claimed ``messages`` rows, then the
@@ -275,14 +328,7 @@ class Purge:
         MySQL/MariaDB planner to do. A conflict raises TransactionConflict.
         """
         async with self.db.write() as conn:
-            for key_chunk in chunks(keys):
-                await conn.execute(
-                    select(t.object_keys.c.key)
-                    .with_hint(t.object_keys, "FORCE INDEX (PRIMARY)", "mysql")
-                    .where(t.object_keys.c.key.in_(key_chunk))
-                    .order_by(t.object_keys.c.key)
-                    .with_for_update()
-                )
+            await lock_object_keys(conn, keys)
             purged: dict[int, int] = {}
             for id_chunk in chunks(ids):
                 rows = await conn.execute(
@@ -302,23 +348,19 @@ class Purge:
                 [{"message_id": message_id} for message_id in ids],
             )
             deleted = int(result.rowcount)
-            gone: list[str] = []
-            for key_chunk in chunks(keys):
-                used = await conn.execute(
+            await forget_object_keys(
+                conn,
+                keys,
+                lambda chunk: (
                     select(t.messages.c.object_key)
-                    .where(t.messages.c.object_key.in_(key_chunk))
+                    .where(t.messages.c.object_key.in_(chunk))
                     .union(
                         select(t.quarantine.c.object_key).where(
-                            t.quarantine.c.object_key.in_(key_chunk)
+                            t.quarantine.c.object_key.in_(chunk)
                         )
                     )
-                )
-                gone.extend(sorted(set(key_chunk) - set(used.scalars())))
-            if gone:
-                await conn.execute(
-                    delete(t.object_keys).where(t.object_keys.c.key == bindparam("gone_key")),
-                    [{"gone_key": key} for key in gone],
-                )
+                ),
+            )
         return deleted
 
     async def plan(self, now: datetime, retention: timedelta) -> tuple[int, int, int]:

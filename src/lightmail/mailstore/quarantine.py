@@ -64,7 +64,7 @@ class Quarantine(StoreCore):
                 )
             ).scalar_one_or_none()
 
-        item_id = await self._commit_new_blob([stored], write, committed)
+        item_id = await self._commit_new_blob([stored.key], write, committed)
         if item_id is None:
             raise RuntimeError("the database returned no id for the quarantined message")
         return item_id

@@ -44,7 +44,7 @@ _DEFAULT_UNIX: _UnixOptions = (0o660, None, None)
 
 @dataclass(frozen=True, slots=True)
 class _Listener:
-    """What a worker's listener binds when it runs alone (Listener, ApiServer)."""
+    """What a worker's listener binds when it runs alone (Listener, HttpServer)."""
 
     name: str
     addresses: tuple[ListenAddress, ...]
@@ -60,6 +60,8 @@ def _listeners(settings: Settings) -> Iterator[_Listener]:
         yield _Listener(name, section.listen)
         yield _Listener(f"{name}s", section.tls_listen)  # () without [tls]
     yield _Listener("api", settings.api.listen, every_address=False)
+    yield _Listener("dav", settings.dav.listen, every_address=False)
+    yield _Listener("davs", settings.dav.tls_listen, every_address=False)  # () without [tls]
 
 
 class Supervisor:

@@ -201,6 +201,7 @@ def api_node(
         "LIGHTMAIL_IMAP_MAX_APPEND_SIZE": str(MAX_APPEND),
         "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_POP3_LISTEN": "",
+        "LIGHTMAIL_DAV_LISTEN": "",
         # The database may be shared with other tests: no purges behind their backs.
         "LIGHTMAIL_GC_ENABLED": "false",
         **_storage_env(backend, request, data_dir),

@@ -1,4 +1,4 @@
-"""Blob stores: where raw messages live. :func:`open_blob_store` picks one by URL."""
+"""Blob stores: where messages and calendar objects live. :func:`open_blob_store` picks one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 from lightmail.storage.blobs.base import (
+    BLOB_PREFIXES,
+    CALENDAR_PREFIX,
     LIST_PAGE_SIZE,
     MESSAGE_PREFIX,
     BlobInfo,
@@ -21,6 +23,8 @@ from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 
 __all__ = [
+    "BLOB_PREFIXES",
+    "CALENDAR_PREFIX",
     "LIST_PAGE_SIZE",
     "MESSAGE_PREFIX",
     "BlobInfo",

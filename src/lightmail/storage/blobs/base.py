@@ -1,7 +1,8 @@
-"""The blob store interface: raw messages live here, addressed by key.
+"""The blob store interface: raw messages and calendar objects live here, addressed by key.
 
-Keys look like ``eml/<uuid7>.eml``. A blob is written once and never changed;
-it is deleted only by the garbage collector, once no live message uses it.
+Keys look like ``eml/<uuid7>.eml`` (messages) and ``ics/<uuid7>.ics``
+(calendar objects). A blob is written once and never changed; it is deleted
+only by the garbage collector, once no live row uses it.
 Every implementation raises :class:`lightmail.errors.TemporaryFailure` when
 the store is unreachable, so callers can answer with a temporary error.
 """
@@ -92,23 +93,35 @@ class BlobStore(Protocol):
 
 
 MESSAGE_PREFIX = "eml/"
-"""Every message blob's key starts with this; nothing else of ours does."""
+"""Every message blob's key starts with this."""
+
+CALENDAR_PREFIX = "ics/"
+"""Every calendar object blob's key starts with this."""
+
+# The folder of each kind of blob LightMail writes, and its keys' suffix.
+_SUFFIXES = {MESSAGE_PREFIX: ".eml", CALENDAR_PREFIX: ".ics"}
+BLOB_PREFIXES = tuple(_SUFFIXES)
+"""The folders of every blob LightMail writes (the orphan sweep lists each)."""
 
 
-def new_blob_key() -> str:
-    """A fresh, time-ordered key for a message blob (UUIDv7, RFC 9562)."""
-    return f"{MESSAGE_PREFIX}{uuid6.uuid7()}.eml"
+def new_blob_key(prefix: str = MESSAGE_PREFIX) -> str:
+    """A fresh, time-ordered key for a blob under ``prefix`` (UUIDv7, RFC 9562)."""
+    return f"{prefix}{uuid6.uuid7()}{_SUFFIXES[prefix]}"
 
 
 def blob_key_time(key: str) -> datetime | None:
     """When a key from :func:`new_blob_key` was made (its UUIDv7's milliseconds),
     or None for a key of another shape."""
-    name = key.removeprefix(MESSAGE_PREFIX).removesuffix(".eml")
+    prefix = key[: key.find("/") + 1]
+    suffix = _SUFFIXES.get(prefix)
+    if suffix is None:
+        return None
+    name = key.removeprefix(prefix).removesuffix(suffix)
     try:
         value = uuid.UUID(name)
     except ValueError:
         return None
-    if value.version != 7 or key != f"{MESSAGE_PREFIX}{value}.eml":
+    if value.version != 7 or key != f"{prefix}{value}{suffix}":
         return None
     return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
 

@@ -250,3 +250,58 @@ gc_runs = Table(
     Column("error", Text, nullable=True),
     **_MYSQL,
 )
+
+# Calendar collections (CalDAV, RFC 4791): one per user and path segment. Each
+# change to one of its objects raises ``sync_token`` by one; the objects changed
+# carry that value as their ``modseq`` (the getctag and the RFC 6578 token).
+calendars = Table(
+    "calendars",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),  # the path segment
+    Column("display_name", String(255), nullable=False, default=""),
+    Column("color", String(32), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("components", String(64), nullable=False),  # e.g. "VEVENT VTODO"
+    Column("sync_token", BigInteger, nullable=False),
+    # Removed objects up to this token were purged: older sync tokens are refused.
+    Column("purged_modseq", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("user_id", "name"),
+    sqlite_autoincrement=True,
+    **_MYSQL,
+)
+
+# One row per stored version of a calendar object resource; the .ics bytes are
+# the blob. Replacing or deleting one soft-deletes its row (the tombstone that
+# sync-collection reports), which the garbage collector purges like a message.
+calendar_objects = Table(
+    "calendar_objects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # No foreign key: a deleted calendar's objects stay until the GC purges them.
+    Column("calendar_id", Id, nullable=False),
+    Column("user_id", Id, nullable=False),
+    Column("name", String(255), nullable=False),  # the resource's path segment
+    Column("uid", String(255), nullable=False),  # the iCalendar UID
+    Column("etag", String(64), nullable=False),
+    Column("object_key", String(64), ForeignKey("object_keys.key"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("component", String(16), nullable=False),  # VEVENT, VTODO or VJOURNAL
+    # The first instance's start and the last one's end, UTC; NULL: unbounded.
+    Column("first_start", Timestamp, nullable=True),
+    Column("last_end", Timestamp, nullable=True),
+    Column("recurring", Boolean, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("deleted_at", Timestamp, nullable=True),
+    Column("purge_claimed_until", Timestamp, nullable=True),
+    Index(None, "calendar_id", "name"),
+    Index(None, "calendar_id", "modseq"),
+    Index(None, "calendar_id", "uid"),
+    Index(None, "object_key"),
+    Index(None, "deleted_at"),
+    Index(None, "user_id", "deleted_at"),
+    sqlite_autoincrement=True,
+    **_MYSQL,
+)

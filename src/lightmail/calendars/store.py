@@ -1,0 +1,565 @@
+"""The calendar store: the only code that changes calendars and their objects.
+
+It writes as the mailstore does (:mod:`lightmail.storage.commit`): an
+object's ``.ics`` bytes go to a new blob (``ics/<uuid7>.ics``) first, then
+one transaction makes it visible; if that fails the blob is deleted again or
+left to the orphan sweep. Each change to a calendar's objects raises the
+calendar's ``sync_token`` by one, taking the calendar row's lock, so writers
+to one calendar are serialised and every change has its own token. A
+replaced or deleted object's row is soft-deleted with the new token: the
+tombstone sync-collection reports (RFC 6578) until the garbage collector
+purges it after retention, together with its blob. Errors are those of
+:mod:`lightmail.errors`; nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lightmail import clock
+from lightmail.calendars.ics import COMPONENTS, parse_object
+from lightmail.errors import (
+    AlreadyExists,
+    InvalidCalendarData,
+    InvalidValue,
+    NotFound,
+    PreconditionFailed,
+)
+from lightmail.storage.blobs import CALENDAR_PREFIX, BlobStore, new_blob_key
+from lightmail.storage.commit import BlobCommit
+from lightmail.storage.db import tables as t
+from lightmail.storage.db.engine import Database
+
+DEFAULT_CALENDAR = "default"
+"""The path segment of the calendar every user gets on creation."""
+
+_DEFAULT_DISPLAY_NAME = "Calendar"
+_MAX_NAME = 255
+_FORBIDDEN_NAME_CHARS = frozenset('/\\"<>') | frozenset(chr(c) for c in range(0x20))
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarInfo:
+    id: int
+    user_id: int
+    name: str
+    display_name: str
+    color: str
+    description: str
+    components: tuple[str, ...]
+    sync_token: int
+    purged_modseq: int  # tokens below this can no longer list every removal
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarObject:
+    id: int
+    calendar_id: int
+    name: str
+    uid: str
+    etag: str  # quoted, as HTTP sends it
+    object_key: str
+    size: int
+    component: str
+    first_start: datetime | None
+    last_end: datetime | None
+    recurring: bool
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a calendar after a sync token (RFC 6578 section 3.5)."""
+
+    changed: list[CalendarObject]
+    removed: list[str]  # names
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutOutcome:
+    created: bool
+    object: CalendarObject
+
+
+_CALENDAR_COLUMNS = (
+    t.calendars.c.id,
+    t.calendars.c.user_id,
+    t.calendars.c.name,
+    t.calendars.c.display_name,
+    t.calendars.c.color,
+    t.calendars.c.description,
+    t.calendars.c.components,
+    t.calendars.c.sync_token,
+    t.calendars.c.purged_modseq,
+)
+_OBJECT_COLUMNS = (
+    t.calendar_objects.c.id,
+    t.calendar_objects.c.calendar_id,
+    t.calendar_objects.c.name,
+    t.calendar_objects.c.uid,
+    t.calendar_objects.c.etag,
+    t.calendar_objects.c.object_key,
+    t.calendar_objects.c.size,
+    t.calendar_objects.c.component,
+    t.calendar_objects.c.first_start,
+    t.calendar_objects.c.last_end,
+    t.calendar_objects.c.recurring,
+    t.calendar_objects.c.modseq,
+)
+
+
+def _calendar(row: t.AnyRow) -> CalendarInfo:
+    return CalendarInfo(
+        row.id,
+        row.user_id,
+        row.name,
+        row.display_name,
+        row.color,
+        row.description,
+        tuple(row.components.split()),
+        row.sync_token,
+        row.purged_modseq,
+    )
+
+
+def _object(row: t.AnyRow) -> CalendarObject:
+    return CalendarObject(
+        row.id,
+        row.calendar_id,
+        row.name,
+        row.uid,
+        f'"{row.etag}"',
+        row.object_key,
+        row.size,
+        row.component,
+        row.first_start,
+        row.last_end,
+        bool(row.recurring),
+        row.modseq,
+    )
+
+
+def _live(calendar_id: int) -> ColumnElement[bool]:
+    o = t.calendar_objects.c
+    return and_(o.calendar_id == calendar_id, o.deleted_at.is_(None))
+
+
+def check_name(name: str, what: str) -> str:
+    """A calendar's or object's path segment: 1 to 255 characters, no ``/``, quote,
+    angle bracket, backslash or control character, not ``.`` or ``..``."""
+    if (
+        not name
+        or len(name) > _MAX_NAME
+        or name in (".", "..")
+        or not _FORBIDDEN_NAME_CHARS.isdisjoint(name)
+    ):
+        raise InvalidValue(f"{name[:50]!r} is not a valid {what} name")
+    return name
+
+
+def check_components(components: Sequence[str]) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(c.upper() for c in components))
+    if not wanted or not set(wanted) <= set(COMPONENTS):
+        raise InvalidValue(f"a calendar holds some of {', '.join(COMPONENTS)}")
+    return wanted
+
+
+class CalendarStore(BlobCommit):
+    """Every operation on calendars; see the module documentation."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+
+    # -- calendars ---------------------------------------------------------------
+
+    async def add_default(self, conn: AsyncConnection, user_id: int) -> None:
+        """Give a new user the default calendar, in the transaction creating the user."""
+        await self._insert_calendar(
+            conn, user_id, DEFAULT_CALENDAR, _DEFAULT_DISPLAY_NAME, "", "", ("VEVENT", "VTODO")
+        )
+
+    async def remove_all(self, conn: AsyncConnection, user_id: int) -> None:
+        """Delete a deleted user's calendars, in the transaction deleting the user; the
+        objects are soft-deleted, for the garbage collector."""
+        await conn.execute(
+            update(t.calendar_objects)
+            .where(
+                t.calendar_objects.c.user_id == user_id, t.calendar_objects.c.deleted_at.is_(None)
+            )
+            .values(deleted_at=clock.utcnow())
+        )
+        await conn.execute(delete(t.calendars).where(t.calendars.c.user_id == user_id))
+
+    async def list_calendars(self, user_id: int) -> list[CalendarInfo]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*_CALENDAR_COLUMNS)
+                .where(t.calendars.c.user_id == user_id)
+                .order_by(t.calendars.c.name)
+            )
+            return [_calendar(row) for row in rows]
+
+    async def get_calendar(self, user_id: int, name: str) -> CalendarInfo:
+        async with self.db.read() as conn:
+            return await self._calendar(conn, user_id, name)
+
+    async def create_calendar(
+        self,
+        user_id: int,
+        name: str,
+        *,
+        display_name: str = "",
+        color: str = "",
+        description: str = "",
+        components: Sequence[str] = ("VEVENT", "VTODO"),
+    ) -> CalendarInfo:
+        """A new, empty calendar; AlreadyExists if the user has one by that name."""
+        name = check_name(name, "calendar")
+        wanted = check_components(components)
+        async with self.db.write() as conn:
+            found = await conn.execute(
+                select(t.calendars.c.id).where(
+                    t.calendars.c.user_id == user_id, t.calendars.c.name == name
+                )
+            )
+            if found.first() is not None:
+                raise AlreadyExists(f"calendar {name} already exists")
+            await self._insert_calendar(
+                conn, user_id, name, display_name or name, color, description, wanted
+            )
+            return await self._calendar(conn, user_id, name)
+
+    async def update_calendar(
+        self,
+        user_id: int,
+        name: str,
+        *,
+        display_name: str | None = None,
+        color: str | None = None,
+        description: str | None = None,
+    ) -> CalendarInfo:
+        """Change the given properties (PROPPATCH); None leaves one as it is."""
+        values = {
+            key: value
+            for key, value in (
+                ("display_name", display_name),
+                ("color", color),
+                ("description", description),
+            )
+            if value is not None
+        }
+        for key, limit in (("display_name", 255), ("color", 32), ("description", 10_000)):
+            if len(values.get(key, "")) > limit:
+                raise InvalidValue(f"{key} is longer than {limit} characters")
+        async with self.db.write() as conn:
+            calendar = await self._calendar(conn, user_id, name)
+            if values:
+                await conn.execute(
+                    update(t.calendars).where(t.calendars.c.id == calendar.id).values(**values)
+                )
+            return await self._calendar(conn, user_id, name)
+
+    async def delete_calendar(self, user_id: int, name: str) -> None:
+        """Delete a calendar; its objects are soft-deleted for the garbage collector."""
+        async with self.db.write() as conn:
+            calendar = await self._calendar(conn, user_id, name)
+            await conn.execute(
+                update(t.calendar_objects)
+                .where(_live(calendar.id))
+                .values(deleted_at=clock.utcnow())
+            )
+            await conn.execute(delete(t.calendars).where(t.calendars.c.id == calendar.id))
+
+    # -- objects -------------------------------------------------------------------
+
+    async def list_objects(self, calendar: CalendarInfo) -> list[CalendarObject]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*_OBJECT_COLUMNS)
+                .where(_live(calendar.id))
+                .order_by(t.calendar_objects.c.name)
+            )
+            return [_object(row) for row in rows]
+
+    async def get_object(self, calendar: CalendarInfo, name: str) -> CalendarObject:
+        found = await self.objects_named(calendar, [name])
+        if not found:
+            raise NotFound(f"no calendar object {name[:100]}")
+        return found[0]
+
+    async def objects_named(
+        self, calendar: CalendarInfo, names: Sequence[str]
+    ) -> list[CalendarObject]:
+        """The live objects of ``names`` that exist, in name order."""
+        if not names:
+            return []
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(*_OBJECT_COLUMNS)
+                .where(_live(calendar.id), t.calendar_objects.c.name.in_(sorted(set(names))))
+                .order_by(t.calendar_objects.c.name)
+            )
+            return [_object(row) for row in rows]
+
+    async def objects_in_range(
+        self, calendar: CalendarInfo, component: str, start: datetime | None, end: datetime | None
+    ) -> list[CalendarObject]:
+        """Live objects of ``component`` whose instances may meet [start, end) (naive
+        UTC; None: open). Exact for objects that do not recur; a recurring one is a
+        candidate the caller checks against its instances
+        (:func:`lightmail.calendars.ics.series_overlaps`)."""
+        o = t.calendar_objects.c
+        query = select(*_OBJECT_COLUMNS).where(_live(calendar.id), o.component == component)
+        if end is not None:
+            query = query.where(or_(o.first_start.is_(None), o.first_start < end))
+        if start is not None:
+            query = query.where(
+                or_(
+                    o.last_end.is_(None),
+                    o.last_end > start,
+                    and_(o.last_end == start, o.first_start == start),
+                )
+            )
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.order_by(o.name))
+            return [_object(row) for row in rows]
+
+    def read(self, obj: CalendarObject) -> AsyncIterator[bytes]:
+        """The object's ``.ics`` bytes, as they were stored."""
+        return self.blobs.get(obj.object_key)
+
+    async def read_bytes(self, obj: CalendarObject) -> bytes:
+        return b"".join([chunk async for chunk in self.read(obj)])
+
+    async def changes(self, calendar: CalendarInfo, since: int) -> Changes:
+        """Objects changed and names removed after token ``since``; InvalidValue if
+        removals after it were purged already (the client must sync afresh)."""
+        o = t.calendar_objects.c
+        async with self.db.read() as conn:
+            current = await self._calendar_by_id(conn, calendar)
+            if since < current.purged_modseq or since > current.sync_token:
+                raise InvalidValue(f"sync token {since} is no longer valid")
+            changed = [
+                _object(row)
+                for row in await conn.execute(
+                    select(*_OBJECT_COLUMNS)
+                    .where(_live(calendar.id), o.modseq > since)
+                    .order_by(o.name)
+                )
+            ]
+            live_names = {obj.name for obj in changed}
+            gone = await conn.execute(
+                select(o.name)
+                .distinct()
+                .where(o.calendar_id == calendar.id, o.deleted_at.is_not(None), o.modseq > since)
+            )
+            candidates = sorted(set(gone.scalars()) - live_names)
+            removed: list[str] = []
+            if candidates:
+                still = await conn.execute(
+                    select(o.name).where(_live(calendar.id), o.name.in_(candidates))
+                )
+                removed = sorted(set(candidates) - set(still.scalars()))
+        return Changes(changed, removed, current.sync_token)
+
+    async def put_object(
+        self,
+        user_id: int,
+        calendar_name: str,
+        name: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> PutOutcome:
+        """Store ``data`` as the object ``name``, new or replacing the one there.
+
+        ``if_match`` (a quoted ETag or ``*``) and ``if_none_match`` (``*``) are the
+        client's conditions: PreconditionFailed when they do not hold. An object
+        that breaks RFC 4791's rules raises InvalidCalendarData, as does a UID
+        another object of the calendar already has (``no-uid-conflict``).
+        """
+        name = check_name(name, "calendar object")
+        async with self.db.read() as conn:
+            calendar = await self._calendar(conn, user_id, calendar_name)
+        # In a thread: a large object takes a while to parse, and the node's other
+        # connections go on meanwhile.
+        parsed = await asyncio.to_thread(parse_object, data, calendar.components)
+        key = new_blob_key(CALENDAR_PREFIX)
+
+        async def source() -> AsyncIterator[bytes]:
+            yield data
+
+        put = await self.blobs.put(key, source())
+        etag = hashlib.sha256(data).hexdigest()[:40]
+
+        async def write(conn: AsyncConnection) -> PutOutcome:
+            token = await self._next_token(conn, calendar)
+            o = t.calendar_objects.c
+            old = (
+                await conn.execute(
+                    select(o.id, o.etag, o.uid).where(_live(calendar.id), o.name == name)
+                )
+            ).one_or_none()
+            if if_none_match and old is not None:
+                raise PreconditionFailed(f"{name} exists")
+            if if_match is not None and (
+                old is None or (if_match != "*" and if_match != f'"{old.etag}"')
+            ):
+                raise PreconditionFailed(f"{name} is not at ETag {if_match}")
+            same_uid = await conn.execute(
+                select(o.name).where(_live(calendar.id), o.uid == parsed.uid, o.name != name)
+            )
+            if same_uid.first() is not None:
+                raise InvalidCalendarData(
+                    "no-uid-conflict", "another object of this calendar has that UID"
+                )
+            now = clock.utcnow()
+            if old is not None:
+                await conn.execute(
+                    update(t.calendar_objects)
+                    .where(o.id == old.id)
+                    .values(deleted_at=now, modseq=token)
+                )
+            await conn.execute(
+                insert(t.object_keys).values(
+                    key=key, size=put.size, sha256=put.sha256, created_at=now
+                )
+            )
+            result = await conn.execute(
+                insert(t.calendar_objects).values(
+                    calendar_id=calendar.id,
+                    user_id=user_id,
+                    name=name,
+                    uid=parsed.uid,
+                    etag=etag,
+                    object_key=key,
+                    size=put.size,
+                    component=parsed.component,
+                    first_start=parsed.first_start,
+                    last_end=parsed.last_end,
+                    recurring=parsed.recurring,
+                    modseq=token,
+                )
+            )
+            (object_id,) = result.inserted_primary_key or (0,)
+            return PutOutcome(
+                old is None,
+                CalendarObject(
+                    object_id,
+                    calendar.id,
+                    name,
+                    parsed.uid,
+                    f'"{etag}"',
+                    key,
+                    put.size,
+                    parsed.component,
+                    parsed.first_start,
+                    parsed.last_end,
+                    parsed.recurring,
+                    token,
+                ),
+            )
+
+        async def committed(conn: AsyncConnection) -> PutOutcome | None:
+            row = (
+                await conn.execute(
+                    select(*_OBJECT_COLUMNS).where(t.calendar_objects.c.object_key == key)
+                )
+            ).one_or_none()
+            return None if row is None else PutOutcome(False, _object(row))
+
+        return await self._commit_new_blob([key], write, committed)
+
+    async def delete_object(
+        self, user_id: int, calendar_name: str, name: str, *, if_match: str | None = None
+    ) -> None:
+        """Soft-delete the object (NotFound if there is none; PreconditionFailed if
+        ``if_match`` is not its ETag)."""
+        async with self.db.write() as conn:
+            calendar = await self._calendar(conn, user_id, calendar_name)
+            o = t.calendar_objects.c
+            token = await self._next_token(conn, calendar)
+            old = (
+                await conn.execute(select(o.id, o.etag).where(_live(calendar.id), o.name == name))
+            ).one_or_none()
+            if old is None:
+                raise NotFound(f"no calendar object {name[:100]}")
+            if if_match is not None and if_match not in ("*", f'"{old.etag}"'):
+                raise PreconditionFailed(f"{name} is not at ETag {if_match}")
+            await conn.execute(
+                update(t.calendar_objects)
+                .where(o.id == old.id)
+                .values(deleted_at=clock.utcnow(), modseq=token)
+            )
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _insert_calendar(
+        self,
+        conn: AsyncConnection,
+        user_id: int,
+        name: str,
+        display_name: str,
+        color: str,
+        description: str,
+        components: Sequence[str],
+    ) -> None:
+        await conn.execute(
+            insert(t.calendars).values(
+                user_id=user_id,
+                name=name,
+                display_name=display_name[:255],
+                color=color[:32],
+                description=description,
+                components=" ".join(components),
+                sync_token=1,
+                created_at=clock.utcnow(),
+            )
+        )
+
+    async def _calendar(self, conn: AsyncConnection, user_id: int, name: str) -> CalendarInfo:
+        row = (
+            await conn.execute(
+                select(*_CALENDAR_COLUMNS).where(
+                    t.calendars.c.user_id == user_id, t.calendars.c.name == name
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no calendar {name[:100]}")
+        return _calendar(row)
+
+    async def _calendar_by_id(self, conn: AsyncConnection, calendar: CalendarInfo) -> CalendarInfo:
+        row = (
+            await conn.execute(select(*_CALENDAR_COLUMNS).where(t.calendars.c.id == calendar.id))
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no calendar {calendar.name[:100]}")
+        return _calendar(row)
+
+    async def _next_token(self, conn: AsyncConnection, calendar: CalendarInfo) -> int:
+        """Raise the calendar's sync token (locking its row until commit); return it."""
+        result = await conn.execute(
+            update(t.calendars)
+            .where(t.calendars.c.id == calendar.id)
+            .values(sync_token=t.calendars.c.sync_token + 1)
+        )
+        if result.rowcount != 1:
+            raise NotFound(f"no calendar {calendar.name[:100]}")
+        return int(
+            (
+                await conn.execute(
+                    select(t.calendars.c.sync_token).where(t.calendars.c.id == calendar.id)
+                )
+            ).scalar_one()
+        )
