@@ -255,29 +255,45 @@ def section_range(body: BodyPart, section: BodySection) -> SectionRange | None:
     part's body. None when the part does not exist or the specifier does not apply
     to it (the caller answers with an empty string).
     """
+    if not section.part:
+        return root_section_range(body.body_start, body.end, section)
     text = section.text
     part = body.find(section.part)
     if part is None:
         return None
     if text is None:
-        if not section.part:
-            return SectionRange(0, body.end)
         return SectionRange(part.body_start, part.end)
     if text is SectionText.MIME:
-        if not section.part:
-            return None
         return SectionRange(part.header_start, part.body_start)
-    message = part if not section.part else part.message
+    message = part.message
     if message is None:
         return None
+    return _message_range(message.header_start, message.body_start, message.end, section)
+
+
+def root_section_range(body_start: int, end: int, section: BodySection) -> SectionRange | None:
+    """:func:`section_range` of a section of the message itself (no part number),
+    from where its body starts and where it ends: no body structure to decode."""
+    if section.text is None:
+        return SectionRange(0, end)
+    if section.text is SectionText.MIME:
+        return None
+    return _message_range(0, body_start, end, section)
+
+
+def _message_range(
+    header_start: int, body_start: int, end: int, section: BodySection
+) -> SectionRange:
+    """HEADER, HEADER.FIELDS[.NOT] or TEXT of a message (the root, or one in a
+    MESSAGE/RFC822 part) whose header starts at ``header_start``."""
+    text = section.text
     if text is SectionText.TEXT:
-        return SectionRange(message.body_start, message.end)
-    header_start = 0 if not section.part else message.header_start
+        return SectionRange(body_start, end)
     if text is SectionText.HEADER:
-        return SectionRange(header_start, message.body_start)
+        return SectionRange(header_start, body_start)
     return SectionRange(
         header_start,
-        message.body_start,
+        body_start,
         fields=tuple(section.fields),
         exclude=text is SectionText.HEADER_FIELDS_NOT,
     )

@@ -156,6 +156,7 @@ class MessageMeta:
     __slots__ = (
         "_body",
         "_body_json",
+        "_bounds",
         "_envelope",
         "_envelope_json",
         "header",
@@ -180,6 +181,7 @@ class MessageMeta:
         self._body_json = body_json
         self._envelope: Envelope | None = None
         self._body: BodyPart | None = None
+        self._bounds: tuple[int, int] | None = None
 
     @property
     def envelope(self) -> Envelope:
@@ -192,6 +194,19 @@ class MessageMeta:
         if self._body is None:
             self._body = BodyPart.from_json(json.loads(self._body_json))
         return self._body
+
+    @property
+    def root_bounds(self) -> tuple[int, int]:
+        """Where the message's body starts and where the message ends: all a FETCH of
+        its header or text needs, read without decoding the whole body structure."""
+        if self._bounds is None:
+            body = self._body
+            self._bounds = (
+                (body.body_start, body.end)
+                if body is not None
+                else BodyPart.bounds_from_json(json.loads(self._body_json))
+            )
+        return self._bounds
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,10 @@ def check_invariants(message: bytes, result: ParsedMessage) -> None:
             assert node.message is None
             assert node.envelope is None
     assert BodyPart.from_json(json.loads(json.dumps(root.to_json()))) == root
+    assert BodyPart.bounds_from_json(json.loads(json.dumps(root.to_json()))) == (
+        root.body_start,
+        root.end,
+    )
     assert Envelope.from_json(json.loads(json.dumps(result.envelope.to_json()))) == result.envelope
 
 

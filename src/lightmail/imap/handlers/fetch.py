@@ -94,8 +94,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
         if command.vanished:
             await session.send_vanished_earlier(mailbox, command.changedsince, command.sequence_set)
         since = await session.store.changed_since(mailbox, command.changedsince)
-        wanted = {info.uid for info in since}
-        live = [(seq, uid) for seq, uid in live if uid in wanted]
+        since_uids = {info.uid for info in since}
+        live = [(seq, uid) for seq, uid in live if uid in since_uids]
     seen_now: set[int] = set()
     if sets_seen:
         unseen = [uid for _, uid in live if "\\Seen" not in view.flags_of(uid)]
@@ -112,6 +112,8 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
         a in (FetchItem.RFC822_SIZE, FetchItem.INTERNALDATE, FetchItem.MODSEQ, FetchItem.EMAILID)
         for a in attributes
     )
+    # The response names of the sections, once for the whole command.
+    named = [(a, _response_name(a)) for a in attributes]
     turn = TimeSlice()  # other sessions run in between (issue #14)
     unreadable = False
     refused: BinaryRefused | None = None
@@ -131,9 +133,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
                 missing = True
                 continue
             try:
-                await _fetch_one(
-                    session, seq, uid, info, metas.get(uid), attributes, uid in seen_now
-                )
+                await _fetch_one(session, seq, uid, info, metas.get(uid), named, uid in seen_now)
             except BinaryRefused as error:
                 # RFC 3516 section 4.3: the request fails; the other messages are answered.
                 refused = error if refused is None or error.unknown_cte else refused
@@ -167,7 +167,7 @@ async def _fetch_one(
     uid: int,
     info: MessageInfo | None,
     meta: MessageMeta | None,
-    attributes: Sequence[FetchAttribute],
+    named: Sequence[tuple[FetchAttribute, bytes]],
     seen_now: bool,
 ) -> None:
     """Write one FETCH response; large body sections stream from the blob store.
@@ -177,12 +177,12 @@ async def _fetch_one(
     (:class:`BlobNotFound`) leaves nothing of it written.
     """
     items: list[bytes | _Streamed] = []
-    for attribute in attributes:
+    for attribute, name in named:
         if isinstance(attribute, BodySection):
-            items.append(await _section(session, attribute, attribute.response_name, meta))
+            items.append(await _section(session, attribute, name, meta))
             continue
         if isinstance(attribute, BinarySection):
-            items.append(await _binary(session, attribute, _need(meta)))
+            items.append(await _binary(session, attribute, name, _need(meta)))
             continue
         match attribute:
             case FetchItem.FLAGS:
@@ -211,8 +211,8 @@ async def _fetch_one(
                 items.append(b"BODY " + structure)
             case FetchItem.RFC822 | FetchItem.RFC822_HEADER | FetchItem.RFC822_TEXT:
                 rfc822 = _RFC822_SECTIONS[attribute]
-                items.append(await _section(session, rfc822, attribute.response_name, meta))
-    if seen_now and FetchItem.FLAGS not in attributes:
+                items.append(await _section(session, rfc822, name, meta))
+    if seen_now and all(attribute is not FetchItem.FLAGS for attribute, _ in named):
         items.append(b"FLAGS " + session.flag_list(uid))
     streams: dict[int, tuple[bytes, AsyncIterator[bytes]]] = {}
     for index, item in enumerate(items):
@@ -246,7 +246,11 @@ async def _section(
     literals). NUL goes out as 0x80 (``literal``, ``literal_octets``).
     """
     meta = _need(meta)
-    where = render.section_range(meta.body, section)
+    where = (
+        render.section_range(meta.body, section)
+        if section.part
+        else render.root_section_range(*meta.root_bounds, section)
+    )
     if where is None:
         return name + b" " + literal(b"")
     if where.fields is not None:
@@ -265,12 +269,11 @@ async def _section(
 
 
 async def _binary(
-    session: ImapSession, section: BinarySection, meta: MessageMeta
+    session: ImapSession, section: BinarySection, name: bytes, meta: MessageMeta
 ) -> bytes | _Streamed:
     """``BINARY[part]<partial>`` and ``BINARY.SIZE[part]`` (RFC 3516 section 4.3):
     the decoded content inline when the part is small, else streamed, decoded as it
     is sent; ``literal8`` when it holds NUL. Raises `BinaryRefused`."""
-    name = section.response_name
     part = binary.binary_part(meta.body, section.part)
     if part is None or part.size == 0:
         return name + (b" 0" if section.size else b" " + literal(b""))
@@ -380,6 +383,16 @@ def _internaldate(value: datetime) -> bytes:
     return b'"' + value.strftime("%d-%b-%Y %H:%M:%S %z").encode() + b'"'
 
 
+def _response_name(attribute: FetchAttribute) -> bytes:
+    """What a section's data is called in the response (``BODY[...]<origin>``,
+    ``BINARY[...]``, ``RFC822.HEADER``); empty for the other items."""
+    if isinstance(attribute, BodySection | BinarySection):
+        return attribute.response_name
+    if attribute in _RFC822_SECTIONS:
+        return attribute.response_name
+    return b""
+
+
 _T = TypeVar("_T")
 
 
@@ -392,4 +405,4 @@ def _need(value: _T | None) -> _T:
 
 def _cached(meta: MessageMeta, end: int) -> bool:
     """Whether bytes up to ``end`` lie in the complete header cached in SQL."""
-    return end <= len(meta.header) == meta.body.body_start
+    return end <= len(meta.header) == meta.root_bounds[0]

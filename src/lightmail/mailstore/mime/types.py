@@ -243,6 +243,13 @@ class BodyPart:
             out.pop()
         return out
 
+    @staticmethod
+    def bounds_from_json(data: object) -> tuple[int, int]:
+        """``body_start`` and ``end`` of the part :meth:`to_json` gave, read without
+        decoding the rest of it (FETCH of the message's header needs no more)."""
+        items = json_list(data, _BODY_JSON_MIN, _BODY_JSON_MAX)
+        return json_int(items[12]), json_int(items[13])
+
     @classmethod
     def from_json(cls, data: object) -> BodyPart:
         items = json_list(data, _BODY_JSON_MIN, _BODY_JSON_MAX)
