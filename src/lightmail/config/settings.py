@@ -465,6 +465,12 @@ class DavSettings:
     max_xml_size: int = declare(
         "256K", size_between(1024, 16 << 20), "a size from 1K to 16M", "Largest XML request body."
     )
+    max_import_size: int = declare(
+        "16M",
+        size_between(1024, 1 << 30),
+        "a size from 1K to 1G",
+        "Largest .ics file the API imports as a whole calendar.",
+    )
     header_timeout: float = declare(*_HEADER_TIMEOUT)
     max_connections: int = declare(*_HTTP_CONNECTIONS)
 

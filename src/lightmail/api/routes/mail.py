@@ -210,7 +210,7 @@ async def import_message(
 ) -> s.Appended:
     """Import a raw message (the body is streamed, like IMAP APPEND, and virus-scanned
     when ``[antivirus] scan_append`` is on); answers its new UID."""
-    _require_rfc822(request)
+    require_media_type(request, RFC822)
     flag_names = _flags(flags or [])
     if internal_date is not None:
         if internal_date.tzinfo is None:
@@ -238,17 +238,17 @@ async def import_message(
     return s.Appended(mailbox=mailbox.name, uidvalidity=result.uidvalidity, uid=result.uid)
 
 
-def _require_rfc822(request: Request) -> None:
-    """Refuse a body that does not say it is a message (415): text or JSON sent here
-    by mistake must not be stored as mail. The media type's case and parameters do
-    not matter (RFC 9110 section 8.3.1)."""
+def require_media_type(request: Request, media_type: str) -> None:
+    """Refuse a body that does not say it is of ``media_type`` (415): text or JSON sent
+    here by mistake must not be stored as mail. The media type's case and parameters
+    do not matter (RFC 9110 section 8.3.1)."""
     given = request.headers.get("content-type", "")
-    if given.partition(";")[0].strip().lower() != RFC822:
+    if given.partition(";")[0].strip().lower() != media_type:
         shown = f"{given[:100]!r}" if given else "none"
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"The body must be sent as Content-Type: {RFC822} (got {shown}).",
+            f"The body must be sent as Content-Type: {media_type} (got {shown}).",
         )
 
 
