@@ -112,6 +112,14 @@ class ApiNode:
             except (imaplib.IMAP4.abort, OSError):
                 client.shutdown()
 
+    def use_for_cli(self, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+        """Make ``lightmail.cli.main`` in this test work on the node: its settings in
+        the environment, no configuration file, ``folder`` the working directory."""
+        monkeypatch.chdir(folder)
+        monkeypatch.delenv("LIGHTMAIL_CONFIG", raising=False)
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

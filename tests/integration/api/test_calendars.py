@@ -154,10 +154,7 @@ def test_calendar_cli(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LIGHTMAIL_CONFIG", raising=False)
-    for key, value in api_node.env.items():
-        monkeypatch.setenv(key, value)
+    api_node.use_for_cli(monkeypatch, tmp_path)
     address = api_node.new_user()
 
     assert main(["calendar", "create", address, "trips", "--display-name", "Trips"]) == 0

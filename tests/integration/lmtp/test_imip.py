@@ -88,7 +88,9 @@ async def test_a_request_adds_a_tentative_event_and_a_cancel_removes_it(
     imip: LmtpTarget,
 ) -> None:
     user = await imip.new_user()
-    await deliver(imip, user, message(invitation(user.address), cte="base64"))
+    # The addresses are compared ignoring case.
+    request = invitation(user.address, organizer=ORGANIZER.title())
+    await deliver(imip, user, message(request.replace("mailto:", "MAILTO:"), cte="base64"))
     (event,) = await events(imip, user)
     assert event.get("METHOD") is None
     (component,) = event.walk("VEVENT")
@@ -184,3 +186,32 @@ async def test_a_malformed_calendar_part_is_delivered_without_an_event(
         await deliver(imip, user, message(ics))
     assert await events(imip, user) == []
     assert len(await stored(imip, user)) == len(broken)
+
+
+async def test_instances_of_a_series_are_updated_and_cancelled_one_by_one(
+    imip: LmtpTarget,
+) -> None:
+    user = await imip.new_user()
+    series = invitation(user.address, summary="Weekly", extra="RRULE:FREQ=WEEKLY;COUNT=4\r\n")
+    await deliver(imip, user, message(series))
+    second = "RECURRENCE-ID:20260308T100000Z\r\n"
+    moved = invitation(user.address, sequence=1, summary="Moved once", extra=second)
+    await deliver(imip, user, message(moved.replace("20260301T1", "20260309T1")))
+    third = "RECURRENCE-ID:20260315T100000Z\r\n"
+    cancel = invitation(user.address, method="CANCEL", sequence=1, extra=third)
+    await deliver(imip, user, message(cancel, method="CANCEL"))
+
+    (event,) = await events(imip, user)
+    parts = {
+        str(part.get("RECURRENCE-ID").to_ical().decode()) if "RECURRENCE-ID" in part else "": part
+        for part in event.walk("VEVENT")
+    }
+    assert set(parts) == {"", "20260308T100000Z", "20260315T100000Z"}
+    assert str(parts[""]["SUMMARY"]) == "Weekly"
+    assert str(parts["20260308T100000Z"]["SUMMARY"]) == "Moved once"
+    assert str(parts["20260315T100000Z"]["STATUS"]) == "CANCELLED"
+
+    # A newer CANCEL of the whole series removes it, overrides and all.
+    whole = invitation(user.address, method="CANCEL", sequence=2)
+    await deliver(imip, user, message(whole, method="CANCEL"))
+    assert await events(imip, user) == []

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from lightmail.api import schemas as s
 from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, paginate
 from lightmail.api.errors import ApiError, responses
-from lightmail.api.routes.mail import require_media_type
+from lightmail.api.routes.mail import BINARY, raw_body, require_media_type
 from lightmail.calendars.rows import CalendarInfo
 from lightmail.calendars.transfer import export_calendar, import_calendar
 
@@ -26,7 +26,6 @@ router = APIRouter()
 ICALENDAR = "text/calendar"
 _CALENDARS = "/users/{address}/calendars"
 _CALENDAR = _CALENDARS + "/{name}"
-_ICS = {"type": "string", "format": "binary"}
 
 CalendarName = Annotated[
     str,
@@ -96,13 +95,7 @@ async def delete_calendar(ctx: Context, address: Address, name: CalendarName) ->
     _CALENDAR + "/import",
     tags=["calendars"],
     responses=responses(404, 413, 415, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "One VCALENDAR (RFC 5545) with any number of components.",
-            "content": {ICALENDAR: {"schema": _ICS}},
-        }
-    },
+    openapi_extra=raw_body(ICALENDAR, "One VCALENDAR (RFC 5545) with any number of components."),
 )
 async def import_ics(
     ctx: Context, request: Request, address: Address, name: CalendarName
@@ -140,7 +133,7 @@ def _too_large(limit: int) -> ApiError:
     responses={
         200: {
             "description": "One VCALENDAR with every object of the calendar.",
-            "content": {ICALENDAR: {"schema": _ICS}},
+            "content": {ICALENDAR: {"schema": BINARY}},
         },
         **responses(404, 422),
     },
