@@ -14,9 +14,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from lightmail import runtime
+from lightmail.calendars.transfer import export_calendar, import_calendar
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
 from lightmail.config.values import worker_count
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
@@ -210,6 +212,73 @@ async def _alias_delete(args: argparse.Namespace, node: runtime.Node) -> None:
 
 
 @_on_node
+async def _calendar_list(args: argparse.Namespace, node: runtime.Node) -> None:
+    user = await node.accounts.get_user(args.address)
+    for calendar in await node.accounts.calendars.list_calendars(user.id):
+        print(
+            f"{calendar.name}\t{calendar.display_name}\t{','.join(calendar.components)}"
+            f"\tsync token {calendar.sync_token}"
+        )
+
+
+@_on_node
+async def _calendar_create(args: argparse.Namespace, node: runtime.Node) -> None:
+    user = await node.accounts.get_user(args.address)
+    calendar = await node.accounts.calendars.create_calendar(
+        user.id,
+        args.name,
+        display_name=args.display_name,
+        color=args.color,
+        components=args.components.split(","),
+    )
+    print(f"created calendar {calendar.name} of {user.address}")
+
+
+async def _calendar_delete(args: argparse.Namespace, settings: Settings) -> None:
+    if not args.yes:
+        raise LightMailError(
+            f"deleting calendar {args.name} deletes all of its events; add --yes to confirm"
+        )
+    async with runtime.open_node(settings) as node:
+        user = await node.accounts.get_user(args.address)
+        await node.accounts.calendars.delete_calendar(user.id, args.name)
+    print(f"deleted calendar {args.name} of {args.address}")
+
+
+def _read_input(file: str) -> bytes:
+    return sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+
+
+async def _calendar_import(args: argparse.Namespace, settings: Settings) -> None:
+    try:
+        data = await asyncio.to_thread(_read_input, args.file)
+    except OSError as error:
+        raise LightMailError(f"cannot read {args.file}: {error.strerror}") from None
+    async with runtime.open_node(settings) as node:
+        user = await node.accounts.get_user(args.address)
+        report = await import_calendar(node.accounts.calendars, user.id, args.name, data)
+    print(
+        f"imported into calendar {args.name} of {user.address}: "
+        f"{report.created} new, {report.replaced} replaced"
+    )
+
+
+async def _calendar_export(args: argparse.Namespace, settings: Settings) -> None:
+    async with runtime.open_node(settings) as node:
+        user = await node.accounts.get_user(args.address)
+        data = await export_calendar(node.accounts.calendars, user.id, args.name)
+    if args.file == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        await asyncio.to_thread(Path(args.file).write_bytes, data)
+    except OSError as error:
+        raise LightMailError(f"cannot write {args.file}: {error.strerror}") from None
+    print(f"exported calendar {args.name} of {user.address} to {args.file}")
+
+
+@_on_node
 async def _quarantine_list(args: argparse.Namespace, node: runtime.Node) -> None:
     for item in await node.store.list_quarantine():
         when = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -357,6 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
     delete_alias = leaf(alias, "delete", _alias_delete, "delete an alias or some of its targets")
     delete_alias.add_argument("address")
     delete_alias.add_argument("targets", nargs="*", metavar="TARGET")
+
+    calendar = group("calendar", "manage a user's calendars (as served over CalDAV)")
+    leaf(calendar, "list", _calendar_list, "list a user's calendars").add_argument("address")
+    create_calendar = leaf(calendar, "create", _calendar_create, "create an empty calendar")
+    create_calendar.add_argument("address")
+    create_calendar.add_argument("name", help="the path segment in CalDAV URLs")
+    create_calendar.add_argument("--display-name", default="", help="default: the name")
+    create_calendar.add_argument("--color", default="", help="e.g. #3a87adff")
+    create_calendar.add_argument(
+        "--components", default="VEVENT,VTODO", help="what it holds (default: VEVENT,VTODO)"
+    )
+    delete_calendar = leaf(calendar, "delete", _calendar_delete, "delete a calendar and its events")
+    delete_calendar.add_argument("address")
+    delete_calendar.add_argument("name")
+    delete_calendar.add_argument("--yes", action="store_true", help="confirm the deletion")
+    import_ics = leaf(
+        calendar,
+        "import",
+        _calendar_import,
+        "import an .ics file: one object per UID, replacing those with the same UID; "
+        "all or nothing",
+    )
+    export_ics = leaf(calendar, "export", _calendar_export, "export a calendar as one .ics file")
+    for sub, verb in ((import_ics, "read"), (export_ics, "write")):
+        sub.add_argument("address")
+        sub.add_argument("name")
+        sub.add_argument("file", nargs="?", default="-", help=f"the file to {verb} (default: -)")
 
     quarantine = group("quarantine", "messages the virus scanner kept aside")
     leaf(quarantine, "list", _quarantine_list, "one line per message: id, date, virus, addresses")

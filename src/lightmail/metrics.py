@@ -96,6 +96,21 @@ COMMAND_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+# -- CalDAV, which is HTTP: requests rather than commands
+DAV_REQUESTS = Counter(
+    "lightmail_dav_requests",
+    "CalDAV requests by method (other: one CalDAV does not serve) and HTTP status "
+    "of the answer; 401 is a request without (valid) credentials.",
+    ["method", "status"],
+)
+DAV_REQUEST_SECONDS = Histogram(
+    "lightmail_dav_request_seconds",
+    "Time spent on a CalDAV request, from its arrival until its answer is sent, "
+    "by method (other: one CalDAV does not serve).",
+    ["method"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
 # -- storage latency
 _STORAGE_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,

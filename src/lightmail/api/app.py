@@ -15,11 +15,11 @@ from fastapi.routing import APIRoute
 from lightmail import __version__
 from lightmail.api.deps import API_PREFIX, ApiContext, Authenticate, LimitBody, authorized
 from lightmail.api.errors import EXCEPTION_HANDLERS, responses
-from lightmail.api.routes import accounts, mail, operations, system
+from lightmail.api.routes import accounts, calendars, mail, operations, system
 
 _DESCRIPTION = """\
 Administration of a LightMail node: domains, users, aliases, mailboxes and
-messages, the quarantine, the garbage collector and API tokens.
+messages, calendars, the quarantine, the garbage collector and API tokens.
 
 Every route under `/api/v1` needs `Authorization: Bearer <token>`; create the
 first token with `lightmail token create NAME`. Errors are
@@ -33,6 +33,10 @@ _TAGS = [
     {"name": "aliases", "description": "`*@domain` is a domain's catch-all."},
     {"name": "mailboxes", "description": "Names are percent-encoded; `/` separates levels."},
     {"name": "messages", "description": "Addressed by IMAP UID within their mailbox."},
+    {
+        "name": "calendars",
+        "description": "The user's CalDAV calendars; import and export as `.ics` files.",
+    },
     {"name": "deleted", "description": "Soft-deleted messages, restorable until purged."},
     {"name": "quarantine"},
     {"name": "gc", "description": "The garbage collector."},
@@ -77,6 +81,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     v1.include_router(accounts.router)
     v1.include_router(mail.router)
+    v1.include_router(calendars.router)
     v1.include_router(operations.router)
     app.include_router(v1)
 

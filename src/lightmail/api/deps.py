@@ -168,7 +168,8 @@ class LimitBody:
     """Keep JSON bodies to :data:`MAX_JSON_BODY`: 413 by their Content-Length, and a
     body that streams past it is cut off (its parse then fails: 422).
 
-    POSTs of raw messages are left to their route, which streams and limits them.
+    POSTs of raw messages and calendar imports are left to their route, which
+    limits them.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -176,7 +177,7 @@ class LimitBody:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
-            scope["method"] == "POST" and scope["path"].endswith("/messages")
+            scope["method"] == "POST" and scope["path"].endswith(("/messages", "/import"))
         ):
             await self.app(scope, receive, send)
             return

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lightmail.api.schemas import ErrorBody
 from lightmail.errors import (
     AlreadyExists,
+    InvalidCalendarData,
     InvalidMailboxName,
     InvalidValue,
     LightMailError,
@@ -45,7 +46,8 @@ _DESCRIPTIONS = {
     404: "Not found.",
     409: "Conflicts with the current state (already exists, not empty, over quota...).",
     413: "The body is larger than the limit (a message: [imap] max_append_size).",
-    415: "The body's Content-Type is not the one the route takes (a message: message/rfc822).",
+    415: "The body's Content-Type is not the one the route takes (a message: message/rfc822,"
+    " a calendar: text/calendar).",
     422: "The request is invalid (malformed value, bad cursor, refused content).",
     503: "The database or the blob store is unavailable; try again later.",
 }
@@ -125,6 +127,7 @@ _STATUSES: tuple[tuple[type[LightMailError], int, str], ...] = (
     (QuotaExceeded, 409, "over_quota"),
     (MessageTooLarge, 413, "too_large"),
     (InvalidMailboxName, 422, "invalid_mailbox_name"),
+    (InvalidCalendarData, 422, "invalid_calendar"),
     (InvalidValue, 422, "invalid_value"),
     (MessageRejected, 422, "rejected"),
 )

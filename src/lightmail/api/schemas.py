@@ -139,6 +139,45 @@ class AliasPage(Page[Alias]):
     pass
 
 
+# -- calendars -------------------------------------------------------------------
+
+
+class CalendarIn(_Input):
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r'^[^/\\"<>\x00-\x1f]+$',
+        description="The calendar's path segment in CalDAV URLs.",
+        examples=["work"],
+    )
+    display_name: str = Field(
+        "", max_length=255, description="Shown by clients; the name if empty."
+    )
+    color: str = Field("", max_length=32, examples=["#3a87adff"])
+    description: str = Field("", max_length=10_000)
+    components: list[Literal["VEVENT", "VTODO", "VJOURNAL"]] = Field(
+        default=["VEVENT", "VTODO"], min_length=1, max_length=3
+    )
+
+
+class Calendar(BaseModel):
+    name: str
+    display_name: str
+    color: str
+    description: str
+    components: list[str]
+    sync_token: int = Field(description="Raised by every change to the calendar's objects.")
+
+
+class CalendarPage(Page[Calendar]):
+    pass
+
+
+class CalendarImported(BaseModel):
+    created: int = Field(description="Objects with a UID the calendar did not have.")
+    replaced: int = Field(description="Objects that replaced the one with their UID.")
+
+
 # -- mailboxes and messages --------------------------------------------------------
 
 

@@ -8,8 +8,10 @@ store keeps to answer time-range queries in SQL: the first instance's start
 and the last instance's end in UTC, and whether the object recurs.
 
 Times without a zone (floating) and dates are taken as UTC, which is what a
-server without the client's zone can do (RFC 4791 section 9.9 lets it). This
-module does no I/O.
+server without the client's zone can do (RFC 4791 section 9.9 lets it).
+:func:`split_calendar` and :func:`join_objects` turn one ``.ics`` file of a
+whole calendar into objects and back (import and export). This module does
+no I/O.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ MAX_INSTANCES = 20_000
 MAX_SCAN = 50_000
 """Instances a time-range query walks through in one series before it counts the
 series as meeting the range."""
+
+PRODID = "-//LightMail//CalDAV//EN"
 
 _ONE_DAY = timedelta(days=1)
 # A rule this frequent has too many instances to expand when a query asks.
@@ -349,7 +353,7 @@ def expand(data: bytes, component: str, start: datetime, end: datetime) -> bytes
     query = recurring_ical_events.of(_parse(data), components=(component,))
     out = Calendar()
     out.add("VERSION", "2.0")
-    out.add("PRODID", "-//LightMail//CalDAV//EN")
+    out.add("PRODID", PRODID)
     for instance in itertools.islice(
         query.between(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)), MAX_INSTANCES
     ):
@@ -360,3 +364,75 @@ def expand(data: bytes, component: str, start: datetime, end: datetime) -> bytes
                 instance.add(name, _utc(value).replace(tzinfo=UTC))
         out.add_component(instance)
     return bytes(out.to_ical())
+
+
+def split_calendar(data: bytes) -> list[tuple[str, bytes]]:
+    """One VCALENDAR holding many components as calendar object resources, one per
+    UID in the order they first appear: its components of that UID and the
+    VTIMEZONEs they name, without METHOD. Each still has to pass
+    :func:`parse_object`; a component without UID raises InvalidCalendarData."""
+    calendar = _parse(data)
+    zones = {str(c.get("TZID", "")): c for c in calendar.subcomponents if c.name == "VTIMEZONE"}
+    groups: dict[str, list[Component]] = {}
+    for part in calendar.subcomponents:
+        if part.name == "VTIMEZONE":
+            continue
+        uid = str(part.get("UID", ""))
+        if not uid:
+            raise InvalidCalendarData(
+                "valid-calendar-object-resource", f"a {str(part.name)[:20]} without a UID"
+            )
+        groups.setdefault(uid, []).append(part)
+    if not groups:
+        raise InvalidCalendarData("valid-calendar-object-resource", "no calendar component")
+    objects = []
+    for uid, parts in groups.items():
+        single = _empty_calendar(calendar)
+        for tzid in dict.fromkeys(tzid for part in parts for tzid in _tzids(part)):
+            if tzid in zones:
+                single.add_component(zones[tzid])
+        for part in parts:
+            single.add_component(part)
+        objects.append((uid, bytes(single.to_ical())))
+    return objects
+
+
+def join_objects(objects: Iterable[bytes]) -> bytes:
+    """Calendar objects as one VCALENDAR: every component, each VTIMEZONE once (the
+    first of a TZID), before the components that use them."""
+    zones: dict[str, Component] = {}
+    parts: list[Component] = []
+    for data in objects:
+        for part in _parse(data).subcomponents:
+            if part.name == "VTIMEZONE":
+                zones.setdefault(str(part.get("TZID", "")), part)
+            else:
+                parts.append(part)
+    out = _empty_calendar(None)
+    for part in [*zones.values(), *parts]:
+        out.add_component(part)
+    return bytes(out.to_ical())
+
+
+def _empty_calendar(source: Calendar | None) -> Calendar:
+    """A VCALENDAR with the VERSION, PRODID and CALSCALE of ``source`` (or ours)."""
+    out = Calendar()
+    out.add("VERSION", "2.0")
+    prodid = None if source is None else source.get("PRODID")
+    out.add("PRODID", str(prodid) if prodid is not None else PRODID)
+    scale = None if source is None else source.get("CALSCALE")
+    if scale is not None:
+        out.add("CALSCALE", str(scale))
+    return out
+
+
+def _tzids(part: Component) -> list[str]:
+    """The TZID parameters of a component's properties and its subcomponents'."""
+    found = []
+    for component in part.walk():
+        for values in component.values():
+            for value in values if isinstance(values, list) else [values]:
+                params = getattr(value, "params", None)
+                if params is not None and "TZID" in params:
+                    found.append(str(params["TZID"]))
+    return found

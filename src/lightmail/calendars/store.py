@@ -17,14 +17,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
-from lightmail.calendars.ics import COMPONENTS, parse_object
+from lightmail.calendars.ics import COMPONENTS, ParsedObject, parse_object
+from lightmail.calendars.rows import (
+    CALENDAR_COLUMNS,
+    OBJECT_COLUMNS,
+    CalendarInfo,
+    CalendarObject,
+    Changes,
+    PutOutcome,
+    calendar_from_row,
+    live,
+    object_from_row,
+)
 from lightmail.errors import (
     AlreadyExists,
     InvalidCalendarData,
@@ -32,7 +42,7 @@ from lightmail.errors import (
     NotFound,
     PreconditionFailed,
 )
-from lightmail.storage.blobs import CALENDAR_PREFIX, BlobStore, new_blob_key
+from lightmail.storage.blobs import CALENDAR_PREFIX, BlobStore, PutResult, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
@@ -45,111 +55,15 @@ _MAX_NAME = 255
 _FORBIDDEN_NAME_CHARS = frozenset('/\\"<>') | frozenset(chr(c) for c in range(0x20))
 
 
-@dataclass(frozen=True, slots=True)
-class CalendarInfo:
-    id: int
-    user_id: int
-    name: str
-    display_name: str
-    color: str
-    description: str
-    components: tuple[str, ...]
-    sync_token: int
-    purged_modseq: int  # tokens below this can no longer list every removal
+def _parse_named(name: str, data: bytes, components: Sequence[str]) -> ParsedObject:
+    try:
+        return parse_object(data, components)
+    except InvalidCalendarData as error:
+        raise InvalidCalendarData(error.precondition, f"{name[:100]}: {error}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class CalendarObject:
-    id: int
-    calendar_id: int
-    name: str
-    uid: str
-    etag: str  # quoted, as HTTP sends it
-    object_key: str
-    size: int
-    component: str
-    first_start: datetime | None
-    last_end: datetime | None
-    recurring: bool
-    modseq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """What changed in a calendar after a sync token (RFC 6578 section 3.5)."""
-
-    changed: list[CalendarObject]
-    removed: list[str]  # names
-    token: int
-
-
-@dataclass(frozen=True, slots=True)
-class PutOutcome:
-    created: bool
-    object: CalendarObject
-
-
-_CALENDAR_COLUMNS = (
-    t.calendars.c.id,
-    t.calendars.c.user_id,
-    t.calendars.c.name,
-    t.calendars.c.display_name,
-    t.calendars.c.color,
-    t.calendars.c.description,
-    t.calendars.c.components,
-    t.calendars.c.sync_token,
-    t.calendars.c.purged_modseq,
-)
-_OBJECT_COLUMNS = (
-    t.calendar_objects.c.id,
-    t.calendar_objects.c.calendar_id,
-    t.calendar_objects.c.name,
-    t.calendar_objects.c.uid,
-    t.calendar_objects.c.etag,
-    t.calendar_objects.c.object_key,
-    t.calendar_objects.c.size,
-    t.calendar_objects.c.component,
-    t.calendar_objects.c.first_start,
-    t.calendar_objects.c.last_end,
-    t.calendar_objects.c.recurring,
-    t.calendar_objects.c.modseq,
-)
-
-
-def _calendar(row: t.AnyRow) -> CalendarInfo:
-    return CalendarInfo(
-        row.id,
-        row.user_id,
-        row.name,
-        row.display_name,
-        row.color,
-        row.description,
-        tuple(row.components.split()),
-        row.sync_token,
-        row.purged_modseq,
-    )
-
-
-def _object(row: t.AnyRow) -> CalendarObject:
-    return CalendarObject(
-        row.id,
-        row.calendar_id,
-        row.name,
-        row.uid,
-        f'"{row.etag}"',
-        row.object_key,
-        row.size,
-        row.component,
-        row.first_start,
-        row.last_end,
-        bool(row.recurring),
-        row.modseq,
-    )
-
-
-def _live(calendar_id: int) -> ColumnElement[bool]:
-    o = t.calendar_objects.c
-    return and_(o.calendar_id == calendar_id, o.deleted_at.is_(None))
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def check_name(name: str, what: str) -> str:
@@ -202,11 +116,11 @@ class CalendarStore(BlobCommit):
     async def list_calendars(self, user_id: int) -> list[CalendarInfo]:
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(*_CALENDAR_COLUMNS)
+                select(*CALENDAR_COLUMNS)
                 .where(t.calendars.c.user_id == user_id)
                 .order_by(t.calendars.c.name)
             )
-            return [_calendar(row) for row in rows]
+            return [calendar_from_row(row) for row in rows]
 
     async def get_calendar(self, user_id: int, name: str) -> CalendarInfo:
         async with self.db.read() as conn:
@@ -274,7 +188,7 @@ class CalendarStore(BlobCommit):
             calendar = await self._calendar(conn, user_id, name)
             await conn.execute(
                 update(t.calendar_objects)
-                .where(_live(calendar.id))
+                .where(live(calendar.id))
                 .values(deleted_at=clock.utcnow())
             )
             await conn.execute(delete(t.calendars).where(t.calendars.c.id == calendar.id))
@@ -284,17 +198,27 @@ class CalendarStore(BlobCommit):
     async def list_objects(self, calendar: CalendarInfo) -> list[CalendarObject]:
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(*_OBJECT_COLUMNS)
-                .where(_live(calendar.id))
-                .order_by(t.calendar_objects.c.name)
+                select(*OBJECT_COLUMNS).where(live(calendar.id)).order_by(t.calendar_objects.c.name)
             )
-            return [_object(row) for row in rows]
+            return [object_from_row(row) for row in rows]
 
     async def get_object(self, calendar: CalendarInfo, name: str) -> CalendarObject:
         found = await self.objects_named(calendar, [name])
         if not found:
             raise NotFound(f"no calendar object {name[:100]}")
         return found[0]
+
+    async def object_with_uid(self, calendar: CalendarInfo, uid: str) -> CalendarObject | None:
+        """The live object whose iCalendar UID is ``uid``, if there is one."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(*OBJECT_COLUMNS).where(
+                        live(calendar.id), t.calendar_objects.c.uid == uid
+                    )
+                )
+            ).first()
+            return None if row is None else object_from_row(row)
 
     async def objects_named(
         self, calendar: CalendarInfo, names: Sequence[str]
@@ -304,11 +228,11 @@ class CalendarStore(BlobCommit):
             return []
         async with self.db.read() as conn:
             rows = await conn.execute(
-                select(*_OBJECT_COLUMNS)
-                .where(_live(calendar.id), t.calendar_objects.c.name.in_(sorted(set(names))))
+                select(*OBJECT_COLUMNS)
+                .where(live(calendar.id), t.calendar_objects.c.name.in_(sorted(set(names))))
                 .order_by(t.calendar_objects.c.name)
             )
-            return [_object(row) for row in rows]
+            return [object_from_row(row) for row in rows]
 
     async def objects_in_range(
         self, calendar: CalendarInfo, component: str, start: datetime | None, end: datetime | None
@@ -318,7 +242,7 @@ class CalendarStore(BlobCommit):
         candidate the caller checks against its instances
         (:func:`lightmail.calendars.ics.series_overlaps`)."""
         o = t.calendar_objects.c
-        query = select(*_OBJECT_COLUMNS).where(_live(calendar.id), o.component == component)
+        query = select(*OBJECT_COLUMNS).where(live(calendar.id), o.component == component)
         if end is not None:
             query = query.where(or_(o.first_start.is_(None), o.first_start < end))
         if start is not None:
@@ -331,7 +255,7 @@ class CalendarStore(BlobCommit):
             )
         async with self.db.read() as conn:
             rows = await conn.execute(query.order_by(o.name))
-            return [_object(row) for row in rows]
+            return [object_from_row(row) for row in rows]
 
     def read(self, obj: CalendarObject) -> AsyncIterator[bytes]:
         """The object's ``.ics`` bytes, as they were stored."""
@@ -349,10 +273,10 @@ class CalendarStore(BlobCommit):
             if since < current.purged_modseq or since > current.sync_token:
                 raise InvalidValue(f"sync token {since} is no longer valid")
             changed = [
-                _object(row)
+                object_from_row(row)
                 for row in await conn.execute(
-                    select(*_OBJECT_COLUMNS)
-                    .where(_live(calendar.id), o.modseq > since)
+                    select(*OBJECT_COLUMNS)
+                    .where(live(calendar.id), o.modseq > since)
                     .order_by(o.name)
                 )
             ]
@@ -366,7 +290,7 @@ class CalendarStore(BlobCommit):
             removed: list[str] = []
             if candidates:
                 still = await conn.execute(
-                    select(o.name).where(_live(calendar.id), o.name.in_(candidates))
+                    select(o.name).where(live(calendar.id), o.name.in_(candidates))
                 )
                 removed = sorted(set(candidates) - set(still.scalars()))
         return Changes(changed, removed, current.sync_token)
@@ -388,97 +312,149 @@ class CalendarStore(BlobCommit):
         that breaks RFC 4791's rules raises InvalidCalendarData, as does a UID
         another object of the calendar already has (``no-uid-conflict``).
         """
-        name = check_name(name, "calendar object")
+        (outcome,) = await self.put_objects(
+            user_id, calendar_name, [(name, data)], if_match=if_match, if_none_match=if_none_match
+        )
+        return outcome
+
+    async def put_objects(
+        self,
+        user_id: int,
+        calendar_name: str,
+        objects: Sequence[tuple[str, bytes]],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> list[PutOutcome]:
+        """:meth:`put_object` for several (name, data) pairs, all in one transaction:
+        every object is checked before any is written, and either all are stored or
+        none (an import of a whole calendar). The conditions apply to each name."""
+        names = [check_name(name, "calendar object") for name, _ in objects]
+        if len(set(names)) != len(names):
+            raise InvalidValue("the same object name twice")
         async with self.db.read() as conn:
             calendar = await self._calendar(conn, user_id, calendar_name)
         # In a thread: a large object takes a while to parse, and the node's other
         # connections go on meanwhile.
-        parsed = await asyncio.to_thread(parse_object, data, calendar.components)
-        key = new_blob_key(CALENDAR_PREFIX)
+        parsed = await asyncio.to_thread(
+            lambda: [_parse_named(name, data, calendar.components) for name, data in objects]
+        )
+        if len({item.uid for item in parsed}) != len(parsed):
+            raise InvalidCalendarData("no-uid-conflict", "two objects with one UID")
+        keys = [new_blob_key(CALENDAR_PREFIX) for _ in objects]
+        written: list[str] = []
+        puts = []
+        try:
+            for key, (_, data) in zip(keys, objects, strict=True):
+                puts.append(await self.blobs.put(key, _one_chunk(data)))
+                written.append(key)
+        except BaseException:
+            await self._discard_blob(*written)
+            raise
 
-        async def source() -> AsyncIterator[bytes]:
-            yield data
-
-        put = await self.blobs.put(key, source())
-        etag = hashlib.sha256(data).hexdigest()[:40]
-
-        async def write(conn: AsyncConnection) -> PutOutcome:
-            token = await self._next_token(conn, calendar)
-            o = t.calendar_objects.c
-            old = (
-                await conn.execute(
-                    select(o.id, o.etag, o.uid).where(_live(calendar.id), o.name == name)
+        async def write(conn: AsyncConnection) -> list[PutOutcome]:
+            return [
+                await self._write_object(
+                    conn, calendar, name, item, key, put, etag, if_match, if_none_match
                 )
-            ).one_or_none()
-            if if_none_match and old is not None:
-                raise PreconditionFailed(f"{name} exists")
-            if if_match is not None and (
-                old is None or (if_match != "*" and if_match != f'"{old.etag}"')
-            ):
-                raise PreconditionFailed(f"{name} is not at ETag {if_match}")
-            same_uid = await conn.execute(
-                select(o.name).where(_live(calendar.id), o.uid == parsed.uid, o.name != name)
+                for name, item, key, put, etag in zip(
+                    names,
+                    parsed,
+                    keys,
+                    puts,
+                    [hashlib.sha256(data).hexdigest()[:40] for _, data in objects],
+                    strict=True,
+                )
+            ]
+
+        async def committed(conn: AsyncConnection) -> list[PutOutcome] | None:
+            rows = list(
+                await conn.execute(
+                    select(*OBJECT_COLUMNS).where(t.calendar_objects.c.object_key.in_(keys))
+                )
             )
-            if same_uid.first() is not None:
-                raise InvalidCalendarData(
-                    "no-uid-conflict", "another object of this calendar has that UID"
-                )
-            now = clock.utcnow()
-            if old is not None:
-                await conn.execute(
-                    update(t.calendar_objects)
-                    .where(o.id == old.id)
-                    .values(deleted_at=now, modseq=token)
-                )
+            if len(rows) != len(keys):
+                return None
+            by_key = {row.object_key: object_from_row(row) for row in rows}
+            return [PutOutcome(False, by_key[key]) for key in keys]
+
+        return await self._commit_new_blob(keys, write, committed)
+
+    async def _write_object(
+        self,
+        conn: AsyncConnection,
+        calendar: CalendarInfo,
+        name: str,
+        parsed: ParsedObject,
+        key: str,
+        put: PutResult,
+        etag: str,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> PutOutcome:
+        """The rows of one new object version, in the caller's transaction."""
+        token = await self._next_token(conn, calendar)
+        o = t.calendar_objects.c
+        old = (
+            await conn.execute(select(o.id, o.etag, o.uid).where(live(calendar.id), o.name == name))
+        ).one_or_none()
+        if if_none_match and old is not None:
+            raise PreconditionFailed(f"{name} exists")
+        if if_match is not None and (
+            old is None or (if_match != "*" and if_match != f'"{old.etag}"')
+        ):
+            raise PreconditionFailed(f"{name} is not at ETag {if_match}")
+        same_uid = await conn.execute(
+            select(o.name).where(live(calendar.id), o.uid == parsed.uid, o.name != name)
+        )
+        if same_uid.first() is not None:
+            raise InvalidCalendarData(
+                "no-uid-conflict", "another object of this calendar has that UID"
+            )
+        now = clock.utcnow()
+        if old is not None:
             await conn.execute(
-                insert(t.object_keys).values(
-                    key=key, size=put.size, sha256=put.sha256, created_at=now
-                )
+                update(t.calendar_objects)
+                .where(o.id == old.id)
+                .values(deleted_at=now, modseq=token)
             )
-            result = await conn.execute(
-                insert(t.calendar_objects).values(
-                    calendar_id=calendar.id,
-                    user_id=user_id,
-                    name=name,
-                    uid=parsed.uid,
-                    etag=etag,
-                    object_key=key,
-                    size=put.size,
-                    component=parsed.component,
-                    first_start=parsed.first_start,
-                    last_end=parsed.last_end,
-                    recurring=parsed.recurring,
-                    modseq=token,
-                )
+        await conn.execute(
+            insert(t.object_keys).values(key=key, size=put.size, sha256=put.sha256, created_at=now)
+        )
+        result = await conn.execute(
+            insert(t.calendar_objects).values(
+                calendar_id=calendar.id,
+                user_id=calendar.user_id,
+                name=name,
+                uid=parsed.uid,
+                etag=etag,
+                object_key=key,
+                size=put.size,
+                component=parsed.component,
+                first_start=parsed.first_start,
+                last_end=parsed.last_end,
+                recurring=parsed.recurring,
+                modseq=token,
             )
-            (object_id,) = result.inserted_primary_key or (0,)
-            return PutOutcome(
-                old is None,
-                CalendarObject(
-                    object_id,
-                    calendar.id,
-                    name,
-                    parsed.uid,
-                    f'"{etag}"',
-                    key,
-                    put.size,
-                    parsed.component,
-                    parsed.first_start,
-                    parsed.last_end,
-                    parsed.recurring,
-                    token,
-                ),
-            )
-
-        async def committed(conn: AsyncConnection) -> PutOutcome | None:
-            row = (
-                await conn.execute(
-                    select(*_OBJECT_COLUMNS).where(t.calendar_objects.c.object_key == key)
-                )
-            ).one_or_none()
-            return None if row is None else PutOutcome(False, _object(row))
-
-        return await self._commit_new_blob([key], write, committed)
+        )
+        (object_id,) = result.inserted_primary_key or (0,)
+        return PutOutcome(
+            old is None,
+            CalendarObject(
+                object_id,
+                calendar.id,
+                name,
+                parsed.uid,
+                f'"{etag}"',
+                key,
+                put.size,
+                parsed.component,
+                parsed.first_start,
+                parsed.last_end,
+                parsed.recurring,
+                token,
+            ),
+        )
 
     async def delete_object(
         self, user_id: int, calendar_name: str, name: str, *, if_match: str | None = None
@@ -490,7 +466,7 @@ class CalendarStore(BlobCommit):
             o = t.calendar_objects.c
             token = await self._next_token(conn, calendar)
             old = (
-                await conn.execute(select(o.id, o.etag).where(_live(calendar.id), o.name == name))
+                await conn.execute(select(o.id, o.etag).where(live(calendar.id), o.name == name))
             ).one_or_none()
             if old is None:
                 raise NotFound(f"no calendar object {name[:100]}")
@@ -530,22 +506,22 @@ class CalendarStore(BlobCommit):
     async def _calendar(self, conn: AsyncConnection, user_id: int, name: str) -> CalendarInfo:
         row = (
             await conn.execute(
-                select(*_CALENDAR_COLUMNS).where(
+                select(*CALENDAR_COLUMNS).where(
                     t.calendars.c.user_id == user_id, t.calendars.c.name == name
                 )
             )
         ).one_or_none()
         if row is None:
             raise NotFound(f"no calendar {name[:100]}")
-        return _calendar(row)
+        return calendar_from_row(row)
 
     async def _calendar_by_id(self, conn: AsyncConnection, calendar: CalendarInfo) -> CalendarInfo:
         row = (
-            await conn.execute(select(*_CALENDAR_COLUMNS).where(t.calendars.c.id == calendar.id))
+            await conn.execute(select(*CALENDAR_COLUMNS).where(t.calendars.c.id == calendar.id))
         ).one_or_none()
         if row is None:
             raise NotFound(f"no calendar {calendar.name[:100]}")
-        return _calendar(row)
+        return calendar_from_row(row)
 
     async def _next_token(self, conn: AsyncConnection, calendar: CalendarInfo) -> int:
         """Raise the calendar's sync token (locking its row until commit); return it."""

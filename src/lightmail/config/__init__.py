@@ -55,6 +55,7 @@ from lightmail.config.settings import (
 )
 from lightmail.config.values import (
     AntivirusMode,
+    ImipMode,
     ListenAddress,
     LogLevel,
     Network,
@@ -82,6 +83,7 @@ __all__ = [
     "DavSettings",
     "GcSettings",
     "ImapSettings",
+    "ImipMode",
     "Key",
     "ListenAddress",
     "LmtpSettings",

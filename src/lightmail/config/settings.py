@@ -17,6 +17,7 @@ from lightmail.config.keys import declare, section
 from lightmail.config.values import (
     DATABASE_SCHEMES,
     AntivirusMode,
+    ImipMode,
     ListenAddress,
     LogLevel,
     Network,
@@ -464,6 +465,19 @@ class DavSettings:
     )
     max_xml_size: int = declare(
         "256K", size_between(1024, 16 << 20), "a size from 1K to 16M", "Largest XML request body."
+    )
+    max_import_size: int = declare(
+        "16M",
+        size_between(1024, 1 << 30),
+        "a size from 1K to 1G",
+        "Largest .ics file the API imports as a whole calendar.",
+    )
+    imip: ImipMode = declare(
+        "tentative",
+        choice(ImipMode),
+        f"one of {', '.join(ImipMode)}",
+        "What LMTP does with a delivered invitation (iMIP): tentative puts it in the "
+        "recipient's default calendar, awaiting their answer.",
     )
     header_timeout: float = declare(*_HEADER_TIMEOUT)
     max_connections: int = declare(*_HTTP_CONNECTIONS)

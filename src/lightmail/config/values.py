@@ -310,6 +310,13 @@ class AntivirusMode(enum.StrEnum):
     TAG = "tag"  # delivered with an X-Virus header
 
 
+class ImipMode(enum.StrEnum):
+    """What LMTP does with an invitation (iMIP, RFC 6047) in a delivered message."""
+
+    OFF = "off"  # delivered as mail only
+    TENTATIVE = "tentative"  # also put in the recipient's default calendar, unanswered
+
+
 class ScanErrorPolicy(enum.StrEnum):
     """What LMTP does with a message when clamd is down or times out."""
 

@@ -42,6 +42,7 @@ from lightmail.errors import (
     PreconditionFailed,
     TemporaryFailure,
 )
+from lightmail.metrics import DAV_REQUEST_SECONDS, DAV_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ _HANDLERS: dict[str, Handler] = {
     "DELETE": methods.delete,
     "REPORT": reports.report,
 }
+_COUNTED = frozenset({*_HANDLERS, "OPTIONS"})  # the methods metrics name
 
 
 class DavApp:
@@ -75,13 +77,20 @@ class DavApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
+        method = request.method if request.method in _COUNTED else "other"
+        status = 500
         try:
-            answer = await self._answer(request)
-        except Exception as exc:
-            answer = _answer_error(exc, request)
-        if request.method == "HEAD":
-            answer.body = b""
-        await answer(scope, receive, send)
+            with DAV_REQUEST_SECONDS.labels(method).time():
+                try:
+                    answer = await self._answer(request)
+                except Exception as exc:
+                    answer = _answer_error(exc, request)
+                status = answer.status_code
+                if request.method == "HEAD":
+                    answer.body = b""
+                await answer(scope, receive, send)
+        finally:
+            DAV_REQUESTS.labels(method, str(status)).inc()
 
     async def _answer(self, request: Request) -> Response:
         path = request.url.path

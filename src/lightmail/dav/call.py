@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lightmail.accounts.service import User
-from lightmail.calendars.store import CalendarInfo, CalendarStore
+from lightmail.calendars.rows import CalendarInfo
+from lightmail.calendars.store import CalendarStore
 from lightmail.config import DavSettings
 from lightmail.dav import xml
 from lightmail.dav.resources import Context, Target

@@ -29,7 +29,7 @@ from lightmail.calendars.ics import (
     overlaps,
     series_overlaps,
 )
-from lightmail.calendars.store import CalendarInfo, CalendarObject
+from lightmail.calendars.rows import CalendarInfo, CalendarObject
 from lightmail.dav import xml
 from lightmail.dav.call import Call, DavError, xml_response
 from lightmail.dav.resources import (

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from lightmail.calendars.store import CalendarInfo, CalendarObject
+from lightmail.calendars.rows import CalendarInfo, CalendarObject
 from lightmail.dav.xml import APPLE, CALDAV, CALSERVER, DAV, element, tag
 
 SYNC_TOKEN_PREFIX = "urn:lightmail:sync:"  # noqa: S105 (not a secret)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from lightmail.accounts.service import Accounts
 from lightmail.antivirus.clamd import ClamdClient
-from lightmail.config import Settings
+from lightmail.calendars.imip import Invitations
+from lightmail.config import ImipMode, Settings
 from lightmail.lmtp.session import LmtpContext, LmtpSession
 from lightmail.mailstore.store import MailStore
 from lightmail.net.listener import Listener, ListeningService
@@ -33,6 +34,9 @@ class LmtpServer(ListeningService):
             hostname=settings.server.hostname,
             antivirus=settings.antivirus,
             scanner=scanner,
+            invitations=None
+            if settings.dav.imip is ImipMode.OFF
+            else Invitations(store.blobs, accounts.calendars, settings.dav.max_object_size),
         )
         self.listener = Listener(
             "lmtp",

@@ -23,6 +23,7 @@ from typing import Any
 from lightmail.accounts.service import Accounts
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.antivirus.policy import Action, MessageScan, tag_header
+from lightmail.calendars.imip import Invitations
 from lightmail.config import AntivirusSettings, LmtpSettings
 from lightmail.errors import (
     LightMailError,
@@ -50,11 +51,14 @@ from lightmail.lmtp.wire import (
     VrfyCommand,
 )
 from lightmail.mailstore.store import DeliveryOutcome, MailStore, Recipient
+from lightmail.mailstore.types import StoredMessage
 from lightmail.metrics import LMTP_MESSAGE_BYTES, LMTP_RECIPIENTS
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.stream import Connection, StreamError
 
 log = logging.getLogger(__name__)
+
+IMIP_TIMEOUT = 30.0  # seconds an invitation may take after its delivery was answered
 
 
 def _reply(code: int, enhanced: str | None, *lines: str) -> Reply:
@@ -145,6 +149,7 @@ class LmtpContext:
     hostname: str
     antivirus: AntivirusSettings
     scanner: ClamdClient | None  # None: [antivirus] mode = off
+    invitations: Invitations | None = None  # None: [dav] imip = off
 
 
 class LmtpSession:
@@ -157,6 +162,8 @@ class LmtpSession:
         self.client: str | None = None  # the LHLO domain
         self.envelope: Envelope | None = None
         self._data_ended = False
+        # A delivered message and its recipients, for iMIP once the replies are out.
+        self._delivered: tuple[StoredMessage, list[Recipient]] | None = None
         self._bad = Allowance(self.settings.max_bad_commands, TOO_MANY_BAD.to_bytes())
         # When the command or DATA being read must be complete (the loop's clock):
         # [lmtp] timeout for each command, from when the server is ready for it;
@@ -291,6 +298,26 @@ class LmtpSession:
             outcome = {2: "delivered", 4: "deferred"}.get(reply.code // 100, "refused")
             LMTP_RECIPIENTS.labels(outcome).inc()
             self._send(reply)
+        if self._delivered is not None:
+            stored, recipients = self._delivered
+            self._delivered = None
+            await self.driver.flush()  # the MTA has its answer before calendars are touched
+            await self._invitation(stored, recipients)
+
+    async def _invitation(self, stored: StoredMessage, recipients: list[Recipient]) -> None:
+        """Apply a delivered message's invitation (iMIP) to the recipients' calendars.
+        The message is delivered already: whatever fails here is logged, no more."""
+        if self.ctx.invitations is None:
+            return
+        try:
+            async with asyncio.timeout(IMIP_TIMEOUT):
+                await self.ctx.invitations.receive(stored, recipients)
+        except (TemporaryFailure, TimeoutError) as error:
+            log.warning(
+                "lmtp %s: the message's invitation was not applied: %r", self.conn.id, error
+            )
+        except Exception:
+            log.exception("lmtp %s: the message's invitation could not be applied", self.conn.id)
 
     async def _deliver(self, envelope: Envelope) -> list[Reply]:
         """Store the message for every accepted recipient; one reply per RCPT.
@@ -342,6 +369,8 @@ class LmtpSession:
                 outcomes = await ingest.deliver(targets)
                 if any(outcome.result is not None for outcome in outcomes):
                     LMTP_MESSAGE_BYTES.observe(ingest.size)
+                    reached = [o.recipient for o in outcomes if o.result is not None]
+                    self._delivered = (ingest.stored, reached)
             except TemporaryFailure as error:
                 log.warning("lmtp %s: delivery failed for now: %s", self.conn.id, error)
                 return [TEMPORARY] * count

@@ -38,6 +38,7 @@ from tests.support.s3server import S3Server
 
 PASSWORD = "secret-Passw0rd"
 MAX_APPEND = 256 * 1024  # [imap] max_append_size of the node: also the API's import limit
+MAX_CALENDAR_IMPORT = 256 * 1024  # [dav] max_import_size: the API's calendar import limit
 _START_TIMEOUT = 60.0
 
 
@@ -110,6 +111,14 @@ class ApiNode:
                 client.logout()
             except (imaplib.IMAP4.abort, OSError):
                 client.shutdown()
+
+    def use_for_cli(self, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+        """Make ``lightmail.cli.main`` in this test work on the node: its settings in
+        the environment, no configuration file, ``folder`` the working directory."""
+        monkeypatch.chdir(folder)
+        monkeypatch.delenv("LIGHTMAIL_CONFIG", raising=False)
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -202,6 +211,7 @@ def api_node(
         "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0",
         "LIGHTMAIL_POP3_LISTEN": "",
         "LIGHTMAIL_DAV_LISTEN": "",
+        "LIGHTMAIL_DAV_MAX_IMPORT_SIZE": str(MAX_CALENDAR_IMPORT),
         # The database may be shared with other tests: no purges behind their backs.
         "LIGHTMAIL_GC_ENABLED": "false",
         **_storage_env(backend, request, data_dir),

@@ -270,10 +270,7 @@ def test_token_cli(
     tmp_path: Path,
 ) -> None:
     """``lightmail token create`` prints the token alone on its last line, once."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LIGHTMAIL_CONFIG", raising=False)
-    for key, value in api_node.env.items():
-        monkeypatch.setenv(key, value)
+    api_node.use_for_cli(monkeypatch, tmp_path)
     name = f"cli-{uuid.uuid4().hex[:6]}"
 
     assert main(["token", "create", name]) == 0

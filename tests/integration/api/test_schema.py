@@ -38,8 +38,8 @@ from tests.integration.api.test_auth import _Settings
 MAX_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
 
 
-@schemathesis.serializer("message/rfc822")
-def _rfc822(ctx: Any, value: Any) -> bytes:
+@schemathesis.serializer("message/rfc822", "text/calendar")
+def _raw(ctx: Any, value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode("utf-8", "surrogatepass")

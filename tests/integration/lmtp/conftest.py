@@ -80,13 +80,18 @@ async def lmtp_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[LmtpFa
     servers: list[LmtpServer] = []
 
     async def start(
-        antivirus: Mapping[str, str] | None = None, proxy_networks: str = "", **lmtp_settings: str
+        antivirus: Mapping[str, str] | None = None,
+        proxy_networks: str = "",
+        dav: Mapping[str, str] | None = None,
+        **lmtp_settings: str,
     ) -> LmtpTarget:
         """Start a server; keyword arguments override ``[lmtp]`` keys, ``antivirus``
-        ``[antivirus]`` keys (as strings); ``proxy_networks`` is ``[server]``'s."""
+        ``[antivirus]`` keys and ``dav`` ``[dav]`` keys (as strings); ``proxy_networks``
+        is ``[server]``'s."""
         socket_path = tmp_path / "lmtp.sock"
         environ = {
             **{f"LIGHTMAIL_ANTIVIRUS_{k.upper()}": v for k, v in (antivirus or {}).items()},
+            **{f"LIGHTMAIL_DAV_{k.upper()}": v for k, v in (dav or {}).items()},
             "LIGHTMAIL_SERVER_DATA_DIR": str(tmp_path / "data"),
             "LIGHTMAIL_SERVER_HOSTNAME": "mx.test.example",
             "LIGHTMAIL_SERVER_PROXY_NETWORKS": proxy_networks,

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -62,12 +62,23 @@ from lightmail.mailstore.store import (
 router = APIRouter()
 
 RFC822 = "message/rfc822"
-_BINARY = {"type": "string", "format": "binary"}
+BINARY = {"type": "string", "format": "binary"}
 # An IMAP flag keyword is an atom (RFC 3501 section 9): printable ASCII
 # except ( ) { space % * " \ ] -- and not \Recent, which only the server sets.
 _KEYWORD = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,128}")
 _SYSTEM_BY_FOLDED = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def raw_body(media_type: str, description: str) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that takes raw bytes of ``media_type``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media_type: {"schema": BINARY}},
+        }
+    }
 
 
 async def _user(ctx: Context, address: str) -> AccountUser:
@@ -188,13 +199,7 @@ async def list_messages(
     status_code=201,
     tags=["messages"],
     responses=responses(404, 409, 413, 415, 422),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "The message, as it would be given to IMAP APPEND.",
-            "content": {RFC822: {"schema": _BINARY}},
-        }
-    },
+    openapi_extra=raw_body(RFC822, "The message, as it would be given to IMAP APPEND."),
 )
 async def import_message(
     ctx: Context,
@@ -210,7 +215,7 @@ async def import_message(
 ) -> s.Appended:
     """Import a raw message (the body is streamed, like IMAP APPEND, and virus-scanned
     when ``[antivirus] scan_append`` is on); answers its new UID."""
-    _require_rfc822(request)
+    require_media_type(request, RFC822)
     flag_names = _flags(flags or [])
     if internal_date is not None:
         if internal_date.tzinfo is None:
@@ -238,17 +243,17 @@ async def import_message(
     return s.Appended(mailbox=mailbox.name, uidvalidity=result.uidvalidity, uid=result.uid)
 
 
-def _require_rfc822(request: Request) -> None:
-    """Refuse a body that does not say it is a message (415): text or JSON sent here
-    by mistake must not be stored as mail. The media type's case and parameters do
-    not matter (RFC 9110 section 8.3.1)."""
+def require_media_type(request: Request, media_type: str) -> None:
+    """Refuse a body that does not say it is of ``media_type`` (415): text or JSON sent
+    here by mistake must not be stored as mail. The media type's case and parameters
+    do not matter (RFC 9110 section 8.3.1)."""
     given = request.headers.get("content-type", "")
-    if given.partition(";")[0].strip().lower() != RFC822:
+    if given.partition(";")[0].strip().lower() != media_type:
         shown = f"{given[:100]!r}" if given else "none"
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"The body must be sent as Content-Type: {RFC822} (got {shown}).",
+            f"The body must be sent as Content-Type: {media_type} (got {shown}).",
         )
 
 
@@ -281,7 +286,7 @@ async def get_message(
     tags=["messages"],
     response_class=StreamingResponse,
     responses={
-        200: {"description": "The message as stored.", "content": {RFC822: {"schema": _BINARY}}},
+        200: {"description": "The message as stored.", "content": {RFC822: {"schema": BINARY}}},
         **responses(404, 422),
     },
 )

@@ -1,0 +1,152 @@
+"""A user's calendars: ``/users/{address}/calendars``, and each as one ``.ics`` file.
+
+The same calendars CalDAV serves (:mod:`lightmail.dav`), changed through the
+same store, so clients see an operator's changes at their next sync. An
+import splits one VCALENDAR into an object per UID and stores all of them in
+one transaction, or none when one is invalid (422); an export is one
+VCALENDAR with every object and each VTIMEZONE once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+from starlette.requests import ClientDisconnect
+
+from lightmail.api import schemas as s
+from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, paginate
+from lightmail.api.errors import ApiError, responses
+from lightmail.api.routes.mail import BINARY, raw_body, require_media_type
+from lightmail.calendars.rows import CalendarInfo
+from lightmail.calendars.transfer import export_calendar, import_calendar
+
+router = APIRouter()
+
+ICALENDAR = "text/calendar"
+_CALENDARS = "/users/{address}/calendars"
+_CALENDAR = _CALENDARS + "/{name}"
+
+CalendarName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^/]+$",
+        description="The calendar's path segment (`default` for the one every user has).",
+        examples=["default"],
+    ),
+]
+
+
+def _calendar(calendar: CalendarInfo) -> s.Calendar:
+    return s.Calendar(
+        name=calendar.name,
+        display_name=calendar.display_name,
+        color=calendar.color,
+        description=calendar.description,
+        components=list(calendar.components),
+        sync_token=calendar.sync_token,
+    )
+
+
+@router.get(_CALENDARS, tags=["calendars"], responses=responses(404, 422))
+async def list_calendars(
+    ctx: Context, address: Address, limit: Limit = 100, cursor: Cursor = None
+) -> s.CalendarPage:
+    user = await ctx.accounts.get_user(address)
+    calendars = await ctx.accounts.calendars.list_calendars(user.id)
+    page, after = paginate(calendars, lambda calendar: calendar.name, str, limit, cursor)
+    return s.CalendarPage(items=[_calendar(calendar) for calendar in page], next_cursor=after)
+
+
+@router.post(
+    _CALENDARS, status_code=201, tags=["calendars"], responses=responses(404, 409, 413, 422)
+)
+async def create_calendar(ctx: Context, address: Address, body: s.CalendarIn) -> s.Calendar:
+    """A new, empty calendar (409 if the user has one by that name)."""
+    user = await ctx.accounts.get_user(address)
+    calendar = await ctx.accounts.calendars.create_calendar(
+        user.id,
+        body.name,
+        display_name=body.display_name,
+        color=body.color,
+        description=body.description,
+        components=body.components,
+    )
+    return _calendar(calendar)
+
+
+@router.get(_CALENDAR, tags=["calendars"], responses=responses(404, 422))
+async def get_calendar(ctx: Context, address: Address, name: CalendarName) -> s.Calendar:
+    user = await ctx.accounts.get_user(address)
+    return _calendar(await ctx.accounts.calendars.get_calendar(user.id, name))
+
+
+@delete_route(router, _CALENDAR, "calendars", 404, 422)
+async def delete_calendar(ctx: Context, address: Address, name: CalendarName) -> Response:
+    """Delete a calendar; its objects are purged by the garbage collector after retention."""
+    user = await ctx.accounts.get_user(address)
+    await ctx.accounts.calendars.delete_calendar(user.id, name)
+    return Response(status_code=204)
+
+
+@router.post(
+    _CALENDAR + "/import",
+    tags=["calendars"],
+    responses=responses(404, 413, 415, 422),
+    openapi_extra=raw_body(ICALENDAR, "One VCALENDAR (RFC 5545) with any number of components."),
+)
+async def import_ics(
+    ctx: Context, request: Request, address: Address, name: CalendarName
+) -> s.CalendarImported:
+    """Store each UID of the file as one object of the calendar, replacing an object
+    with that UID; all or nothing (422 names the first object that is invalid)."""
+    limit = ctx.settings.dav.max_import_size
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _too_large(limit)
+    user = await ctx.accounts.get_user(address)
+    require_media_type(request, ICALENDAR)
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise _too_large(limit)
+    except ClientDisconnect:
+        raise ApiError(422, "invalid_request", "The request body ended early.") from None
+    report = await import_calendar(ctx.accounts.calendars, user.id, name, bytes(data))
+    return s.CalendarImported(created=report.created, replaced=report.replaced)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "too_large", f"The calendar is over {limit} bytes ([dav] max_import_size)."
+    )
+
+
+@router.get(
+    _CALENDAR + "/export",
+    tags=["calendars"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "One VCALENDAR with every object of the calendar.",
+            "content": {ICALENDAR: {"schema": BINARY}},
+        },
+        **responses(404, 422),
+    },
+)
+async def export_ics(ctx: Context, address: Address, name: CalendarName) -> Response:
+    user = await ctx.accounts.get_user(address)
+    data = await export_calendar(ctx.accounts.calendars, user.id, name)
+    return Response(
+        data,
+        media_type=ICALENDAR,
+        headers={"Content-Disposition": f'attachment; filename="{_filename(name)}.ics"'},
+    )
+
+
+def _filename(name: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
