@@ -6,11 +6,13 @@ import asyncio
 
 import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from tests.conftest import Backend
+from tests.support.metrics import Changes
 
 
 @pytest.mark.parametrize("backend_name", ["mariadb"])
@@ -43,6 +45,56 @@ async def test_a_deadlock_is_a_transaction_conflict_not_an_outage(
     assert len(conflicts) == 1, results
     assert "1213" in str(conflicts[0])
     assert results.count(None) == 1
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+@pytest.mark.parametrize("max_retries", [0, 1])
+async def test_transact_runs_a_body_again_after_a_deadlock(
+    backend: Backend, mariadb_schema: str, max_retries: int
+) -> None:
+    """The same deadlock through Database.transact: the body rolled back runs again,
+    after a pause, and both commit; with no retries allowed the conflict stands."""
+    first, second = await backend.new_user(), await backend.new_user()
+    other = Database(mariadb_schema, max_retries=max_retries)
+    backend.db.max_retries = max_retries
+    both_hold_one = asyncio.Barrier(2)
+    runs: list[int] = []
+    changes = Changes()
+
+    async def lock(db: Database, a: int, b: int) -> int:
+        async def body(conn: AsyncConnection) -> int:
+            runs.append(a)
+            for user_id in (a, b):
+                await conn.execute(
+                    update(t.users).where(t.users.c.id == user_id).values(enabled=False)
+                )
+                if user_id == a and runs.count(a) == 1:
+                    await both_hold_one.wait()
+            return a
+
+        return await db.transact(body)
+
+    try:
+        results = await asyncio.gather(
+            lock(backend.db, first.id, second.id),
+            lock(other, second.id, first.id),
+            return_exceptions=True,
+        )
+    finally:
+        await other.close()
+    retried = changes("lightmail_db_transaction_retries_total")
+    if max_retries:
+        assert sorted(results, key=str) == sorted([first.id, second.id], key=str)
+        assert len(runs) == 3
+        assert retried == 1
+        assert await _enabled(backend.db, first.id, second.id) == {
+            first.id: False,
+            second.id: False,
+        }
+    else:
+        assert [type(r) for r in results].count(TransactionConflict) == 1, results
+        assert len(runs) == 2
+        assert retried == 0
 
 
 class _Commits:
