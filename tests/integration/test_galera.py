@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from lightmail.accounts.service import Accounts, User
 from lightmail.config import AUTH_DEFAULTS, TcpAddress, load_settings
@@ -148,6 +149,28 @@ async def test_the_schema_made_on_one_node_is_on_every_node(
         db = Database(galera.url(galera_database))
         try:
             assert await db.current_revision() == Database.head_revision()
+        finally:
+            await db.close()
+
+
+async def sync_wait(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(text("SELECT @@session.wsrep_sync_wait"))).scalar_one())
+
+
+async def test_connections_to_a_galera_node_set_wsrep_sync_wait_and_others_do_not(
+    galera_cluster: GaleraCluster, galera_database: str, mariadb_schema: str
+) -> None:
+    """Reads on a Galera node wait for what the cluster committed before them
+    (``[database] wsrep_sync_wait``, 1 by default); a plain MariaDB is left alone."""
+    url = galera_cluster.nodes[2].url(galera_database)
+    for db, expected in (
+        (Database(url), 1),
+        (Database(url, wsrep_sync_wait=0), 0),
+        (Database(mariadb_schema, wsrep_sync_wait=3), 0),
+    ):
+        try:
+            assert await sync_wait(db) == expected
         finally:
             await db.close()
 
