@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.private_mariadb import find_mariadbd
+from tests.support.private_mariadb import find_mariadbd, install_datadir, log_tail, terminate
 from tests.support.require import require
 from tests.support.s3server import free_ports
 
@@ -171,21 +171,11 @@ class GaleraNode:
         return {row[0].lower(): row[1] for row in rows if len(row) == 2}
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            terminate(self.process)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = (self.root / "error.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.root / "error.log", lines)
 
 
 class GaleraCluster:
@@ -212,21 +202,7 @@ class GaleraCluster:
         if os.geteuid() == 0:
             for path in [self.root, *self.root.rglob("*")]:
                 shutil.chown(path, "nobody", "nogroup")
-        subprocess.run(
-            [
-                str(self.install_db),
-                "--no-defaults",
-                *self.user,
-                f"--datadir={self.nodes[0].root / 'data'}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--innodb-log-file-size=16M",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
+        install_datadir(self.install_db, self.nodes[0].root / "data", self.user)
         self.nodes[0].start(bootstrap=True)
         for node in self.nodes[1:]:
             node.start()
