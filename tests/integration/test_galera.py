@@ -235,3 +235,27 @@ async def test_idle_on_node_b_sees_a_delivery_to_node_a_and_noop_a_flag_stored_o
         await on_a.command(b"e STORE 1 +FLAGS (\\Flagged)", b"e OK")
         reply = await on_b.command(b"f NOOP", b"f OK")
         assert any(line.startswith(b"* 1 FETCH") and b"\\Flagged" in line for line in reply), reply
+
+
+async def test_a_new_message_is_recent_in_exactly_one_session_of_the_cluster(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Sessions on both nodes SELECT a new message at once: one claims it as
+    ``\\Recent`` (RFC 3501 section 2.3.2), and the claims conflict on Galera
+    instead of both succeeding."""
+    a, b = nodes
+    user = await new_user(a)
+    await asyncio.to_thread(deliver, a.lmtp_port, user, range(1))
+    clients = [await Client.connect(node.imap_port) for node in (a, b, a, b)]
+    try:
+        for client in clients:
+            await client.until(b"* OK")
+            await client.command(f'a LOGIN "{user.address}" "{PASSWORD}"'.encode(), b"a OK")
+        replies = await asyncio.gather(
+            *(client.command(b"b SELECT INBOX", b"b OK") for client in clients)
+        )
+    finally:
+        for client in clients:
+            await client.close()
+    recent = [[line for line in reply if line.endswith(b" RECENT\r\n")] for reply in replies]
+    assert sorted(lines[0] for lines in recent) == [b"* 0 RECENT\r\n"] * 3 + [b"* 1 RECENT\r\n"]
