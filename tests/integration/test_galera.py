@@ -149,6 +149,14 @@ async def test_the_schema_made_on_one_node_is_on_every_node(
         db = Database(galera.url(galera_database))
         try:
             assert await db.current_revision() == Database.head_revision()
+            async with db.read() as conn:  # Galera replicates InnoDB tables only
+                engines = await conn.execute(
+                    text(
+                        "SELECT DISTINCT ENGINE FROM information_schema.TABLES"
+                        " WHERE TABLE_SCHEMA = DATABASE()"
+                    )
+                )
+                assert list(engines.scalars()) == ["InnoDB"]
         finally:
             await db.close()
 
