@@ -16,9 +16,9 @@ logged at DEBUG only. A write whose connection fails during COMMIT raises
 :class:`~lightmail.errors.CommitOutcomeUnknown`: it may have been committed.
 
 On a MariaDB Galera cluster two nodes that change the same row (a mailbox's
-UIDNEXT and HIGHESTMODSEQ, a user's quota usage) in concurrent transactions
-cannot both commit: certification rolls one back with error 1213 (deadlock), at
-COMMIT or at any statement before it. :meth:`Database.transact` runs a
+UIDNEXT and HIGHESTMODSEQ) in concurrent transactions cannot both commit:
+certification rolls one back with error 1213 (deadlock), at COMMIT or at any
+statement before it. :meth:`Database.transact` runs a
 transaction body again after such a rollback, a bounded number of times with a
 random pause, which is how every mail-changing transaction is written. Each
 connection to a Galera node also sets ``wsrep_sync_wait`` (``[database]``), so
