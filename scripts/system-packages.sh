@@ -14,12 +14,18 @@ declare -A wanted=(
     [curl]=curl
     [mariadbd]=mariadb-server  # a private server the fault tests may kill
     [haproxy]=haproxy  # the load balancer sending PROXY headers (imap/test_haproxy.py)
+    # The 3-node Galera cluster of tests/support/galera.py: the joiners' state
+    # transfer runs rsync and looks for its daemon with ss.
+    [rsync]=rsync
+    [ss]=iproute2
 )
 
 missing=()
 for command in "${!wanted[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
 done
+# Galera's wsrep provider is a library, not a command.
+[ -e /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -21,7 +21,15 @@ class TemporaryFailure(LightMailError):
 
 class TransactionConflict(TemporaryFailure):
     """The database broke a deadlock or a lock wait ran out: this transaction was
-    rolled back, and running it again is expected to succeed."""
+    rolled back, and running it again is expected to succeed.
+
+    ``retryable`` is false for a lock wait that ran out, which has already made
+    the client wait long (``innodb_lock_wait_timeout``).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class CommitOutcomeUnknown(TemporaryFailure):

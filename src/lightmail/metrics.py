@@ -147,6 +147,12 @@ DB_TRANSACTION_FAILURES = Counter(
     "counted.",
     ["kind", "reason"],
 )
+DB_TRANSACTION_RETRIES = Counter(
+    "lightmail_db_transaction_retries",
+    "Write transactions run again after a deadlock rolled them back (on a Galera "
+    "cluster: another node committed a change to the same rows first); each retry "
+    "is also counted as a conflict failure.",
+)
 LOST_COMMITS = Counter(
     "lightmail_db_lost_commits",
     "Writes that made a new message blob visible and whose database connection failed "

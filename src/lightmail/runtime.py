@@ -113,6 +113,8 @@ async def open_node(
         pool_size=settings.database.pool_size,
         connect_timeout=settings.database.connect_timeout,
         commit_check_timeout=settings.database.commit_check_timeout,
+        max_retries=settings.database.max_retries,
+        wsrep_sync_wait=settings.database.wsrep_sync_wait,
     )
     try:
         if db.dialect == "sqlite":

@@ -6,30 +6,43 @@ import asyncio
 
 import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from tests.conftest import Backend
+from tests.support.metrics import Changes
 
 
-@pytest.mark.parametrize("backend_name", ["mariadb"])
-async def test_a_deadlock_is_a_transaction_conflict_not_an_outage(
-    backend: Backend, mariadb_schema: str
-) -> None:
-    """Two transactions lock two rows in opposite orders: MariaDB rolls one back."""
+async def _deadlock(
+    backend: Backend, url: str, *, transact: bool, max_retries: int = 0
+) -> tuple[list[object], list[int]]:
+    """Two transactions, on two pools, lock two users' rows in opposite orders,
+    each waiting (on its first run) until the other holds its first row: MariaDB
+    rolls one back. Their results (the first user's id, or the exception), and
+    the first user of each run of a body."""
     first, second = await backend.new_user(), await backend.new_user()
-    other = Database(mariadb_schema)
+    other = Database(url, max_retries=max_retries)
+    backend.db.max_retries = max_retries
     both_hold_one = asyncio.Barrier(2)
+    runs: list[int] = []
 
-    async def lock(db: Database, a: int, b: int) -> None:
-        async with db.write() as conn:
+    async def lock(db: Database, a: int, b: int) -> int:
+        async def body(conn: AsyncConnection) -> int:
+            runs.append(a)
             for user_id in (a, b):
                 await conn.execute(
-                    update(t.users).where(t.users.c.id == user_id).values(enabled=True)
+                    update(t.users).where(t.users.c.id == user_id).values(enabled=False)
                 )
-                if user_id == a:
+                if user_id == a and runs.count(a) == 1:
                     await both_hold_one.wait()
+            return a
+
+        if transact:
+            return await db.transact(body)
+        async with db.write() as conn:
+            return await body(conn)
 
     try:
         results = await asyncio.gather(
@@ -39,10 +52,42 @@ async def test_a_deadlock_is_a_transaction_conflict_not_an_outage(
         )
     finally:
         await other.close()
+    return list(results), runs
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_a_deadlock_is_a_transaction_conflict_not_an_outage(
+    backend: Backend, mariadb_schema: str
+) -> None:
+    """Two transactions lock two rows in opposite orders: MariaDB rolls one back."""
+    results, _ = await _deadlock(backend, mariadb_schema, transact=False)
     conflicts = [r for r in results if isinstance(r, TransactionConflict)]
     assert len(conflicts) == 1, results
     assert "1213" in str(conflicts[0])
-    assert results.count(None) == 1
+    assert conflicts[0].retryable
+    assert sum(isinstance(r, int) for r in results) == 1
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+@pytest.mark.parametrize("max_retries", [0, 1])
+async def test_transact_runs_a_body_again_after_a_deadlock(
+    backend: Backend, mariadb_schema: str, max_retries: int
+) -> None:
+    """The same deadlock through Database.transact: the body rolled back runs again,
+    after a pause, and both commit; with no retries allowed the conflict stands."""
+    changes = Changes()
+    results, runs = await _deadlock(backend, mariadb_schema, transact=True, max_retries=max_retries)
+    retried = changes("lightmail_db_transaction_retries_total")
+    users = sorted(set(runs))
+    if max_retries:
+        assert sorted(r for r in results if isinstance(r, int)) == users
+        assert len(runs) == 3
+        assert retried == 1
+        assert await _enabled(backend.db, *users) == {user: False for user in users}
+    else:
+        assert [type(r) for r in results].count(TransactionConflict) == 1, results
+        assert len(runs) == 2
+        assert retried == 0
 
 
 class _Commits:

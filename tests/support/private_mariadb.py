@@ -65,21 +65,7 @@ class PrivateMariaDB:
         if os.geteuid() == 0:
             shutil.chown(self.root, "nobody", "nogroup")
             shutil.chown(data, "nobody", "nogroup")
-        subprocess.run(
-            [
-                str(self.install_db),
-                "--no-defaults",
-                *self._user(),
-                f"--datadir={data}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--innodb-log-file-size=16M",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
+        install_datadir(self.install_db, data, self._user())
 
     def start(self) -> None:
         """Start the server and wait until a TCP login works."""
@@ -148,12 +134,7 @@ class PrivateMariaDB:
             return
         if self.frozen:
             self.thaw()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
     def _signal(self, signum: signal.Signals) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -161,11 +142,44 @@ class PrivateMariaDB:
         self.process.send_signal(signum)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = (self.root / "error.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.root / "error.log", lines)
+
+
+def install_datadir(install_db: Path, data: Path, user: list[str]) -> None:
+    """A new data directory where root logs in over TCP with no password."""
+    subprocess.run(
+        [
+            str(install_db),
+            "--no-defaults",
+            *user,
+            f"--datadir={data}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--innodb-log-file-size=16M",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM, and SIGKILL if the server has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _free_port() -> int:

@@ -135,6 +135,20 @@ class DatabaseSettings:
         _DURATION_TEXT,
         "How long to keep asking whether a COMMIT whose reply was lost held.",
     )
+    max_retries: int = declare(
+        "8",
+        integer(0, 100),
+        "an integer from 0 to 100",
+        "How often a write rolled back by a deadlock (on Galera: a certification "
+        "conflict) is run again before it fails as temporary.",
+    )
+    wsrep_sync_wait: int = declare(
+        "1",
+        integer(0, 15),
+        "an integer from 0 to 15",
+        "On a Galera node: the session's wsrep_sync_wait (1: reads see every commit "
+        "made on any node before they began; 0: off).",
+    )
 
 
 @section

@@ -75,7 +75,8 @@ class Mailboxes(StoreCore):
         The caller (:class:`~lightmail.accounts.service.Accounts`) has checked the
         address and found the domain; AlreadyExists if the address is taken.
         """
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> tuple[int, datetime]:
             taken = await conn.execute(select(t.users.c.id).where(t.users.c.address == address))
             if taken.first() is not None:
                 raise AlreadyExists(f"user {address} already exists")
@@ -98,7 +99,9 @@ class Mailboxes(StoreCore):
                 await self._insert_mailbox(conn, user_id, name, special_use)
                 await self._subscribe(conn, user_id, name)
             await also(conn, user_id)
-        return int(user_id), now
+            return int(user_id), now
+
+        return await self.db.transact(write)
 
     async def delete_user(self, address: str, *, also: UserStep) -> int | None:
         """Delete a user, their aliases, mailboxes and subscriptions in one transaction;
@@ -108,7 +111,8 @@ class Mailboxes(StoreCore):
 
         The user's sessions hear of it as of a DELETE of every mailbox.
         """
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> tuple[int, Sequence[int]] | None:
             user_id = (
                 await conn.execute(select(t.users.c.id).where(t.users.c.address == address))
             ).scalar_one_or_none()
@@ -135,6 +139,12 @@ class Mailboxes(StoreCore):
             await conn.execute(delete(t.aliases).where(t.aliases.c.user_id == user_id))
             await also(conn, user_id)
             await conn.execute(delete(t.users).where(t.users.c.id == user_id))
+            return int(user_id), mailbox_ids
+
+        deleted = await self.db.transact(write)
+        if deleted is None:
+            return None
+        user_id, mailbox_ids = deleted
         for mailbox_id in mailbox_ids:
             await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox_id))
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
@@ -203,13 +213,16 @@ class Mailboxes(StoreCore):
             special_use = names.special_use(special_use)
         if name == names.INBOX:
             raise MailboxExists(name)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> Mailbox:
             if await self._mailbox_row(conn, user_id, name) is not None:
                 raise MailboxExists(name)
             for parent in names.parents(name):
                 if await self._mailbox_row(conn, user_id, parent) is None:
                     await self._insert_mailbox(conn, user_id, parent, None)
-            mailbox = await self._insert_mailbox(conn, user_id, name, special_use)
+            return await self._insert_mailbox(conn, user_id, name, special_use)
+
+        mailbox = await self.db.transact(write)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
         return mailbox
 
@@ -223,12 +236,16 @@ class Mailboxes(StoreCore):
         name = names.normalize(name)
         if name == names.INBOX:
             raise MailboxNotAllowed("INBOX cannot be deleted")
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> Mailbox:
             mailbox = await self._find_mailbox(conn, user_id, name)
             await conn.execute(
                 update(t.messages).where(live(mailbox.id)).values(deleted_at=clock.utcnow())
             )
             await conn.execute(delete(t.mailboxes).where(t.mailboxes.c.id == mailbox.id))
+            return mailbox
+
+        mailbox = await self.db.transact(write)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
 
@@ -241,7 +258,8 @@ class Mailboxes(StoreCore):
         old, new = names.normalize(old), names.normalize(new)
         if new == names.INBOX or new.startswith(old + names.DELIMITER):
             raise InvalidMailboxName(new, "a mailbox cannot be renamed to INBOX or below itself")
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> Mailbox:
             source = await self._find_mailbox(conn, user_id, old)
             if await self._mailbox_row(conn, user_id, new) is not None:
                 raise MailboxExists(new)
@@ -281,6 +299,9 @@ class Mailboxes(StoreCore):
                         .where(t.mailboxes.c.id == mailbox_id)
                         .values(name=name, name_hash=names.name_hash(name))
                     )
+            return source
+
+        source = await self.db.transact(write)
         if old == names.INBOX:
             await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, source.id))
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MAILBOXES_CHANGED))
@@ -288,18 +309,24 @@ class Mailboxes(StoreCore):
     async def subscribe(self, user_id: int, name: str) -> None:
         """SUBSCRIBE (RFC 3501 section 6.3.6); the mailbox need not exist."""
         name = names.normalize(name)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await self._subscribe(conn, user_id, name)
+
+        await self.db.transact(write)
 
     async def unsubscribe(self, user_id: int, name: str) -> None:
         name = names.normalize(name)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(
                 delete(t.subscriptions).where(
                     t.subscriptions.c.user_id == user_id,
                     t.subscriptions.c.name_hash == names.name_hash(name),
                 )
             )
+
+        await self.db.transact(write)
 
     async def subscriptions(self, user_id: int) -> list[str]:
         async with self.db.read() as conn:

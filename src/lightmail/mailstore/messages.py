@@ -136,7 +136,8 @@ class Messages(StoreCore):
         self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str, *, move: bool
     ) -> tuple[int, CopyResult]:
         dest_name = names.normalize(dest_name)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> tuple[int, CopyResult]:
             dest = await self._find_mailbox(conn, user_id, dest_name, try_create=True)
             rows: list[t.AnyRow] = []
             for chunk in chunks(sorted(set(uids))):
@@ -171,8 +172,10 @@ class Messages(StoreCore):
             source_uids = tuple(row.uid for row in rows)
             if move:
                 await self._soft_delete(conn, source.id, source_uids)
-        dest_uids = tuple(range(first_uid, first_uid + len(rows)))
-        return dest.id, CopyResult(dest.uidvalidity, source_uids, dest_uids)
+            dest_uids = tuple(range(first_uid, first_uid + len(rows)))
+            return dest.id, CopyResult(dest.uidvalidity, source_uids, dest_uids)
+
+        return await self.db.transact(write)
 
     # -- changing messages -----------------------------------------------
 
@@ -199,11 +202,12 @@ class Messages(StoreCore):
         """
         change = Flags.parse(flags)
         self._check_keywords(change.keywords)
-        result = StoreResult([], [], [])
         if not uids:
-            return result
+            return StoreResult([], [], [])
         query = _STORE_ROWS if unchangedsince is None else _STORE_ROWS.with_for_update()
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> tuple[StoreResult, int | None]:
+            result = StoreResult([], [], [])
             if mode is not StoreMode.REMOVE:
                 await self._define_keywords(conn, mailbox.id, change.keywords)
             rows: list[t.AnyRow] = []
@@ -229,7 +233,7 @@ class Messages(StoreCore):
                     )
                 updates.append((row, new))
             if not updates:
-                return result
+                return result, None
             modseq = await self._bump_modseq(conn, mailbox.id)
             await conn.execute(
                 _SET_FLAGS,
@@ -246,7 +250,13 @@ class Messages(StoreCore):
             result.changed.extend(
                 replace(info_from_row(row), flags=new, modseq=modseq) for row, new in updates
             )
-        await self.bus.publish(ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq))
+            return result, modseq
+
+        result, modseq = await self.db.transact(write)
+        if modseq is not None:
+            await self.bus.publish(
+                ChangeEvent(user_id, ChangeKind.FLAGS_CHANGED, mailbox.id, modseq)
+            )
         return result
 
     async def expunge(
@@ -256,7 +266,8 @@ class Messages(StoreCore):
 
         Soft-deletes the messages flagged ``\\Deleted``; returns their UIDs.
         """
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> list[int]:
             query = select(t.messages.c.uid).where(
                 live(mailbox.id),
                 t.messages.c.user_id == user_id,
@@ -268,6 +279,9 @@ class Messages(StoreCore):
                 candidates = [uid for uid in candidates if uid in wanted]
             if candidates:
                 await self._soft_delete(conn, mailbox.id, candidates)
+            return candidates
+
+        candidates = await self.db.transact(write)
         if candidates:
             await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
         return sorted(candidates)
@@ -279,8 +293,11 @@ class Messages(StoreCore):
         """
         if not uids:
             return
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await self._soft_delete(conn, mailbox.id, uids)
+
+        await self.db.transact(write)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_EXPUNGED, mailbox.id))
 
     # -- reading ---------------------------------------------------------
@@ -381,7 +398,8 @@ class Messages(StoreCore):
         if readonly or not unclaimed:
             # Nothing to claim: no write transaction (and no wait for the write lock).
             return unclaimed
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> list[int]:
             claimed = await self._recent_uid(conn, mailbox.id, lock=True)
             uids = await self._live_uids_above(conn, mailbox.id, claimed)
             if uids:
@@ -391,6 +409,8 @@ class Messages(StoreCore):
                     .values(recent_uid=uids[-1])
                 )
             return uids
+
+        return await self.db.transact(write)
 
     async def _recent_uid(
         self, conn: AsyncConnection, mailbox_id: int, *, lock: bool = False

@@ -96,7 +96,8 @@ class DeletedMail(StoreCore):
         deleted since (:class:`~lightmail.errors.MailboxNotFound`). The
         restored message loses ``\\Deleted`` and counts against the quota again.
         """
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> AppendResult:
             # The row lock orders this against the garbage collector's claim:
             # whichever commits second sees the other's change.
             row = (
@@ -143,9 +144,12 @@ class DeletedMail(StoreCore):
                     flags=t.messages.c.flags.op("&")(~t.FLAG_DELETED),
                 )
             )
-        mailbox = mailbox_from_row(found)
-        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, mailbox.id))
-        return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
+            mailbox = mailbox_from_row(found)
+            return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
+
+        restored = await self.db.transact(write)
+        await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, restored.mailbox_id))
+        return restored
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +204,14 @@ async def claim_rows(
     db: Database, table: Table, due: ColumnElement[bool], limit: int, until: datetime
 ) -> Claim:
     """Hold up to ``limit`` ``due`` rows of ``table`` until ``until``, in one
-    transaction; rows another worker is claiming are skipped (``SKIP LOCKED``)."""
+    transaction; rows another worker is claiming are skipped (``SKIP LOCKED``).
+
+    On a Galera cluster SKIP LOCKED sees only this node's locks: two nodes may
+    pick the same rows, and certification rolls one claim back; it runs again
+    and picks others."""
     c = table.c
-    async with db.write() as conn:
+
+    async def write(conn: AsyncConnection) -> Claim:
         rows = (
             await conn.execute(
                 select(c.id, c.object_key)
@@ -217,7 +226,9 @@ async def claim_rows(
             await conn.execute(
                 update(table).where(c.id.in_(chunk)).values(purge_claimed_until=until)
             )
-    return Claim(ids, sorted({row.object_key for row in rows}))
+        return Claim(ids, sorted({row.object_key for row in rows}))
+
+    return await db.transact(write)
 
 
 async def unused_object_keys(

@@ -100,8 +100,9 @@ class Quarantine(StoreCore):
             endings.feed(chunk)
         put = PutResult(item.size, item.sha256)
         stored = StoredMessage(item.object_key, put, parser.close(), endings.bare_lf)
-        outcomes: list[DeliveryOutcome] = []
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> list[DeliveryOutcome]:
+            outcomes: list[DeliveryOutcome] = []
             now = local_now()
             for address, user_id in json.loads(item.recipients):
                 row = await self._mailbox_row(conn, user_id, names.INBOX)
@@ -114,6 +115,9 @@ class Quarantine(StoreCore):
             await conn.execute(delete(t.quarantine).where(t.quarantine.c.id == item_id))
             if not outcomes:
                 await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == stored.key))
+            return outcomes
+
+        outcomes = await self.db.transact(write)
         if not outcomes:
             await self._discard_blob(stored.key)
         await self._announce_added(outcomes)
@@ -122,9 +126,12 @@ class Quarantine(StoreCore):
     async def delete_quarantine(self, item_id: int) -> None:
         """Delete a quarantined message and its blob."""
         item = await self._quarantine_row(item_id)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await conn.execute(delete(t.quarantine).where(t.quarantine.c.id == item_id))
             await conn.execute(delete(t.object_keys).where(t.object_keys.c.key == item.object_key))
+
+        await self.db.transact(write)
         await self._discard_blob(item.object_key)
 
     async def read_quarantined(self, item_id: int) -> tuple[int, AsyncIterator[bytes]]:

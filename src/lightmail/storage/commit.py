@@ -53,7 +53,8 @@ class BlobCommit:
 
         The blobs are deleted only when no committed row can refer to them: when
         ``write`` failed, or the database rolled the transaction back (a
-        conflict). When the connection failed during COMMIT, ``committed``
+        conflict, once :meth:`Database.transact` has run ``write`` again as often
+        as it may). When the connection failed during COMMIT, ``committed``
         reads, on a new connection, what ``write`` would have written: found,
         the operation succeeded and that is its result (so the client does not
         send the message again); not found, or the database still down, the
@@ -61,10 +62,16 @@ class BlobCommit:
         deletes each only if no ``object_keys`` row ever names it.
         """
         writing = True
+
+        async def body(conn: AsyncConnection) -> _T:
+            nonlocal writing
+            writing = True  # again when a conflict made the database run it again
+            result = await write(conn)
+            writing = False
+            return result
+
         try:
-            async with self.db.write() as conn:
-                result = await write(conn)
-                writing = False
+            result = await self.db.transact(body)
         except CommitOutcomeUnknown as error:
             return await self._after_lost_commit(" ".join(keys), committed, error)
         except TransactionConflict:
