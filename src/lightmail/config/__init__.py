@@ -1,7 +1,7 @@
 """Settings: ``config.ini`` plus ``LIGHTMAIL_<SECTION>_<KEY>`` environment overrides.
 
 Every key is declared once, on its field of a settings dataclass
-(:mod:`.settings`): its default text, parser, the words shown when a value is
+(:mod:`.settings`, :mod:`.services`): its default text, parser, the words shown when a value is
 wrong and a line of documentation. The value parsers are in :mod:`.values`.
 :func:`load_settings` (:mod:`.loading`) takes each key
 from the environment, else the file, else the default; replaces ``{data_dir}``
@@ -35,20 +35,22 @@ from lightmail.config.loading import (
     load_settings,
     resolve_config_path,
 )
-from lightmail.config.settings import (
-    AntivirusSettings,
+from lightmail.config.services import (
     ApiSettings,
-    AuthSettings,
-    BlobsSettings,
-    DatabaseSettings,
     DavSettings,
-    GcSettings,
     ImapSettings,
     LmtpSettings,
     LoginLimits,
+    Pop3Settings,
+)
+from lightmail.config.settings import (
+    AntivirusSettings,
+    AuthSettings,
+    BlobsSettings,
+    DatabaseSettings,
+    GcSettings,
     LogSettings,
     NotifySettings,
-    Pop3Settings,
     ServerSettings,
     Settings,
     TlsSettings,

@@ -1,4 +1,5 @@
-"""The settings: one frozen dataclass per ``config.ini`` section, one field per key.
+"""The settings: one frozen dataclass per ``config.ini`` section, one field per key;
+the sections of the services clients connect to are in :mod:`.services`.
 
 Each key is declared here once, on its field (:func:`~lightmail.config.keys.declare`):
 its default text, parser, the words shown when a value is wrong and a line of
@@ -9,15 +10,23 @@ documentation. The order of the fields is the order of the keys.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightmail.config.keys import declare, section
+from lightmail.config.services import (
+    ApiSettings,
+    DavSettings,
+    ImapSettings,
+    LmtpSettings,
+    Pop3Settings,
+)
 from lightmail.config.values import (
+    BOOLEAN_TEXT,
     DATABASE_SCHEMES,
+    DURATION_TEXT,
+    SIZE_TEXT,
     AntivirusMode,
-    ImipMode,
     ListenAddress,
     LogLevel,
     Network,
@@ -28,48 +37,18 @@ from lightmail.config.values import (
     choice,
     clamd_address,
     database_url,
-    duration_at_least,
     duration_between,
     endpoint_url,
-    file_mode,
     integer,
     networks,
     optional_hostname,
     optional_path,
-    optional_word,
     parse_duration,
-    parse_listen,
     positive_duration,
     positive_size,
     redis_url,
-    size_between,
     word,
     worker_count,
-)
-
-_SIZE_TEXT = "a size such as 2048, 2K, 64M or 1G"
-_DURATION_TEXT = "a duration such as 90, 30s, 5m, 12h or 7d"
-_LISTEN_TEXT = (
-    "addresses such as 127.0.0.1:1143, [::1]:1143 or unix:/path, comma-separated, or none"
-)
-_BOOLEAN_TEXT = "true/false, yes/no, on/off or 1/0"
-# Keys more than one section declares alike (the arguments of declare()).
-_PLAINTEXT_NETWORKS = (
-    "127.0.0.0/8, ::1",
-    networks,
-    "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none",
-)
-_HEADER_TIMEOUT = (
-    "30s",
-    positive_duration,
-    f"{_DURATION_TEXT}, above 0",
-    "A request's line and headers must arrive whole within this time.",
-)
-_HTTP_CONNECTIONS = (
-    "1000",
-    integer(1, 1_000_000),
-    "an integer of at least 1",
-    "Open connections served at once; with more, requests get 503.",
 )
 
 
@@ -125,14 +104,14 @@ class DatabaseSettings:
     connect_timeout: float = declare(
         "10s",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "How long to wait for a database connection.",
     )
     # seconds; after a COMMIT's reply was lost
     commit_check_timeout: float = declare(
         "30s",
         parse_duration,
-        _DURATION_TEXT,
+        DURATION_TEXT,
         "How long to keep asking whether a COMMIT whose reply was lost held.",
     )
     max_retries: int = declare(
@@ -195,155 +174,6 @@ class BlobsSettings:
 
 
 @section
-class SessionLimits:
-    """The limits of a session every mail protocol has: ``[imap]``, ``[pop3]``, ``[lmtp]``."""
-
-    max_bad_commands: int = declare(
-        "20",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Error replies to bad commands allowed per connection before it is closed.",
-    )
-
-
-@section
-class LoginLimits(SessionLimits):
-    """The limits of a protocol clients log in to: ``[imap]`` and ``[pop3]``.
-
-    A section redeclares a key where its default or range differs.
-    """
-
-    plaintext_networks: tuple[Network, ...] = declare(
-        *_PLAINTEXT_NETWORKS, "Client networks allowed to log in without TLS."
-    )
-    max_line_length: int = declare(
-        "64K",
-        size_between(1024, 16 << 20),
-        "a size from 1K to 16M",
-        "Longest command line, literals excluded.",
-    )
-    login_timeout: float = declare(
-        "60s",
-        positive_duration,
-        f"{_DURATION_TEXT}, above 0",
-        "Time from connecting by which a client must have logged in.",
-    )
-    max_commands_before_login: int = declare(
-        "30",
-        integer(1, 1_000),
-        "an integer from 1 to 1000",
-        "Commands allowed before login, then the client is disconnected.",
-    )
-    max_login_failures: int = declare(
-        "3",
-        integer(1, 1_000),
-        "an integer from 1 to 1000",
-        "Failed logins allowed per connection before it is closed.",
-    )
-    max_connections: int = declare(
-        "5000", integer(1, 1_000_000), "an integer of at least 1", "Concurrent connections in all."
-    )
-    max_connections_per_ip: int = declare(
-        "100",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Concurrent connections from one client address.",
-    )
-    max_connections_per_user: int = declare(
-        "50",
-        integer(1, 1_000_000),
-        "an integer of at least 1",
-        "Concurrent connections of one user.",
-    )
-
-    def plaintext_allowed(
-        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> bool:
-        """Whether a client at ``address`` may log in without TLS."""
-        return _in_networks(self.plaintext_networks, address)
-
-
-def _in_networks(
-    networks: tuple[Network, ...], address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
-) -> bool:
-    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
-
-
-@section
-class ImapSettings(LoginLimits):
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1143",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for IMAP with STARTTLS or plain text.",
-    )
-    # () unless [tls] is enabled
-    tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1993",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for IMAP over implicit TLS; ignored without [tls].",
-    )
-    max_append_size: int = declare(
-        "64M", positive_size, _SIZE_TEXT, "Largest message APPEND accepts (APPENDLIMIT, RFC 7889)."
-    )
-    idle_timeout: float = declare(
-        "30m",
-        duration_at_least(1800),
-        "a duration of at least 30m",
-        "An authenticated client silent this long is logged out (RFC 3501 5.4).",
-    )
-    max_search_keys: int = declare(
-        "100",
-        integer(1, 100_000),
-        "an integer from 1 to 100000",
-        "Search keys allowed in one SEARCH; more gets BAD.",
-    )
-    max_keywords_per_mailbox: int = declare(
-        "100",
-        integer(1, 1_000),
-        "an integer from 1 to 1000",
-        "Distinct keywords one mailbox may define.",
-    )
-    max_keywords_per_message: int = declare(
-        "50", integer(1, 1_000), "an integer from 1 to 1000", "Keywords one message may carry."
-    )
-
-
-@section
-class Pop3Settings(LoginLimits):
-    # RFC 2449 section 4 says 255 octets; AUTH PLAIN with a long password needs more
-    max_line_length: int = declare(
-        "1K",
-        size_between(255, 16 << 10),
-        "a size from 255 to 16K",
-        "Longest command line, line end included.",
-    )
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1110", parse_listen, _LISTEN_TEXT, "Addresses for POP3 with STLS or plain text."
-    )
-    # () unless [tls] is enabled
-    tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1995",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for POP3 over implicit TLS; ignored without [tls].",
-    )
-    allow_delete: bool = declare(
-        "false", boolean, _BOOLEAN_TEXT, "Whether DELE soft-deletes (true) or answers -ERR (false)."
-    )
-    idle_timeout: float = declare(
-        "10m",
-        duration_at_least(600),
-        "a duration of at least 10m",
-        "An authenticated client silent this long is disconnected (RFC 1939 3).",
-    )
-
-
-@section
 class AuthSettings:
     """Login hardening shared by IMAP, POP3 and any other login (see README)."""
 
@@ -372,135 +202,20 @@ class AuthSettings:
     throttle_delay: float = declare(
         "1s",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "The first throttling delay, doubled for each further failure.",
     )
     # seconds: the cap
     throttle_max_delay: float = declare(
-        "1m", positive_duration, f"{_DURATION_TEXT}, above 0", "The cap on the throttling delay."
+        "1m", positive_duration, f"{DURATION_TEXT}, above 0", "The cap on the throttling delay."
     )
     # seconds without a failure after which the counts are forgotten
     throttle_reset: float = declare(
         "15m",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "Failures are forgotten this long after the last one.",
     )
-
-
-@section
-class LmtpSettings(SessionLimits):
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:2424, unix:{data_dir}/lmtp.sock",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses where the MTA delivers mail over LMTP.",
-    )
-    # bytes
-    max_message_size: int = declare(
-        "64M", positive_size, _SIZE_TEXT, "Largest message accepted; advertised as SIZE in LHLO."
-    )
-    max_recipients: int = declare(
-        "1000",
-        integer(1, 100_000),
-        "an integer from 1 to 100000",
-        "Recipients accepted in one transaction; more get 452 4.5.3.",
-    )
-    # each command, from when the server is ready for it (total, not silence)
-    timeout: float = declare(
-        "10m",
-        positive_duration,
-        f"{_DURATION_TEXT}, above 0",
-        "Each command must arrive whole within this time of the server being ready.",
-    )
-    # the whole of DATA, from 354 to the final dot
-    data_timeout: float = declare(
-        "10m",
-        positive_duration,
-        f"{_DURATION_TEXT}, above 0",
-        "The whole message after DATA must arrive within this time.",
-    )
-    socket_mode: int = declare(
-        "0660", file_mode, "an octal file mode such as 0660", "The unix socket's file mode."
-    )
-    socket_owner: str = declare(
-        "",
-        optional_word,
-        "a user name, or empty",
-        "The unix socket's owner; empty: the server's own.",
-    )
-    socket_group: str = declare(
-        "",
-        optional_word,
-        "a group name, or empty",
-        "The unix socket's group; empty: the server's own.",
-    )
-    detail_mailbox: bool = declare(
-        "false",
-        boolean,
-        _BOOLEAN_TEXT,
-        "Deliver user+detail@domain to the mailbox named detail when it exists.",
-    )
-
-
-@section
-class ApiSettings:
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8080", parse_listen, _LISTEN_TEXT, "Addresses for the HTTP administration API."
-    )
-    # /metrics needs a bearer token too
-    metrics_auth: bool = declare(
-        "false", boolean, _BOOLEAN_TEXT, "Whether /metrics needs a bearer token too."
-    )
-    # seconds to send a whole request head
-    header_timeout: float = declare(*_HEADER_TIMEOUT)
-    max_connections: int = declare(*_HTTP_CONNECTIONS)
-
-
-@section
-class DavSettings:
-    """CalDAV (RFC 4791): calendars for the mail accounts, over HTTP Basic login."""
-
-    listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8008", parse_listen, _LISTEN_TEXT, "Addresses for CalDAV over plain HTTP."
-    )
-    # () unless [tls] is enabled
-    tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8443",
-        parse_listen,
-        _LISTEN_TEXT,
-        "Addresses for CalDAV over HTTPS; ignored without [tls].",
-    )
-    plaintext_networks: tuple[Network, ...] = declare(
-        *_PLAINTEXT_NETWORKS, "Client networks allowed to log in over plain HTTP."
-    )
-    max_object_size: int = declare(
-        "1M", size_between(1024, 64 << 20), "a size from 1K to 64M", "Largest calendar object PUT."
-    )
-    max_xml_size: int = declare(
-        "256K", size_between(1024, 16 << 20), "a size from 1K to 16M", "Largest XML request body."
-    )
-    max_import_size: int = declare(
-        "16M",
-        size_between(1024, 1 << 30),
-        "a size from 1K to 1G",
-        "Largest .ics file the API imports as a whole calendar.",
-    )
-    imip: ImipMode = declare(
-        "tentative",
-        choice(ImipMode),
-        f"one of {', '.join(ImipMode)}",
-        "What LMTP does with a delivered invitation (iMIP): tentative puts it in the "
-        "recipient's default calendar, awaiting their answer.",
-    )
-    header_timeout: float = declare(*_HEADER_TIMEOUT)
-    max_connections: int = declare(*_HTTP_CONNECTIONS)
-
-    def plaintext_allowed(
-        self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> bool:
-        """Whether a client at ``address`` may log in without TLS."""
-        return _in_networks(self.plaintext_networks, address)
 
 
 @section
@@ -523,14 +238,14 @@ class AntivirusSettings:
     timeout: float = declare(
         "60s",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "How long to wait for clamd at each step (connect, send, verdict).",
     )
     stream_max_length: int = declare(
-        "25M", positive_size, _SIZE_TEXT, "How much of a message is sent to clamd."
+        "25M", positive_size, SIZE_TEXT, "How much of a message is sent to clamd."
     )
     scan_append: bool = declare(
-        "false", boolean, _BOOLEAN_TEXT, "Also scan IMAP APPEND and API imports."
+        "false", boolean, BOOLEAN_TEXT, "Also scan IMAP APPEND and API imports."
     )
 
     @property
@@ -541,13 +256,13 @@ class AntivirusSettings:
 @section
 class GcSettings:
     enabled: bool = declare(
-        "true", boolean, _BOOLEAN_TEXT, "Whether the garbage collector runs in this process."
+        "true", boolean, BOOLEAN_TEXT, "Whether the garbage collector runs in this process."
     )
     # seconds
     interval: float = declare(
         "5m",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "Time between garbage collection runs.",
     )
     batch_size: int = declare(
@@ -557,14 +272,14 @@ class GcSettings:
     retention: float = declare(
         "7d",
         parse_duration,
-        _DURATION_TEXT,
+        DURATION_TEXT,
         "How long deleted messages are kept, restorable, before they are purged.",
     )
     # seconds
     orphan_grace: float = declare(
         "24h",
         parse_duration,
-        _DURATION_TEXT,
+        DURATION_TEXT,
         "Age at which a blob no message refers to is deleted.",
     )
 
@@ -594,7 +309,7 @@ class NotifySettings:
     poll_interval: float = declare(
         "5s",
         positive_duration,
-        f"{_DURATION_TEXT}, above 0",
+        f"{DURATION_TEXT}, above 0",
         "While Redis is unreachable, how often sessions re-read their mailbox.",
     )
 

@@ -341,3 +341,10 @@ def choice(cls: type[_E]) -> Callable[[str], _E]:
         return cls(text.lower())  # ValueError when not a member
 
     return parse
+
+
+# What a wrong value of each kind is told to be ("... is invalid: expected ...").
+SIZE_TEXT = "a size such as 2048, 2K, 64M or 1G"
+DURATION_TEXT = "a duration such as 90, 30s, 5m, 12h or 7d"
+LISTEN_TEXT = "addresses such as 127.0.0.1:1143, [::1]:1143 or unix:/path, comma-separated, or none"
+BOOLEAN_TEXT = "true/false, yes/no, on/off or 1/0"
