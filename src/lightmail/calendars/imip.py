@@ -19,7 +19,6 @@ logged and left alone: the message itself is delivered whatever happens here.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from lightmail.calendars.ics import split_calendar
 from lightmail.calendars.store import DEFAULT_CALENDAR, CalendarStore
 from lightmail.calendars.transfer import object_name
 from lightmail.errors import InvalidCalendarData, NotFound
+from lightmail.mailstore.mime import transfer
 from lightmail.mailstore.mime.types import AddressList, BodyPart
 from lightmail.mailstore.types import Recipient, StoredMessage
 from lightmail.storage.blobs import BlobStore
@@ -62,16 +62,6 @@ def calendar_part(root: BodyPart) -> BodyPart | None:
         if found is not None:
             return found
     return None
-
-
-def decode_body(body: bytes, encoding: str) -> bytes:
-    """A part's body without its Content-Transfer-Encoding."""
-    match encoding.upper():
-        case "BASE64":
-            return binascii.a2b_base64(body)
-        case "QUOTED-PRINTABLE":
-            return binascii.a2b_qp(body)
-    return body
 
 
 def from_addresses(addresses: AddressList) -> set[str]:
@@ -201,11 +191,11 @@ class Invitations:
             [chunk async for chunk in self.blobs.get_range(stored.key, part.body_start, part.end)]
         )
         try:
-            data = decode_body(body, part.encoding)
+            data = transfer.decode(body, part.encoding)
             if len(data) > self.max_size:
                 raise ValueError(f"over [dav] max_object_size ({len(data)} bytes)")
             invitations = await asyncio.to_thread(parse_invitations, data)
-        except (InvalidCalendarData, ValueError, binascii.Error) as error:
+        except (InvalidCalendarData, ValueError) as error:
             log.warning("imip: the calendar part is not usable: %s", error)
             return
         senders = from_addresses(stored.parsed.envelope.from_)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from lightmail.imap.textscan import TRANSFER_ENCODINGS, TransferDecoder
+from lightmail.mailstore.mime.transfer import TRANSFER_ENCODINGS, TransferDecoder
 from lightmail.mailstore.mime.types import BodyPart
 
 __all__ = ["BinaryRefused", "ContentDecoder", "Window", "binary_part", "is_identity"]

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightmail.imap.binary import BinaryRefused, ContentDecoder, Window, binary_part, is_identity
-from lightmail.imap.textscan import TransferDecoder
 from lightmail.mailstore.mime.scanner import MimeScanner
+from lightmail.mailstore.mime.transfer import TransferDecoder
 from lightmail.mailstore.mime.types import BodyPart
 
 MIXED = (
