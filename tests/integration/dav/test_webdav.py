@@ -244,3 +244,28 @@ async def test_query_with_expand_answers_each_instance_in_utc(session: Session) 
     assert data.count("BEGIN:VEVENT") == 2
     assert "RECURRENCE-ID:20260112T090000Z" in data
     assert "DTSTART:20260119T090000Z" in data
+
+
+async def test_calendar_data_keeps_its_crlf_line_ends_through_an_xml_parser(
+    session: Session,
+) -> None:
+    """An XML parser turns a literal CR LF into LF; vdirsyncer then stored every
+    event with LF line ends and a different hash than the server's copy."""
+    default = f"{session.home}default/"
+    stored = event("crlf", "20260105T090000Z", "Line ends").replace(
+        b"SUMMARY:Line ends\r\n", b"SUMMARY:Line ends\r\nDESCRIPTION:a folded\r\n  line\r\n"
+    )
+    assert (await session.http.put(f"{default}crlf.ics", content=stored)).status_code == 201
+    path = default.split("//", 1)[1].split("/", 1)[1]
+    multiget = await session.dav(
+        "REPORT",
+        default,
+        f'{XML_HEAD}<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{NS["C"]}">'
+        f"<D:prop><C:calendar-data/></D:prop><D:href>/{path}crlf.ics</D:href>"
+        "</C:calendar-multiget>",
+        depth="1",
+    )
+    data = ET.fromstring(multiget.content).findtext(".//C:calendar-data", "", NS)  # noqa: S314
+    assert multiget.status_code == 207
+    assert data.encode() == stored
+    assert b"\r" not in multiget.content
