@@ -269,3 +269,45 @@ async def test_calendar_data_keeps_its_crlf_line_ends_through_an_xml_parser(
     assert multiget.status_code == 207
     assert data.encode() == stored
     assert b"\r" not in multiget.content
+
+
+async def test_writes_below_a_missing_collection_get_409_conflict(session: Session) -> None:
+    """RFC 4918 sections 9.7.1 and 9.3.1: a missing intermediate collection is 409, and
+    the server makes none of it; a calendar holds no collection (RFC 4791 5.3.1)."""
+    data = event("orphan", "20260105T090000Z", "Orphan")
+    put_missing = await session.http.put(f"{session.home}nope/orphan.ics", content=data)
+    put_deeper = await session.http.put(f"{session.home}default/sub/orphan.ics", content=data)
+    mkcalendar_missing = await session.dav("MKCALENDAR", f"{session.home}nope/sub/")
+    mkcol_missing = await session.dav(
+        "MKCOL",
+        f"{session.home}nope/sub/",
+        f'{XML_HEAD}<D:mkcol xmlns:D="DAV:" xmlns:C="{NS["C"]}"><D:set><D:prop>'
+        "<D:resourcetype><D:collection/><C:calendar/></D:resourcetype>"
+        "</D:prop></D:set></D:mkcol>",
+    )
+    plain_mkcol_missing = await session.dav("MKCOL", f"{session.home}nope/sub")
+    mkcalendar_deeper = await session.dav("MKCALENDAR", f"{session.home}default/a/b/")
+    mkcalendar_inside = await session.dav("MKCALENDAR", f"{session.home}default/sub/")
+    get_nested = await session.http.get(f"{session.home}default/sub/orphan.ics")
+    delete_nested = await session.http.delete(f"{session.home}nope/sub/")
+
+    assert [
+        put_missing.status_code,
+        put_deeper.status_code,
+        mkcalendar_missing.status_code,
+        mkcol_missing.status_code,
+        plain_mkcol_missing.status_code,
+        mkcalendar_deeper.status_code,
+    ] == [409] * 6
+    assert mkcalendar_inside.status_code == 403
+    assert b"calendar-collection-location-ok" in mkcalendar_inside.content
+    assert (get_nested.status_code, delete_nested.status_code) == (404, 404)
+    listing = await session.dav(
+        "PROPFIND",
+        session.home,
+        f'{XML_HEAD}<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/></D:prop></D:propfind>',
+        depth="1",
+    )
+    hrefs = ET.fromstring(listing.content).findall("D:response/D:href", NS)  # noqa: S314
+    assert [(n.text or "").rsplit("/", 2)[1] for n in hrefs[1:]] == ["default"]  # none made
+    assert (await session.http.get(f"{session.home}nope/orphan.ics")).status_code == 404
