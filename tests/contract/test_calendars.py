@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -176,6 +177,33 @@ async def test_changes_since_a_token_list_changed_and_removed_names(backend: Bac
     assert [obj.name for obj in everything.changed] == ["keep.ics", "new.ics"]
     with pytest.raises(InvalidValue):
         await calendars.changes(calendar, changes.token + 1)
+
+
+async def test_concurrent_writes_to_one_calendar_all_succeed_with_distinct_tokens(
+    backend: Backend,
+) -> None:
+    """Writers to one calendar queue on its row: each PUT and DELETE commits, with
+    a sync token of its own, and no change hides another."""
+    user = await backend.new_user()
+    calendars = backend.accounts.calendars
+    before = (await calendars.get_calendar(user.id, DEFAULT_CALENDAR)).sync_token
+    names = [f"c{index}.ics" for index in range(8)]
+
+    outcomes = await asyncio.gather(
+        *(calendars.put_object(user.id, DEFAULT_CALENDAR, name, event(name)) for name in names)
+    )
+    await asyncio.gather(
+        *(calendars.delete_object(user.id, DEFAULT_CALENDAR, name) for name in names[:4])
+    )
+
+    assert sorted(outcome.object.modseq for outcome in outcomes) == list(
+        range(before + 1, before + 9)
+    )
+    calendar = await calendars.get_calendar(user.id, DEFAULT_CALENDAR)
+    assert calendar.sync_token == before + 12
+    changes = await calendars.changes(calendar, before + 8)
+    assert (changes.changed, changes.removed) == ([], names[:4])
+    assert [obj.name for obj in await calendars.list_objects(calendar)] == names[4:]
 
 
 async def test_time_ranges_filter_in_sql_and_keep_recurring_candidates(backend: Backend) -> None:

@@ -215,6 +215,53 @@ async def test_concurrent_deliveries_through_two_nodes_get_distinct_consecutive_
     assert found == list(range(total))
 
 
+def calendar_object(name: str) -> bytes:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//galera test//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{name}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260105T100000Z\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+async def test_concurrent_calendar_writes_through_two_nodes_all_commit_with_distinct_tokens(
+    nodes: tuple[Node, Node],
+) -> None:
+    """PUTs, then DELETEs, to one calendar through both nodes at once: Galera rolls
+    back the ones that lost the race for the calendar row, the calendar store runs
+    them again (:meth:`Database.transact`), and every change has a token of its own."""
+    a, b = nodes
+    user = await new_user(a)
+    stores = [a.accounts.calendars, b.accounts.calendars] * 8
+    names = [f"e{index}.ics" for index in range(len(stores))]
+    before = (await a.accounts.calendars.get_calendar(user.id, "default")).sync_token
+
+    puts = Changes()
+    outcomes = await asyncio.gather(
+        *(
+            store.put_object(user.id, "default", name, calendar_object(name))
+            for store, name in zip(stores, names, strict=True)
+        )
+    )
+    put_retries = puts("lightmail_db_transaction_retries_total")
+    deletes = Changes()
+    await asyncio.gather(
+        *(
+            store.delete_object(user.id, "default", name)
+            for store, name in zip(stores, names, strict=True)
+        )
+    )
+    delete_retries = deletes("lightmail_db_transaction_retries_total")
+
+    assert (put_retries > 0, delete_retries > 0) == (True, True)
+    count = len(names)
+    tokens = sorted(outcome.object.modseq for outcome in outcomes)
+    assert tokens == list(range(before + 1, before + count + 1))
+    calendar = await b.accounts.calendars.get_calendar(user.id, "default")
+    assert calendar.sync_token == before + 2 * count
+    assert await b.accounts.calendars.list_objects(calendar) == []
+    assert (await b.accounts.calendars.changes(calendar, before)).removed == sorted(names)
+
+
 @asynccontextmanager
 async def selected(node: Node, user: User) -> AsyncIterator[Client]:
     client = await Client.connect(node.imap_port)

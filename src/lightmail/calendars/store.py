@@ -5,7 +5,9 @@ object's ``.ics`` bytes go to a new blob (``ics/<uuid7>.ics``) first, then
 one transaction makes it visible; if that fails the blob is deleted again or
 left to the orphan sweep. Each change to a calendar's objects raises the
 calendar's ``sync_token`` by one, taking the calendar row's lock, so writers
-to one calendar are serialised and every change has its own token. A
+to one calendar are serialised and every change has its own token. Every
+write runs in :meth:`Database.transact`, so one that a Galera cluster rolls
+back (two nodes changed the same calendar row at once) runs again. A
 replaced or deleted object's row is soft-deleted with the new token: the
 tombstone sync-collection reports (RFC 6578) until the garbage collector
 purges it after retention, together with its blob. Errors are those of
@@ -139,7 +141,8 @@ class CalendarStore(BlobCommit):
         """A new, empty calendar; AlreadyExists if the user has one by that name."""
         name = check_name(name, "calendar")
         wanted = check_components(components)
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> CalendarInfo:
             found = await conn.execute(
                 select(t.calendars.c.id).where(
                     t.calendars.c.user_id == user_id, t.calendars.c.name == name
@@ -151,6 +154,8 @@ class CalendarStore(BlobCommit):
                 conn, user_id, name, display_name or name, color, description, wanted
             )
             return await self._calendar(conn, user_id, name)
+
+        return await self.db.transact(write)
 
     async def update_calendar(
         self,
@@ -174,7 +179,8 @@ class CalendarStore(BlobCommit):
         for key, limit in (("display_name", 255), ("color", 32), ("description", 10_000)):
             if len(values.get(key, "")) > limit:
                 raise InvalidValue(f"{key} is longer than {limit} characters")
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> CalendarInfo:
             calendar = await self._calendar(conn, user_id, name)
             if values:
                 await conn.execute(
@@ -182,9 +188,12 @@ class CalendarStore(BlobCommit):
                 )
             return await self._calendar(conn, user_id, name)
 
+        return await self.db.transact(write)
+
     async def delete_calendar(self, user_id: int, name: str) -> None:
         """Delete a calendar; its objects are soft-deleted for the garbage collector."""
-        async with self.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             calendar = await self._calendar(conn, user_id, name)
             await conn.execute(
                 update(t.calendar_objects)
@@ -192,6 +201,8 @@ class CalendarStore(BlobCommit):
                 .values(deleted_at=clock.utcnow())
             )
             await conn.execute(delete(t.calendars).where(t.calendars.c.id == calendar.id))
+
+        await self.db.transact(write)
 
     # -- objects -------------------------------------------------------------------
 
@@ -310,7 +321,8 @@ class CalendarStore(BlobCommit):
         ``if_match`` (a quoted ETag or ``*``) and ``if_none_match`` (``*``) are the
         client's conditions: PreconditionFailed when they do not hold. An object
         that breaks RFC 4791's rules raises InvalidCalendarData, as does a UID
-        another object of the calendar already has (``no-uid-conflict``).
+        another object of the calendar already has (``no-uid-conflict``). NotFound
+        means the calendar does not exist (the object may or may not).
         """
         (outcome,) = await self.put_objects(
             user_id, calendar_name, [(name, data)], if_match=if_match, if_none_match=if_none_match
@@ -461,9 +473,10 @@ class CalendarStore(BlobCommit):
     ) -> None:
         """Soft-delete the object (NotFound if there is none; PreconditionFailed if
         ``if_match`` is not its ETag)."""
-        async with self.db.write() as conn:
+        o = t.calendar_objects.c
+
+        async def write(conn: AsyncConnection) -> None:
             calendar = await self._calendar(conn, user_id, calendar_name)
-            o = t.calendar_objects.c
             token = await self._next_token(conn, calendar)
             old = (
                 await conn.execute(select(o.id, o.etag).where(live(calendar.id), o.name == name))
@@ -477,6 +490,8 @@ class CalendarStore(BlobCommit):
                 .where(o.id == old.id)
                 .values(deleted_at=clock.utcnow(), modseq=token)
             )
+
+        await self.db.transact(write)
 
     # -- internals -------------------------------------------------------------------
 

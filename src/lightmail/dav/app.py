@@ -63,6 +63,8 @@ _HANDLERS: dict[str, Handler] = {
     "REPORT": reports.report,
 }
 _COUNTED = frozenset({*_HANDLERS, "OPTIONS"})  # the methods metrics name
+# The methods that make a resource: below a missing collection they get 409.
+_CREATING = frozenset({"PUT", "MKCOL", "MKCALENDAR"})
 
 
 class DavApp:
@@ -113,6 +115,8 @@ class DavApp:
         handler = _HANDLERS.get(request.method)
         if handler is None:
             return Response(status_code=405, headers={"Allow": _ALLOW})
+        if target.kind is Kind.NESTED and request.method not in _CREATING:
+            return Response(b"no such resource\n", status_code=404)
         call = Call(request, user, target, self.calendars, self.settings)
         return await handler(call)
 

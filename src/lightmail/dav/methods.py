@@ -28,6 +28,7 @@ from lightmail.dav.resources import (
     select_properties,
 )
 from lightmail.dav.xml import CALDAV, DAV, tag
+from lightmail.errors import NotFound
 
 Wanted = list[str] | None | Literal["propname"]
 
@@ -114,6 +115,8 @@ async def _resources(call: Call, children: bool) -> list[tuple[str, PropertyMap]
                     object_properties(context, obj),
                 )
             ]
+        case Kind.NESTED:  # the app answers 404 before a PROPFIND gets here
+            raise DavError(404, "no such resource")
 
 
 # -- PROPPATCH, MKCALENDAR, MKCOL ---------------------------------------------------------
@@ -171,6 +174,7 @@ async def mkcalendar(call: Call) -> Response:
 
 async def mkcol(call: Call) -> Response:
     """Extended MKCOL (RFC 5689) of a calendar; a plain collection is refused."""
+    await _check_location(call)
     root = await call.xml()
     if root is None or root.tag != tag(DAV, "mkcol"):
         raise DavError(403, "only calendars can be created here", (DAV, "valid-resourcetype"))
@@ -180,11 +184,34 @@ async def mkcol(call: Call) -> Response:
     return await _create_calendar(call, root)
 
 
+async def _check_location(call: Call) -> None:
+    """Raise unless a calendar may be made at the target, which is in the calendar home.
+
+    Below a calendar that does not exist, or deeper than a calendar's members,
+    an intermediate collection is missing: 409 (RFC 4918 section 9.3.1). A
+    calendar's member cannot be a calendar: 403 (RFC 4791 section 5.3.1,
+    ``calendar-collection-location-ok``).
+    """
+    match call.target.kind:
+        case Kind.CALENDAR:
+            return
+        case Kind.OBJECT | Kind.NESTED:
+            try:
+                await call.calendar()
+            except NotFound:
+                raise DavError(409, f"there is no calendar {call.target.calendar}") from None
+            if "/" in call.target.name.rstrip("/"):
+                raise DavError(409, f"there is no collection {call.target.name.rsplit('/', 1)[0]}")
+            raise DavError(
+                403,
+                "a calendar cannot hold a collection",
+                (CALDAV, "calendar-collection-location-ok"),
+            )
+    raise DavError(403, "calendars are made in the calendar home", (DAV, "resource-must-be-null"))
+
+
 async def _create_calendar(call: Call, root: ET.Element | None) -> Response:
-    if call.target.kind is not Kind.CALENDAR:
-        raise DavError(
-            403, "calendars are made in the calendar home", (DAV, "resource-must-be-null")
-        )
+    await _check_location(call)
     values: dict[str, str] = {}
     components: list[str] | None = None
     props = [] if root is None else root.iterfind(f"{D['set']}/{D['prop']}/*")
@@ -211,7 +238,13 @@ async def _create_calendar(call: Call, root: ET.Element | None) -> Response:
 
 
 async def put(call: Call) -> Response:
-    """RFC 4791 section 5.3.2, with If-Match and If-None-Match (412 when they fail)."""
+    """RFC 4791 section 5.3.2, with If-Match and If-None-Match (412 when they fail).
+
+    Into a calendar that does not exist, or below a calendar's members, it is
+    409: the parent collection is missing (RFC 4918 section 9.7.1).
+    """
+    if call.target.kind is Kind.NESTED:
+        raise DavError(409, f"there is no collection {call.target.name.rstrip('/')}")
     if call.target.kind is not Kind.OBJECT:
         raise DavError(405, "PUT stores calendar objects inside a calendar")
     media = call.request.headers.get("content-type", "text/calendar").split(";")[0].strip()
@@ -222,14 +255,17 @@ async def put(call: Call) -> Response:
     data = await call.body(call.settings.max_object_size)
     if_match = call.request.headers.get("if-match")
     if_none_match = call.request.headers.get("if-none-match", "").strip() == "*"
-    outcome = await call.calendars.put_object(
-        call.user.id,
-        call.target.calendar,
-        call.target.name,
-        data,
-        if_match=if_match.strip() if if_match else None,
-        if_none_match=if_none_match,
-    )
+    try:
+        outcome = await call.calendars.put_object(
+            call.user.id,
+            call.target.calendar,
+            call.target.name,
+            data,
+            if_match=if_match.strip() if if_match else None,
+            if_none_match=if_none_match,
+        )
+    except NotFound:
+        raise DavError(409, f"there is no calendar {call.target.calendar}") from None
     return Response(
         status_code=201 if outcome.created else 204, headers={"ETag": outcome.object.etag}
     )

@@ -7,6 +7,7 @@
     /calendars/<address>/                 the calendar home (calendar-home-set)
     /calendars/<address>/<calendar>/      a calendar collection (RFC 4791 4.2)
     /calendars/<address>/<calendar>/<name> a calendar object resource
+    /calendars/<address>/<calendar>/<...>/ nothing: below a calendar, no collection exists
 
 :func:`locate` turns a decoded request path into a :class:`Target`; the
 property functions build the ``DAV:prop`` children a PROPFIND, REPORT or
@@ -34,6 +35,7 @@ class Kind(enum.Enum):
     HOME = "home"
     CALENDAR = "calendar"
     OBJECT = "object"
+    NESTED = "nested"  # below a calendar but no object: nothing is there, nothing can be made
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ class Target:
     kind: Kind
     owner: str = ""  # the address in the path
     calendar: str = ""
-    name: str = ""  # of the object
+    name: str = ""  # of the object; for NESTED, the path below the calendar
 
 
 def locate(path: str) -> Target | None:
@@ -60,6 +62,8 @@ def locate(path: str) -> Target | None:
             return Target(Kind.CALENDAR, owner, calendar)
         case ["calendars", owner, calendar, name] if not path.endswith("/"):
             return Target(Kind.OBJECT, owner, calendar, name)
+        case ["calendars", owner, calendar, *rest]:
+            return Target(Kind.NESTED, owner, calendar, "/".join(rest))
     return None
 
 

@@ -125,7 +125,17 @@ def error(namespace: str, condition: str) -> bytes:
 
 
 def serialize(root: ET.Element) -> bytes:
-    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    """``root`` as an XML document, every carriage return written ``&#13;``.
+
+    An XML parser turns a literal CR LF into LF (XML 1.0 section 2.11), and
+    ElementTree writes the CR of a text literally: the CR LF line ends of an
+    iCalendar object in ``calendar-data`` (RFC 5545 section 3.1) would reach
+    the client as LF. A character reference survives, so the client reads the
+    bytes that were stored. A CR can only come from text or an attribute value
+    here, so every one in the document is replaced.
+    """
+    document = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return bytes(document).replace(b"\r", b"&#13;")
 
 
 _REASONS = {

@@ -244,3 +244,70 @@ async def test_query_with_expand_answers_each_instance_in_utc(session: Session) 
     assert data.count("BEGIN:VEVENT") == 2
     assert "RECURRENCE-ID:20260112T090000Z" in data
     assert "DTSTART:20260119T090000Z" in data
+
+
+async def test_calendar_data_keeps_its_crlf_line_ends_through_an_xml_parser(
+    session: Session,
+) -> None:
+    """An XML parser turns a literal CR LF into LF; vdirsyncer then stored every
+    event with LF line ends and a different hash than the server's copy."""
+    default = f"{session.home}default/"
+    stored = event("crlf", "20260105T090000Z", "Line ends").replace(
+        b"SUMMARY:Line ends\r\n", b"SUMMARY:Line ends\r\nDESCRIPTION:a folded\r\n  line\r\n"
+    )
+    assert (await session.http.put(f"{default}crlf.ics", content=stored)).status_code == 201
+    path = default.split("//", 1)[1].split("/", 1)[1]
+    multiget = await session.dav(
+        "REPORT",
+        default,
+        f'{XML_HEAD}<C:calendar-multiget xmlns:D="DAV:" xmlns:C="{NS["C"]}">'
+        f"<D:prop><C:calendar-data/></D:prop><D:href>/{path}crlf.ics</D:href>"
+        "</C:calendar-multiget>",
+        depth="1",
+    )
+    data = ET.fromstring(multiget.content).findtext(".//C:calendar-data", "", NS)  # noqa: S314
+    assert multiget.status_code == 207
+    assert data.encode() == stored
+    assert b"\r" not in multiget.content
+
+
+async def test_writes_below_a_missing_collection_get_409_conflict(session: Session) -> None:
+    """RFC 4918 sections 9.7.1 and 9.3.1: a missing intermediate collection is 409, and
+    the server makes none of it; a calendar holds no collection (RFC 4791 5.3.1)."""
+    data = event("orphan", "20260105T090000Z", "Orphan")
+    put_missing = await session.http.put(f"{session.home}nope/orphan.ics", content=data)
+    put_deeper = await session.http.put(f"{session.home}default/sub/orphan.ics", content=data)
+    mkcalendar_missing = await session.dav("MKCALENDAR", f"{session.home}nope/sub/")
+    mkcol_missing = await session.dav(
+        "MKCOL",
+        f"{session.home}nope/sub/",
+        f'{XML_HEAD}<D:mkcol xmlns:D="DAV:" xmlns:C="{NS["C"]}"><D:set><D:prop>'
+        "<D:resourcetype><D:collection/><C:calendar/></D:resourcetype>"
+        "</D:prop></D:set></D:mkcol>",
+    )
+    plain_mkcol_missing = await session.dav("MKCOL", f"{session.home}nope/sub")
+    mkcalendar_deeper = await session.dav("MKCALENDAR", f"{session.home}default/a/b/")
+    mkcalendar_inside = await session.dav("MKCALENDAR", f"{session.home}default/sub/")
+    get_nested = await session.http.get(f"{session.home}default/sub/orphan.ics")
+    delete_nested = await session.http.delete(f"{session.home}nope/sub/")
+
+    assert [
+        put_missing.status_code,
+        put_deeper.status_code,
+        mkcalendar_missing.status_code,
+        mkcol_missing.status_code,
+        plain_mkcol_missing.status_code,
+        mkcalendar_deeper.status_code,
+    ] == [409] * 6
+    assert mkcalendar_inside.status_code == 403
+    assert b"calendar-collection-location-ok" in mkcalendar_inside.content
+    assert (get_nested.status_code, delete_nested.status_code) == (404, 404)
+    listing = await session.dav(
+        "PROPFIND",
+        session.home,
+        f'{XML_HEAD}<D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/></D:prop></D:propfind>',
+        depth="1",
+    )
+    hrefs = ET.fromstring(listing.content).findall("D:response/D:href", NS)  # noqa: S314
+    assert [(n.text or "").rsplit("/", 2)[1] for n in hrefs[1:]] == ["default"]  # none made
+    assert (await session.http.get(f"{session.home}nope/orphan.ics")).status_code == 404
