@@ -1,6 +1,6 @@
 """Per-user session caps for the whole cluster, counted in Redis.
 
-One sorted set per cap and user (``lightmail:conn:imap_per_user:<user id>``)
+One sorted set per cap and user (``lightmail:conn:imap per_user:<user id>``)
 holds one member per session anywhere in the cluster, scored with the time
 (Redis's clock, in milliseconds) until which it counts. Admitting a session is
 one Lua script, atomic in Redis: drop the members whose time has passed, refuse

@@ -63,7 +63,9 @@ class SharedRedis:
         return f"{self._origin}:{next(self._members)}"
 
     def key(self, *parts: str) -> str:
-        return self.prefix + ":".join(part.replace(" ", "_") for part in parts)
+        """``prefix`` and ``parts`` joined by colons; the last part may hold any text
+        (a user's id, a throttled key), so nothing before it may."""
+        return self.prefix + ":".join(parts)
 
     def renew_with(self, renew: Callable[[], Awaitable[None]]) -> None:
         """Call ``renew`` every third of the lease (it refreshes what it added)."""
