@@ -157,7 +157,7 @@ class GarbageCollector:
                 await self._sweep_orphans(totals, dry_run=dry_run)
                 await self._sweep_incomplete(totals, dry_run=dry_run)
             else:
-                log.debug("gc: another node holds the sweep lease; no orphan sweep this round")
+                log.info("gc: another node holds the sweep lease; it sweeps for orphans")
         except Exception as error:
             report = self._report(started, totals, dry_run, error=f"{error}")
             if not dry_run:
