@@ -204,3 +204,18 @@ NOTIFY_CONNECTED = Gauge(
     "database every [notify] poll_interval instead (the lowest of the node's processes).",
     multiprocess_mode="livemin",
 )
+
+# -- state shared by the nodes of a cluster through Redis
+CLUSTER_SHARED = Gauge(
+    "lightmail_cluster_shared",
+    "1 while the per-user connection caps and the login throttling are counted in Redis "
+    "for the whole cluster ([notify] url); 0 while a process of the node cannot reach Redis "
+    "and counts for this node only (the lowest of the node's processes); 0 without "
+    "[notify] url, where every count is the node's.",
+    multiprocess_mode="livemin",
+)
+CLUSTER_FALLBACKS = Counter(
+    "lightmail_cluster_fallbacks",
+    "Connection cap and login throttle decisions made on this node's own counts because "
+    "Redis was unreachable.",
+)

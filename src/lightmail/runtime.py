@@ -20,13 +20,13 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lightmail.accounts.service import Accounts
 from lightmail.accounts.tokens import ApiTokens
 from lightmail.antivirus.clamd import ClamdClient
 from lightmail.antivirus.policy import scanner_for
-from lightmail.auth.throttle import LoginThrottle
+from lightmail.auth.throttle import InProcessLoginThrottle, LoginThrottle
 from lightmail.config import Settings
 from lightmail.errors import ConfigError
 from lightmail.gc import GarbageCollector, GcWorker
@@ -40,6 +40,9 @@ from lightmail.pop3.server import Pop3Server
 from lightmail.storage.blobs import BlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
 from lightmail.storage.health import StorageHealth
+
+if TYPE_CHECKING:
+    from lightmail.cluster import ClusterState
 
 log = logging.getLogger("lightmail")
 
@@ -94,6 +97,7 @@ class Node:
     gc: GarbageCollector
     scanner: ClamdClient | None  # the one clamd client; None when [antivirus] mode = off
     health: StorageHealth
+    cluster: ClusterState | None = None  # with [notify] url: caps and throttling in Redis
 
 
 @asynccontextmanager
@@ -140,7 +144,12 @@ async def open_node(
             per_message=settings.imap.max_keywords_per_message,
         )
         store = MailStore(db, blobs, bus, limits)
+        cluster = await _open_cluster(settings)
         try:
+            throttle: LoginThrottle | None = supervisor.throttle if supervisor else None
+            if cluster is not None:
+                local = throttle or InProcessLoginThrottle(settings.auth)
+                throttle = cluster.throttle(settings.auth, local)
             gc = GarbageCollector(db, blobs, settings.gc)
             yield Node(
                 settings,
@@ -148,15 +157,16 @@ async def open_node(
                 blobs,
                 bus,
                 store,
-                Accounts(
-                    store, settings.auth, throttle=supervisor.throttle if supervisor else None
-                ),
+                Accounts(store, settings.auth, throttle=throttle),
                 ApiTokens(db),
                 gc,
                 scanner_for(settings.antivirus),
                 StorageHealth(db, blobs),
+                cluster,
             )
         finally:
+            if cluster is not None:
+                await cluster.close()
             await bus.close()
             await blobs.close()
     finally:
@@ -178,6 +188,18 @@ async def _open_bus(settings: Settings, supervisor: Supervised | None) -> Notifi
     return InProcessNotificationBus() if supervisor is None else supervisor.bus
 
 
+async def _open_cluster(settings: Settings) -> ClusterState | None:
+    """With ``[notify] url``, the per-user caps and login throttling the nodes share
+    in that Redis (each process its own client); else None: this node's counts."""
+    if not settings.notify.url:
+        return None
+    from lightmail.cluster import ClusterState
+
+    cluster = ClusterState(settings.notify)
+    await cluster.start()
+    return cluster
+
+
 def build_services(node: Node, worker: int = 0) -> list[Service]:
     """The listeners and workers this node runs, from its settings; only the
     first of several worker processes runs the GC (one would do the others' work)."""
@@ -189,9 +211,13 @@ def build_services(node: Node, worker: int = 0) -> list[Service]:
     if settings.lmtp.listen:
         services.append(LmtpServer(settings, node.store, node.accounts, scanner=node.scanner))
     if settings.imap.listen or settings.imap.tls_listen:
-        services.append(ImapServer(settings, node.store, node.accounts, tls, scanner=node.scanner))
+        services.append(
+            ImapServer(
+                settings, node.store, node.accounts, tls, scanner=node.scanner, shared=node.cluster
+            )
+        )
     if settings.pop3.listen or settings.pop3.tls_listen:
-        services.append(Pop3Server(settings, node.store, node.accounts, tls))
+        services.append(Pop3Server(settings, node.store, node.accounts, tls, shared=node.cluster))
     if settings.gc.enabled and worker == 0:
         services.append(GcWorker(node.gc, settings.gc.interval))
     if settings.api.listen:

@@ -25,7 +25,9 @@ import pytest
 from sqlalchemy import text
 
 from lightmail.accounts.service import Accounts, User
-from lightmail.config import AUTH_DEFAULTS, TcpAddress, load_settings
+from lightmail.auth.throttle import InProcessLoginThrottle
+from lightmail.cluster import ClusterState
+from lightmail.config import AUTH_DEFAULTS, AuthSettings, TcpAddress, load_settings
 from lightmail.imap.server import ImapServer
 from lightmail.lmtp.server import LmtpServer
 from lightmail.mailstore.store import MailStore
@@ -67,10 +69,23 @@ def galera_database(galera_cluster: GaleraCluster) -> str:
 class Node:
     """One LightMail node on one Galera node: IMAP and LMTP servers on free ports."""
 
-    def __init__(self, url: str, blobs: BlobStore, bus: RedisNotificationBus, data: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        blobs: BlobStore,
+        bus: RedisNotificationBus,
+        data: Path,
+        *,
+        cluster: ClusterState | None = None,
+        auth: AuthSettings = _UNTHROTTLED,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        """With ``cluster``, the per-user caps and the login throttling are the
+        cluster's (``[notify] url``)."""
         self.db = Database(url)
         self.store = MailStore(self.db, blobs, bus)
-        self.accounts = Accounts(self.store, _UNTHROTTLED)
+        throttle = None if cluster is None else cluster.throttle(auth, InProcessLoginThrottle(auth))
+        self.accounts = Accounts(self.store, auth, throttle=throttle)
         settings = load_settings(
             None,
             {
@@ -78,9 +93,12 @@ class Node:
                 "LIGHTMAIL_SERVER_HOSTNAME": "mx.test.example",
                 "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:0",
                 "LIGHTMAIL_LMTP_LISTEN": "127.0.0.1:0",
+                **(environ or {}),
             },
         )
-        self.imap = ImapServer(settings, self.store, self.accounts, None, scanner=None)
+        self.imap = ImapServer(
+            settings, self.store, self.accounts, None, scanner=None, shared=cluster
+        )
         self.lmtp = LmtpServer(settings, self.store, self.accounts, scanner=None)
 
     @staticmethod
@@ -99,27 +117,59 @@ class Node:
         return self._port(self.lmtp.listener.bound_addresses)
 
 
-@pytest.fixture
-async def nodes(
-    galera_cluster: GaleraCluster, galera_database: str, s3_server: S3Server, tmp_path: Path
+@asynccontextmanager
+async def two_nodes(
+    galera: GaleraCluster,
+    database: str,
+    s3_server: S3Server,
+    data: Path,
+    *,
+    shared: bool = False,
+    auth: AuthSettings = _UNTHROTTLED,
+    environ: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Node, Node]]:
-    """LightMail node A on Galera node 1 and B on Galera node 2, serving."""
+    """LightMail node A on Galera node 1 and B on Galera node 2, serving; with
+    ``shared``, their per-user caps and login throttling are counted in Redis
+    (under a key prefix of their own)."""
     redis = require_shared_redis()
     blobs = open_blobs({"s3": s3_server, "prefix": f"galera-{uuid.uuid4().hex[:12]}"})
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(blobs.close)
         built = []
-        for name, galera in zip("ab", galera_cluster.nodes, strict=False):
+        for name, galera_node in zip("ab", galera.nodes, strict=False):
             bus = RedisNotificationBus(notify_settings(redis))
             await bus.start()
             stack.push_async_callback(bus.close)
-            node = Node(galera.url(galera_database), blobs, bus, tmp_path / name)
+            cluster = None
+            if shared:
+                cluster = ClusterState(notify_settings(redis), prefix=prefix)
+                await cluster.start()
+                stack.push_async_callback(cluster.close)
+            node = Node(
+                galera_node.url(database),
+                blobs,
+                bus,
+                data / name,
+                cluster=cluster,
+                auth=auth,
+                environ=environ,
+            )
             stack.push_async_callback(node.db.close)
             for server in (node.imap, node.lmtp):
                 await server.start()
                 stack.push_async_callback(server.stop)
             built.append(node)
-        stack.push_async_callback(blobs.close)
         yield built[0], built[1]
+
+
+@pytest.fixture
+async def nodes(
+    galera_cluster: GaleraCluster, galera_database: str, s3_server: S3Server, tmp_path: Path
+) -> AsyncIterator[tuple[Node, Node]]:
+    """LightMail node A on Galera node 1 and B on Galera node 2, serving."""
+    async with two_nodes(galera_cluster, galera_database, s3_server, tmp_path) as built:
+        yield built
 
 
 async def new_user(node: Node) -> User:

@@ -312,6 +312,14 @@ class NotifySettings:
         f"{DURATION_TEXT}, above 0",
         "While Redis is unreachable, how often sessions re-read their mailbox.",
     )
+    # seconds; a live node renews its connections every third of it
+    lease: float = declare(
+        "60s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "How long a node's connections still count toward the cluster's per-user caps "
+        "after it stopped renewing them (it died or lost Redis).",
+    )
 
 
 @section

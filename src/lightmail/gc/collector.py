@@ -29,7 +29,9 @@ deletes blobs that have no ``object_keys`` row at all (a crash between a blob
 write and its commit), once they are older than ``orphan_grace``, and the
 remains of blob writes that never finished (a process killed during a put
 leaves a temporary file or an incomplete S3 multipart upload) once they are
-as old.
+as old. Those two sweeps list the whole blob store, so of the nodes of a
+cluster one does them per round: the one holding the ``sweep`` lease
+(:mod:`lightmail.gc.lease`), renewed page by page.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from lightmail.calendars.purge import CalendarPurge
 from lightmail.clock import utcnow
 from lightmail.config import GcSettings
 from lightmail.errors import TransactionConflict
+from lightmail.gc.lease import SWEEP, GcLease
 from lightmail.mailstore.purge import Claim, GcReport, Purge
 from lightmail.metrics import (
     GC_BATCH_SECONDS,
@@ -70,6 +73,8 @@ CLAIM_LEASE = timedelta(minutes=5)
 _DELETE_CHUNK = 1000  # keys per blob store delete request (S3's DeleteObjects limit)
 _LIST_PAGE = 1000  # blobs per page of the orphan sweep's listing
 _CONFLICT_RETRIES = 5  # attempts at a transaction the database rolled back on a conflict
+
+_MIN_LEASE = 60.0  # seconds the sweep lease lasts at least, for a node with a short interval
 
 _T = TypeVar("_T")
 
@@ -125,6 +130,10 @@ class GarbageCollector:
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock  # naive UTC; tests move it forward
         self.purge = Purge(db)
+        # One node of the cluster sweeps per round, renewing as it goes (lightmail.gc.lease).
+        self.sweep_lease = GcLease(
+            db, SWEEP, self.node, timedelta(seconds=max(settings.interval, _MIN_LEASE)), clock
+        )
         self.calendar_purge = CalendarPurge(db)
 
     @property
@@ -144,8 +153,11 @@ class GarbageCollector:
                 await self._plan_purge(totals)
             else:
                 await self._purge(totals)
-            await self._sweep_orphans(totals, dry_run=dry_run)
-            await self._sweep_incomplete(totals, dry_run=dry_run)
+            if dry_run or await self.sweep_lease.claim():
+                await self._sweep_orphans(totals, dry_run=dry_run)
+                await self._sweep_incomplete(totals, dry_run=dry_run)
+            else:
+                log.info("gc: another node holds the sweep lease; it sweeps for orphans")
         except Exception as error:
             report = self._report(started, totals, dry_run, error=f"{error}")
             if not dry_run:
@@ -251,6 +263,9 @@ class GarbageCollector:
         began = time.monotonic()
         try:
             async for page in self._listing():
+                if not dry_run and not await self.sweep_lease.claim():
+                    log.warning("gc: the sweep lease ran out during the orphan sweep; stopping")
+                    return
                 orphans = await self._orphans(page, cutoff)
                 freed = sum(blob.size for blob in orphans)
                 if orphans and not dry_run:

@@ -10,7 +10,7 @@ from lightmail.config import Settings
 from lightmail.imap.handlers import VERBS
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import LoginService
+from lightmail.net.listener import LoginService, SharedCounts
 from lightmail.net.stream import Connection
 
 
@@ -27,15 +27,18 @@ class ImapServer(LoginService):
         tls: ssl.SSLContext | None,
         *,
         scanner: ClamdClient | None,
+        shared: SharedCounts | None = None,
     ) -> None:
         """``scanner`` is the node's clamd client (None when scanning is off); APPEND
-        uses it when ``[antivirus] scan_append`` is on."""
+        uses it when ``[antivirus] scan_append`` is on; ``shared`` (``[notify] url``)
+        makes ``max_connections_per_user`` hold for the cluster."""
         imap = settings.imap
         super().__init__(
             imap,
             tls,
             refuse=b"* BYE Too many connections, try again later\r\n",
             proxy_networks=settings.server.proxy_networks,
+            shared=shared,
         )
         self.context = ImapContext(
             settings=imap,

@@ -75,7 +75,7 @@ from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
-from lightmail.net.listener import ConnectionLimiter
+from lightmail.net.listener import SessionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.notify.bus import Subscription
 
@@ -108,7 +108,7 @@ class ImapContext:
     store: MailStore
     accounts: Accounts
     tls: Any  # ssl.SSLContext | None: STARTTLS is offered when set
-    per_user: ConnectionLimiter
+    per_user: SessionLimiter
     hostname: str
     antivirus: AntivirusSettings
     scanner: ClamdClient | None  # None unless [antivirus] scan_append
@@ -201,7 +201,7 @@ class ImapSession(SelectedChanges):
                 await self.driver.serve(greeting.to_bytes())
         finally:
             if self.user is not None:
-                self.ctx.per_user.release(self.user.id)
+                await self.ctx.per_user.leave(self.user.id)
             await self.conn.close()
 
     def read_limits(self) -> tuple[float, float | None]:

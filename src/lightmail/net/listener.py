@@ -92,6 +92,35 @@ class ConnectionLimiter:
     def count(self, key: Hashable) -> int:
         return self._counts.get(key, 0)
 
+    async def admit(self, key: Hashable) -> bool:
+        """:class:`SessionLimiter`: :meth:`try_acquire`."""
+        return self.try_acquire(key)
+
+    async def leave(self, key: Hashable) -> None:
+        """:class:`SessionLimiter`: :meth:`release`."""
+        self.release(key)
+
+
+class SessionLimiter(Protocol):
+    """Caps each user's sessions (``max_connections_per_user``): a
+    :class:`ConnectionLimiter` of the process or the node, or one that counts
+    every node of a cluster (:class:`SharedCounts`)."""
+
+    async def admit(self, key: Hashable) -> bool:
+        """Count one more session of ``key``, unless that would exceed the limit."""
+        ...
+
+    async def leave(self, key: Hashable) -> None:
+        """Forget one session counted by a successful :meth:`admit`."""
+        ...
+
+
+class SharedCounts(Protocol):
+    """Makes limiters that count a key's sessions on every node of a cluster
+    (:mod:`lightmail.cluster`), on top of this node's own ``local`` count."""
+
+    def limiter(self, name: str, local: ConnectionLimiter) -> SessionLimiter: ...
+
 
 class _Server(Protocol):
     """What a listener keeps of a listening socket: an ``asyncio.Server`` or a
@@ -544,7 +573,8 @@ class LoginService(ListeningService, ABC):
     Listeners on ``settings.listen`` (plain, STARTTLS-capable) and, when a
     certificate is configured, ``settings.tls_listen`` (implicit TLS, named
     ``<name>s``: IMAPS, POP3S), within the section's connection limits, with
-    PROXY headers from ``proxy_networks``.
+    PROXY headers from ``proxy_networks``. With ``shared`` (``[notify] url``) the
+    per-user cap holds for the cluster.
     Subclasses set ``name`` and implement ``serve``.
     """
 
@@ -555,10 +585,11 @@ class LoginService(ListeningService, ABC):
         *,
         refuse: bytes,
         proxy_networks: Sequence[Network],
+        shared: SharedCounts | None = None,
     ) -> None:
-        self.per_user = connection_limiter(
-            f"{self.name} per_user", settings.max_connections_per_user
-        )
+        name = f"{self.name} per_user"
+        local = connection_limiter(name, settings.max_connections_per_user)
+        self.per_user: SessionLimiter = local if shared is None else shared.limiter(name, local)
         kinds: list[tuple[str, tuple[ListenAddress, ...], ssl.SSLContext | None]]
         kinds = [(self.name, settings.listen, None)]
         if tls is not None and settings.tls_listen:

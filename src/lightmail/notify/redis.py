@@ -58,6 +58,23 @@ _MAX_UNSENT = 10_000  # users remembered as unsent; beyond, one resync for every
 _FAILURES = (RedisError, OSError)
 
 
+def redis_client(settings: NotifySettings) -> Redis:
+    """A client of the Redis ``[notify]`` names, with its password and CA, that tries
+    each command once: a failure is an outage, which its caller handles."""
+    options: dict[str, Any] = {}
+    if settings.password:
+        options["password"] = settings.password
+    if settings.ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.ca_file)
+    return Redis.from_url(
+        settings.url,
+        socket_connect_timeout=_TIMEOUT,
+        socket_timeout=_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+        **options,
+    )
+
+
 def channel_name(url: str) -> str:
     """The channel of the Redis database ``url`` names (0 when it names none)."""
     database = urlsplit(url).path.strip("/") or "0"
@@ -123,19 +140,7 @@ class RedisNotificationBus(InProcessNotificationBus):
         await super().close()
 
     def _client(self) -> Redis:
-        options: dict[str, Any] = {}
-        if self._settings.password:
-            options["password"] = self._settings.password
-        if self._settings.ca_file is not None:
-            options["ssl_ca_certs"] = str(self._settings.ca_file)
-        # No retries inside the client: a failure is an outage, handled here.
-        return Redis.from_url(
-            self._settings.url,
-            socket_connect_timeout=_TIMEOUT,
-            socket_timeout=_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            **options,
-        )
+        return redis_client(self._settings)
 
     def _message(self, **content: object) -> str:
         return json.dumps({"origin": self._origin, **content}, separators=(",", ":"))

@@ -7,7 +7,7 @@ import ssl
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import LoginService
+from lightmail.net.listener import LoginService, SharedCounts
 from lightmail.net.stream import Connection
 from lightmail.pop3.session import Pop3Context, Pop3Session
 
@@ -23,12 +23,17 @@ class Pop3Server(LoginService):
         store: MailStore,
         accounts: Accounts,
         tls: ssl.SSLContext | None,
+        *,
+        shared: SharedCounts | None = None,
     ) -> None:
+        """``shared`` (``[notify] url``) makes ``max_connections_per_user`` hold for
+        the cluster."""
         super().__init__(
             settings.pop3,
             tls,
             refuse=b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
             proxy_networks=settings.server.proxy_networks,
+            shared=shared,
         )
         self.context = Pop3Context(
             settings=settings.pop3,

@@ -24,7 +24,7 @@ from lightmail.config import Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
-from lightmail.net.listener import ConnectionLimiter
+from lightmail.net.listener import SessionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.pop3.body import DotStuffer, TopFilter
 from lightmail.pop3.wire import (
@@ -69,7 +69,7 @@ class Pop3Context:
     store: MailStore
     accounts: Accounts
     tls: Any  # ssl.SSLContext | None
-    per_user: ConnectionLimiter  # [pop3] max_connections_per_user
+    per_user: SessionLimiter  # [pop3] max_connections_per_user
     hostname: str
 
 
@@ -133,7 +133,7 @@ class Pop3Session:
             await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
         finally:
             if self.user is not None:
-                self.ctx.per_user.release(self.user.id)
+                await self.ctx.per_user.leave(self.user.id)
 
     def read_limits(self) -> tuple[float, float | None]:
         return self.login.read_limits(
@@ -287,14 +287,14 @@ class Pop3Session:
             self._send(err("Authentication failed", "AUTH"))
             self.login.count_failure()
             return
-        if not self.ctx.per_user.try_acquire(user.id):
+        if not await self.ctx.per_user.admit(user.id):
             self._send(err("Too many connections for this user", "IN-USE"))
             return
         try:
             inbox = await self.ctx.store.get_mailbox(user.id, "INBOX")
             self.messages = await self.ctx.store.list_messages(inbox)
         except BaseException:
-            self.ctx.per_user.release(user.id)
+            await self.ctx.per_user.leave(user.id)
             raise
         self.user, self.inbox = user, inbox  # run() releases the per-user count at the end
         self.state = State.TRANSACTION

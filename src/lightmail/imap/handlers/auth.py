@@ -94,7 +94,7 @@ async def _authenticated(
         )
         _failed(session, command, r.no("Authentication failed", r.Code.AUTHENTICATIONFAILED))
         return None
-    if not session.ctx.per_user.try_acquire(user.id):
+    if not await session.ctx.per_user.admit(user.id):
         return r.no("Too many connections for this user", r.Code.LIMIT)
     session.user = user
     session.state = State.AUTHENTICATED

@@ -251,6 +251,18 @@ gc_runs = Table(
     **_MYSQL,
 )
 
+# A GC task one node of the cluster does per round (``sweep``: the orphan and
+# unfinished-upload sweeps): the node holding it and until when
+# (:mod:`lightmail.gc.lease`). The row is made by the migration.
+gc_leases = Table(
+    "gc_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("held_until", Timestamp, nullable=False),
+    **_MYSQL,
+)
+
 # Calendar collections (CalDAV, RFC 4791): one per user and path segment. Each
 # change to one of its objects raises ``sync_token`` by one; the objects changed
 # carry that value as their ``modseq`` (the getctag and the RFC 6578 token).
