@@ -1,4 +1,4 @@
-"""The URL space of CalDAV and the WebDAV properties of each kind of resource.
+"""The URL space of CalDAV and CardDAV and the WebDAV properties of each kind of resource.
 
 ::
 
@@ -7,6 +7,12 @@
     /calendars/<address>/                 the calendar home (calendar-home-set)
     /calendars/<address>/<calendar>/      a calendar collection (RFC 4791 4.2)
     /calendars/<address>/<calendar>/<name> a calendar object resource
+    /addressbooks/<address>/              the address book home (addressbook-home-set)
+    /addressbooks/<address>/<book>/       an address book collection (RFC 6352 5.2)
+    /addressbooks/<address>/<book>/<name> an address object resource (a vCard)
+
+A :class:`Target`'s ``space`` says which of the two trees it is in; the
+address book properties are in :mod:`.carddav`.
 
 :func:`locate` turns a decoded request path into a :class:`Target`; the
 property functions build the ``DAV:prop`` children a PROPFIND, REPORT or
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from lightmail.calendars.rows import CalendarInfo, CalendarObject
-from lightmail.dav.xml import APPLE, CALDAV, CALSERVER, DAV, element, tag
+from lightmail.dav.xml import APPLE, CALDAV, CALSERVER, CARDDAV, DAV, element, tag
 
 SYNC_TOKEN_PREFIX = "urn:lightmail:sync:"  # noqa: S105 (not a secret)
 
@@ -36,12 +42,20 @@ class Kind(enum.Enum):
     OBJECT = "object"
 
 
+class Space(enum.Enum):
+    """The tree a collection path is in, named by its first segment."""
+
+    CALENDARS = "calendars"
+    ADDRESSBOOKS = "addressbooks"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: Kind
     owner: str = ""  # the address in the path
-    calendar: str = ""
+    calendar: str = ""  # the collection: a calendar or an address book
     name: str = ""  # of the object
+    space: Space = Space.CALENDARS
 
 
 def locate(path: str) -> Target | None:
@@ -51,15 +65,19 @@ def locate(path: str) -> Target | None:
         return Target(Kind.ROOT)
     if any(part in (".", "..") for part in parts):
         return None
-    match parts:
-        case ["principals", owner]:
-            return Target(Kind.PRINCIPAL, owner)
-        case ["calendars", owner]:
-            return Target(Kind.HOME, owner)
-        case ["calendars", owner, calendar]:
-            return Target(Kind.CALENDAR, owner, calendar)
-        case ["calendars", owner, calendar, name] if not path.endswith("/"):
-            return Target(Kind.OBJECT, owner, calendar, name)
+    if len(parts) == 2 and parts[0] == "principals":
+        return Target(Kind.PRINCIPAL, parts[1])
+    try:
+        space = Space(parts[0])
+    except ValueError:
+        return None
+    match parts[1:]:
+        case [owner]:
+            return Target(Kind.HOME, owner, space=space)
+        case [owner, calendar]:
+            return Target(Kind.CALENDAR, owner, calendar, space=space)
+        case [owner, calendar, name] if not path.endswith("/"):
+            return Target(Kind.OBJECT, owner, calendar, name, space=space)
     return None
 
 
@@ -67,16 +85,17 @@ def principal_path(owner: str) -> str:
     return f"/principals/{quote(owner, safe='@')}/"
 
 
-def home_path(owner: str) -> str:
-    return f"/calendars/{quote(owner, safe='@')}/"
+def home_path(owner: str, space: Space = Space.CALENDARS) -> str:
+    return f"/{space.value}/{quote(owner, safe='@')}/"
 
 
-def calendar_path(owner: str, calendar: str) -> str:
-    return f"{home_path(owner)}{quote(calendar, safe='')}/"
+def calendar_path(owner: str, calendar: str, space: Space = Space.CALENDARS) -> str:
+    """A calendar's (or, in ``space`` ADDRESSBOOKS, an address book's) path."""
+    return f"{home_path(owner, space)}{quote(calendar, safe='')}/"
 
 
-def object_path(owner: str, calendar: str, name: str) -> str:
-    return f"{calendar_path(owner, calendar)}{quote(name, safe='@')}"
+def object_path(owner: str, calendar: str, name: str, space: Space = Space.CALENDARS) -> str:
+    return f"{calendar_path(owner, calendar, space)}{quote(name, safe='@')}"
 
 
 def sync_token(calendar: CalendarInfo) -> str:
@@ -107,10 +126,11 @@ C = {name: tag(CALDAV, name) for name in (
     "calendar-data", "comp", "filter",
 )}  # fmt: skip
 GETCTAG = tag(CALSERVER, "getctag")
+ADDRESSBOOK_HOME_SET = tag(CARDDAV, "addressbook-home-set")
 CALENDAR_COLOR = tag(APPLE, "calendar-color")
 
-_READ = ("read", "read-current-user-privilege-set")
-_WRITE = (*_READ, "write", "write-properties", "write-content", "bind", "unbind")
+READ = ("read", "read-current-user-privilege-set")
+WRITE = (*READ, "write", "write-properties", "write-content", "bind", "unbind")
 _CALENDAR_REPORTS = (
     (CALDAV, "calendar-multiget"),
     (CALDAV, "calendar-query"),
@@ -126,18 +146,18 @@ class Context:
     max_object_size: int
 
 
-def _hrefs(name: str, *paths: str) -> ET.Element:
+def hrefs(name: str, *paths: str) -> ET.Element:
     return element(name, *(element(D["href"], text=path) for path in paths))
 
 
-def _privileges(names: Sequence[str]) -> ET.Element:
+def privileges(names: Sequence[str]) -> ET.Element:
     return element(
         D["current-user-privilege-set"],
         *(element(D["privilege"], ET.Element(tag(DAV, name))) for name in names),
     )
 
 
-def _reports(reports: Iterable[tuple[str, str]]) -> ET.Element:
+def report_set(reports: Iterable[tuple[str, str]]) -> ET.Element:
     return element(
         D["supported-report-set"],
         *(
@@ -147,62 +167,65 @@ def _reports(reports: Iterable[tuple[str, str]]) -> ET.Element:
     )
 
 
-def _resourcetype(*kinds: str) -> ET.Element:
+def resourcetype(*kinds: str) -> ET.Element:
     return element(D["resourcetype"], *(ET.Element(kind) for kind in kinds))
 
 
 PropertyMap = dict[str, Callable[[], ET.Element]]
 
 
-def _common(context: Context) -> PropertyMap:
+def common(context: Context) -> PropertyMap:
     return {
-        D["current-user-principal"]: lambda: _hrefs(
+        D["current-user-principal"]: lambda: hrefs(
             D["current-user-principal"], principal_path(context.user)
         ),
-        D["principal-URL"]: lambda: _hrefs(D["principal-URL"], principal_path(context.user)),
-        C["calendar-home-set"]: lambda: _hrefs(C["calendar-home-set"], home_path(context.user)),
+        D["principal-URL"]: lambda: hrefs(D["principal-URL"], principal_path(context.user)),
+        C["calendar-home-set"]: lambda: hrefs(C["calendar-home-set"], home_path(context.user)),
+        ADDRESSBOOK_HOME_SET: lambda: hrefs(
+            ADDRESSBOOK_HOME_SET, home_path(context.user, Space.ADDRESSBOOKS)
+        ),
     }
 
 
 def root_properties(context: Context) -> PropertyMap:
     return {
-        **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(D["collection"]),
-        D["current-user-privilege-set"]: lambda: _privileges(_READ),
+        **common(context),
+        D["resourcetype"]: lambda: resourcetype(D["collection"]),
+        D["current-user-privilege-set"]: lambda: privileges(READ),
     }
 
 
 def principal_properties(context: Context) -> PropertyMap:
     return {
-        **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(D["collection"], D["principal"]),
+        **common(context),
+        D["resourcetype"]: lambda: resourcetype(D["collection"], D["principal"]),
         D["displayname"]: lambda: element(D["displayname"], text=context.user),
-        C["calendar-user-address-set"]: lambda: _hrefs(
+        C["calendar-user-address-set"]: lambda: hrefs(
             C["calendar-user-address-set"], f"mailto:{context.user}", principal_path(context.user)
         ),
-        D["current-user-privilege-set"]: lambda: _privileges(_READ),
+        D["current-user-privilege-set"]: lambda: privileges(READ),
     }
 
 
 def home_properties(context: Context) -> PropertyMap:
     return {
-        **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(D["collection"]),
-        D["owner"]: lambda: _hrefs(D["owner"], principal_path(context.user)),
-        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
-        D["supported-report-set"]: lambda: _reports(_CALENDAR_REPORTS[2:]),
+        **common(context),
+        D["resourcetype"]: lambda: resourcetype(D["collection"]),
+        D["owner"]: lambda: hrefs(D["owner"], principal_path(context.user)),
+        D["current-user-privilege-set"]: lambda: privileges(WRITE),
+        D["supported-report-set"]: lambda: report_set(_CALENDAR_REPORTS[2:]),
     }
 
 
 def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap:
     token = sync_token(calendar)
     return {
-        **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(D["collection"], C["calendar"]),
+        **common(context),
+        D["resourcetype"]: lambda: resourcetype(D["collection"], C["calendar"]),
         D["displayname"]: lambda: element(D["displayname"], text=calendar.display_name),
-        D["owner"]: lambda: _hrefs(D["owner"], principal_path(context.user)),
-        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
-        D["supported-report-set"]: lambda: _reports(_CALENDAR_REPORTS),
+        D["owner"]: lambda: hrefs(D["owner"], principal_path(context.user)),
+        D["current-user-privilege-set"]: lambda: privileges(WRITE),
+        D["supported-report-set"]: lambda: report_set(_CALENDAR_REPORTS),
         D["sync-token"]: lambda: element(D["sync-token"], text=token),
         GETCTAG: lambda: element(GETCTAG, text=token),
         C["calendar-description"]: lambda: element(
@@ -223,14 +246,19 @@ def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap
 
 
 def object_properties(context: Context, obj: CalendarObject) -> PropertyMap:
-    content_type = f"text/calendar; charset=utf-8; component={obj.component.lower()}"
+    """A calendar object's properties, or (component VCARD) an address object's."""
+    content_type = (
+        "text/vcard; charset=utf-8"
+        if obj.component == "VCARD"
+        else f"text/calendar; charset=utf-8; component={obj.component.lower()}"
+    )
     return {
-        **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(),
+        **common(context),
+        D["resourcetype"]: lambda: resourcetype(),
         D["getetag"]: lambda: element(D["getetag"], text=obj.etag),
         D["getcontenttype"]: lambda: element(D["getcontenttype"], text=content_type),
         D["getcontentlength"]: lambda: element(D["getcontentlength"], text=str(obj.size)),
-        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
+        D["current-user-privilege-set"]: lambda: privileges(WRITE),
     }
 
 
