@@ -152,7 +152,10 @@ def _property(parts: list[str], head: str, value: str) -> Property:
             key, values = "TYPE", param
         if not _NAME.fullmatch(key):
             raise _invalid(f"not a vCard parameter: {param[:40]!r}")
-        params.append((key.upper(), tuple(_param_values(values))))
+        decoded = _param_values(values)
+        if key.upper() == "TYPE":  # RFC 6350's own example quotes the list: "voice,home"
+            decoded = [kind for value in decoded for kind in value.split(",")]
+        params.append((key.upper(), tuple(decoded)))
     return Property(group.upper(), name.upper(), tuple(params), head, value)
 
 
