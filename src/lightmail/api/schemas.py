@@ -141,12 +141,15 @@ class AliasPage(Page[Alias]):
 
 # -- calendars -------------------------------------------------------------------
 
+# A calendar's or address book's path segment (lightmail.calendars.store.check_name).
+_COLLECTION_NAME = r'^[^/\\"<>\x00-\x1f]+$'
+
 
 class CalendarIn(_Input):
     name: str = Field(
         min_length=1,
         max_length=255,
-        pattern=r'^[^/\\"<>\x00-\x1f]+$',
+        pattern=_COLLECTION_NAME,
         description="The calendar's path segment in CalDAV URLs.",
         examples=["work"],
     )
@@ -176,6 +179,34 @@ class CalendarPage(Page[Calendar]):
 class CalendarImported(BaseModel):
     created: int = Field(description="Objects with a UID the calendar did not have.")
     replaced: int = Field(description="Objects that replaced the one with their UID.")
+
+
+# -- address books ----------------------------------------------------------------
+
+
+class AddressBookIn(_Input):
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=_COLLECTION_NAME,
+        description="The address book's path segment in CardDAV URLs.",
+        examples=["friends"],
+    )
+    display_name: str = Field(
+        "", max_length=255, description="Shown by clients; the name if empty."
+    )
+    description: str = Field("", max_length=10_000)
+
+
+class AddressBook(BaseModel):
+    name: str
+    display_name: str
+    description: str
+    sync_token: int = Field(description="Raised by every change to the address book's vCards.")
+
+
+class AddressBookPage(Page[AddressBook]):
+    pass
 
 
 # -- mailboxes and messages --------------------------------------------------------
