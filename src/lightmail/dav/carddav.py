@@ -25,18 +25,10 @@ from lightmail.calendars.vcard import (
 )
 from lightmail.dav.call import DavError
 from lightmail.dav.resources import (
-    GETCTAG,
-    WRITE,
     Context,
     D,
     PropertyMap,
-    common,
-    hrefs,
-    principal_path,
-    privileges,
-    report_set,
-    resourcetype,
-    sync_token,
+    collection_properties,
 )
 from lightmail.dav.xml import CARDDAV, DAV, element, tag
 
@@ -62,16 +54,8 @@ _UNSUPPORTED = (CARDDAV, "supported-filter")
 
 
 def addressbook_properties(context: Context, book: CalendarInfo) -> PropertyMap:
-    token = sync_token(book)
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(D["collection"], CR["addressbook"]),
-        D["displayname"]: lambda: element(D["displayname"], text=book.display_name),
-        D["owner"]: lambda: hrefs(D["owner"], principal_path(context.user)),
-        D["current-user-privilege-set"]: lambda: privileges(WRITE),
-        D["supported-report-set"]: lambda: report_set(_REPORTS),
-        D["sync-token"]: lambda: element(D["sync-token"], text=token),
-        GETCTAG: lambda: element(GETCTAG, text=token),
+        **collection_properties(context, book, CR["addressbook"], _REPORTS),
         CR["addressbook-description"]: lambda: element(
             CR["addressbook-description"], text=book.description
         ),

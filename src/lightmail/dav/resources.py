@@ -129,8 +129,8 @@ GETCTAG = tag(CALSERVER, "getctag")
 ADDRESSBOOK_HOME_SET = tag(CARDDAV, "addressbook-home-set")
 CALENDAR_COLOR = tag(APPLE, "calendar-color")
 
-READ = ("read", "read-current-user-privilege-set")
-WRITE = (*READ, "write", "write-properties", "write-content", "bind", "unbind")
+_READ = ("read", "read-current-user-privilege-set")
+_WRITE = (*_READ, "write", "write-properties", "write-content", "bind", "unbind")
 _CALENDAR_REPORTS = (
     (CALDAV, "calendar-multiget"),
     (CALDAV, "calendar-query"),
@@ -146,18 +146,18 @@ class Context:
     max_object_size: int
 
 
-def hrefs(name: str, *paths: str) -> ET.Element:
+def _hrefs(name: str, *paths: str) -> ET.Element:
     return element(name, *(element(D["href"], text=path) for path in paths))
 
 
-def privileges(names: Sequence[str]) -> ET.Element:
+def _privileges(names: Sequence[str]) -> ET.Element:
     return element(
         D["current-user-privilege-set"],
         *(element(D["privilege"], ET.Element(tag(DAV, name))) for name in names),
     )
 
 
-def report_set(reports: Iterable[tuple[str, str]]) -> ET.Element:
+def _reports(reports: Iterable[tuple[str, str]]) -> ET.Element:
     return element(
         D["supported-report-set"],
         *(
@@ -167,21 +167,21 @@ def report_set(reports: Iterable[tuple[str, str]]) -> ET.Element:
     )
 
 
-def resourcetype(*kinds: str) -> ET.Element:
+def _resourcetype(*kinds: str) -> ET.Element:
     return element(D["resourcetype"], *(ET.Element(kind) for kind in kinds))
 
 
 PropertyMap = dict[str, Callable[[], ET.Element]]
 
 
-def common(context: Context) -> PropertyMap:
+def _common(context: Context) -> PropertyMap:
     return {
-        D["current-user-principal"]: lambda: hrefs(
+        D["current-user-principal"]: lambda: _hrefs(
             D["current-user-principal"], principal_path(context.user)
         ),
-        D["principal-URL"]: lambda: hrefs(D["principal-URL"], principal_path(context.user)),
-        C["calendar-home-set"]: lambda: hrefs(C["calendar-home-set"], home_path(context.user)),
-        ADDRESSBOOK_HOME_SET: lambda: hrefs(
+        D["principal-URL"]: lambda: _hrefs(D["principal-URL"], principal_path(context.user)),
+        C["calendar-home-set"]: lambda: _hrefs(C["calendar-home-set"], home_path(context.user)),
+        ADDRESSBOOK_HOME_SET: lambda: _hrefs(
             ADDRESSBOOK_HOME_SET, home_path(context.user, Space.ADDRESSBOOKS)
         ),
     }
@@ -189,45 +189,55 @@ def common(context: Context) -> PropertyMap:
 
 def root_properties(context: Context) -> PropertyMap:
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(D["collection"]),
-        D["current-user-privilege-set"]: lambda: privileges(READ),
+        **_common(context),
+        D["resourcetype"]: lambda: _resourcetype(D["collection"]),
+        D["current-user-privilege-set"]: lambda: _privileges(_READ),
     }
 
 
 def principal_properties(context: Context) -> PropertyMap:
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(D["collection"], D["principal"]),
+        **_common(context),
+        D["resourcetype"]: lambda: _resourcetype(D["collection"], D["principal"]),
         D["displayname"]: lambda: element(D["displayname"], text=context.user),
-        C["calendar-user-address-set"]: lambda: hrefs(
+        C["calendar-user-address-set"]: lambda: _hrefs(
             C["calendar-user-address-set"], f"mailto:{context.user}", principal_path(context.user)
         ),
-        D["current-user-privilege-set"]: lambda: privileges(READ),
+        D["current-user-privilege-set"]: lambda: _privileges(_READ),
     }
 
 
 def home_properties(context: Context) -> PropertyMap:
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(D["collection"]),
-        D["owner"]: lambda: hrefs(D["owner"], principal_path(context.user)),
-        D["current-user-privilege-set"]: lambda: privileges(WRITE),
-        D["supported-report-set"]: lambda: report_set(_CALENDAR_REPORTS[2:]),
+        **_common(context),
+        D["resourcetype"]: lambda: _resourcetype(D["collection"]),
+        D["owner"]: lambda: _hrefs(D["owner"], principal_path(context.user)),
+        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
+        D["supported-report-set"]: lambda: _reports(_CALENDAR_REPORTS[2:]),
+    }
+
+
+def collection_properties(
+    context: Context, calendar: CalendarInfo, kind: str, reports: Iterable[tuple[str, str]]
+) -> PropertyMap:
+    """What a calendar and an address book have alike; ``kind`` is the resourcetype
+    element beside DAV:collection."""
+    token = sync_token(calendar)
+    return {
+        **_common(context),
+        D["resourcetype"]: lambda: _resourcetype(D["collection"], kind),
+        D["displayname"]: lambda: element(D["displayname"], text=calendar.display_name),
+        D["owner"]: lambda: _hrefs(D["owner"], principal_path(context.user)),
+        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
+        D["supported-report-set"]: lambda: _reports(reports),
+        D["sync-token"]: lambda: element(D["sync-token"], text=token),
+        GETCTAG: lambda: element(GETCTAG, text=token),
     }
 
 
 def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap:
-    token = sync_token(calendar)
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(D["collection"], C["calendar"]),
-        D["displayname"]: lambda: element(D["displayname"], text=calendar.display_name),
-        D["owner"]: lambda: hrefs(D["owner"], principal_path(context.user)),
-        D["current-user-privilege-set"]: lambda: privileges(WRITE),
-        D["supported-report-set"]: lambda: report_set(_CALENDAR_REPORTS),
-        D["sync-token"]: lambda: element(D["sync-token"], text=token),
-        GETCTAG: lambda: element(GETCTAG, text=token),
+        **collection_properties(context, calendar, C["calendar"], _CALENDAR_REPORTS),
         C["calendar-description"]: lambda: element(
             C["calendar-description"], text=calendar.description
         ),
@@ -253,12 +263,12 @@ def object_properties(context: Context, obj: CalendarObject) -> PropertyMap:
         else f"text/calendar; charset=utf-8; component={obj.component.lower()}"
     )
     return {
-        **common(context),
-        D["resourcetype"]: lambda: resourcetype(),
+        **_common(context),
+        D["resourcetype"]: lambda: _resourcetype(),
         D["getetag"]: lambda: element(D["getetag"], text=obj.etag),
         D["getcontenttype"]: lambda: element(D["getcontenttype"], text=content_type),
         D["getcontentlength"]: lambda: element(D["getcontentlength"], text=str(obj.size)),
-        D["current-user-privilege-set"]: lambda: privileges(WRITE),
+        D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
     }
 
 

@@ -9,14 +9,13 @@ at their next sync. Import and export work as for calendars
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from lightmail.api import schemas as s
 from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, paginate
 from lightmail.api.errors import responses
 from lightmail.api.routes.calendars import VCARD, export_file, import_file
+from lightmail.api.routes.calendars import CalendarName as BookName
 from lightmail.api.routes.mail import BINARY, raw_body
 from lightmail.calendars.rows import CalendarInfo
 
@@ -25,17 +24,6 @@ router = APIRouter()
 _BOOKS = "/users/{address}/addressbooks"
 _BOOK = _BOOKS + "/{name}"
 _TAG = "address books"
-
-BookName = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^/]+$",
-        description="The address book's path segment (`default` for the one every user has).",
-        examples=["default"],
-    ),
-]
 
 
 def _book(book: CalendarInfo) -> s.AddressBook:

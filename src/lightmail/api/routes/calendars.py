@@ -36,7 +36,9 @@ CalendarName = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[^/]+$",
-        description="The calendar's path segment (`default` for the one every user has).",
+        description=(
+            "The calendar's or address book's path segment (`default` for the one every user has)."
+        ),
         examples=["default"],
     ),
 ]
