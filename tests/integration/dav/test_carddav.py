@@ -12,7 +12,10 @@ import httpx
 import pytest
 
 from tests.integration.dav.conftest import PASSWORD, DavTarget
+from tests.integration.dav.test_hostile import BILLION_LAUGHS, DEEP, EXTERNAL_ENTITY
+from tests.integration.dav.test_metrics import REQUESTS
 from tests.integration.dav.test_webdav import XML_HEAD, Session
+from tests.support.metrics import Changes
 
 CR = "urn:ietf:params:xml:ns:carddav"
 NS = {"D": "DAV:", "CR": CR, "CS": "http://calendarserver.org/ns/"}
@@ -63,7 +66,7 @@ async def props(session: Session, url: str, *names: str) -> dict[str, str]:
     return {node.tag: "".join(node.itertext()) for node in found}
 
 
-async def query(session: Session, url: str, body: str, prop: str = "<D:getetag/>") -> str:
+def query(body: str, prop: str = "<D:getetag/>") -> str:
     return (
         f"{XML_HEAD}<CR:addressbook-query {DECLARED}><D:prop>{prop}</D:prop>{body}"
         "</CR:addressbook-query>"
@@ -253,9 +256,7 @@ async def test_addressbook_query_filters(
     books: Session, filter_body: str, expected: list[str]
 ) -> None:
     book = await _fill(books)
-    answer = await books.dav(
-        "REPORT", book, await query(books, book, f"<CR:filter>{filter_body}</CR:filter>"), "1"
-    )
+    answer = await books.dav("REPORT", book, query(f"<CR:filter>{filter_body}</CR:filter>"), "1")
     assert hrefs(answer) == [f"{path_of(book)}{name}.vcf" for name in expected]
 
 
@@ -263,14 +264,12 @@ async def test_addressbook_query_allof_limit_collation_and_partial_data(books: S
     book = await _fill(books)
     both = _prop_filter("FN", _text("ann")) + _prop_filter("EMAIL", _text("work"))
     allof = await books.dav(
-        "REPORT", book, await query(books, book, f'<CR:filter test="allof">{both}</CR:filter>'), "1"
+        "REPORT", book, query(f'<CR:filter test="allof">{both}</CR:filter>'), "1"
     )
     none = await books.dav(
         "REPORT",
         book,
-        await query(
-            books,
-            book,
+        query(
             f'<CR:filter test="allof">{both}{_prop_filter("FN", _text("bob"))}</CR:filter>',
         ),
         "1",
@@ -278,23 +277,19 @@ async def test_addressbook_query_allof_limit_collation_and_partial_data(books: S
     limited = await books.dav(
         "REPORT",
         book,
-        await query(books, book, "<CR:filter/><CR:limit><CR:nresults>2</CR:nresults></CR:limit>"),
+        query("<CR:filter/><CR:limit><CR:nresults>2</CR:nresults></CR:limit>"),
         "1",
     )
     bad_collation = await books.dav(
         "REPORT",
         book,
-        await query(
-            books, book, f"<CR:filter>{_prop_filter('FN', _text('a', collation='x;y'))}</CR:filter>"
-        ),
+        query(f"<CR:filter>{_prop_filter('FN', _text('a', collation='x;y'))}</CR:filter>"),
         "1",
     )
     partial = await books.dav(
         "REPORT",
         book,
-        await query(
-            books,
-            book,
+        query(
             f"<CR:filter>{_prop_filter('NICKNAME')}</CR:filter>",
             '<D:getetag/><CR:address-data><CR:prop name="FN"/><CR:prop name="EMAIL" '
             'novalue="yes"/></CR:address-data>',
@@ -374,3 +369,24 @@ async def test_a_user_reaches_only_their_own_address_books(dav: DavTarget) -> No
             ),
         ]
     assert [answer.status_code for answer in answers] == [403] * 5
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, DEEP])
+async def test_hostile_xml_on_an_address_book_gets_400(books: Session, body: bytes) -> None:
+    book = f"{books.home}default/"
+    for method in ("REPORT", "PROPFIND", "PROPPATCH", "MKCOL"):
+        url = book if method != "MKCOL" else f"{books.home}evil/"
+        answer = await books.http.request(method, url, content=body, headers={"Depth": "1"})
+        assert answer.status_code == 400, (method, answer.text)
+
+
+async def test_carddav_requests_are_counted_like_caldav_ones(books: Session) -> None:
+    changes = Changes()
+    url = f"{books.home}default/m.vcf"
+    assert (await books.http.put(url, content=card("m", "M"))).status_code == 201
+    stale = await books.http.put(url, content=card("m", "N"), headers={"If-Match": '"no"'})
+    assert stale.status_code == 412
+    report = await books.dav("REPORT", f"{books.home}default/", query(""), "1")
+    assert report.status_code == 207
+    for method, status in (("PUT", "201"), ("PUT", "412"), ("REPORT", "207")):
+        assert changes(REQUESTS, method=method, status=status) == 1, (method, status)
