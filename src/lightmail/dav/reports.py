@@ -35,7 +35,7 @@ from lightmail.calendars.ics import (
     series_overlaps,
 )
 from lightmail.calendars.rows import CalendarInfo, CalendarObject
-from lightmail.calendars.vcard import VCard, parse_vcard
+from lightmail.calendars.vcard import CardFilter, VCard, parse_vcard
 from lightmail.dav import carddav, xml
 from lightmail.dav.call import Call, DavError, xml_response
 from lightmail.dav.carddav import CR
@@ -231,31 +231,51 @@ async def _sync(call: Call, calendar: CalendarInfo, root: ET.Element) -> Respons
 
 async def _addressbook_query(call: Call, book: CalendarInfo, root: ET.Element) -> Response:
     """RFC 6352 section 8.6: the vCards the filter matches, at most the client's
-    limit; a truncated answer says so with a 507 for the address book itself."""
+    limit; a truncated answer says so with a 507 for the address book itself.
+    The vCards are read :data:`_READ_AT_ONCE` at a time, and parsed and matched
+    in a thread."""
     card_filter = carddav.parse_filter(root.find(CR["filter"]))
     limit = carddav.parse_limit(root)
     matching: list[CalendarObject] = []
     cards: dict[str, VCard] = {}
+    objects = await call.store.list_objects(book)
     more = False
-    for obj in await call.store.list_objects(book):
-        data = await call.store.read_bytes(obj)
-        try:
-            card = parse_vcard(data)
-        except InvalidAddressData:
-            continue  # stored before a stricter check: it matches nothing
-        if not card_filter.matches(card):
-            continue
-        if len(matching) == limit:
-            more = True
+    for start in range(0, len(objects), _READ_AT_ONCE):
+        chunk = objects[start : start + _READ_AT_ONCE]
+        datas = await asyncio.gather(*(call.store.read_bytes(obj) for obj in chunk))
+        found = await asyncio.to_thread(_matching_cards, card_filter, datas)
+        for obj, card in zip(chunk, found, strict=True):
+            if card is None:
+                continue
+            if len(matching) == limit:
+                more = True
+                break
+            matching.append(obj)
+            cards[obj.name] = card
+        if more:
             break
-        matching.append(obj)
-        cards[obj.name] = card
     responses = await _responses(call, book, matching, root.find(D["prop"]), cards)
     if more:
         responses.append(
             carddav.truncated(calendar_path(call.user.address, book.name, call.target.space))
         )
     return xml_response(xml.multistatus(responses))
+
+
+_READ_AT_ONCE = 32
+
+
+def _matching_cards(card_filter: CardFilter, datas: Sequence[bytes]) -> list[VCard | None]:
+    """Each vCard that matches, parsed; None for one that does not, or that no longer
+    passes the parser (stored before a stricter check: it matches nothing)."""
+    found: list[VCard | None] = []
+    for data in datas:
+        try:
+            card: VCard | None = parse_vcard(data)
+        except InvalidAddressData:
+            card = None
+        found.append(card if card is not None and card_filter.matches(card) else None)
+    return found
 
 
 async def _responses(
