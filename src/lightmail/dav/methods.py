@@ -37,6 +37,9 @@ from lightmail.dav.xml import CALDAV, CARDDAV, DAV, tag
 
 Wanted = list[str] | None | Literal["propname"]
 
+# What older vCard 3.0 clients send (RFC 2425's text/directory, and the unregistered one).
+_OLD_VCARD_TYPES = ("text/directory", "text/x-vcard")
+
 # The media type of the objects in a calendar (False) or an address book (True), and
 # the precondition a PUT of another type breaks.
 _MEDIA = {
@@ -251,7 +254,7 @@ async def put(call: Call) -> Response:
         raise DavError(405, "PUT stores objects inside a calendar or an address book")
     media_type, condition = _MEDIA[call.address_books]
     media = call.request.headers.get("content-type", media_type).split(";")[0].strip()
-    if media.lower() not in (media_type, *(("text/x-vcard",) if call.address_books else ())):
+    if media.lower() not in (media_type, *(_OLD_VCARD_TYPES if call.address_books else ())):
         raise DavError(403, f"the objects here are {media_type}", condition)
     data = await call.body(call.settings.max_object_size)
     if_match = call.request.headers.get("if-match")

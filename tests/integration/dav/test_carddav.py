@@ -169,6 +169,13 @@ async def test_put_get_delete_with_etag_conditions(books: Session) -> None:
     assert got.headers["etag"] == replaced.headers["etag"]
     assert (stale_delete.status_code, deleted.status_code) == (412, 204)
     assert (await books.http.get(url)).status_code == 404
+    for old_type in ("text/directory", "text/x-vcard; charset=utf-8"):
+        legacy = await books.http.put(
+            f"{books.home}default/{old_type[5:9]}.vcf",
+            content=card(old_type, "Old", version="3.0"),
+            headers={"Content-Type": old_type},
+        )
+        assert legacy.status_code == 201, legacy.text
 
 
 @pytest.mark.parametrize(
