@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lightmail import runtime
+from lightmail.calendars.store import CalendarStore
 from lightmail.calendars.transfer import export_calendar, import_calendar
 from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
 from lightmail.config.values import worker_count
@@ -211,10 +212,16 @@ async def _alias_delete(args: argparse.Namespace, node: runtime.Node) -> None:
     )
 
 
+def _collections(args: argparse.Namespace, node: runtime.Node) -> CalendarStore:
+    """The store the command is about: calendars, or (``lightmail addressbook``) address
+    books; the two groups share their commands."""
+    return node.accounts.contacts if args.collection == "addressbook" else node.accounts.calendars
+
+
 @_on_node
 async def _calendar_list(args: argparse.Namespace, node: runtime.Node) -> None:
     user = await node.accounts.get_user(args.address)
-    for calendar in await node.accounts.calendars.list_calendars(user.id):
+    for calendar in await _collections(args, node).list_calendars(user.id):
         print(
             f"{calendar.name}\t{calendar.display_name}\t{','.join(calendar.components)}"
             f"\tsync token {calendar.sync_token}"
@@ -224,25 +231,28 @@ async def _calendar_list(args: argparse.Namespace, node: runtime.Node) -> None:
 @_on_node
 async def _calendar_create(args: argparse.Namespace, node: runtime.Node) -> None:
     user = await node.accounts.get_user(args.address)
-    calendar = await node.accounts.calendars.create_calendar(
+    store = _collections(args, node)
+    components = getattr(args, "components", None)
+    calendar = await store.create_calendar(
         user.id,
         args.name,
         display_name=args.display_name,
-        color=args.color,
-        components=args.components.split(","),
+        color=getattr(args, "color", ""),
+        components=None if components is None else components.split(","),
     )
-    print(f"created calendar {calendar.name} of {user.address}")
+    print(f"created {store.kind.label} {calendar.name} of {user.address}")
 
 
 async def _calendar_delete(args: argparse.Namespace, settings: Settings) -> None:
+    label = args.collection.replace("addressbook", "address book")
     if not args.yes:
         raise LightMailError(
-            f"deleting calendar {args.name} deletes all of its events; add --yes to confirm"
+            f"deleting {label} {args.name} deletes all of its entries; add --yes to confirm"
         )
     async with runtime.open_node(settings) as node:
         user = await node.accounts.get_user(args.address)
-        await node.accounts.calendars.delete_calendar(user.id, args.name)
-    print(f"deleted calendar {args.name} of {args.address}")
+        await _collections(args, node).delete_calendar(user.id, args.name)
+    print(f"deleted {label} {args.name} of {args.address}")
 
 
 def _read_input(file: str) -> bytes:
@@ -256,9 +266,10 @@ async def _calendar_import(args: argparse.Namespace, settings: Settings) -> None
         raise LightMailError(f"cannot read {args.file}: {error.strerror}") from None
     async with runtime.open_node(settings) as node:
         user = await node.accounts.get_user(args.address)
-        report = await import_calendar(node.accounts.calendars, user.id, args.name, data)
+        store = _collections(args, node)
+        report = await import_calendar(store, user.id, args.name, data)
     print(
-        f"imported into calendar {args.name} of {user.address}: "
+        f"imported into {store.kind.label} {args.name} of {user.address}: "
         f"{report.created} new, {report.replaced} replaced"
     )
 
@@ -266,7 +277,8 @@ async def _calendar_import(args: argparse.Namespace, settings: Settings) -> None
 async def _calendar_export(args: argparse.Namespace, settings: Settings) -> None:
     async with runtime.open_node(settings) as node:
         user = await node.accounts.get_user(args.address)
-        data = await export_calendar(node.accounts.calendars, user.id, args.name)
+        store = _collections(args, node)
+        data = await export_calendar(store, user.id, args.name)
     if args.file == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -275,7 +287,7 @@ async def _calendar_export(args: argparse.Namespace, settings: Settings) -> None
         await asyncio.to_thread(Path(args.file).write_bytes, data)
     except OSError as error:
         raise LightMailError(f"cannot write {args.file}: {error.strerror}") from None
-    print(f"exported calendar {args.name} of {user.address} to {args.file}")
+    print(f"exported {store.kind.label} {args.name} of {user.address} to {args.file}")
 
 
 @_on_node
@@ -427,32 +439,44 @@ def build_parser() -> argparse.ArgumentParser:
     delete_alias.add_argument("address")
     delete_alias.add_argument("targets", nargs="*", metavar="TARGET")
 
-    calendar = group("calendar", "manage a user's calendars (as served over CalDAV)")
-    leaf(calendar, "list", _calendar_list, "list a user's calendars").add_argument("address")
-    create_calendar = leaf(calendar, "create", _calendar_create, "create an empty calendar")
-    create_calendar.add_argument("address")
-    create_calendar.add_argument("name", help="the path segment in CalDAV URLs")
-    create_calendar.add_argument("--display-name", default="", help="default: the name")
-    create_calendar.add_argument("--color", default="", help="e.g. #3a87adff")
-    create_calendar.add_argument(
-        "--components", default="VEVENT,VTODO", help="what it holds (default: VEVENT,VTODO)"
-    )
-    delete_calendar = leaf(calendar, "delete", _calendar_delete, "delete a calendar and its events")
-    delete_calendar.add_argument("address")
-    delete_calendar.add_argument("name")
-    delete_calendar.add_argument("--yes", action="store_true", help="confirm the deletion")
-    import_ics = leaf(
-        calendar,
-        "import",
-        _calendar_import,
-        "import an .ics file: one object per UID, replacing those with the same UID; "
-        "all or nothing",
-    )
-    export_ics = leaf(calendar, "export", _calendar_export, "export a calendar as one .ics file")
-    for sub, verb in ((import_ics, "read"), (export_ics, "write")):
-        sub.add_argument("address")
-        sub.add_argument("name")
-        sub.add_argument("file", nargs="?", default="-", help=f"the file to {verb} (default: -)")
+    for command, label, suffix, protocol in (
+        ("calendar", "calendar", ".ics", "CalDAV"),
+        ("addressbook", "address book", ".vcf", "CardDAV"),
+    ):
+        collection = group(command, f"manage a user's {label}s (as served over {protocol})")
+        listing = leaf(collection, "list", _calendar_list, f"list a user's {label}s")
+        listing.add_argument("address")
+        create = leaf(collection, "create", _calendar_create, f"create an empty {label}")
+        create.add_argument("address")
+        create.add_argument("name", help=f"the path segment in {protocol} URLs")
+        create.add_argument("--display-name", default="", help="default: the name")
+        if command == "calendar":
+            create.add_argument("--color", default="", help="e.g. #3a87adff")
+            create.add_argument(
+                "--components", default="VEVENT,VTODO", help="what it holds (default: VEVENT,VTODO)"
+            )
+        delete = leaf(collection, "delete", _calendar_delete, f"delete a {label} and its entries")
+        delete.add_argument("address")
+        delete.add_argument("name")
+        delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+        importing = leaf(
+            collection,
+            "import",
+            _calendar_import,
+            f"import a {suffix} file: one object per UID, replacing those with the same UID; "
+            "all or nothing",
+        )
+        exporting = leaf(
+            collection, "export", _calendar_export, f"export a {label} as one {suffix} file"
+        )
+        for sub, verb in ((importing, "read"), (exporting, "write")):
+            sub.add_argument("address")
+            sub.add_argument("name")
+            sub.add_argument(
+                "file", nargs="?", default="-", help=f"the file to {verb} (default: -)"
+            )
+        for sub in (listing, create, delete, importing, exporting):
+            sub.set_defaults(collection=command)
 
     quarantine = group("quarantine", "messages the virus scanner kept aside")
     leaf(quarantine, "list", _quarantine_list, "one line per message: id, date, virus, addresses")

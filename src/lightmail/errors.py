@@ -177,3 +177,9 @@ class InvalidCalendarData(PermanentFailure):
     def __init__(self, precondition: str, reason: str) -> None:
         super().__init__(reason)
         self.precondition = precondition
+
+
+class InvalidAddressData(InvalidCalendarData):
+    """An address object (vCard) is not one the store can keep; ``precondition`` is
+    the RFC 6352 section 6.3.2.1 element, such as ``valid-address-data`` or
+    ``no-uid-conflict``."""

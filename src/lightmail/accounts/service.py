@@ -35,6 +35,7 @@ from lightmail.auth.throttle import (
     account_key,
     client_key,
 )
+from lightmail.calendars.kinds import ADDRESS_BOOK
 from lightmail.calendars.store import CalendarStore
 from lightmail.clock import utcnow
 from lightmail.config import AUTH_DEFAULTS, AuthSettings
@@ -170,6 +171,7 @@ class Accounts:
         self.store = store
         self.db = store.db
         self.calendars = CalendarStore(store.db, store.blobs)
+        self.contacts = CalendarStore(store.db, store.blobs, ADDRESS_BOOK)
         self.auth = auth
         self.throttle = throttle if throttle is not None else InProcessLoginThrottle(auth, clock)
         self.credentials = CredentialCache(auth.cache_ttl, clock)
@@ -220,9 +222,14 @@ class Accounts:
             domain_id = await self._require_domain(conn, address.partition("@")[2])
         # The domain cannot go meanwhile: users.domain_id is a foreign key.
         user_id, now = await self.store.create_user(
-            domain_id, address, password_hash, quota, also=self.calendars.add_default
+            domain_id, address, password_hash, quota, also=self._add_collections
         )
         return User(user_id, address, quota, True, now.replace(tzinfo=UTC))
+
+    async def _add_collections(self, conn: AsyncConnection, user_id: int) -> None:
+        """A new user's default calendar and default address book."""
+        await self.calendars.add_default(conn, user_id)
+        await self.contacts.add_default(conn, user_id)
 
     async def get_user(self, address: str) -> User:
         address = normalize_address(address)

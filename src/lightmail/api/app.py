@@ -15,11 +15,11 @@ from fastapi.routing import APIRoute
 from lightmail import __version__
 from lightmail.api.deps import API_PREFIX, ApiContext, Authenticate, LimitBody, authorized
 from lightmail.api.errors import EXCEPTION_HANDLERS, responses
-from lightmail.api.routes import accounts, calendars, mail, operations, system
+from lightmail.api.routes import accounts, addressbooks, calendars, mail, operations, system
 
 _DESCRIPTION = """\
 Administration of a LightMail node: domains, users, aliases, mailboxes and
-messages, calendars, the quarantine, the garbage collector and API tokens.
+messages, calendars, address books, the quarantine, the garbage collector and API tokens.
 
 Every route under `/api/v1` needs `Authorization: Bearer <token>`; create the
 first token with `lightmail token create NAME`. Errors are
@@ -36,6 +36,10 @@ _TAGS = [
     {
         "name": "calendars",
         "description": "The user's CalDAV calendars; import and export as `.ics` files.",
+    },
+    {
+        "name": "address books",
+        "description": "The user's CardDAV address books; import and export as `.vcf` files.",
     },
     {"name": "deleted", "description": "Soft-deleted messages, restorable until purged."},
     {"name": "quarantine"},
@@ -82,6 +86,7 @@ def create_app(context: ApiContext) -> FastAPI:
     v1.include_router(accounts.router)
     v1.include_router(mail.router)
     v1.include_router(calendars.router)
+    v1.include_router(addressbooks.router)
     v1.include_router(operations.router)
     app.include_router(v1)
 

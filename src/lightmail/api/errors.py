@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lightmail.api.schemas import ErrorBody
 from lightmail.errors import (
     AlreadyExists,
+    InvalidAddressData,
     InvalidCalendarData,
     InvalidMailboxName,
     InvalidValue,
@@ -127,6 +128,7 @@ _STATUSES: tuple[tuple[type[LightMailError], int, str], ...] = (
     (QuotaExceeded, 409, "over_quota"),
     (MessageTooLarge, 413, "too_large"),
     (InvalidMailboxName, 422, "invalid_mailbox_name"),
+    (InvalidAddressData, 422, "invalid_vcard"),
     (InvalidCalendarData, 422, "invalid_calendar"),
     (InvalidValue, 422, "invalid_value"),
     (MessageRejected, 422, "rejected"),

@@ -139,34 +139,43 @@ class AliasPage(Page[Alias]):
     pass
 
 
-# -- calendars -------------------------------------------------------------------
+# -- calendars and address books ---------------------------------------------------
+
+# A calendar's or address book's path segment (lightmail.calendars.store.check_name).
+_COLLECTION_NAME = r'^[^/\\"<>\x00-\x1f]+$'
 
 
-class CalendarIn(_Input):
+class AddressBookIn(_Input):
     name: str = Field(
         min_length=1,
         max_length=255,
-        pattern=r'^[^/\\"<>\x00-\x1f]+$',
-        description="The calendar's path segment in CalDAV URLs.",
+        pattern=_COLLECTION_NAME,
+        description="The path segment in CalDAV or CardDAV URLs.",
         examples=["work"],
     )
     display_name: str = Field(
         "", max_length=255, description="Shown by clients; the name if empty."
     )
-    color: str = Field("", max_length=32, examples=["#3a87adff"])
     description: str = Field("", max_length=10_000)
+
+
+class CalendarIn(AddressBookIn):
+    color: str = Field("", max_length=32, examples=["#3a87adff"])
     components: list[Literal["VEVENT", "VTODO", "VJOURNAL"]] = Field(
         default=["VEVENT", "VTODO"], min_length=1, max_length=3
     )
 
 
-class Calendar(BaseModel):
+class AddressBook(BaseModel):
     name: str
     display_name: str
-    color: str
     description: str
+    sync_token: int = Field(description="Raised by every change to its objects.")
+
+
+class Calendar(AddressBook):
+    color: str
     components: list[str]
-    sync_token: int = Field(description="Raised by every change to the calendar's objects.")
 
 
 class CalendarPage(Page[Calendar]):
@@ -176,6 +185,10 @@ class CalendarPage(Page[Calendar]):
 class CalendarImported(BaseModel):
     created: int = Field(description="Objects with a UID the calendar did not have.")
     replaced: int = Field(description="Objects that replaced the one with their UID.")
+
+
+class AddressBookPage(Page[AddressBook]):
+    pass
 
 
 # -- mailboxes and messages --------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The calendar store: the only code that changes calendars and their objects.
+"""The collection store: the only code that changes calendars, address books and
+their objects. One instance serves one :class:`~lightmail.calendars.kinds.CollectionKind`
+(``accounts.calendars`` and ``accounts.contacts``); both kinds share the tables
+and everything below, only parsing and blob prefix differ (``vcf/<uuid7>.vcf``
+for address objects).
 
 It writes as the mailstore does (:mod:`lightmail.storage.commit`): an
 object's ``.ics`` bytes go to a new blob (``ics/<uuid7>.ics``) first, then
@@ -25,7 +29,8 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
-from lightmail.calendars.ics import COMPONENTS, ParsedObject, parse_object
+from lightmail.calendars.ics import ParsedObject
+from lightmail.calendars.kinds import CALENDAR, CollectionKind
 from lightmail.calendars.rows import (
     CALENDAR_COLUMNS,
     OBJECT_COLUMNS,
@@ -44,24 +49,26 @@ from lightmail.errors import (
     NotFound,
     PreconditionFailed,
 )
-from lightmail.storage.blobs import CALENDAR_PREFIX, BlobStore, PutResult, new_blob_key
+from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 
 DEFAULT_CALENDAR = "default"
-"""The path segment of the calendar every user gets on creation."""
+"""The path segment of the calendar (and of the address book) every user gets on
+creation."""
 
-_DEFAULT_DISPLAY_NAME = "Calendar"
 _MAX_NAME = 255
 _FORBIDDEN_NAME_CHARS = frozenset('/\\"<>') | frozenset(chr(c) for c in range(0x20))
 
 
-def _parse_named(name: str, data: bytes, components: Sequence[str]) -> ParsedObject:
+def _parse_named(
+    kind: CollectionKind, name: str, data: bytes, components: Sequence[str]
+) -> ParsedObject:
     try:
-        return parse_object(data, components)
+        return kind.parse(data, components)
     except InvalidCalendarData as error:
-        raise InvalidCalendarData(error.precondition, f"{name[:100]}: {error}") from None
+        raise kind.invalid(error.precondition, f"{name[:100]}: {error}") from None
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -81,31 +88,32 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-def check_components(components: Sequence[str]) -> tuple[str, ...]:
-    wanted = tuple(dict.fromkeys(c.upper() for c in components))
-    if not wanted or not set(wanted) <= set(COMPONENTS):
-        raise InvalidValue(f"a calendar holds some of {', '.join(COMPONENTS)}")
-    return wanted
-
-
 class CalendarStore(BlobCommit):
-    """Every operation on calendars; see the module documentation."""
+    """Every operation on the collections of one kind; see the module documentation."""
 
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, kind: CollectionKind = CALENDAR) -> None:
         self.db = db
         self.blobs = blobs
+        self.kind = kind
 
     # -- calendars ---------------------------------------------------------------
 
     async def add_default(self, conn: AsyncConnection, user_id: int) -> None:
-        """Give a new user the default calendar, in the transaction creating the user."""
+        """Give a new user the default collection, in the transaction creating the user."""
+        kind = self.kind
         await self._insert_calendar(
-            conn, user_id, DEFAULT_CALENDAR, _DEFAULT_DISPLAY_NAME, "", "", ("VEVENT", "VTODO")
+            conn,
+            user_id,
+            DEFAULT_CALENDAR,
+            kind.default_display_name,
+            "",
+            "",
+            kind.default_components,
         )
 
     async def remove_all(self, conn: AsyncConnection, user_id: int) -> None:
-        """Delete a deleted user's calendars, in the transaction deleting the user; the
-        objects are soft-deleted, for the garbage collector."""
+        """Delete a deleted user's collections of every kind, in the transaction deleting
+        the user; the objects are soft-deleted, for the garbage collector."""
         await conn.execute(
             update(t.calendar_objects)
             .where(
@@ -119,7 +127,7 @@ class CalendarStore(BlobCommit):
         async with self.db.read() as conn:
             rows = await conn.execute(
                 select(*CALENDAR_COLUMNS)
-                .where(t.calendars.c.user_id == user_id)
+                .where(t.calendars.c.user_id == user_id, t.calendars.c.kind == self.kind.name)
                 .order_by(t.calendars.c.name)
             )
             return [calendar_from_row(row) for row in rows]
@@ -136,20 +144,24 @@ class CalendarStore(BlobCommit):
         display_name: str = "",
         color: str = "",
         description: str = "",
-        components: Sequence[str] = ("VEVENT", "VTODO"),
+        components: Sequence[str] | None = None,
     ) -> CalendarInfo:
-        """A new, empty calendar; AlreadyExists if the user has one by that name."""
-        name = check_name(name, "calendar")
-        wanted = check_components(components)
+        """A new, empty collection; AlreadyExists if the user has one by that name."""
+        name = check_name(name, self.kind.label)
+        wanted = self.kind.check_components(
+            self.kind.default_components if components is None else components
+        )
 
         async def write(conn: AsyncConnection) -> CalendarInfo:
             found = await conn.execute(
                 select(t.calendars.c.id).where(
-                    t.calendars.c.user_id == user_id, t.calendars.c.name == name
+                    t.calendars.c.user_id == user_id,
+                    t.calendars.c.kind == self.kind.name,
+                    t.calendars.c.name == name,
                 )
             )
             if found.first() is not None:
-                raise AlreadyExists(f"calendar {name} already exists")
+                raise AlreadyExists(f"{self.kind.label} {name} already exists")
             await self._insert_calendar(
                 conn, user_id, name, display_name or name, color, description, wanted
             )
@@ -349,11 +361,13 @@ class CalendarStore(BlobCommit):
         # In a thread: a large object takes a while to parse, and the node's other
         # connections go on meanwhile.
         parsed = await asyncio.to_thread(
-            lambda: [_parse_named(name, data, calendar.components) for name, data in objects]
+            lambda: [
+                _parse_named(self.kind, name, data, calendar.components) for name, data in objects
+            ]
         )
         if len({item.uid for item in parsed}) != len(parsed):
-            raise InvalidCalendarData("no-uid-conflict", "two objects with one UID")
-        keys = [new_blob_key(CALENDAR_PREFIX) for _ in objects]
+            raise self.kind.invalid("no-uid-conflict", "two objects with one UID")
+        keys = [new_blob_key(self.kind.blob_prefix) for _ in objects]
         written: list[str] = []
         puts = []
         try:
@@ -420,8 +434,8 @@ class CalendarStore(BlobCommit):
             select(o.name).where(live(calendar.id), o.uid == parsed.uid, o.name != name)
         )
         if same_uid.first() is not None:
-            raise InvalidCalendarData(
-                "no-uid-conflict", "another object of this calendar has that UID"
+            raise self.kind.invalid(
+                "no-uid-conflict", f"another object of this {self.kind.label} has that UID"
             )
         now = clock.utcnow()
         if old is not None:
@@ -508,6 +522,7 @@ class CalendarStore(BlobCommit):
         await conn.execute(
             insert(t.calendars).values(
                 user_id=user_id,
+                kind=self.kind.name,
                 name=name,
                 display_name=display_name[:255],
                 color=color[:32],
@@ -522,12 +537,14 @@ class CalendarStore(BlobCommit):
         row = (
             await conn.execute(
                 select(*CALENDAR_COLUMNS).where(
-                    t.calendars.c.user_id == user_id, t.calendars.c.name == name
+                    t.calendars.c.user_id == user_id,
+                    t.calendars.c.kind == self.kind.name,
+                    t.calendars.c.name == name,
                 )
             )
         ).one_or_none()
         if row is None:
-            raise NotFound(f"no calendar {name[:100]}")
+            raise NotFound(f"no {self.kind.label} {name[:100]}")
         return calendar_from_row(row)
 
     async def _calendar_by_id(self, conn: AsyncConnection, calendar: CalendarInfo) -> CalendarInfo:

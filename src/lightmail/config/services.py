@@ -270,7 +270,8 @@ class ApiSettings:
 
 @section
 class DavSettings:
-    """CalDAV (RFC 4791): calendars for the mail accounts, over HTTP Basic login."""
+    """CalDAV (RFC 4791) and CardDAV (RFC 6352): calendars and address books for the
+    mail accounts, over HTTP Basic login."""
 
     listen: tuple[ListenAddress, ...] = declare(
         "127.0.0.1:8008", parse_listen, LISTEN_TEXT, "Addresses for CalDAV over plain HTTP."
@@ -286,7 +287,10 @@ class DavSettings:
         *_PLAINTEXT_NETWORKS, "Client networks allowed to log in over plain HTTP."
     )
     max_object_size: int = declare(
-        "1M", size_between(1024, 64 << 20), "a size from 1K to 64M", "Largest calendar object PUT."
+        "1M",
+        size_between(1024, 64 << 20),
+        "a size from 1K to 64M",
+        "Largest calendar object or vCard PUT.",
     )
     max_xml_size: int = declare(
         "256K", size_between(1024, 16 << 20), "a size from 1K to 16M", "Largest XML request body."
@@ -295,7 +299,7 @@ class DavSettings:
         "16M",
         size_between(1024, 1 << 30),
         "a size from 1K to 1G",
-        "Largest .ics file the API imports as a whole calendar.",
+        "Largest .ics or .vcf file the API imports as a whole calendar or address book.",
     )
     imip: ImipMode = declare(
         "tentative",

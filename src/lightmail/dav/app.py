@@ -1,7 +1,8 @@
-"""The CalDAV ASGI application: login, routing by method, and the one error mapping.
+"""The CalDAV and CardDAV ASGI application: login, routing by method, and the one error
+mapping.
 
-Every request but OPTIONS and ``/.well-known/caldav`` (RFC 6764 section 5:
-a redirect to ``/``, where discovery starts) needs HTTP Basic with a mail
+Every request but OPTIONS and ``/.well-known/caldav`` or ``/.well-known/carddav``
+(RFC 6764 section 5: a redirect to ``/``, where discovery starts) needs HTTP Basic with a mail
 account's address and password (RFC 7617), checked by
 :meth:`Accounts.authenticate <lightmail.accounts.service.Accounts.authenticate>`:
 the same throttling, failure delay and credential cache as IMAP and POP3.
@@ -10,7 +11,7 @@ A user reaches only paths under their own address; any other is 403.
 
 Errors of :mod:`lightmail.errors` become answers in :func:`_answer_error`,
 the one mapping: a storage outage is 503 with ``Retry-After``, a broken
-CalDAV precondition 403 with its ``DAV:error`` element, and anything
+CalDAV or CardDAV precondition 403 with its ``DAV:error`` element, and anything
 unexpected is logged and answered 500 without its text.
 """
 
@@ -32,10 +33,11 @@ from lightmail.config import DavSettings
 from lightmail.dav import methods, reports
 from lightmail.dav.call import BodyTooLarge, Call, DavError, Handler, xml_response
 from lightmail.dav.resources import Kind, locate
-from lightmail.dav.xml import CALDAV, DAV, XmlRefused, error
+from lightmail.dav.xml import CALDAV, CARDDAV, DAV, XmlRefused, error
 from lightmail.errors import (
     AlreadyExists,
     AuthenticationFailed,
+    InvalidAddressData,
     InvalidCalendarData,
     InvalidValue,
     NotFound,
@@ -46,10 +48,10 @@ from lightmail.metrics import DAV_REQUEST_SECONDS, DAV_REQUESTS
 
 log = logging.getLogger(__name__)
 
-WELL_KNOWN = "/.well-known/caldav"
+WELL_KNOWN = ("/.well-known/caldav", "/.well-known/carddav")
 _REALM = 'Basic realm="LightMail", charset="UTF-8"'
 _ALLOW = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT"
-_DAV_CLASSES = "1, 3, calendar-access, extended-mkcol"
+_DAV_CLASSES = "1, 3, calendar-access, addressbook, extended-mkcol"
 
 _HANDLERS: dict[str, Handler] = {
     "PROPFIND": methods.propfind,
@@ -68,11 +70,13 @@ _CREATING = frozenset({"PUT", "MKCOL", "MKCALENDAR"})
 
 
 class DavApp:
-    """The ASGI app; ``calendars`` is the one calendar store of the node."""
+    """The ASGI app; ``calendars`` and ``contacts`` are the node's one calendar and
+    address book stores."""
 
     def __init__(self, accounts: Accounts, settings: DavSettings) -> None:
         self.accounts = accounts
         self.calendars: CalendarStore = accounts.calendars
+        self.contacts: CalendarStore = accounts.contacts
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +100,7 @@ class DavApp:
 
     async def _answer(self, request: Request) -> Response:
         path = request.url.path
-        if path.rstrip("/") == WELL_KNOWN:
+        if path.rstrip("/") in WELL_KNOWN:
             return Response(status_code=301, headers={"Location": "/"})
         if request.method == "OPTIONS":
             return Response(headers={"DAV": _DAV_CLASSES, "Allow": _ALLOW})
@@ -111,13 +115,14 @@ class DavApp:
         if target is None:
             return Response(b"no such resource\n", status_code=404)
         if target.kind is not Kind.ROOT and target.owner.lower() != user.address:
-            return Response(b"only your own calendars\n", status_code=403)
+            return Response(b"only your own calendars and address books\n", status_code=403)
         handler = _HANDLERS.get(request.method)
         if handler is None:
             return Response(status_code=405, headers={"Allow": _ALLOW})
         if target.kind is Kind.NESTED and request.method not in _CREATING:
-            return Response(b"no such resource\n", status_code=404)
-        call = Call(request, user, target, self.calendars, self.settings)
+            return Response(b"no such resource
+", status_code=404)
+        call = Call(request, user, target, self.calendars, self.contacts, self.settings)
         return await handler(call)
 
     async def _login(self, request: Request) -> User | None:
@@ -165,6 +170,8 @@ def _answer_error(exc: Exception, request: Request) -> Response:
             if exc.condition is None:
                 return Response(exc.text.encode() + b"\n", status_code=exc.status)
             return xml_response(error(*exc.condition), exc.status)
+        case InvalidAddressData():
+            return xml_response(error(CARDDAV, exc.precondition), 403)
         case InvalidCalendarData():
             return xml_response(error(CALDAV, exc.precondition), 403)
         case PreconditionFailed():

@@ -1,4 +1,4 @@
-"""One CalDAV request as the method handlers see it, and what they share."""
+"""One CalDAV or CardDAV request as the method handlers see it, and what they share."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from lightmail.calendars.rows import CalendarInfo
 from lightmail.calendars.store import CalendarStore
 from lightmail.config import DavSettings
 from lightmail.dav import xml
-from lightmail.dav.resources import Context, Target
+from lightmail.dav.resources import Context, Space, Target
 
 
 class BodyTooLarge(Exception):
@@ -40,7 +40,17 @@ class Call:
     user: User
     target: Target
     calendars: CalendarStore
+    contacts: CalendarStore
     settings: DavSettings
+
+    @property
+    def store(self) -> CalendarStore:
+        """The store of the target's collections: calendars or address books."""
+        return self.contacts if self.address_books else self.calendars
+
+    @property
+    def address_books(self) -> bool:
+        return self.target.space is Space.ADDRESSBOOKS
 
     @property
     def context(self) -> Context:
@@ -72,7 +82,7 @@ class Call:
         return depth
 
     async def calendar(self) -> CalendarInfo:
-        return await self.calendars.get_calendar(self.user.id, self.target.calendar)
+        return await self.store.get_calendar(self.user.id, self.target.calendar)
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -1,5 +1,7 @@
 """REPORT on a calendar: calendar-multiget and calendar-query (RFC 4791 sections 7.8
-and 7.9) and sync-collection (RFC 6578).
+and 7.9) and sync-collection (RFC 6578); on an address book: addressbook-multiget,
+addressbook-query (RFC 6352 sections 8.6 and 8.7) and sync-collection, through the
+same multiget, sync and response code.
 
 calendar-query takes one component filter (VEVENT, VTODO or VJOURNAL) inside
 VCALENDAR, with an optional time-range and prop-filters that are present,
@@ -8,6 +10,9 @@ do not recur; a recurring candidate is expanded
 (:func:`lightmail.calendars.ics.series_overlaps`). Anything else in a filter
 is refused with ``CALDAV:supported-filter``. Expanding and matching run in a
 thread, so a long series does not hold up the node's other connections.
+addressbook-query reads and parses each vCard of the address book (an address
+book is small next to a calendar) and matches it against the CARDDAV:filter
+(:mod:`lightmail.calendars.vcard`), up to the client's limit.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from lightmail.calendars.ics import (
     series_overlaps,
 )
 from lightmail.calendars.rows import CalendarInfo, CalendarObject
-from lightmail.dav import xml
+from lightmail.calendars.vcard import CardFilter, VCard, parse_vcard
+from lightmail.dav import carddav, xml
 from lightmail.dav.call import Call, DavError, xml_response
+from lightmail.dav.carddav import CR
 from lightmail.dav.resources import (
     C,
     D,
@@ -44,7 +51,7 @@ from lightmail.dav.resources import (
     sync_token,
 )
 from lightmail.dav.xml import CALDAV, DAV, tag
-from lightmail.errors import InvalidValue
+from lightmail.errors import InvalidAddressData, InvalidValue
 
 _UNSUPPORTED_FILTER = (CALDAV, "supported-filter")
 C_COMP_FILTER = tag(CALDAV, "comp-filter")
@@ -55,11 +62,18 @@ async def report(call: Call) -> Response:
     if root is None:
         raise DavError(400, "REPORT needs a body")
     if call.target.kind is not Kind.CALENDAR:
-        raise DavError(403, "reports are run on a calendar", (DAV, "supported-report"))
+        raise DavError(403, "reports are run on a collection", (DAV, "supported-report"))
     calendar = await call.calendar()
-    if root.tag == tag(CALDAV, "calendar-multiget"):
+    multiget, query = (
+        (CR["addressbook-multiget"], CR["addressbook-query"])
+        if call.address_books
+        else (tag(CALDAV, "calendar-multiget"), tag(CALDAV, "calendar-query"))
+    )
+    if root.tag == multiget:
         return await _multiget(call, calendar, root)
-    if root.tag == tag(CALDAV, "calendar-query"):
+    if root.tag == query and call.address_books:
+        return await _addressbook_query(call, calendar, root)
+    if root.tag == query:
         return await _query(call, calendar, root)
     if root.tag == tag(DAV, "sync-collection"):
         return await _sync(call, calendar, root)
@@ -67,7 +81,7 @@ async def report(call: Call) -> Response:
 
 
 async def _multiget(call: Call, calendar: CalendarInfo, root: ET.Element) -> Response:
-    base = calendar_path(call.user.address, calendar.name)
+    base = calendar_path(call.user.address, calendar.name, call.target.space)
     names: dict[str, str] = {}  # name -> href as given
     responses: list[ET.Element] = []
     for node in root.findall(D["href"]):
@@ -78,7 +92,7 @@ async def _multiget(call: Call, calendar: CalendarInfo, root: ET.Element) -> Res
             responses.append(xml.status_response(given, 404))
         else:
             names[name] = given
-    found = await call.calendars.objects_named(calendar, list(names))
+    found = await call.store.objects_named(calendar, list(names))
     responses.extend(await _responses(call, calendar, found, root.find(D["prop"])))
     present = {obj.name for obj in found}
     responses.extend(
@@ -195,16 +209,18 @@ async def _sync(call: Call, calendar: CalendarInfo, root: ET.Element) -> Respons
         if since is None:
             raise DavError(403, "unknown sync token", (DAV, "valid-sync-token"))
         try:
-            changes = await call.calendars.changes(calendar, since)
+            changes = await call.store.changes(calendar, since)
         except InvalidValue:
             raise DavError(403, "sync token too old", (DAV, "valid-sync-token")) from None
         changed, removed, token = changes.changed, changes.removed, changes.token
     else:  # every member; the token read before them, so none is missed next time
-        changed = await call.calendars.list_objects(calendar)
+        changed = await call.store.list_objects(calendar)
         removed, token = [], calendar.sync_token
     responses = await _responses(call, calendar, changed, root.find(D["prop"]))
     responses.extend(
-        xml.status_response(object_path(call.user.address, calendar.name, name), 404)
+        xml.status_response(
+            object_path(call.user.address, calendar.name, name, call.target.space), 404
+        )
         for name in removed
     )
     current = dataclasses.replace(calendar, sync_token=token)
@@ -213,11 +229,67 @@ async def _sync(call: Call, calendar: CalendarInfo, root: ET.Element) -> Respons
     )
 
 
+async def _addressbook_query(call: Call, book: CalendarInfo, root: ET.Element) -> Response:
+    """RFC 6352 section 8.6: the vCards the filter matches, at most the client's
+    limit; a truncated answer says so with a 507 for the address book itself.
+    The vCards are read :data:`_READ_AT_ONCE` at a time, and parsed and matched
+    in a thread."""
+    card_filter = carddav.parse_filter(root.find(CR["filter"]))
+    limit = carddav.parse_limit(root)
+    matching: list[CalendarObject] = []
+    cards: dict[str, VCard] = {}
+    objects = await call.store.list_objects(book)
+    more = False
+    for start in range(0, len(objects), _READ_AT_ONCE):
+        chunk = objects[start : start + _READ_AT_ONCE]
+        datas = await asyncio.gather(*(call.store.read_bytes(obj) for obj in chunk))
+        found = await asyncio.to_thread(_matching_cards, card_filter, datas)
+        for obj, card in zip(chunk, found, strict=True):
+            if card is None:
+                continue
+            if len(matching) == limit:
+                more = True
+                break
+            matching.append(obj)
+            cards[obj.name] = card
+        if more:
+            break
+    responses = await _responses(call, book, matching, root.find(D["prop"]), cards)
+    if more:
+        responses.append(
+            carddav.truncated(calendar_path(call.user.address, book.name, call.target.space))
+        )
+    return xml_response(xml.multistatus(responses))
+
+
+_READ_AT_ONCE = 32
+
+
+def _matching_cards(card_filter: CardFilter, datas: Sequence[bytes]) -> list[VCard | None]:
+    """Each vCard that matches, parsed; None for one that does not, or that no longer
+    passes the parser (stored before a stricter check: it matches nothing)."""
+    found: list[VCard | None] = []
+    for data in datas:
+        try:
+            card: VCard | None = parse_vcard(data)
+        except InvalidAddressData:
+            card = None
+        found.append(card if card is not None and card_filter.matches(card) else None)
+    return found
+
+
 async def _responses(
-    call: Call, calendar: CalendarInfo, objects: Sequence[CalendarObject], prop: ET.Element | None
+    call: Call,
+    calendar: CalendarInfo,
+    objects: Sequence[CalendarObject],
+    prop: ET.Element | None,
+    cards: dict[str, VCard] | None = None,
 ) -> list[ET.Element]:
     """A ``DAV:response`` per object with the properties ``prop`` asks for
-    (getetag alone when it asks for none), CALDAV:calendar-data included."""
+    (getetag alone when it asks for none), CALDAV:calendar-data or
+    CARDDAV:address-data included (``cards``: vCards parsed already, by name)."""
+    if call.address_books:
+        return await _card_responses(call, calendar, objects, prop, cards or {})
     wanted = [D["getetag"]] if prop is None else [child.tag for child in prop]
     data_node = None if prop is None else prop.find(C["calendar-data"])
     expand_node = None if data_node is None else data_node.find(tag(CALDAV, "expand"))
@@ -241,4 +313,35 @@ async def _responses(
         answers.append(
             xml.response(object_path(call.user.address, calendar.name, obj.name), found, missing)
         )
+    return answers
+
+
+async def _card_responses(
+    call: Call,
+    book: CalendarInfo,
+    objects: Sequence[CalendarObject],
+    prop: ET.Element | None,
+    cards: dict[str, VCard],
+) -> list[ET.Element]:
+    """:func:`_responses` for address objects, with CARDDAV:address-data (RFC 6352
+    section 10.4: the whole vCard, or the properties it names)."""
+    data_tag = CR["address-data"]
+    wanted = [D["getetag"]] if prop is None else [child.tag for child in prop]
+    data_node = None if prop is None else prop.find(data_tag)
+    parts = None if data_node is None else carddav.wanted_properties(data_node)
+    answers: list[ET.Element] = []
+    for obj in objects:
+        available = object_properties(call.context, obj)
+        found, missing = select_properties(available, [n for n in wanted if n != data_tag])
+        if data_node is not None:
+            data = await call.store.read_bytes(obj)
+            card = cards.get(obj.name)
+            if parts is not None and card is None:
+                try:
+                    card = parse_vcard(data)
+                except InvalidAddressData:
+                    card = None
+            found.append(xml.element(data_tag, text=carddav.address_data(card, data, parts)))
+        path = object_path(call.user.address, book.name, obj.name, call.target.space)
+        answers.append(xml.response(path, found, missing))
     return answers

@@ -1,4 +1,4 @@
-"""The URL space of CalDAV and the WebDAV properties of each kind of resource.
+"""The URL space of CalDAV and CardDAV and the WebDAV properties of each kind of resource.
 
 ::
 
@@ -7,7 +7,14 @@
     /calendars/<address>/                 the calendar home (calendar-home-set)
     /calendars/<address>/<calendar>/      a calendar collection (RFC 4791 4.2)
     /calendars/<address>/<calendar>/<name> a calendar object resource
-    /calendars/<address>/<calendar>/<...>/ nothing: below a calendar, no collection exists
+    /calendars/<address>/<calendar>/<...>/ nothing: below a collection, no collection exists
+    /addressbooks/<address>/              the address book home (addressbook-home-set)
+    /addressbooks/<address>/<book>/       an address book collection (RFC 6352 5.2)
+    /addressbooks/<address>/<book>/<name> an address object resource (a vCard)
+    /addressbooks/<address>/<book>/<...>/ nothing, as below a calendar
+
+A :class:`Target`'s ``space`` says which of the two trees it is in; the
+address book properties are in :mod:`.carddav`.
 
 :func:`locate` turns a decoded request path into a :class:`Target`; the
 property functions build the ``DAV:prop`` children a PROPFIND, REPORT or
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from lightmail.calendars.rows import CalendarInfo, CalendarObject
-from lightmail.dav.xml import APPLE, CALDAV, CALSERVER, DAV, element, tag
+from lightmail.dav.xml import APPLE, CALDAV, CALSERVER, CARDDAV, DAV, element, tag
 
 SYNC_TOKEN_PREFIX = "urn:lightmail:sync:"  # noqa: S105 (not a secret)
 
@@ -38,12 +45,20 @@ class Kind(enum.Enum):
     NESTED = "nested"  # below a calendar but no object: nothing is there, nothing can be made
 
 
+class Space(enum.Enum):
+    """The tree a collection path is in, named by its first segment."""
+
+    CALENDARS = "calendars"
+    ADDRESSBOOKS = "addressbooks"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: Kind
     owner: str = ""  # the address in the path
-    calendar: str = ""
-    name: str = ""  # of the object; for NESTED, the path below the calendar
+    calendar: str = ""  # the collection: a calendar or an address book
+    name: str = ""  # of the object; for NESTED, the path below the collection
+    space: Space = Space.CALENDARS
 
 
 def locate(path: str) -> Target | None:
@@ -53,17 +68,21 @@ def locate(path: str) -> Target | None:
         return Target(Kind.ROOT)
     if any(part in (".", "..") for part in parts):
         return None
-    match parts:
-        case ["principals", owner]:
-            return Target(Kind.PRINCIPAL, owner)
-        case ["calendars", owner]:
-            return Target(Kind.HOME, owner)
-        case ["calendars", owner, calendar]:
-            return Target(Kind.CALENDAR, owner, calendar)
-        case ["calendars", owner, calendar, name] if not path.endswith("/"):
-            return Target(Kind.OBJECT, owner, calendar, name)
-        case ["calendars", owner, calendar, *rest]:
-            return Target(Kind.NESTED, owner, calendar, "/".join(rest))
+    if len(parts) == 2 and parts[0] == "principals":
+        return Target(Kind.PRINCIPAL, parts[1])
+    try:
+        space = Space(parts[0])
+    except ValueError:
+        return None
+    match parts[1:]:
+        case [owner]:
+            return Target(Kind.HOME, owner, space=space)
+        case [owner, calendar]:
+            return Target(Kind.CALENDAR, owner, calendar, space=space)
+        case [owner, calendar, name] if not path.endswith("/"):
+            return Target(Kind.OBJECT, owner, calendar, name, space=space)
+        case [owner, calendar, *rest]:
+            return Target(Kind.NESTED, owner, calendar, "/".join(rest), space=space)
     return None
 
 
@@ -71,16 +90,17 @@ def principal_path(owner: str) -> str:
     return f"/principals/{quote(owner, safe='@')}/"
 
 
-def home_path(owner: str) -> str:
-    return f"/calendars/{quote(owner, safe='@')}/"
+def home_path(owner: str, space: Space = Space.CALENDARS) -> str:
+    return f"/{space.value}/{quote(owner, safe='@')}/"
 
 
-def calendar_path(owner: str, calendar: str) -> str:
-    return f"{home_path(owner)}{quote(calendar, safe='')}/"
+def calendar_path(owner: str, calendar: str, space: Space = Space.CALENDARS) -> str:
+    """A calendar's (or, in ``space`` ADDRESSBOOKS, an address book's) path."""
+    return f"{home_path(owner, space)}{quote(calendar, safe='')}/"
 
 
-def object_path(owner: str, calendar: str, name: str) -> str:
-    return f"{calendar_path(owner, calendar)}{quote(name, safe='@')}"
+def object_path(owner: str, calendar: str, name: str, space: Space = Space.CALENDARS) -> str:
+    return f"{calendar_path(owner, calendar, space)}{quote(name, safe='@')}"
 
 
 def sync_token(calendar: CalendarInfo) -> str:
@@ -111,6 +131,7 @@ C = {name: tag(CALDAV, name) for name in (
     "calendar-data", "comp", "filter",
 )}  # fmt: skip
 GETCTAG = tag(CALSERVER, "getctag")
+ADDRESSBOOK_HOME_SET = tag(CARDDAV, "addressbook-home-set")
 CALENDAR_COLOR = tag(APPLE, "calendar-color")
 
 _READ = ("read", "read-current-user-privilege-set")
@@ -165,6 +186,9 @@ def _common(context: Context) -> PropertyMap:
         ),
         D["principal-URL"]: lambda: _hrefs(D["principal-URL"], principal_path(context.user)),
         C["calendar-home-set"]: lambda: _hrefs(C["calendar-home-set"], home_path(context.user)),
+        ADDRESSBOOK_HOME_SET: lambda: _hrefs(
+            ADDRESSBOOK_HOME_SET, home_path(context.user, Space.ADDRESSBOOKS)
+        ),
     }
 
 
@@ -198,17 +222,27 @@ def home_properties(context: Context) -> PropertyMap:
     }
 
 
-def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap:
+def collection_properties(
+    context: Context, calendar: CalendarInfo, kind: str, reports: Iterable[tuple[str, str]]
+) -> PropertyMap:
+    """What a calendar and an address book have alike; ``kind`` is the resourcetype
+    element beside DAV:collection."""
     token = sync_token(calendar)
     return {
         **_common(context),
-        D["resourcetype"]: lambda: _resourcetype(D["collection"], C["calendar"]),
+        D["resourcetype"]: lambda: _resourcetype(D["collection"], kind),
         D["displayname"]: lambda: element(D["displayname"], text=calendar.display_name),
         D["owner"]: lambda: _hrefs(D["owner"], principal_path(context.user)),
         D["current-user-privilege-set"]: lambda: _privileges(_WRITE),
-        D["supported-report-set"]: lambda: _reports(_CALENDAR_REPORTS),
+        D["supported-report-set"]: lambda: _reports(reports),
         D["sync-token"]: lambda: element(D["sync-token"], text=token),
         GETCTAG: lambda: element(GETCTAG, text=token),
+    }
+
+
+def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap:
+    return {
+        **collection_properties(context, calendar, C["calendar"], _CALENDAR_REPORTS),
         C["calendar-description"]: lambda: element(
             C["calendar-description"], text=calendar.description
         ),
@@ -227,7 +261,12 @@ def calendar_properties(context: Context, calendar: CalendarInfo) -> PropertyMap
 
 
 def object_properties(context: Context, obj: CalendarObject) -> PropertyMap:
-    content_type = f"text/calendar; charset=utf-8; component={obj.component.lower()}"
+    """A calendar object's properties, or (component VCARD) an address object's."""
+    content_type = (
+        "text/vcard; charset=utf-8"
+        if obj.component == "VCARD"
+        else f"text/calendar; charset=utf-8; component={obj.component.lower()}"
+    )
     return {
         **_common(context),
         D["resourcetype"]: lambda: _resourcetype(),

@@ -18,13 +18,14 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
+CARDDAV = "urn:ietf:params:xml:ns:carddav"
 CALSERVER = "http://calendarserver.org/ns/"
 APPLE = "http://apple.com/ns/ical/"
 
 MAX_DEPTH = 32
 MAX_ELEMENTS = 10_000
 
-for _prefix, _uri in (("D", DAV), ("C", CALDAV), ("CS", CALSERVER), ("A", APPLE)):
+for _prefix, _uri in (("D", DAV), ("C", CALDAV), ("CR", CARDDAV), ("CS", CALSERVER), ("A", APPLE)):
     ET.register_namespace(_prefix, _uri)
 
 
@@ -145,4 +146,5 @@ _REASONS = {
     404: "Not Found",
     409: "Conflict",
     424: "Failed Dependency",
+    507: "Insufficient Storage",
 }

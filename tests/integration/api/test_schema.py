@@ -38,7 +38,7 @@ from tests.integration.api.test_auth import _Settings
 MAX_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
 
 
-@schemathesis.serializer("message/rfc822", "text/calendar")
+@schemathesis.serializer("message/rfc822", "text/calendar", "text/vcard")
 def _raw(ctx: Any, value: Any) -> bytes:
     if isinstance(value, bytes):
         return value

@@ -19,11 +19,14 @@ from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, pa
 from lightmail.api.errors import ApiError, responses
 from lightmail.api.routes.mail import BINARY, raw_body, require_media_type
 from lightmail.calendars.rows import CalendarInfo
+from lightmail.calendars.store import CalendarStore
 from lightmail.calendars.transfer import export_calendar, import_calendar
 
 router = APIRouter()
 
 ICALENDAR = "text/calendar"
+VCARD = "text/vcard"
+_MEDIA_TYPES = {".ics": ICALENDAR, ".vcf": VCARD}
 _CALENDARS = "/users/{address}/calendars"
 _CALENDAR = _CALENDARS + "/{name}"
 
@@ -33,7 +36,9 @@ CalendarName = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[^/]+$",
-        description="The calendar's path segment (`default` for the one every user has).",
+        description=(
+            "The calendar's or address book's path segment (`default` for the one every user has)."
+        ),
         examples=["default"],
     ),
 ]
@@ -102,28 +107,35 @@ async def import_ics(
 ) -> s.CalendarImported:
     """Store each UID of the file as one object of the calendar, replacing an object
     with that UID; all or nothing (422 names the first object that is invalid)."""
+    return await import_file(ctx, request, address, name, ctx.accounts.calendars)
+
+
+async def import_file(
+    ctx: Context, request: Request, address: str, name: str, store: CalendarStore
+) -> s.CalendarImported:
+    """An import into a calendar or address book: the body, within ``[dav]
+    max_import_size``, in the kind's media type, split and stored all or nothing."""
     limit = ctx.settings.dav.max_import_size
+    label = store.kind.label
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise _too_large(limit)
+        raise _too_large(label, limit)
     user = await ctx.accounts.get_user(address)
-    require_media_type(request, ICALENDAR)
+    require_media_type(request, _MEDIA_TYPES[store.kind.suffix])
     data = bytearray()
     try:
         async for chunk in request.stream():
             data += chunk
             if len(data) > limit:
-                raise _too_large(limit)
+                raise _too_large(label, limit)
     except ClientDisconnect:
         raise ApiError(422, "invalid_request", "The request body ended early.") from None
-    report = await import_calendar(ctx.accounts.calendars, user.id, name, bytes(data))
+    report = await import_calendar(store, user.id, name, bytes(data))
     return s.CalendarImported(created=report.created, replaced=report.replaced)
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "too_large", f"The calendar is over {limit} bytes ([dav] max_import_size)."
-    )
+def _too_large(label: str, limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"The {label} is over {limit} bytes ([dav] max_import_size).")
 
 
 @router.get(
@@ -139,12 +151,18 @@ def _too_large(limit: int) -> ApiError:
     },
 )
 async def export_ics(ctx: Context, address: Address, name: CalendarName) -> Response:
+    return await export_file(ctx, address, name, ctx.accounts.calendars)
+
+
+async def export_file(ctx: Context, address: str, name: str, store: CalendarStore) -> Response:
+    """A calendar or address book as one file, offered for download."""
     user = await ctx.accounts.get_user(address)
-    data = await export_calendar(ctx.accounts.calendars, user.id, name)
+    data = await export_calendar(store, user.id, name)
+    suffix = store.kind.suffix
     return Response(
         data,
-        media_type=ICALENDAR,
-        headers={"Content-Disposition": f'attachment; filename="{_filename(name)}.ics"'},
+        media_type=_MEDIA_TYPES[suffix],
+        headers={"Content-Disposition": f'attachment; filename="{_filename(name)}{suffix}"'},
     )
 
 

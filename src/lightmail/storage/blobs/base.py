@@ -1,8 +1,9 @@
 """The blob store interface: raw messages and calendar objects live here, addressed by key.
 
-Keys look like ``eml/<uuid7>.eml`` (messages) and ``ics/<uuid7>.ics``
-(calendar objects). A blob is written once and never changed; it is deleted
-only by the garbage collector, once no live row uses it.
+Keys look like ``eml/<uuid7>.eml`` (messages), ``ics/<uuid7>.ics`` (calendar
+objects) and ``vcf/<uuid7>.vcf`` (address objects). A blob is written once and
+never changed; it is deleted only by the garbage collector, once no live row
+uses it.
 Every implementation raises :class:`lightmail.errors.TemporaryFailure` when
 the store is unreachable, so callers can answer with a temporary error.
 """
@@ -98,8 +99,11 @@ MESSAGE_PREFIX = "eml/"
 CALENDAR_PREFIX = "ics/"
 """Every calendar object blob's key starts with this."""
 
+VCARD_PREFIX = "vcf/"
+"""Every address object (vCard) blob's key starts with this."""
+
 # The folder of each kind of blob LightMail writes, and its keys' suffix.
-_SUFFIXES = {MESSAGE_PREFIX: ".eml", CALENDAR_PREFIX: ".ics"}
+_SUFFIXES = {MESSAGE_PREFIX: ".eml", CALENDAR_PREFIX: ".ics", VCARD_PREFIX: ".vcf"}
 BLOB_PREFIXES = tuple(_SUFFIXES)
 """The folders of every blob LightMail writes (the orphan sweep lists each)."""
 

@@ -263,30 +263,32 @@ gc_leases = Table(
     **_MYSQL,
 )
 
-# Calendar collections (CalDAV, RFC 4791): one per user and path segment. Each
-# change to one of its objects raises ``sync_token`` by one; the objects changed
-# carry that value as their ``modseq`` (the getctag and the RFC 6578 token).
+# DAV collections of a kind: calendars (CalDAV, RFC 4791) and address books
+# (CardDAV, RFC 6352), one per user, kind and path segment. Each change to one of
+# its objects raises ``sync_token`` by one; the objects changed carry that value as
+# their ``modseq`` (the getctag and the RFC 6578 token).
 calendars = Table(
     "calendars",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="calendar"),  # or addressbook
     Column("name", String(255), nullable=False),  # the path segment
     Column("display_name", String(255), nullable=False, default=""),
     Column("color", String(32), nullable=False, default=""),
     Column("description", Text, nullable=False, default=""),
-    Column("components", String(64), nullable=False),  # e.g. "VEVENT VTODO"
+    Column("components", String(64), nullable=False),  # e.g. "VEVENT VTODO", "VCARD"
     Column("sync_token", BigInteger, nullable=False),
     # Removed objects up to this token were purged: older sync tokens are refused.
     Column("purged_modseq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", Timestamp, nullable=False),
-    UniqueConstraint("user_id", "name"),
+    UniqueConstraint("user_id", "kind", "name"),
     sqlite_autoincrement=True,
     **_MYSQL,
 )
 
-# One row per stored version of a calendar object resource; the .ics bytes are
-# the blob. Replacing or deleting one soft-deletes its row (the tombstone that
+# One row per stored version of a calendar or address object resource; the .ics
+# or .vcf bytes are the blob. Replacing or deleting one soft-deletes its row (the tombstone that
 # sync-collection reports), which the garbage collector purges like a message.
 calendar_objects = Table(
     "calendar_objects",
@@ -296,11 +298,11 @@ calendar_objects = Table(
     Column("calendar_id", Id, nullable=False),
     Column("user_id", Id, nullable=False),
     Column("name", String(255), nullable=False),  # the resource's path segment
-    Column("uid", String(255), nullable=False),  # the iCalendar UID
+    Column("uid", String(255), nullable=False),  # the iCalendar or vCard UID
     Column("etag", String(64), nullable=False),
     Column("object_key", String(64), ForeignKey("object_keys.key"), nullable=False),
     Column("size", BigInteger, nullable=False),
-    Column("component", String(16), nullable=False),  # VEVENT, VTODO or VJOURNAL
+    Column("component", String(16), nullable=False),  # VEVENT, VTODO, VJOURNAL, VCARD
     # The first instance's start and the last one's end, UTC; NULL: unbounded.
     Column("first_start", Timestamp, nullable=True),
     Column("last_end", Timestamp, nullable=True),
