@@ -24,7 +24,9 @@ from lightmail.cluster import ClusterState
 from lightmail.config import AUTH_DEFAULTS, AuthSettings, NotifySettings, load_settings
 from lightmail.net.listener import ConnectionLimiter, SessionLimiter
 from tests.support.metrics import Changes
-from tests.support.redis import private_redis, require_shared_redis
+from tests.support.redis import ONE_WORKER, private_redis, require_shared_redis
+
+pytestmark = ONE_WORKER
 
 LEASE = 0.6  # seconds: [notify] lease of these tests (renewed every 0.2 s)
 THROTTLE = dataclasses.replace(
