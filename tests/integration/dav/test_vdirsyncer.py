@@ -86,6 +86,7 @@ class Vdirsyncer:
     user: User
     root: Path
     kind: Kind
+    pair_options: str = ""  # more lines for the [pair both] section
 
     @property
     def folder(self) -> Path:
@@ -104,6 +105,7 @@ class Vdirsyncer:
             'a = "local"\n'
             'b = "remote"\n'
             'collections = ["from a", "from b"]\n'
+            f"{self.pair_options}"
             "[storage local]\n"
             'type = "filesystem"\n'
             f"path = {json.dumps(str(self.folder))}\n"
@@ -270,3 +272,31 @@ async def test_a_second_sync_changes_nothing(pair: Vdirsyncer) -> None:
     assert writes == dict.fromkeys(_WRITES, 0)
     assert "Copying" not in output, output
     assert "Deleting" not in output, output
+
+
+async def test_metasync_carries_the_display_name_each_way(pair: Vdirsyncer) -> None:
+    pair.write("default", "a", pair.kind.make("a", "A"))
+    await pair.sync()
+    pair.pair_options = 'metadata = ["displayname"]\nconflict_resolution = "a wins"\n'
+    (pair.folder / "default" / "displayname").write_text("Mine")
+
+    await pair.run("metasync")
+
+    propfind = b'<propfind xmlns="DAV:"><prop><displayname/></prop></propfind>'
+    async with pair.http() as http:
+        named = await http.request(
+            "PROPFIND", pair.collection_url(), headers={"Depth": "0"}, content=propfind
+        )
+        assert named.status_code == 207, named.text
+        assert ET.fromstring(named.content).findtext(".//{DAV:}displayname") == "Mine"  # noqa: S314
+        renamed = await http.request(
+            "PROPPATCH",
+            pair.collection_url(),
+            content=b'<propertyupdate xmlns="DAV:"><set><prop><displayname>Theirs</displayname>'
+            b"</prop></set></propertyupdate>",
+        )
+        assert renamed.status_code == 207, renamed.text
+
+    await pair.run("metasync")
+
+    assert (pair.folder / "default" / "displayname").read_text() == "Theirs"
