@@ -67,6 +67,12 @@ class Collection:
             headers={"Content-Type": self.kind.media_type, **headers},
         )
 
+    async def create(self, name: str, uid: str) -> str:
+        """A new object ``name`` with ``uid``; its ETag."""
+        answer = await self.put(name, self.kind.make(uid), **{"If-None-Match": "*"})
+        assert answer.status_code == 201, answer.text
+        return answer.headers["etag"]
+
 
 @pytest.fixture(params=sorted(KINDS))
 async def collection(dav: DavTarget, request: pytest.FixtureRequest) -> AsyncIterator[Collection]:
@@ -90,14 +96,13 @@ async def test_a_failing_condition_gets_412_even_when_the_body_is_bad(
     collection: Collection,
 ) -> None:
     kind = collection.kind
-    first = await collection.put("kept", kind.make("kept"))
-    assert first.status_code == 201
+    etag = await collection.create("kept", "kept")
 
     exists = await collection.put("kept", kind.bad, **{"If-None-Match": "*"})
     stale = await collection.put("kept", kind.bad, **{"If-Match": '"stale"'})
     missing = await collection.put("missing", kind.bad, **{"If-Match": "*"})
     # With conditions that hold, or none, the content's own refusal.
-    current = await collection.put("kept", kind.bad, **{"If-Match": first.headers["etag"]})
+    current = await collection.put("kept", kind.bad, **{"If-Match": etag})
     new = await collection.put("new", kind.bad, **{"If-None-Match": "*"})
     plain = await collection.put("kept", kind.bad)
 
@@ -105,15 +110,14 @@ async def test_a_failing_condition_gets_412_even_when_the_body_is_bad(
     for answer in (current, new, plain):
         assert precondition(answer, kind.namespace).tag == f"{{{kind.namespace}}}{kind.refusal}"
     got = await collection.http.get(collection.url + "kept" + kind.suffix)
-    assert (got.content, got.headers["etag"]) == (kind.make("kept"), first.headers["etag"])
+    assert (got.content, got.headers["etag"]) == (kind.make("kept"), etag)
 
 
 async def test_no_uid_conflict_carries_the_href_of_the_object_with_that_uid(
     collection: Collection,
 ) -> None:
     kind = collection.kind
-    holder = await collection.put("holder@home", kind.make("shared"))
-    assert holder.status_code == 201
+    await collection.create("holder@home", "shared")
 
     conflict = await collection.put("second", kind.make("shared"))
     stale_conflict = await collection.put("holder@home", kind.bad, **{"If-Match": '"old"'})
