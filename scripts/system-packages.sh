@@ -14,7 +14,7 @@ declare -A wanted=(
     [curl]=curl
     [mariadbd]=mariadb-server  # a private server the fault tests may kill
     [haproxy]=haproxy  # the load balancer sending PROXY headers (imap/test_haproxy.py)
-    [vdirsyncer]=vdirsyncer  # syncs a folder of .ics files with CalDAV (dav/test_vdirsyncer.py)
+    [vdirsyncer]=vdirsyncer  # syncs folders of .ics and .vcf files with CalDAV and CardDAV (dav/test_vdirsyncer.py)
     # The 3-node Galera cluster of tests/support/galera.py: the joiners' state
     # transfer runs rsync and looks for its daemon with ss.
     [rsync]=rsync

@@ -172,11 +172,14 @@ class PreconditionFailed(PermanentFailure):
 class InvalidCalendarData(PermanentFailure):
     """A calendar object is not one the store can keep. ``precondition`` is the
     RFC 4791 section 5.3.2.1 element that names the rule it breaks, such as
-    ``valid-calendar-data`` or ``no-uid-conflict``."""
+    ``valid-calendar-data`` or ``no-uid-conflict``; for ``no-uid-conflict``,
+    ``holder`` is the name of the object in the same collection that has the UID
+    (the server reports its URL, RFC 4791 section 5.3.2.1)."""
 
-    def __init__(self, precondition: str, reason: str) -> None:
+    def __init__(self, precondition: str, reason: str, holder: str | None = None) -> None:
         super().__init__(reason)
         self.precondition = precondition
+        self.holder = holder
 
 
 class InvalidAddressData(InvalidCalendarData):

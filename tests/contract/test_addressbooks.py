@@ -73,7 +73,7 @@ async def test_vcards_are_checked_and_uids_are_unique_per_address_book(backend: 
     assert stored.object.component == "VCARD"
     with pytest.raises(InvalidAddressData) as conflict:
         await contacts.put_object(user.id, DEFAULT_CALENDAR, "b.vcf", card("a"))
-    assert conflict.value.precondition == "no-uid-conflict"
+    assert (conflict.value.precondition, conflict.value.holder) == ("no-uid-conflict", "a.vcf")
     with pytest.raises(InvalidAddressData) as bad:
         await contacts.put_object(user.id, DEFAULT_CALENDAR, "c.vcf", b"BEGIN:VCARD\r\n")
     assert bad.value.precondition == "valid-address-data"

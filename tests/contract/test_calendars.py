@@ -132,7 +132,7 @@ async def test_conditions_and_uid_conflicts_refuse_a_put_and_leave_no_blob(
         )
     with pytest.raises(InvalidCalendarData) as conflict:
         await calendars.put_object(user.id, DEFAULT_CALENDAR, "other.ics", event("e"))
-    assert conflict.value.precondition == "no-uid-conflict"
+    assert (conflict.value.precondition, conflict.value.holder) == ("no-uid-conflict", "e.ics")
     with pytest.raises(InvalidCalendarData) as bad:
         await calendars.put_object(user.id, DEFAULT_CALENDAR, "bad.ics", b"BEGIN:VCALENDAR\r\n")
     assert bad.value.precondition == "valid-calendar-data"
@@ -154,6 +154,57 @@ async def test_conditions_and_uid_conflicts_refuse_a_put_and_leave_no_blob(
     await calendars.delete_object(user.id, DEFAULT_CALENDAR, "e.ics", if_match=second.object.etag)
     with pytest.raises(NotFound):
         await calendars.delete_object(user.id, DEFAULT_CALENDAR, "e.ics")
+
+
+@pytest.mark.parametrize(
+    ("store", "good", "bad"),
+    [
+        ("calendars", event("c"), b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"),
+        (
+            "contacts",
+            b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:c\r\nFN:C\r\nEND:VCARD\r\n",
+            b"BEGIN:VCARD",
+        ),
+    ],
+)
+async def test_a_failing_condition_is_reported_before_bad_content(
+    backend: Backend, store: str, good: bytes, bad: bytes
+) -> None:
+    """RFC 9110 section 13.2.1: the conditions are evaluated before the content is;
+    one code path for both kinds, and for an import of several objects."""
+    user = await backend.new_user()
+    objects: CalendarStore = getattr(backend.accounts, store)
+    first = await objects.put_object(user.id, DEFAULT_CALENDAR, "c", good)
+
+    failing: list[tuple[str, str | None, bool]] = [
+        ("c", None, True),
+        ("c", '"stale"', False),
+        ("absent", "*", False),
+    ]
+    for name, if_match, if_none_match in failing:
+        with pytest.raises(PreconditionFailed):
+            await objects.put_object(
+                user.id, DEFAULT_CALENDAR, name, bad, if_match=if_match, if_none_match=if_none_match
+            )
+    with pytest.raises(PreconditionFailed):
+        await objects.put_objects(
+            user.id, DEFAULT_CALENDAR, [("new", bad), ("c", bad)], if_none_match=True
+        )
+    with pytest.raises(PreconditionFailed):  # two objects with one UID is content too
+        await objects.put_objects(
+            user.id, DEFAULT_CALENDAR, [("c", good), ("d", good)], if_none_match=True
+        )
+    holding: list[tuple[str, str | None, bool]] = [
+        ("c", first.object.etag, False),
+        ("new", None, True),
+    ]
+    for name, if_match, if_none_match in holding:
+        with pytest.raises(InvalidCalendarData):
+            await objects.put_object(
+                user.id, DEFAULT_CALENDAR, name, bad, if_match=if_match, if_none_match=if_none_match
+            )
+    calendar = await objects.get_calendar(user.id, DEFAULT_CALENDAR)
+    assert [obj.etag for obj in await objects.list_objects(calendar)] == [first.object.etag]
 
 
 async def test_changes_since_a_token_list_changed_and_removed_names(backend: Backend) -> None:

@@ -141,7 +141,7 @@ class AliasPage(Page[Alias]):
 
 # -- calendars and address books ---------------------------------------------------
 
-# A calendar's or address book's path segment (lightmail.calendars.store.check_name).
+# A calendar's or address book's path segment (lightmail.calendars.checks.check_name).
 _COLLECTION_NAME = r'^[^/\\"<>\x00-\x1f]+$'
 
 

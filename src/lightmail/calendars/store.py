@@ -29,6 +29,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail import clock
+from lightmail.calendars.checks import check_conditions, check_name, parse_all
 from lightmail.calendars.ics import ParsedObject
 from lightmail.calendars.kinds import CALENDAR, CollectionKind
 from lightmail.calendars.rows import (
@@ -42,13 +43,7 @@ from lightmail.calendars.rows import (
     live,
     object_from_row,
 )
-from lightmail.errors import (
-    AlreadyExists,
-    InvalidCalendarData,
-    InvalidValue,
-    NotFound,
-    PreconditionFailed,
-)
+from lightmail.errors import AlreadyExists, InvalidCalendarData, InvalidValue, NotFound
 from lightmail.storage.blobs import BlobStore, PutResult, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
@@ -58,34 +53,9 @@ DEFAULT_CALENDAR = "default"
 """The path segment of the calendar (and of the address book) every user gets on
 creation."""
 
-_MAX_NAME = 255
-_FORBIDDEN_NAME_CHARS = frozenset('/\\"<>') | frozenset(chr(c) for c in range(0x20))
-
-
-def _parse_named(
-    kind: CollectionKind, name: str, data: bytes, components: Sequence[str]
-) -> ParsedObject:
-    try:
-        return kind.parse(data, components)
-    except InvalidCalendarData as error:
-        raise kind.invalid(error.precondition, f"{name[:100]}: {error}") from None
-
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-def check_name(name: str, what: str) -> str:
-    """A calendar's or object's path segment: 1 to 255 characters, no ``/``, quote,
-    angle bracket, backslash or control character, not ``.`` or ``..``."""
-    if (
-        not name
-        or len(name) > _MAX_NAME
-        or name in (".", "..")
-        or not _FORBIDDEN_NAME_CHARS.isdisjoint(name)
-    ):
-        raise InvalidValue(f"{name[:50]!r} is not a valid {what} name")
-    return name
 
 
 class CalendarStore(BlobCommit):
@@ -358,15 +328,16 @@ class CalendarStore(BlobCommit):
             raise InvalidValue("the same object name twice")
         async with self.db.read() as conn:
             calendar = await self._calendar(conn, user_id, calendar_name)
-        # In a thread: a large object takes a while to parse, and the node's other
-        # connections go on meanwhile.
-        parsed = await asyncio.to_thread(
-            lambda: [
-                _parse_named(self.kind, name, data, calendar.components) for name, data in objects
-            ]
-        )
-        if len({item.uid for item in parsed}) != len(parsed):
-            raise self.kind.invalid("no-uid-conflict", "two objects with one UID")
+        try:
+            # In a thread: a large object takes a while to parse, and the node's other
+            # connections go on meanwhile.
+            parsed = await asyncio.to_thread(parse_all, self.kind, objects, calendar.components)
+        except InvalidCalendarData:
+            # The conditions come before the content (RFC 9110 section 13.2.1): a
+            # client whose copy is stale learns that (412) even if its data is bad.
+            if if_match is not None or if_none_match:
+                await self._check_current(calendar, names, if_match, if_none_match)
+            raise
         keys = [new_blob_key(self.kind.blob_prefix) for _ in objects]
         written: list[str] = []
         puts = []
@@ -406,6 +377,23 @@ class CalendarStore(BlobCommit):
 
         return await self._commit_new_blob(keys, write, committed)
 
+    async def _check_current(
+        self,
+        calendar: CalendarInfo,
+        names: Sequence[str],
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> None:
+        """The conditions against the objects as they are now, outside a write."""
+        o = t.calendar_objects.c
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(o.name, o.etag).where(live(calendar.id), o.name.in_(sorted(set(names))))
+            )
+            etags = {row.name: row.etag for row in rows}
+        for name in names:
+            check_conditions(name, etags.get(name), if_match, if_none_match)
+
     async def _write_object(
         self,
         conn: AsyncConnection,
@@ -424,18 +412,17 @@ class CalendarStore(BlobCommit):
         old = (
             await conn.execute(select(o.id, o.etag, o.uid).where(live(calendar.id), o.name == name))
         ).one_or_none()
-        if if_none_match and old is not None:
-            raise PreconditionFailed(f"{name} exists")
-        if if_match is not None and (
-            old is None or (if_match != "*" and if_match != f'"{old.etag}"')
-        ):
-            raise PreconditionFailed(f"{name} is not at ETag {if_match}")
-        same_uid = await conn.execute(
-            select(o.name).where(live(calendar.id), o.uid == parsed.uid, o.name != name)
-        )
-        if same_uid.first() is not None:
+        check_conditions(name, None if old is None else old.etag, if_match, if_none_match)
+        holder = (
+            await conn.execute(
+                select(o.name).where(live(calendar.id), o.uid == parsed.uid, o.name != name)
+            )
+        ).scalar()
+        if holder is not None:
             raise self.kind.invalid(
-                "no-uid-conflict", f"another object of this {self.kind.label} has that UID"
+                "no-uid-conflict",
+                f"{holder[:100]} in this {self.kind.label} has that UID",
+                holder=holder,
             )
         now = clock.utcnow()
         if old is not None:
@@ -497,8 +484,7 @@ class CalendarStore(BlobCommit):
             ).one_or_none()
             if old is None:
                 raise NotFound(f"no calendar object {name[:100]}")
-            if if_match is not None and if_match not in ("*", f'"{old.etag}"'):
-                raise PreconditionFailed(f"{name} is not at ETag {if_match}")
+            check_conditions(name, old.etag, if_match, False)
             await conn.execute(
                 update(t.calendar_objects)
                 .where(o.id == old.id)

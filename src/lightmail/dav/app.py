@@ -168,7 +168,7 @@ def _answer_error(exc: Exception, request: Request) -> Response:
         case DavError():
             if exc.condition is None:
                 return Response(exc.text.encode() + b"\n", status_code=exc.status)
-            return xml_response(error(*exc.condition), exc.status)
+            return xml_response(error(*exc.condition, exc.href), exc.status)
         case InvalidAddressData():
             return xml_response(error(CARDDAV, exc.precondition), 403)
         case InvalidCalendarData():

@@ -23,15 +23,21 @@ class BodyTooLarge(Exception):
 
 class DavError(Exception):
     """An answer other than success: ``status``, and the precondition element
-    (namespace, name) for a ``DAV:error`` body, or plain ``text``."""
+    (namespace, name) for a ``DAV:error`` body, with ``href`` inside it if given,
+    or plain ``text``."""
 
     def __init__(
-        self, status: int, text: str = "", condition: tuple[str, str] | None = None
+        self,
+        status: int,
+        text: str = "",
+        condition: tuple[str, str] | None = None,
+        href: str | None = None,
     ) -> None:
         super().__init__(text or (condition[1] if condition else str(status)))
         self.status = status
         self.text = text
         self.condition = condition
+        self.href = href
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from lightmail.dav.resources import (
     select_properties,
 )
 from lightmail.dav.xml import CALDAV, CARDDAV, DAV, tag
-from lightmail.errors import NotFound
+from lightmail.errors import InvalidCalendarData, NotFound
 
 Wanted = list[str] | None | Literal["propname"]
 
@@ -308,6 +308,16 @@ async def put(call: Call) -> Response:
         )
     except NotFound:
         raise DavError(409, f"there is no collection {call.target.calendar}") from None
+    except InvalidCalendarData as error:
+        if error.holder is None:
+            raise
+        # The object that has the UID, by its URL (RFC 4791 section 5.3.2.1,
+        # RFC 6352 section 6.3.2.1): the client can fetch it and merge.
+        namespace = CARDDAV if call.address_books else CALDAV
+        holder = object_path(
+            call.user.address, call.target.calendar, error.holder, call.target.space
+        )
+        raise DavError(403, str(error), (namespace, error.precondition), holder) from None
     return Response(
         status_code=201 if outcome.created else 204, headers={"ETag": outcome.object.etag}
     )

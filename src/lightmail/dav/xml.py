@@ -120,9 +120,14 @@ def multistatus(responses: Iterable[ET.Element], *extra: ET.Element) -> bytes:
     return serialize(element(tag(DAV, "multistatus"), *responses, *extra))
 
 
-def error(namespace: str, condition: str) -> bytes:
-    """A ``DAV:error`` body naming a precondition (RFC 4918 section 16)."""
-    return serialize(element(tag(DAV, "error"), ET.Element(tag(namespace, condition))))
+def error(namespace: str, condition: str, path: str | None = None) -> bytes:
+    """A ``DAV:error`` body naming a precondition (RFC 4918 section 16), with the
+    ``DAV:href`` of the resource it concerns when there is one (such as the object
+    that holds a UID, RFC 4791 section 5.3.2.1, RFC 6352 section 6.3.2.1)."""
+    node = ET.Element(tag(namespace, condition))
+    if path is not None:
+        node.append(href(path))
+    return serialize(element(tag(DAV, "error"), node))
 
 
 def serialize(root: ET.Element) -> bytes:

@@ -1,9 +1,12 @@
-"""vdirsyncer from Debian syncing a folder of ``.ics`` files with CalDAV, both ways.
+"""vdirsyncer from Debian syncing a folder of files with CalDAV and with CardDAV, both ways.
 
 The server runs in the test's event loop; vdirsyncer runs as a process with a
 config in ``tmp_path``: a ``filesystem`` storage (one folder per collection, one
-file per event, named after its UID) and a ``caldav`` storage logging in over
-plain HTTP on loopback, which the default ``[dav] plaintext_networks`` allows.
+file per object, named after its UID, ``.ics`` or ``.vcf``) and a ``caldav`` or
+``carddav`` storage logging in over plain HTTP on loopback, which the default
+``[dav] plaintext_networks`` allows. Every test runs for both kinds of collection
+(``kind``) on both backends: vdirsyncer takes the same path through both, and so
+does the server.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +31,45 @@ REQUESTS = "lightmail_dav_requests_total"
 _WRITES = (("PUT", "201"), ("PUT", "204"), ("DELETE", "204"), ("MKCOL", "201"))
 
 
-def event(uid: str, start: str, summary: str) -> bytes:
+def event(uid: str, summary: str, start: str = "20260310T120000Z") -> bytes:
     return (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//LightMail tests//EN\r\n"
         f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
         f"DTSTART:{start}\r\nDURATION:PT1H\r\nSUMMARY:{summary}\r\n"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
     ).encode()
+
+
+def contact(uid: str, name: str) -> bytes:
+    """A vCard 3.0, as most address books still write them."""
+    return (
+        f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nN:{name};;;;\r\n"
+        f"EMAIL;TYPE=INTERNET:{uid}@example.org\r\nEND:VCARD\r\n"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between syncing calendars and address books."""
+
+    storage: str  # vdirsyncer's storage type
+    space: str  # the DAV tree: /calendars/ or /addressbooks/
+    fileext: str
+    resourcetype: str  # what a collection of the kind is, besides DAV:collection
+    make: Callable[[str, str], bytes]  # (uid, text) -> an object's bytes
+
+
+KINDS = {
+    "caldav": Kind("caldav", "calendars", ".ics", "{urn:ietf:params:xml:ns:caldav}calendar", event),
+    "carddav": Kind(
+        "carddav", "addressbooks", ".vcf", "{urn:ietf:params:xml:ns:carddav}addressbook", contact
+    ),
+}
+
+
+@pytest.fixture(params=sorted(KINDS))
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return KINDS[request.param]
 
 
 @pytest.fixture(autouse=True)
@@ -42,15 +79,21 @@ def _vdirsyncer_installed() -> None:
 
 @dataclass
 class Vdirsyncer:
-    """One user's pair: ``folder/<collection>/<uid>.ics`` against the user's calendars."""
+    """One user's pair: ``folder/<collection>/<uid><fileext>`` against the user's
+    calendars or address books."""
 
     dav: DavTarget
     user: User
     root: Path
+    kind: Kind
+    pair_options: str = ""  # more lines for the [pair both] section
 
     @property
     def folder(self) -> Path:
-        return self.root / "calendars"
+        return self.root / self.kind.space
+
+    def name(self, uid: str) -> str:
+        return uid + self.kind.fileext
 
     def write_config(self) -> Path:
         config = self.root / "config"
@@ -58,16 +101,17 @@ class Vdirsyncer:
         config.write_text(
             "[general]\n"
             f"status_path = {json.dumps(str(self.root / 'status'))}\n"
-            "[pair cal]\n"
-            'a = "cal_local"\n'
-            'b = "cal_remote"\n'
+            "[pair both]\n"
+            'a = "local"\n'
+            'b = "remote"\n'
             'collections = ["from a", "from b"]\n'
-            "[storage cal_local]\n"
+            f"{self.pair_options}"
+            "[storage local]\n"
             'type = "filesystem"\n'
             f"path = {json.dumps(str(self.folder))}\n"
-            'fileext = ".ics"\n'
-            "[storage cal_remote]\n"
-            'type = "caldav"\n'
+            f"fileext = {json.dumps(self.kind.fileext)}\n"
+            "[storage remote]\n"
+            f"type = {json.dumps(self.kind.storage)}\n"
             f"url = {json.dumps(self.dav.url + '/')}\n"
             f"username = {json.dumps(self.user.address)}\n"
             f"password = {json.dumps(PASSWORD)}\n"
@@ -95,9 +139,15 @@ class Vdirsyncer:
         await self.run("discover")
         return await self.run("sync")
 
+    def write(self, collection: str, uid: str, data: bytes) -> None:
+        (self.folder / collection).mkdir(parents=True, exist_ok=True)
+        (self.folder / collection / self.name(uid)).write_bytes(data)
+
     def files(self, collection: str = "default") -> dict[str, bytes]:
         folder = self.folder / collection
-        return {path.name: path.read_bytes() for path in sorted(folder.glob("*.ics"))}
+        return {
+            path.name: path.read_bytes() for path in sorted(folder.glob("*" + self.kind.fileext))
+        }
 
     def snapshot(self) -> dict[str, bytes]:
         return {
@@ -106,101 +156,102 @@ class Vdirsyncer:
             if path.is_file()
         }
 
-    def calendar_url(self, collection: str = "default") -> str:
-        return f"{self.dav.url}/calendars/{self.user.address}/{collection}/"
+    def collection_url(self, collection: str = "default") -> str:
+        return f"{self.dav.url}/{self.kind.space}/{self.user.address}/{collection}/"
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(auth=(self.user.address, PASSWORD))
 
 
 @pytest.fixture
-async def pair(dav: DavTarget, tmp_path: Path) -> Vdirsyncer:
-    return Vdirsyncer(dav, await dav.new_user(), tmp_path / "vdirsyncer")
+async def pair(dav: DavTarget, kind: Kind, tmp_path: Path) -> Vdirsyncer:
+    return Vdirsyncer(dav, await dav.new_user(), tmp_path / "vdirsyncer", kind)
 
 
-async def test_events_in_the_folder_are_uploaded_byte_for_byte(pair: Vdirsyncer) -> None:
-    (pair.folder / "default").mkdir(parents=True)
+async def test_objects_in_the_folder_are_uploaded_byte_for_byte(pair: Vdirsyncer) -> None:
     sent = {
-        "lunch-1.ics": event("lunch-1", "20260310T120000Z", "Lunch"),
-        "review-2.ics": event("review-2", "20260311T090000Z", "Review"),
+        uid: pair.kind.make(uid, text) for uid, text in (("lunch-1", "Lunch"), ("rev-2", "Rev"))
     }
-    for name, data in sent.items():
-        (pair.folder / "default" / name).write_bytes(data)
+    for uid, data in sent.items():
+        pair.write("default", uid, data)
 
     await pair.sync()
 
     async with pair.http() as http:
-        got = {name: (await http.get(pair.calendar_url() + name)) for name in sent}
-    assert {name: answer.content for name, answer in got.items()} == sent
+        got = {uid: (await http.get(pair.collection_url() + pair.name(uid))) for uid in sent}
+    assert {uid: answer.content for uid, answer in got.items()} == sent
 
 
-async def test_an_event_made_on_the_server_lands_in_the_folder(pair: Vdirsyncer) -> None:
-    data = event("dentist-3", "20260303T150000Z", "Dentist")
+async def test_an_object_made_on_the_server_lands_in_the_folder(pair: Vdirsyncer) -> None:
+    data = pair.kind.make("dentist-3", "Dentist")
     async with pair.http() as http:
-        put = await http.put(pair.calendar_url() + "dentist-3.ics", content=data)
+        put = await http.put(pair.collection_url() + pair.name("dentist-3"), content=data)
     assert put.status_code == 201
 
     await pair.sync()
 
-    assert pair.files() == {"dentist-3.ics": data}
+    assert pair.files() == {pair.name("dentist-3"): data}
 
 
-async def test_a_folder_of_its_own_becomes_a_new_calendar(pair: Vdirsyncer) -> None:
-    (pair.folder / "work").mkdir(parents=True)
-    data = event("standup-4", "20260105T090000Z", "Standup")
-    (pair.folder / "work" / "standup-4.ics").write_bytes(data)
+async def test_a_folder_of_its_own_becomes_a_new_collection(pair: Vdirsyncer) -> None:
+    data = pair.kind.make("standup-4", "Standup")
+    pair.write("work", "standup-4", data)
 
     await pair.sync()
 
     async with pair.http() as http:
-        got = await http.get(pair.calendar_url("work") + "standup-4.ics")
+        got = await http.get(pair.collection_url("work") + pair.name("standup-4"))
+        kinds = await http.request(
+            "PROPFIND",
+            pair.collection_url("work"),
+            headers={"Depth": "0"},
+            content=b'<propfind xmlns="DAV:"><prop><resourcetype/></prop></propfind>',
+        )
     assert got.content == data
     assert pair.files("default") == {}
+    assert kinds.status_code == 207, kinds.text
+    found = ET.fromstring(kinds.content).iterfind(".//{DAV:}resourcetype/*")  # noqa: S314 (ours)
+    assert {node.tag for node in found} == {"{DAV:}collection", pair.kind.resourcetype}
 
 
 async def test_edits_and_deletes_on_each_side_propagate(pair: Vdirsyncer) -> None:
-    (pair.folder / "default").mkdir(parents=True)
+    make, name = pair.kind.make, pair.name
     for uid in ("local-edit", "local-delete"):
-        (pair.folder / "default" / f"{uid}.ics").write_bytes(event(uid, "20260401T080000Z", uid))
+        pair.write("default", uid, make(uid, uid))
     async with pair.http() as http:
         for uid in ("server-edit", "server-delete"):
-            put = await http.put(
-                pair.calendar_url() + f"{uid}.ics", content=event(uid, "20260402T080000Z", uid)
-            )
+            put = await http.put(pair.collection_url() + name(uid), content=make(uid, uid))
             assert put.status_code == 201
     await pair.sync()
     assert len(pair.files()) == 4
 
-    local_edit = event("local-edit", "20260401T093000Z", "moved here")
-    (pair.folder / "default" / "local-edit.ics").write_bytes(local_edit)
-    (pair.folder / "default" / "local-delete.ics").unlink()
-    server_edit = event("server-edit", "20260402T093000Z", "moved there")
+    local_edit = make("local-edit", "moved here")
+    pair.write("default", "local-edit", local_edit)
+    (pair.folder / "default" / name("local-delete")).unlink()
+    server_edit = make("server-edit", "moved there")
     async with pair.http() as http:
-        url = pair.calendar_url()
-        assert (await http.put(url + "server-edit.ics", content=server_edit)).status_code == 204
-        assert (await http.delete(url + "server-delete.ics")).status_code == 204
+        url = pair.collection_url()
+        assert (await http.put(url + name("server-edit"), content=server_edit)).status_code == 204
+        assert (await http.delete(url + name("server-delete"))).status_code == 204
     await pair.sync()
 
-    assert pair.files() == {"local-edit.ics": local_edit, "server-edit.ics": server_edit}
+    assert pair.files() == {name("local-edit"): local_edit, name("server-edit"): server_edit}
     async with pair.http() as http:
         on_server = {
-            name: (await http.get(pair.calendar_url() + name))
-            for name in ("local-edit.ics", "local-delete.ics", "server-edit.ics")
+            uid: (await http.get(pair.collection_url() + name(uid)))
+            for uid in ("local-edit", "local-delete", "server-edit")
         }
-    assert on_server["local-edit.ics"].content == local_edit
-    assert on_server["local-delete.ics"].status_code == 404
-    assert on_server["server-edit.ics"].content == server_edit
+    assert on_server["local-edit"].content == local_edit
+    assert on_server["local-delete"].status_code == 404
+    assert on_server["server-edit"].content == server_edit
 
 
 async def test_a_second_sync_changes_nothing(pair: Vdirsyncer) -> None:
-    (pair.folder / "default").mkdir(parents=True)
-    (pair.folder / "default" / "here.ics").write_bytes(event("here", "20260501T080000Z", "A"))
-    (pair.folder / "work").mkdir()
-    (pair.folder / "work" / "work.ics").write_bytes(event("work", "20260502T080000Z", "B"))
+    make = pair.kind.make
+    pair.write("default", "here", make("here", "A"))
+    pair.write("work", "work", make("work", "B"))
     async with pair.http() as http:
-        put = await http.put(
-            pair.calendar_url() + "there.ics", content=event("there", "20260503T080000Z", "C")
-        )
+        put = await http.put(pair.collection_url() + pair.name("there"), content=make("there", "C"))
         assert put.status_code == 201
     first = Changes()
     await pair.sync()
@@ -212,8 +263,40 @@ async def test_a_second_sync_changes_nothing(pair: Vdirsyncer) -> None:
     output = await pair.sync()
 
     assert pair.snapshot() == before
-    assert sorted(before) == ["default/here.ics", "default/there.ics", "work/work.ics"]
+    assert sorted(before) == [
+        f"default/{pair.name('here')}",
+        f"default/{pair.name('there')}",
+        f"work/{pair.name('work')}",
+    ]
     writes = {key: changes(REQUESTS, method=key[0], status=key[1]) for key in _WRITES}
     assert writes == dict.fromkeys(_WRITES, 0)
     assert "Copying" not in output, output
     assert "Deleting" not in output, output
+
+
+async def test_metasync_carries_the_display_name_each_way(pair: Vdirsyncer) -> None:
+    pair.write("default", "a", pair.kind.make("a", "A"))
+    await pair.sync()
+    pair.pair_options = 'metadata = ["displayname"]\nconflict_resolution = "a wins"\n'
+    (pair.folder / "default" / "displayname").write_text("Mine")
+
+    await pair.run("metasync")
+
+    propfind = b'<propfind xmlns="DAV:"><prop><displayname/></prop></propfind>'
+    async with pair.http() as http:
+        named = await http.request(
+            "PROPFIND", pair.collection_url(), headers={"Depth": "0"}, content=propfind
+        )
+        assert named.status_code == 207, named.text
+        assert ET.fromstring(named.content).findtext(".//{DAV:}displayname") == "Mine"  # noqa: S314
+        renamed = await http.request(
+            "PROPPATCH",
+            pair.collection_url(),
+            content=b'<propertyupdate xmlns="DAV:"><set><prop><displayname>Theirs</displayname>'
+            b"</prop></set></propertyupdate>",
+        )
+        assert renamed.status_code == 207, renamed.text
+
+    await pair.run("metasync")
+
+    assert (pair.folder / "default" / "displayname").read_text() == "Theirs"
