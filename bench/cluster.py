@@ -32,8 +32,11 @@ IMAP: ``bench/imap_load.py``'s client and round (LOGIN, SELECT, FETCH 1:50
 headers, FETCH one body, STORE, UID SEARCH, APPEND 5 KB, LOGOUT), after
 ``--imap-messages`` messages per user are appended through the first node;
 ``--clients`` clients for ``--seconds`` seconds, client i logging in as user i
-mod ``--imap-users``. With two nodes client i goes to node (i + i // users) mod
-2, so half the clients are on each node and each user has sessions on both.
+mod ``--imap-users`` (default 5). With two nodes client i goes to node (i + i //
+users) mod 2: half the clients are on each node, and with at least twice as
+many clients as users (the defaults: 10 and 5) each user has sessions on both,
+which then change the same mailbox's rows (STORE, APPEND) through two Galera
+nodes, as a person's phone and laptop behind a balancer would.
 
 After every run the store is checked through the database: every user's INBOX
 holds exactly what was acknowledged (each 250 and each APPEND OK stored once),
@@ -54,6 +57,7 @@ import asyncio
 import contextlib
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -236,30 +240,48 @@ def retries(nodes: list[Node]) -> float:
     return total
 
 
+def load_generator_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (smtp-source)."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 @dataclass(slots=True)
 class Meter:
-    """Server CPU, machine CPU and Galera retries from :meth:`start` to :meth:`stop`."""
+    """From :meth:`start` to :meth:`stop`: the CPU of the nodes, of the database
+    servers and of the load generator, how busy the machine was, and Galera retries."""
 
     nodes: list[Node]
+    databases: list[int]  # the database servers' pids
     started: float = 0.0
-    cpu: float = 0.0
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     ticks: tuple[int, int] = (0, 0)
     retried: float = 0.0
 
+    def _cpu(self) -> tuple[float, float, float]:
+        databases = sum(imap.cpu_seconds(pid) for pid in self.databases)
+        return server_cpu(self.nodes), databases, load_generator_cpu()
+
     async def start(self) -> None:
         self.retried = await asyncio.to_thread(retries, self.nodes)
-        self.cpu, self.ticks = server_cpu(self.nodes), machine_ticks()
+        self.cpu, self.ticks = self._cpu(), machine_ticks()
         self.started = time.perf_counter()
 
     async def stop(self, count: int, unit: str) -> str:
         elapsed = time.perf_counter() - self.started
-        cpu = server_cpu(self.nodes) - self.cpu
+        cpu, databases, generator = (
+            now - then for now, then in zip(self._cpu(), self.cpu, strict=True)
+        )
         busy, total = (now - then for now, then in zip(machine_ticks(), self.ticks, strict=True))
         retried = await asyncio.to_thread(retries, self.nodes) - self.retried
         return (
-            f"{count} {unit} in {elapsed:.1f} s; server CPU {cpu:.1f} s "
-            f"({1000 * cpu / max(1, count):.2f} ms each); machine CPUs "
-            f"{100 * busy / max(1, total):.0f}% busy; {retried:.0f} transactions retried"
+            f"{count} {unit} in {elapsed:.1f} s; CPU s: LightMail {cpu:.1f} "
+            f"({1000 * cpu / max(1, count):.2f} ms each), database {databases:.1f}, "
+            f"load generator {generator:.1f}; machine CPUs {100 * busy / max(1, total):.0f}% "
+            f"busy; {retried:.0f} transactions retried"
         )
 
 
@@ -306,11 +328,13 @@ async def lmtp_stream(
     return delivered, None
 
 
-async def bench_lmtp(smtp_source: Path, nodes: list[Node], args: argparse.Namespace) -> Figure:
+async def bench_lmtp(
+    smtp_source: Path, nodes: list[Node], databases: list[int], args: argparse.Namespace
+) -> Figure:
     targets = [lmtp_target(node, args) for node in nodes]
     sessions = max(1, args.clients // len(nodes))
     warm = await asyncio.gather(*(lmtp_stream(smtp_source, t, args, 1, sessions) for t in targets))
-    meter = Meter(nodes)
+    meter = Meter(nodes, databases)
     await meter.start()
     rounds = args.messages // (args.users * len(nodes))
     runs = await asyncio.gather(
@@ -345,13 +369,13 @@ def merge(stats: list[imap.Stats]) -> imap.Stats:
     return total
 
 
-async def bench_imap(nodes: list[Node], args: argparse.Namespace) -> Figure:
+async def bench_imap(nodes: list[Node], databases: list[int], args: argparse.Namespace) -> Figure:
     targets = [imap.Target(node.name, "127.0.0.1", node.imap, node.pid) for node in nodes]
     users = args.imap_users
     seconds = await imap.seed(targets[0], users, args.imap_messages, 1)
     print(f"seeded {users * args.imap_messages} messages through node A in {seconds:.1f} s")
     stats = [imap.Stats() for _ in range(args.clients)]
-    meter = Meter(nodes)
+    meter = Meter(nodes, databases)
     await meter.start()
     deadline = time.monotonic() + args.seconds
 
@@ -393,6 +417,7 @@ async def bench_imap(nodes: list[Node], args: argparse.Namespace) -> Figure:
 async def bench_setup(
     key: str,
     urls: list[str],
+    databases: list[int],
     seaweed: S3Server,
     args: argparse.Namespace,
     smtp_source: Path | None,
@@ -400,9 +425,9 @@ async def bench_setup(
     figures: dict[str, Figure] = {}
     async with running_setup(SETUPS[key], urls, seaweed, args, key != "single") as nodes:
         if smtp_source is not None:
-            figures["lmtp"] = await bench_lmtp(smtp_source, nodes, args)
+            figures["lmtp"] = await bench_lmtp(smtp_source, nodes, databases, args)
         if not args.skip_imap:
-            figures["imap"] = await bench_imap(nodes, args)
+            figures["imap"] = await bench_imap(nodes, databases, args)
     return figures
 
 
@@ -431,8 +456,10 @@ def summary(results: dict[str, dict[str, Figure]], args: argparse.Namespace) -> 
             cells = ""
             for kind in kinds:
                 mine, theirs = results[top].get(kind), results[bottom].get(kind)
-                ok = mine is not None and theirs is not None and theirs.rate > 0
-                cells += f"{mine.rate / theirs.rate:>14.2f}" if ok else f"{'-':>14}"  # type: ignore[union-attr]
+                if mine is None or theirs is None or theirs.rate == 0:
+                    cells += f"{'-':>14}"
+                else:
+                    cells += f"{mine.rate / theirs.rate:>14.2f}"
             print(f"{label:<34}{cells}")
     if any(f.failures for figures in results.values() for f in figures.values()):
         print("(! = errors, or the store did not hold exactly what was acknowledged; see above)")
@@ -447,12 +474,21 @@ async def run(
     results: dict[str, dict[str, Figure]] = {}
     for key in args.setups:
         if key == "single":
-            urls = [args.mysql_url]
+            urls, databases = [args.mysql_url], system_mariadb()
         else:
             assert galera is not None
             urls = [node.url(DATABASE) for node in galera.nodes[: 1 if key == "galera-1" else 2]]
-        results[key] = await bench_setup(key, urls, seaweed, args, smtp_source)
+            databases = [node.process.pid for node in galera.nodes if node.process is not None]
+        results[key] = await bench_setup(key, urls, databases, seaweed, args, smtp_source)
     summary(results, args)
+
+
+def system_mariadb() -> list[int]:
+    """The machine's MariaDB server (shared with whatever else uses it), if its pid
+    file is readable."""
+    with contextlib.suppress(OSError, ValueError):
+        return [int(Path("/run/mysqld/mysqld.pid").read_text())]
+    return []
 
 
 def setups_list(text: str) -> list[str]:
@@ -470,7 +506,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100, help="LMTP recipients (100)")
     parser.add_argument("--size", type=parse_size, default=10240, help="LMTP payload (10240)")
     parser.add_argument("--clients", type=int, default=10, help="IMAP clients, LMTP sessions")
-    parser.add_argument("--imap-users", type=int, default=10, help="IMAP users (10)")
+    parser.add_argument("--imap-users", type=int, default=5, help="IMAP users (5)")
     parser.add_argument("--imap-messages", type=int, default=100, help="seeded per IMAP user")
     parser.add_argument("--workers", default="auto", help="[server] workers of each node (auto)")
     parser.add_argument("--skip-imap", action="store_true")
