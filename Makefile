@@ -13,7 +13,7 @@ test:
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
 	$(UV) run --no-sync mypy
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest -n 2 --dist loadgroup
 
 lint:
 	$(UV) run --no-sync ruff check --fix .

@@ -23,7 +23,10 @@ from tests.integration.test_galera import (
 )
 from tests.support.galera import GaleraCluster, galera_cluster
 from tests.support.metrics import Changes
+from tests.support.redis import ONE_WORKER
 from tests.support.s3server import S3Server
+
+pytestmark = ONE_WORKER
 
 __all__ = ["galera_cluster", "galera_database"]
 

@@ -28,7 +28,10 @@ from tests.integration.test_galera import (
 from tests.support.galera import GaleraCluster, galera_cluster
 from tests.support.lines import Client
 from tests.support.metrics import Changes
+from tests.support.redis import ONE_WORKER
 from tests.support.s3server import S3Server
+
+pytestmark = ONE_WORKER
 
 # The fixtures: the session's Galera cluster, this module's database on it, plain nodes.
 __all__ = ["galera_cluster", "galera_database", "nodes"]

@@ -22,9 +22,11 @@ from redis.asyncio import Redis
 from lightmail.auth.throttle import InProcessLoginThrottle, LoginThrottle
 from lightmail.cluster import ClusterState
 from lightmail.config import AUTH_DEFAULTS, AuthSettings, NotifySettings, load_settings
-from lightmail.net.listener import ConnectionLimiter, SessionLimiter
+from lightmail.net.limits import ConnectionLimiter, SessionLimiter
 from tests.support.metrics import Changes
-from tests.support.redis import private_redis, require_shared_redis
+from tests.support.redis import ONE_WORKER, private_redis, require_shared_redis
+
+pytestmark = ONE_WORKER
 
 LEASE = 0.6  # seconds: [notify] lease of these tests (renewed every 0.2 s)
 THROTTLE = dataclasses.replace(

@@ -21,8 +21,10 @@ from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from tests.conftest import open_blobs
 from tests.integration.test_workers import imap_login, new_user
-from tests.support.redis import private_redis
+from tests.support.redis import ONE_WORKER, private_redis
 from tests.support.serving import Served, serving, storage_env
+
+pytestmark = ONE_WORKER
 
 LEASE = 1.5  # seconds
 

@@ -39,8 +39,10 @@ from tests.integration.test_notify_redis import notify_settings
 from tests.support.galera import GaleraCluster, galera_cluster
 from tests.support.lines import Client
 from tests.support.metrics import Changes
-from tests.support.redis import require_shared_redis
+from tests.support.redis import ONE_WORKER, require_shared_redis
 from tests.support.s3server import S3Server
+
+pytestmark = ONE_WORKER
 
 __all__ = ["galera_cluster"]  # the session fixture, used here only
 

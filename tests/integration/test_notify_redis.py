@@ -33,7 +33,9 @@ from lightmail.notify.redis import RedisNotificationBus, channel_name
 from lightmail.storage.health import StorageHealth
 from tests.conftest import Backend
 from tests.support.lines import Client
-from tests.support.redis import Tls, cuttable_link, private_redis, require_shared_redis
+from tests.support.redis import ONE_WORKER, Tls, cuttable_link, private_redis, require_shared_redis
+
+pytestmark = ONE_WORKER
 
 PASSWORD = "secret"
 MESSAGE = b"From: bob@example.org\r\nSubject: across nodes\r\n\r\nHello.\r\n"

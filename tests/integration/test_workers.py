@@ -22,8 +22,10 @@ from lightmail.config import load_settings
 from lightmail.runtime import open_node
 from tests.support.lines import Client
 from tests.support.proxy_header import v2
-from tests.support.redis import require_shared_redis
+from tests.support.redis import ONE_WORKER, require_shared_redis
 from tests.support.serving import Served, serving, storage_env
+
+pytestmark = ONE_WORKER
 
 PASSWORD = "secret"
 MESSAGE = b"From: bob@example.org\r\nSubject: across workers\r\n\r\nHello.\r\n"

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.support.require import require
 from tests.support.s3server import free_ports
 
@@ -159,3 +161,10 @@ async def cuttable_link(server: RedisServer) -> AsyncIterator[CuttableLink]:
         link.cut()
         listener.close()
         await listener.wait_closed()
+
+
+ONE_WORKER = pytest.mark.xdist_group("shared-redis-and-galera")
+"""The mark of the test modules that use the machine's Redis (its channels carry every
+event of a database number) or the session's Galera cluster: under pytest-xdist they
+all run in one worker process, one after another, so no two of them cross-talk on a
+channel and the cluster is started once."""

@@ -185,3 +185,9 @@ def test_filters_combine_prop_filters_params_and_groups() -> None:
     both = CardPropFilter("TEL", all_of=True, params=(home, no_pref))
     assert not CardFilter((both,)).matches(card)
     assert CardFilter((CardPropFilter("TEL", params=(home, no_pref)),)).matches(card)
+
+
+def test_a_continuation_after_a_blank_line_is_refused_not_joined_across_it() -> None:
+    text = b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:u\r\nFN:f\r\n\r\n 0\r\nEND:VCARD\r\n"
+    with pytest.raises(InvalidAddressData, match="continuation"):
+        parse_vcard(text)

@@ -109,13 +109,15 @@ def _unfold(text: str) -> list[str]:
     """The logical lines (RFC 6350 section 3.2): a line that starts with a space or tab
     continues the one before; CRLF and bare LF both end a line; blank lines go."""
     lines: list[str] = []
+    blank = False  # the line before was blank: nothing to continue
     for physical in text.replace("\r\n", "\n").split("\n"):
         if physical[:1] in (" ", "\t"):
-            if not lines:
-                raise _invalid("the vCard starts with a continuation line")
+            if not lines or blank:
+                raise _invalid("a continuation line follows no content line")
             lines[-1] += physical[1:]
         elif physical.strip():
             lines.append(physical)
+        blank = not physical.strip() and physical[:1] not in (" ", "\t")
     for line in lines:
         if _FORBIDDEN.search(line) or "\r" in line:
             raise _invalid("a control character in a vCard line")

@@ -10,7 +10,7 @@ from lightmail.cluster.caps import RedisSessionLimiter
 from lightmail.cluster.state import SharedRedis
 from lightmail.cluster.throttle import RedisLoginThrottle
 from lightmail.config import AuthSettings
-from lightmail.net.listener import ConnectionLimiter, SessionLimiter
+from lightmail.net.limits import ConnectionLimiter, SessionLimiter
 
 
 class ClusterState(SharedRedis):

@@ -22,7 +22,7 @@ from collections.abc import Hashable
 from redis.asyncio import Redis
 
 from lightmail.cluster.state import SharedRedis
-from lightmail.net.listener import ConnectionLimiter
+from lightmail.net.limits import ConnectionLimiter
 
 # KEYS[1]: the set; ARGV: limit, lease in ms, the new member. 1 admitted, 0 refused.
 ADMIT = """

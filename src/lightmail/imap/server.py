@@ -10,7 +10,8 @@ from lightmail.config import Settings
 from lightmail.imap.handlers import VERBS
 from lightmail.imap.session import ImapContext, ImapSession
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import LoginService, SharedCounts
+from lightmail.net.limits import SharedCounts
+from lightmail.net.listener import LoginService
 from lightmail.net.stream import Connection
 
 

@@ -75,7 +75,7 @@ from lightmail.imap.wire.types import STAR, SequenceSet
 from lightmail.mailstore import names
 from lightmail.mailstore.store import MailStore
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
-from lightmail.net.listener import SessionLimiter
+from lightmail.net.limits import SessionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.notify.bus import Subscription
 

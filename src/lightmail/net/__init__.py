@@ -1,6 +1,7 @@
 """The network layer shared by IMAP, POP3 and LMTP: listeners, connections, TLS."""
 
-from lightmail.net.listener import ConnectionLimiter, Handler, Listener, ListenError
+from lightmail.net.limits import ConnectionLimiter
+from lightmail.net.listener import Handler, Listener, ListenError
 from lightmail.net.stream import (
     Connection,
     ConnectionClosed,

@@ -39,7 +39,6 @@ import socket
 import ssl
 import stat
 from abc import ABC, abstractmethod
-from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +47,7 @@ from lightmail.config import ImapSettings, ListenAddress, Pop3Settings, TcpAddre
 from lightmail.errors import LightMailError
 from lightmail.metrics import CONNECTIONS_ACCEPTED, CONNECTIONS_OPEN, CONNECTIONS_REFUSED
 from lightmail.net.acceptor import PROXY_HEADER_TIMEOUT, Network, ProxyAcceptor
+from lightmail.net.limits import SessionLimiter, SharedCounts, connection_limiter
 from lightmail.net.proxy import Endpoint
 from lightmail.net.stream import Connection, ConnectionProtocol, StreamError
 
@@ -64,64 +64,6 @@ class ListenError(LightMailError):
     """An address could not be bound; ``str()`` names the listener and the address."""
 
 
-class ConnectionLimiter:
-    """Counts open connections per key and caps each key at ``limit``.
-
-    The listener keeps one per client IP; a session can keep one per user.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._counts: Counter[Hashable] = Counter()
-
-    def try_acquire(self, key: Hashable) -> bool:
-        """Count one more connection for ``key``, unless that would exceed the limit
-        (:meth:`count`, which a node-wide limiter widens to every worker)."""
-        if self.count(key) >= self.limit:
-            return False
-        self._counts[key] += 1
-        return True
-
-    def release(self, key: Hashable) -> None:
-        """Forget one connection counted by a successful :meth:`try_acquire`."""
-        if self._counts[key] <= 1:
-            del self._counts[key]
-        else:
-            self._counts[key] -= 1
-
-    def count(self, key: Hashable) -> int:
-        return self._counts.get(key, 0)
-
-    async def admit(self, key: Hashable) -> bool:
-        """:class:`SessionLimiter`: :meth:`try_acquire`."""
-        return self.try_acquire(key)
-
-    async def leave(self, key: Hashable) -> None:
-        """:class:`SessionLimiter`: :meth:`release`."""
-        self.release(key)
-
-
-class SessionLimiter(Protocol):
-    """Caps each user's sessions (``max_connections_per_user``): a
-    :class:`ConnectionLimiter` of the process or the node, or one that counts
-    every node of a cluster (:class:`SharedCounts`)."""
-
-    async def admit(self, key: Hashable) -> bool:
-        """Count one more session of ``key``, unless that would exceed the limit."""
-        ...
-
-    async def leave(self, key: Hashable) -> None:
-        """Forget one session counted by a successful :meth:`admit`."""
-        ...
-
-
-class SharedCounts(Protocol):
-    """Makes limiters that count a key's sessions on every node of a cluster
-    (:mod:`lightmail.cluster`), on top of this node's own ``local`` count."""
-
-    def limiter(self, name: str, local: ConnectionLimiter) -> SessionLimiter: ...
-
-
 class _Server(Protocol):
     """What a listener keeps of a listening socket: an ``asyncio.Server`` or a
     :class:`ProxyAcceptor`."""
@@ -129,25 +71,6 @@ class _Server(Protocol):
     def close(self) -> None: ...
 
     async def wait_closed(self) -> None: ...
-
-
-class NodeCounts(Protocol):
-    """Makes limiters that count the connections of every process of a node."""
-
-    def limiter(self, name: str, limit: int) -> ConnectionLimiter: ...
-
-
-_node_counts: list[NodeCounts] = []  # in a worker process: the one count_across_node set
-
-
-def count_across_node(counts: NodeCounts) -> None:
-    """Make the limiters created from now on in this process cap the whole node."""
-    _node_counts[:] = [counts]
-
-
-def connection_limiter(name: str, limit: int) -> ConnectionLimiter:
-    """The limiter ``name`` (``imap per_user``): of this process, or of the node."""
-    return _node_counts[0].limiter(name, limit) if _node_counts else ConnectionLimiter(limit)
 
 
 class Listener:

@@ -7,7 +7,8 @@ import ssl
 from lightmail.accounts.service import Accounts
 from lightmail.config import Settings
 from lightmail.mailstore.store import MailStore
-from lightmail.net.listener import LoginService, SharedCounts
+from lightmail.net.limits import SharedCounts
+from lightmail.net.listener import LoginService
 from lightmail.net.stream import Connection
 from lightmail.pop3.session import Pop3Context, Pop3Session
 

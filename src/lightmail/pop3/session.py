@@ -24,7 +24,7 @@ from lightmail.config import Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
-from lightmail.net.listener import SessionLimiter
+from lightmail.net.limits import SessionLimiter
 from lightmail.net.stream import Connection, StreamError
 from lightmail.pop3.body import DotStuffer, TopFilter
 from lightmail.pop3.wire import (

@@ -16,7 +16,8 @@ from typing import Any
 from lightmail import runtime
 from lightmail.config import Settings
 from lightmail.errors import TemporaryFailure
-from lightmail.net.listener import ConnectionLimiter, count_across_node, inherit_sockets
+from lightmail.net.limits import ConnectionLimiter, count_across_node
+from lightmail.net.listener import inherit_sockets
 from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus
 from lightmail.workers.channel import Channel, ChannelError, Message
 

@@ -193,6 +193,8 @@ async def fetchmail(rc: Path, home: Path) -> tuple[int, str, float]:
         str(rc),
         "--idfile",
         str(home / "fetchids"),
+        "--pidfile",  # as root the lock is /var/run/fetchmail.pid, shared by every test run
+        str(home / "fetchmail.pid"),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -18,6 +18,7 @@ LAYERS = [
     "words",
     "params",
     "codec",
+    "transfer",
     "types",
     "addresses",
     "content",
