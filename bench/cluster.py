@@ -58,8 +58,6 @@ import contextlib
 import random
 import re
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -145,27 +143,9 @@ async def running_node(
         },
     )
     log = workdir / "serve.log"
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lightmail",
-            "serve",
-            env=env,
-            cwd=workdir,  # no ./config.ini of the caller's
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
+    async with imap.serve_process(name, workdir, env) as process:
         await _wait_running(process, log)
         yield Node(name, process.pid, ports["imap"], ports["lmtp"], ports["api"], log, env)
-    finally:
-        await imap.terminate(process)
-        if process.returncode not in (0, -signal.SIGKILL):
-            print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-            print(imap.log_tail(log))
-        imap.report_server_errors(name, log)
 
 
 @asynccontextmanager
