@@ -32,11 +32,12 @@ IMAP: ``bench/imap_load.py``'s client and round (LOGIN, SELECT, FETCH 1:50
 headers, FETCH one body, STORE, UID SEARCH, APPEND 5 KB, LOGOUT), after
 ``--imap-messages`` messages per user are appended through the first node;
 ``--clients`` clients for ``--seconds`` seconds, client i logging in as user i
-mod ``--imap-users`` (default 5). With two nodes client i goes to node (i + i //
-users) mod 2: half the clients are on each node, and with at least twice as
-many clients as users (the defaults: 10 and 5) each user has sessions on both,
-which then change the same mailbox's rows (STORE, APPEND) through two Galera
-nodes, as a person's phone and laptop behind a balancer would.
+mod ``--imap-users`` (default 5). With two nodes client i goes to node
+(i mod users + i // users) mod 2: about half the clients are on each node,
+and with at least twice as many clients as users (the defaults: 10 and 5)
+each user has sessions on both, which change the same mailbox's rows (STORE,
+APPEND) through two Galera nodes, as a person's phone and laptop behind a
+balancer would.
 
 After every run the store is checked through the database: every user's INBOX
 holds exactly what was acknowledged (each 250 and each APPEND OK stored once),
@@ -164,7 +165,10 @@ async def running_setup(
     async with open_node(load_settings(None, common)) as node:
         await node.accounts.add_domain(lmtp.DOMAIN)
         await asyncio.gather(
-            *(node.accounts.add_user(address, "bench-password") for address in lmtp_users(args)),
+            *(
+                node.accounts.add_user(address, "bench-password")
+                for address in ([] if args.skip_lmtp else lmtp_users(args))
+            ),
             *(
                 node.accounts.add_user(imap.user_address(i), imap.user_password(i))
                 for i in range(args.imap_users)
@@ -360,7 +364,7 @@ async def bench_imap(nodes: list[Node], databases: list[int], args: argparse.Nam
     deadline = time.monotonic() + args.seconds
 
     async def client(index: int) -> None:
-        target = targets[(index + index // users) % len(targets)]
+        target = targets[(index % users + index // users) % len(targets)]
         rng = random.Random(7919 + index)
         done = 0
         while time.monotonic() < deadline:
@@ -414,9 +418,11 @@ async def bench_setup(
 def summary(results: dict[str, dict[str, Figure]], args: argparse.Namespace) -> None:
     kinds = [kind for kind in ("lmtp", "imap") if any(kind in r for r in results.values())]
     heads = {"lmtp": "LMTP msg/s", "imap": "IMAP cmds/s"}
+    runs = [] if args.skip_lmtp else [f"LMTP {args.messages} x {args.size} bytes to {args.users}"]
+    runs += [] if args.skip_imap else [f"IMAP {args.seconds:g} s, {args.imap_users} users"]
     print(
-        f"\n== summary: LMTP {args.messages} x {args.size} bytes to {args.users} users, "
-        f"IMAP {args.seconds:g} s; {args.clients} clients; workers {args.workers} per node =="
+        f"\n== summary: {'; '.join(runs)}; {args.clients} clients; "
+        f"workers {args.workers} per node =="
     )
     print(f"{'':<34}" + "".join(f"{heads[kind]:>14}" for kind in kinds))
     for key, figures in results.items():
