@@ -418,7 +418,8 @@ async def bench_setup(
 def summary(results: dict[str, dict[str, Figure]], args: argparse.Namespace) -> None:
     kinds = [kind for kind in ("lmtp", "imap") if any(kind in r for r in results.values())]
     heads = {"lmtp": "LMTP msg/s", "imap": "IMAP cmds/s"}
-    runs = [] if args.skip_lmtp else [f"LMTP {args.messages} x {args.size} bytes to {args.users}"]
+    lmtp_run = f"LMTP {args.messages} x {args.size} bytes to {args.users} users"
+    runs = [] if args.skip_lmtp else [lmtp_run]
     runs += [] if args.skip_imap else [f"IMAP {args.seconds:g} s, {args.imap_users} users"]
     print(
         f"\n== summary: {'; '.join(runs)}; {args.clients} clients; "
