@@ -404,27 +404,39 @@ async def running_lightmail(
             await asyncio.gather(
                 *(node.accounts.add_user(user_address(i), user_password(i)) for i in range(users))
             )
-        with (workdir / "serve.log").open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lightmail",
-                "serve",
-                env=env,
-                cwd=workdir,  # no ./config.ini of the caller's
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
+        async with serve_process(name, workdir, env) as process:
             await _wait_for_greeting(port, process, workdir / "serve.log")
             yield Target(name, "127.0.0.1", port, process.pid)
-        finally:
-            await terminate(process)
-            if process.returncode not in (0, -signal.SIGKILL):
-                print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(log_tail(workdir / "serve.log"))
-            report_server_errors(name, workdir / "serve.log")
+
+
+@asynccontextmanager
+async def serve_process(
+    name: str, workdir: Path, env: Mapping[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python -m lightmail serve`` in ``workdir`` (so no ./config.ini of the
+    caller's) with ``env``, its output in ``workdir/serve.log``; stopped at the end,
+    then its log's tail if it exited badly, and its ERROR records."""
+    log = workdir / "serve.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lightmail",
+            "serve",
+            env=dict(env),
+            cwd=workdir,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield process
+    finally:
+        await terminate(process)
+        if process.returncode not in (0, -signal.SIGKILL):
+            print(f"!! {name}: serve exited with {process.returncode}; log tail:")
+            print(log_tail(log))
+        report_server_errors(name, log)
 
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d ")

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,8 +56,7 @@ from imap_load import (
     cpu_seconds,
     lightmail_env,
     make_message,
-    report_server_errors,
-    terminate,
+    serve_process,
     user_address,
     user_password,
 )
@@ -92,24 +90,9 @@ async def seeded_lightmail(messages: int, distinct: int, seed: int) -> AsyncIter
                 await node.store.copy(owner.id, inbox, uids[: messages - len(uids)], "INBOX")
         seconds = time.monotonic() - started
         print(f"seeded {messages} messages ({distinct} distinct) in {seconds:.1f} s")
-        with (workdir / "serve.log").open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lightmail",
-                "serve",
-                env=env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
+        async with serve_process("LightMail", workdir, env) as process:
             await _wait_for_greeting(port, process, workdir / "serve.log")
             yield Target("LightMail (SQLite + filesystem)", "127.0.0.1", port, process.pid)
-        finally:
-            await terminate(process)
-            report_server_errors("LightMail", workdir / "serve.log")
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,9 +90,8 @@ from imap_load import (
     lightmail_env,
     lightmail_name,
     log_tail,
-    report_server_errors,
     s3_env,
-    terminate,
+    serve_process,
 )
 
 from tests.support.clamd import EICAR, find_clamd, running_clamd
@@ -196,19 +195,7 @@ async def running_lightmail(
                 *(node.accounts.add_user(address, "bench-password") for address in addresses)
             )
         log_path = workdir / "serve.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lightmail",
-                "serve",
-                env=env,
-                cwd=workdir,  # no ./config.ini of the caller's
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
+        async with serve_process(name, workdir, env) as process:
             await _wait_for_lmtp(port, process, log_path)
             yield Target(
                 key,
@@ -220,12 +207,6 @@ async def running_lightmail(
                 log_path,
                 env,
             )
-        finally:
-            await terminate(process)
-            if process.returncode not in (0, -signal.SIGKILL):
-                print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(log_tail(log_path))
-            report_server_errors(name, log_path)
 
 
 async def _wait_for_lmtp(port: int, process: asyncio.subprocess.Process, log: Path) -> None:

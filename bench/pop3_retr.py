@@ -49,8 +49,6 @@ import asyncio
 import contextlib
 import random
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,9 +72,8 @@ from imap_load import (
     lightmail_env,
     lightmail_name,
     log_tail,
-    report_server_errors,
     s3_env,
-    terminate,
+    serve_process,
     user_address,
     user_password,
 )
@@ -304,27 +301,9 @@ async def running_lightmail(
             f"in {seconds:.1f} s (in-process deliver)"
         )
         log_path = workdir / "serve.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "lightmail",
-                "serve",
-                env=env,
-                cwd=workdir,  # no ./config.ini of the caller's
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        try:
+        async with serve_process(name, workdir, env) as process:
             await _wait_for_pop3(port, process, log_path)
             yield Target(key, name, "127.0.0.1", port, process.pid, log_path)
-        finally:
-            await terminate(process)
-            if process.returncode not in (0, -signal.SIGKILL):
-                print(f"!! {name}: serve exited with {process.returncode}; log tail:")
-                print(log_tail(log_path))
-            report_server_errors(name, log_path)
 
 
 async def _wait_for_pop3(port: int, process: asyncio.subprocess.Process, log: Path) -> None:

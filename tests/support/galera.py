@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,23 +213,30 @@ class GaleraCluster:
             node.stop()
 
 
-@pytest.fixture(scope="session")
-def galera_cluster() -> Iterator[GaleraCluster]:
-    """A 3-node Galera cluster of this test session's own (root, no password)."""
-    binaries = find_mariadbd()
-    client = shutil.which("mariadb")
-    provider = find_provider()
+def galera_missing() -> str | None:
+    """What a cluster needs and this machine lacks, with the Debian package to
+    install; None when nothing is missing."""
     for component, found, package in (
-        ("mariadbd", binaries is not None, "mariadb-server"),
-        ("the mariadb client", client is not None, "mariadb-client"),
-        ("Galera's wsrep provider", provider is not None, "galera-4"),
+        ("mariadbd", find_mariadbd() is not None, "mariadb-server"),
+        ("the mariadb client", shutil.which("mariadb") is not None, "mariadb-client"),
+        ("Galera's wsrep provider", find_provider() is not None, "galera-4"),
         ("rsync (state transfer)", shutil.which("rsync") is not None, "rsync"),
         ("ss (state transfer)", shutil.which("ss") is not None, "iproute2"),
     ):
-        require(component, found, f"install Debian's {package} (scripts/system-packages.sh)")
-    assert binaries is not None
-    assert client is not None
-    assert provider is not None
+        if not found:
+            return f"{component} is missing: install Debian's {package}"
+    return None
+
+
+@contextmanager
+def running_galera() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster (root, no password) in a temporary folder, until the
+    block ends; :func:`galera_missing` first tells whether one can start."""
+    binaries = find_mariadbd()
+    client = shutil.which("mariadb")
+    provider = find_provider()
+    if binaries is None or client is None or provider is None:
+        raise RuntimeError(galera_missing() or "Galera is not installed")
     root = Path(tempfile.mkdtemp(prefix="lightmail-galera-"))
     root.chmod(0o755)
     cluster = GaleraCluster(*binaries, Path(client), provider, root)
@@ -238,3 +246,12 @@ def galera_cluster() -> Iterator[GaleraCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster of this test session's own (root, no password)."""
+    missing = galera_missing()
+    require("Galera", missing is None, f"{missing} (scripts/system-packages.sh)")
+    with running_galera() as cluster:
+        yield cluster
