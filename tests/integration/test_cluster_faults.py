@@ -1,5 +1,8 @@
 """Faults in the cluster of ``tests/integration/test_galera.py``: a Galera node
-killed during deliveries through both LightMail nodes.
+killed during deliveries through both LightMail nodes, each LightMail node on a
+Galera node's own address, or on a database address that fails over (a local
+HAProxy in front of all three Galera nodes, the layout docs/cluster.md
+recommends).
 
 The killed node is started again before the test ends (it rejoins and waits
 until ``Synced``), so that later tests find the session's cluster whole.
@@ -8,11 +11,14 @@ until ``Synced``), so that later tests find the session's cluster whole.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import smtplib
 import time
 from collections import Counter
 from pathlib import Path
+
+import asyncmy
 
 from tests.integration.test_galera import (
     Node,
@@ -21,7 +27,8 @@ from tests.integration.test_galera import (
     new_user,
     two_nodes,
 )
-from tests.support.galera import GaleraCluster, galera_cluster
+from tests.support.galera import GaleraCluster, GaleraNode, database_url, galera_cluster
+from tests.support.haproxy import failover
 from tests.support.metrics import Changes
 from tests.support.redis import ONE_WORKER
 from tests.support.s3server import S3Server
@@ -31,6 +38,9 @@ pytestmark = ONE_WORKER
 __all__ = ["galera_cluster", "galera_database"]
 
 _RETRIES = 20  # attempts of the test's MTA at a message that got 4xx
+_OUTCOMES = ("committed", "rolled_back", "unknown")  # of lightmail_db_lost_commits_total
+
+log = logging.getLogger(__name__)
 
 
 def deliver_each(port: int, address: str, indexes: range) -> dict[int, bool]:
@@ -79,6 +89,63 @@ async def stored(node: Node, user_id: int) -> Counter[int]:
     return Counter(int(re.findall(rb"<(\d+)@galera", meta.header)[0]) for meta in metas)
 
 
+async def hold_commits(node: GaleraNode) -> asyncmy.Connection:
+    """Make COMMITs on ``node`` wait, as mariabackup does (``BACKUP STAGE
+    BLOCK_COMMIT``; on Galera it also pauses the node's replication), until one
+    has waited for a tenth of a second; the connection returned holds them."""
+    conn = await asyncmy.connect(host="127.0.0.1", port=node.port, user="root")
+    committing: set[int] = set()
+    states: list[str] = []
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute("BACKUP STAGE START")
+            await cursor.execute("BACKUP STAGE BLOCK_COMMIT")
+            for _ in range(100):
+                await cursor.execute("SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST")
+                rows = await cursor.fetchall()
+                states = [f"{state}: {info}" for _, state, info in rows]
+                waiting = {id_ for id_, _, info in rows if info == "COMMIT"}
+                if waiting & committing:
+                    return conn
+                committing = waiting
+                await asyncio.sleep(0.1)
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    raise AssertionError(f"no COMMIT waits on node {node.index}: {states}")
+
+
+async def deliveries_during_a_kill(
+    a: Node, b: Node, address: str, victim: GaleraNode, *, at_commit: bool = False
+) -> dict[int, tuple[int, bool]]:
+    """Deliveries in two streams through each of A and B, Galera node ``victim``
+    killed a second after they began (``at_commit``: once COMMITs wait on it, so
+    that their replies are lost): for each message, the LMTP port it was sent to
+    and whether it got 250."""
+    per_stream, streams = 40, 2  # per node
+    batches = [
+        (node.lmtp_port, range(start, start + per_stream))
+        for start, node in zip(
+            range(0, 2 * streams * per_stream, per_stream), [a, b] * streams, strict=True
+        )
+    ]
+    running = [
+        asyncio.create_task(asyncio.to_thread(deliver_each, port, address, indexes))
+        for port, indexes in batches
+    ]
+    await asyncio.sleep(1.0)  # deliveries under way on both nodes
+    holder = await hold_commits(victim) if at_commit else None
+    assert victim.process is not None
+    victim.process.kill()
+    if holder is not None:
+        holder.close()
+    results: dict[int, tuple[int, bool]] = {}
+    for (port, _), outcome in zip(batches, await asyncio.gather(*running), strict=True):
+        results.update({index: (port, ok) for index, ok in outcome.items()})
+    return results
+
+
 async def test_a_galera_node_killed_during_deliveries_loses_nothing_acknowledged(
     galera_cluster: GaleraCluster, galera_database: str, s3_server: S3Server, tmp_path: Path
 ) -> None:
@@ -93,24 +160,8 @@ async def test_a_galera_node_killed_during_deliveries_loses_nothing_acknowledged
     try:
         async with two_nodes(galera_cluster, galera_database, s3_server, tmp_path) as (a, b):
             user = await new_user(a)
-            per_stream, streams = 40, 2  # per node
-            batches = [
-                (node.lmtp_port, range(start, start + per_stream))
-                for start, node in zip(
-                    range(0, 2 * streams * per_stream, per_stream), [a, b] * streams, strict=True
-                )
-            ]
-            running = [
-                asyncio.create_task(asyncio.to_thread(deliver_each, port, user.address, indexes))
-                for port, indexes in batches
-            ]
-            await asyncio.sleep(1.0)  # deliveries under way on both nodes
-            assert victim.process is not None
-            victim.process.kill()
-            results: dict[int, bool] = {}
-            for outcome in await asyncio.gather(*running):
-                results.update(outcome)
-            acknowledged = {index for index, ok in results.items() if ok}
+            results = await deliveries_during_a_kill(a, b, user.address, victim)
+            acknowledged = {index for index, (_, ok) in results.items() if ok}
             failed = sorted(set(results) - acknowledged)
             assert failed, "node 2 was killed after every delivery had ended"
             assert acknowledged, "nothing was delivered"
@@ -123,6 +174,59 @@ async def test_a_galera_node_killed_during_deliveries_loses_nothing_acknowledged
             doubled = sum(counts[index] - 1 for index in failed)
             unknown = changes("lightmail_db_lost_commits_total", outcome="unknown")
             assert doubled <= unknown, (doubled, unknown)
+    finally:
+        victim.stop()
+        victim.start()  # rejoins (state transfer) and waits until Synced
+
+
+async def test_through_a_database_address_that_fails_over_each_message_is_stored_once(
+    galera_cluster: GaleraCluster, galera_database: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A and B each on a database address of its own, a local HAProxy whose
+    active server is Galera node 2 (backups: node 1 then 3 for A, node 3 then 1
+    for B); node 2 killed during deliveries through both, once a COMMIT waits
+    on it, so that the reply to at least one is lost. Each message that got 250
+    is there once, and so is each that got 4xx and was sent again through the
+    same node, as an MTA does: the lost COMMIT was looked up on a live node,
+    which told whether it had committed (``lightmail_db_lost_commits_total``
+    has no outcome "unknown")."""
+    first, victim, third = galera_cluster.nodes
+    routes = {
+        "a": [victim.port, first.port, third.port],
+        "b": [victim.port, third.port, first.port],
+    }
+    changes = Changes()
+    try:
+        async with failover(tmp_path, routes) as fronts:
+            urls = (
+                database_url(fronts["a"], galera_database),
+                database_url(fronts["b"], galera_database),
+            )
+            async with two_nodes(
+                galera_cluster, galera_database, s3_server, tmp_path, urls=urls
+            ) as (a, b):
+                user = await new_user(a)
+                results = await deliveries_during_a_kill(a, b, user.address, victim, at_commit=True)
+                failed = sorted(index for index, (_, ok) in results.items() if not ok)
+                for index in failed:
+                    await asyncio.to_thread(retry, results[index][0], user.address, index)
+                # Node 2 is still down: each node delivers at once through its backup.
+                after = {
+                    port: len(results) + offset
+                    for offset, port in enumerate([a.lmtp_port, b.lmtp_port])
+                }
+                for port, index in after.items():
+                    once = range(index, index + 1)
+                    assert (await asyncio.to_thread(deliver_each, port, user.address, once))[index]
+                counts = await stored(b, user.id)
+        lost = {
+            outcome: changes("lightmail_db_lost_commits_total", outcome=outcome)
+            for outcome in _OUTCOMES
+        }
+        log.info("4xx: %d of %d; lost commits: %s", len(failed), len(results), lost)
+        assert lost["committed"] + lost["rolled_back"] >= 1, lost  # a COMMIT waited at the kill
+        assert lost["unknown"] == 0, lost
+        assert counts == Counter([*results, *after.values()]), "not each message exactly once"
     finally:
         victim.stop()
         victim.start()  # rejoins (state transfer) and waits until Synced

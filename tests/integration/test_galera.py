@@ -129,17 +129,20 @@ async def two_nodes(
     shared: bool = False,
     auth: AuthSettings = _UNTHROTTLED,
     environ: dict[str, str] | None = None,
+    urls: tuple[str, str] | None = None,
 ) -> AsyncIterator[tuple[Node, Node]]:
-    """LightMail node A on Galera node 1 and B on Galera node 2, serving; with
-    ``shared``, their per-user caps and login throttling are counted in Redis
-    (under a key prefix of their own)."""
+    """LightMail node A on Galera node 1 and B on Galera node 2, serving (or A
+    and B on the database ``urls``); with ``shared``, their per-user caps and
+    login throttling are counted in Redis (under a key prefix of their own)."""
     redis = require_shared_redis()
     blobs = open_blobs({"s3": s3_server, "prefix": f"galera-{uuid.uuid4().hex[:12]}"})
     prefix = f"test-{uuid.uuid4().hex[:12]}:"
     async with AsyncExitStack() as stack:
         stack.push_async_callback(blobs.close)
         built = []
-        for name, galera_node in zip("ab", galera.nodes, strict=False):
+        if urls is None:
+            urls = (galera.nodes[0].url(database), galera.nodes[1].url(database))
+        for name, url in zip("ab", urls, strict=True):
             bus = RedisNotificationBus(notify_settings(redis))
             await bus.start()
             stack.push_async_callback(bus.close)
@@ -149,7 +152,7 @@ async def two_nodes(
                 await cluster.start()
                 stack.push_async_callback(cluster.close)
             node = Node(
-                galera_node.url(database),
+                url,
                 blobs,
                 bus,
                 data / name,

@@ -46,6 +46,12 @@ def find_provider() -> Path | None:
     return next((Path(path) for path in _PROVIDERS if Path(path).exists()), None)
 
 
+def database_url(port: int, database: str) -> str:
+    """A LightMail ``[database] url`` for ``database`` as root on a loopback ``port``:
+    a node's own, or a proxy's in front of nodes."""
+    return f"mysql+asyncmy://root@127.0.0.1:{port}/{database}"
+
+
 @dataclass(frozen=True)
 class _Ports:
     client: int
@@ -70,7 +76,7 @@ class GaleraNode:
 
     def url(self, database: str) -> str:
         """A LightMail ``[database] url`` for ``database`` on this node."""
-        return f"mysql+asyncmy://root@127.0.0.1:{self.port}/{database}"
+        return database_url(self.port, database)
 
     def _command(self, *, bootstrap: bool) -> list[str]:
         peers = ",".join(f"127.0.0.1:{node.ports.gcomm}" for node in self.cluster.nodes)
