@@ -51,7 +51,8 @@ class Wire:
 
 @contextmanager
 def connect(target: ImapTarget) -> Iterator[Wire]:
-    with socket.create_connection((target.host, target.port), timeout=10) as sock:
+    # A reply can take seconds: MULTIAPPEND's 1,000 blobs on SeaweedFS, on a loaded machine.
+    with socket.create_connection((target.host, target.port), timeout=30) as sock:
         wire = Wire(sock)
         assert wire.line().startswith(b"* OK [CAPABILITY IMAP4rev1 ")
         yield wire
