@@ -120,8 +120,7 @@ class DavApp:
         if handler is None:
             return Response(status_code=405, headers={"Allow": _ALLOW})
         if target.kind is Kind.NESTED and request.method not in _CREATING:
-            return Response(b"no such resource
-", status_code=404)
+            return Response(b"no such resource\n", status_code=404)
         call = Call(request, user, target, self.calendars, self.contacts, self.settings)
         return await handler(call)
 
