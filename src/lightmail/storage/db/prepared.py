@@ -40,11 +40,11 @@ class PreparedRead:
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
-        self._form: _SqliteForm | None = None
+        self._form: SqliteForm | None = None
 
-    def sqlite_form(self, dialect: Dialect) -> _SqliteForm:
+    def sqlite_form(self, dialect: Dialect) -> SqliteForm:
         if self._form is None:
-            self._form = _SqliteForm(self.statement.compile(dialect=dialect), dialect)
+            self._form = SqliteForm(self.statement.compile(dialect=dialect), dialect)
         return self._form
 
 
@@ -54,7 +54,7 @@ class Rows(Protocol):
     def __call__(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]: ...
 
 
-class _SqliteForm:
+class SqliteForm:
     """A statement's SQL for sqlite3, its parameters' order and value processors."""
 
     __slots__ = ("_compiled", "_defaults", "_names", "_results", "_sql", "_to_sql")
