@@ -57,7 +57,7 @@ from lightmail.storage.blobs import BlobStore, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
-from lightmail.storage.db.prepared import PreparedRead
+from lightmail.storage.db.prepared import PreparedRead, Rows
 
 _T = TypeVar("_T")
 
@@ -90,6 +90,8 @@ _QUOTA = select(t.users.c.address, t.users.c.quota_bytes).where(
 _USAGE = select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
     t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
 )
+# The same two, for Database.query (LMTP's check at each RCPT).
+_QUOTA_READ, _USAGE_READ = PreparedRead(_QUOTA), PreparedRead(_USAGE)
 
 
 class StoreCore(BlobCommit):
@@ -121,8 +123,14 @@ class StoreCore(BlobCommit):
     async def check_quota(self, user_id: int, size: int) -> None:
         """Raise QuotaExceeded if ``size`` more bytes would not fit (LMTP's RCPT check
         with the declared SIZE; delivery checks again with the real size)."""
-        async with self.db.read() as conn:
-            await self._check_quota(conn, user_id, size)
+
+        def read(rows: Rows) -> None:
+            ((address, quota),) = rows(_QUOTA_READ, {"user_id": user_id})
+            if quota is not None:
+                ((used, _),) = rows(_USAGE_READ, {"user_id": user_id})
+                _refuse_over_quota(address, quota, int(used), size)
+
+        await self.db.query(read)
 
     async def usage(self, user_id: int) -> tuple[int, int]:
         """Bytes and number of the user's live messages (what the quota counts)."""
@@ -288,8 +296,7 @@ class StoreCore(BlobCommit):
         if row.quota_bytes is None:
             return
         used, _ = await self._usage(conn, user_id)
-        if used + size > row.quota_bytes:
-            raise QuotaExceeded(row.address, row.quota_bytes, used, size)
+        _refuse_over_quota(row.address, row.quota_bytes, used, size)
 
     @staticmethod
     def _by_name(user_id: int, name: str) -> dict[str, object]:
@@ -371,3 +378,9 @@ class StoreCore(BlobCommit):
                         outcome.result.mailbox_id,
                     )
                 )
+
+
+def _refuse_over_quota(address: str, quota: int, used: int, size: int) -> None:
+    """QuotaExceeded when ``size`` more bytes do not fit in ``quota`` with ``used``."""
+    if used + size > quota:
+        raise QuotaExceeded(address, quota, used, size)
