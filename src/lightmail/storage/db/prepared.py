@@ -57,7 +57,7 @@ class Rows(Protocol):
 class SqliteForm:
     """A statement's SQL for sqlite3, its parameters' order and value processors."""
 
-    __slots__ = ("_compiled", "_defaults", "_names", "_results", "_sql", "_to_sql")
+    __slots__ = ("_compiled", "_converted", "_defaults", "_names", "_sql", "_to_sql")
 
     def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
         self._compiled = compiled
@@ -72,7 +72,8 @@ class SqliteForm:
             column.type._cached_result_processor(dialect, None)
             for column in compiled._result_columns
         ]
-        self._results = results if any(results) else None
+        # The columns whose values SQLAlchemy converts (a DATETIME's text), by position.
+        self._converted = [(i, p) for i, p in enumerate(results) if p is not None]
 
     def run(self, connection: sqlite3.Connection, params: Params) -> list[tuple[Any, ...]]:
         if self._sql is not None:
@@ -92,13 +93,15 @@ class SqliteForm:
             for name in names
         ]
         rows: list[tuple[Any, ...]] = connection.execute(sql, bound).fetchall()
-        results = self._results
-        if results is None:
+        if not self._converted:
             return rows
-        return [
-            tuple(value if p is None else p(value) for p, value in zip(results, row, strict=True))
-            for row in rows
-        ]
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            converted = list(row)
+            for index, process in self._converted:
+                converted[index] = process(converted[index])
+            out.append(tuple(converted))
+        return out
 
 
 class SqliteReads:
