@@ -158,8 +158,3 @@ def sqlalchemy_rows(connection: Connection) -> Rows:
         return [tuple(row) for row in connection.execute(read.statement, dict(params))]
 
     return rows
-
-
-def first(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...] | None:
-    """The first row, or None."""
-    return rows[0] if rows else None
