@@ -13,10 +13,33 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the environment variable naming the folder
+
+
+class _Pid:
+    """This process's id, read once and again after a fork. In multiprocess mode
+    prometheus_client checks the pid at every sample update (it opens new files
+    after a fork); ``os.getpid`` is a system call each time, several per IMAP
+    command."""
+
+    value = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.value = os.getpid()
+
+    @classmethod
+    def get(cls) -> int:
+        return cls.value
+
+
+os.register_at_fork(after_in_child=_Pid.forked)
+if values.ValueClass is not values.MutexValue:  # the library chose multiprocess mode
+    # Before the first metric below is made: every sample takes this class.
+    values.ValueClass = values.MultiProcessValue(process_identifier=_Pid.get)  # type: ignore[no-untyped-call]
 
 
 def node_registry() -> CollectorRegistry:

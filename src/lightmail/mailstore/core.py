@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,6 +57,7 @@ from lightmail.storage.blobs import BlobStore, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
+from lightmail.storage.db.prepared import PreparedRead, Rows
 
 _T = TypeVar("_T")
 
@@ -82,12 +83,15 @@ _MAILBOX_BY_NAME = select(*MAILBOX_COLUMNS).where(
     t.mailboxes.c.user_id == bindparam("user_id"),
     t.mailboxes.c.name_hash == bindparam("name_hash"),
 )
+MAILBOX_BY_NAME = PreparedRead(_MAILBOX_BY_NAME)  # the same, for Database.query
 _QUOTA = select(t.users.c.address, t.users.c.quota_bytes).where(
     t.users.c.id == bindparam("user_id")
 )
 _USAGE = select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
     t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
 )
+# The same two, for Database.query (LMTP's check at each RCPT).
+_QUOTA_READ, _USAGE_READ = PreparedRead(_QUOTA), PreparedRead(_USAGE)
 
 
 class StoreCore(BlobCommit):
@@ -119,8 +123,14 @@ class StoreCore(BlobCommit):
     async def check_quota(self, user_id: int, size: int) -> None:
         """Raise QuotaExceeded if ``size`` more bytes would not fit (LMTP's RCPT check
         with the declared SIZE; delivery checks again with the real size)."""
-        async with self.db.read() as conn:
-            await self._check_quota(conn, user_id, size)
+
+        def read(rows: Rows) -> None:
+            ((address, quota),) = rows(_QUOTA_READ, {"user_id": user_id})
+            if quota is not None:
+                ((used, _),) = rows(_USAGE_READ, {"user_id": user_id})
+                _refuse_over_quota(address, quota, int(used), size)
+
+        await self.db.query(read)
 
     async def usage(self, user_id: int) -> tuple[int, int]:
         """Bytes and number of the user's live messages (what the quota counts)."""
@@ -286,22 +296,29 @@ class StoreCore(BlobCommit):
         if row.quota_bytes is None:
             return
         used, _ = await self._usage(conn, user_id)
-        if used + size > row.quota_bytes:
-            raise QuotaExceeded(row.address, row.quota_bytes, used, size)
+        _refuse_over_quota(row.address, row.quota_bytes, used, size)
+
+    @staticmethod
+    def _by_name(user_id: int, name: str) -> dict[str, object]:
+        """The parameters of ``_MAILBOX_BY_NAME`` for a normalized name."""
+        return {"user_id": user_id, "name_hash": names.name_hash(name)}
+
+    @staticmethod
+    def _found(rows: Sequence[Sequence[Any]], name: str, *, try_create: bool = False) -> Mailbox:
+        """The mailbox of ``_MAILBOX_BY_NAME``'s rows, or MailboxNotFound."""
+        if not rows:
+            raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
+        return mailbox_from_row(rows[0])
 
     async def _mailbox_row(self, conn: AsyncConnection, user_id: int, name: str) -> t.AnyRow | None:
-        result = await conn.execute(
-            _MAILBOX_BY_NAME, {"user_id": user_id, "name_hash": names.name_hash(name)}
-        )
+        result = await conn.execute(_MAILBOX_BY_NAME, self._by_name(user_id, name))
         return result.one_or_none()
 
     async def _find_mailbox(
         self, conn: AsyncConnection, user_id: int, name: str, *, try_create: bool = False
     ) -> Mailbox:
         row = await self._mailbox_row(conn, user_id, name)
-        if row is None:
-            raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
-        return mailbox_from_row(row)
+        return self._found([] if row is None else [row], name, try_create=try_create)
 
     async def _insert_mailbox(
         self, conn: AsyncConnection, user_id: int, name: str, special_use: str | None
@@ -361,3 +378,9 @@ class StoreCore(BlobCommit):
                         outcome.result.mailbox_id,
                     )
                 )
+
+
+def _refuse_over_quota(address: str, quota: int, used: int, size: int) -> None:
+    """QuotaExceeded when ``size`` more bytes do not fit in ``quota`` with ``used``."""
+    if used + size > quota:
+        raise QuotaExceeded(address, quota, used, size)

@@ -18,7 +18,7 @@ from lightmail.errors import (
     MailboxNotFound,
 )
 from lightmail.mailstore import names
-from lightmail.mailstore.core import StoreCore
+from lightmail.mailstore.core import MAILBOX_BY_NAME, StoreCore
 from lightmail.mailstore.rows import (
     FORGET_EXPUNGES,
     MAILBOX_COLUMNS,
@@ -31,13 +31,16 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
+from lightmail.storage.db.prepared import PreparedRead, Rows
 
 UserStep: TypeAlias = Callable[[AsyncConnection, int], Awaitable[None]]
 """More of a user made or removed with them: called with the transaction and the user's id."""
 
 # What every IMAP command in the selected state runs first, built once.
-_MAILBOX_BY_ID = select(*MAILBOX_COLUMNS).where(
-    t.mailboxes.c.id == bindparam("id"), t.mailboxes.c.user_id == bindparam("user_id")
+_MAILBOX_BY_ID = PreparedRead(
+    select(*MAILBOX_COLUMNS).where(
+        t.mailboxes.c.id == bindparam("id"), t.mailboxes.c.user_id == bindparam("user_id")
+    )
 )
 
 
@@ -50,6 +53,14 @@ _COUNTS = (
     func.coalesce(func.sum(case((t.messages.c.flags.op("&")(t.FLAG_SEEN) == 0, 1), else_=0)), 0),
     func.coalesce(func.sum(case((_DELETED, 1), else_=0)), 0),
     func.coalesce(func.sum(case((_DELETED, t.messages.c.size), else_=0)), 0),
+)
+
+
+# STATUS of one mailbox: its row, then the counts of its live messages.
+_STATUS_COUNTS = PreparedRead(
+    select(*_COUNTS).where(
+        t.messages.c.mailbox_id == bindparam("mailbox_id"), t.messages.c.deleted_at.is_(None)
+    )
 )
 
 
@@ -160,23 +171,25 @@ class Mailboxes(StoreCore):
             return [mailbox_from_row(row) for row in rows]
 
     async def get_mailbox(self, user_id: int, name: str) -> Mailbox:
-        async with self.db.read() as conn:
-            return await self._find_mailbox(conn, user_id, names.normalize(name))
+        name = names.normalize(name)
+        rows = await self.db.fetch(MAILBOX_BY_NAME, self._by_name(user_id, name))
+        return self._found(rows, name)
 
     async def mailbox_by_id(self, user_id: int, mailbox_id: int) -> Mailbox:
         """The mailbox as it is now; MailboxNotFound once it was deleted."""
-        async with self.db.read() as conn:
-            found = await conn.execute(_MAILBOX_BY_ID, {"id": mailbox_id, "user_id": user_id})
-            row = found.one_or_none()
-        if row is None:
+        rows = await self.db.fetch(_MAILBOX_BY_ID, {"id": mailbox_id, "user_id": user_id})
+        if not rows:
             raise MailboxNotFound(str(mailbox_id))
-        return mailbox_from_row(row)
+        return mailbox_from_row(rows[0])
 
     async def mailbox_status(self, user_id: int, name: str) -> MailboxStatus:
-        async with self.db.read() as conn:
-            mailbox = await self._find_mailbox(conn, user_id, names.normalize(name))
-            row = (await conn.execute(select(*_COUNTS).where(live(mailbox.id)))).one()
-            return _status(mailbox, row)
+        name = names.normalize(name)
+
+        def read(rows: Rows) -> MailboxStatus:
+            mailbox = self._found(rows(MAILBOX_BY_NAME, self._by_name(user_id, name)), name)
+            return _status(mailbox, rows(_STATUS_COUNTS, {"mailbox_id": mailbox.id})[0])
+
+        return await self.db.query(read)
 
     async def mailbox_statuses(
         self, user_id: int, mailbox_ids: Collection[int]

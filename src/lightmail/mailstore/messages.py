@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import (
@@ -39,17 +39,20 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
+from lightmail.storage.db.prepared import PreparedRead, Rows
 
 # What every FETCH, SEARCH, STORE and reload of a selected mailbox runs, built
 # once: building a statement costs more CPU than SQLite takes to run it.
 _UIDS = t.messages.c.uid.in_(bindparam("uids", expanding=True))
-_LISTING = (
+_LISTED = (
     select(*INFO_COLUMNS)
     .where(LIVE, t.messages.c.uid > bindparam("after_uid"))
     .order_by(t.messages.c.uid)
 )
-_INFO_ROWS = select(*INFO_COLUMNS).where(LIVE, _UIDS).order_by(t.messages.c.uid)
-_EXPUNGED_SINCE = (
+_LISTING = PreparedRead(_LISTED)
+_LISTING_FIRST = PreparedRead(_LISTED.limit(bindparam("limit")))
+_INFO_ROWS = PreparedRead(select(*INFO_COLUMNS).where(LIVE, _UIDS).order_by(t.messages.c.uid))
+_EXPUNGED_SINCE = PreparedRead(
     select(t.messages.c.uid)
     .where(
         t.messages.c.mailbox_id == bindparam("mailbox_id"),
@@ -58,15 +61,15 @@ _EXPUNGED_SINCE = (
     )
     .order_by(t.messages.c.uid)
 )
-_PURGED_MODSEQ = select(t.mailboxes.c.purged_modseq).where(
-    t.mailboxes.c.id == bindparam("mailbox_id")
+_PURGED_MODSEQ = PreparedRead(
+    select(t.mailboxes.c.purged_modseq).where(t.mailboxes.c.id == bindparam("mailbox_id"))
 )
-_CHANGED_SINCE = (
+_CHANGED_SINCE = PreparedRead(
     select(*INFO_COLUMNS)
     .where(LIVE, t.messages.c.modseq > bindparam("modseq"))
     .order_by(t.messages.c.uid)
 )
-_META_ROWS = (
+_META_ROWS = PreparedRead(
     select(
         *INFO_COLUMNS,
         t.messages.c.header,
@@ -78,7 +81,7 @@ _META_ROWS = (
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
-_SORT_ROWS = (
+_SORT_ROWS = PreparedRead(
     select(
         t.messages.c.uid,
         t.messages.c.sent_date,
@@ -97,7 +100,7 @@ _SET_FLAGS = update(t.messages).where(t.messages.c.id == bindparam("row_id"))
 
 # The live messages above the mailbox's last claimed UID, in one statement: a row
 # with a NULL uid when there are none, no row when the mailbox is gone.
-_UNCLAIMED = (
+_UNCLAIMED = PreparedRead(
     select(t.messages.c.uid)
     .select_from(t.mailboxes)
     .outerjoin(
@@ -307,52 +310,43 @@ class Messages(StoreCore):
     ) -> list[MessageInfo]:
         """The live messages of the mailbox above ``after_uid`` in UID order, in one
         query: all of them, or the first ``limit``."""
-        query = _LISTING if limit is None else _LISTING.limit(limit)
-        async with self.db.read() as conn:
-            rows = await conn.execute(query, {"mailbox_id": mailbox.id, "after_uid": after_uid})
-            return [info_from_row(row) for row in rows]
+        params = {"mailbox_id": mailbox.id, "after_uid": after_uid, "limit": limit}
+        rows = await self.db.fetch(_LISTING if limit is None else _LISTING_FIRST, params)
+        return [info_from_row(row) for row in rows]
 
     async def changed_since(self, mailbox: Mailbox, modseq: int) -> list[MessageInfo]:
         """The live messages whose mod-sequence is above ``modseq``, in UID order
         (FETCH's CHANGEDSINCE, RFC 7162 section 3.1.4.1)."""
-        async with self.db.read() as conn:
-            rows = await conn.execute(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
-            return [info_from_row(row) for row in rows]
+        rows = await self.db.fetch(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
+        return [info_from_row(row) for row in rows]
 
     async def expunged_since(self, mailbox: Mailbox, modseq: int) -> Expunged:
         """The messages expunged after ``modseq`` (QRESYNC, RFC 7162 sections 3.2.5
         and 3.2.6): the soft-deleted rows expunged since, complete unless the
         mailbox's ``purged_modseq`` says an expunge since has lost its row."""
-        async with self.db.read() as conn:
-            return await _expunged_since(conn, mailbox, modseq)
+        return await self.db.query(lambda rows: _expunged_since(rows, mailbox, modseq))
 
     async def changes_since(
         self, mailbox: Mailbox, modseq: int
     ) -> tuple[list[MessageInfo], Expunged]:
         """What a view that was current at ``modseq`` must learn, read together: the
         live messages changed or added since (in UID order) and the expunges since."""
-        async with self.db.read() as conn:
-            expunged = await _expunged_since(conn, mailbox, modseq)
-            rows = await conn.execute(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
-            return [info_from_row(row) for row in rows], expunged
+
+        def read(rows: Rows) -> tuple[list[MessageInfo], Expunged]:
+            expunged = _expunged_since(rows, mailbox, modseq)
+            changed = rows(_CHANGED_SINCE, {"mailbox_id": mailbox.id, "modseq": modseq})
+            return [info_from_row(row) for row in changed], expunged
+
+        return await self.db.query(read)
 
     async def fetch_infos(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageInfo]:
         """Sizes, dates, flags and blob keys of the given messages, in UID order."""
-        return [info_from_row(row) async for row in self._rows(_INFO_ROWS, mailbox, uids)]
+        return [info_from_row(row) for row in await self._rows(_INFO_ROWS, mailbox, uids)]
 
     async def fetch_meta(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageMeta]:
         """The cached parse of the given messages, in UID order, in batched queries
         (the envelope and body structure are decoded when first used)."""
-        return [
-            MessageMeta(
-                info_from_row(row),
-                row.header,
-                row.envelope,
-                row.bodystructure,
-                row.thread_references.split(" ", 1)[0] or row.thread_message_id,
-            )
-            async for row in self._rows(_META_ROWS, mailbox, uids)
-        ]
+        return [_meta_from_row(row) for row in await self._rows(_META_ROWS, mailbox, uids)]
 
     async def fetch_sort_keys(self, mailbox: Mailbox, uids: Sequence[int]) -> list[MessageSortKeys]:
         """The sent dates and cached SORT and THREAD keys (RFC 5256) of the given
@@ -361,19 +355,22 @@ class Messages(StoreCore):
             MessageSortKeys(
                 row[0], None if row[1] is None else aware(row[1]), sort_keys_from_row(row[2:])
             )
-            async for row in self._rows(_SORT_ROWS, mailbox, uids)
+            for row in await self._rows(_SORT_ROWS, mailbox, uids)
         ]
 
     async def _rows(
-        self, query: Select[Any], mailbox: Mailbox, uids: Sequence[int]
-    ) -> AsyncIterator[t.AnyRow]:
+        self, query: PreparedRead, mailbox: Mailbox, uids: Sequence[int]
+    ) -> list[tuple[Any, ...]]:
         """Live message rows by UID (``_INFO_ROWS``, ``_META_ROWS`` or ``_SORT_ROWS``),
-        one query per chunk of the list."""
-        async with self.db.read() as conn:
+        one query per chunk of the list, in one read."""
+
+        def read(rows: Rows) -> list[tuple[Any, ...]]:
+            found: list[tuple[Any, ...]] = []
             for chunk in chunks(sorted(set(uids))):
-                rows = await conn.execute(query, {"mailbox_id": mailbox.id, "uids": chunk})
-                for row in rows:
-                    yield row
+                found += rows(query, {"mailbox_id": mailbox.id, "uids": chunk})
+            return found
+
+        return await self.db.query(read)
 
     def read_message(
         self, info: MessageInfo, start: int = 0, end: int | None = None
@@ -390,8 +387,7 @@ class Messages(StoreCore):
         the mailbox after it arrived claims it. A read-only session (EXAMINE)
         sees what no session has claimed yet, and claims nothing.
         """
-        async with self.db.read() as conn:
-            rows = (await conn.execute(_UNCLAIMED, {"mailbox_id": mailbox.id})).all()
+        rows = await self.db.fetch(_UNCLAIMED, {"mailbox_id": mailbox.id})
         if not rows:
             raise MailboxNotFound(str(mailbox.id))
         unclaimed = [row[0] for row in rows if row[0] is not None]
@@ -432,10 +428,22 @@ class Messages(StoreCore):
         return [row.uid for row in rows]
 
 
-async def _expunged_since(conn: AsyncConnection, mailbox: Mailbox, modseq: int) -> Expunged:
+def _expunged_since(rows: Rows, mailbox: Mailbox, modseq: int) -> Expunged:
     params = {"mailbox_id": mailbox.id, "modseq": modseq}
-    purged = (await conn.execute(_PURGED_MODSEQ, params)).scalar_one_or_none()
-    if purged is None:
+    purged = rows(_PURGED_MODSEQ, params)
+    if not purged:
         raise MailboxNotFound(str(mailbox.id))
-    uids = list((await conn.execute(_EXPUNGED_SINCE, params)).scalars())
-    return Expunged(uids, complete=purged <= modseq)
+    uids = [uid for (uid,) in rows(_EXPUNGED_SINCE, params)]
+    return Expunged(uids, complete=purged[0][0] <= modseq)
+
+
+def _meta_from_row(row: Sequence[Any]) -> MessageMeta:
+    """The cached parse of a ``_META_ROWS`` row: INFO_COLUMNS, then the parse's."""
+    header, envelope, bodystructure, message_id, references = row[len(INFO_COLUMNS) :]
+    return MessageMeta(
+        info_from_row(row),
+        header,
+        envelope,
+        bodystructure,
+        references.split(" ", 1)[0] or message_id,
+    )

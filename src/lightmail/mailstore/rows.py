@@ -71,20 +71,23 @@ class LineEndings:
         self._after_cr = chunk[-1] == 0x0D
 
 
-def mailbox_from_row(row: t.AnyRow) -> Mailbox:
+def mailbox_from_row(row: Sequence[Any]) -> Mailbox:
+    """The mailbox of a row that starts with :data:`MAILBOX_COLUMNS` (a ``Row`` or
+    the plain tuple of :meth:`~lightmail.storage.db.engine.Database.query`)."""
+    id_, user_id, name, uidvalidity, uidnext, highestmodseq, special_use, keywords = row[:8]
     return Mailbox(
-        id=row.id,
-        user_id=row.user_id,
-        name=row.name,
-        uidvalidity=row.uidvalidity,
-        uidnext=row.uidnext,
-        highestmodseq=row.highestmodseq,
-        special_use=row.special_use,
-        keywords=tuple(row.keywords.split()),
+        id=id_,
+        user_id=user_id,
+        name=name,
+        uidvalidity=uidvalidity,
+        uidnext=uidnext,
+        highestmodseq=highestmodseq,
+        special_use=special_use,
+        keywords=tuple(keywords.split()),
     )
 
 
-def info_from_row(row: t.AnyRow) -> MessageInfo:
+def info_from_row(row: Sequence[Any]) -> MessageInfo:
     """The message of a row that starts with :data:`INFO_COLUMNS`."""
     # Unpacked by position: a Row's attribute lookup by name costs more than the rest.
     uid, modseq, system, keywords, size, internaldate, offset, object_key, size_crlf = row[:9]

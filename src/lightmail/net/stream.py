@@ -186,6 +186,11 @@ class ConnectionProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writing_paused = True
 
+    @property
+    def writing_paused(self) -> bool:
+        """The transport's write buffer is above its high-water mark."""
+        return self._writing_paused
+
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake(self._write_waiter)
@@ -419,6 +424,10 @@ class Connection:
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         self._transport.write(data)
+        if not self._protocol.writing_paused:  # the usual case: no wait, no timer
+            if self._protocol.lost:
+                raise ConnectionClosed("connection closed by peer")
+            return
         try:
             async with asyncio.timeout(timeout):
                 await self._protocol.wait_writable()

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from lightmail.mailstore.purge import Purge
 from lightmail.mailstore.store import MailStore
 from lightmail.storage.db import tables as t
+from lightmail.storage.db.prepared import SqliteForm
 from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_hostile import Wire, connect, login
 
@@ -29,15 +30,25 @@ MESSAGE = b"From: a@example.org\r\nSubject: shape\r\n\r\nbody\r\n"
 
 @contextmanager
 def counting_queries() -> Iterator[list[str]]:
+    """The statements run through SQLAlchemy, and the prepared reads run without it
+    on SQLite (``lightmail.storage.db.prepared``)."""
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
+    real_run = SqliteForm.run
+
+    def run_recorded(form: SqliteForm, connection: Any, params: Any) -> Any:
+        statements.append("prepared read")
+        return real_run(form, connection, params)
+
     event.listen(Engine, "before_cursor_execute", record)
+    setattr(SqliteForm, "run", run_recorded)  # noqa: B010 (restored below)
     try:
         yield statements
     finally:
+        setattr(SqliteForm, "run", real_run)  # noqa: B010
         event.remove(Engine, "before_cursor_execute", record)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -53,6 +54,13 @@ from lightmail.metrics import (
 )
 from lightmail.storage.db.direct import DirectConnection
 from lightmail.storage.db.group_commit import GroupCommit
+from lightmail.storage.db.prepared import (
+    Params,
+    PreparedRead,
+    Rows,
+    SqliteReads,
+    sqlalchemy_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +201,9 @@ class Database:
                 _configure_sqlite(engine, begin)
             # Write transactions that come together share one COMMIT (its fsync).
             self._group: GroupCommit | None = GroupCommit(self._writer)
+            self._sqlite_reads: SqliteReads | None = SqliteReads(
+                path, self._reader.dialect, busy_timeout=connect_timeout
+            )
         else:
             query = dict(parsed.query)
             query.setdefault("charset", "utf8mb4")
@@ -207,6 +218,7 @@ class Database:
             )
             self._writer = self._reader
             self._group = None  # the server groups concurrent commits itself
+            self._sqlite_reads = None
             _configure_galera(self._reader, wsrep_sync_wait)
         dbapi_error = self._reader.dialect.loaded_dbapi.Error
         if not issubclass(dbapi_error, _POOL_NOISE.causes):
@@ -269,20 +281,7 @@ class Database:
                 yield conn
                 committing = True
         except _UNAVAILABLE as error:
-            code = _error_code(error) if isinstance(error, exc.OperationalError) else None
-            if isinstance(error, exc.OperationalError) and code in _CONFLICT_CODES:
-                DB_TRANSACTION_FAILURES.labels(kind, "conflict").inc()
-                log.info("database transaction conflict, rolled back: %s", error.orig)
-                raise TransactionConflict(
-                    f"database transaction conflict: {error.orig}", retryable=code == _DEADLOCK
-                ) from error
-            DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
-            self._outage.failed(kind, error, committing=committing)
-            if committing and kind == "write":
-                raise CommitOutcomeUnknown(
-                    f"database connection lost during COMMIT ({self.description})"
-                ) from error
-            raise TemporaryFailure(f"database unavailable ({self.description})") from error
+            raise self._unavailable(error, kind, committing=committing) from error
         except exc.SQLAlchemyError:
             DB_TRANSACTION_FAILURES.labels(kind, "error").inc()
             raise
@@ -290,6 +289,51 @@ class Database:
             self._outage.succeeded()
         finally:
             DB_TRANSACTION_SECONDS.labels(kind).observe(time.perf_counter() - start)
+
+    def _unavailable(self, error: exc.SQLAlchemyError, kind: str, *, committing: bool) -> Exception:
+        """What a transaction that failed on an unreachable database raises."""
+        code = _error_code(error) if isinstance(error, exc.OperationalError) else None
+        if isinstance(error, exc.OperationalError) and code in _CONFLICT_CODES:
+            DB_TRANSACTION_FAILURES.labels(kind, "conflict").inc()
+            log.info("database transaction conflict, rolled back: %s", error.orig)
+            return TransactionConflict(
+                f"database transaction conflict: {error.orig}", retryable=code == _DEADLOCK
+            )
+        DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
+        self._outage.failed(kind, error, committing=committing)
+        if committing and kind == "write":
+            return CommitOutcomeUnknown(
+                f"database connection lost during COMMIT ({self.description})"
+            )
+        return TemporaryFailure(f"database unavailable ({self.description})")
+
+    async def query(self, body: Callable[[Rows], _T]) -> _T:
+        """``body`` in a read transaction: it runs :class:`PreparedRead` statements
+        with the :class:`Rows` it is given and gets plain tuples
+        (:mod:`lightmail.storage.db.prepared`). It must not block or await; on
+        SQLite it runs in the loop's thread without SQLAlchemy, elsewhere on a
+        :meth:`read` connection."""
+        if self._sqlite_reads is None:
+            async with self.read() as conn:
+                return await conn.run_sync(lambda sync: body(sqlalchemy_rows(sync)))
+        start = time.perf_counter()
+        try:
+            result: _T = self._sqlite_reads.run(body)
+        except sqlite3.OperationalError as error:
+            wrapped = exc.OperationalError("query", None, error)
+            raise self._unavailable(wrapped, "read", committing=False) from error
+        except sqlite3.Error:
+            DB_TRANSACTION_FAILURES.labels("read", "error").inc()
+            raise
+        else:
+            self._outage.succeeded()
+        finally:
+            DB_TRANSACTION_SECONDS.labels("read").observe(time.perf_counter() - start)
+        return result
+
+    async def fetch(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
+        """The rows of one :class:`PreparedRead` (see :meth:`query`)."""
+        return await self.query(lambda rows: rows(read, params))
 
     async def upgrade(self) -> str:
         """Bring the schema to the newest revision; return that revision."""
@@ -318,6 +362,8 @@ class Database:
             )
 
     async def close(self) -> None:
+        if self._sqlite_reads is not None:
+            self._sqlite_reads.close()
         if self._group is not None:
             await self._group.close()
         await self._reader.dispose()

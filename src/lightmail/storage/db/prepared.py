@@ -1,0 +1,160 @@
+"""Hot reads without SQLAlchemy's per-call work: :meth:`Database.query`.
+
+A read through :meth:`Database.read` costs a pool checkout, a greenlet per
+call, the ``begin`` event, the compiled-cache lookup, ``Row`` objects and the
+pool's reset: on SQLite several times what the statement itself takes. The
+reads every IMAP command makes (the selected mailbox's row, its listing, the
+unclaimed ``\\Recent`` UIDs, STATUS's counts, FETCH's cached parse) are
+:class:`PreparedRead` objects built once at import. On SQLite they are
+compiled once (:class:`SqliteReads`) and run with :mod:`sqlite3` on one
+read-only connection in the loop's thread, as the readers of
+:mod:`lightmail.storage.db.direct` are: a read on a WAL database never waits
+for writers. A body of several reads runs synchronously between BEGIN and
+COMMIT, so it sees one snapshot and no other task runs in between. On
+MySQL/MariaDB the same body runs on a :meth:`Database.read` connection
+(``run_sync``), as before.
+
+Either way a read answers plain tuples, with the values SQLAlchemy's result
+types would give (its result processors are applied: a SQLite DATETIME comes
+back as a ``datetime``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Params = Mapping[str, Any]
+Processor = Callable[[Any], Any] | None
+
+
+class PreparedRead:
+    """A SELECT built once (at import), with its SQLite form compiled once."""
+
+    __slots__ = ("_form", "statement")
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._form: SqliteForm | None = None
+
+    def sqlite_form(self, dialect: Dialect) -> SqliteForm:
+        if self._form is None:
+            self._form = SqliteForm(self.statement.compile(dialect=dialect), dialect)
+        return self._form
+
+
+class Rows(Protocol):
+    """Runs one :class:`PreparedRead` inside a :meth:`Database.query` body."""
+
+    def __call__(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]: ...
+
+
+class SqliteForm:
+    """A statement's SQL for sqlite3, its parameters' order and value processors."""
+
+    __slots__ = ("_compiled", "_converted", "_defaults", "_names", "_sql", "_to_sql")
+
+    def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
+        self._compiled = compiled
+        # An expanding IN list is rendered per call (construct_expanded_state).
+        expands = bool(compiled.post_compile_params or compiled.literal_execute_params)
+        self._sql = None if expands else compiled.string
+        self._names: Sequence[str] = tuple(compiled.positiontup or ())
+        # The values of the statement's own literals (``coalesce(..., 0)``).
+        self._defaults = compiled.construct_params(_check=False)
+        self._to_sql: Mapping[str, Any] = compiled._bind_processors
+        results: list[Processor] = [
+            column.type._cached_result_processor(dialect, None)
+            for column in compiled._result_columns
+        ]
+        # The columns whose values SQLAlchemy converts (a DATETIME's text), by position.
+        self._converted = [(i, p) for i, p in enumerate(results) if p is not None]
+
+    def run(self, connection: sqlite3.Connection, params: Params) -> list[tuple[Any, ...]]:
+        if self._sql is not None:
+            sql, names = self._sql, self._names
+            values: Mapping[str, Any] = {**self._defaults, **params}
+            to_sql: Mapping[str, Any] = self._to_sql
+        else:
+            state = self._compiled.construct_expanded_state(dict(params), escape_names=False)
+            sql, names, values, to_sql = (
+                state.statement,
+                state.positiontup or (),
+                state.parameters,
+                state.processors,
+            )
+        bound = [
+            values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
+            for name in names
+        ]
+        rows: list[tuple[Any, ...]] = connection.execute(sql, bound).fetchall()
+        if not self._converted:
+            return rows
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            converted = list(row)
+            for index, process in self._converted:
+                converted[index] = process(converted[index])
+            out.append(tuple(converted))
+        return out
+
+
+class SqliteReads:
+    """The one read-only sqlite3 connection :meth:`Database.query` uses, opened at
+    first use and again after an error."""
+
+    def __init__(self, path: str, dialect: Dialect, *, busy_timeout: float) -> None:
+        self._path = path
+        self._dialect = dialect
+        self._busy_timeout = busy_timeout
+        self._connection: sqlite3.Connection | None = None
+
+    def run(self, body: Callable[[Rows], Any]) -> Any:
+        """``body`` in one read transaction (one snapshot), synchronously."""
+        connection = self._connection
+        if connection is None:
+            connection = self._open()
+        dialect = self._dialect
+
+        def rows(read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
+            return read.sqlite_form(dialect).run(connection, params)
+
+        try:
+            connection.execute("BEGIN")
+            try:
+                return body(rows)
+            finally:
+                connection.execute("COMMIT")  # a read: nothing to make durable
+        except sqlite3.Error:
+            self.close()  # a fresh connection for the next read
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # BEGIN and COMMIT are ours
+            check_same_thread=False,
+        )
+        connection.execute("PRAGMA query_only=ON")
+        self._connection = connection
+        return connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def sqlalchemy_rows(connection: Connection) -> Rows:
+    """:class:`Rows` on a SQLAlchemy connection (MySQL/MariaDB, in ``run_sync``)."""
+
+    def rows(read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in connection.execute(read.statement, dict(params))]
+
+    return rows
