@@ -175,8 +175,7 @@ async def test_a_galera_node_killed_during_deliveries_loses_nothing_acknowledged
             unknown = changes("lightmail_db_lost_commits_total", outcome="unknown")
             assert doubled <= unknown, (doubled, unknown)
     finally:
-        victim.stop()
-        victim.start()  # rejoins (state transfer) and waits until Synced
+        galera_cluster.restart(victim)  # rejoins (state transfer) and waits until Synced
 
 
 async def test_through_a_database_address_that_fails_over_each_message_is_stored_once(
@@ -228,5 +227,4 @@ async def test_through_a_database_address_that_fails_over_each_message_is_stored
         assert lost["unknown"] == 0, lost
         assert counts == Counter([*results, *after.values()]), "not each message exactly once"
     finally:
-        victim.stop()
-        victim.start()  # rejoins (state transfer) and waits until Synced
+        galera_cluster.restart(victim)  # rejoins (state transfer) and waits until Synced

@@ -218,6 +218,26 @@ class GaleraCluster:
         for node in reversed(self.nodes):
             node.stop()
 
+    def restart(self, node: GaleraNode) -> None:
+        """Start a killed or stopped ``node`` again and wait until it is synced.
+
+        It starts once the others have dropped its old self from their view: a
+        node that comes back while it is still a member there can be left alone
+        in a non-primary view. If it does not sync in time it is stopped and
+        started once more (a rejoin on a loaded machine is sometimes refused)."""
+        node.stop()
+        others = [other for other in self.nodes if other is not node]
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline and any(
+            other.status().get("wsrep_cluster_size") != str(len(others)) for other in others
+        ):
+            time.sleep(0.2)
+        try:
+            node.start()
+        except RuntimeError:
+            node.stop()
+            node.start()
+
 
 def galera_missing() -> str | None:
     """What a cluster needs and this machine lacks, with the Debian package to
