@@ -9,19 +9,24 @@ from __future__ import annotations
 import ipaddress
 
 from lightmail.config.keys import declare, section
-from lightmail.config.kinds import BOOLEAN, DURATION, LISTEN, SIZE
 from lightmail.config.values import (
+    BOOLEAN_TEXT,
     DURATION_TEXT,
+    LISTEN_TEXT,
+    SIZE_TEXT,
     ImipMode,
     ListenAddress,
     Network,
+    boolean,
     choice,
     duration_at_least,
     file_mode,
     integer,
     networks,
     optional_word,
+    parse_listen,
     positive_duration,
+    positive_size,
     size_between,
 )
 
@@ -74,7 +79,10 @@ class LoginLimits(SessionLimits):
         "Longest command line, literals excluded.",
     )
     login_timeout: float = declare(
-        "60s", *DURATION, "Time from connecting by which a client must have logged in."
+        "60s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "Time from connecting by which a client must have logged in.",
     )
     max_commands_before_login: int = declare(
         "30",
@@ -123,14 +131,20 @@ def _in_networks(
 @section
 class ImapSettings(LoginLimits):
     listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1143", *LISTEN, "Addresses for IMAP with STARTTLS or plain text."
+        "127.0.0.1:1143",
+        parse_listen,
+        LISTEN_TEXT,
+        "Addresses for IMAP with STARTTLS or plain text.",
     )
     # () unless [tls] is enabled
     tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1993", *LISTEN, "Addresses for IMAP over implicit TLS; ignored without [tls]."
+        "127.0.0.1:1993",
+        parse_listen,
+        LISTEN_TEXT,
+        "Addresses for IMAP over implicit TLS; ignored without [tls].",
     )
     max_append_size: int = declare(
-        "64M", *SIZE, "Largest message APPEND accepts (APPENDLIMIT, RFC 7889)."
+        "64M", positive_size, SIZE_TEXT, "Largest message APPEND accepts (APPENDLIMIT, RFC 7889)."
     )
     idle_timeout: float = declare(
         "30m",
@@ -165,14 +179,17 @@ class Pop3Settings(LoginLimits):
         "Longest command line, line end included.",
     )
     listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1110", *LISTEN, "Addresses for POP3 with STLS or plain text."
+        "127.0.0.1:1110", parse_listen, LISTEN_TEXT, "Addresses for POP3 with STLS or plain text."
     )
     # () unless [tls] is enabled
     tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:1995", *LISTEN, "Addresses for POP3 over implicit TLS; ignored without [tls]."
+        "127.0.0.1:1995",
+        parse_listen,
+        LISTEN_TEXT,
+        "Addresses for POP3 over implicit TLS; ignored without [tls].",
     )
     allow_delete: bool = declare(
-        "false", *BOOLEAN, "Whether DELE soft-deletes (true) or answers -ERR (false)."
+        "false", boolean, BOOLEAN_TEXT, "Whether DELE soft-deletes (true) or answers -ERR (false)."
     )
     idle_timeout: float = declare(
         "10m",
@@ -186,12 +203,13 @@ class Pop3Settings(LoginLimits):
 class LmtpSettings(SessionLimits):
     listen: tuple[ListenAddress, ...] = declare(
         "127.0.0.1:2424, unix:{data_dir}/lmtp.sock",
-        *LISTEN,
+        parse_listen,
+        LISTEN_TEXT,
         "Addresses where the MTA delivers mail over LMTP.",
     )
     # bytes
     max_message_size: int = declare(
-        "64M", *SIZE, "Largest message accepted; advertised as SIZE in LHLO."
+        "64M", positive_size, SIZE_TEXT, "Largest message accepted; advertised as SIZE in LHLO."
     )
     max_recipients: int = declare(
         "1000",
@@ -202,12 +220,16 @@ class LmtpSettings(SessionLimits):
     # each command, from when the server is ready for it (total, not silence)
     timeout: float = declare(
         "10m",
-        *DURATION,
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
         "Each command must arrive whole within this time of the server being ready.",
     )
     # the whole of DATA, from 354 to the final dot
     data_timeout: float = declare(
-        "10m", *DURATION, "The whole message after DATA must arrive within this time."
+        "10m",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "The whole message after DATA must arrive within this time.",
     )
     socket_mode: int = declare(
         "0660", file_mode, "an octal file mode such as 0660", "The unix socket's file mode."
@@ -225,17 +247,22 @@ class LmtpSettings(SessionLimits):
         "The unix socket's group; empty: the server's own.",
     )
     detail_mailbox: bool = declare(
-        "false", *BOOLEAN, "Deliver user+detail@domain to the mailbox named detail when it exists."
+        "false",
+        boolean,
+        BOOLEAN_TEXT,
+        "Deliver user+detail@domain to the mailbox named detail when it exists.",
     )
 
 
 @section
 class ApiSettings:
     listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8080", *LISTEN, "Addresses for the HTTP administration API."
+        "127.0.0.1:8080", parse_listen, LISTEN_TEXT, "Addresses for the HTTP administration API."
     )
     # /metrics needs a bearer token too
-    metrics_auth: bool = declare("false", *BOOLEAN, "Whether /metrics needs a bearer token too.")
+    metrics_auth: bool = declare(
+        "false", boolean, BOOLEAN_TEXT, "Whether /metrics needs a bearer token too."
+    )
     # seconds to send a whole request head
     header_timeout: float = declare(*_HEADER_TIMEOUT)
     max_connections: int = declare(*_HTTP_CONNECTIONS)
@@ -247,11 +274,14 @@ class DavSettings:
     mail accounts, over HTTP Basic login."""
 
     listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8008", *LISTEN, "Addresses for CalDAV over plain HTTP."
+        "127.0.0.1:8008", parse_listen, LISTEN_TEXT, "Addresses for CalDAV over plain HTTP."
     )
     # () unless [tls] is enabled
     tls_listen: tuple[ListenAddress, ...] = declare(
-        "127.0.0.1:8443", *LISTEN, "Addresses for CalDAV over HTTPS; ignored without [tls]."
+        "127.0.0.1:8443",
+        parse_listen,
+        LISTEN_TEXT,
+        "Addresses for CalDAV over HTTPS; ignored without [tls].",
     )
     plaintext_networks: tuple[Network, ...] = declare(
         *_PLAINTEXT_NETWORKS, "Client networks allowed to log in over plain HTTP."

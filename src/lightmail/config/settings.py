@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightmail.config.keys import declare, section
-from lightmail.config.kinds import BOOLEAN, DURATION, SIZE
 from lightmail.config.services import (
     ApiSettings,
     DavSettings,
@@ -23,8 +22,10 @@ from lightmail.config.services import (
     Pop3Settings,
 )
 from lightmail.config.values import (
+    BOOLEAN_TEXT,
     DATABASE_SCHEMES,
     DURATION_TEXT,
+    SIZE_TEXT,
     AntivirusMode,
     ListenAddress,
     LogLevel,
@@ -32,6 +33,7 @@ from lightmail.config.values import (
     ScanErrorPolicy,
     absolute_path,
     blobs_url,
+    boolean,
     choice,
     clamd_address,
     database_url,
@@ -42,6 +44,8 @@ from lightmail.config.values import (
     optional_hostname,
     optional_path,
     parse_duration,
+    positive_duration,
+    positive_size,
     redis_url,
     word,
     worker_count,
@@ -98,7 +102,10 @@ class DatabaseSettings:
     )
     # seconds
     connect_timeout: float = declare(
-        "10s", *DURATION, "How long to wait for a database connection."
+        "10s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "How long to wait for a database connection.",
     )
     # seconds; after a COMMIT's reply was lost
     commit_check_timeout: float = declare(
@@ -193,13 +200,21 @@ class AuthSettings:
     )
     # seconds: the first delay, doubled for each further failure
     throttle_delay: float = declare(
-        "1s", *DURATION, "The first throttling delay, doubled for each further failure."
+        "1s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "The first throttling delay, doubled for each further failure.",
     )
     # seconds: the cap
-    throttle_max_delay: float = declare("1m", *DURATION, "The cap on the throttling delay.")
+    throttle_max_delay: float = declare(
+        "1m", positive_duration, f"{DURATION_TEXT}, above 0", "The cap on the throttling delay."
+    )
     # seconds without a failure after which the counts are forgotten
     throttle_reset: float = declare(
-        "15m", *DURATION, "Failures are forgotten this long after the last one."
+        "15m",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "Failures are forgotten this long after the last one.",
     )
 
 
@@ -221,10 +236,17 @@ class AntivirusSettings:
         "What to do with a message when clamd is down or times out.",
     )
     timeout: float = declare(
-        "60s", *DURATION, "How long to wait for clamd at each step (connect, send, verdict)."
+        "60s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "How long to wait for clamd at each step (connect, send, verdict).",
     )
-    stream_max_length: int = declare("25M", *SIZE, "How much of a message is sent to clamd.")
-    scan_append: bool = declare("false", *BOOLEAN, "Also scan IMAP APPEND and API imports.")
+    stream_max_length: int = declare(
+        "25M", positive_size, SIZE_TEXT, "How much of a message is sent to clamd."
+    )
+    scan_append: bool = declare(
+        "false", boolean, BOOLEAN_TEXT, "Also scan IMAP APPEND and API imports."
+    )
 
     @property
     def enabled(self) -> bool:
@@ -233,9 +255,16 @@ class AntivirusSettings:
 
 @section
 class GcSettings:
-    enabled: bool = declare("true", *BOOLEAN, "Whether the garbage collector runs in this process.")
+    enabled: bool = declare(
+        "true", boolean, BOOLEAN_TEXT, "Whether the garbage collector runs in this process."
+    )
     # seconds
-    interval: float = declare("5m", *DURATION, "Time between garbage collection runs.")
+    interval: float = declare(
+        "5m",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "Time between garbage collection runs.",
+    )
     batch_size: int = declare(
         "500", integer(1, 100_000), "an integer from 1 to 100000", "Messages purged per batch."
     )
@@ -278,12 +307,16 @@ class NotifySettings:
     )
     # seconds
     poll_interval: float = declare(
-        "5s", *DURATION, "While Redis is unreachable, how often sessions re-read their mailbox."
+        "5s",
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
+        "While Redis is unreachable, how often sessions re-read their mailbox.",
     )
     # seconds; a live node renews its connections every third of it
     lease: float = declare(
         "60s",
-        *DURATION,
+        positive_duration,
+        f"{DURATION_TEXT}, above 0",
         "How long a node's connections still count toward the cluster's per-user caps "
         "after it stopped renewing them (it died or lost Redis).",
     )
