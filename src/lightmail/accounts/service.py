@@ -135,13 +135,7 @@ def _user(row: t.AnyRow) -> User:
     )
 
 
-_USER_COLUMNS = (
-    t.users.c.id,
-    t.users.c.address,
-    t.users.c.quota_bytes,
-    t.users.c.enabled,
-    t.users.c.created_at,
-)
+_USER_COLUMNS = t.columns(t.users, "id", "address", "quota_bytes", "enabled", "created_at")
 
 
 # What every LMTP RCPT runs, built once (building costs more than running it).

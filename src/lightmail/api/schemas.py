@@ -167,6 +167,9 @@ class CalendarIn(AddressBookIn):
 
 
 class AddressBook(BaseModel):
+    # Read from lightmail.calendars.rows.CalendarInfo (so is a Calendar).
+    model_config = ConfigDict(from_attributes=True)
+
     name: str
     display_name: str
     description: str

@@ -54,30 +54,32 @@ class PutOutcome:
     object: CalendarObject
 
 
-CALENDAR_COLUMNS = (
-    t.calendars.c.id,
-    t.calendars.c.user_id,
-    t.calendars.c.name,
-    t.calendars.c.display_name,
-    t.calendars.c.color,
-    t.calendars.c.description,
-    t.calendars.c.components,
-    t.calendars.c.sync_token,
-    t.calendars.c.purged_modseq,
+CALENDAR_COLUMNS = t.columns(
+    t.calendars,
+    "id",
+    "user_id",
+    "name",
+    "display_name",
+    "color",
+    "description",
+    "components",
+    "sync_token",
+    "purged_modseq",
 )
-OBJECT_COLUMNS = (
-    t.calendar_objects.c.id,
-    t.calendar_objects.c.calendar_id,
-    t.calendar_objects.c.name,
-    t.calendar_objects.c.uid,
-    t.calendar_objects.c.etag,
-    t.calendar_objects.c.object_key,
-    t.calendar_objects.c.size,
-    t.calendar_objects.c.component,
-    t.calendar_objects.c.first_start,
-    t.calendar_objects.c.last_end,
-    t.calendar_objects.c.recurring,
-    t.calendar_objects.c.modseq,
+OBJECT_COLUMNS = t.columns(
+    t.calendar_objects,
+    "id",
+    "calendar_id",
+    "name",
+    "uid",
+    "etag",
+    "object_key",
+    "size",
+    "component",
+    "first_start",
+    "last_end",
+    "recurring",
+    "modseq",
 )
 
 

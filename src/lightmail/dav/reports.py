@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
@@ -278,6 +278,10 @@ def _matching_cards(card_filter: CardFilter, datas: Sequence[bytes]) -> list[VCa
     return found
 
 
+# The text of an object's CALDAV:calendar-data or CARDDAV:address-data, from its data.
+_Render = Callable[[CalendarObject, bytes], Awaitable[str]]
+
+
 async def _responses(
     call: Call,
     calendar: CalendarInfo,
@@ -288,60 +292,59 @@ async def _responses(
     """A ``DAV:response`` per object with the properties ``prop`` asks for
     (getetag alone when it asks for none), CALDAV:calendar-data or
     CARDDAV:address-data included (``cards``: vCards parsed already, by name)."""
-    if call.address_books:
-        return await _card_responses(call, calendar, objects, prop, cards or {})
+    data_tag = CR["address-data"] if call.address_books else C["calendar-data"]
     wanted = [D["getetag"]] if prop is None else [child.tag for child in prop]
-    data_node = None if prop is None else prop.find(C["calendar-data"])
-    expand_node = None if data_node is None else data_node.find(tag(CALDAV, "expand"))
+    data_node = None if prop is None else prop.find(data_tag)
+    render: _Render | None = None
+    if data_node is not None:
+        render = (
+            _address_data(data_node, cards or {})
+            if call.address_books
+            else _calendar_data(data_node)
+        )
+    answers: list[ET.Element] = []
+    for obj in objects:
+        available = object_properties(call.context, obj)
+        found, missing = select_properties(available, [n for n in wanted if n != data_tag])
+        if render is not None:
+            text = await render(obj, await call.store.read_bytes(obj))
+            found.append(xml.element(data_tag, text=text))
+        path = object_path(call.user.address, calendar.name, obj.name, call.target.space)
+        answers.append(xml.response(path, found, missing))
+    return answers
+
+
+def _calendar_data(data_node: ET.Element) -> _Render:
+    """CALDAV:calendar-data: the object as stored, or with a recurring one expanded
+    into its instances in the window of a CALDAV:expand (RFC 4791 section 9.6.5)."""
+    expand_node = data_node.find(tag(CALDAV, "expand"))
     window = None
     if expand_node is not None:
         low, high = _time(expand_node.get("start")), _time(expand_node.get("end"))
         if low is None or high is None:
             raise DavError(403, "expand needs start and end", (CALDAV, "valid-filter"))
         window = (low, high)
-    answers: list[ET.Element] = []
-    for obj in objects:
-        available = object_properties(call.context, obj)
-        found, missing = select_properties(
-            available, [name for name in wanted if name != C["calendar-data"]]
-        )
-        if data_node is not None:
-            data = await call.calendars.read_bytes(obj)
-            if window is not None and obj.recurring:
-                data = await asyncio.to_thread(expand, data, obj.component, *window)
-            found.append(xml.element(C["calendar-data"], text=data.decode("utf-8", "replace")))
-        answers.append(
-            xml.response(object_path(call.user.address, calendar.name, obj.name), found, missing)
-        )
-    return answers
+
+    async def render(obj: CalendarObject, data: bytes) -> str:
+        if window is not None and obj.recurring:
+            data = await asyncio.to_thread(expand, data, obj.component, *window)
+        return data.decode("utf-8", "replace")
+
+    return render
 
 
-async def _card_responses(
-    call: Call,
-    book: CalendarInfo,
-    objects: Sequence[CalendarObject],
-    prop: ET.Element | None,
-    cards: dict[str, VCard],
-) -> list[ET.Element]:
-    """:func:`_responses` for address objects, with CARDDAV:address-data (RFC 6352
-    section 10.4: the whole vCard, or the properties it names)."""
-    data_tag = CR["address-data"]
-    wanted = [D["getetag"]] if prop is None else [child.tag for child in prop]
-    data_node = None if prop is None else prop.find(data_tag)
-    parts = None if data_node is None else carddav.wanted_properties(data_node)
-    answers: list[ET.Element] = []
-    for obj in objects:
-        available = object_properties(call.context, obj)
-        found, missing = select_properties(available, [n for n in wanted if n != data_tag])
-        if data_node is not None:
-            data = await call.store.read_bytes(obj)
-            card = cards.get(obj.name)
-            if parts is not None and card is None:
-                try:
-                    card = parse_vcard(data)
-                except InvalidAddressData:
-                    card = None
-            found.append(xml.element(data_tag, text=carddav.address_data(card, data, parts)))
-        path = object_path(call.user.address, book.name, obj.name, call.target.space)
-        answers.append(xml.response(path, found, missing))
-    return answers
+def _address_data(data_node: ET.Element, cards: dict[str, VCard]) -> _Render:
+    """CARDDAV:address-data (RFC 6352 section 10.4): the whole vCard, or the
+    properties it names."""
+    parts = carddav.wanted_properties(data_node)
+
+    async def render(obj: CalendarObject, data: bytes) -> str:
+        card = cards.get(obj.name)
+        if parts is not None and card is None:
+            try:
+                card = parse_vcard(data)
+            except InvalidAddressData:
+                card = None
+        return carddav.address_data(card, data, parts)
+
+    return render

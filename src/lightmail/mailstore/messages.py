@@ -69,24 +69,15 @@ _CHANGED_SINCE = PreparedRead(
     .where(LIVE, t.messages.c.modseq > bindparam("modseq"))
     .order_by(t.messages.c.uid)
 )
+# What _meta_from_row reads after INFO_COLUMNS.
+_META_COLUMNS = ("header", "envelope", "bodystructure", "thread_message_id", "thread_references")
 _META_ROWS = PreparedRead(
-    select(
-        *INFO_COLUMNS,
-        t.messages.c.header,
-        t.messages.c.envelope,
-        t.messages.c.bodystructure,
-        t.messages.c.thread_message_id,
-        t.messages.c.thread_references,
-    )
+    select(*INFO_COLUMNS, *t.columns(t.messages, *_META_COLUMNS))
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
 _SORT_ROWS = PreparedRead(
-    select(
-        t.messages.c.uid,
-        t.messages.c.sent_date,
-        *(t.messages.c[name] for name in SORT_KEY_COLUMNS),
-    )
+    select(*t.columns(t.messages, "uid", "sent_date", *SORT_KEY_COLUMNS))
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
@@ -145,7 +136,7 @@ class Messages(StoreCore):
             rows: list[t.AnyRow] = []
             for chunk in chunks(sorted(set(uids))):
                 result = await conn.execute(
-                    select(t.messages.c.uid, *(t.messages.c[name] for name in COPIED_COLUMNS))
+                    select(*t.columns(t.messages, "uid", *COPIED_COLUMNS))
                     .where(
                         live(source.id),
                         t.messages.c.user_id == user_id,

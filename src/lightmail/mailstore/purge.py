@@ -55,16 +55,18 @@ class DeletedMail(StoreCore):
         async with self.db.read() as conn:
             rows = await conn.execute(
                 select(
-                    t.messages.c.id,
-                    t.messages.c.mailbox_id,
-                    t.messages.c.uid,
-                    t.messages.c.size,
-                    t.messages.c.internaldate,
-                    t.messages.c.deleted_at,
-                    t.messages.c.subject,
-                    t.messages.c.from_addr,
-                    t.mailboxes.c.name,
-                    t.mailboxes.c.created_at,
+                    *t.columns(
+                        t.messages,
+                        "id",
+                        "mailbox_id",
+                        "uid",
+                        "size",
+                        "internaldate",
+                        "deleted_at",
+                        "subject",
+                        "from_addr",
+                    ),
+                    *t.columns(t.mailboxes, "name", "created_at"),
                 )
                 .select_from(
                     t.messages.outerjoin(t.mailboxes, t.mailboxes.c.id == t.messages.c.mailbox_id)
@@ -103,11 +105,9 @@ class DeletedMail(StoreCore):
             row = (
                 await conn.execute(
                     select(
-                        t.messages.c.mailbox_id,
-                        t.messages.c.size,
-                        t.messages.c.deleted_at,
-                        t.messages.c.keywords,
-                        t.messages.c.modseq,
+                        *t.columns(
+                            t.messages, "mailbox_id", "size", "deleted_at", "keywords", "modseq"
+                        )
                     )
                     .where(
                         t.messages.c.id == message_id, t.messages.c.user_id == user_id, _RESTORABLE

@@ -102,26 +102,29 @@ def info_from_row(row: Sequence[Any]) -> MessageInfo:
     )
 
 
-MAILBOX_COLUMNS = (
-    t.mailboxes.c.id,
-    t.mailboxes.c.user_id,
-    t.mailboxes.c.name,
-    t.mailboxes.c.uidvalidity,
-    t.mailboxes.c.uidnext,
-    t.mailboxes.c.highestmodseq,
-    t.mailboxes.c.special_use,
-    t.mailboxes.c.keywords,
+MAILBOX_COLUMNS = t.columns(
+    t.mailboxes,
+    "id",
+    "user_id",
+    "name",
+    "uidvalidity",
+    "uidnext",
+    "highestmodseq",
+    "special_use",
+    "keywords",
 )
-INFO_COLUMNS = (  # in info_from_row's order
-    t.messages.c.uid,
-    t.messages.c.modseq,
-    t.messages.c.flags,
-    t.messages.c.keywords,
-    t.messages.c.size,
-    t.messages.c.internaldate,
-    t.messages.c.internaldate_offset,
-    t.messages.c.object_key,
-    t.messages.c.size_crlf,
+# In info_from_row's order.
+INFO_COLUMNS = t.columns(
+    t.messages,
+    "uid",
+    "modseq",
+    "flags",
+    "keywords",
+    "size",
+    "internaldate",
+    "internaldate_offset",
+    "object_key",
+    "size_crlf",
 )
 # SortKeys (SORT and THREAD, RFC 5256) in its fields' order.
 SORT_KEY_COLUMNS = (

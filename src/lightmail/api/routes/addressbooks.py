@@ -12,12 +12,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from lightmail.api import schemas as s
-from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, paginate
+from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route
 from lightmail.api.errors import responses
-from lightmail.api.routes.calendars import VCARD, export_file, import_file
+from lightmail.api.routes.calendars import VCARD, export_file, import_file, list_page
 from lightmail.api.routes.calendars import CalendarName as BookName
-from lightmail.api.routes.mail import BINARY, raw_body
-from lightmail.calendars.rows import CalendarInfo
+from lightmail.api.routes.mail import raw_body, raw_response
 
 router = APIRouter()
 
@@ -26,23 +25,11 @@ _BOOK = _BOOKS + "/{name}"
 _TAG = "address books"
 
 
-def _book(book: CalendarInfo) -> s.AddressBook:
-    return s.AddressBook(
-        name=book.name,
-        display_name=book.display_name,
-        description=book.description,
-        sync_token=book.sync_token,
-    )
-
-
 @router.get(_BOOKS, tags=[_TAG], responses=responses(404, 422))
 async def list_addressbooks(
     ctx: Context, address: Address, limit: Limit = 100, cursor: Cursor = None
 ) -> s.AddressBookPage:
-    user = await ctx.accounts.get_user(address)
-    books = await ctx.accounts.contacts.list_calendars(user.id)
-    page, after = paginate(books, lambda book: book.name, str, limit, cursor)
-    return s.AddressBookPage(items=[_book(book) for book in page], next_cursor=after)
+    return await list_page(ctx, ctx.accounts.contacts, address, limit, cursor, s.AddressBookPage)
 
 
 @router.post(_BOOKS, status_code=201, tags=[_TAG], responses=responses(404, 409, 422))
@@ -54,13 +41,13 @@ async def create_addressbook(
     book = await ctx.accounts.contacts.create_calendar(
         user.id, body.name, display_name=body.display_name, description=body.description
     )
-    return _book(book)
+    return s.AddressBook.model_validate(book)
 
 
 @router.get(_BOOK, tags=[_TAG], responses=responses(404, 422))
 async def get_addressbook(ctx: Context, address: Address, name: BookName) -> s.AddressBook:
     user = await ctx.accounts.get_user(address)
-    return _book(await ctx.accounts.contacts.get_calendar(user.id, name))
+    return s.AddressBook.model_validate(await ctx.accounts.contacts.get_calendar(user.id, name))
 
 
 @delete_route(router, _BOOK, _TAG, 404, 422)
@@ -90,13 +77,9 @@ async def import_vcf(
     _BOOK + "/export",
     tags=[_TAG],
     response_class=Response,
-    responses={
-        200: {
-            "description": "Every vCard of the address book, one after the other.",
-            "content": {VCARD: {"schema": BINARY}},
-        },
-        **responses(404, 422),
-    },
+    responses=raw_response(
+        VCARD, "Every vCard of the address book, one after the other.", 404, 422
+    ),
 )
 async def export_vcf(ctx: Context, address: Address, name: BookName) -> Response:
     return await export_file(ctx, address, name, ctx.accounts.contacts)

@@ -9,7 +9,7 @@ VCALENDAR with every object and each VTIMEZONE once.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
 from starlette.requests import ClientDisconnect
@@ -17,12 +17,13 @@ from starlette.requests import ClientDisconnect
 from lightmail.api import schemas as s
 from lightmail.api.deps import Address, Context, Cursor, Limit, delete_route, paginate
 from lightmail.api.errors import ApiError, responses
-from lightmail.api.routes.mail import BINARY, raw_body, require_media_type
-from lightmail.calendars.rows import CalendarInfo
+from lightmail.api.routes.mail import raw_body, raw_response, require_media_type
 from lightmail.calendars.store import CalendarStore
 from lightmail.calendars.transfer import export_calendar, import_calendar
 
 router = APIRouter()
+
+_Page = TypeVar("_Page", s.CalendarPage, s.AddressBookPage)
 
 ICALENDAR = "text/calendar"
 VCARD = "text/vcard"
@@ -44,25 +45,26 @@ CalendarName = Annotated[
 ]
 
 
-def _calendar(calendar: CalendarInfo) -> s.Calendar:
-    return s.Calendar(
-        name=calendar.name,
-        display_name=calendar.display_name,
-        color=calendar.color,
-        description=calendar.description,
-        components=list(calendar.components),
-        sync_token=calendar.sync_token,
-    )
-
-
 @router.get(_CALENDARS, tags=["calendars"], responses=responses(404, 422))
 async def list_calendars(
     ctx: Context, address: Address, limit: Limit = 100, cursor: Cursor = None
 ) -> s.CalendarPage:
+    return await list_page(ctx, ctx.accounts.calendars, address, limit, cursor, s.CalendarPage)
+
+
+async def list_page(
+    ctx: Context,
+    store: CalendarStore,
+    address: str,
+    limit: int,
+    cursor: str | None,
+    page_type: type[_Page],
+) -> _Page:
+    """A page of the user's calendars or address books, by name, as ``page_type``."""
     user = await ctx.accounts.get_user(address)
-    calendars = await ctx.accounts.calendars.list_calendars(user.id)
-    page, after = paginate(calendars, lambda calendar: calendar.name, str, limit, cursor)
-    return s.CalendarPage(items=[_calendar(calendar) for calendar in page], next_cursor=after)
+    collections = await store.list_calendars(user.id)
+    page, after = paginate(collections, lambda collection: collection.name, str, limit, cursor)
+    return page_type.model_validate({"items": page, "next_cursor": after})
 
 
 @router.post(
@@ -79,13 +81,13 @@ async def create_calendar(ctx: Context, address: Address, body: s.CalendarIn) ->
         description=body.description,
         components=body.components,
     )
-    return _calendar(calendar)
+    return s.Calendar.model_validate(calendar)
 
 
 @router.get(_CALENDAR, tags=["calendars"], responses=responses(404, 422))
 async def get_calendar(ctx: Context, address: Address, name: CalendarName) -> s.Calendar:
     user = await ctx.accounts.get_user(address)
-    return _calendar(await ctx.accounts.calendars.get_calendar(user.id, name))
+    return s.Calendar.model_validate(await ctx.accounts.calendars.get_calendar(user.id, name))
 
 
 @delete_route(router, _CALENDAR, "calendars", 404, 422)
@@ -142,13 +144,7 @@ def _too_large(label: str, limit: int) -> ApiError:
     _CALENDAR + "/export",
     tags=["calendars"],
     response_class=Response,
-    responses={
-        200: {
-            "description": "One VCALENDAR with every object of the calendar.",
-            "content": {ICALENDAR: {"schema": BINARY}},
-        },
-        **responses(404, 422),
-    },
+    responses=raw_response(ICALENDAR, "One VCALENDAR with every object of the calendar.", 404, 422),
 )
 async def export_ics(ctx: Context, address: Address, name: CalendarName) -> Response:
     return await export_file(ctx, address, name, ctx.accounts.calendars)

@@ -81,6 +81,15 @@ def raw_body(media_type: str, description: str) -> dict[str, Any]:
     }
 
 
+def raw_response(media_type: str, description: str, *statuses: int) -> dict[int | str, Any]:
+    """The OpenAPI ``responses`` of a route that answers raw bytes of ``media_type``
+    (200), or one of the error ``statuses``."""
+    return {
+        200: {"description": description, "content": {media_type: {"schema": BINARY}}},
+        **responses(*statuses),
+    }
+
+
 async def _user(ctx: Context, address: str) -> AccountUser:
     return await ctx.accounts.get_user(address)
 
@@ -285,10 +294,7 @@ async def get_message(
     _MESSAGE + "/raw",
     tags=["messages"],
     response_class=StreamingResponse,
-    responses={
-        200: {"description": "The message as stored.", "content": {RFC822: {"schema": BINARY}}},
-        **responses(404, 422),
-    },
+    responses=raw_response(RFC822, "The message as stored.", 404, 422),
 )
 async def get_raw_message(
     ctx: Context, address: Address, name: MailboxName, uid: Uid

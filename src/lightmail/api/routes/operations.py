@@ -11,11 +11,9 @@ from lightmail.accounts.tokens import ApiToken
 from lightmail.api import schemas as s
 from lightmail.api.deps import Context, Cursor, ItemId, Limit, TokenName, delete_route, paginate
 from lightmail.api.errors import responses
-from lightmail.api.routes.mail import RFC822, stream
+from lightmail.api.routes.mail import RFC822, raw_response, stream
 
 router = APIRouter()
-
-_BINARY = {"type": "string", "format": "binary"}
 
 # -- quarantine ---------------------------------------------------------------------
 
@@ -47,10 +45,7 @@ async def list_quarantine(
     "/quarantine/{id}/raw",
     tags=["quarantine"],
     response_class=StreamingResponse,
-    responses={
-        200: {"description": "The message as received.", "content": {RFC822: {"schema": _BINARY}}},
-        **responses(404, 422),
-    },
+    responses=raw_response(RFC822, "The message as received.", 404, 422),
 )
 async def get_quarantined_raw(ctx: Context, id: ItemId) -> StreamingResponse:
     size, data = await ctx.store.read_quarantined(id)

@@ -54,6 +54,13 @@ _MYSQL: dict[str, Any] = {
     "mysql_collate": "utf8mb4_bin",
 }
 
+
+def columns(table: Table, *names: str) -> tuple[Column[Any], ...]:
+    """``table``'s columns named ``names``, in that order, for ``select(*...)``. A
+    name the table does not have raises KeyError where the tuple is built."""
+    return tuple(table.c[name] for name in names)
+
+
 domains = Table(
     "domains",
     metadata,
