@@ -245,7 +245,8 @@ class _MessageHead:
 @dataclass(frozen=True, slots=True)
 class AppendCommand(_MessageHead):
     """The head of an APPEND to ``mailbox`` (RFC 3501 section 6.3.11) and of its
-    first message; the message follows as events.
+    first message (fields as in ``_MessageHead``, then ``mailbox``, keyword-only);
+    the message follows as events.
 
     The session answers it by calling ``Receiver.accept_literal()`` (then
     ``LiteralChunk`` events and one ``AppendEnd``, or an ``AppendMessage`` for
