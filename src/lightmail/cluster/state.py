@@ -43,7 +43,7 @@ class SharedRedis:
         self, settings: NotifySettings, *, prefix: str = "lightmail:", lease: float | None = None
     ) -> None:
         # Imported here: lightmail.notify.redis is the one place that builds clients.
-        from lightmail.notify.redis import redis_client
+        from lightmail.notify.redis import RedisOutage, redis_client
 
         self.redis: Redis = redis_client(settings)
         self.prefix = prefix
@@ -54,7 +54,7 @@ class SharedRedis:
         self._members = itertools.count()
         self._renewers: list[Callable[[], Awaitable[None]]] = []
         self._skip_until = 0.0  # loop time before which Redis is not tried
-        self._outage_logged = False
+        self._outage = RedisOutage(CLUSTER_SHARED, log, "cluster", f"Redis at {self.description}")
         self._task: asyncio.Task[None] | None = None
         CLUSTER_SHARED.set(1)
 
@@ -93,34 +93,14 @@ class SharedRedis:
             async with asyncio.timeout(_TIMEOUT):
                 result = await command(self.redis)
         except _FAILURES as error:
-            self._lost(error)
+            self._outage.lost(
+                error, "connection caps and login throttling count this node only until it is back"
+            )
             self._skip_until = loop.time() + _BACKOFF
             CLUSTER_FALLBACKS.inc()
             return None
-        self._up()
+        self._outage.up("connection caps and login throttling count the whole cluster")
         return result
-
-    def _up(self) -> None:
-        CLUSTER_SHARED.set(1)
-        if self._outage_logged:
-            self._outage_logged = False
-            log.warning(
-                "cluster: Redis at %s is reachable again; connection caps and login "
-                "throttling count the whole cluster",
-                self.description,
-            )
-
-    def _lost(self, error: BaseException) -> None:
-        CLUSTER_SHARED.set(0)
-        if not self._outage_logged:
-            self._outage_logged = True
-            log.warning(
-                "cluster: Redis at %s is unreachable (%s: %s); connection caps and login "
-                "throttling count this node only until it is back",
-                self.description,
-                type(error).__name__,
-                error,
-            )
 
     async def _renew(self) -> None:
         while True:

@@ -38,6 +38,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -75,6 +76,39 @@ def redis_client(settings: NotifySettings) -> Redis:
     )
 
 
+class RedisOutage:
+    """Whether Redis answers, shown by ``gauge`` (1 or 0); an outage is logged once
+    when it begins and once when it ends, however many failures it holds.
+
+    The log lines are ``<what>: <description> is unreachable (<error>); <fallback>``
+    and ``<what>: <description> is reachable again; <recovered>``.
+    """
+
+    def __init__(self, gauge: Gauge, logger: logging.Logger, what: str, description: str) -> None:
+        self._gauge = gauge
+        self._log = logger
+        self._prefix = f"{what}: {description}"
+        self._logged = False
+
+    def up(self, recovered: str) -> None:
+        self._gauge.set(1)
+        if self._logged:
+            self._logged = False
+            self._log.warning("%s is reachable again; %s", self._prefix, recovered)
+
+    def lost(self, error: BaseException, fallback: str) -> None:
+        self._gauge.set(0)
+        if not self._logged:
+            self._logged = True
+            self._log.warning(
+                "%s is unreachable (%s: %s); %s",
+                self._prefix,
+                type(error).__name__,
+                error,
+                fallback,
+            )
+
+
 def channel_name(url: str) -> str:
     """The channel of the Redis database ``url`` names (0 when it names none)."""
     database = urlsplit(url).path.strip("/") or "0"
@@ -96,7 +130,7 @@ class RedisNotificationBus(InProcessNotificationBus):
         self._publisher = self._client()
         self._connected = False
         self._connected_once = False  # the current attempt subscribed
-        self._outage_logged = False
+        self._outage = RedisOutage(NOTIFY_CONNECTED, log, "notify", self.description)
         self._unsent: set[int] = set()  # users whose events did not reach Redis
         self._unsent_everyone = False  # more of them than _MAX_UNSENT
         self._tried = asyncio.Event()  # the first connection attempt is over
@@ -216,10 +250,7 @@ class RedisNotificationBus(InProcessNotificationBus):
         send are told cluster-wide."""
         self._connected = True
         self._tried.set()
-        NOTIFY_CONNECTED.set(1)
-        if self._outage_logged:
-            log.warning("notify: %s is reachable again; change events are live", self.description)
-            self._outage_logged = False
+        self._outage.up("change events are live")
         self.resync()
         unsent, everyone = self._unsent, self._unsent_everyone
         self._unsent, self._unsent_everyone = set(), False
@@ -241,17 +272,10 @@ class RedisNotificationBus(InProcessNotificationBus):
     def _lost(self, error: BaseException) -> None:
         """Redis failed: poll until the listener is subscribed again (logged once)."""
         self._connected = False
-        NOTIFY_CONNECTED.set(0)
-        if not self._outage_logged:
-            self._outage_logged = True
-            log.warning(
-                "notify: %s is unreachable (%s: %s); sessions re-read their mailboxes "
-                "every %gs until it is back",
-                self.description,
-                type(error).__name__,
-                error,
-                self._settings.poll_interval,
-            )
+        every = self._settings.poll_interval
+        self._outage.lost(
+            error, f"sessions re-read their mailboxes every {every:g}s until it is back"
+        )
 
     def _remember_unsent(self, user_id: int) -> None:
         if self._unsent_everyone:

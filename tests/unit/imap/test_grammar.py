@@ -969,7 +969,7 @@ def test_spaces_inside_id_and_flag_list_parentheses(data: bytes, expected: Event
 def test_spaces_inside_append_flag_list() -> None:
     data = b"a APPEND INBOX ( \\Seen \\Draft ) {3}\r\nabc\r\n"
     assert check(data) == [
-        AppendCommand(b"a", b"INBOX", (b"\\Seen", b"\\Draft"), None, 3, True),
+        AppendCommand(b"a", (b"\\Seen", b"\\Draft"), None, 3, True, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendEnd(b"a"),
     ]

@@ -201,7 +201,7 @@ MESSAGE = (
 def test_append_sync_accepted() -> None:
     data = b"A003 APPEND saved-messages (\\Seen) {%d}\r\n" % len(MESSAGE) + MESSAGE + b"\r\n"
     assert check(data + b"b NOOP\r\n") == [
-        AppendCommand(b"A003", b"saved-messages", (b"\\Seen",), None, len(MESSAGE), True),
+        AppendCommand(b"A003", (b"\\Seen",), None, len(MESSAGE), True, mailbox=b"saved-messages"),
         LiteralChunk(MESSAGE),
         AppendEnd(b"A003"),
         NoopCommand(b"b"),
@@ -211,7 +211,7 @@ def test_append_sync_accepted() -> None:
 def test_append_sync_rejected_literal_never_comes() -> None:
     data = b"A003 APPEND nowhere {%d}\r\nb NOOP\r\n" % len(MESSAGE)
     assert check(data, react=_reject) == [
-        AppendCommand(b"A003", b"nowhere", (), None, len(MESSAGE), True),
+        AppendCommand(b"A003", (), None, len(MESSAGE), True, mailbox=b"nowhere"),
         NoopCommand(b"b"),
     ]
 
@@ -226,7 +226,7 @@ def test_append_non_sync_accepted_with_date_time() -> None:
         1994, 2, 7, 21, 52, 25, tzinfo=datetime.timezone(-datetime.timedelta(hours=8))
     )
     assert check(data) == [
-        AppendCommand(b"a", b"INBOX", (), when, len(MESSAGE), False),
+        AppendCommand(b"a", (), when, len(MESSAGE), False, mailbox=b"INBOX"),
         LiteralChunk(MESSAGE),
         AppendEnd(b"a"),
     ]
@@ -236,7 +236,7 @@ def test_append_non_sync_rejected_is_discarded() -> None:
     smuggled = b"x DELETE INBOX\r\n"
     data = b"a APPEND INBOX {%d+}\r\n" % len(smuggled) + smuggled + b"\r\nb NOOP\r\n"
     assert check(data, react=_reject) == [
-        AppendCommand(b"a", b"INBOX", (), None, len(smuggled), False),
+        AppendCommand(b"a", (), None, len(smuggled), False, mailbox=b"INBOX"),
         NoopCommand(b"b"),
     ]
 
@@ -247,11 +247,11 @@ def test_append_mailbox_as_literal_and_flags() -> None:
         ContinuationRequest(5),
         AppendCommand(
             b"a",
-            b"Draft",
             (b"\\Draft", b"$Label1"),
             datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
             3,
             True,
+            mailbox=b"Draft",
         ),
         LiteralChunk(b"abc"),
         AppendEnd(b"a"),
@@ -260,7 +260,7 @@ def test_append_mailbox_as_literal_and_flags() -> None:
 
 def test_append_empty_message() -> None:
     assert check(b"a APPEND INBOX {0+}\r\n\r\n") == [
-        AppendCommand(b"a", b"INBOX", (), None, 0, False),
+        AppendCommand(b"a", (), None, 0, False, mailbox=b"INBOX"),
         AppendEnd(b"a"),
     ]
 
@@ -268,7 +268,7 @@ def test_append_empty_message() -> None:
 def test_append_followed_by_garbage_instead_of_crlf() -> None:
     events = check(b"a APPEND INBOX {3+}\r\nabcX Y\r\nb NOOP\r\n")
     assert events == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         BadCommand(b"a", "expected CRLF after the APPEND literal"),
         NoopCommand(b"b"),
@@ -281,7 +281,7 @@ def test_append_nul_in_message_is_bad() -> None:
         # the octets before the NUL may already have gone out as a chunk
         events = [e for e in run(chunks) if not isinstance(e, LiteralChunk)]
         assert events == [
-            AppendCommand(b"a", b"INBOX", (), None, 5, False),
+            AppendCommand(b"a", (), None, 5, False, mailbox=b"INBOX"),
             BadCommand(b"a", "NUL in APPEND literal"),
             NoopCommand(b"b"),
         ]
@@ -293,7 +293,9 @@ def test_append_literal8_carries_nul() -> None:
     for marker in (b"", b"+"):
         data = b"a APPEND INBOX (\\Seen) ~{%d%s}\r\n" % (len(message), marker)
         assert check(data + message + b"\r\nb NOOP\r\n") == [
-            AppendCommand(b"a", b"INBOX", (b"\\Seen",), None, len(message), not marker, True),
+            AppendCommand(
+                b"a", (b"\\Seen",), None, len(message), not marker, True, mailbox=b"INBOX"
+            ),
             LiteralChunk(message),
             AppendEnd(b"a"),
             NoopCommand(b"b"),
@@ -303,7 +305,7 @@ def test_append_literal8_carries_nul() -> None:
 def test_multiappend_mixes_literal_and_literal8() -> None:
     data = b"a APPEND INBOX {3+}\r\nabc ~{2+}\r\n\x00z\r\nb NOOP\r\n"
     assert check(data) == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(b"a", (), None, 2, False, True),
         LiteralChunk(b"\x00z"),
@@ -422,7 +424,7 @@ def test_multiappend_three_messages_sync_and_non_sync() -> None:
         b" {2}\r\nhi\r\nb NOOP\r\n"
     )
     assert check(data) == [
-        AppendCommand(b"a", b"INBOX", (b"\\Seen",), None, 3, True),
+        AppendCommand(b"a", (b"\\Seen",), None, 3, True, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(
             b"a", (b"\\Flagged",), datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), 4, False
@@ -447,7 +449,7 @@ def test_multiappend_refused_sync_message_is_never_sent() -> None:
     # client then sends its next command, not the literal.
     data = b"a APPEND INBOX {3}\r\nabc {35403}\r\nb NOOP\r\n"
     assert check(data, react=_accept_first_only) == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, True),
+        AppendCommand(b"a", (), None, 3, True, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(b"a", (), None, 35403, True),
         NoopCommand(b"b"),
@@ -464,7 +466,7 @@ def test_multiappend_refused_non_sync_message_is_discarded_with_the_rest() -> No
         smuggled,
     )
     assert check(data, react=_accept_first_only) == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(b"a", (), None, len(smuggled), False),
         NoopCommand(b"b"),
@@ -482,7 +484,10 @@ def test_multiappend_refused_non_sync_message_is_discarded_with_the_rest() -> No
 )
 def test_multiappend_bad_syntax_between_messages(between: bytes, text: str) -> None:
     events = check(b"a APPEND INBOX {3+}\r\nabc" + between + b"b NOOP\r\n")
-    assert events[:2] == [AppendCommand(b"a", b"INBOX", (), None, 3, False), LiteralChunk(b"abc")]
+    assert events[:2] == [
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
+        LiteralChunk(b"abc"),
+    ]
     assert events[2:] == [BadCommand(b"a", text), NoopCommand(b"b")]
 
 
@@ -517,7 +522,7 @@ def test_multiappend_non_sync_over_max_append_is_fatal() -> None:
 
 def test_multiappend_eof_in_the_second_message() -> None:
     assert check(b"a APPEND INBOX {3+}\r\nabc {10+}\r\nde", eof=True) == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(b"a", (), None, 10, False),
         LiteralChunk(b"de"),
@@ -543,7 +548,7 @@ def test_append_message_needs_a_decision() -> None:
 
 def test_append_eof_mid_message() -> None:
     assert check(b"a APPEND INBOX {10+}\r\nabc", eof=True) == [
-        AppendCommand(b"a", b"INBOX", (), None, 10, False),
+        AppendCommand(b"a", (), None, 10, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         CONNECTION_CLOSED,
     ]
@@ -820,7 +825,14 @@ def test_catenate_rfc4469_example_1() -> None:
     )
     assert check(data) == [
         AppendCommand(
-            b"A003", b"Drafts", (b"\\Seen", b"\\Draft", b"$MDNSent"), None, 0, False, False, True
+            b"A003",
+            (b"\\Seen", b"\\Draft", b"$MDNSent"),
+            None,
+            0,
+            False,
+            False,
+            True,
+            mailbox=b"Drafts",
         ),
         CatenateUrl(URL1),
         CatenateText(b"A003", 42, True),
@@ -836,7 +848,7 @@ def test_catenate_rfc4469_example_1() -> None:
 
 def test_catenate_urls_only_is_one_line() -> None:
     assert check(b'a APPEND INBOX CATENATE (URL "/INBOX;UID=1" URL /INBOX;UID=2)\r\n') == [
-        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        AppendCommand(b"a", (), None, 0, False, False, True, mailbox=b"INBOX"),
         CatenateUrl(b"/INBOX;UID=1"),
         CatenateUrl(b"/INBOX;UID=2"),
         AppendEnd(b"a"),
@@ -848,7 +860,7 @@ def test_catenate_url_as_literal_and_literal8_text() -> None:
     data = b"a APPEND INBOX CATENATE (URL {12}\r\n/INBOX;UID=1 TEXT ~{2+}\r\n\x00\x01)\r\n"
     assert check(data) == [
         ContinuationRequest(12),  # the URL's literal is read before APPEND's head comes out
-        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        AppendCommand(b"a", (), None, 0, False, False, True, mailbox=b"INBOX"),
         CatenateUrl(b"/INBOX;UID=1"),
         CatenateText(b"a", 2, False, True),
         LiteralChunk(b"\x00\x01"),
@@ -861,7 +873,7 @@ def test_catenate_with_multiappend_both_ways() -> None:
     then a literal one again."""
     data = b"a APPEND INBOX {3+}\r\nabc (\\Seen) CATENATE (TEXT {2+}\r\nde URL /x) {1+}\r\nf\r\n"
     assert check(data) == [
-        AppendCommand(b"a", b"INBOX", (), None, 3, False),
+        AppendCommand(b"a", (), None, 3, False, mailbox=b"INBOX"),
         LiteralChunk(b"abc"),
         AppendMessage(b"a", (b"\\Seen",), None, 0, False, False, True),
         CatenateText(b"a", 2, False),
@@ -917,7 +929,7 @@ def test_catenate_nul_in_text_without_literal8_is_bad() -> None:
         # the octets before the NUL may already have gone out as a chunk
         events = [e for e in run(chunks) if not isinstance(e, LiteralChunk)]
         assert events == [
-            AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+            AppendCommand(b"a", (), None, 0, False, False, True, mailbox=b"INBOX"),
             CatenateText(b"a", 3, False),
             BadCommand(b"a", "NUL in APPEND literal"),
             NoopCommand(b"b"),
@@ -927,7 +939,7 @@ def test_catenate_nul_in_text_without_literal8_is_bad() -> None:
 def test_rejected_catenate_text_ends_the_command() -> None:
     data = b"a APPEND INBOX CATENATE (URL /x TEXT {5}\r\nb NOOP\r\n"
     assert check(data, react=_reject) == [
-        AppendCommand(b"a", b"INBOX", (), None, 0, False, False, True),
+        AppendCommand(b"a", (), None, 0, False, False, True, mailbox=b"INBOX"),
         CatenateUrl(b"/x"),
         CatenateText(b"a", 5, True),
         NoopCommand(b"b"),

@@ -221,13 +221,10 @@ class StatusCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class AppendCommand:
-    """The head of an APPEND (RFC 3501 section 6.3.11); the message follows as events.
+class _MessageHead:
+    """What APPEND says of each message before it (RFC 3501 section 6.3.11, RFC 3502):
+    its flags, INTERNALDATE and literal, or that a CATENATE list builds it.
 
-    The session answers it by calling ``Receiver.accept_literal()`` (then
-    ``LiteralChunk`` events and one ``AppendEnd``, or an ``AppendMessage`` for
-    each further message of a MULTIAPPEND) or ``reject_literal()``.
-    For a synchronizing literal the session sends ``+ ...`` before accepting.
     ``size`` may exceed the receiver's ``max_append``: reject it with TOOBIG.
     ``binary``: the message came as a ``literal8`` (``~{n}``, RFC 3516 section
     4.4) and may hold NUL. ``catenate``: the message is a CATENATE list (RFC
@@ -237,7 +234,6 @@ class AppendCommand:
     """
 
     tag: bytes
-    mailbox: bytes
     flags: tuple[bytes, ...]
     date_time: datetime.datetime | None
     size: int
@@ -247,7 +243,22 @@ class AppendCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class AppendMessage:
+class AppendCommand(_MessageHead):
+    """The head of an APPEND to ``mailbox`` (RFC 3501 section 6.3.11) and of its
+    first message (fields as in ``_MessageHead``, then ``mailbox``, keyword-only);
+    the message follows as events.
+
+    The session answers it by calling ``Receiver.accept_literal()`` (then
+    ``LiteralChunk`` events and one ``AppendEnd``, or an ``AppendMessage`` for
+    each further message of a MULTIAPPEND) or ``reject_literal()``.
+    For a synchronizing literal the session sends ``+ ...`` before accepting.
+    """
+
+    mailbox: bytes = field(kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage(_MessageHead):
     """The head of a further message of a MULTIAPPEND (RFC 3502 section 6.3.11):
     ``SP [flag-list SP] [date-time SP] literal`` right after the previous message.
 
@@ -255,14 +266,6 @@ class AppendMessage:
     and its ``AppendEnd``, and the session answers it as it answers the
     ``AppendCommand``, with ``accept_literal()`` or ``reject_literal()``.
     """
-
-    tag: bytes
-    flags: tuple[bytes, ...]
-    date_time: datetime.datetime | None
-    size: int
-    synchronizing: bool
-    binary: bool = False
-    catenate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

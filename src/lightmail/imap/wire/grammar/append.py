@@ -94,7 +94,9 @@ def _head(
 ) -> AppendCommand | AppendMessage:
     size, synchronizing, binary = literal
     if mailbox is not None:
-        return AppendCommand(tag, mailbox, flags, date_time, size, synchronizing, binary, catenate)
+        return AppendCommand(
+            tag, flags, date_time, size, synchronizing, binary, catenate, mailbox=mailbox
+        )
     return AppendMessage(tag, flags, date_time, size, synchronizing, binary, catenate)
 
 
