@@ -35,6 +35,7 @@ from lightmail.mailstore import names
 from lightmail.mailstore.mime.scanner import MimeScanner
 from lightmail.mailstore.rows import (
     MAILBOX_COLUMNS,
+    PARSE_CACHE_COLUMNS,
     LineEndings,
     chunks,
     live,
@@ -57,7 +58,7 @@ from lightmail.storage.blobs import BlobStore, new_blob_key
 from lightmail.storage.commit import BlobCommit
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
-from lightmail.storage.db.prepared import PreparedRead, Rows
+from lightmail.storage.db.prepared import PreparedRead, PreparedWrite, Rows
 
 _T = TypeVar("_T")
 
@@ -65,10 +66,27 @@ _T = TypeVar("_T")
 _ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\]')
 
 # The statements of every delivery and APPEND, built once: building one (and
-# its cache key) costs more CPU than SQLite takes to run it.
-_INSERT_OBJECT_KEY = insert(t.object_keys)
-_INSERT_MESSAGE = insert(t.messages)
-_RESERVE_UIDS = (
+# its cache key) costs more CPU than SQLite takes to run it. They run through
+# Database.rows/execute (and Database.query), on SQLite without SQLAlchemy.
+_INSERT_OBJECT_KEY = PreparedWrite(insert(t.object_keys), ("key", "size", "sha256", "created_at"))
+_INSERT_MESSAGE = PreparedWrite(
+    insert(t.messages),
+    (
+        "mailbox_id",
+        "user_id",
+        "uid",
+        "modseq",
+        "object_key",
+        "size",
+        "size_crlf",
+        "internaldate",
+        "internaldate_offset",
+        "flags",
+        "keywords",
+        *PARSE_CACHE_COLUMNS,
+    ),
+)
+_RESERVE_UIDS = PreparedWrite(
     update(t.mailboxes)
     .where(t.mailboxes.c.id == bindparam("mailbox_id"))
     .values(
@@ -76,22 +94,25 @@ _RESERVE_UIDS = (
         highestmodseq=t.mailboxes.c.highestmodseq + 1,
     )
 )
-_RESERVED = select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
-    t.mailboxes.c.id == bindparam("mailbox_id")
+_RESERVED = PreparedRead(
+    select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
+        t.mailboxes.c.id == bindparam("mailbox_id")
+    )
 )
-_MAILBOX_BY_NAME = select(*MAILBOX_COLUMNS).where(
-    t.mailboxes.c.user_id == bindparam("user_id"),
-    t.mailboxes.c.name_hash == bindparam("name_hash"),
+MAILBOX_BY_NAME = PreparedRead(
+    select(*MAILBOX_COLUMNS).where(
+        t.mailboxes.c.user_id == bindparam("user_id"),
+        t.mailboxes.c.name_hash == bindparam("name_hash"),
+    )
 )
-MAILBOX_BY_NAME = PreparedRead(_MAILBOX_BY_NAME)  # the same, for Database.query
-_QUOTA = select(t.users.c.address, t.users.c.quota_bytes).where(
-    t.users.c.id == bindparam("user_id")
+_QUOTA = PreparedRead(
+    select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == bindparam("user_id"))
 )
-_USAGE = select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
-    t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
+_USAGE = PreparedRead(
+    select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
+        t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
+    )
 )
-# The same two, for Database.query (LMTP's check at each RCPT).
-_QUOTA_READ, _USAGE_READ = PreparedRead(_QUOTA), PreparedRead(_USAGE)
 
 
 class StoreCore(BlobCommit):
@@ -125,9 +146,9 @@ class StoreCore(BlobCommit):
         with the declared SIZE; delivery checks again with the real size)."""
 
         def read(rows: Rows) -> None:
-            ((address, quota),) = rows(_QUOTA_READ, {"user_id": user_id})
+            ((address, quota),) = rows(_QUOTA, {"user_id": user_id})
             if quota is not None:
-                ((used, _),) = rows(_USAGE_READ, {"user_id": user_id})
+                ((used, _),) = rows(_USAGE, {"user_id": user_id})
                 _refuse_over_quota(address, quota, int(used), size)
 
         await self.db.query(read)
@@ -140,9 +161,9 @@ class StoreCore(BlobCommit):
     async def quota(self, user_id: int) -> QuotaUsage:
         """The user's quota and what counts against it now (IMAP's QUOTA, RFC 9208)."""
         async with self.db.read() as conn:
-            row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
+            ((_, quota),) = await self.db.rows(conn, _QUOTA, {"user_id": user_id})
             size, messages = await self._usage(conn, user_id)
-        return QuotaUsage(size, messages, row.quota_bytes)
+        return QuotaUsage(size, messages, quota)
 
     # -- internals -------------------------------------------------------
 
@@ -162,7 +183,8 @@ class StoreCore(BlobCommit):
         return StoredMessage(key, put, scanner.close(), endings.bare_lf)
 
     async def _insert_object_key(self, conn: AsyncConnection, stored: StoredMessage) -> None:
-        await conn.execute(
+        await self.db.execute(
+            conn,
             _INSERT_OBJECT_KEY,
             {
                 "key": stored.key,
@@ -181,7 +203,8 @@ class StoreCore(BlobCommit):
         internaldate: datetime,
     ) -> AppendResult:
         uid, modseq = await self._reserve_uids(conn, mailbox.id, 1)
-        await conn.execute(
+        await self.db.execute(
+            conn,
             _INSERT_MESSAGE,
             {
                 "mailbox_id": mailbox.id,
@@ -209,11 +232,11 @@ class StoreCore(BlobCommit):
         transaction can reserve the same UIDs (no ``UPDATE ... RETURNING`` on
         MariaDB 10.11: the values are read back in the same transaction).
         """
-        result = await conn.execute(_RESERVE_UIDS, {"mailbox_id": mailbox_id, "count": count})
-        if result.rowcount != 1:
+        params = {"mailbox_id": mailbox_id, "count": count}
+        if await self.db.execute(conn, _RESERVE_UIDS, params) != 1:
             raise MailboxNotFound(str(mailbox_id))
-        row = (await conn.execute(_RESERVED, {"mailbox_id": mailbox_id})).one()
-        return row.uidnext - count, row.highestmodseq
+        ((uidnext, modseq),) = await self.db.rows(conn, _RESERVED, params)
+        return uidnext - count, modseq
 
     async def _bump_modseq(self, conn: AsyncConnection, mailbox_id: int) -> int:
         _, modseq = await self._reserve_uids(conn, mailbox_id, 0)
@@ -288,31 +311,34 @@ class StoreCore(BlobCommit):
         )
 
     async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
-        row = (await conn.execute(_USAGE, {"user_id": user_id})).one()
-        return int(row[0]), int(row[1])
+        ((size, messages),) = await self.db.rows(conn, _USAGE, {"user_id": user_id})
+        return int(size), int(messages)
 
     async def _check_quota(self, conn: AsyncConnection, user_id: int, size: int) -> None:
-        row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
-        if row.quota_bytes is None:
+        ((address, quota),) = await self.db.rows(conn, _QUOTA, {"user_id": user_id})
+        if quota is None:
             return
         used, _ = await self._usage(conn, user_id)
-        _refuse_over_quota(row.address, row.quota_bytes, used, size)
+        _refuse_over_quota(address, quota, used, size)
 
     @staticmethod
     def _by_name(user_id: int, name: str) -> dict[str, object]:
-        """The parameters of ``_MAILBOX_BY_NAME`` for a normalized name."""
+        """The parameters of :data:`MAILBOX_BY_NAME` for a normalized name."""
         return {"user_id": user_id, "name_hash": names.name_hash(name)}
 
     @staticmethod
     def _found(rows: Sequence[Sequence[Any]], name: str, *, try_create: bool = False) -> Mailbox:
-        """The mailbox of ``_MAILBOX_BY_NAME``'s rows, or MailboxNotFound."""
+        """The mailbox of :data:`MAILBOX_BY_NAME`'s rows, or MailboxNotFound."""
         if not rows:
             raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
         return mailbox_from_row(rows[0])
 
-    async def _mailbox_row(self, conn: AsyncConnection, user_id: int, name: str) -> t.AnyRow | None:
-        result = await conn.execute(_MAILBOX_BY_NAME, self._by_name(user_id, name))
-        return result.one_or_none()
+    async def _mailbox_row(
+        self, conn: AsyncConnection, user_id: int, name: str
+    ) -> tuple[Any, ...] | None:
+        """The row of :data:`MAILBOX_BY_NAME`, or None."""
+        rows = await self.db.rows(conn, MAILBOX_BY_NAME, self._by_name(user_id, name))
+        return rows[0] if rows else None
 
     async def _find_mailbox(
         self, conn: AsyncConnection, user_id: int, name: str, *, try_create: bool = False
@@ -363,9 +389,9 @@ class StoreCore(BlobCommit):
             )
 
     async def _quota_error(self, conn: AsyncConnection, user_id: int, size: int) -> QuotaExceeded:
-        row = (await conn.execute(_QUOTA, {"user_id": user_id})).one()
+        ((address, quota),) = await self.db.rows(conn, _QUOTA, {"user_id": user_id})
         used, _ = await self._usage(conn, user_id)
-        return QuotaExceeded(row.address, row.quota_bytes or 0, used, size)
+        return QuotaExceeded(address, quota or 0, used, size)
 
     async def _announce_added(self, outcomes: Iterable[DeliveryOutcome]) -> None:
         """Publish MESSAGES_ADDED for every mailbox a delivery added a message to."""

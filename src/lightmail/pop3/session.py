@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ from lightmail.pop3.wire import (
     err,
     ok,
 )
+from lightmail.storage.blobs import BlobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -326,23 +327,47 @@ class Pop3Session:
             self._send(ok(f"{msg} {value(info)}"))
 
     async def _retr(self, number: int, top: int | None) -> None:
-        """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3)."""
+        """RETR and TOP stream the blob, byte-stuffed (RFC 1939 section 3).
+
+        The first chunk is read before ``+OK`` is queued: a message that cannot
+        be read gets ``-ERR``. A read that fails after ``+OK`` went out ends the
+        connection, since nothing sent then could end the multi-line reply
+        truthfully. The ``+OK`` line, a small message and its final ``.`` go out
+        in one write.
+        """
         info = self._message(number)
         if info is None:
             return
-        octets = f"{info.size_crlf} octets"
-        self._send(ok(octets if top is None else "top of message follows"))
-        await self.driver.flush()
+        chunks = aiter(self.ctx.store.read_message(info))
+        first = await anext(chunks, b"")
+        self._send(ok(f"{info.size_crlf} octets" if top is None else "top of message follows"))
+        try:
+            await self._stream(first, chunks, TopFilter(top) if top is not None else None)
+        except (TemporaryFailure, BlobNotFound) as error:
+            log.warning("pop3 %s: RETR %d failed after +OK: %s", self.conn.id, number, error)
+            raise SessionEnd from error
+
+    async def _stream(
+        self, chunk: bytes, rest: AsyncIterator[bytes], top_filter: TopFilter | None
+    ) -> None:
+        """Queue ``chunk`` and ``rest`` dot-stuffed, each flushed once the next is read."""
         stuffer = DotStuffer()
-        top_filter = TopFilter(top) if top is not None else None
-        async for chunk in self.ctx.store.read_message(info):
+        queued = False
+        while True:
             if top_filter is not None:
                 chunk = top_filter.feed(chunk)
             if chunk:
-                await self.conn.write(stuffer.feed(chunk))
+                if queued:
+                    await self.driver.flush()
+                self._send(stuffer.feed(chunk))
+                queued = True
             if top_filter is not None and top_filter.done:
                 break
-        await self.conn.write(stuffer.close())
+            next_chunk = await anext(rest, None)
+            if next_chunk is None:
+                break
+            chunk = next_chunk
+        self._send(stuffer.close())
 
     def _dele(self, command: DeleCommand) -> None:
         if not self.settings.allow_delete:

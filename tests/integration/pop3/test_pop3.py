@@ -271,3 +271,29 @@ async def test_pop3_delete_is_seen_from_imap(
             return list(expunged)
 
     assert await asyncio.to_thread(conversation) == [b"2"]
+
+
+async def test_retr_of_a_message_whose_blob_is_missing_is_err_and_the_session_goes_on(
+    pop3: Pop3Target,
+) -> None:
+    """No ``+OK`` before the message could be read: the client gets ``-ERR`` for
+    that message, not a multi-line reply that ends in an error line."""
+    user = await pop3.new_user()
+    for message in MESSAGES[:2]:
+        await deliver(pop3, user, message)
+    store = pop3.backend.store
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    infos = await store.fetch_infos(inbox, [1, 2])
+    await pop3.backend.blobs.delete_many([infos[0].object_key])
+
+    def conversation() -> None:
+        client = login(pop3, user)
+        with pytest.raises(poplib.error_proto, match=r"^b'-ERR "):
+            client.retr(1)
+        _, lines, _ = client.retr(2)  # the session goes on (poplib undoes the dot-stuffing)
+        assert b"\r\n".join(lines) + b"\r\n" == MESSAGES[1]
+        top = client.top(2, 0)[1]
+        assert top == [b"Subject: dots", b""]
+        client.quit()
+
+    await asyncio.to_thread(conversation)

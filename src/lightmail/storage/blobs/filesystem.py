@@ -8,8 +8,15 @@ a file's logical key is its path without its parent directory.
 
 Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
 directory is fsynced. A write that a killed process left in ``.tmp`` is deleted
-by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). Every
-blocking call runs in a worker thread.
+by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). A
+message that fits in one batch takes one trip to a worker thread: open, write,
+fsync, rename, fsync.
+
+Every call that may wait for the disk runs in a worker thread. A read begins
+in the loop's thread only as far as the page cache answers it
+(``preadv(RWF_NOWAIT)``, which fails rather than wait): a message read again
+soon after it arrived costs no thread hop; one that is not cached is read in a
+worker thread, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import hashlib
 import os
 import uuid
@@ -64,7 +72,8 @@ class FileSystemBlobStore(TimedBlobStore):
 
     async def _put(self, key: str, chunks: AsyncIterator[bytes]) -> PutResult:
         final = self.path_of(key)
-        file, temp = await self._io("put", key, self._open_temp)
+        temp = self._root / _TMP_DIR / f"{uuid.uuid4().hex}.part"
+        file: IO[bytes] | None = None  # opened with the first batch written
         digest = hashlib.sha256()
         size = 0
         try:
@@ -77,7 +86,7 @@ class FileSystemBlobStore(TimedBlobStore):
                 batch.append(data)
                 batch_size += len(data)
                 if batch_size >= _WRITE_BATCH:
-                    await self._io("put", key, _write, file, digest, batch)
+                    file = await self._io("put", key, _write, file, temp, digest, batch)
                     size += batch_size
                     batch, batch_size = [], 0
             # The last batch and the commit in one trip to a thread.
@@ -86,7 +95,8 @@ class FileSystemBlobStore(TimedBlobStore):
         except BaseException:
             # Closing waits for a write still running in a worker thread (the
             # buffered file's lock), so the descriptor is never closed under it.
-            file.close()
+            if file is not None:
+                file.close()
             temp.unlink(missing_ok=True)
             raise
         return PutResult(size=size, sha256=digest.hexdigest())
@@ -100,10 +110,14 @@ class FileSystemBlobStore(TimedBlobStore):
     async def _read(self, key: str, start: int, end: int | None) -> AsyncGenerator[bytes, None]:
         remaining = None if end is None else end - start
         want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+        path = self.path_of(key)
         try:
             # Buffered on purpose: close() then waits for a read still running in
             # a worker thread instead of closing the descriptor under it.
-            file, data = await asyncio.to_thread(_open_at, self.path_of(key), start, want)
+            opened = _open_cached(path, start, want)
+            if opened is None:
+                opened = await asyncio.to_thread(_open_at, path, start, want)
+            file, data = opened
         except (FileNotFoundError, NotADirectoryError):
             raise BlobNotFound(key) from None
         except OSError as exc:
@@ -148,26 +162,23 @@ class FileSystemBlobStore(TimedBlobStore):
             with contextlib.suppress(ValueError):
                 walker.close()
 
-    def _open_temp(self) -> tuple[IO[bytes], Path]:
-        folder = self._root / _TMP_DIR
-        _ensure_dir(folder)
-        temp = folder / f"{uuid.uuid4().hex}.part"
-        return open(temp, "xb"), temp  # closed by put()
-
     @staticmethod
     def _commit(
-        file: IO[bytes],
+        file: IO[bytes] | None,
         temp: Path,
         final: Path,
         digest: hashlib._Hash,
         batch: builtins.list[bytes],
     ) -> None:
-        _write(file, digest, batch)
+        file = _write(file, temp, digest, batch)
         file.flush()
         os.fsync(file.fileno())
         file.close()
-        _ensure_dir(final.parent)
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:  # the shard directory's first blob
+            _ensure_dir(final.parent)
+            os.replace(temp, final)
         _fsync_dir(final.parent)
 
     async def _io(
@@ -198,6 +209,42 @@ def _shard(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:2]
 
 
+def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes] | None:
+    """:func:`_open_at` without waiting for the disk: None unless the page cache
+    holds all of the first read (or the system cannot tell)."""
+    global _NOWAIT  # learnt once per process
+    if not _NOWAIT:
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        buffer = bytearray(want)
+        try:
+            got = os.preadv(fd, [buffer], start, os.RWF_NOWAIT)
+        except BlockingIOError:  # not (all) in the page cache
+            os.close(fd)
+            return None
+        except OSError as error:  # EOPNOTSUPP (a file system without it), EINVAL
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            _NOWAIT = False
+            os.close(fd)
+            return None
+        if got < want and start + got < os.fstat(fd).st_size:
+            os.close(fd)  # part of it cached: read it the waiting way
+            return None
+        file = os.fdopen(fd, "rb")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    file.seek(start + got)
+    return file, bytes(memoryview(buffer)[:got])
+
+
+# Whether preadv(RWF_NOWAIT) works here (Linux 4.14 and later, most file systems).
+_NOWAIT = hasattr(os, "RWF_NOWAIT")
+
+
 def _open_at(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes]:
     """Open ``path`` and read up to ``want`` octets from ``start``: a blob that fits
     takes one trip to a worker thread."""
@@ -211,10 +258,20 @@ def _open_at(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes]:
         raise
 
 
-def _write(file: IO[bytes], digest: hashlib._Hash, batch: builtins.list[bytes]) -> None:
+def _write(
+    file: IO[bytes] | None, temp: Path, digest: hashlib._Hash, batch: builtins.list[bytes]
+) -> IO[bytes]:
+    """Write ``batch`` to ``file``, first created as ``temp`` when None; the file."""
+    if file is None:
+        try:
+            file = open(temp, "xb")  # noqa: SIM115 (put() closes it)
+        except FileNotFoundError:  # the store's first put
+            _ensure_dir(temp.parent)
+            file = open(temp, "xb")  # noqa: SIM115
     for data in batch:
         digest.update(data)
         file.write(data)
+    return file
 
 
 def _ensure_dir(folder: Path) -> None:

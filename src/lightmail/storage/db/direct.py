@@ -119,6 +119,12 @@ class DirectConnection:
         return self._connection
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection, for statements run without SQLAlchemy inside a
+        transaction SQLAlchemy began (:meth:`Database.execute`)."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 

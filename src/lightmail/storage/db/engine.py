@@ -57,7 +57,9 @@ from lightmail.storage.db.group_commit import GroupCommit
 from lightmail.storage.db.prepared import (
     Params,
     PreparedRead,
+    PreparedWrite,
     Rows,
+    SqliteForm,
     SqliteReads,
     sqlalchemy_rows,
 )
@@ -334,6 +336,46 @@ class Database:
     async def fetch(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
         """The rows of one :class:`PreparedRead` (see :meth:`query`)."""
         return await self.query(lambda rows: rows(read, params))
+
+    async def rows(
+        self, conn: AsyncConnection, read: PreparedRead, params: Params
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``read`` in ``conn``'s transaction (a :meth:`write`), as plain
+        tuples; on SQLite straight through :mod:`sqlite3` on its connection."""
+        if self._sqlite_reads is None:
+            return [tuple(row) for row in await conn.execute(read.statement, dict(params))]
+        form = read.sqlite_form(self._writer.dialect)
+        return self._direct(conn, form, params, lambda sqlite: form.run(sqlite, params))
+
+    async def execute(self, conn: AsyncConnection, write: PreparedWrite, params: Params) -> int:
+        """Run ``write`` in ``conn``'s transaction (a :meth:`write`); the rows it
+        changed. On SQLite straight through :mod:`sqlite3` on its connection."""
+        if self._sqlite_reads is None:
+            return (await conn.execute(write.statement, dict(params))).rowcount
+        form = write.sqlite_form(self._writer.dialect)
+        return self._direct(
+            conn, form, params, lambda sqlite: form.execute(sqlite, params).rowcount
+        )
+
+    @staticmethod
+    def _direct(
+        conn: AsyncConnection,
+        form: SqliteForm,
+        params: Params,
+        call: Callable[[sqlite3.Connection], _T],
+    ) -> _T:
+        """``call`` on the sqlite3 connection under ``conn``; its errors as SQLAlchemy's."""
+        if conn.sync_connection is None:
+            raise exc.ResourceClosedError("the transaction's connection is closed")
+        direct = conn.sync_connection.connection.driver_connection
+        if not isinstance(direct, DirectConnection):
+            raise TypeError(f"not a direct SQLite connection: {direct!r}")
+        try:
+            return call(direct.sqlite)
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(
+                form.sql, dict(params), error, sqlite3.Error, hide_parameters=True
+            ) from error
 
     async def upgrade(self) -> str:
         """Bring the schema to the newest revision; return that revision."""

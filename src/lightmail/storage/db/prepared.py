@@ -1,4 +1,5 @@
-"""Hot reads without SQLAlchemy's per-call work: :meth:`Database.query`.
+"""Hot statements without SQLAlchemy's per-call work: :meth:`Database.query`,
+:meth:`Database.rows` and :meth:`Database.execute`.
 
 A read through :meth:`Database.read` costs a pool checkout, a greenlet per
 call, the ``begin`` event, the compiled-cache lookup, ``Row`` objects and the
@@ -17,6 +18,13 @@ MySQL/MariaDB the same body runs on a :meth:`Database.read` connection
 Either way a read answers plain tuples, with the values SQLAlchemy's result
 types would give (its result processors are applied: a SQLite DATETIME comes
 back as a ``datetime``).
+
+The statements every delivery and APPEND runs inside its write transaction
+(reserve UIDs, insert the message, check the quota) are :class:`PreparedRead`
+and :class:`PreparedWrite` objects too: on SQLite they run with :mod:`sqlite3`
+on the transaction's own connection (the writer, which holds the write lock
+since BEGIN IMMEDIATE, so no statement waits), between SQLAlchemy's BEGIN and
+COMMIT; elsewhere through the SQLAlchemy connection.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Delete, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -45,6 +53,38 @@ class PreparedRead:
     def sqlite_form(self, dialect: Dialect) -> SqliteForm:
         if self._form is None:
             self._form = SqliteForm(self.statement.compile(dialect=dialect), dialect)
+        return self._form
+
+
+class PreparedWrite:
+    """An INSERT, UPDATE or DELETE built once (at import), with its SQLite form
+    compiled once for the parameters ``keys`` (an INSERT's columns).
+
+    Every call passes the same keys. A column that would take a Python-side
+    default (``Column(default=...)``) must be among them: the direct path does
+    not compute defaults, so compiling one that needs it fails at first use.
+    """
+
+    __slots__ = ("_form", "keys", "statement")
+
+    def __init__(
+        self, statement: Insert | Update | Delete, keys: Sequence[str] | None = None
+    ) -> None:
+        self.statement = statement
+        self.keys = keys
+        self._form: SqliteForm | None = None
+
+    def sqlite_form(self, dialect: Dialect) -> SqliteForm:
+        if self._form is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
+            missing = [
+                column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)
+            ]
+            if missing:
+                raise ValueError(
+                    f"{self.statement}: give {', '.join(missing)} (defaults are not applied)"
+                )
+            self._form = SqliteForm(compiled, dialect)
         return self._form
 
 
@@ -76,6 +116,18 @@ class SqliteForm:
         self._converted = [(i, p) for i, p in enumerate(results) if p is not None]
 
     def run(self, connection: sqlite3.Connection, params: Params) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.execute(connection, params).fetchall()
+        if not self._converted:
+            return rows
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            converted = list(row)
+            for index, process in self._converted:
+                converted[index] = process(converted[index])
+            out.append(tuple(converted))
+        return out
+
+    def execute(self, connection: sqlite3.Connection, params: Params) -> sqlite3.Cursor:
         if self._sql is not None:
             sql, names = self._sql, self._names
             values: Mapping[str, Any] = {**self._defaults, **params}
@@ -92,16 +144,12 @@ class SqliteForm:
             values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
             for name in names
         ]
-        rows: list[tuple[Any, ...]] = connection.execute(sql, bound).fetchall()
-        if not self._converted:
-            return rows
-        out: list[tuple[Any, ...]] = []
-        for row in rows:
-            converted = list(row)
-            for index, process in self._converted:
-                converted[index] = process(converted[index])
-            out.append(tuple(converted))
-        return out
+        return connection.execute(sql, bound)
+
+    @property
+    def sql(self) -> str:
+        """The statement's SQL, for error messages."""
+        return self._compiled.string
 
 
 class SqliteReads:
