@@ -34,8 +34,8 @@ from lightmail.errors import (
 from lightmail.mailstore import names
 from lightmail.mailstore.mime.scanner import MimeScanner
 from lightmail.mailstore.rows import (
+    COPIED_COLUMNS,
     MAILBOX_COLUMNS,
-    PARSE_CACHE_COLUMNS,
     LineEndings,
     chunks,
     live,
@@ -69,22 +69,9 @@ _ATOM_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('(){%*"\\
 # its cache key) costs more CPU than SQLite takes to run it. They run through
 # Database.rows/execute (and Database.query), on SQLite without SQLAlchemy.
 _INSERT_OBJECT_KEY = PreparedWrite(insert(t.object_keys), ("key", "size", "sha256", "created_at"))
+# A new message row: where it is, and what a copy of it would copy.
 _INSERT_MESSAGE = PreparedWrite(
-    insert(t.messages),
-    (
-        "mailbox_id",
-        "user_id",
-        "uid",
-        "modseq",
-        "object_key",
-        "size",
-        "size_crlf",
-        "internaldate",
-        "internaldate_offset",
-        "flags",
-        "keywords",
-        *PARSE_CACHE_COLUMNS,
-    ),
+    insert(t.messages), ("mailbox_id", "user_id", "uid", "modseq", *COPIED_COLUMNS)
 )
 _RESERVE_UIDS = PreparedWrite(
     update(t.mailboxes)
