@@ -81,6 +81,26 @@ _RESERVE_UIDS = PreparedWrite(
         highestmodseq=t.mailboxes.c.highestmodseq + 1,
     )
 )
+_KEYWORDS_LOCKED = PreparedRead(
+    select(t.mailboxes.c.keywords)
+    .where(t.mailboxes.c.id == bindparam("mailbox_id"))
+    .with_for_update()
+)
+_SET_KEYWORDS = PreparedWrite(
+    update(t.mailboxes)
+    .where(t.mailboxes.c.id == bindparam("mailbox_id"))
+    .values(keywords=bindparam("new_keywords"))
+)
+# An UPDATE's parameters are not named after its table's columns (SQLAlchemy
+# keeps those names for the SET clause).
+_SOFT_DELETE = PreparedWrite(
+    update(t.messages)
+    .where(
+        live(bindparam("in_mailbox", type_=t.messages.c.mailbox_id.type)),
+        t.messages.c.uid.in_(bindparam("uids", expanding=True)),
+    )
+    .values(deleted_at=bindparam("now"), modseq=bindparam("new_modseq"))
+)
 _RESERVED = PreparedRead(
     select(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq).where(
         t.mailboxes.c.id == bindparam("mailbox_id")
@@ -235,11 +255,8 @@ class StoreCore(BlobCommit):
         modseq = await self._bump_modseq(conn, mailbox_id)
         now = clock.utcnow()
         for chunk in chunks(uids):
-            await conn.execute(
-                update(t.messages)
-                .where(live(mailbox_id), t.messages.c.uid.in_(chunk))
-                .values(deleted_at=now, modseq=modseq)
-            )
+            params = {"in_mailbox": mailbox_id, "uids": chunk, "now": now, "new_modseq": modseq}
+            await self.db.execute(conn, _SOFT_DELETE, params)
 
     def _check_keywords(self, keywords: frozenset[str]) -> None:
         """Keyword names must be atoms no longer than the limit, and no more of them
@@ -268,16 +285,10 @@ class StoreCore(BlobCommit):
         """
         if not keywords:
             return
-        row = (
-            await conn.execute(
-                select(t.mailboxes.c.keywords)
-                .where(t.mailboxes.c.id == mailbox_id)
-                .with_for_update()
-            )
-        ).one_or_none()
-        if row is None:
+        rows = await self.db.rows(conn, _KEYWORDS_LOCKED, {"mailbox_id": mailbox_id})
+        if not rows:
             raise MailboxNotFound(str(mailbox_id))
-        defined = frozenset(row.keywords.split())
+        defined = frozenset(rows[0][0].split())
         if keywords <= defined:
             return
         wanted = defined | keywords
@@ -291,11 +302,8 @@ class StoreCore(BlobCommit):
             wanted = frozenset(k for used in in_use for k in used.keywords.split()) | keywords
             if len(wanted) > limit:
                 raise KeywordLimitExceeded(f"a mailbox may have at most {limit} keywords")
-        await conn.execute(
-            update(t.mailboxes)
-            .where(t.mailboxes.c.id == mailbox_id)
-            .values(keywords=" ".join(sorted(wanted)))
-        )
+        params = {"mailbox_id": mailbox_id, "new_keywords": " ".join(sorted(wanted))}
+        await self.db.execute(conn, _SET_KEYWORDS, params)
 
     async def _usage(self, conn: AsyncConnection, user_id: int) -> tuple[int, int]:
         ((size, messages),) = await self.db.rows(conn, _USAGE, {"user_id": user_id})

@@ -39,7 +39,7 @@ from lightmail.mailstore.types import (
 )
 from lightmail.notify.bus import ChangeEvent, ChangeKind
 from lightmail.storage.db import tables as t
-from lightmail.storage.db.prepared import PreparedRead, Rows
+from lightmail.storage.db.prepared import PreparedRead, PreparedWrite, Rows
 
 # What every FETCH, SEARCH, STORE and reload of a selected mailbox runs, built
 # once: building a statement costs more CPU than SQLite takes to run it.
@@ -81,12 +81,29 @@ _SORT_ROWS = PreparedRead(
     .where(LIVE, _UIDS)
     .order_by(t.messages.c.uid)
 )
-_STORE_ROWS = (
+_STORE_SELECT = (
     select(*INFO_COLUMNS, t.messages.c.id)
     .where(LIVE, t.messages.c.user_id == bindparam("user_id"), _UIDS)
     .order_by(t.messages.c.uid)
 )
-_SET_FLAGS = update(t.messages).where(t.messages.c.id == bindparam("row_id"))
+_STORE_ROWS = PreparedRead(_STORE_SELECT)
+_STORE_ROWS_LOCKED = PreparedRead(_STORE_SELECT.with_for_update())
+_SET_FLAGS = PreparedWrite(
+    update(t.messages)
+    .where(t.messages.c.id == bindparam("row_id"))
+    .values(
+        flags=bindparam("new_flags"),
+        keywords=bindparam("new_keywords"),
+        modseq=bindparam("new_modseq"),
+    )
+)
+_DELETED_UIDS = PreparedRead(
+    select(t.messages.c.uid).where(
+        LIVE,
+        t.messages.c.user_id == bindparam("user_id"),
+        t.messages.c.flags.op("&")(t.FLAG_DELETED) != 0,
+    )
+)
 
 
 # The live messages above the mailbox's last claimed UID, in one statement: a row
@@ -198,25 +215,23 @@ class Messages(StoreCore):
         self._check_keywords(change.keywords)
         if not uids:
             return StoreResult([], [], [])
-        query = _STORE_ROWS if unchangedsince is None else _STORE_ROWS.with_for_update()
+        query = _STORE_ROWS if unchangedsince is None else _STORE_ROWS_LOCKED
 
         async def write(conn: AsyncConnection) -> tuple[StoreResult, int | None]:
             result = StoreResult([], [], [])
             if mode is not StoreMode.REMOVE:
                 await self._define_keywords(conn, mailbox.id, change.keywords)
-            rows: list[t.AnyRow] = []
+            rows: list[tuple[Any, ...]] = []
             for chunk in chunks(sorted(set(uids))):
-                found = await conn.execute(
-                    query, {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
-                )
-                rows.extend(found)
+                params = {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
+                rows.extend(await self.db.rows(conn, query, params))
             updates = []
             limits = self.keyword_limits
-            for row in rows:
-                if unchangedsince is not None and row.modseq > unchangedsince:
+            for row in rows:  # INFO_COLUMNS, then the row's id
+                if unchangedsince is not None and row[1] > unchangedsince:
                     result.modified.append(info_from_row(row))
                     continue
-                current = Flags.from_row(row.flags, row.keywords)
+                current = Flags.from_row(row[2], row[3])
                 new = mode.apply(current, change)
                 if new == current:
                     result.unchanged.append(info_from_row(row))
@@ -229,14 +244,15 @@ class Messages(StoreCore):
             if not updates:
                 return result, None
             modseq = await self._bump_modseq(conn, mailbox.id)
-            await conn.execute(
+            await self.db.execute(
+                conn,
                 _SET_FLAGS,
                 [
                     {
-                        "row_id": row.id,
-                        "flags": new.system,
-                        "keywords": new.keyword_text,
-                        "modseq": modseq,
+                        "row_id": row[9],
+                        "new_flags": new.system,
+                        "new_keywords": new.keyword_text,
+                        "new_modseq": modseq,
                     }
                     for row, new in updates
                 ],
@@ -262,12 +278,8 @@ class Messages(StoreCore):
         """
 
         async def write(conn: AsyncConnection) -> list[int]:
-            query = select(t.messages.c.uid).where(
-                live(mailbox.id),
-                t.messages.c.user_id == user_id,
-                t.messages.c.flags.op("&")(t.FLAG_DELETED) != 0,
-            )
-            candidates = [row.uid for row in await conn.execute(query)]
+            params = {"mailbox_id": mailbox.id, "user_id": user_id}
+            candidates = [uid for (uid,) in await self.db.rows(conn, _DELETED_UIDS, params)]
             if uids is not None:
                 wanted = set(uids)
                 candidates = [uid for uid in candidates if uid in wanted]

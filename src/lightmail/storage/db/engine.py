@@ -33,7 +33,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -347,14 +347,21 @@ class Database:
         form = read.sqlite_form(self._writer.dialect)
         return self._direct(conn, form, params, lambda sqlite: form.run(sqlite, params))
 
-    async def execute(self, conn: AsyncConnection, write: PreparedWrite, params: Params) -> int:
-        """Run ``write`` in ``conn``'s transaction (a :meth:`write`); the rows it
-        changed. On SQLite straight through :mod:`sqlite3` on its connection."""
+    async def execute(
+        self, conn: AsyncConnection, write: PreparedWrite, params: Params | Sequence[Params]
+    ) -> int:
+        """Run ``write`` in ``conn``'s transaction (a :meth:`write`), once or once per
+        parameter set; the rows it changed. On SQLite straight through
+        :mod:`sqlite3` on its connection."""
         if self._sqlite_reads is None:
-            return (await conn.execute(write.statement, dict(params))).rowcount
+            many = dict(params) if isinstance(params, Mapping) else [dict(p) for p in params]
+            return (await conn.execute(write.statement, many)).rowcount
         form = write.sqlite_form(self._writer.dialect)
+        if isinstance(params, Mapping):
+            one = params
+            return self._direct(conn, form, one, lambda sqlite: form.execute(sqlite, one).rowcount)
         return self._direct(
-            conn, form, params, lambda sqlite: form.execute(sqlite, params).rowcount
+            conn, form, {}, lambda sqlite: form.execute_many(sqlite, params).rowcount
         )
 
     @staticmethod

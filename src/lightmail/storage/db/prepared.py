@@ -127,6 +127,24 @@ class SqliteForm:
             out.append(tuple(converted))
         return out
 
+    def execute_many(
+        self, connection: sqlite3.Connection, many: Sequence[Params]
+    ) -> sqlite3.Cursor:
+        """The statement once per parameter set, in one call (no expanding IN list)."""
+        if self._sql is None:
+            raise ValueError("execute_many of a statement with an expanding parameter")
+        names, to_sql = self._names, self._to_sql
+        bound = []
+        for params in many:
+            values = {**self._defaults, **params}
+            bound.append(
+                [
+                    values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
+                    for name in names
+                ]
+            )
+        return connection.executemany(self._sql, bound)
+
     def execute(self, connection: sqlite3.Connection, params: Params) -> sqlite3.Cursor:
         if self._sql is not None:
             sql, names = self._sql, self._names
