@@ -21,6 +21,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 _T = TypeVar("_T")
 _BLOCKING = ("BEGIN", "COMMIT", "PRAGMA")  # statements that may wait (case as SQLAlchemy sends)
 
@@ -168,3 +171,15 @@ class DirectConnection:
     def _release_thread(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+
+
+def sqlite_of(conn: AsyncConnection) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy connection of a SQLite :class:`Database
+    <lightmail.storage.db.engine.Database>`, for statements run inside the
+    transaction SQLAlchemy began."""
+    if conn.sync_connection is None:
+        raise exc.ResourceClosedError("the transaction's connection is closed")
+    direct = conn.sync_connection.connection.driver_connection
+    if not isinstance(direct, DirectConnection):
+        raise TypeError(f"not a direct SQLite connection: {direct!r}")
+    return direct.sqlite

@@ -52,7 +52,7 @@ from lightmail.metrics import (
     DB_TRANSACTION_RETRIES,
     DB_TRANSACTION_SECONDS,
 )
-from lightmail.storage.db.direct import DirectConnection
+from lightmail.storage.db.direct import DirectConnection, sqlite_of
 from lightmail.storage.db.group_commit import GroupCommit
 from lightmail.storage.db.prepared import (
     Params,
@@ -372,13 +372,8 @@ class Database:
         call: Callable[[sqlite3.Connection], _T],
     ) -> _T:
         """``call`` on the sqlite3 connection under ``conn``; its errors as SQLAlchemy's."""
-        if conn.sync_connection is None:
-            raise exc.ResourceClosedError("the transaction's connection is closed")
-        direct = conn.sync_connection.connection.driver_connection
-        if not isinstance(direct, DirectConnection):
-            raise TypeError(f"not a direct SQLite connection: {direct!r}")
         try:
-            return call(direct.sqlite)
+            return call(sqlite_of(conn))
         except sqlite3.Error as error:
             raise exc.DBAPIError.instance(
                 form.sql, dict(params), error, sqlite3.Error, hide_parameters=True

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from lightmail.storage.db.direct import sqlite_of
 
 _T = TypeVar("_T")
 
@@ -63,6 +65,21 @@ class _FirstFailed(Exception):
     """The first transaction of a batch failed: the batch is rolled back whole."""
 
 
+@contextmanager
+def _savepoint(conn: AsyncConnection) -> Iterator[None]:
+    """A SAVEPOINT on the batch's sqlite3 connection itself: SQLAlchemy's
+    ``begin_nested`` costs more CPU than the statements of a delivery."""
+    sqlite = sqlite_of(conn)
+    sqlite.execute("SAVEPOINT member")
+    try:
+        yield
+    except BaseException:
+        sqlite.execute("ROLLBACK TO member")
+        sqlite.execute("RELEASE member")
+        raise
+    sqlite.execute("RELEASE member")
+
+
 class GroupCommit:
     """The write transactions of one SQLite database in this process."""
 
@@ -88,7 +105,7 @@ class GroupCommit:
         succeeded = False
         try:
             if after_others:
-                async with conn.begin_nested():
+                with _savepoint(conn):
                     yield conn
             else:
                 yield conn
