@@ -97,7 +97,10 @@ class FileSystemBlobStore(TimedBlobStore):
             # buffered file's lock), so the descriptor is never closed under it.
             if file is not None:
                 file.close()
-            temp.unlink(missing_ok=True)
+            # Also when the file was never created (the folder is missing or not
+            # one): the failure that brought us here is what the caller must see.
+            with contextlib.suppress(OSError):
+                temp.unlink()
             raise
         return PutResult(size=size, sha256=digest.hexdigest())
 
