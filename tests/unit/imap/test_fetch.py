@@ -7,7 +7,11 @@ two messages reproduce the shapes of RFC 3501 sections 8 and 7.4.2.
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lightmail.imap.fetch import (
     SectionRange,
@@ -514,3 +518,56 @@ def test_apply_partial(
     length: int, partial: tuple[int, int] | None, expected: tuple[int, int]
 ) -> None:
     assert apply_partial(length, partial) == expected
+
+
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    b"Subject: s",
+                    b"SUBJECT : t",
+                    b"To: x",
+                    b"Received: r",
+                    b" cont",
+                    b"\tcont",
+                    b"junk",
+                    b"",
+                    b"\r",
+                    b"Sub ject: no",
+                    b"subject-x: no",
+                    b"To: y\r\n folded\n\tfolded again",
+                ]
+            ),
+            st.sampled_from([b"\r\n", b"\n", b""]),
+        ),
+        max_size=12,
+    ),
+    names=st.lists(
+        st.sampled_from([b"subject", b"TO", b"received", b"a b", b"x:y", b""]), max_size=3
+    ),
+)
+def test_header_fields_and_fields_not_split_the_block_between_them(
+    lines: list[tuple[bytes, bytes]], names: list[bytes]
+) -> None:
+    """Every line of the block (up to its first empty line; a last line without an
+    end gets a CRLF) is in HEADER.FIELDS or in HEADER.FIELDS.NOT with the same
+    names, each in the block's order; the two are built differently. Continuation
+    lines before the first field belong to no field and are in neither."""
+    header = b"".join(text + end for text, end in lines)
+    block = []
+    for line in re.findall(rb"[^\n]*\n|[^\n]+", header):
+        if line in (b"\n", b"\r\n"):
+            break
+        if block or line[:1] not in (b" ", b"\t"):
+            block.append(line if line.endswith(b"\n") else line + b"\r\n")
+    kept = filter_header(header, names, exclude=False)
+    dropped = filter_header(header, names, exclude=True)
+    assert kept.endswith(b"\r\n")
+    assert dropped.endswith(b"\r\n")
+    kept_lines = re.findall(rb"[^\n]*\n", kept[:-2])
+    dropped_lines = re.findall(rb"[^\n]*\n", dropped[:-2])
+    for part in (kept_lines, dropped_lines):  # each a subsequence of the block
+        rest = iter(block)
+        assert all(any(line == other for other in rest) for line in part)
+    assert sorted(kept_lines + dropped_lines) == sorted(block)

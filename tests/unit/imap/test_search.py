@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightmail.imap import objectid
+from lightmail.imap import objectid, search
 from lightmail.imap.search import SearchMessage, matches, text_needles
 from lightmail.imap.textscan import PartDecoder, TextScan, text_segments
 from lightmail.imap.wire.types import (
@@ -448,3 +448,43 @@ def test_emailid_and_threadid_keys_match_exactly() -> None:
     # Without a Message-ID to go by, a message is a thread of its own.
     alone = replace(MESSAGE, thread_root="")
     assert check(ObjectIdKey(b"T0192d5c47b1e7c3a9f002b5e8a7d4c11", thread=True), alone)
+
+
+# Header lines of every kind the two header readers must agree on: fields (any case,
+# blanks before the colon, RFC 2047 words), continuations, lines that are no field,
+# blank lines, and CRLF, bare LF or no line end.
+_HEADER_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                b"Subject: hello",
+                b"SUBJECT :=?utf-8?q?caf=C3=A9?= bar",
+                b"subject:",
+                b"Subject-Line: no",
+                b"X-Subject: no",
+                b"From: a@b",
+                b" continued",
+                b"\tmore",
+                b"no colon here",
+                b"",
+                b"\r",
+                b"Subject\t: tab",
+                b"Subject: a\r\n b\n\t=?utf-8?q?c?=",
+            ]
+        ),
+        st.sampled_from([b"\r\n", b"\n", b""]),
+    ),
+    max_size=12,
+).map(lambda lines: b"".join(text + end for text, end in lines))
+
+
+@given(
+    header=_HEADER_LINES,
+    name=st.sampled_from([b"subject", b"SUBJECT", b"from", b"x-subject", b"bad name", b""]),
+)
+def test_field_values_are_what_parsing_every_field_gives(header: bytes, name: bytes) -> None:
+    """The shortcut of HEADER and SUBJECT (one field's values) agrees with the full
+    parse that TEXT uses."""
+    wanted = name.decode().lower()
+    expected = [value for field, value in search._parse_header(header) if field == wanted]
+    assert search.field_values(header, name) == expected
