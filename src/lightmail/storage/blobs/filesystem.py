@@ -12,11 +12,12 @@ by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). A
 message that fits in one batch takes one trip to a worker thread: open, write,
 fsync, rename, fsync.
 
-Every call that may wait for the disk runs in a worker thread. A read begins
-in the loop's thread only as far as the page cache answers it
-(``preadv(RWF_NOWAIT)``, which fails rather than wait): a message read again
+Every call that may wait for the disk runs in a worker thread, but one: a read
+opens its file and begins in the loop's thread, as far as the page cache answers
+it (``preadv(RWF_NOWAIT)``, which fails rather than wait), so a message read
 soon after it arrived costs no thread hop; one that is not cached is read in a
-worker thread, as before.
+worker thread. The ``open`` itself may wait for a directory lookup the kernel
+has not cached (once per shard directory, as a rule).
 """
 
 from __future__ import annotations
