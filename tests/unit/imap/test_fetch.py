@@ -555,7 +555,7 @@ def test_header_fields_and_fields_not_split_the_block_between_them(
     names, each in the block's order; the two are built differently. Continuation
     lines before the first field belong to no field and are in neither."""
     header = b"".join(text + end for text, end in lines)
-    block = []
+    block: list[bytes] = []
     for line in re.findall(rb"[^\n]*\n|[^\n]+", header):
         if line in (b"\n", b"\r\n"):
             break
