@@ -133,41 +133,29 @@ class SqliteForm:
         """The statement once per parameter set, in one call (no expanding IN list)."""
         if self._sql is None:
             raise ValueError("execute_many of a statement with an expanding parameter")
-        names, to_sql = self._names, self._to_sql
-        bound = []
-        for params in many:
-            values = {**self._defaults, **params}
-            bound.append(
-                [
-                    values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
-                    for name in names
-                ]
-            )
+        bound = [_bound(self._names, {**self._defaults, **params}, self._to_sql) for params in many]
         return connection.executemany(self._sql, bound)
 
     def execute(self, connection: sqlite3.Connection, params: Params) -> sqlite3.Cursor:
         if self._sql is not None:
-            sql, names = self._sql, self._names
-            values: Mapping[str, Any] = {**self._defaults, **params}
-            to_sql: Mapping[str, Any] = self._to_sql
-        else:
-            state = self._compiled.construct_expanded_state(dict(params), escape_names=False)
-            sql, names, values, to_sql = (
-                state.statement,
-                state.positiontup or (),
-                state.parameters,
-                state.processors,
-            )
-        bound = [
-            values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
-            for name in names
-        ]
-        return connection.execute(sql, bound)
+            values = {**self._defaults, **params}
+            return connection.execute(self._sql, _bound(self._names, values, self._to_sql))
+        state = self._compiled.construct_expanded_state(dict(params), escape_names=False)
+        bound = _bound(state.positiontup or (), state.parameters, state.processors)
+        return connection.execute(state.statement, bound)
 
     @property
     def sql(self) -> str:
         """The statement's SQL, for error messages."""
         return self._compiled.string
+
+
+def _bound(names: Sequence[str], values: Mapping[str, Any], to_sql: Mapping[str, Any]) -> list[Any]:
+    """The positional parameters of a statement, each through its bind processor."""
+    return [
+        values[name] if (convert := to_sql.get(name)) is None else convert(values[name])
+        for name in names
+    ]
 
 
 class SqliteReads:
