@@ -28,6 +28,7 @@ from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
 from tests.support.clamd import Clamd, find_clamd, running_clamd
+from tests.support.galera import GaleraCluster, galera_missing, running_galera
 from tests.support.mariadb import (
     create_database,
     drop_database,
@@ -50,6 +51,17 @@ def s3_server() -> Iterator[S3Server]:
     )
     with running_seaweedfs(weed) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """A 3-node Galera cluster of this test session's own (root, no password).
+
+    Defined here, once: a module that imported it would get a cluster of its own."""
+    missing = galera_missing()
+    require("Galera", missing is None, f"{missing} (scripts/system-packages.sh)")
+    with running_galera() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

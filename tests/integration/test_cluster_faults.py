@@ -27,7 +27,7 @@ from tests.integration.test_galera import (
     new_user,
     two_nodes,
 )
-from tests.support.galera import GaleraCluster, GaleraNode, database_url, galera_cluster
+from tests.support.galera import GaleraCluster, GaleraNode, database_url
 from tests.support.haproxy import failover
 from tests.support.metrics import Changes
 from tests.support.redis import ONE_WORKER
@@ -35,7 +35,7 @@ from tests.support.s3server import S3Server
 
 pytestmark = ONE_WORKER
 
-__all__ = ["galera_cluster", "galera_database"]
+__all__ = ["galera_database"]
 
 _RETRIES = 20  # attempts of the test's MTA at a message that got 4xx
 _OUTCOMES = ("committed", "rolled_back", "unknown")  # of lightmail_db_lost_commits_total

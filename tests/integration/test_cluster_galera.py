@@ -25,7 +25,7 @@ from tests.integration.test_galera import (
     nodes,
     two_nodes,
 )
-from tests.support.galera import GaleraCluster, galera_cluster
+from tests.support.galera import GaleraCluster
 from tests.support.lines import Client
 from tests.support.metrics import Changes
 from tests.support.redis import ONE_WORKER
@@ -34,7 +34,7 @@ from tests.support.s3server import S3Server
 pytestmark = ONE_WORKER
 
 # The fixtures: the session's Galera cluster, this module's database on it, plain nodes.
-__all__ = ["galera_cluster", "galera_database", "nodes"]
+__all__ = ["galera_database", "nodes"]
 
 THROTTLED = dataclasses.replace(
     AUTH_DEFAULTS,

@@ -36,7 +36,7 @@ from lightmail.storage.blobs import BlobStore
 from lightmail.storage.db.engine import Database
 from tests.conftest import open_blobs
 from tests.integration.test_notify_redis import notify_settings
-from tests.support.galera import GaleraCluster, galera_cluster
+from tests.support.galera import GaleraCluster
 from tests.support.lines import Client
 from tests.support.metrics import Changes
 from tests.support.redis import ONE_WORKER, require_shared_redis
@@ -44,7 +44,6 @@ from tests.support.s3server import S3Server
 
 pytestmark = ONE_WORKER
 
-__all__ = ["galera_cluster"]  # the session fixture, used here only
 
 PASSWORD = "secret"
 _UNTHROTTLED = dataclasses.replace(AUTH_DEFAULTS, failure_delay=0.0, throttle_after=1000)

@@ -30,10 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.support.private_mariadb import find_mariadbd, install_datadir, log_tail, terminate
-from tests.support.require import require
 from tests.support.s3server import free_ports
 
 NODES = 3
@@ -272,12 +269,3 @@ def running_galera() -> Iterator[GaleraCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def galera_cluster() -> Iterator[GaleraCluster]:
-    """A 3-node Galera cluster of this test session's own (root, no password)."""
-    missing = galera_missing()
-    require("Galera", missing is None, f"{missing} (scripts/system-packages.sh)")
-    with running_galera() as cluster:
-        yield cluster

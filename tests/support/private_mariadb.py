@@ -147,7 +147,7 @@ class PrivateMariaDB:
 
 def install_datadir(install_db: Path, data: Path, user: list[str]) -> None:
     """A new data directory where root logs in over TCP with no password."""
-    subprocess.run(
+    done = subprocess.run(
         [
             str(install_db),
             "--no-defaults",
@@ -157,11 +157,13 @@ def install_datadir(install_db: Path, data: Path, user: list[str]) -> None:
             "--skip-test-db",
             "--innodb-log-file-size=16M",
         ],
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         timeout=120,
     )
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()[-2000:]
+        raise RuntimeError(f"mariadb-install-db for {data} exited {done.returncode}: {said}")
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
