@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import ColumnElement, and_
 
 from lightmail.storage.db import tables as t
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_V = TypeVar("_V", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,64 +60,23 @@ class PutOutcome:
     object: CalendarObject
 
 
-CALENDAR_COLUMNS = t.columns(
-    t.calendars,
-    "id",
-    "user_id",
-    "name",
-    "display_name",
-    "color",
-    "description",
-    "components",
-    "sync_token",
-    "purged_modseq",
-)
-OBJECT_COLUMNS = t.columns(
-    t.calendar_objects,
-    "id",
-    "calendar_id",
-    "name",
-    "uid",
-    "etag",
-    "object_key",
-    "size",
-    "component",
-    "first_start",
-    "last_end",
-    "recurring",
-    "modseq",
-)
+# A value's fields are its columns, of the same names, in the same order.
+CALENDAR_COLUMNS = t.columns(t.calendars, *(f.name for f in fields(CalendarInfo)))
+OBJECT_COLUMNS = t.columns(t.calendar_objects, *(f.name for f in fields(CalendarObject)))
 
 
 def calendar_from_row(row: t.AnyRow) -> CalendarInfo:
-    return CalendarInfo(
-        row.id,
-        row.user_id,
-        row.name,
-        row.display_name,
-        row.color,
-        row.description,
-        tuple(row.components.split()),
-        row.sync_token,
-        row.purged_modseq,
-    )
+    return _from_row(CalendarInfo, row, components=tuple(row.components.split()))
 
 
 def object_from_row(row: t.AnyRow) -> CalendarObject:
-    return CalendarObject(
-        row.id,
-        row.calendar_id,
-        row.name,
-        row.uid,
-        f'"{row.etag}"',
-        row.object_key,
-        row.size,
-        row.component,
-        row.first_start,
-        row.last_end,
-        bool(row.recurring),
-        row.modseq,
-    )
+    return _from_row(CalendarObject, row, etag=f'"{row.etag}"', recurring=bool(row.recurring))
+
+
+def _from_row(cls: type[_V], row: t.AnyRow, **converted: object) -> _V:
+    """``cls`` of ``row``'s columns of its fields' names; ``converted`` where the
+    column's value is not the field's as it is."""
+    return cls(**{f.name: converted.get(f.name, getattr(row, f.name)) for f in fields(cls)})
 
 
 def live(calendar_id: int) -> ColumnElement[bool]:
