@@ -87,6 +87,7 @@ _STORE_SELECT = (
     .order_by(t.messages.c.uid)
 )
 _STORE_ROWS = PreparedRead(_STORE_SELECT)
+_ROW_ID = len(INFO_COLUMNS)  # where a _STORE_SELECT row has its id
 _STORE_ROWS_LOCKED = PreparedRead(_STORE_SELECT.with_for_update())
 _SET_FLAGS = PreparedWrite(
     update(t.messages)
@@ -225,22 +226,22 @@ class Messages(StoreCore):
             for chunk in chunks(sorted(set(uids))):
                 params = {"mailbox_id": mailbox.id, "user_id": user_id, "uids": chunk}
                 rows.extend(await self.db.rows(conn, query, params))
-            updates = []
+            updates: list[tuple[MessageInfo, int, Flags]] = []
             limits = self.keyword_limits
             for row in rows:  # INFO_COLUMNS, then the row's id
-                if unchangedsince is not None and row[1] > unchangedsince:
-                    result.modified.append(info_from_row(row))
+                info = info_from_row(row)
+                if unchangedsince is not None and info.modseq > unchangedsince:
+                    result.modified.append(info)
                     continue
-                current = Flags.from_row(row[2], row[3])
-                new = mode.apply(current, change)
-                if new == current:
-                    result.unchanged.append(info_from_row(row))
+                new = mode.apply(info.flags, change)
+                if new == info.flags:
+                    result.unchanged.append(info)
                     continue
-                if len(new.keywords) > max(len(current.keywords), limits.per_message):
+                if len(new.keywords) > max(len(info.flags.keywords), limits.per_message):
                     raise KeywordLimitExceeded(
                         f"a message may have at most {limits.per_message} keywords"
                     )
-                updates.append((row, new))
+                updates.append((info, row[_ROW_ID], new))
             if not updates:
                 return result, None
             modseq = await self._bump_modseq(conn, mailbox.id)
@@ -249,16 +250,16 @@ class Messages(StoreCore):
                 _SET_FLAGS,
                 [
                     {
-                        "row_id": row[9],
+                        "row_id": row_id,
                         "new_flags": new.system,
                         "new_keywords": new.keyword_text,
                         "new_modseq": modseq,
                     }
-                    for row, new in updates
+                    for _, row_id, new in updates
                 ],
             )
             result.changed.extend(
-                replace(info_from_row(row), flags=new, modseq=modseq) for row, new in updates
+                replace(info, flags=new, modseq=modseq) for info, _, new in updates
             )
             return result, modseq
 
