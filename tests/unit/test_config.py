@@ -28,6 +28,16 @@ from lightmail.config import (
     parse_size,
     resolve_config_path,
 )
+from lightmail.config.values import (
+    NETWORKS,
+    ScanErrorPolicy,
+    choice,
+    duration_at_least,
+    duration_between,
+    format_size,
+    integer,
+    size_between,
+)
 from lightmail.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.ini"
@@ -154,6 +164,24 @@ def test_parse_duration_round_trip(whole: int, thousandths: int, unit: str) -> N
     seconds = parse_duration(f"{whole}.{thousandths:03d}{unit}")
     assert seconds == pytest.approx((whole + thousandths / 1000) * _DURATION_UNITS[unit])
     assert parse_duration(f"{whole}{unit.upper()}") == whole * _DURATION_UNITS[unit]
+
+
+@given(st.integers(0, 1 << 50))
+def test_format_size_reads_back(size: int) -> None:
+    assert parse_size(format_size(size)) == size
+    assert len(format_size(size)) <= len(str(size))
+
+
+def test_value_kinds_say_their_bounds() -> None:
+    # The words a wrong value is told to be come from the same numbers as the check.
+    assert integer(1, 100_000).allowed == "an integer from 1 to 100000"
+    assert size_between(255, 16 << 10).allowed == "a size from 255 to 16K"
+    assert size_between(1024, 1 << 30).allowed == "a size from 1K to 1G"
+    assert duration_between(0, 86400).allowed == "a duration from 0 to 1d"
+    assert duration_at_least(1800).allowed == "a duration of at least 30m"
+    assert choice(ScanErrorPolicy).allowed == "one of tempfail, accept, reject"
+    other = NETWORKS.saying("other words")
+    assert (other.parse, other.allowed) == (NETWORKS.parse, "other words")
 
 
 @given(st.text(max_size=20))

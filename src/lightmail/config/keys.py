@@ -2,8 +2,9 @@
 
 :func:`section` makes a frozen, slotted dataclass of a section; :func:`declare`
 makes one of its fields and keeps the key's default text, parser, allowed
-words and documentation in the field's metadata; :func:`declared_keys` reads
-them back, section by section in field order, for the loader.
+words (the last two from its :class:`~lightmail.config.values.Value`) and
+documentation in the field's metadata; :func:`declared_keys` reads them back,
+section by section in field order, for the loader.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, TypeVar, dataclass_transform
+
+from lightmail.config.values import Value
 
 _METADATA = "lightmail.config"
 
@@ -31,13 +34,13 @@ class Key:
 _T = TypeVar("_T")
 
 
-def declare(
-    text: str, parse: Callable[[str], object], allowed: str, doc: str, *, secret: bool = False
-) -> Any:
-    """A settings field for one key: the text a missing key stands for, the parser
-    (raises ValueError), what a wrong value is told to be, and a line of documentation.
-    A ``secret`` stays out of ``repr()``."""
-    return field(repr=not secret, metadata={_METADATA: Key("", "", text, parse, allowed, doc)})
+def declare(text: str, value: Value[_T], doc: str, *, secret: bool = False) -> _T:
+    """A settings field for one key: the text a missing key stands for, its kind of
+    value (the parser and what a wrong value is told to be), and a line of
+    documentation. The field's type is what the parser returns, so mypy checks the
+    two agree. A ``secret`` stays out of ``repr()``."""
+    key = Key("", "", text, value.parse, value.allowed, doc)
+    return field(repr=not secret, metadata={_METADATA: key})  # type: ignore[no-any-return]
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(declare,))

@@ -1,8 +1,10 @@
 """Value syntax of ``config.ini``: sizes, durations, booleans, addresses, URLs.
 
 Each parser takes the text of one key and returns its value or raises
-``ValueError``; the settings declarations (:mod:`lightmail.config.settings`)
-name one per key.
+``ValueError``. A :class:`Value` pairs a parser with the words a wrong value is
+told to be; the factories (:func:`integer`, :func:`size_between`, ...) derive
+those words from their bounds, so that a bound is written once. The settings
+declarations (:mod:`lightmail.config.settings`) name one ``Value`` per key.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 _SIZE = re.compile(r"([0-9]+)([KMGT]?)B?", re.IGNORECASE | re.ASCII)
@@ -33,6 +35,24 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _DIGITS = re.compile(r"[0-9]+")
 _SPACE = re.compile(r"\s")
 _REDIS_DB = re.compile(r"(/[0-9]{0,5})?")  # the path of a Redis URL: the database number
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Value(Generic[_T_co]):
+    """A kind of configuration value: its parser and what a wrong value is told to be.
+
+    The two are made together (by a factory or a constant below) so that the
+    words an operator reads cannot drift from the range the parser enforces.
+    """
+
+    parse: Callable[[str], _T_co]  # raises ValueError
+    allowed: str  # completes "... is invalid: expected <allowed>"
+
+    def saying(self, allowed: str) -> Value[_T_co]:
+        """The same parser in other words, for a key that says what it is for."""
+        return Value(self.parse, allowed)
 
 
 def parse_size(text: str) -> int:
@@ -58,6 +78,19 @@ def format_duration(seconds: float) -> str:
         if seconds and seconds % factor == 0:
             return f"{seconds / factor:g}{unit}"
     return f"{seconds:g}s"
+
+
+def format_size(size: int) -> str:
+    """The shortest exact form :func:`parse_size` reads back (``16M``, ``255``)."""
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def _duration_bound(seconds: float) -> str:
+    """A duration in the words of a range: ``0`` rather than ``0s``."""
+    return format_duration(seconds) if seconds else "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,22 +183,27 @@ def _between(parse: Callable[[str], _N], low: _N, high: _N) -> Callable[[str], _
     return parse_between
 
 
-def size_between(low: int, high: int) -> Callable[[str], int]:
-    return _between(parse_size, low, high)
+def size_between(low: int, high: int) -> Value[int]:
+    return Value(
+        _between(parse_size, low, high), f"a size from {format_size(low)} to {format_size(high)}"
+    )
 
 
-def duration_at_least(low: float) -> Callable[[str], float]:
+def duration_at_least(low: float) -> Value[float]:
     def parse(text: str) -> float:
         seconds = parse_duration(text)
         if seconds < low:
             raise ValueError(f"{seconds} is below {low}")
         return seconds
 
-    return parse
+    return Value(parse, f"a duration of at least {_duration_bound(low)}")
 
 
-def duration_between(low: float, high: float) -> Callable[[str], float]:
-    return _between(parse_duration, low, high)
+def duration_between(low: float, high: float) -> Value[float]:
+    return Value(
+        _between(parse_duration, low, high),
+        f"a duration from {_duration_bound(low)} to {_duration_bound(high)}",
+    )
 
 
 def boolean(text: str) -> bool:
@@ -175,13 +213,16 @@ def boolean(text: str) -> bool:
         raise ValueError(f"invalid boolean {text!r}") from None
 
 
-def integer(low: int, high: int) -> Callable[[str], int]:
+def integer(low: int, high: int) -> Value[int]:
     def parse(text: str) -> int:
         if not _DIGITS.fullmatch(text) or not low <= int(text) <= high:
             raise ValueError(f"invalid integer {text!r}")
         return int(text)
 
-    return parse
+    return Value(parse, f"an integer from {low} to {high}")
+
+
+_MAX_WORKERS = 1024
 
 
 def worker_count(text: str) -> int:
@@ -190,7 +231,7 @@ def worker_count(text: str) -> int:
         if sys.version_info >= (3, 13):
             return os.process_cpu_count() or 1
         return os.cpu_count() or 1
-    return integer(1, 1024)(text)
+    return integer(1, _MAX_WORKERS).parse(text)
 
 
 def positive_duration(text: str) -> float:
@@ -336,15 +377,43 @@ _E = TypeVar("_E", bound=enum.StrEnum)
 _N = TypeVar("_N", int, float)
 
 
-def choice(cls: type[_E]) -> Callable[[str], _E]:
+def choice(cls: type[_E]) -> Value[_E]:
     def parse(text: str) -> _E:
         return cls(text.lower())  # ValueError when not a member
 
-    return parse
+    return Value(parse, f"one of {', '.join(cls)}")
 
 
-# What a wrong value of each kind is told to be ("... is invalid: expected ...").
-SIZE_TEXT = "a size such as 2048, 2K, 64M or 1G"
-DURATION_TEXT = "a duration such as 90, 30s, 5m, 12h or 7d"
-LISTEN_TEXT = "addresses such as 127.0.0.1:1143, [::1]:1143 or unix:/path, comma-separated, or none"
-BOOLEAN_TEXT = "true/false, yes/no, on/off or 1/0"
+# The kinds of value with a parser of their own, each with what a wrong value is
+# told to be ("... is invalid: expected ..."); a key in other words uses saying().
+BOOLEAN = Value(boolean, "true/false, yes/no, on/off or 1/0")
+DURATION = Value(parse_duration, "a duration such as 90, 30s, 5m, 12h or 7d")
+POSITIVE_DURATION = Value(positive_duration, f"{DURATION.allowed}, above 0")
+POSITIVE_SIZE = Value(positive_size, "a size such as 2048, 2K, 64M or 1G")
+POSITIVE_INTEGER = integer(1, 1_000_000).saying("an integer of at least 1")
+WORKERS = Value(worker_count, f"a number from 1 to {_MAX_WORKERS}, or auto")
+TEXT = Value(str, "any text")
+WORD = Value(word, "one word")
+OPTIONAL_WORD = Value(optional_word, "one word, or empty")
+PATH = Value(absolute_path, "a path")
+OPTIONAL_PATH = Value(optional_path, "a file path, or empty for none")
+HOSTNAME = Value(optional_hostname, "a host name such as mail.example.org, or empty")
+FILE_MODE = Value(file_mode, "an octal file mode such as 0660")
+LISTEN = Value(
+    parse_listen,
+    "addresses such as 127.0.0.1:1143, [::1]:1143 or unix:/path, comma-separated, or none",
+)
+NETWORKS = Value(
+    networks, "networks such as 127.0.0.0/8, ::1 or 192.168.0.0/16, comma-separated, or none"
+)
+CLAMD_ADDRESS = Value(clamd_address, "HOST:PORT or unix:PATH")
+DATABASE_URL = Value(
+    database_url,
+    "a URL such as sqlite+aiosqlite:///PATH or mysql+asyncmy://USER:PASSWORD@HOST:PORT/DB"
+    f" (schemes: {', '.join(DATABASE_SCHEMES)}), or empty for SQLite in data_dir",
+)
+BLOBS_URL = Value(blobs_url, "file:PATH or s3://BUCKET/PREFIX, or empty for file:<data_dir>/blobs")
+ENDPOINT_URL = Value(endpoint_url, "an http:// or https:// URL, or empty for AWS")
+REDIS_URL = Value(
+    redis_url, "a URL such as redis://HOST:PORT/0 or rediss://HOST:PORT/0, or empty for none"
+)
