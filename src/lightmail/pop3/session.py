@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from lightmail.auth.policy import LoginPolicy
 from lightmail.auth.sasl import AuthzidRefused, SaslError, SaslExchange
 from lightmail.config import Pop3Settings
 from lightmail.errors import AuthenticationFailed, LightMailError, TemporaryFailure
+from lightmail.mailstore.readahead import ReadAhead
 from lightmail.mailstore.store import Mailbox, MailStore, MessageInfo
 from lightmail.net.driver import Allowance, Driver, Goodbye, SessionEnd
 from lightmail.net.limits import SessionLimiter
@@ -122,6 +123,7 @@ class Pop3Session:
         self.inbox: Mailbox | None = None
         self.messages: list[MessageInfo] = []
         self.deleted: set[int] = set()  # message numbers marked by DELE
+        self._ahead = ReadAhead(context.store)  # RETR reads the next ones early
         self._bad = Allowance(self.settings.max_bad_commands, err("Too many invalid commands"))
         self._before_login = Allowance(
             self.settings.max_commands_before_login, err("Too many commands without logging in")
@@ -133,6 +135,7 @@ class Pop3Session:
         try:
             await self.driver.run(ok(f"LightMail POP3 ready on {self.ctx.hostname}"))
         finally:
+            self._ahead.close()
             if self.user is not None:
                 await self.ctx.per_user.leave(self.user.id)
 
@@ -313,6 +316,14 @@ class Pop3Session:
         self._send(err(f"no message {number}"))
         return None
 
+    def _following(self, number: int) -> Iterator[MessageInfo]:
+        """The live messages after message ``number``, in order, lazily."""
+        return (
+            self.messages[index]
+            for index in range(number, len(self.messages))
+            if index + 1 not in self.deleted
+        )
+
     def _uid(self, info: MessageInfo) -> str:
         assert self.inbox is not None  # noqa: S101 - TRANSACTION has an inbox
         return f"{self.inbox.uidvalidity}.{info.uid}"
@@ -338,7 +349,10 @@ class Pop3Session:
         info = self._message(number)
         if info is None:
             return
-        chunks = aiter(self.ctx.store.read_message(info))
+        if top is None:
+            chunks = aiter(self._ahead.read(info, self._following(number)))
+        else:
+            chunks = aiter(self.ctx.store.read_message(info))
         first = await anext(chunks, b"")
         self._send(ok(f"{info.size_crlf} octets" if top is None else "top of message follows"))
         try:

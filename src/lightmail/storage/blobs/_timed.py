@@ -33,6 +33,7 @@ class TimedBlobStore(abc.ABC):
     __slots__ = ()
 
     backend: ClassVar[str]  # the metrics label
+    read_ahead: int  # see BlobStore; a class attribute of each backend
     description: str
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:

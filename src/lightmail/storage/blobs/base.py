@@ -52,6 +52,10 @@ class BlobInfo:
 
 class BlobStore(Protocol):
     description: str  # for the start-up log line, with no secrets in it
+    # How many small reads a reader going through messages in order keeps in
+    # flight ahead of it (lightmail.mailstore.readahead): 0 where a read does not
+    # wait for a network round trip.
+    read_ahead: int
 
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
         """Store the chunks under ``key``; return only once the blob is durable."""

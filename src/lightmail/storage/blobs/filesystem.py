@@ -52,6 +52,7 @@ class FileSystemBlobStore(TimedBlobStore):
 
     __slots__ = ("_root", "description")
     backend = "filesystem"
+    read_ahead = 0  # a read of a cached file does not even leave the event loop
 
     def __init__(self, root: Path) -> None:
         self._root = root.absolute()

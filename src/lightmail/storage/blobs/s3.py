@@ -100,6 +100,9 @@ class S3BlobStore(TimedBlobStore):
 
     __slots__ = ("_endpoint", "_secrets", "_store", "_uploads", "_where", "description")
     backend = "s3"
+    # Each read waits a round trip: SeaweedFS on loopback answers a 10 KiB GET in
+    # about 1 ms alone, 0.5 ms each with four in flight.
+    read_ahead = 4
 
     def __init__(
         self,
