@@ -47,8 +47,14 @@ CR = 0x0D
 LF = 0x0A
 MAX_REPLY_LINE = 512
 """Octets in a reply line, CRLF included (RFC 5321 section 4.5.3.1.5, RFC 2449 section 4)."""
-PRINTABLE = frozenset(range(0x20, 0x7F))
-"""The octets a command line may hold: printable ASCII and SP."""
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+
+
+def printable(line: bytes) -> bool:
+    """Whether ``line`` holds only the octets a command line may: printable ASCII and SP."""
+    return _NOT_PRINTABLE.search(line) is None
+
+
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
 _UNSAFE_BUT_TAB = re.compile(r"[^\t\x20-\x7e]")
 
@@ -69,10 +75,10 @@ def split_command(
     """A command line (line end removed) as its upper-cased keyword and the rest.
 
     Trailing spaces and tabs are dropped first. "invalid": an octet other than
-    ``PRINTABLE``; "syntax": the text before the first space is not ``keyword``.
+    :func:`printable`; "syntax": the text before the first space is not ``keyword``.
     """
     line = line.rstrip(b" \t")
-    if not all(c in PRINTABLE for c in line):
+    if not printable(line):
         return "invalid"
     word, _, rest = line.decode("ascii").partition(" ")
     if keyword.fullmatch(word) is None:

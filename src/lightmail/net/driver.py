@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import ssl
 from typing import Generic, Protocol, TypeVar
+
+from prometheus_client import Counter, Histogram
 
 from lightmail.metrics import COMMAND_SECONDS, COMMANDS
 from lightmail.net.stream import (
@@ -161,8 +164,9 @@ class Driver(Generic[E]):
         if verb is None:
             await self._session.handle(event)
             return
-        COMMANDS.labels(self.protocol, verb).inc()
-        with COMMAND_SECONDS.labels(self.protocol, verb).time():
+        count, seconds = _command_metrics(self.protocol, verb)
+        count.inc()
+        with seconds.time():
             await self._session.handle(event)
 
     async def next_event(self) -> E:
@@ -226,3 +230,9 @@ class Driver(Generic[E]):
                 dropped,
             )
         self.connection.start_compression()
+
+
+@functools.cache
+def _command_metrics(protocol: str, verb: str) -> tuple[Counter, Histogram]:
+    """The samples of one protocol's verb (a bounded set), looked up once."""
+    return COMMANDS.labels(protocol, verb), COMMAND_SECONDS.labels(protocol, verb)

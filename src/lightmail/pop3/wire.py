@@ -82,11 +82,11 @@ from typing import TypeAlias
 from lightmail.sansio import (
     CONNECTION_CLOSED,
     NEED_DATA,
-    PRINTABLE,
     LineBuffer,
     LocalProtocolError,
     Sentinel,
     no_args,
+    printable,
     reply_line,
     safe_text,
     split_command,
@@ -449,7 +449,7 @@ def _parse_command(line: bytes) -> Command | BadCommand:
 
 
 def _parse_sasl(line: bytes) -> SaslResponse | BadCommand:
-    if not all(c in PRINTABLE for c in line):
+    if not printable(line):
         return BadCommand("Invalid character in SASL response")
     return SaslResponse(line.decode("ascii"))
 

@@ -10,6 +10,7 @@ the store is unreachable, so callers can answer with a temporary error.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ READ_CHUNK = 256 * 1024
 """About how many bytes each chunk :meth:`BlobStore.get` yields holds (the last may be less)."""
 
 _MAX_KEY_BYTES = 1024  # S3's limit on a key, applied to every backend alike
+_BACKSLASH_OR_CONTROL = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
 class BlobNotFound(LightMailError):
@@ -185,5 +187,5 @@ def _check_segments(key: str, names: list[str]) -> None:
             raise ValueError(f"invalid blob key {key!r}: empty name (absolute or '//')")
         if name.startswith("."):
             raise ValueError(f"invalid blob key {key!r}: a name starts with '.'")
-        if "\\" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
-            raise ValueError(f"invalid blob key {key!r}: backslash or control character")
+    if _BACKSLASH_OR_CONTROL.search(key) is not None:
+        raise ValueError(f"invalid blob key {key!r}: backslash or control character")
