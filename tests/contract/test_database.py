@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
+from lightmail.storage.db.prepared import PreparedRead
 from tests.conftest import Backend
 from tests.support.metrics import Changes
 
@@ -209,3 +210,58 @@ async def test_sqlite_a_failed_first_writer_rolls_back_alone(backend: Backend) -
     await asyncio.gather(*others)
     enabled = await _enabled(backend.db, *(u.id for u in users))
     assert enabled == {users[0].id: True, users[1].id: False, users[2].id: False}
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_a_pooled_connection_killed_while_idle_is_replaced_before_a_read(
+    backend: Backend, mariadb_schema: str
+) -> None:
+    """The server ends an idle pooled connection (as a restart or wait_timeout
+    would): the next read, a second later, runs on a new connection with no
+    error, since a connection idle that long is pinged before use."""
+    db = Database(mariadb_schema, pool_size=1)
+    try:
+        user = await backend.new_user()
+        query = select(t.users.c.address).where(t.users.c.id == user.id)
+        async with db.read() as conn:
+            first_id = (await conn.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+        async with backend.db.write() as other:
+            await other.execute(text(f"KILL CONNECTION {int(first_id)}"))
+        await asyncio.sleep(1.2)
+        failures = Changes()
+        async with db.read() as conn:
+            assert (await conn.execute(query)).scalar_one() == user.address
+            second_id = (await conn.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
+        assert second_id != first_id
+        unavailable = failures(
+            "lightmail_db_transaction_failures_total", kind="read", reason="unavailable"
+        )
+        assert unavailable == 0
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_a_prepared_read_whose_connection_the_server_kills_runs_again(
+    backend: Backend, mariadb_schema: str
+) -> None:
+    """``Database.query`` on MariaDB reads on connections of its own. The server
+    ends one in the middle of a read (as a restart would): the read runs again
+    on a new connection and answers, with no error; a read changes nothing."""
+    db = Database(mariadb_schema, pool_size=2)
+    sleep = PreparedRead(select(func.sleep(1), func.connection_id()))
+    try:
+        ((_, first_id),) = await db.fetch(sleep, {})
+        failures = Changes()
+        reading = asyncio.create_task(db.fetch(sleep, {}))
+        await asyncio.sleep(0.3)  # the read is under way, on the same connection
+        async with backend.db.write() as other:
+            await other.execute(text(f"KILL CONNECTION {int(first_id)}"))
+        ((slept, second_id),) = await reading
+        assert (slept, second_id != first_id) == (0, True)
+        unavailable = failures(
+            "lightmail_db_transaction_failures_total", kind="read", reason="unavailable"
+        )
+        assert unavailable == 0
+    finally:
+        await db.close()

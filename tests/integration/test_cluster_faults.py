@@ -43,10 +43,13 @@ _OUTCOMES = ("committed", "rolled_back", "unknown")  # of lightmail_db_lost_comm
 log = logging.getLogger(__name__)
 
 
-def deliver_each(port: int, address: str, indexes: range) -> dict[int, bool]:
+def deliver_each(
+    port: int, address: str, indexes: range, accepted: dict[int, bool] | None = None
+) -> dict[int, bool]:
     """Deliver each message in a transaction of its own, as an MTA does; whether
-    each got 250 (else a 4xx, or a connection that failed: the MTA tries again)."""
-    accepted: dict[int, bool] = {}
+    each got 250 (else a 4xx, or a connection that failed: the MTA tries again),
+    filled into ``accepted`` as they end when one is given."""
+    accepted = {} if accepted is None else accepted
     permanent: list[smtplib.SMTPRecipientsRefused] = []  # never for a database outage
     client: smtplib.LMTP | None = None
     for index in indexes:
@@ -120,7 +123,7 @@ async def deliveries_during_a_kill(
     a: Node, b: Node, address: str, victim: GaleraNode, *, at_commit: bool = False
 ) -> dict[int, tuple[int, bool]]:
     """Deliveries in two streams through each of A and B, Galera node ``victim``
-    killed a second after they began (``at_commit``: once COMMITs wait on it, so
+    killed once a tenth of them have ended (``at_commit``: once COMMITs wait on it, so
     that their replies are lost): for each message, the LMTP port it was sent to
     and whether it got 250."""
     per_stream, streams = 40, 2  # per node
@@ -130,11 +133,16 @@ async def deliveries_during_a_kill(
             range(0, 2 * streams * per_stream, per_stream), [a, b] * streams, strict=True
         )
     ]
+    ended: list[dict[int, bool]] = [{} for _ in batches]
     running = [
-        asyncio.create_task(asyncio.to_thread(deliver_each, port, address, indexes))
-        for port, indexes in batches
+        asyncio.create_task(asyncio.to_thread(deliver_each, port, address, indexes, outcomes))
+        for (port, indexes), outcomes in zip(batches, ended, strict=True)
     ]
-    await asyncio.sleep(1.0)  # deliveries under way on both nodes
+    # Deliveries under way on both nodes: a tenth of them ended, most to come.
+    deadline = time.monotonic() + 30
+    while sum(map(len, ended)) < len(batches) * per_stream // 10:
+        assert time.monotonic() < deadline, "the deliveries did not get under way"
+        await asyncio.sleep(0.05)
     holder = await hold_commits(victim) if at_commit else None
     assert victim.process is not None
     victim.process.kill()

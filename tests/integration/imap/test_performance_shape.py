@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from lightmail.mailstore.purge import Purge
 from lightmail.mailstore.store import MailStore
 from lightmail.storage.db import tables as t
-from lightmail.storage.db.prepared import SqliteForm
+from lightmail.storage.db.prepared import DirectForm
 from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_hostile import Wire, connect, login
 
@@ -31,24 +31,24 @@ MESSAGE = b"From: a@example.org\r\nSubject: shape\r\n\r\nbody\r\n"
 @contextmanager
 def counting_queries() -> Iterator[list[str]]:
     """The statements run through SQLAlchemy, and the prepared reads run without it
-    on SQLite (``lightmail.storage.db.prepared``)."""
+    (``lightmail.storage.db.prepared``)."""
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    real_run = SqliteForm.run
+    real_converted = DirectForm.converted
 
-    def run_recorded(form: SqliteForm, connection: Any, params: Any) -> Any:
+    def converted_recorded(form: DirectForm, rows: Any) -> Any:
         statements.append("prepared read")
-        return real_run(form, connection, params)
+        return real_converted(form, rows)
 
     event.listen(Engine, "before_cursor_execute", record)
-    setattr(SqliteForm, "run", run_recorded)  # noqa: B010 (restored below)
+    setattr(DirectForm, "converted", converted_recorded)  # noqa: B010 (restored below)
     try:
         yield statements
     finally:
-        setattr(SqliteForm, "run", real_run)  # noqa: B010
+        setattr(DirectForm, "converted", real_converted)  # noqa: B010
         event.remove(Engine, "before_cursor_execute", record)
 
 

@@ -12,8 +12,8 @@ read-only connection in the loop's thread, as the readers of
 :mod:`lightmail.storage.db.direct` are: a read on a WAL database never waits
 for writers. A body of several reads runs synchronously between BEGIN and
 COMMIT, so it sees one snapshot and no other task runs in between. On
-MySQL/MariaDB the same body runs on a :meth:`Database.read` connection
-(``run_sync``), as before.
+MySQL/MariaDB the same body runs in a greenlet on a connection of
+:mod:`lightmail.storage.db.mysql_reads`, its statements compiled once too.
 
 Either way a read answers plain tuples, with the values SQLAlchemy's result
 types would give (its result processors are applied: a SQLite DATETIME comes
@@ -33,7 +33,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Delete, Insert, Select, Update
+from sqlalchemy import Delete, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -42,18 +42,20 @@ Processor = Callable[[Any], Any] | None
 
 
 class PreparedRead:
-    """A SELECT built once (at import), with its SQLite form compiled once."""
+    """A SELECT built once (at import), compiled once per dialect."""
 
-    __slots__ = ("_form", "statement")
+    __slots__ = ("_forms", "statement")
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
-        self._form: SqliteForm | None = None
+        self._forms: dict[str, DirectForm] = {}
 
-    def sqlite_form(self, dialect: Dialect) -> SqliteForm:
-        if self._form is None:
-            self._form = SqliteForm(self.statement.compile(dialect=dialect), dialect)
-        return self._form
+    def form(self, dialect: Dialect) -> DirectForm:
+        form = self._forms.get(dialect.name)
+        if form is None:
+            form = DirectForm(self.statement.compile(dialect=dialect), dialect)
+            self._forms[dialect.name] = form
+        return form
 
 
 class PreparedWrite:
@@ -72,9 +74,9 @@ class PreparedWrite:
     ) -> None:
         self.statement = statement
         self.keys = keys
-        self._form: SqliteForm | None = None
+        self._form: DirectForm | None = None
 
-    def sqlite_form(self, dialect: Dialect) -> SqliteForm:
+    def sqlite_form(self, dialect: Dialect) -> DirectForm:
         if self._form is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
             missing = [
@@ -84,7 +86,7 @@ class PreparedWrite:
                 raise ValueError(
                     f"{self.statement}: give {', '.join(missing)} (defaults are not applied)"
                 )
-            self._form = SqliteForm(compiled, dialect)
+            self._form = DirectForm(compiled, dialect)
         return self._form
 
 
@@ -94,8 +96,9 @@ class Rows(Protocol):
     def __call__(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]: ...
 
 
-class SqliteForm:
-    """A statement's SQL for sqlite3, its parameters' order and value processors."""
+class DirectForm:
+    """A statement's SQL for the DB-API driver (sqlite3, asyncmy), its parameters'
+    order and value processors."""
 
     __slots__ = ("_compiled", "_converted", "_defaults", "_names", "_sql", "_to_sql")
 
@@ -116,9 +119,12 @@ class SqliteForm:
         self._converted = [(i, p) for i, p in enumerate(results) if p is not None]
 
     def run(self, connection: sqlite3.Connection, params: Params) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self.execute(connection, params).fetchall()
+        return self.converted(self.execute(connection, params).fetchall())
+
+    def converted(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The driver's rows with the values SQLAlchemy's result types would give."""
         if not self._converted:
-            return rows
+            return list(rows)
         out: list[tuple[Any, ...]] = []
         for row in rows:
             converted = list(row)
@@ -137,12 +143,16 @@ class SqliteForm:
         return connection.executemany(self._sql, bound)
 
     def execute(self, connection: sqlite3.Connection, params: Params) -> sqlite3.Cursor:
+        return connection.execute(*self.bound(params))
+
+    def bound(self, params: Params) -> tuple[str, list[Any]]:
+        """The SQL for ``params`` (an expanding IN list rendered) and its positional
+        parameters, each through its bind processor."""
         if self._sql is not None:
             values = {**self._defaults, **params}
-            return connection.execute(self._sql, _bound(self._names, values, self._to_sql))
+            return self._sql, _bound(self._names, values, self._to_sql)
         state = self._compiled.construct_expanded_state(dict(params), escape_names=False)
-        bound = _bound(state.positiontup or (), state.parameters, state.processors)
-        return connection.execute(state.statement, bound)
+        return state.statement, _bound(state.positiontup or (), state.parameters, state.processors)
 
     @property
     def sql(self) -> str:
@@ -176,7 +186,7 @@ class SqliteReads:
         dialect = self._dialect
 
         def rows(read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
-            return read.sqlite_form(dialect).run(connection, params)
+            return read.form(dialect).run(connection, params)
 
         try:
             connection.execute("BEGIN")
@@ -203,12 +213,3 @@ class SqliteReads:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def sqlalchemy_rows(connection: Connection) -> Rows:
-    """:class:`Rows` on a SQLAlchemy connection (MySQL/MariaDB, in ``run_sync``)."""
-
-    def rows(read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in connection.execute(read.statement, dict(params))]
-
-    return rows
