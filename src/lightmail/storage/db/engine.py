@@ -54,7 +54,7 @@ from lightmail.metrics import (
 )
 from lightmail.storage.db.direct import DirectConnection, sqlite_of
 from lightmail.storage.db.group_commit import GroupCommit
-from lightmail.storage.db.mysql_reads import MysqlReads
+from lightmail.storage.db.mysql_direct import MysqlReads, on_transaction
 from lightmail.storage.db.prepared import (
     DirectForm,
     Params,
@@ -327,7 +327,7 @@ class Database:
         with the :class:`Rows` it is given and gets plain tuples
         (:mod:`lightmail.storage.db.prepared`). It must not block or await; on
         SQLite it runs in the loop's thread, on MySQL/MariaDB in a greenlet on a
-        connection of :mod:`lightmail.storage.db.mysql_reads`, neither through
+        connection of :mod:`lightmail.storage.db.mysql_direct`, neither through
         SQLAlchemy."""
         start = time.perf_counter()
         try:
@@ -359,22 +359,34 @@ class Database:
         self, conn: AsyncConnection, read: PreparedRead, params: Params
     ) -> list[tuple[Any, ...]]:
         """The rows of ``read`` in ``conn``'s transaction (a :meth:`write`), as plain
-        tuples; on SQLite straight through :mod:`sqlite3` on its connection."""
-        if self._sqlite_reads is None:
-            return [tuple(row) for row in await conn.execute(read.statement, dict(params))]
+        tuples, straight through the driver on the transaction's connection."""
         form = read.form(self._writer.dialect)
+        if self._sqlite_reads is None:
+
+            async def fetch(cursor: Any) -> list[tuple[Any, ...]]:
+                await cursor.execute(*form.bound(params))
+                return form.converted(await cursor.fetchall())
+
+            return await on_transaction(conn, fetch)
         return self._direct(conn, form, params, lambda sqlite: form.run(sqlite, params))
 
     async def execute(
         self, conn: AsyncConnection, write: PreparedWrite, params: Params | Sequence[Params]
     ) -> int:
         """Run ``write`` in ``conn``'s transaction (a :meth:`write`), once or once per
-        parameter set; the rows it changed. On SQLite straight through
-        :mod:`sqlite3` on its connection."""
+        parameter set; the rows it changed (on MySQL/MariaDB: the rows it matched).
+        Straight through the driver on the transaction's connection."""
+        form = write.form(self._writer.dialect)
         if self._sqlite_reads is None:
-            many = dict(params) if isinstance(params, Mapping) else [dict(p) for p in params]
-            return (await conn.execute(write.statement, many)).rowcount
-        form = write.sqlite_form(self._writer.dialect)
+
+            async def run(cursor: Any) -> int:
+                if isinstance(params, Mapping):
+                    await cursor.execute(*form.bound(params))
+                else:
+                    await cursor.executemany(*form.bound_many(params))
+                return int(cursor.rowcount)
+
+            return await on_transaction(conn, run)
         if isinstance(params, Mapping):
             one = params
             return self._direct(conn, form, one, lambda sqlite: form.execute(sqlite, one).rowcount)

@@ -13,7 +13,7 @@ read-only connection in the loop's thread, as the readers of
 for writers. A body of several reads runs synchronously between BEGIN and
 COMMIT, so it sees one snapshot and no other task runs in between. On
 MySQL/MariaDB the same body runs in a greenlet on a connection of
-:mod:`lightmail.storage.db.mysql_reads`, its statements compiled once too.
+:mod:`lightmail.storage.db.mysql_direct`, its statements compiled once too.
 
 Either way a read answers plain tuples, with the values SQLAlchemy's result
 types would give (its result processors are applied: a SQLite DATETIME comes
@@ -24,7 +24,7 @@ The statements every delivery and APPEND runs inside its write transaction
 and :class:`PreparedWrite` objects too: on SQLite they run with :mod:`sqlite3`
 on the transaction's own connection (the writer, which holds the write lock
 since BEGIN IMMEDIATE, so no statement waits), between SQLAlchemy's BEGIN and
-COMMIT; elsewhere through the SQLAlchemy connection.
+COMMIT; on MySQL/MariaDB with asyncmy on the transaction's connection.
 """
 
 from __future__ import annotations
@@ -59,25 +59,26 @@ class PreparedRead:
 
 
 class PreparedWrite:
-    """An INSERT, UPDATE or DELETE built once (at import), with its SQLite form
-    compiled once for the parameters ``keys`` (an INSERT's columns).
+    """An INSERT, UPDATE or DELETE built once (at import), compiled once per
+    dialect for the parameters ``keys`` (an INSERT's columns).
 
     Every call passes the same keys. A column that would take a Python-side
     default (``Column(default=...)``) must be among them: the direct path does
     not compute defaults, so compiling one that needs it fails at first use.
     """
 
-    __slots__ = ("_form", "keys", "statement")
+    __slots__ = ("_forms", "keys", "statement")
 
     def __init__(
         self, statement: Insert | Update | Delete, keys: Sequence[str] | None = None
     ) -> None:
         self.statement = statement
         self.keys = keys
-        self._form: DirectForm | None = None
+        self._forms: dict[str, DirectForm] = {}
 
-    def sqlite_form(self, dialect: Dialect) -> DirectForm:
-        if self._form is None:
+    def form(self, dialect: Dialect) -> DirectForm:
+        form = self._forms.get(dialect.name)
+        if form is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
             missing = [
                 column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)
@@ -86,8 +87,9 @@ class PreparedWrite:
                 raise ValueError(
                     f"{self.statement}: give {', '.join(missing)} (defaults are not applied)"
                 )
-            self._form = DirectForm(compiled, dialect)
-        return self._form
+            form = DirectForm(compiled, dialect)
+            self._forms[dialect.name] = form
+        return form
 
 
 class Rows(Protocol):
@@ -136,11 +138,16 @@ class DirectForm:
     def execute_many(
         self, connection: sqlite3.Connection, many: Sequence[Params]
     ) -> sqlite3.Cursor:
-        """The statement once per parameter set, in one call (no expanding IN list)."""
+        """The statement once per parameter set, in one call."""
+        return connection.executemany(*self.bound_many(many))
+
+    def bound_many(self, many: Sequence[Params]) -> tuple[str, list[list[Any]]]:
+        """The SQL and the positional parameters of each set (no expanding IN list)."""
         if self._sql is None:
             raise ValueError("execute_many of a statement with an expanding parameter")
-        bound = [_bound(self._names, {**self._defaults, **params}, self._to_sql) for params in many]
-        return connection.executemany(self._sql, bound)
+        return self._sql, [
+            _bound(self._names, {**self._defaults, **params}, self._to_sql) for params in many
+        ]
 
     def execute(self, connection: sqlite3.Connection, params: Params) -> sqlite3.Cursor:
         return connection.execute(*self.bound(params))

@@ -1,4 +1,5 @@
-""":meth:`Database.query` on MySQL/MariaDB without SQLAlchemy's per-call work.
+""":meth:`Database.query`, :meth:`Database.rows` and :meth:`Database.execute` on
+MySQL/MariaDB without SQLAlchemy's per-call work.
 
 A read through SQLAlchemy's ``AsyncEngine`` on asyncmy cost about 470 us of
 CPU (pool checkout, ``begin``, the compiled-cache lookup, ``Row`` objects,
@@ -15,6 +16,10 @@ A query body is synchronous (it runs between two awaits on SQLite); here it
 runs in a greenlet, as SQLAlchemy's own ``run_sync`` does, and each statement
 awaits asyncmy inside it.
 
+Inside a write transaction (:meth:`Database.rows`, :meth:`Database.execute`)
+the prepared statements run the same way on the transaction's own asyncmy
+connection (:func:`on_transaction`), between SQLAlchemy's BEGIN and COMMIT.
+
 A pooled connection the server has closed (a restart, ``wait_timeout``) is
 dropped by the pool when it sees the close; one it has not seen yet fails its
 statement, and the body runs once more on a new connection: a read changes
@@ -26,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncmy
 from asyncmy.errors import Error, InterfaceError, OperationalError
 from sqlalchemy import exc
 from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from lightmail.storage.db.prepared import Params, PreparedRead, Rows
@@ -143,6 +149,21 @@ class MysqlReads:
             self._pool.close()
             await self._pool.wait_closed()
             self._pool = None
+
+
+async def on_transaction(conn: AsyncConnection, call: Callable[[Any], Awaitable[_T]]) -> _T:
+    """``call`` with an asyncmy cursor on the connection of ``conn``'s transaction;
+    its errors as SQLAlchemy's (a deadlock keeps its error code)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:
+        raise exc.ResourceClosedError("the transaction's connection is closed")
+    cursor = driver.cursor()
+    try:
+        return await call(cursor)
+    except Error as error:
+        raise _wrapped(error) from error
+    finally:
+        await cursor.close()
 
 
 def _gone(error: OperationalError | InterfaceError) -> bool:
