@@ -86,7 +86,13 @@ class DatabaseSettings:
         "SQLAlchemy URL of the metadata database; empty: SQLite in data_dir.",
         secret=True,
     )
-    pool_size: int = declare("10", POSITIVE_INTEGER, "Connections kept open to the database.")
+    pool_size: int = declare(
+        "10",
+        POSITIVE_INTEGER,
+        "Connections kept open to the database; on MySQL/MariaDB each process may open"
+        " up to three times as many when busy (this many for reads, twice as many for"
+        " transactions).",
+    )
     # seconds
     connect_timeout: float = declare(
         "10s", POSITIVE_DURATION, "How long to wait for a database connection."

@@ -30,6 +30,7 @@ gets ``wsrep_sync_wait`` first, as :meth:`Database.read`'s do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -84,7 +85,8 @@ class MysqlReads:
         except (OperationalError, InterfaceError) as error:
             if not _gone(error):
                 raise _wrapped(error) from error
-        await self._pool.clear()  # the others may be as stale as the one that failed
+        with contextlib.suppress(Error, OSError):  # closing what is already gone
+            await self._pool.clear()  # the others may be as stale as the one that failed
         try:
             return await self._attempt(body)
         except Error as error:
