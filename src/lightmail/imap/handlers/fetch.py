@@ -4,11 +4,13 @@ so do BINARY's decoded parts (RFC 3516, :mod:`lightmail.imap.binary`)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lightmail.fairness import TimeSlice
 from lightmail.imap import binary, objectid
@@ -115,6 +117,10 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     # The response names of the sections, once for the whole command.
     named = [(a, _response_name(a)) for a in attributes]
     turn = TimeSlice()  # other sessions run in between (issue #14)
+    # On a blob store whose reads wait a round trip (S3), the next messages'
+    # bodies are read while one is written (mailstore/readahead.py for POP3).
+    read_ahead = session.store.blobs.read_ahead if needs_meta else 0
+    read = functools.partial(_read, session, named)
     unreadable = False
     refused: BinaryRefused | None = None
     for start in range(0, len(live), META_BATCH):
@@ -127,30 +133,41 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
             infos = {uid: meta.info for uid, meta in metas.items()}
         elif needs_info:
             infos = {i.uid: i for i in await session.store.fetch_infos(mailbox, uids)}
-        for seq, uid in batch:
-            info = infos.get(uid)
-            if needs_info and info is None:  # expunged by another session meanwhile
-                missing = True
-                continue
-            try:
-                await _fetch_one(session, seq, uid, info, metas.get(uid), named, uid in seen_now)
-            except BinaryRefused as error:
-                # RFC 3516 section 4.3: the request fails; the other messages are answered.
-                refused = error if refused is None or error.unknown_cte else refused
-            except BlobNotFound as error:
-                # The rest of the range is still answered (RFC 3501 6.4.5: NO at the end).
-                unreadable = True
-                BLOBS_MISSING.inc()
-                log.error(
-                    "imap %s: message UID %d in mailbox %r (id %d) of %s has no blob %s",
-                    session.conn.id,
-                    uid,
-                    mailbox.name,
-                    mailbox.id,
-                    session.user.address if session.user else "?",
-                    error.key,
-                )
-            await turn.pause()
+        answered = [
+            (seq, uid, infos.get(uid), metas.get(uid), uid in seen_now)
+            for seq, uid in batch
+            if not needs_info or uid in infos  # else expunged by another session meanwhile
+        ]
+        missing = missing or len(answered) < len(batch)
+        ahead = _Ahead(read, answered, read_ahead)
+        try:
+            for index, arguments in enumerate(answered):
+                uid = arguments[1]
+                try:
+                    response = await ahead.take(index)
+                    if response.streams:
+                        await _write(session, response)
+                    else:
+                        session.driver.send(response.whole())
+                except BinaryRefused as error:
+                    # RFC 3516 section 4.3: the request fails; the other messages are answered.
+                    refused = error if refused is None or error.unknown_cte else refused
+                except BlobNotFound as error:
+                    # The rest of the range is still answered (RFC 3501 6.4.5: NO at the end).
+                    unreadable = True
+                    BLOBS_MISSING.inc()
+                    log.error(
+                        "imap %s: message UID %d in mailbox %r (id %d) of %s has no blob %s",
+                        session.conn.id,
+                        uid,
+                        mailbox.name,
+                        mailbox.id,
+                        session.user.address if session.user else "?",
+                        error.key,
+                    )
+                await turn.pause()
+        finally:
+            await ahead.close()
     await session.announce(allow_expunge=session.may_expunge(command))
     if unreadable:
         return no("Some messages could not be read", Code.SERVERBUG)
@@ -161,19 +178,68 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     return ok("Fetch completed")
 
 
-async def _fetch_one(
+@dataclass(slots=True)  # not frozen: made for every message, and frozen costs per field
+class _Response:
+    """One FETCH response, read and ready to write: ``items`` in order, and for
+    each streamed one (by index) its first chunk and the rest of its stream."""
+
+    seq: int
+    items: list[bytes | _Streamed]
+    streams: dict[int, tuple[bytes, AsyncIterator[bytes]]]
+
+    def whole(self) -> bytes:
+        """The response of a message none of whose items streams, in one piece."""
+        items = [item for item in self.items if isinstance(item, bytes)]
+        return b"* " + str(self.seq).encode() + b" FETCH (" + b" ".join(items) + b")\r\n"
+
+
+class _Ahead:
+    """The reads of a FETCH's responses, taken in order: with ``depth``, that many
+    after the one taken are already under way (an error arrives with its read)."""
+
+    def __init__(
+        self,
+        read: Callable[..., Awaitable[_Response]],
+        arguments: Sequence[tuple[Any, ...]],
+        depth: int,
+    ) -> None:
+        self._read = read
+        self._arguments = arguments  # of each read
+        self._depth = depth
+        self._started: dict[int, asyncio.Task[_Response]] = {}
+
+    def take(self, index: int) -> Awaitable[_Response]:
+        if not self._depth:
+            return self._read(*self._arguments[index])
+        for ahead in range(index, min(index + 1 + self._depth, len(self._arguments))):
+            if ahead not in self._started:
+                self._started[ahead] = asyncio.ensure_future(self._read(*self._arguments[ahead]))
+        return self._started.pop(index)
+
+    async def close(self) -> None:
+        """Stop, or close the streams of, the reads a FETCH that ended early left."""
+        for task in self._started.values():
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                for _, rest in task.result().streams.values():
+                    await rest.aclose()  # type: ignore[attr-defined]
+        self._started.clear()
+
+
+async def _read(
     session: ImapSession,
+    named: Sequence[tuple[FetchAttribute, bytes]],
     seq: int,
     uid: int,
     info: MessageInfo | None,
     meta: MessageMeta | None,
-    named: Sequence[tuple[FetchAttribute, bytes]],
     seen_now: bool,
-) -> None:
-    """Write one FETCH response; large body sections stream from the blob store.
+) -> _Response:
+    """One FETCH response's items; large body sections stream from the blob store.
 
     ``info`` and ``meta`` are None when no attribute asked for them. Every
-    blob read starts before the response does, so a missing blob
+    blob read starts here, before the response is written, so a missing blob
     (:class:`BlobNotFound`) leaves nothing of it written.
     """
     items: list[bytes | _Streamed] = []
@@ -219,7 +285,14 @@ async def _fetch_one(
         if isinstance(item, _Streamed):
             chunks = aiter(item.chunks)
             streams[index] = (await anext(chunks, b""), chunks)
-    session.driver.send(b"* " + str(seq).encode() + b" FETCH (")
+    return _Response(seq, items, streams)
+
+
+async def _write(session: ImapSession, response: _Response) -> None:
+    """Write one read FETCH response that streams, the rest of its streams as they
+    arrive."""
+    items, streams = response.items, response.streams
+    session.driver.send(b"* " + str(response.seq).encode() + b" FETCH (")
     for index, item in enumerate(items):
         separator = b" " if index else b""
         if isinstance(item, bytes):
