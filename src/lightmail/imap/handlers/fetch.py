@@ -119,7 +119,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
     turn = TimeSlice()  # other sessions run in between (issue #14)
     # On a blob store whose reads wait a round trip (S3), the next messages'
     # bodies are read while one is written (mailstore/readahead.py for POP3).
-    read_ahead = session.store.blobs.read_ahead if needs_meta else 0
+    read_ahead = session.store.blobs.read_ahead if any(map(_reads_blob, attributes)) else 0
     read = functools.partial(_read, session, named)
     unreadable = False
     refused: BinaryRefused | None = None
@@ -410,6 +410,20 @@ async def _decoded(
             size,
         )
         raise SessionEnd
+
+
+def _reads_blob(attribute: FetchAttribute) -> bool:
+    """Whether ``attribute`` may read the blob: not the message's own header,
+    which the cached parse holds."""
+    if isinstance(attribute, BodySection):
+        return bool(attribute.part) or attribute.text not in _HEADER_TEXTS
+    return isinstance(attribute, BinarySection) or attribute in (
+        FetchItem.RFC822,
+        FetchItem.RFC822_TEXT,
+    )
+
+
+_HEADER_TEXTS = (SectionText.HEADER, SectionText.HEADER_FIELDS, SectionText.HEADER_FIELDS_NOT)
 
 
 def _window(section: BinarySection) -> binary.Window:
