@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from lightmail import runtime
 from lightmail.calendars.store import CalendarStore
 from lightmail.calendars.transfer import export_calendar, import_calendar
-from lightmail.config import Settings, load_settings, parse_size, resolve_config_path
+from lightmail.config import Settings, load_settings, parse_size, resolve_config_path, values
 from lightmail.config.values import worker_count
 from lightmail.errors import ConfigError, LightMailError, TemporaryFailure
 from lightmail.gc import GcWorker
@@ -37,12 +37,7 @@ PasswordHandler = Callable[[argparse.Namespace, runtime.Node, str], Coroutine[An
 
 def format_size(size: int | None) -> str:
     """Bytes in the units the config and CLI accept (exact, so it reads back)."""
-    if size is None:
-        return "unlimited"
-    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
+    return "unlimited" if size is None else values.format_size(size)
 
 
 def _quota(text: str) -> int | None:

@@ -11,10 +11,14 @@ Each gauge says how the workers' values add up (``multiprocess_mode``).
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the environment variable naming the folder
 
@@ -242,3 +246,11 @@ CLUSTER_FALLBACKS = Counter(
     "Connection cap and login throttle decisions made on this node's own counts because "
     "Redis was unreachable.",
 )
+
+
+@functools.cache
+def labelled(metric: _M, *values: str) -> _M:
+    """``metric.labels(*values)``, looked up once: ``labels`` takes a lock and builds
+    a key on every call, and the hot paths (each command, blob read and database
+    transaction) use a bounded set of label values."""
+    return metric.labels(*values)

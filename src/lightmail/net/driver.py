@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import logging
 import ssl
 from typing import Generic, Protocol, TypeVar
 
-from prometheus_client import Counter, Histogram
-
-from lightmail.metrics import COMMAND_SECONDS, COMMANDS
+from lightmail.metrics import COMMAND_SECONDS, COMMANDS, labelled
 from lightmail.net.stream import (
     Connection,
     DeadlineExceeded,
@@ -164,9 +161,8 @@ class Driver(Generic[E]):
         if verb is None:
             await self._session.handle(event)
             return
-        count, seconds = _command_metrics(self.protocol, verb)
-        count.inc()
-        with seconds.time():
+        labelled(COMMANDS, self.protocol, verb).inc()
+        with labelled(COMMAND_SECONDS, self.protocol, verb).time():
             await self._session.handle(event)
 
     async def next_event(self) -> E:
@@ -230,9 +226,3 @@ class Driver(Generic[E]):
                 dropped,
             )
         self.connection.start_compression()
-
-
-@functools.cache
-def _command_metrics(protocol: str, verb: str) -> tuple[Counter, Histogram]:
-    """The samples of one protocol's verb (a bounded set), looked up once."""
-    return COMMANDS.labels(protocol, verb), COMMAND_SECONDS.labels(protocol, verb)

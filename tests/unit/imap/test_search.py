@@ -33,6 +33,7 @@ from lightmail.imap.wire.types import (
     TextKey,
 )
 from lightmail.mailstore.mime.scanner import MimeScanner
+from tests.support.headers import header_blocks
 
 HEADER = (
     b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n"
@@ -453,29 +454,23 @@ def test_emailid_and_threadid_keys_match_exactly() -> None:
 # Header lines of every kind the two header readers must agree on: fields (any case,
 # blanks before the colon, RFC 2047 words), continuations, lines that are no field,
 # blank lines, and CRLF, bare LF or no line end.
-_HEADER_LINES = st.lists(
-    st.tuples(
-        st.sampled_from(
-            [
-                b"Subject: hello",
-                b"SUBJECT :=?utf-8?q?caf=C3=A9?= bar",
-                b"subject:",
-                b"Subject-Line: no",
-                b"X-Subject: no",
-                b"From: a@b",
-                b" continued",
-                b"\tmore",
-                b"no colon here",
-                b"",
-                b"\r",
-                b"Subject\t: tab",
-                b"Subject: a\r\n b\n\t=?utf-8?q?c?=",
-            ]
-        ),
-        st.sampled_from([b"\r\n", b"\n", b""]),
-    ),
-    max_size=12,
-).map(lambda lines: b"".join(text + end for text, end in lines))
+_HEADER_LINES = header_blocks(
+    [
+        b"Subject: hello",
+        b"SUBJECT :=?utf-8?q?caf=C3=A9?= bar",
+        b"subject:",
+        b"Subject-Line: no",
+        b"X-Subject: no",
+        b"From: a@b",
+        b" continued",
+        b"\tmore",
+        b"no colon here",
+        b"",
+        b"\r",
+        b"Subject\t: tab",
+        b"Subject: a\r\n b\n\t=?utf-8?q?c?=",
+    ]
+)
 
 
 @given(

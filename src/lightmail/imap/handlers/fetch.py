@@ -141,8 +141,7 @@ async def fetch(session: ImapSession, command: c.FetchCommand) -> Completion:
         missing = missing or len(answered) < len(batch)
         ahead = _Ahead(read, answered, read_ahead)
         try:
-            for index, arguments in enumerate(answered):
-                uid = arguments[1]
+            for index, (_, uid, _, _, _) in enumerate(answered):
                 try:
                     response = await ahead.take(index)
                     if response.streams:

@@ -9,15 +9,12 @@ reader's pace matters.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Self
 
-from prometheus_client import Counter, Histogram
-
-from lightmail.metrics import BLOB_ERRORS, BLOB_SECONDS
+from lightmail.metrics import BLOB_ERRORS, BLOB_SECONDS, labelled
 from lightmail.storage.blobs.base import BlobNotFound
 
 
@@ -32,7 +29,8 @@ class BlobTiming:
     __slots__ = ("_done", "_errors", "_seconds", "_source_error", "_start", "_waited")
 
     def __init__(self, backend: str, operation: str) -> None:
-        self._seconds, self._errors = _metrics(backend, operation)
+        self._seconds = labelled(BLOB_SECONDS, backend, operation)
+        self._errors = labelled(BLOB_ERRORS, backend, operation)
         self._start = time.perf_counter()
         self._waited = 0.0  # seconds spent waiting for a put's source
         self._source_error: BaseException | None = None
@@ -99,9 +97,3 @@ class _TimedSource:
             raise
         self._timing._waited_for_source(time.perf_counter() - start, None)
         return chunk
-
-
-@functools.cache
-def _metrics(backend: str, operation: str) -> tuple[Histogram, Counter]:
-    """The samples of one backend's operation, looked up once (``labels`` is not free)."""
-    return BLOB_SECONDS.labels(backend, operation), BLOB_ERRORS.labels(backend, operation)

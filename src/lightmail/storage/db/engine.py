@@ -51,10 +51,11 @@ from lightmail.metrics import (
     DB_TRANSACTION_FAILURES,
     DB_TRANSACTION_RETRIES,
     DB_TRANSACTION_SECONDS,
+    labelled,
 )
 from lightmail.storage.db.direct import DirectConnection, sqlite_of
 from lightmail.storage.db.group_commit import GroupCommit
-from lightmail.storage.db.mysql_direct import MysqlReads, on_transaction
+from lightmail.storage.db.mysql_direct import MysqlReads, transaction_execute, transaction_rows
 from lightmail.storage.db.prepared import (
     DirectForm,
     Params,
@@ -207,10 +208,10 @@ class Database:
                 _configure_sqlite(engine, begin)
             # Write transactions that come together share one COMMIT (its fsync).
             self._group: GroupCommit | None = GroupCommit(self._writer)
-            self._sqlite_reads: SqliteReads | None = SqliteReads(
+            # Database.query's reads, without SQLAlchemy per call.
+            self._reads: SqliteReads | MysqlReads = SqliteReads(
                 path, self._reader.dialect, busy_timeout=connect_timeout
             )
-            self._mysql_reads: MysqlReads | None = None
         else:
             query = dict(parsed.query)
             query.setdefault("charset", "utf8mb4")
@@ -224,8 +225,7 @@ class Database:
             )
             self._writer = self._reader
             self._group = None  # the server groups concurrent commits itself
-            self._sqlite_reads = None
-            self._mysql_reads = MysqlReads(
+            self._reads = MysqlReads(
                 parsed.set(query=query),
                 self._reader.dialect,
                 pool_size=pool_size,
@@ -298,23 +298,23 @@ class Database:
         except _UNAVAILABLE as error:
             raise self._unavailable(error, kind, committing=committing) from error
         except exc.SQLAlchemyError:
-            DB_TRANSACTION_FAILURES.labels(kind, "error").inc()
+            labelled(DB_TRANSACTION_FAILURES, kind, "error").inc()
             raise
         else:
             self._outage.succeeded()
         finally:
-            DB_TRANSACTION_SECONDS.labels(kind).observe(time.perf_counter() - start)
+            labelled(DB_TRANSACTION_SECONDS, kind).observe(time.perf_counter() - start)
 
     def _unavailable(self, error: exc.SQLAlchemyError, kind: str, *, committing: bool) -> Exception:
         """What a transaction that failed on an unreachable database raises."""
         code = _error_code(error) if isinstance(error, exc.OperationalError) else None
         if isinstance(error, exc.OperationalError) and code in _CONFLICT_CODES:
-            DB_TRANSACTION_FAILURES.labels(kind, "conflict").inc()
+            labelled(DB_TRANSACTION_FAILURES, kind, "conflict").inc()
             log.info("database transaction conflict, rolled back: %s", error.orig)
             return TransactionConflict(
                 f"database transaction conflict: {error.orig}", retryable=code == _DEADLOCK
             )
-        DB_TRANSACTION_FAILURES.labels(kind, "unavailable").inc()
+        labelled(DB_TRANSACTION_FAILURES, kind, "unavailable").inc()
         self._outage.failed(kind, error, committing=committing)
         if committing and kind == "write":
             return CommitOutcomeUnknown(
@@ -331,24 +331,23 @@ class Database:
         SQLAlchemy."""
         start = time.perf_counter()
         try:
-            if self._mysql_reads is not None:
-                result: _T = await self._mysql_reads.run(body)
-            elif self._sqlite_reads is not None:
-                result = self._sqlite_reads.run(body)
+            reads = self._reads
+            if isinstance(reads, MysqlReads):
+                result: _T = await reads.run(body)
             else:
-                raise RuntimeError("the database is closed")
+                result = reads.run(body)
         except sqlite3.OperationalError as error:
             wrapped = exc.OperationalError("query", None, error)
             raise self._unavailable(wrapped, "read", committing=False) from error
         except _UNAVAILABLE as error:
             raise self._unavailable(error, "read", committing=False) from error
         except (sqlite3.Error, exc.SQLAlchemyError):
-            DB_TRANSACTION_FAILURES.labels("read", "error").inc()
+            labelled(DB_TRANSACTION_FAILURES, "read", "error").inc()
             raise
         else:
             self._outage.succeeded()
         finally:
-            DB_TRANSACTION_SECONDS.labels("read").observe(time.perf_counter() - start)
+            labelled(DB_TRANSACTION_SECONDS, "read").observe(time.perf_counter() - start)
         return result
 
     async def fetch(self, read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
@@ -361,13 +360,8 @@ class Database:
         """The rows of ``read`` in ``conn``'s transaction (a :meth:`write`), as plain
         tuples, straight through the driver on the transaction's connection."""
         form = read.form(self._writer.dialect)
-        if self._sqlite_reads is None:
-
-            async def fetch(cursor: Any) -> list[tuple[Any, ...]]:
-                await cursor.execute(*form.bound(params))
-                return form.converted(await cursor.fetchall())
-
-            return await on_transaction(conn, fetch)
+        if self.dialect == "mysql":
+            return await transaction_rows(conn, form, params)
         return self._direct(conn, form, params, lambda sqlite: form.run(sqlite, params))
 
     async def execute(
@@ -377,16 +371,8 @@ class Database:
         parameter set; the rows it changed (on MySQL/MariaDB: the rows it matched).
         Straight through the driver on the transaction's connection."""
         form = write.form(self._writer.dialect)
-        if self._sqlite_reads is None:
-
-            async def run(cursor: Any) -> int:
-                if isinstance(params, Mapping):
-                    await cursor.execute(*form.bound(params))
-                else:
-                    await cursor.executemany(*form.bound_many(params))
-                return int(cursor.rowcount)
-
-            return await on_transaction(conn, run)
+        if self.dialect == "mysql":
+            return await transaction_execute(conn, form, params)
         if isinstance(params, Mapping):
             one = params
             return self._direct(conn, form, one, lambda sqlite: form.execute(sqlite, one).rowcount)
@@ -436,10 +422,10 @@ class Database:
             )
 
     async def close(self) -> None:
-        if self._sqlite_reads is not None:
-            self._sqlite_reads.close()
-        if self._mysql_reads is not None:
-            await self._mysql_reads.close()
+        if isinstance(self._reads, MysqlReads):
+            await self._reads.close()
+        else:
+            self._reads.close()
         if self._group is not None:
             await self._group.close()
         await self._reader.dispose()

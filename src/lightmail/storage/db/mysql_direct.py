@@ -18,7 +18,8 @@ awaits asyncmy inside it.
 
 Inside a write transaction (:meth:`Database.rows`, :meth:`Database.execute`)
 the prepared statements run the same way on the transaction's own asyncmy
-connection (:func:`on_transaction`), between SQLAlchemy's BEGIN and COMMIT.
+connection (:func:`transaction_rows`, :func:`transaction_execute`), between
+SQLAlchemy's BEGIN and COMMIT.
 
 A pooled connection the server has closed (a restart, ``wait_timeout``) is
 dropped by the pool when it sees the close; one it has not seen yet fails its
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncmy
@@ -42,7 +43,7 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from lightmail.storage.db.prepared import Params, PreparedRead, Rows
+from lightmail.storage.db.prepared import DirectForm, Params, PreparedRead, Rows
 
 _T = TypeVar("_T")
 
@@ -109,13 +110,7 @@ class MysqlReads:
             dialect = self._dialect
 
             def rows(read: PreparedRead, params: Params) -> list[tuple[Any, ...]]:
-                form = read.form(dialect)
-                cursor = connection.cursor()
-                try:
-                    await_only(cursor.execute(*form.bound(params)))
-                    return form.converted(await_only(cursor.fetchall()))
-                finally:
-                    await_only(cursor.close())
+                return await_only(_fetch(connection.cursor(), read.form(dialect), params))
 
             result: _T = await greenlet_spawn(body, rows)
         except Error as error:
@@ -153,17 +148,47 @@ class MysqlReads:
             self._pool = None
 
 
-async def on_transaction(conn: AsyncConnection, call: Callable[[Any], Awaitable[_T]]) -> _T:
-    """``call`` with an asyncmy cursor on the connection of ``conn``'s transaction;
-    its errors as SQLAlchemy's (a deadlock keeps its error code)."""
+async def transaction_rows(
+    conn: AsyncConnection, form: DirectForm, params: Params
+) -> list[tuple[Any, ...]]:
+    """The rows of ``form`` on the asyncmy connection of ``conn``'s transaction;
+    errors as SQLAlchemy's (a deadlock keeps its error code)."""
+    try:
+        return await _fetch(await _cursor(conn), form, params)
+    except Error as error:
+        raise _wrapped(error) from error
+
+
+async def transaction_execute(
+    conn: AsyncConnection, form: DirectForm, params: Params | Sequence[Params]
+) -> int:
+    """Run ``form`` once, or once per parameter set, on the asyncmy connection of
+    ``conn``'s transaction; the rows it matched."""
+    cursor = await _cursor(conn)
+    try:
+        if isinstance(params, Mapping):
+            await cursor.execute(*form.bound(params))
+        else:
+            await cursor.executemany(*form.bound_many(params))
+        return int(cursor.rowcount)
+    except Error as error:
+        raise _wrapped(error) from error
+    finally:
+        await cursor.close()
+
+
+async def _cursor(conn: AsyncConnection) -> Any:
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:
         raise exc.ResourceClosedError("the transaction's connection is closed")
-    cursor = driver.cursor()
+    return driver.cursor()
+
+
+async def _fetch(cursor: Any, form: DirectForm, params: Params) -> list[tuple[Any, ...]]:
+    """``form``'s rows for ``params`` on ``cursor``, which it closes."""
     try:
-        return await call(cursor)
-    except Error as error:
-        raise _wrapped(error) from error
+        await cursor.execute(*form.bound(params))
+        return form.converted(await cursor.fetchall())
     finally:
         await cursor.close()
 

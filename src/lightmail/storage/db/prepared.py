@@ -41,24 +41,38 @@ Params = Mapping[str, Any]
 Processor = Callable[[Any], Any] | None
 
 
-class PreparedRead:
-    """A SELECT built once (at import), compiled once per dialect."""
+class _Prepared:
+    """A statement built once (at import) and compiled once per dialect."""
 
-    __slots__ = ("_forms", "statement")
+    __slots__ = ("_forms",)
 
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
+    def __init__(self) -> None:
         self._forms: dict[str, DirectForm] = {}
 
     def form(self, dialect: Dialect) -> DirectForm:
         form = self._forms.get(dialect.name)
         if form is None:
-            form = DirectForm(self.statement.compile(dialect=dialect), dialect)
-            self._forms[dialect.name] = form
+            form = self._forms[dialect.name] = DirectForm(self._compile(dialect), dialect)
         return form
 
+    def _compile(self, dialect: Dialect) -> SQLCompiler:
+        raise NotImplementedError
 
-class PreparedWrite:
+
+class PreparedRead(_Prepared):
+    """A SELECT built once (at import), compiled once per dialect."""
+
+    __slots__ = ("statement",)
+
+    def __init__(self, statement: Select[Any]) -> None:
+        super().__init__()
+        self.statement = statement
+
+    def _compile(self, dialect: Dialect) -> SQLCompiler:
+        return self.statement.compile(dialect=dialect)
+
+
+class PreparedWrite(_Prepared):
     """An INSERT, UPDATE or DELETE built once (at import), compiled once per
     dialect for the parameters ``keys`` (an INSERT's columns).
 
@@ -67,29 +81,23 @@ class PreparedWrite:
     not compute defaults, so compiling one that needs it fails at first use.
     """
 
-    __slots__ = ("_forms", "keys", "statement")
+    __slots__ = ("keys", "statement")
 
     def __init__(
         self, statement: Insert | Update | Delete, keys: Sequence[str] | None = None
     ) -> None:
+        super().__init__()
         self.statement = statement
         self.keys = keys
-        self._forms: dict[str, DirectForm] = {}
 
-    def form(self, dialect: Dialect) -> DirectForm:
-        form = self._forms.get(dialect.name)
-        if form is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
-            missing = [
-                column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)
-            ]
-            if missing:
-                raise ValueError(
-                    f"{self.statement}: give {', '.join(missing)} (defaults are not applied)"
-                )
-            form = DirectForm(compiled, dialect)
-            self._forms[dialect.name] = form
-        return form
+    def _compile(self, dialect: Dialect) -> SQLCompiler:
+        compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
+        missing = [column.key for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+        if missing:
+            raise ValueError(
+                f"{self.statement}: give {', '.join(missing)} (defaults are not applied)"
+            )
+        return compiled
 
 
 class Rows(Protocol):
