@@ -50,6 +50,7 @@ from lightmail.errors import (
 from lightmail.mailstore.store import MailStore, Recipient
 from lightmail.metrics import LOGINS_THROTTLED
 from lightmail.storage.db import tables as t
+from lightmail.storage.db.prepared import PreparedRead, Rows
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,10 @@ _USER_COLUMNS = t.columns(t.users, "id", "address", "quota_bytes", "enabled", "c
 
 # What every LMTP RCPT runs, built once (building costs more than running it).
 _RECIPIENT_COLUMNS = (t.users.c.id, t.users.c.address, t.users.c.enabled)
-_USER_BY_ADDRESS = select(*_RECIPIENT_COLUMNS).where(t.users.c.address == bindparam("address"))
-_ALIAS_TARGETS = (
+_USER_BY_ADDRESS = PreparedRead(
+    select(*_RECIPIENT_COLUMNS).where(t.users.c.address == bindparam("address"))
+)
+_ALIAS_TARGETS = PreparedRead(
     select(*_RECIPIENT_COLUMNS)
     .select_from(t.aliases.join(t.users))
     .where(t.aliases.c.address == bindparam("address"))
@@ -437,29 +440,18 @@ class Accounts:
             if separator and base:
                 candidates.append((f"{base}@{domain}", detail or None))
         candidates.append((f"@{domain}", None))
-        async with self.db.read() as conn:
-            for candidate, mailbox in candidates:
-                rows = await self._resolve_rows(conn, candidate)
-                if not rows:
-                    continue
-                enabled = [row for row in rows if row.enabled]
-                if not enabled:
-                    raise RecipientDisabled(address)
-                recipients = tuple(
-                    Recipient(row.id, row.address, mailbox)
-                    for row in {row.id: row for row in enabled}.values()
-                )
-                return ResolvedRecipient(address, recipients)
-        raise UnknownRecipient(address)
+        found = await self.db.query(lambda rows: _first_found(rows, candidates))
+        if found is None:
+            raise UnknownRecipient(address)
+        targets, mailbox = found
+        enabled = {user_id: user for user_id, user, on in targets if on}
+        if not enabled:
+            raise RecipientDisabled(address)
+        return ResolvedRecipient(
+            address, tuple(Recipient(user_id, user, mailbox) for user_id, user in enabled.items())
+        )
 
     # -- internals -------------------------------------------------------
-
-    async def _resolve_rows(self, conn: AsyncConnection, address: str) -> list[t.AnyRow]:
-        if not address.startswith("@"):
-            row = (await conn.execute(_USER_BY_ADDRESS, {"address": address})).one_or_none()
-            if row is not None:
-                return [row]
-        return list(await conn.execute(_ALIAS_TARGETS, {"address": address}))
 
     async def _alias_targets(self, conn: AsyncConnection, address: str) -> list[str]:
         rows = await conn.execute(
@@ -498,3 +490,19 @@ def _alias_address(address: str) -> str:
     if address.strip().startswith("@"):
         return "@" + normalize_domain(address.strip()[1:])
     return normalize_address(address)
+
+
+def _first_found(
+    rows: Rows, candidates: Sequence[tuple[str, str | None]]
+) -> tuple[list[tuple[Any, ...]], str | None] | None:
+    """The rows (id, address, enabled) of the first candidate address that is a user
+    or an alias, with that candidate's target mailbox; None if none is either."""
+    for candidate, mailbox in candidates:
+        if not candidate.startswith("@"):
+            user = rows(_USER_BY_ADDRESS, {"address": candidate})
+            if user:
+                return user, mailbox
+        targets = rows(_ALIAS_TARGETS, {"address": candidate})
+        if targets:
+            return targets, mailbox
+    return None
