@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -126,7 +126,7 @@ class ResolvedRecipient:
     recipients: tuple[Recipient, ...]
 
 
-def _user(row: t.AnyRow) -> User:
+def _user(row: t.AnyRow | _LoginRow) -> User:
     return User(
         id=row.id,
         address=row.address,
@@ -139,7 +139,20 @@ def _user(row: t.AnyRow) -> User:
 _USER_COLUMNS = t.columns(t.users, "id", "address", "quota_bytes", "enabled", "created_at")
 
 
-# What every LMTP RCPT runs, built once (building costs more than running it).
+class _LoginRow(NamedTuple):
+    id: int
+    address: str
+    quota_bytes: int | None
+    enabled: bool
+    created_at: datetime
+    password_hash: str
+
+
+# What every LOGIN and every LMTP RCPT run, built once (building costs more than
+# running them).
+_LOGIN_ROW = PreparedRead(
+    select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == bindparam("address"))
+)
 _RECIPIENT_COLUMNS = (t.users.c.id, t.users.c.address, t.users.c.enabled)
 _USER_BY_ADDRESS = PreparedRead(
     select(*_RECIPIENT_COLUMNS).where(t.users.c.address == bindparam("address"))
@@ -348,12 +361,9 @@ class Accounts:
         )
         return True
 
-    async def _login_row(self, address: str) -> t.AnyRow | None:
-        async with self.db.read() as conn:
-            result = await conn.execute(
-                select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == address)
-            )
-            return result.one_or_none()
+    async def _login_row(self, address: str) -> _LoginRow | None:
+        found = await self.db.query(lambda rows: rows(_LOGIN_ROW, {"address": address}))
+        return _LoginRow(*found[0]) if found else None
 
     # -- aliases ---------------------------------------------------------
 

@@ -20,21 +20,27 @@ class DotStuffer:
     line with CRLF (a final bare CR stays, CRLF follows it) and adds the
     terminating ``.`` CRLF; an empty body gives just that. The ``+OK`` line
     is the session's to send first.
+
+    ``bare_lf=False`` says the message has no bare LF (its size with LFs counted
+    as CRLF is its size): the search for them, which costs more than the
+    stuffing, is skipped.
     """
 
-    __slots__ = ("_at_line_start", "_closed", "_last_cr")
+    __slots__ = ("_at_line_start", "_bare_lf", "_closed", "_last_cr")
 
-    def __init__(self) -> None:
+    def __init__(self, *, bare_lf: bool = True) -> None:
         self._at_line_start = True
         self._last_cr = False
         self._closed = False
+        self._bare_lf = bare_lf
 
     def feed(self, data: bytes) -> bytes:
         if self._closed:
             raise LocalProtocolError("DotStuffer.feed after close")
         if not data:
             return b""
-        out = crlf(data, self._last_cr).replace(b"\n.", b"\n..")
+        out = crlf(data, self._last_cr) if self._bare_lf else data
+        out = out.replace(b"\n.", b"\n..")
         if self._at_line_start and out[:1] == b".":
             out = b"." + out
         self._at_line_start = data[-1] == LF

@@ -356,16 +356,24 @@ class Pop3Session:
         first = await anext(chunks, b"")
         self._send(ok(f"{info.size_crlf} octets" if top is None else "top of message follows"))
         try:
-            await self._stream(first, chunks, TopFilter(top) if top is not None else None)
+            await self._stream(
+                first,
+                chunks,
+                TopFilter(top) if top is not None else None,
+                DotStuffer(bare_lf=info.size_crlf != info.size),
+            )
         except (TemporaryFailure, BlobNotFound) as error:
             log.warning("pop3 %s: RETR %d failed after +OK: %s", self.conn.id, number, error)
             raise SessionEnd from error
 
     async def _stream(
-        self, chunk: bytes, rest: AsyncIterator[bytes], top_filter: TopFilter | None
+        self,
+        chunk: bytes,
+        rest: AsyncIterator[bytes],
+        top_filter: TopFilter | None,
+        stuffer: DotStuffer,
     ) -> None:
         """Queue ``chunk`` and ``rest`` dot-stuffed, each flushed once the next is read."""
-        stuffer = DotStuffer()
         queued = False
         while True:
             if top_filter is not None:

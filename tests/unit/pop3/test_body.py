@@ -104,6 +104,17 @@ def test_dot_stuffer_roundtrip(body: bytes, cuts: list[int]) -> None:
     assert unstuff(wire) == normal
 
 
+@settings(max_examples=300)
+@given(_BODY_BYTES, st.lists(st.integers(0, 80), max_size=6))
+def test_dot_stuffer_told_there_is_no_bare_lf_sends_the_same(body: bytes, cuts: list[int]) -> None:
+    body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # no bare LF left
+    positions = sorted({c for c in cuts if 0 < c < len(body)})
+    chunks = [body[i:j] for i, j in zip([0, *positions], [*positions, len(body)], strict=True)]
+    s = DotStuffer(bare_lf=False)
+    wire = b"".join(s.feed(c) for c in chunks) + s.close()
+    assert wire == stuff([body])
+
+
 # --------------------------------------------------------------------------- TopFilter
 
 
