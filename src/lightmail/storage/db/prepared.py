@@ -5,7 +5,8 @@ A read through :meth:`Database.read` costs a pool checkout, a greenlet per
 call, the ``begin`` event, the compiled-cache lookup, ``Row`` objects and the
 pool's reset: on SQLite several times what the statement itself takes. The
 reads every IMAP command makes (the selected mailbox's row, its listing, the
-unclaimed ``\\Recent`` UIDs, STATUS's counts, FETCH's cached parse) are
+unclaimed ``\\Recent`` UIDs, STATUS's counts, FETCH's cached parse), the
+account a LOGIN reads and the recipient an LMTP RCPT resolves are
 :class:`PreparedRead` objects built once at import. On SQLite they are
 compiled once (:class:`SqliteReads`) and run with :mod:`sqlite3` on one
 read-only connection in the loop's thread, as the readers of
