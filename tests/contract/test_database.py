@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select, text, update
@@ -149,6 +151,46 @@ async def test_sqlite_writes_that_come_together_share_one_commit(backend: Backen
         users[2].id: True,
         users[3].id: False,
     }
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_a_writer_waits_for_another_process_write_lock_without_blocking(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """While another process (here another connection) holds the write lock, a write
+    transaction waits for it, on the writer's thread: the loop goes on meanwhile,
+    and the write commits once the lock is free."""
+    user = await backend.new_user()
+    other = sqlite3.connect(tmp_path / "test.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def disable() -> None:
+        async with backend.db.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+
+    ticker = asyncio.create_task(tick())
+    writer = asyncio.create_task(disable())
+    try:
+        await asyncio.sleep(0.3)
+        assert not writer.done(), "the write went on while another held the lock"
+        assert ticks >= 10, "the loop was blocked while the writer waited"
+        other.execute("COMMIT")
+        await asyncio.wait_for(writer, 5)
+    finally:
+        ticker.cancel()
+        other.close()
+    assert await _enabled(backend.db, user.id) == {user.id: False}
+    # The lock is free again: the next write takes it at once.
+    async with backend.db.write() as conn:
+        await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=True))
+    assert await _enabled(backend.db, user.id) == {user.id: True}
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite"])
