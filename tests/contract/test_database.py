@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, exc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lightmail.errors import TransactionConflict
+from lightmail.errors import CommitOutcomeUnknown, TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from lightmail.storage.db.prepared import PreparedRead
@@ -252,6 +252,42 @@ async def test_sqlite_a_failed_first_writer_rolls_back_alone(backend: Backend) -
     await asyncio.gather(*others)
     enabled = await _enabled(backend.db, *(u.id for u in users))
     assert enabled == {users[0].id: True, users[1].id: False, users[2].id: False}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_a_failed_commit_gives_the_writer_back_and_the_next_write_works(
+    backend: Backend,
+) -> None:
+    """The writer's connection is kept between batches; when a COMMIT fails, the
+    batch's write fails with it, nothing of it stays, the connection goes back to
+    the pool, and the next write takes it again."""
+    users = [await backend.new_user() for _ in range(2)]
+    pool = backend.db._writer.pool
+    assert pool.checkedout() == 1, "the writer was not kept between batches"  # type: ignore[attr-defined]
+    failures = [exc.OperationalError("COMMIT", None, sqlite3.OperationalError("disk I/O error"))]
+
+    def commit(_conn: object) -> None:
+        if failures:
+            raise failures.pop()
+
+    event.listen(backend.db._writer.sync_engine, "commit", commit)
+    try:
+        with pytest.raises(CommitOutcomeUnknown):
+            async with backend.db.write() as conn:
+                await conn.execute(
+                    update(t.users).where(t.users.c.id == users[0].id).values(enabled=False)
+                )
+        assert pool.checkedout() == 0, "the writer whose COMMIT failed was kept"  # type: ignore[attr-defined]
+        for user in users:
+            async with backend.db.write() as conn:
+                await conn.execute(
+                    update(t.users).where(t.users.c.id == user.id).values(quota_bytes=1)
+                )
+    finally:
+        event.remove(backend.db._writer.sync_engine, "commit", commit)
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    enabled = await _enabled(backend.db, *(u.id for u in users))
+    assert enabled == {users[0].id: True, users[1].id: True}
 
 
 @pytest.mark.parametrize("backend_name", ["mariadb"])

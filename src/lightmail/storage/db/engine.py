@@ -397,7 +397,7 @@ class Database:
 
     async def upgrade(self) -> str:
         """Bring the schema to the newest revision; return that revision."""
-        async with self._transaction(self._writer.begin, "write") as conn:
+        async with self.write() as conn:
             await conn.run_sync(_upgrade)
         return self.head_revision()
 
