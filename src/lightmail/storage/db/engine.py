@@ -199,8 +199,8 @@ class Database:
             self._reader = create_async_engine(
                 parsed, pool_size=pool_size, max_overflow=0, async_creator=reader
             )
-            # One writer at a time per process: writers queue on the pool
-            # instead of spinning on SQLite's busy handler.
+            # One writer connection per process, which the group commit keeps
+            # checked out: every write transaction goes through it (write()).
             self._writer = create_async_engine(
                 parsed, pool_size=1, max_overflow=0, pool_timeout=60, async_creator=writer
             )
