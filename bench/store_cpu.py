@@ -1,0 +1,105 @@
+"""CPU per storage operation in this process: what the protocols build on, without them.
+
+Opens a node on the embedded default (SQLite and a folder, in a temporary
+directory) as ``lightmail serve`` would, and times a few thousand calls of each
+operation an LMTP delivery or an IMAP/POP3 LOGIN makes, printing the CPU time
+and the wall time per call:
+
+- an LMTP RCPT's recipient lookup (``Accounts.resolve_recipient``), with and
+  without a ``+detail``;
+- a LOGIN that the credential cache answers (``Accounts.authenticate``);
+- the quota check of an RCPT (``MailStore.check_quota``);
+- an empty write transaction (``Database.write``: BEGIN IMMEDIATE, COMMIT);
+- the delivery of a 10 KiB message to one recipient (``MailStore.deliver``:
+  the blob written and fsynced, one transaction).
+
+CPU time is the process's (``time.process_time``), all threads included, so
+the fsyncs' system time counts. Compare two versions by running this script
+against each in the same minutes: this kind of machine changes speed from one
+run to the next.
+
+    uv run python bench/store_cpu.py
+    uv run python bench/store_cpu.py --calls 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from lightmail.config import load_settings
+from lightmail.mailstore.types import Recipient
+from lightmail.runtime import open_node
+
+ADDRESS = "bench@example.org"
+PASSWORD = "a password long enough"
+BODY_LINE = b"body line 0123456789 0123456789 0123456789 0123456789 01234567\r\n"
+MESSAGE = (
+    b"From: sender@example.net\r\nTo: bench@example.org\r\nSubject: cost\r\n"
+    b"Message-ID: <cost@example.net>\r\n\r\n" + BODY_LINE * 160
+)
+
+
+async def _one_chunk() -> AsyncIterator[bytes]:
+    yield MESSAGE
+
+
+async def measure(calls: int) -> list[tuple[str, float, float]]:
+    """(operation, CPU microseconds per call, wall microseconds per call)."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = load_settings(None, {"LIGHTMAIL_SERVER_DATA_DIR": data_dir})
+        async with open_node(settings) as node:
+            await node.accounts.add_domain("example.org")
+            user = await node.accounts.add_user(ADDRESS, PASSWORD)
+            recipients = [Recipient(user.id, ADDRESS)]
+
+            async def empty_write() -> None:
+                async with node.db.write():
+                    pass
+
+            async def deliver() -> None:
+                await node.store.deliver(recipients, _one_chunk())
+
+            operations: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+                ("RCPT lookup", lambda: node.accounts.resolve_recipient(ADDRESS)),
+                (
+                    "RCPT lookup, +detail",
+                    lambda: node.accounts.resolve_recipient("bench+list@example.org"),
+                ),
+                ("LOGIN, cached", lambda: node.accounts.authenticate(ADDRESS, PASSWORD)),
+                ("quota check", lambda: node.store.check_quota(user.id, len(MESSAGE))),
+                ("empty write transaction", empty_write),
+                ("deliver 10 KiB", deliver),
+            ]
+            results = []
+            for name, operation in operations:
+                for _ in range(max(10, calls // 20)):  # warm the caches
+                    await operation()
+                cpu, wall = time.process_time(), time.perf_counter()
+                for _ in range(calls):
+                    await operation()
+                results.append(
+                    (
+                        name,
+                        (time.process_time() - cpu) / calls * 1e6,
+                        (time.perf_counter() - wall) / calls * 1e6,
+                    )
+                )
+            return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls of each operation")
+    args = parser.parse_args()
+    print(f"SQLite + folder, {args.calls} calls of each operation")
+    print(f"{'operation':<26}{'CPU us/call':>12}{'wall us/call':>14}")
+    for name, cpu, wall in asyncio.run(measure(args.calls)):
+        print(f"{name:<26}{cpu:>12.0f}{wall:>14.0f}")
+
+
+if __name__ == "__main__":
+    main()
