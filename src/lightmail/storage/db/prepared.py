@@ -31,6 +31,7 @@ COMMIT; on MySQL/MariaDB with asyncmy on the transaction's connection.
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ Params = Mapping[str, Any]
 Processor = Callable[[Any], Any] | None
 
 
-class _Prepared:
+class _Prepared(ABC):
     """A statement built once (at import) and compiled once per dialect."""
 
     __slots__ = ("_forms",)
@@ -56,8 +57,9 @@ class _Prepared:
             form = self._forms[dialect.name] = DirectForm(self._compile(dialect), dialect)
         return form
 
+    @abstractmethod
     def _compile(self, dialect: Dialect) -> SQLCompiler:
-        raise NotImplementedError
+        """The statement compiled for ``dialect``."""
 
 
 class PreparedRead(_Prepared):
