@@ -97,6 +97,9 @@ class DirectConnection:
         self._connection: sqlite3.Connection | None = connection
         self._executor = blocking
         self._last: Future[Any] | None = None  # the last call given to the writer's thread
+        # Milliseconds, read at the first BEGIN: SQLAlchemy's connect event sets it
+        # after the connection is opened.
+        self._busy_timeout: int | None = None
 
     @classmethod
     def open(cls, path: str, *, busy_timeout: float, writer: bool) -> DirectConnection:
@@ -128,7 +131,8 @@ class DirectConnection:
         if not sql.startswith("BEGIN") or (self._last is not None and not self._last.done()):
             return False
         connection = self._conn
-        (timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
+        if self._busy_timeout is None:
+            (self._busy_timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
         connection.execute("PRAGMA busy_timeout=0")
         try:
             cursor.execute(sql, parameters)
@@ -137,7 +141,7 @@ class DirectConnection:
                 raise
             return False
         finally:
-            connection.execute(f"PRAGMA busy_timeout={int(timeout)}")
+            connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout)}")
         return True
 
     @property
