@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lightmail.errors import CommitOutcomeUnknown, TransactionConflict
+from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
 from lightmail.storage.db.prepared import PreparedRead
@@ -158,8 +159,8 @@ async def test_sqlite_a_writer_waits_for_another_process_write_lock_without_bloc
     backend: Backend, tmp_path: Path
 ) -> None:
     """While another process (here another connection) holds the write lock, a write
-    transaction waits for it, on the writer's thread: the loop goes on meanwhile,
-    and the write commits once the lock is free."""
+    transaction waits for it without blocking the loop, and commits once the lock
+    is free."""
     user = await backend.new_user()
     other = sqlite3.connect(tmp_path / "test.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -191,6 +192,37 @@ async def test_sqlite_a_writer_waits_for_another_process_write_lock_without_bloc
     async with backend.db.write() as conn:
         await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=True))
     assert await _enabled(backend.db, user.id) == {user.id: True}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])
+async def test_sqlite_a_writer_gives_up_on_another_process_write_lock_after_the_busy_timeout(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Held for longer than ``busy_timeout``, another process's write lock makes a
+    write fail with a temporary error (an MTA tries again later) that changed
+    nothing; once the lock is free, the next write commits."""
+    user = await backend.new_user()
+    impatient = Database(f"sqlite+aiosqlite:///{tmp_path}/test.db", busy_timeout=0.2)
+    other = sqlite3.connect(tmp_path / "test.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def disable() -> None:
+        async with impatient.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(TemporaryFailure, match="database unavailable") as raised:
+            await disable()
+        assert time.monotonic() - started >= 0.2, "it gave up before the busy timeout"
+        assert "database is locked" in str(raised.value.__cause__)
+        assert await _enabled(backend.db, user.id) == {user.id: True}
+        other.execute("COMMIT")
+        await disable()
+    finally:
+        other.close()
+        await impatient.close()
+    assert await _enabled(backend.db, user.id) == {user.id: False}
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite"])

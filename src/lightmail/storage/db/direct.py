@@ -8,11 +8,15 @@ connection that SQLAlchemy's ``sqlite+aiosqlite`` dialect drives
 (``create_async_engine(async_creator=...)``) and calls :mod:`sqlite3` in the
 loop's thread, as a read on a WAL database never waits for writers and is
 answered from the page cache. A writer's connection (``blocking`` given) runs
-on that executor's thread only the calls that may wait: BEGIN (another
-process's write lock, up to the busy timeout), COMMIT (the fsync), PRAGMA;
-once BEGIN IMMEDIATE holds the write lock, its statements do not wait. BEGIN
-is first tried in the loop's thread with the busy timeout off: when no other
-process holds the write lock it takes it at once, a trip to the thread saved.
+on that executor's thread only the calls that may wait: COMMIT (the fsync),
+PRAGMA; once BEGIN IMMEDIATE holds the write lock, its statements do not wait.
+
+BEGIN runs in the loop's thread with the busy timeout off: when no other
+process holds the write lock it takes it at once. When another does (another
+worker, the CLI), it is tried again every millisecond until the busy timeout.
+SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a
+writer that found the lock taken waited about 10 ms on average (measured
+with two workers) for a lock that is held for about one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 _T = TypeVar("_T")
 _BLOCKING = ("BEGIN", "COMMIT", "PRAGMA")  # statements that may wait (case as SQLAlchemy sends)
+# Between tries of a BEGIN that found the write lock taken; uvloop's timers count
+# whole milliseconds, so a shorter pause would be none.
+_BEGIN_RETRY = 0.001
 
 
 class DirectCursor:
@@ -66,7 +73,9 @@ class DirectCursor:
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> DirectCursor:
         if not self._owner.may_wait(sql):
             self._cursor.execute(sql, parameters)
-        elif not self._owner.begun_at_once(self._cursor, sql, parameters):
+        elif sql.startswith("BEGIN"):
+            await self._owner.begin(self._cursor, sql, parameters)
+        else:
             await self._owner.blocking(self._cursor.execute, sql, parameters)
         return self
 
@@ -91,15 +100,16 @@ class DirectConnection:
     """An aiosqlite-like connection over a :class:`sqlite3.Connection`, no thread."""
 
     def __init__(
-        self, connection: sqlite3.Connection, blocking: ThreadPoolExecutor | None = None
+        self,
+        connection: sqlite3.Connection,
+        busy_timeout: float,
+        blocking: ThreadPoolExecutor | None = None,
     ) -> None:
         # ``_connection`` is what SQLAlchemy's adapter checks before COMMIT and ROLLBACK.
         self._connection: sqlite3.Connection | None = connection
+        self._busy_timeout = busy_timeout  # seconds, as given to sqlite3.connect
         self._executor = blocking
         self._last: Future[Any] | None = None  # the last call given to the writer's thread
-        # Milliseconds, read at the first BEGIN: SQLAlchemy's connect event sets it
-        # after the connection is opened.
-        self._busy_timeout: int | None = None
 
     @classmethod
     def open(cls, path: str, *, busy_timeout: float, writer: bool) -> DirectConnection:
@@ -110,7 +120,7 @@ class DirectConnection:
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer") if writer else None
-        return cls(connection, executor)
+        return cls(connection, busy_timeout, executor)
 
     def may_wait(self, sql: str) -> bool:
         return self._executor is not None and sql.lstrip().upper().startswith(_BLOCKING)
@@ -122,26 +132,37 @@ class DirectConnection:
         future = self._last = self._executor.submit(call, *args)
         return await asyncio.wrap_future(future)
 
-    def begun_at_once(self, cursor: sqlite3.Cursor, sql: str, parameters: Sequence[Any]) -> bool:
-        """Run a BEGIN in the loop's thread if it takes the write lock without waiting;
-        whether it did. False for any other statement, when the writer's thread still
-        runs a call (of a transaction that was cancelled: the connection is in use
-        there), and when another process holds the write lock: the caller then runs
-        the statement on the writer's thread, where it waits up to the busy timeout."""
-        if not sql.startswith("BEGIN") or (self._last is not None and not self._last.done()):
-            return False
+    async def begin(self, cursor: sqlite3.Cursor, sql: str, parameters: Sequence[Any]) -> None:
+        """Run a BEGIN without blocking the loop (see the module's docstring): at
+        once, or tried again every :data:`_BEGIN_RETRY` while another process holds
+        the write lock, until the busy timeout; then it fails as SQLite does
+        ("database is locked"). While the writer's thread still runs a call (of a
+        transaction that was cancelled: the connection is in use there), the
+        BEGIN waits its turn on that thread instead."""
+        if self._last is not None and not self._last.done():
+            await self.blocking(cursor.execute, sql, parameters)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout
+        # Polled: the lock is another process's, and nothing tells its release.
+        while not self._begun(cursor, sql, parameters, last=loop.time() >= deadline):  # noqa: ASYNC110
+            await asyncio.sleep(_BEGIN_RETRY)
+
+    def _begun(
+        self, cursor: sqlite3.Cursor, sql: str, parameters: Sequence[Any], *, last: bool
+    ) -> bool:
+        """Run the BEGIN with the busy timeout off; False if another process holds
+        the write lock, unless this is the ``last`` try: then its error."""
         connection = self._conn
-        if self._busy_timeout is None:
-            (self._busy_timeout,) = connection.execute("PRAGMA busy_timeout").fetchone()
         connection.execute("PRAGMA busy_timeout=0")
         try:
             cursor.execute(sql, parameters)
         except sqlite3.OperationalError as error:
-            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            if last or error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             return False
         finally:
-            connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout)}")
+            connection.execute(f"PRAGMA busy_timeout={round(self._busy_timeout * 1000)}")
         return True
 
     @property

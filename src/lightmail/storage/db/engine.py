@@ -71,7 +71,6 @@ _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # a delivery is acknowledged only once it is durable
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",  # other processes (the CLI) may hold the write lock
 )
 
 # Errors that mean "the database is not reachable or not answering now".
@@ -164,7 +163,11 @@ def _alembic_config() -> AlembicConfig:
 
 
 class Database:
-    """The connection pools of one database, for reading and for writing."""
+    """The connection pools of one database, for reading and for writing.
+
+    ``busy_timeout`` (SQLite, seconds): how long a write transaction waits for
+    the write lock while another process (another worker, the CLI) holds it.
+    """
 
     def __init__(
         self,
@@ -175,6 +178,7 @@ class Database:
         commit_check_timeout: float = 30.0,
         max_retries: int = 8,
         wsrep_sync_wait: int = 1,
+        busy_timeout: float = 30.0,
     ) -> None:
         parsed = make_url(url)
         # How often transact() runs a body again after a conflict rolled it back.
@@ -189,10 +193,10 @@ class Database:
             path = parsed.database or ""
 
             async def reader() -> DirectConnection:
-                return DirectConnection.open(path, busy_timeout=connect_timeout, writer=False)
+                return DirectConnection.open(path, busy_timeout=busy_timeout, writer=False)
 
             async def writer() -> DirectConnection:
-                return DirectConnection.open(path, busy_timeout=connect_timeout, writer=True)
+                return DirectConnection.open(path, busy_timeout=busy_timeout, writer=True)
 
             # sqlite3 called from the loop, a writer's waits on a thread of its own
             # (lightmail.storage.db.direct).
