@@ -375,3 +375,39 @@ async def test_a_prepared_read_whose_connection_the_server_kills_runs_again(
         assert unavailable == 0
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_a_connection_given_back_after_a_commit_is_not_rolled_back_again(
+    backend: Backend, mariadb_schema: str
+) -> None:
+    """A write transaction's COMMIT ends it: the pool sends no ROLLBACK when the
+    connection comes back (a round trip per transaction). One given back by a
+    failed transaction is rolled back, and nothing of it stays."""
+    user = await backend.new_user()
+    db = Database(mariadb_schema, pool_size=1)  # one connection, so its session counters
+
+    async def rollbacks() -> int:
+        async with db.write() as conn:
+            row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
+            return int(row[1])
+
+    async def fails() -> None:
+        async with db.write() as conn:
+            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+            raise ZeroDivisionError
+
+    try:
+        before = await rollbacks()
+        for enabled in (False, True):
+            async with db.write() as conn:
+                await conn.execute(
+                    update(t.users).where(t.users.c.id == user.id).values(enabled=enabled)
+                )
+        assert await rollbacks() == before
+        with pytest.raises(ZeroDivisionError):
+            await fails()
+        assert await rollbacks() == before + 1
+        assert await _enabled(db, user.id) == {user.id: True}
+    finally:
+        await db.close()

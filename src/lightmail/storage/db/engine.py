@@ -45,6 +45,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import (
@@ -224,6 +225,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_recycle=3600,
+                pool_reset_on_return=None,  # _reset_open_transactions does it
                 isolation_level="READ COMMITTED",
                 connect_args={"connect_timeout": int(connect_timeout)},
             )
@@ -239,6 +241,7 @@ class Database:
             )
             _configure_galera(self._reader, wsrep_sync_wait)
             _ping_when_idle(self._reader)
+            _reset_open_transactions(self._reader)
         dbapi_error = self._reader.dialect.loaded_dbapi.Error
         if not issubclass(dbapi_error, _POOL_NOISE.causes):
             _POOL_NOISE.causes += (dbapi_error,)
@@ -480,6 +483,25 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
         except Exception as error:
             # The pool replaces the connection (it tries three times).
             raise exc.DisconnectionError(f"idle connection failed its ping: {error}") from error
+
+
+def _reset_open_transactions(engine: AsyncEngine) -> None:
+    """Roll back a connection given back to the pool only if its transaction is open.
+
+    SQLAlchemy's pool rolls back every connection given back to it, also one
+    whose transaction was just committed: a round trip in each write
+    transaction (a delivery, an APPEND, a STORE) on MySQL/MariaDB. The server
+    says in the status flags of each reply whether a transaction is open, so
+    a ROLLBACK is sent only then. (A connection whose statement was cancelled
+    mid-way never comes back: asyncmy refuses it from then on, so the
+    transaction's own ROLLBACK fails and SQLAlchemy drops it.)"""
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+        if state.terminate_only or not state.asyncio_safe:
+            return  # the connection is being closed, or collected outside the loop
+        if record.driver_connection.get_transaction_status():
+            dbapi_connection.rollback()
 
 
 def _configure_galera(engine: AsyncEngine, sync_wait: int) -> None:
