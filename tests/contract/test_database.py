@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, exc, func, select, text, update
+from sqlalchemy import bindparam, event, exc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.storage.db import tables as t
 from lightmail.storage.db.engine import Database
-from lightmail.storage.db.prepared import PreparedRead
+from lightmail.storage.db.prepared import PreparedRead, PreparedWrite
 from tests.conftest import Backend
 from tests.support.metrics import Changes
 
@@ -410,4 +410,54 @@ async def test_a_connection_given_back_after_a_commit_is_not_rolled_back_again(
         assert await rollbacks() == before + 1
         assert await _enabled(db, user.id) == {user.id: True}
     finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_a_write_cancelled_while_its_statement_waits_is_cancelled_not_an_outage(
+    backend: Backend, mariadb_schema: str
+) -> None:
+    """A write transaction's UPDATE waits for a row another transaction holds, and
+    the task is cancelled: it ends cancelled (so ``asyncio.timeout`` and shutdown
+    work), and is not counted or logged as the database being unavailable; the
+    connection it used is not used again, and nothing of it stays."""
+    user = await backend.new_user()
+    db = Database(mariadb_schema, pool_size=1)
+    lock_held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with backend.db.write() as other:
+            await other.execute(
+                select(t.users.c.id).where(t.users.c.id == user.id).with_for_update()
+            )
+            lock_held.set()
+            await release.wait()
+
+    disable_user = PreparedWrite(
+        update(t.users).where(t.users.c.id == bindparam("id")).values(enabled=False)
+    )
+
+    async def disable() -> None:  # as a delivery writes: straight through the driver
+        async with db.write() as conn:
+            await db.execute(conn, disable_user, {"id": user.id})
+
+    holding = asyncio.create_task(hold())
+    try:
+        await lock_held.wait()
+        failures = Changes()
+        waiting = asyncio.create_task(disable())
+        await asyncio.sleep(0.3)  # the UPDATE waits for the row
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        unavailable = failures(
+            "lightmail_db_transaction_failures_total", kind="write", reason="unavailable"
+        )
+        assert unavailable == 0
+        release.set()
+        await holding
+        assert await _enabled(db, user.id) == {user.id: True}
+    finally:
+        release.set()
+        await holding
         await db.close()

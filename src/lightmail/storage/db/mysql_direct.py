@@ -157,6 +157,9 @@ async def transaction_rows(
         return await _fetch(await _cursor(conn), form, params)
     except Error as error:
         raise _wrapped(error) from error
+    except asyncio.CancelledError:
+        await _drop(conn)
+        raise
 
 
 async def transaction_execute(
@@ -173,8 +176,20 @@ async def transaction_execute(
         return int(cursor.rowcount)
     except Error as error:
         raise _wrapped(error) from error
+    except asyncio.CancelledError:
+        await _drop(conn)
+        raise
     finally:
         await cursor.close()
+
+
+async def _drop(conn: AsyncConnection) -> None:
+    """Invalidate the connection of a statement cancelled mid-way, as SQLAlchemy
+    does for a statement of its own. asyncmy refuses such a connection from then
+    on (the statement's reply may still come), so the transaction's ROLLBACK
+    would fail, and the cancellation would end as the database being unavailable
+    instead of as a cancellation."""
+    await conn.invalidate()
 
 
 async def _cursor(conn: AsyncConnection) -> Any:
