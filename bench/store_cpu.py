@@ -14,25 +14,36 @@ and the wall time per call:
   the blob written and fsynced, one transaction).
 
 CPU time is the process's (``time.process_time``), all threads included, so
-the fsyncs' system time counts. Compare two versions by running this script
+the fsyncs' system time counts. With ``--mysql-url`` the same runs on a
+MySQL/MariaDB database (its tables are dropped and created again; the blobs
+stay in a temporary folder). Compare two versions by running this script
 against each in the same minutes: this kind of machine changes speed from one
 run to the next.
 
     uv run python bench/store_cpu.py
     uv run python bench/store_cpu.py --calls 5000
+    uv run python bench/store_cpu.py --mysql-url mysql+asyncmy://root@127.0.0.1:3306/lightmail_bench
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from lightmail.config import load_settings
 from lightmail.mailstore.types import Recipient
 from lightmail.runtime import open_node
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from imap_load import ensure_database
+
+from tests.support.mariadb import recreate_schema
 
 ADDRESS = "bench@example.org"
 PASSWORD = "a password long enough"
@@ -47,10 +58,15 @@ async def _one_chunk() -> AsyncIterator[bytes]:
     yield MESSAGE
 
 
-async def measure(calls: int) -> list[tuple[str, float, float]]:
+async def measure(calls: int, mysql_url: str | None) -> list[tuple[str, float, float]]:
     """(operation, CPU microseconds per call, wall microseconds per call)."""
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(None, {"LIGHTMAIL_SERVER_DATA_DIR": data_dir})
+        env = {"LIGHTMAIL_SERVER_DATA_DIR": data_dir}
+        if mysql_url is not None:
+            await ensure_database(mysql_url)
+            await recreate_schema(mysql_url)
+            env["LIGHTMAIL_DATABASE_URL"] = mysql_url
+        settings = load_settings(None, env)
         async with open_node(settings) as node:
             await node.accounts.add_domain("example.org")
             user = await node.accounts.add_user(ADDRESS, PASSWORD)
@@ -94,10 +110,14 @@ async def measure(calls: int) -> list[tuple[str, float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls of each operation")
+    parser.add_argument(
+        "--mysql-url", help="a MySQL/MariaDB database to use instead of SQLite (it is emptied)"
+    )
     args = parser.parse_args()
-    print(f"SQLite + folder, {args.calls} calls of each operation")
+    database = "SQLite" if args.mysql_url is None else "MySQL/MariaDB"
+    print(f"{database} + folder, {args.calls} calls of each operation")
     print(f"{'operation':<26}{'CPU us/call':>12}{'wall us/call':>14}")
-    for name, cpu, wall in asyncio.run(measure(args.calls)):
+    for name, cpu, wall in asyncio.run(measure(args.calls, args.mysql_url)):
         print(f"{name:<26}{cpu:>12.0f}{wall:>14.0f}")
 
 
