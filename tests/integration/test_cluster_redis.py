@@ -10,6 +10,7 @@ on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator
@@ -225,3 +226,34 @@ async def test_while_redis_is_down_each_node_throttles_on_its_own_counts(
             await b.failed("client:x")
             assert await a.failures("client:x") == 1
             assert await a_local.failures("client:x") == 2
+
+
+async def test_close_ends_the_renewals_even_if_a_renewal_swallows_the_cancellation() -> None:
+    """A Redis call may turn the cancellation into a timeout (its own timeout firing
+    at the same moment), which looks like an outage: closing must still end the
+    renewals, or a stopping server waits for them forever."""
+    state = ClusterState(settings("redis://127.0.0.1:1"), prefix="test-close:", lease=0.3)
+    renewing = asyncio.Event()
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        renewing.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed += 1  # once: what call() does with a cancellation turned into a timeout
+
+    state.renew_with(stubborn)
+    await state.start()
+    await renewing.wait()
+    closing = asyncio.create_task(state.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    try:
+        assert closing in done, "close() still waits for the renewals"
+    finally:
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing

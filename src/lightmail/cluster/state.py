@@ -56,6 +56,7 @@ class SharedRedis:
         self._skip_until = 0.0  # loop time before which Redis is not tried
         self._outage = RedisOutage(CLUSTER_SHARED, log, "cluster", f"Redis at {self.description}")
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         CLUSTER_SHARED.set(1)
 
     def member(self) -> str:
@@ -75,10 +76,21 @@ class SharedRedis:
         self._task = asyncio.create_task(self._renew(), name="cluster-renew")
 
     async def close(self) -> None:
+        """Stop the renewals, waiting at most _TIMEOUT, then close the client. A call
+        cancelled inside the Redis client may lose the cancellation (its own timeout
+        firing at the same moment turns it into a timeout, which call() takes for an
+        outage): the flag ends the renewals all the same, and a node's shutdown
+        does not wait for one that never ends (as the notification bus does)."""
         if self._task is not None:
+            self._closing = True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, stuck = await asyncio.wait({self._task}, timeout=_TIMEOUT)
+            if stuck:
+                log.warning(
+                    "cluster: %s: the renewals did not stop within %gs; left behind",
+                    self.description,
+                    _TIMEOUT,
+                )
         with contextlib.suppress(*_FAILURES):
             await self.redis.aclose()
 
@@ -103,7 +115,7 @@ class SharedRedis:
         return result
 
     async def _renew(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.lease / 3)
             self._skip_until = 0.0  # a renewal is also how a node finds Redis back
             for renew in self._renewers:
