@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncmy
@@ -151,15 +152,9 @@ class MysqlReads:
 async def transaction_rows(
     conn: AsyncConnection, form: DirectForm, params: Params
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``form`` on the asyncmy connection of ``conn``'s transaction;
-    errors as SQLAlchemy's (a deadlock keeps its error code)."""
-    try:
-        return await _fetch(await _cursor(conn), form, params)
-    except Error as error:
-        raise _wrapped(error) from error
-    except asyncio.CancelledError:
-        await _drop(conn)
-        raise
+    """The rows of ``form`` on the asyncmy connection of ``conn``'s transaction."""
+    async with _on_transaction(conn) as driver:
+        return await _fetch(driver.cursor(), form, params)
 
 
 async def transaction_execute(
@@ -167,36 +162,37 @@ async def transaction_execute(
 ) -> int:
     """Run ``form`` once, or once per parameter set, on the asyncmy connection of
     ``conn``'s transaction; the rows it matched."""
-    cursor = await _cursor(conn)
-    try:
-        if isinstance(params, Mapping):
-            await cursor.execute(*form.bound(params))
-        else:
-            await cursor.executemany(*form.bound_many(params))
-        return int(cursor.rowcount)
-    except Error as error:
-        raise _wrapped(error) from error
-    except asyncio.CancelledError:
-        await _drop(conn)
-        raise
-    finally:
-        await cursor.close()
+    async with _on_transaction(conn) as driver:
+        cursor = driver.cursor()
+        try:
+            if isinstance(params, Mapping):
+                await cursor.execute(*form.bound(params))
+            else:
+                await cursor.executemany(*form.bound_many(params))
+            return int(cursor.rowcount)
+        finally:
+            await cursor.close()
 
 
-async def _drop(conn: AsyncConnection) -> None:
-    """Invalidate the connection of a statement cancelled mid-way, as SQLAlchemy
-    does for a statement of its own. asyncmy refuses such a connection from then
-    on (the statement's reply may still come), so the transaction's ROLLBACK
-    would fail, and the cancellation would end as the database being unavailable
-    instead of as a cancellation."""
-    await conn.invalidate()
+@asynccontextmanager
+async def _on_transaction(conn: AsyncConnection) -> AsyncIterator[Any]:
+    """The asyncmy connection of ``conn``'s transaction; its errors as SQLAlchemy's
+    (a deadlock keeps its error code).
 
-
-async def _cursor(conn: AsyncConnection) -> Any:
+    A statement cancelled mid-way invalidates the connection, as SQLAlchemy does
+    for a statement of its own: asyncmy refuses such a connection from then on
+    (the statement's reply may still come), so the transaction's ROLLBACK would
+    fail and the cancellation would end as the database being unavailable."""
     driver = (await conn.get_raw_connection()).driver_connection
     if driver is None:
         raise exc.ResourceClosedError("the transaction's connection is closed")
-    return driver.cursor()
+    try:
+        yield driver
+    except Error as error:
+        raise _wrapped(error) from error
+    except asyncio.CancelledError:
+        await conn.invalidate()
+        raise
 
 
 async def _fetch(cursor: Any, form: DirectForm, params: Params) -> list[tuple[Any, ...]]:
