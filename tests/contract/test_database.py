@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import bindparam, event, exc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.storage.db import tables as t
@@ -36,9 +37,7 @@ async def _deadlock(
         async def body(conn: AsyncConnection) -> int:
             runs.append(a)
             for user_id in (a, b):
-                await conn.execute(
-                    update(t.users).where(t.users.c.id == user_id).values(enabled=False)
-                )
+                await conn.execute(_enabling(user_id, False))
                 if user_id == a and runs.count(a) == 1:
                     await both_hold_one.wait()
             return a
@@ -105,6 +104,11 @@ class _Commits:
         self.count += 1
 
 
+def _enabling(user_id: int, enabled: bool) -> Update:
+    """The UPDATE that enables or disables a user: the write of these tests."""
+    return update(t.users).where(t.users.c.id == user_id).values(enabled=enabled)
+
+
 def _outages(failures: Changes, kind: str) -> float:
     """Transactions of ``kind`` counted as failed on an unavailable database since ``failures``."""
     return failures("lightmail_db_transaction_failures_total", kind=kind, reason="unavailable")
@@ -129,7 +133,7 @@ async def test_sqlite_writes_that_come_together_share_one_commit(backend: Backen
 
     async def disable(user_id: int, *, fail: bool = False, hold: bool = False) -> None:
         async with backend.db.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            await conn.execute(_enabling(user_id, False))
             if hold:
                 first_in.set()
                 await release_first.wait()
@@ -179,7 +183,7 @@ async def test_sqlite_a_writer_waits_for_another_process_write_lock_without_bloc
 
     async def disable() -> None:
         async with backend.db.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+            await conn.execute(_enabling(user.id, False))
 
     ticker = asyncio.create_task(tick())
     writer = asyncio.create_task(disable())
@@ -195,7 +199,7 @@ async def test_sqlite_a_writer_waits_for_another_process_write_lock_without_bloc
     assert await _enabled(backend.db, user.id) == {user.id: False}
     # The lock is free again: the next write takes it at once.
     async with backend.db.write() as conn:
-        await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=True))
+        await conn.execute(_enabling(user.id, True))
     assert await _enabled(backend.db, user.id) == {user.id: True}
 
 
@@ -213,7 +217,7 @@ async def test_sqlite_a_writer_gives_up_on_another_process_write_lock_after_the_
 
     async def disable() -> None:
         async with impatient.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+            await conn.execute(_enabling(user.id, False))
 
     try:
         started = time.monotonic()
@@ -239,7 +243,7 @@ async def test_sqlite_a_cancelled_writer_leaves_its_batch_intact(backend: Backen
 
     async def disable(user_id: int, entered: asyncio.Event | None = None) -> None:
         async with backend.db.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            await conn.execute(_enabling(user_id, False))
             if entered is first_in:
                 first_in.set()
                 await release_first.wait()
@@ -273,7 +277,7 @@ async def test_sqlite_a_failed_first_writer_rolls_back_alone(backend: Backend) -
 
     async def disable(user_id: int, *, fail: bool = False) -> None:
         async with backend.db.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user_id).values(enabled=False))
+            await conn.execute(_enabling(user_id, False))
             if fail:
                 first_in.set()
                 await release_first.wait()
@@ -311,9 +315,7 @@ async def test_sqlite_a_failed_commit_gives_the_writer_back_and_the_next_write_w
     try:
         with pytest.raises(CommitOutcomeUnknown):
             async with backend.db.write() as conn:
-                await conn.execute(
-                    update(t.users).where(t.users.c.id == users[0].id).values(enabled=False)
-                )
+                await conn.execute(_enabling(users[0].id, False))
         assert pool.checkedout() == 0, "the writer whose COMMIT failed was kept"  # type: ignore[attr-defined]
         for user in users:
             async with backend.db.write() as conn:
@@ -393,16 +395,14 @@ async def test_a_connection_given_back_after_a_commit_is_not_rolled_back_again(
 
     async def fails() -> None:
         async with db.write() as conn:
-            await conn.execute(update(t.users).where(t.users.c.id == user.id).values(enabled=False))
+            await conn.execute(_enabling(user.id, False))
             raise ZeroDivisionError
 
     try:
         before = await rollbacks()
         for enabled in (False, True):
             async with db.write() as conn:
-                await conn.execute(
-                    update(t.users).where(t.users.c.id == user.id).values(enabled=enabled)
-                )
+                await conn.execute(_enabling(user.id, enabled))
         assert await rollbacks() == before
         with pytest.raises(ZeroDivisionError):
             await fails()
