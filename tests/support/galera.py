@@ -94,6 +94,7 @@ class GaleraNode:
             f"--datadir={self.root / 'data'}",
             f"--socket={self.root / 'sock'}",
             f"--pid-file={self.root / 'pid'}",
+            f"--tmpdir={self.root / 'tmp'}",
             f"--log-error={self.root / 'error.log'}",
             "--bind-address=127.0.0.1",
             f"--port={self.port}",
@@ -203,6 +204,7 @@ class GaleraCluster:
     def start(self) -> None:
         for node in self.nodes:
             (node.root / "data").mkdir(parents=True)  # the joiners' stay empty
+            (node.root / "tmp").mkdir()  # see install_datadir
         if os.geteuid() == 0:
             for path in [self.root, *self.root.rglob("*")]:
                 shutil.chown(path, "nobody", "nogroup")

@@ -61,10 +61,10 @@ class PrivateMariaDB:
 
     def install(self) -> None:
         data = self.root / "data"
-        data.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "nobody", "nogroup")
-            shutil.chown(data, "nobody", "nogroup")
+        for path in (self.root, data, self.root / "tmp"):
+            path.mkdir(exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(path, "nobody", "nogroup")
         install_datadir(self.install_db, data, self._user())
 
     def start(self) -> None:
@@ -80,6 +80,7 @@ class PrivateMariaDB:
                 f"--datadir={self.root / 'data'}",
                 f"--socket={self.root / 'mysqld.sock'}",
                 f"--pid-file={self.root / 'mysqld.pid'}",
+                f"--tmpdir={self.root / 'tmp'}",
                 "--bind-address=127.0.0.1",
                 f"--port={self.port}",
                 "--skip-name-resolve",
@@ -146,13 +147,21 @@ class PrivateMariaDB:
 
 
 def install_datadir(install_db: Path, data: Path, user: list[str]) -> None:
-    """A new data directory where root logs in over TCP with no password."""
+    """A new data directory where root logs in over TCP with no password.
+
+    Its temporary tables go to ``tmp`` beside ``data``, never to /tmp: a
+    ``mariadbd`` that starts removes every ``#sql*`` file in its tmpdir, so
+    two servers starting at once on /tmp (another xdist worker's, a Galera
+    node) would delete each other's, and the installation fails with
+    "Unknown table 'mysql.tmp_user_nopasswd'".
+    """
     done = subprocess.run(
         [
             str(install_db),
             "--no-defaults",
             *user,
             f"--datadir={data}",
+            f"--tmpdir={data.parent / 'tmp'}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--innodb-log-file-size=16M",
