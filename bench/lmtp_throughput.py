@@ -15,10 +15,12 @@ each LightMail variant once for each ``--workers`` value (``[server]
 workers``; default ``1,auto``, labelled "..., workers N"), and the ratio of
 each LightMail run to Dovecot's. The server CPU it prints is that of the whole
 server: with several workers, the supervisor and every worker (for Dovecot,
-the master and its children). With clamd, LightMail runs
-``[antivirus] mode = reject`` against a clamd started here with the project's
-one-signature EICAR database (``tests/support/clamd.py``); after the timed runs
-one EICAR message must be refused with ``554``, showing clamd was in the path.
+the master and its children); after it come the services the run kept busy
+(``mariadbd``, ``weed``, ``clamd``: any process of that name on the machine).
+With clamd, LightMail runs ``[antivirus] mode = reject`` against a clamd
+started here with the project's one-signature EICAR database
+(``tests/support/clamd.py``); after the timed runs one EICAR message must be
+refused with ``554``, showing clamd was in the path.
 
 Spreading: ``smtp-source -N`` numbers the recipients ``1@bench.example``,
 ``2@bench.example``, ... in one process, so one ``smtp-source -N -m USERS -s
@@ -92,6 +94,8 @@ from imap_load import (
     log_tail,
     s3_env,
     serve_process,
+    services_cpu,
+    services_line,
 )
 
 from tests.support.clamd import EICAR, find_clamd, running_clamd
@@ -405,6 +409,7 @@ class RunResult:
     messages: int
     elapsed: float
     server_cpu: float
+    services: str = ""  # the CPU MariaDB, SeaweedFS and clamd spent meanwhile
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -473,6 +478,7 @@ async def throughput(
 ) -> RunResult:
     rounds = args.messages // args.users
     cpu_before = cpu_seconds(target.pid)
+    services_before = services_cpu()
     result = RunResult(concurrency, 0, 0.0, 0.0)
     started = time.perf_counter()
     for _ in range(rounds):
@@ -491,6 +497,7 @@ async def throughput(
         result.messages += args.users
     result.elapsed = time.perf_counter() - started
     result.server_cpu = cpu_seconds(target.pid) - cpu_before
+    result.services = services_line(services_before, services_cpu(), result.messages)
     for address in expected:
         expected[address] += result.messages // args.users
     return result
@@ -539,6 +546,7 @@ async def bench_target(
             f"concurrency {concurrency:>3}: {result.messages} messages in {result.elapsed:.2f} s "
             f"= {result.rate:.1f} msg/s; server CPU {result.server_cpu:.1f} s "
             f"({1000 * result.server_cpu / max(1, result.messages):.2f} ms/msg)"
+            + (f"; meanwhile {result.services}" if result.services else "")
         )
         for failure in result.failures:
             print(f"   !! {failure}")
