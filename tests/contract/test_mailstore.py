@@ -336,6 +336,24 @@ async def test_deliver_skips_only_the_recipient_over_quota(backend: Backend) -> 
     ]
 
 
+async def test_deliver_counts_its_own_copies_against_a_users_quota(backend: Backend) -> None:
+    """Two copies for one user (``+detail`` to two folders) with room for one: the
+    second is over quota, counted with the first, which the same transaction wrote."""
+    user = await backend.new_user(quota=len(MESSAGE) + len(MESSAGE) // 2)
+    await backend.store.create_mailbox(user.id, "Lists")
+    outcomes = await backend.store.deliver(
+        [Recipient(user.id, user.address, "Lists"), Recipient(user.id, user.address)],
+        chunks(MESSAGE),
+    )
+    delivered = [outcome for outcome in outcomes if outcome.result is not None]
+    refused = [outcome for outcome in outcomes if outcome.error is not None]
+    assert len(delivered) == 1
+    assert len(refused) == 1
+    assert refused[0].error is not None
+    assert refused[0].error.used == len(MESSAGE)
+    assert await backend.store.usage(user.id) == (len(MESSAGE), 1)
+
+
 async def test_failure_between_blob_write_and_commit_leaves_nothing_visible(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

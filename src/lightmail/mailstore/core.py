@@ -18,6 +18,7 @@ to one mailbox on that row lock (invariant 2).
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -114,6 +115,15 @@ MAILBOX_BY_NAME = PreparedRead(
 )
 _QUOTA = PreparedRead(
     select(t.users.c.address, t.users.c.quota_bytes).where(t.users.c.id == bindparam("user_id"))
+)
+# A mailbox by name and its owner's quota (:data:`_QUOTA`) in one round trip.
+_MAILBOX_AND_QUOTA = PreparedRead(
+    select(*MAILBOX_COLUMNS, t.users.c.address, t.users.c.quota_bytes)
+    .join_from(t.mailboxes, t.users, t.users.c.id == t.mailboxes.c.user_id)
+    .where(
+        t.mailboxes.c.user_id == bindparam("user_id"),
+        t.mailboxes.c.name_hash == bindparam("name_hash"),
+    )
 )
 _USAGE = PreparedRead(
     select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
@@ -310,11 +320,25 @@ class StoreCore(BlobCommit):
         return int(size), int(messages)
 
     async def _check_quota(self, conn: AsyncConnection, user_id: int, size: int) -> None:
-        ((address, quota),) = await self.db.rows(conn, _QUOTA, {"user_id": user_id})
-        if quota is None:
-            return
-        used, _ = await self._usage(conn, user_id)
-        _refuse_over_quota(address, quota, used, size)
+        ((address, limit),) = await self.db.rows(conn, _QUOTA, {"user_id": user_id})
+        await self._enforce(conn, Quota(user_id, address, limit), size)
+
+    async def _enforce(self, conn: AsyncConnection, quota: Quota, size: int) -> None:
+        """QuotaExceeded when ``size`` more bytes do not fit in ``quota``; what the user's
+        messages take is summed only when there is a limit."""
+        if quota.limit is not None:
+            used, _ = await self._usage(conn, quota.user_id)
+            _refuse_over_quota(quota.address, quota.limit, used, size)
+
+    async def _mailbox_and_quota(
+        self, conn: AsyncConnection, user_id: int, name: str
+    ) -> tuple[Mailbox, Quota] | None:
+        """The user's mailbox ``name`` (normalized) and the user's quota, or None."""
+        rows = await self.db.rows(conn, _MAILBOX_AND_QUOTA, self._by_name(user_id, name))
+        if not rows:
+            return None
+        *_, address, limit = rows[0]
+        return mailbox_from_row(rows[0]), Quota(user_id, address, limit)
 
     @staticmethod
     def _by_name(user_id: int, name: str) -> dict[str, object]:
@@ -325,8 +349,14 @@ class StoreCore(BlobCommit):
     def _found(rows: Sequence[Sequence[Any]], name: str, *, try_create: bool = False) -> Mailbox:
         """The mailbox of :data:`MAILBOX_BY_NAME`'s rows, or MailboxNotFound."""
         if not rows:
-            raise MailboxNotFound(name, try_create=try_create and name != names.INBOX)
+            raise StoreCore._not_found(name, try_create=try_create)
         return mailbox_from_row(rows[0])
+
+    @staticmethod
+    def _not_found(name: str, *, try_create: bool = False) -> MailboxNotFound:
+        """The error for a missing mailbox; ``try_create``: the client may create it
+        and try again (never for INBOX, which exists while its user does)."""
+        return MailboxNotFound(name, try_create=try_create and name != names.INBOX)
 
     async def _mailbox_row(
         self, conn: AsyncConnection, user_id: int, name: str
@@ -399,6 +429,15 @@ class StoreCore(BlobCommit):
                         outcome.result.mailbox_id,
                     )
                 )
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A user's storage limit in bytes (None: no limit) and the address it is reported for."""
+
+    user_id: int
+    address: str
+    limit: int | None
 
 
 def _refuse_over_quota(address: str, quota: int, used: int, size: int) -> None:

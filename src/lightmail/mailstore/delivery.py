@@ -13,10 +13,7 @@ from lightmail.errors import (
     QuotaExceeded,
 )
 from lightmail.mailstore import names
-from lightmail.mailstore.core import StoreCore
-from lightmail.mailstore.rows import (
-    mailbox_from_row,
-)
+from lightmail.mailstore.core import Quota, StoreCore
 from lightmail.mailstore.types import (
     AppendResult,
     DeliveryOutcome,
@@ -87,8 +84,11 @@ class Delivery(StoreCore):
             keywords = frozenset().union(*(flags.keywords for flags in parsed))
             for flags in parsed:
                 self._check_keywords(flags.keywords)
-            mailbox = await self._find_mailbox(conn, user_id, mailbox_name, try_create=True)
-            await self._check_quota(conn, user_id, sum(blob.put.size for blob in blobs))
+            found = await self._mailbox_and_quota(conn, user_id, mailbox_name)
+            if found is None:
+                raise self._not_found(mailbox_name, try_create=True)
+            mailbox, quota = found
+            await self._enforce(conn, quota, sum(blob.put.size for blob in blobs))
             await self._define_keywords(conn, mailbox.id, keywords)
             results = []
             for message, flags in zip(messages, parsed, strict=True):
@@ -154,7 +154,7 @@ class Delivery(StoreCore):
         async def write(conn: AsyncConnection) -> list[DeliveryOutcome]:
             outcomes: list[DeliveryOutcome] = []
             targets = [
-                (recipient, await self._delivery_mailbox(conn, recipient))
+                (recipient, *await self._delivery_target(conn, recipient))
                 for recipient in recipients
             ]
             # Lock mailbox rows in one order so concurrent deliveries cannot deadlock.
@@ -162,9 +162,9 @@ class Delivery(StoreCore):
             if targets:
                 await self._insert_object_key(conn, stored)
             now = local_now()
-            for recipient, mailbox in targets:
+            for recipient, mailbox, quota in targets:
                 try:
-                    await self._check_quota(conn, recipient.user_id, stored.put.size)
+                    await self._enforce(conn, quota, stored.put.size)
                 except QuotaExceeded as error:
                     outcomes.append(DeliveryOutcome(recipient, error=error))
                     continue
@@ -185,15 +185,21 @@ class Delivery(StoreCore):
         outcomes.sort(key=lambda outcome: order[outcome.recipient])
         return outcomes
 
-    async def _delivery_mailbox(self, conn: AsyncConnection, recipient: Recipient) -> Mailbox:
-        """The mailbox a recipient's copy goes to: the one it names if that exists, else INBOX."""
+    async def _delivery_target(
+        self, conn: AsyncConnection, recipient: Recipient
+    ) -> tuple[Mailbox, Quota]:
+        """The mailbox a recipient's copy goes to (the one it names if that exists, else
+        INBOX), and the user's quota."""
         if recipient.mailbox is not None:
-            row = await self._mailbox_row(
+            found = await self._mailbox_and_quota(
                 conn, recipient.user_id, names.normalize(recipient.mailbox)
             )
-            if row is not None:
-                return mailbox_from_row(row)
-        return await self._find_mailbox(conn, recipient.user_id, names.INBOX)
+            if found is not None:
+                return found
+        found = await self._mailbox_and_quota(conn, recipient.user_id, names.INBOX)
+        if found is None:
+            raise self._not_found(names.INBOX)
+        return found
 
     async def _delivered(
         self, conn: AsyncConnection, recipients: Sequence[Recipient], stored: StoredMessage
@@ -214,7 +220,7 @@ class Delivery(StoreCore):
         )
         outcomes = []
         for recipient in recipients:
-            mailbox = await self._delivery_mailbox(conn, recipient)
+            mailbox, _ = await self._delivery_target(conn, recipient)
             row = next(
                 (r for r in rows if (r.user_id, r.mailbox_id) == (recipient.user_id, mailbox.id)),
                 None,
