@@ -8,7 +8,10 @@ and the wall time per call:
 - an LMTP RCPT's recipient lookup (``Accounts.resolve_recipient``), with and
   without a ``+detail``;
 - a LOGIN that the credential cache answers (``Accounts.authenticate``);
-- the quota check of an RCPT (``MailStore.check_quota``);
+- the quota check of an RCPT (``MailStore.check_quota``), for a user without
+  a quota and for one with a quota and ``--quota-messages`` messages (default
+  20,000, made by COPYing the mailbox into itself until there are enough):
+  what the user's messages take is summed at every check;
 - an empty write transaction (``Database.write``: BEGIN IMMEDIATE, COMMIT);
 - the delivery of a 10 KiB message to one recipient (``MailStore.deliver``:
   the blob written and fsynced, one transaction).
@@ -23,6 +26,7 @@ run to the next.
     uv run python bench/store_cpu.py
     uv run python bench/store_cpu.py --calls 5000
     uv run python bench/store_cpu.py --mysql-url mysql+asyncmy://root@127.0.0.1:3306/lightmail_bench
+    uv run python bench/store_cpu.py --quota-messages 100000
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+from lightmail.accounts.service import User
 from lightmail.config import load_settings
 from lightmail.mailstore.types import Recipient
-from lightmail.runtime import open_node
+from lightmail.runtime import Node, open_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +63,22 @@ async def _one_chunk() -> AsyncIterator[bytes]:
     yield MESSAGE
 
 
-async def measure(calls: int, mysql_url: str | None) -> list[tuple[str, float, float]]:
+async def _with_messages(node: Node, count: int) -> User:
+    """A user with a quota and at least ``count`` messages in INBOX (sharing one blob)."""
+    user = await node.accounts.add_user("full@example.org", PASSWORD, quota=2**62)
+    await node.store.deliver([Recipient(user.id, user.address)], _one_chunk())
+    held = 1
+    while held < count:
+        inbox = await node.store.get_mailbox(user.id, "INBOX")
+        uids = [info.uid for info in await node.store.list_messages(inbox)]
+        await node.store.copy(user.id, inbox, uids[: count - held], "INBOX")
+        held += min(len(uids), count - held)
+    return user
+
+
+async def measure(
+    calls: int, mysql_url: str | None, quota_messages: int
+) -> list[tuple[str, float, float]]:
     """(operation, CPU microseconds per call, wall microseconds per call)."""
     with tempfile.TemporaryDirectory() as data_dir:
         env = {"LIGHTMAIL_SERVER_DATA_DIR": data_dir}
@@ -71,6 +91,7 @@ async def measure(calls: int, mysql_url: str | None) -> list[tuple[str, float, f
             await node.accounts.add_domain("example.org")
             user = await node.accounts.add_user(ADDRESS, PASSWORD)
             recipients = [Recipient(user.id, ADDRESS)]
+            full = await _with_messages(node, quota_messages)
 
             async def empty_write() -> None:
                 async with node.db.write():
@@ -87,6 +108,10 @@ async def measure(calls: int, mysql_url: str | None) -> list[tuple[str, float, f
                 ),
                 ("LOGIN, cached", lambda: node.accounts.authenticate(ADDRESS, PASSWORD)),
                 ("quota check", lambda: node.store.check_quota(user.id, len(MESSAGE))),
+                (
+                    f"quota check, {quota_messages} msgs",
+                    lambda: node.store.check_quota(full.id, len(MESSAGE)),
+                ),
                 ("empty write transaction", empty_write),
                 ("deliver 10 KiB", deliver),
             ]
@@ -113,12 +138,18 @@ def main() -> None:
     parser.add_argument(
         "--mysql-url", help="a MySQL/MariaDB database to use instead of SQLite (it is emptied)"
     )
+    parser.add_argument(
+        "--quota-messages",
+        type=int,
+        default=20000,
+        help="messages of the user with a quota whose check is timed",
+    )
     args = parser.parse_args()
     database = "SQLite" if args.mysql_url is None else "MySQL/MariaDB"
     print(f"{database} + folder, {args.calls} calls of each operation")
-    print(f"{'operation':<26}{'CPU us/call':>12}{'wall us/call':>14}")
-    for name, cpu, wall in asyncio.run(measure(args.calls, args.mysql_url)):
-        print(f"{name:<26}{cpu:>12.0f}{wall:>14.0f}")
+    print(f"{'operation':<30}{'CPU us/call':>12}{'wall us/call':>14}")
+    for name, cpu, wall in asyncio.run(measure(args.calls, args.mysql_url, args.quota_messages)):
+        print(f"{name:<30}{cpu:>12.0f}{wall:>14.0f}")
 
 
 if __name__ == "__main__":

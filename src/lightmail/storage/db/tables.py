@@ -219,7 +219,8 @@ messages = Table(
     UniqueConstraint("mailbox_id", "uid"),
     Index(None, "object_key"),
     Index(None, "deleted_at"),
-    Index(None, "user_id", "deleted_at"),
+    # The quota's sum of a user's live messages reads this index alone.
+    Index(None, "user_id", "deleted_at", "size"),
     # What changed in a mailbox since a mod-sequence (a session catching up, CONDSTORE).
     Index(None, "mailbox_id", "modseq"),
     sqlite_autoincrement=True,
