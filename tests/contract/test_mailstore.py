@@ -144,6 +144,29 @@ async def test_move_expunges_the_source(backend: Backend) -> None:
     assert [m.uid for m in await backend.store.list_messages(trash)] == [1, 2]
 
 
+async def test_copy_past_the_quota_copies_nothing_and_move_is_not_refused(
+    backend: Backend,
+) -> None:
+    """A copy counts against the quota as any message does, though it shares the blob;
+    a MOVE leaves the account's usage as it was."""
+    user = await backend.new_user(quota=3 * len(MESSAGE))
+    for _ in range(2):
+        await backend.store.append(user.id, "INBOX", chunks(MESSAGE))
+    inbox = await backend.store.get_mailbox(user.id, "INBOX")
+    with pytest.raises(QuotaExceeded) as caught:
+        await backend.store.copy(user.id, inbox, [1, 2], "Archive")
+    assert (caught.value.used, caught.value.needed) == (2 * len(MESSAGE), 2 * len(MESSAGE))
+    archive = await backend.store.get_mailbox(user.id, "Archive")
+    assert await backend.store.list_messages(archive) == []
+    assert (await backend.store.get_mailbox(user.id, "Archive")).uidnext == 1
+    copied = await backend.store.copy(user.id, inbox, [2], "Archive")
+    assert copied.dest_uids == (1,)
+    assert await backend.store.usage(user.id) == (3 * len(MESSAGE), 3)
+    moved = await backend.store.move(user.id, inbox, [1, 2], "Trash")
+    assert moved.source_uids == (1, 2)
+    assert await backend.store.usage(user.id) == (3 * len(MESSAGE), 3)
+
+
 async def test_store_flags_modes_and_modseq(backend: Backend) -> None:
     user = await backend.new_user()
     await backend.store.append(user.id, "INBOX", chunks(MESSAGE), flags=["\\Draft"])

@@ -129,7 +129,8 @@ class Messages(StoreCore):
     async def copy(
         self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str
     ) -> CopyResult:
-        """COPY (RFC 3501 section 6.4.7): the copies share the originals' blobs."""
+        """COPY (RFC 3501 section 6.4.7): the copies share the originals' blobs, but
+        count against the quota as any message does (QuotaExceeded, nothing copied)."""
         dest_id, result = await self._copy(user_id, source, uids, dest_name, move=False)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, dest_id))
         return result
@@ -137,7 +138,8 @@ class Messages(StoreCore):
     async def move(
         self, user_id: int, source: Mailbox, uids: Sequence[int], dest_name: str
     ) -> CopyResult:
-        """MOVE (RFC 6851): copy and expunge the originals, in one transaction."""
+        """MOVE (RFC 6851): copy and expunge the originals, in one transaction; the
+        quota is not checked, since the account's usage does not change."""
         dest_id, result = await self._copy(user_id, source, uids, dest_name, move=True)
         await self.bus.publish(ChangeEvent(user_id, ChangeKind.MESSAGES_ADDED, dest_id))
         if result.source_uids:
@@ -165,6 +167,8 @@ class Messages(StoreCore):
                 rows.extend(result)
             if not rows:
                 return dest.id, CopyResult(dest.uidvalidity, (), ())
+            if not move:  # a MOVE within the account leaves its usage as it was
+                await self._check_quota(conn, user_id, sum(row.size for row in rows))
             copied = frozenset(keyword for row in rows for keyword in row.keywords.split())
             await self._define_keywords(conn, dest.id, copied)
             first_uid, modseq = await self._reserve_uids(conn, dest.id, len(rows))

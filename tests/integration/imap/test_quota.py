@@ -1,6 +1,7 @@
 """QUOTA (RFC 9208) on the account quota, on both backends: GETQUOTAROOT and
 GETQUOTA over a raw socket and through imapclient, STATUS DELETED and
-DELETED-STORAGE, and APPEND refused with OVERQUOTA; STATUS APPENDLIMIT (RFC 7889)."""
+DELETED-STORAGE, APPEND and COPY refused with OVERQUOTA (MOVE never); STATUS
+APPENDLIMIT (RFC 7889)."""
 
 from __future__ import annotations
 
@@ -78,5 +79,29 @@ async def test_status_deleted_and_the_overquota_code(imap: ImapTarget) -> None:
             assert [(q.quota_root, q.resource, q.usage, q.limit) for q in quotas] == [
                 ("", "STORAGE", -(-3 * len(MESSAGE) // 1024), 3 * len(MESSAGE) // 1024)
             ]
+
+    await asyncio.to_thread(conversation)
+
+
+async def test_copy_past_the_quota_is_overquota_and_move_goes_through(imap: ImapTarget) -> None:
+    """RFC 9208 section 4.3.1: COPY refused with OVERQUOTA, nothing copied; a MOVE
+    leaves the usage as it was, so a full account can still clear its INBOX."""
+    user = await imap.backend.new_user(quota=3 * len(MESSAGE))
+    for _ in range(2):
+        await deliver(imap, user.id, user.address, MESSAGE)
+
+    def conversation() -> None:
+        with connect(imap) as wire:
+            login(wire, user)
+            _command(wire, b"SELECT INBOX")
+            wire.send(b"C UID COPY 1:2 Archive\r\n")
+            assert wire.line() == b"C NO [OVERQUOTA] Quota exceeded"
+            assert _command(wire, b"STATUS Archive (MESSAGES)") == [
+                b"* STATUS Archive (MESSAGES 0)"
+            ]
+            wire.send(b"M UID MOVE 1:2 Trash\r\n")
+            lines = wire.until(b"M")
+            assert lines[-1].startswith(b"M OK"), lines
+            assert _command(wire, b"STATUS Trash (MESSAGES)") == [b"* STATUS Trash (MESSAGES 2)"]
 
     await asyncio.to_thread(conversation)

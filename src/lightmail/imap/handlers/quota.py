@@ -6,8 +6,9 @@ STORAGE, in units of 1024 octets (section 5.1): the live messages' sizes,
 rounded up, against the limit rounded down. An account without a limit has
 the root with no resources (section 4.2.1: "not limited"). Quotas are set by
 the operator, not over IMAP: there is no SETQUOTA (no QUOTASET capability).
-APPEND, COPY and MOVE that would exceed the quota are refused with
-``NO [OVERQUOTA]`` (section 4.3.1) by the mailstore's check.
+APPEND and COPY that would exceed the quota are refused with
+``NO [OVERQUOTA]`` (section 4.3.1) by the mailstore's check; MOVE never is,
+as it leaves the account's usage as it was (mail can always go to Trash).
 """
 
 from __future__ import annotations
