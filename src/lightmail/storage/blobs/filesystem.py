@@ -119,7 +119,7 @@ class FileSystemBlobStore(TimedBlobStore):
         try:
             # Buffered on purpose: close() then waits for a read still running in
             # a worker thread instead of closing the descriptor under it.
-            opened = _open_cached(path, start, want)
+            opened: tuple[IO[bytes] | None, bytes] | None = _open_cached(path, start, want)
             if opened is None:
                 opened = await asyncio.to_thread(_open_at, path, start, want)
             file, data = opened
@@ -132,12 +132,14 @@ class FileSystemBlobStore(TimedBlobStore):
                 if remaining is not None:
                     remaining -= len(data)
                 yield data
-                if len(data) < want or remaining == 0:  # a short read is the end of the file
+                # A short read is the end of the file; no file, the end was read.
+                if file is None or len(data) < want or remaining == 0:
                     return
                 want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
                 data = await self._io("get", key, file.read, want)
         finally:
-            file.close()
+            if file is not None:
+                file.close()
 
     async def _delete(self, keys: builtins.list[str]) -> None:
         await self._io("delete", None, _unlink_all, [self.path_of(key) for key in keys])
@@ -214,17 +216,20 @@ def _shard(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:2]
 
 
-def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes] | None:
+def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes] | None, bytes] | None:
     """:func:`_open_at` without waiting for the disk: None unless the page cache
-    holds all of the first read (or the system cannot tell)."""
+    holds all of the first read (or the system cannot tell). The file is None when
+    that read took the rest of it: most blobs are read whole in this one step,
+    into a buffer of their own size."""
     global _NOWAIT  # learnt once per process
     if not _NOWAIT:
         return None
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        buffer = bytearray(want)
+        rest = max(0, os.fstat(fd).st_size - start)
+        buffer = bytearray(min(want, rest))
         try:
-            got = os.preadv(fd, [buffer], start, os.RWF_NOWAIT)
+            got = os.preadv(fd, [buffer], start, os.RWF_NOWAIT) if buffer else 0
         except BlockingIOError:  # not (all) in the page cache
             os.close(fd)
             return None
@@ -234,16 +239,19 @@ def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes] |
             _NOWAIT = False
             os.close(fd)
             return None
-        if got < want and start + got < os.fstat(fd).st_size:
+        if got < len(buffer):
             os.close(fd)  # part of it cached: read it the waiting way
             return None
+        if got == rest:
+            os.close(fd)
+            return None, bytes(buffer)
         file = os.fdopen(fd, "rb")
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
         raise
     file.seek(start + got)
-    return file, bytes(memoryview(buffer)[:got])
+    return file, bytes(buffer)
 
 
 # Whether preadv(RWF_NOWAIT) works here (Linux 4.14 and later, most file systems).
