@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from lightmail.accounts.service import User
 from tests.integration.imap.conftest import ImapTarget
 from tests.integration.imap.test_commands import MESSAGE, deliver
 from tests.integration.imap.test_hostile import connect, login
@@ -15,12 +16,18 @@ from tests.integration.imap.test_imapclient import connect as imapclient_connect
 from tests.integration.imap.test_list_extended import _command
 
 
+async def _holding(imap: ImapTarget, messages: int, *, quota: int) -> User:
+    """A user with ``quota`` and ``messages`` copies of MESSAGE in INBOX."""
+    user = await imap.backend.new_user(quota=quota)
+    for _ in range(messages):
+        await deliver(imap, user.id, user.address, MESSAGE)
+    return user
+
+
 async def test_getquotaroot_and_getquota_report_the_account_quota(imap: ImapTarget) -> None:
     """STORAGE in units of 1024 octets: usage rounded up, the limit rounded down."""
-    user = await imap.backend.new_user(quota=10 * 1024 + 500)
+    user = await _holding(imap, 3, quota=10 * 1024 + 500)
     unlimited = await imap.new_user()
-    for _ in range(3):
-        await deliver(imap, user.id, user.address, MESSAGE)
     used = -(-3 * len(MESSAGE) // 1024)
 
     def conversation() -> None:
@@ -48,9 +55,7 @@ async def test_getquotaroot_and_getquota_report_the_account_quota(imap: ImapTarg
 
 
 async def test_status_deleted_and_the_overquota_code(imap: ImapTarget) -> None:
-    user = await imap.backend.new_user(quota=3 * len(MESSAGE))
-    for _ in range(3):
-        await deliver(imap, user.id, user.address, MESSAGE)
+    user = await _holding(imap, 3, quota=3 * len(MESSAGE))
 
     def conversation() -> None:
         with connect(imap) as wire:
@@ -86,9 +91,7 @@ async def test_status_deleted_and_the_overquota_code(imap: ImapTarget) -> None:
 async def test_copy_past_the_quota_is_overquota_and_move_goes_through(imap: ImapTarget) -> None:
     """RFC 9208 section 4.3.1: COPY refused with OVERQUOTA, nothing copied; a MOVE
     leaves the usage as it was, so a full account can still clear its INBOX."""
-    user = await imap.backend.new_user(quota=3 * len(MESSAGE))
-    for _ in range(2):
-        await deliver(imap, user.id, user.address, MESSAGE)
+    user = await _holding(imap, 2, quota=3 * len(MESSAGE))
 
     def conversation() -> None:
         with connect(imap) as wire:
