@@ -50,12 +50,13 @@ _T = TypeVar("_T")
 class FileSystemBlobStore(TimedBlobStore):
     """A :class:`~lightmail.storage.blobs.base.BlobStore` in a local directory."""
 
-    __slots__ = ("_root", "description")
+    __slots__ = ("_root", "_root_text", "description")
     backend = "filesystem"
     read_ahead = 0  # a read of a cached file does not even leave the event loop
 
     def __init__(self, root: Path) -> None:
         self._root = root.absolute()
+        self._root_text = str(self._root)
         self.description = f"filesystem {self._root}"
 
     @property
@@ -64,8 +65,12 @@ class FileSystemBlobStore(TimedBlobStore):
 
     def path_of(self, key: str) -> Path:
         """The file that holds (or would hold) ``key``."""
+        return Path(self._file_of(key))
+
+    def _file_of(self, key: str) -> str:
+        """:meth:`path_of` as text: what a read opens, without building a Path."""
         *folders, name = validate_key(key).split("/")
-        return self._root.joinpath(*folders, _shard(name), name)
+        return os.path.join(self._root_text, *folders, _shard(name), name)
 
     async def close(self) -> None:
         return None
@@ -115,7 +120,7 @@ class FileSystemBlobStore(TimedBlobStore):
     async def _read(self, key: str, start: int, end: int | None) -> AsyncGenerator[bytes, None]:
         remaining = None if end is None else end - start
         want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
-        path = self.path_of(key)
+        path = self._file_of(key)
         try:
             # Buffered on purpose: close() then waits for a read still running in
             # a worker thread instead of closing the descriptor under it.
@@ -216,7 +221,7 @@ def _shard(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:2]
 
 
-def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes] | None, bytes] | None:
+def _open_cached(path: str, start: int, want: int) -> tuple[IO[bytes] | None, bytes] | None:
     """:func:`_open_at` without waiting for the disk: None unless the page cache
     holds all of the first read (or the system cannot tell). The file is None when
     that read took the rest of it: most blobs are read whole in this one step,
@@ -258,7 +263,7 @@ def _open_cached(path: Path, start: int, want: int) -> tuple[IO[bytes] | None, b
 _NOWAIT = hasattr(os, "RWF_NOWAIT")
 
 
-def _open_at(path: Path, start: int, want: int) -> tuple[IO[bytes], bytes]:
+def _open_at(path: str, start: int, want: int) -> tuple[IO[bytes], bytes]:
     """Open ``path`` and read up to ``want`` octets from ``start``: a blob that fits
     takes one trip to a worker thread."""
     file = open(path, "rb")  # noqa: SIM115 (the caller closes it)
