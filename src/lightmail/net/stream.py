@@ -39,9 +39,11 @@ import os
 import ssl
 import zlib
 from collections.abc import Callable
-from typing import TypeAlias, cast
+from typing import TypeAlias, TypeVar, cast
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -145,7 +147,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self.tls = False  # eof_received's answer must be False over TLS
         self._inflate: zlib._Decompress | None = None  # after start_inflating
         self._compressed = b""  # received, not yet inflated (the buffer was full)
-        self._read_waiter: asyncio.Future[None] | None = None
+        self._read_waiter: asyncio.Future[bool] | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
@@ -241,13 +243,20 @@ class ConnectionProtocol(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.resume_reading()
 
-    async def wait_readable(self) -> None:
+    async def wait_readable(self, until: float) -> bool:
+        """Wait for bytes, the end of the stream or a wake-up: True when one came,
+        False when the event loop's clock reached ``until`` first. One timer on
+        the waiter, cheaper than an ``asyncio.timeout`` around it for every read."""
         if self._read_waiter is not None:
             raise RuntimeError("another task is already reading this connection")
-        self._read_waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._read_waiter = waiter
+        timer = loop.call_at(until, _settle, waiter, False)
         try:
-            await self._read_waiter
+            return await waiter
         finally:
+            timer.cancel()
             self._read_waiter = None
 
     async def wait_writable(self) -> None:
@@ -269,12 +278,17 @@ class ConnectionProtocol(asyncio.Protocol):
         self._wake_reader()
 
     def _wake_reader(self) -> None:
-        self._wake(self._read_waiter)
+        _settle(self._read_waiter, True)
 
     @staticmethod
     def _wake(waiter: asyncio.Future[None] | None) -> None:
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _settle(waiter, None)
+
+
+def _settle(waiter: asyncio.Future[_T] | None, value: _T) -> None:
+    """Give ``waiter`` its result, unless it has one or there is none."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(value)
 
 
 class Connection:
@@ -363,22 +377,19 @@ class Connection:
         Cancel-safe: a cancelled read loses no data.
         """
         protocol = self._protocol
-        wait, by_deadline = timeout, False
+        loop = asyncio.get_running_loop()
+        until, by_deadline = loop.time() + timeout, False
         if deadline is not None:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
+            if deadline <= loop.time():
                 raise DeadlineExceeded("the time allowed ran out")
-            if left < timeout:
-                wait, by_deadline = left, True
+            if deadline < until:
+                until, by_deadline = deadline, True
         if not protocol.buffer and not protocol.eof:
-            try:
-                async with asyncio.timeout(wait):
-                    while not (protocol.buffer or protocol.eof or (wakeable and protocol.woken)):
-                        await protocol.wait_readable()
-            except TimeoutError:
-                if by_deadline:
-                    raise DeadlineExceeded("the time allowed ran out") from None
-                raise IdleTimeout(f"nothing received for {timeout:g} seconds") from None
+            while not (protocol.buffer or protocol.eof or (wakeable and protocol.woken)):
+                if not await protocol.wait_readable(until):
+                    if by_deadline:
+                        raise DeadlineExceeded("the time allowed ran out")
+                    raise IdleTimeout(f"nothing received for {timeout:g} seconds")
             if not protocol.buffer and not protocol.eof:
                 protocol.woken = False
                 raise Woken
