@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,16 @@ from lightmail.storage.db.engine import Database
 from lightmail.storage.db.prepared import PreparedRead, PreparedWrite
 from tests.conftest import Backend
 from tests.support.metrics import Changes
+
+
+@asynccontextmanager
+async def _database(url: str, *, pool_size: int) -> AsyncIterator[Database]:
+    """A Database of the test's own on ``url``, closed at the end."""
+    db = Database(url, pool_size=pool_size)
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 async def _deadlock(
@@ -336,8 +348,7 @@ async def test_a_pooled_connection_killed_while_idle_is_replaced_before_a_read(
     """The server ends an idle pooled connection (as a restart or wait_timeout
     would): the next read, a second later, runs on a new connection with no
     error, since a connection idle that long is pinged before use."""
-    db = Database(mariadb_schema, pool_size=1)
-    try:
+    async with _database(mariadb_schema, pool_size=1) as db:
         user = await backend.new_user()
         query = select(t.users.c.address).where(t.users.c.id == user.id)
         async with db.read() as conn:
@@ -351,8 +362,6 @@ async def test_a_pooled_connection_killed_while_idle_is_replaced_before_a_read(
             second_id = (await conn.execute(text("SELECT CONNECTION_ID()"))).scalar_one()
         assert second_id != first_id
         assert _outages(failures, "read") == 0
-    finally:
-        await db.close()
 
 
 @pytest.mark.parametrize("backend_name", ["mariadb"])
@@ -362,9 +371,8 @@ async def test_a_prepared_read_whose_connection_the_server_kills_runs_again(
     """``Database.query`` on MariaDB reads on connections of its own. The server
     ends one in the middle of a read (as a restart would): the read runs again
     on a new connection and answers, with no error; a read changes nothing."""
-    db = Database(mariadb_schema, pool_size=2)
-    sleep = PreparedRead(select(func.sleep(1), func.connection_id()))
-    try:
+    async with _database(mariadb_schema, pool_size=2) as db:
+        sleep = PreparedRead(select(func.sleep(1), func.connection_id()))
         ((_, first_id),) = await db.fetch(sleep, {})
         failures = Changes()
         reading = asyncio.create_task(db.fetch(sleep, {}))
@@ -374,8 +382,6 @@ async def test_a_prepared_read_whose_connection_the_server_kills_runs_again(
         ((slept, second_id),) = await reading
         assert (slept, second_id != first_id) == (0, True)
         assert _outages(failures, "read") == 0
-    finally:
-        await db.close()
 
 
 @pytest.mark.parametrize("backend_name", ["mariadb"])
@@ -386,19 +392,19 @@ async def test_a_connection_given_back_after_a_commit_is_not_rolled_back_again(
     connection comes back (a round trip per transaction). One given back by a
     failed transaction is rolled back, and nothing of it stays."""
     user = await backend.new_user()
-    db = Database(mariadb_schema, pool_size=1)  # one connection, so its session counters
+    # One connection, so its session counters.
+    async with _database(mariadb_schema, pool_size=1) as db:
 
-    async def rollbacks() -> int:
-        async with db.write() as conn:
-            row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
-            return int(row[1])
+        async def rollbacks() -> int:
+            async with db.write() as conn:
+                row = (await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()
+                return int(row[1])
 
-    async def fails() -> None:
-        async with db.write() as conn:
-            await conn.execute(_enabling(user.id, False))
-            raise ZeroDivisionError
+        async def fails() -> None:
+            async with db.write() as conn:
+                await conn.execute(_enabling(user.id, False))
+                raise ZeroDivisionError
 
-    try:
         before = await rollbacks()
         for enabled in (False, True):
             async with db.write() as conn:
@@ -408,8 +414,6 @@ async def test_a_connection_given_back_after_a_commit_is_not_rolled_back_again(
             await fails()
         assert await rollbacks() == before + 1
         assert await _enabled(db, user.id) == {user.id: True}
-    finally:
-        await db.close()
 
 
 @pytest.mark.parametrize("backend_name", ["mariadb"])
@@ -421,39 +425,38 @@ async def test_a_write_cancelled_while_its_statement_waits_is_cancelled_not_an_o
     work), and is not counted or logged as the database being unavailable; nothing
     of it stays, and the next transaction (on a pool of one) reads what is there."""
     user = await backend.new_user()
-    db = Database(mariadb_schema, pool_size=1)
-    lock_held, release = asyncio.Event(), asyncio.Event()
+    async with _database(mariadb_schema, pool_size=1) as db:
+        lock_held, release = asyncio.Event(), asyncio.Event()
 
-    async def hold() -> None:
-        async with backend.db.write() as other:
-            await other.execute(
-                select(t.users.c.id).where(t.users.c.id == user.id).with_for_update()
-            )
-            lock_held.set()
-            await release.wait()
+        async def hold() -> None:
+            async with backend.db.write() as other:
+                await other.execute(
+                    select(t.users.c.id).where(t.users.c.id == user.id).with_for_update()
+                )
+                lock_held.set()
+                await release.wait()
 
-    disable_user = PreparedWrite(
-        update(t.users).where(t.users.c.id == bindparam("id")).values(enabled=False)
-    )
+        disable_user = PreparedWrite(
+            update(t.users).where(t.users.c.id == bindparam("id")).values(enabled=False)
+        )
 
-    async def disable() -> None:  # as a delivery writes: straight through the driver
-        async with db.write() as conn:
-            await db.execute(conn, disable_user, {"id": user.id})
+        async def disable() -> None:  # as a delivery writes: straight through the driver
+            async with db.write() as conn:
+                await db.execute(conn, disable_user, {"id": user.id})
 
-    holding = asyncio.create_task(hold())
-    try:
-        await lock_held.wait()
-        failures = Changes()
-        waiting = asyncio.create_task(disable())
-        await asyncio.sleep(0.3)  # the UPDATE waits for the row
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        assert _outages(failures, "write") == 0
-        release.set()
-        await holding
-        assert await _enabled(db, user.id) == {user.id: True}
-    finally:
-        release.set()
-        await holding
-        await db.close()
+        holding = asyncio.create_task(hold())
+        try:
+            await lock_held.wait()
+            failures = Changes()
+            waiting = asyncio.create_task(disable())
+            await asyncio.sleep(0.3)  # the UPDATE waits for the row
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert _outages(failures, "write") == 0
+            release.set()
+            await holding
+            assert await _enabled(db, user.id) == {user.id: True}
+        finally:
+            release.set()
+            await holding
