@@ -182,8 +182,8 @@ class ConnectionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.eof = True
         self._wake_reader()
-        self._wake(self._write_waiter)
-        self._wake(self._lost_waiter)
+        _settle(self._write_waiter, None)
+        _settle(self._lost_waiter, None)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -195,7 +195,7 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        self._wake(self._write_waiter)
+        _settle(self._write_waiter, None)
 
     # --- used by Connection ----------------------------------------------
 
@@ -279,10 +279,6 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def _wake_reader(self) -> None:
         _settle(self._read_waiter, True)
-
-    @staticmethod
-    def _wake(waiter: asyncio.Future[None] | None) -> None:
-        _settle(waiter, None)
 
 
 def _settle(waiter: asyncio.Future[_T] | None, value: _T) -> None:
