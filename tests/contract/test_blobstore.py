@@ -307,6 +307,27 @@ async def test_filesystem_shards_keys_and_leaves_no_temp_file(tmp_path: Path) ->
     assert store.description == f"filesystem {tmp_path}"
 
 
+async def test_filesystem_a_failed_fsync_after_the_rename_leaves_no_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is renamed into place before it is fsynced: a disk that fails the
+    fsync must not leave it there, where a later read would take it for whole."""
+    store = FileSystemBlobStore(tmp_path)
+    key = new_blob_key()
+    (tmp_path / ".tmp").mkdir()
+    store.path_of(key).parent.mkdir(parents=True)  # so the rename is reached
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("lightmail.storage.blobs.filesystem.os.fsync", failing_fsync)
+    with pytest.raises(TemporaryFailure, match="Input/output error"):
+        await store.put(key, chunked(b"body", 2))
+
+    assert not store.path_of(key).exists()
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
 def test_open_blob_store_file_url_is_relative_to_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,11 +6,13 @@ end of a UUIDv7 key), else the first two of the name's SHA-256. No directory hol
 more than about 1/256 of a folder's blobs. Files sit only in shard directories, so
 a file's logical key is its path without its parent directory.
 
-Writes go to ``root/.tmp/`` first, are fsynced, renamed into place, and the
-directory is fsynced. A write that a killed process left in ``.tmp`` is deleted
-by :meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector). A
-message that fits in one batch takes one trip to a worker thread: open, write,
-fsync, rename, fsync.
+Writes go to ``root/.tmp/`` first and are renamed into place once written
+whole; then the file and its directory are fsynced, and only then does
+``put`` return. A write that a killed process left in ``.tmp`` is deleted by
+:meth:`FileSystemBlobStore.sweep_incomplete` (the garbage collector); one
+killed between the rename and the fsyncs leaves a file no row refers to,
+which the orphan sweep deletes. A message that fits in one batch takes one
+trip to a worker thread: open, write, rename, fsync, fsync.
 
 Every call that may wait for the disk runs in a worker thread, but one: a read
 opens its file and begins in the loop's thread, as far as the page cache answers
@@ -184,14 +186,26 @@ class FileSystemBlobStore(TimedBlobStore):
     ) -> None:
         file = _write(file, temp, digest, batch)
         file.flush()
-        os.fsync(file.fileno())
-        file.close()
         try:
             os.replace(temp, final)
         except FileNotFoundError:  # the shard directory's first blob
             _ensure_dir(final.parent)
             os.replace(temp, final)
-        _fsync_dir(final.parent)
+        # Renamed before the fsync, so that on ext4 with its journal the one
+        # journal commit the file's fsync makes also holds its new name, and the
+        # directory's fsync finds nothing left to do: one commit per blob, not
+        # two (0.55 against 0.95 ms for a 10 KiB blob, measured). Until both
+        # fsyncs return no row names the key: after a crash here the file, maybe
+        # incomplete, is an orphan for the sweep.
+        try:
+            os.fsync(file.fileno())
+            file.close()
+            _fsync_dir(final.parent)
+        except BaseException:
+            file.close()
+            with contextlib.suppress(OSError):
+                final.unlink()
+            raise
 
     async def _io(
         self,
