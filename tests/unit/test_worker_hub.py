@@ -46,6 +46,8 @@ async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
     (first, first_end), (second, second_end), (third, third_end) = pairs
     hub.join(0, first)
     hub.join(1, second)
+    await hub.handle(1, {"op": "watch", "user_id": 7, "id": 1})
+    assert await received(second_end) == {"op": "reply", "id": 1, "value": None}
     await hub.handle(0, count("7", 1))
     await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
     assert await received(second_end) == count("7", 1)
@@ -57,6 +59,33 @@ async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
     assert await received(third_end) == count("7", -1)
     first.send({"op": "probe"})  # nothing was sent to worker 0 itself before it
     assert await received(first_end) == {"op": "probe"}
+
+
+async def test_events_reach_only_the_workers_watching_their_user(
+    pairs: list[tuple[Channel, Channel]],
+) -> None:
+    hub = Hub(AUTH_DEFAULTS)
+    (first, first_end), (second, second_end), (third, third_end) = pairs
+    hub.join(0, first)
+    hub.join(1, second)
+    hub.join(2, third)
+    await hub.handle(1, {"op": "watch", "user_id": 7, "id": 1})
+    assert await received(second_end) == {"op": "reply", "id": 1, "value": None}
+    await hub.handle(2, {"op": "watch", "user_id": 8, "id": 1})
+    assert await received(third_end) == {"op": "reply", "id": 1, "value": None}
+    await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
+    await hub.handle(0, {"op": "event", "event": {"user_id": 8}})
+    await hub.handle(0, {"op": "event", "event": {"user_id": 9}})  # nobody's
+    await hub.handle(1, {"op": "event", "event": {"user_id": 7}})  # not back to itself
+    await hub.handle(1, {"op": "unwatch", "user_id": 7})
+    await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
+    for ours in (first, second, third):
+        ours.send({"op": "probe"})  # behind whatever the hub sent that worker
+    assert await received(first_end) == {"op": "probe"}
+    assert await received(second_end) == {"op": "event", "event": {"user_id": 7}}
+    assert await received(second_end) == {"op": "probe"}
+    assert await received(third_end) == {"op": "event", "event": {"user_id": 8}}
+    assert await received(third_end) == {"op": "probe"}
 
 
 async def test_the_throttle_is_one_for_every_worker(

@@ -1,5 +1,6 @@
-"""The supervisor's part in keeping the node one: it relays change notifications,
-adds up the workers' connection counts and keeps the failed-login counts."""
+"""The supervisor's part in keeping the node one: it relays change notifications
+(to the workers with a subscriber for the user), adds up the workers' connection
+counts and keeps the failed-login counts."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Hub:
         self._throttle = InProcessLoginThrottle(auth)
         self._checks: dict[int, dict[int, asyncio.Event]] = {}  # by worker, then token
         self._holders: dict[int, set[asyncio.Task[None]]] = {}  # by worker
+        self._watching: dict[int, set[int]] = {}  # by worker: users with a subscriber there
 
     def join(self, index: int, channel: Channel) -> None:
         """Worker ``index`` is up: tell it the other workers' connection counts."""
@@ -34,6 +36,7 @@ class Hub:
         self._counts[index] = Counter()
         self._checks[index] = {}
         self._holders[index] = set()
+        self._watching[index] = set()
 
     def leave(self, index: int) -> None:
         """Worker ``index`` is gone: forget its connections and its password checks."""
@@ -41,6 +44,7 @@ class Hub:
         for (limiter, key), count in self._counts.pop(index).items():
             self._others(index, {"op": "count", "limiter": limiter, "key": key, "delta": -count})
         del self._checks[index]
+        del self._watching[index]
         for holder in self._holders.pop(index):
             holder.cancel()
 
@@ -48,7 +52,15 @@ class Hub:
         """Act on a message from worker ``index``."""
         op = message["op"]
         if op == "event":
-            self._others(index, message)
+            user_id = message["event"]["user_id"]
+            for other, channel in self._channels.items():
+                if other != index and user_id in self._watching[other]:
+                    channel.send(message)
+        elif op == "watch":
+            self._watching[index].add(message["user_id"])
+            self._reply(index, message, None)
+        elif op == "unwatch":
+            self._watching[index].discard(message["user_id"])
         elif op == "count":
             counts, key = self._counts[index], (message["limiter"], message["key"])
             counts[key] += message["delta"]

@@ -18,7 +18,7 @@ from lightmail.config import Settings
 from lightmail.errors import TemporaryFailure
 from lightmail.net.limits import ConnectionLimiter, count_across_node
 from lightmail.net.listener import inherit_sockets
-from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus
+from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus, Subscription
 from lightmail.workers.channel import Channel, ChannelError, Message
 
 log = logging.getLogger(__name__)
@@ -26,21 +26,49 @@ log = logging.getLogger(__name__)
 
 class RelayedNotificationBus(InProcessNotificationBus):
     """Delivers an event to this process's subscribers and sends it to the
-    supervisor, which relays it to every other worker."""
+    supervisor, which relays it to the other workers that have a subscriber for
+    its user: a subscription here makes the supervisor "watch" the user for
+    this worker, and its last one ends that."""
 
     description = "in-process, relayed between workers by the supervisor"
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, link: SupervisorLink) -> None:
         super().__init__()
-        self._channel = channel
+        self._link = link
+        self._watches: dict[int, asyncio.Task[Any]] = {}  # by user: the supervisor's ack
 
     async def publish(self, event: ChangeEvent) -> None:
         await super().publish(event)
-        self._channel.send({"op": "event", "event": event.to_dict()})
+        self._link.send({"op": "event", "event": event.to_dict()})
 
     async def relayed(self, event: ChangeEvent) -> None:
         """An event another worker published."""
         await super().publish(event)
+
+    @asynccontextmanager
+    async def subscription(self, user_id: int) -> AsyncIterator[Subscription]:
+        async with super().subscription(user_id) as subscription:
+            try:
+                watch = self._watches.get(user_id)
+                if watch is None:
+                    request = self._link.request({"op": "watch", "user_id": user_id})
+                    watch = self._watches[user_id] = asyncio.ensure_future(request)
+                    watch.add_done_callback(_retrieved)
+                # Once the supervisor has answered, every event it relays after
+                # reaches this subscription, so what the session reads next is
+                # never older than the events it will be told of.
+                await asyncio.shield(watch)
+                yield subscription
+            finally:
+                if len(self._subscribers[user_id]) == 1:  # this one, about to go
+                    del self._watches[user_id]
+                    self._link.send({"op": "unwatch", "user_id": user_id})
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a watch's failure seen: the subscribers awaiting it have it raised."""
+    if not task.cancelled():
+        task.exception()
 
 
 class NodeLimiter(ConnectionLimiter):
@@ -101,7 +129,7 @@ class SupervisorLink:
 
     def __init__(self, index: int, channel: Channel) -> None:
         self.index = index
-        self.bus = RelayedNotificationBus(channel)
+        self.bus = RelayedNotificationBus(self)
         self.throttle = RelayedLoginThrottle(self)
         self._channel = channel
         self._others: defaultdict[str, Counter[str]] = defaultdict(Counter)  # by limiter
