@@ -1,11 +1,13 @@
 """The supervisor's hub: relays between workers, adds up their connection
-counts, keeps the login throttle, and forgets a worker that leaves."""
+counts, keeps the login throttle, and forgets a worker that leaves; and the
+counts a worker's limiter tells it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from lightmail.config import AUTH_DEFAULTS
 from lightmail.workers.channel import Channel, Message
 from lightmail.workers.hub import Hub
+from lightmail.workers.worker import NodeLimiter
 
 
 @pytest.fixture
@@ -35,8 +38,8 @@ async def received(channel: Channel) -> Message:
     return message
 
 
-def count(key: str, delta: int) -> Message:
-    return {"op": "count", "limiter": "imap per_user", "key": key, "delta": delta}
+def count(key: str, delta: int, limiter: str = "imap per_user") -> Message:
+    return {"op": "count", "limiter": limiter, "key": key, "delta": delta}
 
 
 async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
@@ -109,3 +112,27 @@ async def test_the_throttle_is_one_for_every_worker(
     hub.leave(0)
     assert await received(second_end) == {"op": "reply", "id": 6, "value": None}
     await hub.handle(1, {"op": "checked", "token": 1})
+
+
+async def test_a_limiter_tells_an_ended_connection_late_or_not_at_all(
+    pairs: list[tuple[Channel, Channel]],
+) -> None:
+    """A release is told after a moment, unless a new connection of the key takes
+    its place first: the other workers never count fewer than there are."""
+    (ours, supervisor_end), _, _ = pairs
+    others: Counter[str] = Counter({"192.0.2.1": 1})
+    limiter = NodeLimiter("lmtp per_ip", 2, others, ours)
+    assert limiter.try_acquire("192.0.2.1")
+    assert not limiter.try_acquire("192.0.2.1")  # one here, one in another worker
+    assert await received(supervisor_end) == count("192.0.2.1", 1, "lmtp per_ip")
+    limiter.release("192.0.2.1")
+    assert limiter.try_acquire("192.0.2.1")  # in its place: nothing to tell
+    limiter.release("192.0.2.1")
+    assert limiter.try_acquire("192.0.2.2")
+    limiter.release("192.0.2.2")
+    assert await received(supervisor_end) == count("192.0.2.2", 1, "lmtp per_ip")
+    assert await received(supervisor_end) == count("192.0.2.1", -1, "lmtp per_ip")  # a moment later
+    assert await received(supervisor_end) == count("192.0.2.2", -1, "lmtp per_ip")
+    ours.send({"op": "probe"})
+    assert await received(supervisor_end) == {"op": "probe"}  # and nothing else
+    assert limiter.count("192.0.2.1") == 1  # the other worker's

@@ -71,32 +71,60 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+_RELEASE_DELAY = 0.05  # seconds; how late the others hear that a connection ended
+
+
 class NodeLimiter(ConnectionLimiter):
     """Caps a key's connections on the whole node: this worker's, counted here,
     and the other workers', as the supervisor last told (a connection admitted
-    at the same moment by another worker may take a key one over its limit)."""
+    at the same moment by another worker may take a key one over its limit).
+
+    The end of a connection is told ``_RELEASE_DELAY`` late, and not at all
+    when a new connection of the same key comes to this worker first: under a
+    stream of short connections (an MTA delivering over LMTP, a client
+    polling) the counts stay as they are and nothing crosses the channel. So
+    the other workers may still count a connection of ours that has just
+    ended, and refuse one a moment early; never admit one too many.
+    """
 
     def __init__(self, name: str, limit: int, others: Counter[str], channel: Channel) -> None:
         super().__init__(limit)
         self.name = name
         self._others = others
         self._channel = channel
+        self._untold: Counter[str] = Counter()  # ended connections the others still count
+        self._telling: asyncio.TimerHandle | None = None
 
     def try_acquire(self, key: Hashable) -> bool:
         if not super().try_acquire(key):
             return False
-        self._tell(key, 1)
+        name = str(key)
+        if self._untold[name]:  # takes the place of one the others still count
+            self._untold[name] -= 1
+            if not self._untold[name]:
+                del self._untold[name]
+        else:
+            self._tell(name, 1)
         return True
 
     def release(self, key: Hashable) -> None:
         super().release(key)
-        self._tell(key, -1)
+        self._untold[str(key)] += 1
+        if self._telling is None:
+            loop = asyncio.get_running_loop()
+            self._telling = loop.call_later(_RELEASE_DELAY, self._tell_releases)
 
     def count(self, key: Hashable) -> int:
         return super().count(key) + self._others.get(str(key), 0)
 
-    def _tell(self, key: Hashable, delta: int) -> None:
-        self._channel.send({"op": "count", "limiter": self.name, "key": str(key), "delta": delta})
+    def _tell_releases(self) -> None:
+        self._telling = None
+        for name, ended in self._untold.items():
+            self._tell(name, -ended)
+        self._untold.clear()
+
+    def _tell(self, name: str, delta: int) -> None:
+        self._channel.send({"op": "count", "limiter": self.name, "key": name, "delta": delta})
 
 
 class RelayedLoginThrottle:
