@@ -42,15 +42,26 @@ def count(key: str, delta: int, limiter: str = "imap per_user") -> Message:
     return {"op": "count", "limiter": limiter, "key": key, "delta": delta}
 
 
+def joined(pairs: list[tuple[Channel, Channel]], workers: int) -> Hub:
+    """A hub that workers 0 to ``workers - 1`` have joined, on the first ``pairs``."""
+    hub = Hub(AUTH_DEFAULTS)
+    for index, (ours, _) in enumerate(pairs[:workers]):
+        hub.join(index, ours)
+    return hub
+
+
+async def watch(hub: Hub, index: int, end: Channel, user_id: int) -> None:
+    """Worker ``index`` (whose end of the channel is ``end``) watches ``user_id``."""
+    await hub.handle(index, {"op": "watch", "user_id": user_id, "id": 1})
+    assert await received(end) == {"op": "reply", "id": 1, "value": None}
+
+
 async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
     pairs: list[tuple[Channel, Channel]],
 ) -> None:
-    hub = Hub(AUTH_DEFAULTS)
-    (first, first_end), (second, second_end), (third, third_end) = pairs
-    hub.join(0, first)
-    hub.join(1, second)
-    await hub.handle(1, {"op": "watch", "user_id": 7, "id": 1})
-    assert await received(second_end) == {"op": "reply", "id": 1, "value": None}
+    (first, first_end), (_, second_end), (third, third_end) = pairs
+    hub = joined(pairs, 2)
+    await watch(hub, 1, second_end, 7)
     await hub.handle(0, count("7", 1))
     await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
     assert await received(second_end) == count("7", 1)
@@ -67,15 +78,10 @@ async def test_counts_reach_the_other_workers_and_leave_with_their_worker(
 async def test_events_reach_only_the_workers_watching_their_user(
     pairs: list[tuple[Channel, Channel]],
 ) -> None:
-    hub = Hub(AUTH_DEFAULTS)
     (first, first_end), (second, second_end), (third, third_end) = pairs
-    hub.join(0, first)
-    hub.join(1, second)
-    hub.join(2, third)
-    await hub.handle(1, {"op": "watch", "user_id": 7, "id": 1})
-    assert await received(second_end) == {"op": "reply", "id": 1, "value": None}
-    await hub.handle(2, {"op": "watch", "user_id": 8, "id": 1})
-    assert await received(third_end) == {"op": "reply", "id": 1, "value": None}
+    hub = joined(pairs, 3)
+    await watch(hub, 1, second_end, 7)
+    await watch(hub, 2, third_end, 8)
     await hub.handle(0, {"op": "event", "event": {"user_id": 7}})
     await hub.handle(0, {"op": "event", "event": {"user_id": 8}})
     await hub.handle(0, {"op": "event", "event": {"user_id": 9}})  # nobody's
@@ -121,7 +127,7 @@ async def test_a_limiter_tells_an_ended_connection_late_or_not_at_all(
     its place first: the other workers never count fewer than there are."""
     (ours, supervisor_end), _, _ = pairs
     others: Counter[str] = Counter({"192.0.2.1": 1})
-    limiter = NodeLimiter("lmtp per_ip", 2, others, ours)
+    limiter = NodeLimiter("lmtp per_ip", 2, others, ours, lazy=True)
     assert limiter.try_acquire("192.0.2.1")
     assert not limiter.try_acquire("192.0.2.1")  # one here, one in another worker
     assert await received(supervisor_end) == count("192.0.2.1", 1, "lmtp per_ip")
@@ -136,3 +142,15 @@ async def test_a_limiter_tells_an_ended_connection_late_or_not_at_all(
     ours.send({"op": "probe"})
     assert await received(supervisor_end) == {"op": "probe"}  # and nothing else
     assert limiter.count("192.0.2.1") == 1  # the other worker's
+
+
+async def test_a_per_user_limiter_tells_an_ended_session_at_once(
+    pairs: list[tuple[Channel, Channel]],
+) -> None:
+    """A user who logs out and back in through another worker must not be refused."""
+    (ours, supervisor_end), _, _ = pairs
+    limiter = NodeLimiter("imap per_user", 1, Counter(), ours, lazy=False)
+    assert limiter.try_acquire("7")
+    limiter.release("7")
+    assert await received(supervisor_end) == count("7", 1)
+    assert await received(supervisor_end) == count("7", -1)

@@ -77,7 +77,7 @@ class SharedCounts(Protocol):
 class NodeCounts(Protocol):
     """Makes limiters that count the connections of every process of a node."""
 
-    def limiter(self, name: str, limit: int) -> ConnectionLimiter: ...
+    def limiter(self, name: str, limit: int, *, lazy: bool = False) -> ConnectionLimiter: ...
 
 
 _node_counts: list[NodeCounts] = []  # in a worker process: the one count_across_node set
@@ -88,6 +88,14 @@ def count_across_node(counts: NodeCounts) -> None:
     _node_counts[:] = [counts]
 
 
-def connection_limiter(name: str, limit: int) -> ConnectionLimiter:
-    """The limiter ``name`` (``imap per_user``): of this process, or of the node."""
-    return _node_counts[0].limiter(name, limit) if _node_counts else ConnectionLimiter(limit)
+def connection_limiter(name: str, limit: int, *, lazy: bool = False) -> ConnectionLimiter:
+    """The limiter ``name`` (``imap per_user``): of this process, or of the node.
+
+    ``lazy``: the node's other processes may hear a moment late that a
+    connection ended (:class:`lightmail.workers.worker.NodeLimiter`), which
+    spares the messages when new connections keep taking the places of ended
+    ones: right for a client address, wrong for a user who logs out and back in.
+    """
+    if _node_counts:
+        return _node_counts[0].limiter(name, limit, lazy=lazy)
+    return ConnectionLimiter(limit)

@@ -109,7 +109,7 @@ class Listener:
         self.bound: list[str] = []  # "127.0.0.1:1143", "unix:/run/lightmail/lmtp.sock"
         self.bound_addresses: list[ListenAddress] = []  # with the ports actually bound
         self._handler = handler
-        self._per_ip = connection_limiter(f"{name} per_ip", max_per_ip)
+        self._per_ip = connection_limiter(f"{name} per_ip", max_per_ip, lazy=True)
         self._servers: list[_Server] = []
         self._unix_files: list[tuple[Path, int, int]] = []  # path, st_dev, st_ino
         self._tasks: dict[asyncio.Task[None], Connection] = {}

@@ -79,19 +79,23 @@ class NodeLimiter(ConnectionLimiter):
     and the other workers', as the supervisor last told (a connection admitted
     at the same moment by another worker may take a key one over its limit).
 
-    The end of a connection is told ``_RELEASE_DELAY`` late, and not at all
-    when a new connection of the same key comes to this worker first: under a
-    stream of short connections (an MTA delivering over LMTP, a client
-    polling) the counts stay as they are and nothing crosses the channel. So
-    the other workers may still count a connection of ours that has just
-    ended, and refuse one a moment early; never admit one too many.
+    ``lazy`` (a per-IP cap): the end of a connection is told ``_RELEASE_DELAY``
+    late, and not at all when a new connection of the same key comes to this
+    worker first. Under a stream of short connections (an MTA delivering over
+    LMTP, a client polling) the counts then stay as they are and nothing
+    crosses the channel; the other workers may still count a connection of
+    ours that has just ended, and refuse one a moment early, never admit one
+    too many.
     """
 
-    def __init__(self, name: str, limit: int, others: Counter[str], channel: Channel) -> None:
+    def __init__(
+        self, name: str, limit: int, others: Counter[str], channel: Channel, *, lazy: bool
+    ) -> None:
         super().__init__(limit)
         self.name = name
         self._others = others
         self._channel = channel
+        self._lazy = lazy
         self._untold: Counter[str] = Counter()  # ended connections the others still count
         self._telling: asyncio.TimerHandle | None = None
 
@@ -109,6 +113,9 @@ class NodeLimiter(ConnectionLimiter):
 
     def release(self, key: Hashable) -> None:
         super().release(key)
+        if not self._lazy:
+            self._tell(str(key), -1)
+            return
         self._untold[str(key)] += 1
         if self._telling is None:
             loop = asyncio.get_running_loop()
@@ -164,8 +171,8 @@ class SupervisorLink:
         self._tokens = itertools.count()
         self._replies: dict[int, asyncio.Future[Any]] = {}
 
-    def limiter(self, name: str, limit: int) -> ConnectionLimiter:
-        return NodeLimiter(name, limit, self._others[name], self._channel)
+    def limiter(self, name: str, limit: int, *, lazy: bool = False) -> ConnectionLimiter:
+        return NodeLimiter(name, limit, self._others[name], self._channel, lazy=lazy)
 
     def ready(self) -> None:
         self._channel.send({"op": "ready"})
