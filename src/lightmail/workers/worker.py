@@ -95,25 +95,25 @@ class NodeLimiter(ConnectionLimiter):
         self.name = name
         self._others = others
         self._channel = channel
-        self._lazy = lazy
-        self._untold: Counter[str] = Counter()  # ended connections the others still count
+        # Lazy: the ended connections the others still count, by key.
+        self._untold: Counter[str] | None = Counter() if lazy else None
         self._telling: asyncio.TimerHandle | None = None
 
     def try_acquire(self, key: Hashable) -> bool:
         if not super().try_acquire(key):
             return False
-        name = str(key)
-        if self._untold[name]:  # takes the place of one the others still count
-            self._untold[name] -= 1
-            if not self._untold[name]:
-                del self._untold[name]
+        name, untold = str(key), self._untold
+        if untold is not None and untold[name]:  # in the place of one the others count
+            untold[name] -= 1
+            if not untold[name]:
+                del untold[name]
         else:
             self._tell(name, 1)
         return True
 
     def release(self, key: Hashable) -> None:
         super().release(key)
-        if not self._lazy:
+        if self._untold is None:
             self._tell(str(key), -1)
             return
         self._untold[str(key)] += 1
@@ -126,9 +126,10 @@ class NodeLimiter(ConnectionLimiter):
 
     def _tell_releases(self) -> None:
         self._telling = None
-        for name, ended in self._untold.items():
-            self._tell(name, -ended)
-        self._untold.clear()
+        if self._untold is not None:
+            for name, ended in self._untold.items():
+                self._tell(name, -ended)
+            self._untold.clear()
 
     def _tell(self, name: str, delta: int) -> None:
         self._channel.send({"op": "count", "limiter": self.name, "key": name, "delta": delta})
