@@ -373,10 +373,10 @@ class Connection:
         Cancel-safe: a cancelled read loses no data.
         """
         protocol = self._protocol
-        loop = asyncio.get_running_loop()
-        until, by_deadline = loop.time() + timeout, False
+        now = asyncio.get_running_loop().time()
+        until, by_deadline = now + timeout, False
         if deadline is not None:
-            if deadline <= loop.time():
+            if deadline <= now:
                 raise DeadlineExceeded("the time allowed ran out")
             if deadline < until:
                 until, by_deadline = deadline, True
