@@ -11,7 +11,8 @@ and the wall time per call:
 - the quota check of an RCPT (``MailStore.check_quota``), for a user without
   a quota and for one with a quota and ``--quota-messages`` messages (default
   20,000, made by COPYing the mailbox into itself until there are enough):
-  what the user's messages take is summed at every check;
+  the usage is the sum of the live totals of the user's mailboxes, so the
+  number of messages should not show;
 - an empty write transaction (``Database.write``: BEGIN IMMEDIATE, COMMIT);
 - the delivery of a 10 KiB message to one recipient (``MailStore.deliver``:
   the blob written and fsynced, one transaction).

@@ -365,6 +365,10 @@ class GcMachine(RuleBasedStateMachine):
                     contents[info.object_key] = await read_all(self.store.read_message(info))
                 assert contents[info.object_key] == model.data[copy.blob]
         assert len(set(model.keys.values())) == len(model.keys), "two deliveries share a blob"
+        for index, account in enumerate(self.users):
+            copies = [copy for copy in model.live.values() if copy.user == index]
+            size = sum(len(model.data[copy.blob]) for copy in copies)
+            assert await self.store.usage(account.id) == (size, len(copies)), account.address
         listed = await self._listed_deleted()
         assert listed.keys() == model.deleted.keys()
         for place, deleted_at in listed.items():

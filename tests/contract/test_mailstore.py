@@ -377,6 +377,38 @@ async def test_deliver_counts_its_own_copies_against_a_users_quota(backend: Back
     assert await backend.store.usage(user.id) == (len(MESSAGE), 1)
 
 
+async def test_usage_follows_the_mail_through_copies_renames_and_deletes(
+    backend: Backend,
+) -> None:
+    """What the quota counts is kept per mailbox: it follows a COPY, a MOVE, an
+    EXPUNGE, the rename of INBOX (its messages move to the new mailbox) and the
+    DELETE of a mailbox, and DELE of a message another session expunged first
+    takes nothing off twice."""
+    store = backend.store
+    user = await backend.new_user()
+    small, large = MESSAGE, MESSAGE + b"x" * 1000
+    for data in (small, large, small):
+        await store.append(user.id, "INBOX", chunks(data))
+    assert await store.usage(user.id) == (2 * len(small) + len(large), 3)
+    await store.create_mailbox(user.id, "Keep")
+    inbox = await store.get_mailbox(user.id, "INBOX")
+    await store.copy(user.id, inbox, [1, 2], "Keep")
+    assert await store.usage(user.id) == (3 * len(small) + 2 * len(large), 5)
+    await store.move(user.id, inbox, [3], "Keep")
+    assert await store.usage(user.id) == (3 * len(small) + 2 * len(large), 5)
+    await store.store_flags(user.id, inbox, [1], StoreMode.ADD, ["\\Deleted"])
+    assert await store.expunge(user.id, inbox) == [1]
+    await store.delete_messages(user.id, inbox, [1])  # gone already: nothing more
+    assert await store.usage(user.id) == (2 * len(small) + 2 * len(large), 4)
+    await store.rename_mailbox(user.id, "INBOX", "Old")  # takes the large one (UID 2)
+    await store.append(user.id, "INBOX", chunks(small))
+    assert await store.usage(user.id) == (3 * len(small) + 2 * len(large), 5)
+    await store.delete_mailbox(user.id, "Old")
+    assert await store.usage(user.id) == (3 * len(small) + len(large), 4)
+    await store.delete_mailbox(user.id, "Keep")
+    assert await store.usage(user.id) == (len(small), 1)
+
+
 async def test_failure_between_blob_write_and_commit_leaves_nothing_visible(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,10 @@ sweep (:meth:`lightmail.storage.commit.BlobCommit._commit_new_blob`).
 
 UIDs are reserved with an UPDATE of the mailbox row inside the same
 transaction that inserts the messages, which serialises concurrent writers
-to one mailbox on that row lock (invariant 2).
+to one mailbox on that row lock (invariant 2). The same UPDATE adds the new
+messages to the mailbox's live totals (``live_count``, ``live_size``), and a
+soft delete takes them off under that lock: a user's quota usage is the sum
+of those totals over the user's mailboxes.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ _RESERVE_UIDS = PreparedWrite(
     .values(
         uidnext=t.mailboxes.c.uidnext + bindparam("count"),
         highestmodseq=t.mailboxes.c.highestmodseq + 1,
+        live_count=t.mailboxes.c.live_count + bindparam("count"),
+        live_size=t.mailboxes.c.live_size + bindparam("size"),
+    )
+)
+# What a soft delete takes off the live totals: its rows, read with a lock, so
+# that a row another transaction deleted first is not counted twice.
+_LIVE_TOTALS_LOCKED = PreparedRead(
+    select(func.count(), func.coalesce(func.sum(t.messages.c.size), 0))
+    .where(
+        live(bindparam("in_mailbox", type_=t.messages.c.mailbox_id.type)),
+        t.messages.c.uid.in_(bindparam("uids", expanding=True)),
+    )
+    .with_for_update()
+)
+_TAKE_FROM_LIVE = PreparedWrite(
+    update(t.mailboxes)
+    .where(t.mailboxes.c.id == bindparam("mailbox_id"))
+    .values(
+        live_count=t.mailboxes.c.live_count - bindparam("count"),
+        live_size=t.mailboxes.c.live_size - bindparam("size"),
     )
 )
 _KEYWORDS_LOCKED = PreparedRead(
@@ -126,9 +149,10 @@ _MAILBOX_AND_QUOTA = PreparedRead(
     )
 )
 _USAGE = PreparedRead(
-    select(func.coalesce(func.sum(t.messages.c.size), 0), func.count()).where(
-        t.messages.c.user_id == bindparam("user_id"), t.messages.c.deleted_at.is_(None)
-    )
+    select(
+        func.coalesce(func.sum(t.mailboxes.c.live_size), 0),
+        func.coalesce(func.sum(t.mailboxes.c.live_count), 0),
+    ).where(t.mailboxes.c.user_id == bindparam("user_id"))
 )
 
 
@@ -219,7 +243,7 @@ class StoreCore(BlobCommit):
         flags: Flags,
         internaldate: datetime,
     ) -> AppendResult:
-        uid, modseq = await self._reserve_uids(conn, mailbox.id, 1)
+        uid, modseq = await self._reserve_uids(conn, mailbox.id, 1, stored.put.size)
         await self.db.execute(
             conn,
             _INSERT_MESSAGE,
@@ -241,32 +265,41 @@ class StoreCore(BlobCommit):
         return AppendResult(mailbox.id, mailbox.uidvalidity, uid)
 
     async def _reserve_uids(
-        self, conn: AsyncConnection, mailbox_id: int, count: int
+        self, conn: AsyncConnection, mailbox_id: int, count: int, size: int
     ) -> tuple[int, int]:
-        """Reserve ``count`` consecutive UIDs; return the first and the new modseq.
+        """Reserve ``count`` consecutive UIDs for as many messages of ``size`` bytes in
+        all, which the caller makes live; return the first UID and the new modseq.
 
         The UPDATE takes the mailbox row's write lock until commit, so no other
         transaction can reserve the same UIDs (no ``UPDATE ... RETURNING`` on
-        MariaDB 10.11: the values are read back in the same transaction).
+        MariaDB 10.11: the values are read back in the same transaction). It
+        adds the messages to the mailbox's live totals.
         """
-        params = {"mailbox_id": mailbox_id, "count": count}
+        params = {"mailbox_id": mailbox_id, "count": count, "size": size}
         if await self.db.execute(conn, _RESERVE_UIDS, params) != 1:
             raise MailboxNotFound(str(mailbox_id))
         ((uidnext, modseq),) = await self.db.rows(conn, _RESERVED, params)
         return uidnext - count, modseq
 
     async def _bump_modseq(self, conn: AsyncConnection, mailbox_id: int) -> int:
-        _, modseq = await self._reserve_uids(conn, mailbox_id, 0)
+        _, modseq = await self._reserve_uids(conn, mailbox_id, 0, 0)
         return modseq
 
     async def _soft_delete(
         self, conn: AsyncConnection, mailbox_id: int, uids: Sequence[int]
     ) -> None:
+        """Soft-delete the live messages of ``uids`` and take them off the live totals."""
         modseq = await self._bump_modseq(conn, mailbox_id)
         now = clock.utcnow()
+        count = size = 0
         for chunk in chunks(uids):
-            params = {"in_mailbox": mailbox_id, "uids": chunk, "now": now, "new_modseq": modseq}
-            await self.db.execute(conn, _SOFT_DELETE, params)
+            rows = {"in_mailbox": mailbox_id, "uids": chunk}
+            ((found, bytes_),) = await self.db.rows(conn, _LIVE_TOTALS_LOCKED, rows)
+            count, size = count + int(found), size + int(bytes_)
+            await self.db.execute(conn, _SOFT_DELETE, {**rows, "now": now, "new_modseq": modseq})
+        if count:
+            totals = {"mailbox_id": mailbox_id, "count": count, "size": size}
+            await self.db.execute(conn, _TAKE_FROM_LIVE, totals)
 
     def _check_keywords(self, keywords: frozenset[str]) -> None:
         """Keyword names must be atoms no longer than the limit, and no more of them

@@ -280,6 +280,18 @@ class Mailboxes(StoreCore):
                 if await self._mailbox_row(conn, user_id, parent) is None:
                     await self._insert_mailbox(conn, user_id, parent, None)
             if old == names.INBOX:
+                # INBOX's sessions must look again, and its messages' UIDs leave it
+                # without a row each to say so. Its row is locked first, so that
+                # no delivery adds to it before its live totals move with the
+                # messages.
+                moved = await self._bump_modseq(conn, source.id)
+                totals = (
+                    await conn.execute(
+                        select(t.mailboxes.c.live_count, t.mailboxes.c.live_size)
+                        .where(t.mailboxes.c.id == source.id)
+                        .with_for_update()
+                    )
+                ).one()
                 target = await self._insert_mailbox(conn, user_id, new, None)
                 await conn.execute(
                     update(t.mailboxes)
@@ -288,14 +300,18 @@ class Mailboxes(StoreCore):
                         uidnext=source.uidnext,
                         highestmodseq=source.highestmodseq,
                         keywords=" ".join(source.keywords),
+                        live_count=totals.live_count,
+                        live_size=totals.live_size,
                     )
                 )
                 await conn.execute(
                     update(t.messages).where(live(source.id)).values(mailbox_id=target.id)
                 )
-                # INBOX's sessions must look again, and its messages' UIDs left it
-                # without a row each to say so.
-                moved = await self._bump_modseq(conn, source.id)
+                await conn.execute(
+                    update(t.mailboxes)
+                    .where(t.mailboxes.c.id == source.id)
+                    .values(live_count=0, live_size=0)
+                )
                 await conn.execute(FORGET_EXPUNGES, {"mailbox_id": source.id, "modseq": moved})
             else:
                 renames = [(source.id, new)]

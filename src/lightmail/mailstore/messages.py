@@ -167,11 +167,12 @@ class Messages(StoreCore):
                 rows.extend(result)
             if not rows:
                 return dest.id, CopyResult(dest.uidvalidity, (), ())
+            size = sum(row.size for row in rows)
             if not move:  # a MOVE within the account leaves its usage as it was
-                await self._check_quota(conn, user_id, sum(row.size for row in rows))
+                await self._check_quota(conn, user_id, size)
             copied = frozenset(keyword for row in rows for keyword in row.keywords.split())
             await self._define_keywords(conn, dest.id, copied)
-            first_uid, modseq = await self._reserve_uids(conn, dest.id, len(rows))
+            first_uid, modseq = await self._reserve_uids(conn, dest.id, len(rows), size)
             await conn.execute(
                 insert(t.messages),
                 [

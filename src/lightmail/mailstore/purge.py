@@ -132,7 +132,7 @@ class DeletedMail(StoreCore):
             await conn.execute(
                 FORGET_EXPUNGES, {"mailbox_id": row.mailbox_id, "modseq": row.modseq}
             )
-            uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1)
+            uid, modseq = await self._reserve_uids(conn, row.mailbox_id, 1, row.size)
             await conn.execute(
                 update(t.messages)
                 .where(t.messages.c.id == message_id)

@@ -130,6 +130,11 @@ mailboxes = Table(
     # The keywords defined in the mailbox, space-separated and sorted: a superset
     # of those its live messages have, bounded by [imap] max_keywords_per_mailbox.
     Column("keywords", LongText, nullable=False, default=""),
+    # How many live (not soft-deleted) messages the mailbox holds and their bytes,
+    # kept by every change of its live set under the row's lock: a user's quota
+    # usage is the sum over the user's mailboxes, not over every message.
+    Column("live_count", BigInteger, nullable=False, server_default="0"),
+    Column("live_size", BigInteger, nullable=False, server_default="0"),
     # Mailbox names can exceed MySQL's index key length, so uniqueness is on a hash.
     Column("name_hash", String(64), nullable=False),
     UniqueConstraint("user_id", "name_hash"),
