@@ -77,6 +77,16 @@ async def test_quota_and_password_changes(backend: Backend) -> None:
         await backend.accounts.set_quota("ghost@" + backend.domain, None)
 
 
+async def test_resolution_says_which_users_have_a_quota(backend: Backend) -> None:
+    """An RCPT checks the quota of those users only: the others cannot be over one."""
+    limited, free = await backend.new_user(quota=1000), await backend.new_user()
+    team = f"team-{limited.id}@{backend.domain}"
+    await backend.accounts.add_alias(team, [limited.address, free.address])
+    resolved = await backend.accounts.resolve_recipient(team)
+    assert resolved.with_quota == {limited.id}
+    assert (await backend.accounts.resolve_recipient(free.address)).with_quota == set()
+
+
 async def test_resolution_of_users_aliases_details_and_catch_all(backend: Backend) -> None:
     accounts = backend.accounts
     alice, bob = await backend.new_user(), await backend.new_user()

@@ -120,10 +120,12 @@ class Alias:
 
 @dataclass(frozen=True, slots=True)
 class ResolvedRecipient:
-    """Where mail for one envelope address goes: one or more local users."""
+    """Where mail for one envelope address goes: one or more local users, and
+    which of them have a quota (an RCPT need check only those)."""
 
     address: str
     recipients: tuple[Recipient, ...]
+    with_quota: frozenset[int] = frozenset()  # user ids
 
 
 def _user(row: t.AnyRow | _LoginRow) -> User:
@@ -153,7 +155,7 @@ class _LoginRow(NamedTuple):
 _LOGIN_ROW = PreparedRead(
     select(*_USER_COLUMNS, t.users.c.password_hash).where(t.users.c.address == bindparam("address"))
 )
-_RECIPIENT_COLUMNS = (t.users.c.id, t.users.c.address, t.users.c.enabled)
+_RECIPIENT_COLUMNS = (t.users.c.id, t.users.c.address, t.users.c.enabled, t.users.c.quota_bytes)
 _USER_BY_ADDRESS = PreparedRead(
     select(*_RECIPIENT_COLUMNS).where(t.users.c.address == bindparam("address"))
 )
@@ -454,11 +456,13 @@ class Accounts:
         if found is None:
             raise UnknownRecipient(address)
         targets, mailbox = found
-        enabled = {user_id: user for user_id, user, on in targets if on}
+        enabled = {user_id: user for user_id, user, on, _ in targets if on}
         if not enabled:
             raise RecipientDisabled(address)
         return ResolvedRecipient(
-            address, tuple(Recipient(user_id, user, mailbox) for user_id, user in enabled.items())
+            address,
+            tuple(Recipient(user_id, user, mailbox) for user_id, user in enabled.items()),
+            frozenset(user_id for user_id, _, on, quota in targets if on and quota is not None),
         )
 
     # -- internals -------------------------------------------------------
@@ -505,7 +509,7 @@ def _alias_address(address: str) -> str:
 def _first_found(
     rows: Rows, candidates: Sequence[tuple[str, str | None]]
 ) -> tuple[list[tuple[Any, ...]], str | None] | None:
-    """The rows (id, address, enabled) of the first candidate address that is a user
+    """The rows (id, address, enabled, quota) of the first candidate address that is a user
     or an alias, with that candidate's target mailbox; None if none is either."""
     for candidate, mailbox in candidates:
         if not candidate.startswith("@"):

@@ -266,7 +266,8 @@ class LmtpSession:
             fits = []
             for recipient in recipients:
                 try:
-                    await self.ctx.store.check_quota(recipient.user_id, size)
+                    if recipient.user_id in resolved.with_quota:
+                        await self.ctx.store.check_quota(recipient.user_id, size)
                     fits.append(recipient)
                 except QuotaExceeded:
                     continue
