@@ -1,6 +1,15 @@
 """The supervisor's part in keeping the node one: it relays change notifications
 (to the workers with a subscriber for the user), adds up the workers' connection
-counts and keeps the failed-login counts."""
+counts and keeps the failed-login counts.
+
+Each worker is told which users another worker watches (has a subscriber
+for), and sends only their events: ``watched`` when a user gets its first
+watcher elsewhere, ``unwatched`` when it has none left elsewhere; a worker that
+starts gets the list in its setup message (:meth:`Hub.watched_elsewhere`). A
+watch is answered at once. A worker may have passed over an event of the user
+before it hears of the watch, after the watching session read what it shows:
+it keeps the last events it passed over and sends a user's on ``watched``
+(:class:`lightmail.workers.worker.RelayedNotificationBus`)."""
 
 from __future__ import annotations
 
@@ -25,6 +34,11 @@ class Hub:
         self._holders: dict[int, set[asyncio.Task[None]]] = {}  # by worker
         self._watching: dict[int, set[int]] = {}  # by worker: users with a subscriber there
 
+    def watched_elsewhere(self, index: int) -> list[int]:
+        """The users a worker other than ``index`` watches."""
+        watched = (users for other, users in self._watching.items() if other != index)
+        return sorted(set().union(*watched))
+
     def join(self, index: int, channel: Channel) -> None:
         """Worker ``index`` is up: tell it the other workers' connection counts."""
         totals: Counter[_CountKey] = Counter()
@@ -44,7 +58,8 @@ class Hub:
         for (limiter, key), count in self._counts.pop(index).items():
             self._others(index, {"op": "count", "limiter": limiter, "key": key, "delta": -count})
         del self._checks[index]
-        del self._watching[index]
+        for user_id in self._watching.pop(index):
+            self._unwatched(index, user_id)
         for holder in self._holders.pop(index):
             holder.cancel()
 
@@ -57,10 +72,15 @@ class Hub:
                 if other != index and user_id in self._watching[other]:
                     channel.send(message)
         elif op == "watch":
-            self._watching[index].add(message["user_id"])
+            user_id = message["user_id"]
+            for other, channel in self._channels.items():
+                if other != index and not self._watched_but_by(other, user_id):
+                    channel.send({"op": "watched", "user_id": user_id})
+            self._watching[index].add(user_id)
             self._reply(index, message, None)
         elif op == "unwatch":
             self._watching[index].discard(message["user_id"])
+            self._unwatched(index, message["user_id"])
         elif op == "count":
             counts, key = self._counts[index], (message["limiter"], message["key"])
             counts[key] += message["delta"]
@@ -86,6 +106,17 @@ class Hub:
         async with self._throttle.checking(message["key"]):
             self._reply(index, message, None)
             await done.wait()
+
+    def _watched_but_by(self, index: int, user_id: int) -> bool:
+        """Whether a worker other than ``index`` watches ``user_id``."""
+        return any(user_id in users for other, users in self._watching.items() if other != index)
+
+    def _unwatched(self, index: int, user_id: int) -> None:
+        """Worker ``index`` watches ``user_id`` no more: tell each other worker for
+        which no worker but itself watches it now."""
+        for other, channel in self._channels.items():
+            if other != index and not self._watched_but_by(other, user_id):
+                channel.send({"op": "unwatched", "user_id": user_id})
 
     def _reply(self, index: int, message: Message, value: object) -> None:
         self._channels[index].send({"op": "reply", "id": message["id"], "value": value})

@@ -203,7 +203,9 @@ class Supervisor:
             process.send_signal(signal.SIGTERM)
         channel = await Channel.open(ours)
         sockets = {key: [sock.fileno() for sock in s] for key, s in self._sockets.items()}
-        channel.send({"index": index, "sockets": sockets})
+        # What the others watch, taken with no wait before it joins (see hub).
+        watched = self._hub.watched_elsewhere(index)
+        channel.send({"index": index, "sockets": sockets, "watched": watched})
         self._hub.join(index, channel)
         try:
             while (message := await channel.receive()) is not None:

@@ -8,8 +8,8 @@ import asyncio
 import itertools
 import logging
 import socket
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Hashable
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,28 +18,59 @@ from lightmail.config import Settings
 from lightmail.errors import TemporaryFailure
 from lightmail.net.limits import ConnectionLimiter, count_across_node
 from lightmail.net.listener import inherit_sockets
-from lightmail.notify.bus import ChangeEvent, InProcessNotificationBus, Subscription
+from lightmail.notify.bus import ChangeEvent, ChangeKind, InProcessNotificationBus, Subscription
 from lightmail.workers.channel import Channel, ChannelError, Message
 
 log = logging.getLogger(__name__)
 
 
+_PASSED_OVER = 10_000  # users whose last unsent events a worker keeps
+
+
 class RelayedNotificationBus(InProcessNotificationBus):
-    """Delivers an event to this process's subscribers and sends it to the
-    supervisor, which relays it to the other workers that have a subscriber for
-    its user: a subscription here makes the supervisor "watch" the user for
-    this worker, and its last one ends that."""
+    """Delivers an event to this process's subscribers and, when another worker
+    watches its user, sends it to the supervisor, which relays it to the workers
+    that do: a subscription here makes the supervisor "watch" the user for this
+    worker, and its last one ends that (see :mod:`lightmail.workers.hub`).
+
+    An event of a user nobody else watches is not sent, but its user's last
+    events (one per mailbox and kind: a session takes each as a hint to look)
+    are kept, for up to ``_PASSED_OVER`` users: when another worker starts to
+    watch the user, they are sent then. A session there that read its mailbox
+    just before this worker heard of the watch hears of a change made meanwhile.
+    """
 
     description = "in-process, relayed between workers by the supervisor"
 
-    def __init__(self, link: SupervisorLink) -> None:
+    def __init__(self, link: SupervisorLink, watched: Iterable[int]) -> None:
         super().__init__()
         self._link = link
         self._watches: dict[int, asyncio.Task[Any]] = {}  # by user: the supervisor's ack
+        self._watched = set(watched)  # users another worker watches
+        # By user, the least recently passed over first.
+        self._passed: OrderedDict[int, dict[tuple[int | None, ChangeKind], ChangeEvent]]
+        self._passed = OrderedDict()
 
     async def publish(self, event: ChangeEvent) -> None:
         await super().publish(event)
-        self._link.send({"op": "event", "event": event.to_dict()})
+        if event.user_id in self._watched:
+            self._link.send({"op": "event", "event": event.to_dict()})
+            return
+        events = self._passed.pop(event.user_id, None) or {}
+        events[(event.mailbox_id, event.kind)] = event
+        self._passed[event.user_id] = events
+        if len(self._passed) > _PASSED_OVER:
+            self._passed.popitem(last=False)
+
+    def watched(self, user_id: int) -> None:
+        """Another worker watches ``user_id`` now: send the events kept of it."""
+        self._watched.add(user_id)
+        for event in self._passed.pop(user_id, {}).values():
+            self._link.send({"op": "event", "event": event.to_dict()})
+
+    def unwatched(self, user_id: int) -> None:
+        """No other worker watches ``user_id`` now."""
+        self._watched.discard(user_id)
 
     async def relayed(self, event: ChangeEvent) -> None:
         """An event another worker published."""
@@ -163,9 +194,9 @@ class RelayedLoginThrottle:
 class SupervisorLink:
     """This worker's channel to its supervisor (:class:`lightmail.runtime.Supervised`)."""
 
-    def __init__(self, index: int, channel: Channel) -> None:
+    def __init__(self, index: int, channel: Channel, watched: Iterable[int]) -> None:
         self.index = index
-        self.bus = RelayedNotificationBus(self)
+        self.bus = RelayedNotificationBus(self, watched)
         self.throttle = RelayedLoginThrottle(self)
         self._channel = channel
         self._others: defaultdict[str, Counter[str]] = defaultdict(Counter)  # by limiter
@@ -216,6 +247,10 @@ class SupervisorLink:
                 reply.set_result(message["value"])
         elif op == "event":
             await self.bus.relayed(ChangeEvent.from_dict(message["event"]))
+        elif op == "watched":
+            self.bus.watched(message["user_id"])
+        elif op == "unwatched":
+            self.bus.unwatched(message["user_id"])
         elif op == "count":
             counts = self._others[message["limiter"]]
             counts[message["key"]] += message["delta"]
@@ -232,6 +267,6 @@ async def run_worker(settings: Settings, channel_fd: int) -> None:
     inherit_sockets(
         {key: [socket.socket(fileno=fd) for fd in fds] for key, fds in setup["sockets"].items()}
     )
-    link = SupervisorLink(setup["index"], channel)
+    link = SupervisorLink(setup["index"], channel, setup["watched"])
     count_across_node(link)
     await runtime.serve(settings, link)
