@@ -54,7 +54,7 @@ class RelayedNotificationBus(InProcessNotificationBus):
     async def publish(self, event: ChangeEvent) -> None:
         await super().publish(event)
         if event.user_id in self._watched:
-            self._link.send({"op": "event", "event": event.to_dict()})
+            self._send(event)
             return
         events = self._passed.pop(event.user_id, None) or {}
         events[(event.mailbox_id, event.kind)] = event
@@ -66,11 +66,14 @@ class RelayedNotificationBus(InProcessNotificationBus):
         """Another worker watches ``user_id`` now: send the events kept of it."""
         self._watched.add(user_id)
         for event in self._passed.pop(user_id, {}).values():
-            self._link.send({"op": "event", "event": event.to_dict()})
+            self._send(event)
 
     def unwatched(self, user_id: int) -> None:
         """No other worker watches ``user_id`` now."""
         self._watched.discard(user_id)
+
+    def _send(self, event: ChangeEvent) -> None:
+        self._link.send({"op": "event", "event": event.to_dict()})
 
     async def relayed(self, event: ChangeEvent) -> None:
         """An event another worker published."""
