@@ -18,4 +18,9 @@ uv() { if command -v uv >/dev/null 2>&1; then command uv "$@"; else python3 -m u
 
 groups=()
 [ "${1:-}" = "--dev" ] && groups=(--group dev) || groups=(--no-dev)
-uv sync --locked --quiet "${groups[@]}"
+# With bytecode compiled here, a process need not compile every module it
+# imports each time it starts: where PYTHONDONTWRITEBYTECODE is set (container
+# images and CI machines often set it) nothing would ever be cached, and the
+# server's imports alone took 4.4 s of CPU at each start instead of 1.4 s.
+uv sync --locked --quiet --compile-bytecode "${groups[@]}"
+uv run --no-sync python -m compileall -q src >/dev/null
