@@ -132,6 +132,18 @@ class DirectConnection:
         future = self._last = self._executor.submit(call, *args)
         return await asyncio.wrap_future(future)
 
+    async def start(self, sql: str) -> None:
+        """Run ``sql``, a BEGIN: as :meth:`begin` for a writer, at once for a reader
+        (a read transaction waits for no one)."""
+        cursor = self._conn.cursor()
+        try:
+            if self._executor is None:
+                cursor.execute(sql)
+            else:
+                await self.begin(cursor, sql, ())
+        finally:
+            cursor.close()
+
     async def begin(self, cursor: sqlite3.Cursor, sql: str, parameters: Sequence[Any]) -> None:
         """Run a BEGIN without blocking the loop (see the module's docstring): at
         once, or tried again every :data:`_BEGIN_RETRY` while another process holds

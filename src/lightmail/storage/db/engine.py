@@ -46,6 +46,7 @@ from sqlalchemy import Connection, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
+from sqlalchemy.util import await_only
 
 from lightmail.errors import CommitOutcomeUnknown, TemporaryFailure, TransactionConflict
 from lightmail.metrics import (
@@ -452,7 +453,15 @@ def _configure_sqlite(engine: AsyncEngine, begin: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+        # Straight to the driver: through exec_driver_sql, a BEGIN cost a fifth of
+        # an empty write transaction's CPU.
+        direct = conn.connection.driver_connection
+        if not isinstance(direct, DirectConnection):
+            raise TypeError(f"not a direct SQLite connection: {direct!r}")
+        try:
+            await_only(direct.start(begin))
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance(begin, {}, error, sqlite3.Error) from error
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
