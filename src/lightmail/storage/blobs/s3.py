@@ -13,9 +13,8 @@ the credentials.
 
 Incomplete multipart uploads (a put whose process was killed) are invisible to
 :meth:`S3BlobStore.list` and cost storage until aborted. obstore cannot list
-them, so :meth:`S3BlobStore.sweep_incomplete` goes through botocore:
-ListMultipartUploads under the store's prefix, then AbortMultipartUpload for
-each one initiated before the cutoff.
+them, so :meth:`S3BlobStore.sweep_incomplete` goes through botocore
+(:mod:`lightmail.storage.blobs.s3_uploads`, imported by the first sweep).
 """
 
 from __future__ import annotations
@@ -25,15 +24,11 @@ import builtins
 import hashlib
 import os
 import re
-import threading
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-import botocore.session
-from botocore.config import Config as BotocoreConfig
-from botocore.exceptions import BotoCoreError, ClientError
 from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
@@ -51,6 +46,8 @@ from lightmail.storage.blobs.base import (
 if TYPE_CHECKING:
     from obstore import GetResult, ObjectMeta
     from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
+
+    from lightmail.storage.blobs.s3_uploads import UploadSweeper
 
 _PART_SIZE = 5 * 1024 * 1024  # S3's smallest part; also the single-PUT threshold
 _PART_CONCURRENCY = 2
@@ -74,12 +71,6 @@ _RETRY: RetryConfig = {
         "base": 2,
     },
 }
-_CONTROL_CONFIG = BotocoreConfig(
-    s3={"addressing_style": "path"},
-    connect_timeout=5,
-    read_timeout=30,
-    retries={"max_attempts": 2, "mode": "standard"},  # the GC tries again next run
-)
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
 _REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 _USERINFO = re.compile(r"//[^/@\s]*@")
@@ -98,7 +89,15 @@ class S3BlobStore(TimedBlobStore):
     credentials, then EC2 instance metadata. ``~/.aws`` files are not read.
     """
 
-    __slots__ = ("_endpoint", "_secrets", "_store", "_uploads", "_where", "description")
+    __slots__ = (
+        "_endpoint",
+        "_secrets",
+        "_store",
+        "_sweeper",
+        "_uploads",
+        "_where",
+        "description",
+    )
     backend = "s3"
     # Each read waits a round trip: SeaweedFS on loopback answers a 10 KiB GET in
     # about 1 ms alone, 0.5 ms each with four in flight.
@@ -144,20 +143,22 @@ class S3BlobStore(TimedBlobStore):
         )
         self._endpoint = shown
         self._where = f"{bucket}/{'/'.join(names)}" if names else bucket
-        self._uploads = _UploadSweeper(
-            bucket,
-            "".join(f"{name}/" for name in names),
-            endpoint=endpoint or None,
-            region=region,
-            access_key=access_key or None,
-            secret_key=secret_key or None,
-        )
+        # What the sweeper of incomplete uploads is made with, at the first sweep.
+        self._sweeper: dict[str, Any] = {
+            "bucket": bucket,
+            "prefix": "".join(f"{name}/" for name in names),
+            "endpoint": endpoint or None,
+            "region": region,
+            "access_key": access_key or None,
+            "secret_key": secret_key or None,
+        }
+        self._uploads: UploadSweeper | None = None
         self._secrets = tuple(s for s in (access_key, secret_key) if s)
         self.description = f"s3 {shown} {self._where}"
 
     async def close(self) -> None:
         # obstore's client has nothing to close; its pool idles out.
-        if self._uploads.opened:
+        if self._uploads is not None and self._uploads.opened:
             await asyncio.to_thread(self._uploads.close)
 
     # -- internals ---------------------------------------------------------------
@@ -194,9 +195,14 @@ class S3BlobStore(TimedBlobStore):
     async def _sweep(self, older_than: datetime, dry_run: bool) -> int:
         """Abort the multipart uploads under this store's prefix (the whole bucket
         without one) initiated before ``older_than``."""
+        # botocore takes 0.13 s to import: only a process that sweeps pays it.
+        from lightmail.storage.blobs import s3_uploads
+
+        if self._uploads is None:
+            self._uploads = s3_uploads.UploadSweeper(**self._sweeper)
         try:
             return await asyncio.to_thread(self._uploads.sweep, older_than, dry_run)
-        except (BotoCoreError, ClientError) as exc:
+        except s3_uploads.ERRORS as exc:
             raise TemporaryFailure(
                 f"S3 sweep of incomplete uploads failed at {self._endpoint} "
                 f"bucket {self._where}: {self._reason(exc)}"
@@ -304,79 +310,6 @@ class _StaticCredentials:
 
     def __repr__(self) -> str:
         return "_StaticCredentials(...)"
-
-
-class _UploadSweeper:
-    """Lists and aborts incomplete multipart uploads with a botocore S3 client.
-
-    The client is made on first use (it takes a moment to load) and used from
-    worker threads; botocore clients are thread-safe. Credentials: the keys
-    given, else botocore's own chain (the AWS variables, ``~/.aws`` files, web
-    identity, container and instance roles).
-    """
-
-    __slots__ = ("_bucket", "_client", "_lock", "_options", "_prefix")
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str,
-        *,
-        endpoint: str | None,
-        region: str,
-        access_key: str | None,
-        secret_key: str | None,
-    ) -> None:
-        self._bucket = bucket
-        self._prefix = prefix
-        self._options: dict[str, Any] = {
-            "region_name": region,
-            "endpoint_url": endpoint,
-            "aws_access_key_id": access_key,
-            "aws_secret_access_key": secret_key,
-            "config": _CONTROL_CONFIG,
-        }
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def sweep(self, older_than: datetime, dry_run: bool) -> int:
-        client = self._get_client()
-        aborted = 0
-        pages = client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self._bucket, Prefix=self._prefix
-        )
-        for page in pages:
-            for upload in page.get("Uploads", ()):
-                if upload["Initiated"] >= older_than:
-                    continue
-                if not dry_run:
-                    try:
-                        client.abort_multipart_upload(
-                            Bucket=self._bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                        )
-                    except ClientError as exc:
-                        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                            raise
-                        continue  # completed or aborted meanwhile (another node's sweep)
-                aborted += 1
-        return aborted
-
-    @property
-    def opened(self) -> bool:
-        return self._client is not None
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    def _get_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                session = botocore.session.get_session()
-                self._client = session.create_client("s3", **self._options)
-            return self._client
 
 
 class _Tally:
