@@ -1,7 +1,9 @@
 """Incomplete multipart uploads of an S3 bucket, listed and aborted through botocore.
 
 obstore, through which :class:`~lightmail.storage.blobs.s3.S3BlobStore` does
-everything else, cannot list them. :meth:`S3BlobStore.sweep_incomplete
+everything else, cannot list them. A sweep is ListMultipartUploads under the
+store's prefix, then AbortMultipartUpload for each one initiated before the
+cutoff. :meth:`S3BlobStore.sweep_incomplete
 <lightmail.storage.blobs.s3.S3BlobStore.sweep_incomplete>` imports this module
 the first time it runs: botocore takes 0.13 s to import, which every process
 start paid before, S3 or not.
