@@ -89,7 +89,7 @@ class RedisSessionLimiter:
             return int(await self._admit(keys=[name], args=[self.limit, lease, member]))
 
         try:
-            admitted = await self._state.call(admit)
+            admitted = await self._state.decide(admit)
         except BaseException:
             self.local.release(key)
             raise

@@ -94,12 +94,20 @@ class SharedRedis:
         with contextlib.suppress(*_FAILURES):
             await self.redis.aclose()
 
+    async def decide(self, command: Callable[[Redis], Awaitable[_T]]) -> _T | None:
+        """:meth:`call` for a decision (admit a session, throttle a login): when
+        Redis is unreachable the caller decides on its own counts, and that is
+        counted (``lightmail_cluster_fallbacks_total``)."""
+        result = await self.call(command)
+        if result is None:
+            CLUSTER_FALLBACKS.inc()
+        return result
+
     async def call(self, command: Callable[[Redis], Awaitable[_T]]) -> _T | None:
-        """Run ``command`` on Redis; None when Redis is unreachable (the caller then
-        decides on its own counts)."""
+        """Run ``command`` on Redis; None when Redis is unreachable. ``command``
+        returns something else than None."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._skip_until:
-            CLUSTER_FALLBACKS.inc()
             return None
         try:
             async with asyncio.timeout(_TIMEOUT):
@@ -109,7 +117,6 @@ class SharedRedis:
                 error, "connection caps and login throttling count this node only until it is back"
             )
             self._skip_until = loop.time() + _BACKOFF
-            CLUSTER_FALLBACKS.inc()
             return None
         self._outage.up("connection caps and login throttling count the whole cluster")
         return result

@@ -86,4 +86,4 @@ class RedisLoginThrottle:
             failures, last, now = await self._read(keys=[self.key(key)])
             return int(failures), int(last), int(now)
 
-        return await self._state.call(read)
+        return await self._state.decide(read)
