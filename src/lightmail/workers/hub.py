@@ -59,7 +59,7 @@ class Hub:
             self._others(index, {"op": "count", "limiter": limiter, "key": key, "delta": -count})
         del self._checks[index]
         for user_id in self._watching.pop(index):
-            self._unwatched(index, user_id)
+            self._tell_others(index, "unwatched", user_id)
         for holder in self._holders.pop(index):
             holder.cancel()
 
@@ -72,15 +72,12 @@ class Hub:
                 if other != index and user_id in self._watching[other]:
                     channel.send(message)
         elif op == "watch":
-            user_id = message["user_id"]
-            for other, channel in self._channels.items():
-                if other != index and not self._watched_but_by(other, user_id):
-                    channel.send({"op": "watched", "user_id": user_id})
-            self._watching[index].add(user_id)
+            self._tell_others(index, "watched", message["user_id"])
+            self._watching[index].add(message["user_id"])
             self._reply(index, message, None)
         elif op == "unwatch":
             self._watching[index].discard(message["user_id"])
-            self._unwatched(index, message["user_id"])
+            self._tell_others(index, "unwatched", message["user_id"])
         elif op == "count":
             counts, key = self._counts[index], (message["limiter"], message["key"])
             counts[key] += message["delta"]
@@ -111,12 +108,14 @@ class Hub:
         """Whether a worker other than ``index`` watches ``user_id``."""
         return any(user_id in users for other, users in self._watching.items() if other != index)
 
-    def _unwatched(self, index: int, user_id: int) -> None:
-        """Worker ``index`` watches ``user_id`` no more: tell each other worker for
-        which no worker but itself watches it now."""
+    def _tell_others(self, index: int, op: str, user_id: int) -> None:
+        """Worker ``index`` starts (``watched``, before it counts) or stops
+        (``unwatched``, after) watching ``user_id``: tell each other worker for
+        which no worker but itself watches it apart from ``index``, since for
+        that one it is the first watcher elsewhere, or the last gone."""
         for other, channel in self._channels.items():
             if other != index and not self._watched_but_by(other, user_id):
-                channel.send({"op": "unwatched", "user_id": user_id})
+                channel.send({"op": op, "user_id": user_id})
 
     def _reply(self, index: int, message: Message, value: object) -> None:
         self._channels[index].send({"op": "reply", "id": message["id"], "value": value})
