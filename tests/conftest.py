@@ -25,7 +25,6 @@ from lightmail.mailstore.store import MailStore
 from lightmail.notify.bus import InProcessNotificationBus
 from lightmail.storage.blobs import BlobStore
 from lightmail.storage.blobs.filesystem import FileSystemBlobStore
-from lightmail.storage.blobs.s3 import S3BlobStore
 from lightmail.storage.db.engine import Database
 from tests.support.clamd import Clamd, find_clamd, running_clamd
 from tests.support.galera import GaleraCluster, galera_missing, running_galera
@@ -136,15 +135,8 @@ def own_storage(
 def open_blobs(spec: dict[str, Any]) -> BlobStore:
     if "root" in spec:
         return FileSystemBlobStore(spec["root"])
-    s3 = spec["s3"]
-    return S3BlobStore(
-        s3.bucket,
-        spec["prefix"],
-        endpoint=s3.endpoint,
-        region=s3.region,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-    )
+    s3: S3Server = spec["s3"]
+    return s3.blob_store(spec["prefix"])
 
 
 _UNTHROTTLED = dataclasses.replace(AUTH_DEFAULTS, failure_delay=0.0, throttle_after=1000)

@@ -144,7 +144,7 @@ _STORAGE_BUCKETS = (
 )  # fmt: skip
 BLOB_SECONDS = Histogram(
     "lightmail_blob_seconds",
-    "Blob store operations by backend (filesystem, s3) and operation, failed ones "
+    "Blob store operations by backend (filesystem, s3, cache) and operation, failed ones "
     "included. put: until the blob is durable, less the time spent waiting for the "
     "message to arrive from the client; get and get_range: until the first chunk "
     "(time to first byte), so a slow reader does not count; delete: one batch of keys; "
@@ -187,6 +187,17 @@ LOST_COMMITS = Counter(
     "success), rolled_back (a temporary failure), unknown (the database was still down: "
     "a temporary failure). The blob is kept for the orphan sweep unless committed.",
     ["outcome"],
+)
+BLOB_CACHE_READS = Counter(
+    "lightmail_blob_cache_reads",
+    "Reads of S3 blobs with [blobs] cache_folder set, by result: hit (read from the "
+    "node's copy) or miss (read from S3). A copy that could not be read is a miss, and "
+    'an error of lightmail_blob_errors{backend="cache"}.',
+    ["result"],
+)
+BLOB_CACHE_EVICTED = Counter(
+    "lightmail_blob_cache_evicted",
+    "Copies deleted from the blob cache folder to keep it within [blobs] cache_size.",
 )
 BLOBS_MISSING = Counter(
     "lightmail_blobs_missing",

@@ -37,7 +37,7 @@ from lightmail.metrics import NOTIFY_CONNECTED
 from lightmail.net.tls import server_context
 from lightmail.notify.bus import InProcessNotificationBus, NotificationBus
 from lightmail.pop3.server import Pop3Server
-from lightmail.storage.blobs import BlobStore, open_blob_store
+from lightmail.storage.blobs import BlobStore, CachedBlobStore, open_blob_store
 from lightmail.storage.db.engine import Database
 from lightmail.storage.health import StorageHealth
 
@@ -138,6 +138,8 @@ async def open_node(
             raise ConfigError(
                 "blobs", "url", settings.blobs.url, f"file:PATH or s3://BUCKET/PREFIX ({error})"
             ) from None
+        if settings.blobs.cache_folder is not None:
+            blobs = CachedBlobStore(blobs, settings.blobs.cache_folder, settings.blobs.cache_size)
         bus = await _open_bus(settings, supervisor)
         limits = KeywordLimits(
             per_mailbox=settings.imap.max_keywords_per_mailbox,

@@ -21,6 +21,7 @@ from lightmail.errors import TemporaryFailure
 from lightmail.storage.blobs import (
     BlobNotFound,
     BlobStore,
+    CachedBlobStore,
     FileSystemBlobStore,
     S3BlobStore,
     new_blob_key,
@@ -31,20 +32,15 @@ from tests.support.s3server import S3Server
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+@pytest.fixture(params=["filesystem", "s3", "s3-cached"])
 def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    """Each backend; ``s3-cached``: S3 with copies in a local folder (1 MiB of them)."""
     if request.param == "filesystem":
         yield FileSystemBlobStore(tmp_path / "blobs")
         return
     s3: S3Server = request.getfixturevalue("s3_server")
-    yield S3BlobStore(
-        s3.bucket,
-        f"t-{uuid.uuid4().hex[:12]}",
-        endpoint=s3.endpoint,
-        region=s3.region,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-    )
+    remote = s3.blob_store(f"t-{uuid.uuid4().hex[:12]}")
+    yield remote if request.param == "s3" else CachedBlobStore(remote, tmp_path / "cache", MiB)
 
 
 @pytest.fixture

@@ -281,6 +281,44 @@ async def test_metrics_count_the_connections_of_both_workers(
             await client.close()
 
 
+@pytest.mark.parametrize("backend_name", ["mariadb"])
+async def test_the_workers_read_the_copies_of_s3_blobs_and_a_node_starts_with_none(
+    storage: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``[blobs] cache_folder``: a message one worker delivered, the other reads from
+    its copy (pausing each in turn), and the copies of an earlier run are gone at
+    start (one could be short after a crash)."""
+    cache = tmp_path / "cache"
+    env = {**storage_env(*storage), "LIGHTMAIL_BLOBS_CACHE_FOLDER": str(cache)}
+    earlier = cache / "copies" / "eml" / "00" / "earlier.eml"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"short")
+    async with two_workers(tmp_path, env) as (served, address, pids, _):
+        assert not earlier.exists()
+        deadline = time.monotonic() + 10
+        while any(path.name.startswith(".stale-") for path in cache.iterdir()):
+            assert time.monotonic() < deadline, list(cache.iterdir())
+            await asyncio.sleep(0.05)
+        with paused(pids[1]):
+            lmtp = await lmtp_session(served.port("lmtp"))
+            await deliver(lmtp, address)
+            await lmtp.close()
+        (copy,) = [path for path in cache.rglob("*.eml") if path.is_file()]
+        assert copy.read_bytes().endswith(MESSAGE)  # after the Return-Path and Received
+        with paused(pids[0]):
+            pop3 = await Client.connect(served.port("pop3"))
+            await pop3.until(b"+OK")
+            await pop3.command(f"USER {address}".encode(), b"+OK")
+            await pop3.command(f"PASS {PASSWORD}".encode(), b"+OK")
+            retr = await pop3.command(b"RETR 1", b".\r\n")
+            await pop3.close()
+        assert MESSAGE in b"".join(retr)
+        api = served.port("api")
+        assert node_metric(api, 'lightmail_blob_cache_reads_total{result="hit"}') == 1
+        assert node_metric(api, 'lightmail_blob_cache_reads_total{result="miss"}') == 0
+    assert "blob cache" not in served.log  # no copy failed
+
+
 def test_a_worker_that_cannot_start_stops_the_node_with_its_status(tmp_path: Path) -> None:
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     env = {

@@ -198,14 +198,7 @@ async def start_rig(
         connect_timeout=settings.database.connect_timeout,
         commit_check_timeout=settings.database.commit_check_timeout,
     )
-    blobs = S3BlobStore(
-        s3.bucket,
-        f"f-{uuid.uuid4().hex[:12]}",
-        endpoint=s3.endpoint,
-        region=s3.region,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-    )
+    blobs = s3.blob_store(f"f-{uuid.uuid4().hex[:12]}")
     store = MailStore(db, blobs, InProcessNotificationBus())
     accounts = Accounts(store)
     domain = f"d{uuid.uuid4().hex[:8]}.example"

@@ -27,6 +27,8 @@ import obstore
 from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
+from lightmail.storage.blobs import S3BlobStore
+
 _READY_TIMEOUT = 60.0  # seconds; SeaweedFS usually answers after ~4 s
 _PORT_NAMES = (
     "master.port",
@@ -59,6 +61,17 @@ class S3Server:
         request = urllib.request.Request(url, method="PUT")  # noqa: S310 - checked above
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
+
+    def blob_store(self, prefix: str) -> S3BlobStore:
+        """LightMail's store of the blobs under ``prefix`` in this server's bucket."""
+        return S3BlobStore(
+            self.bucket,
+            prefix,
+            endpoint=self.endpoint,
+            region=self.region,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+        )
 
     def _store(self, bucket: str) -> S3Store:
         return S3Store(

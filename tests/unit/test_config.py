@@ -718,6 +718,20 @@ def test_pairs_need_both(tmp_path: Path, section: str, given: str, missing: str)
     assert str(caught.value).endswith(f"expected a value when {given} is set")
 
 
+def test_a_blob_cache_is_only_for_s3(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, "[blobs]\nurl = s3://mail\ncache_folder = copies\n")
+    assert (settings.blobs.cache_folder, settings.blobs.cache_size) == (
+        tmp_path / "copies",
+        1 << 30,
+    )
+    assert load_text(tmp_path, "").blobs.cache_folder is None
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, "[blobs]\ncache_folder = copies\n")
+    error = caught.value
+    assert (error.section, error.key) == ("blobs", "cache_folder")
+    assert str(error).endswith("expected empty unless url is s3://")
+
+
 def test_keywords_per_message_cannot_exceed_per_mailbox(tmp_path: Path) -> None:
     settings = load_text(
         tmp_path, "[imap]\nmax_keywords_per_mailbox = 20\nmax_keywords_per_message = 20\n"

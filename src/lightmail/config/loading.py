@@ -137,6 +137,11 @@ def _build(values: dict[str, dict[str, Any]], data_dir: Path, path: Path | None)
     )
     values["blobs"]["url"] = values["blobs"]["url"] or f"file:{data_dir / 'blobs'}"
     _check_pair(values, "blobs", "access_key", "secret_key")
+    blobs = values["blobs"]
+    if blobs["cache_folder"] is not None and not blobs["url"].startswith("s3://"):
+        raise ConfigError(
+            "blobs", "cache_folder", str(blobs["cache_folder"]), "empty unless url is s3://"
+        )
     _check_pair(values, "tls", "cert", "key")
     _check_order(values, "auth", "throttle_delay", "throttle_max_delay")
     _check_order(values, "auth", "throttle_max_delay", "throttle_reset")

@@ -47,6 +47,7 @@ from lightmail.config.values import (
     choice,
     duration_between,
     integer,
+    size_between,
 )
 
 
@@ -132,6 +133,16 @@ class BlobsSettings:
     )
     secret_key: str = declare(
         "", TEXT, "S3 secret key; set with access_key or not at all.", secret=True
+    )
+    # absolute; None: no cache (it is refused with a file: URL)
+    cache_folder: Path | None = declare(
+        "",
+        OPTIONAL_PATH.saying("a directory path, or empty for no cache"),
+        "With s3://: a local folder keeping copies of messages up to 1 MiB, read "
+        "instead of S3; empty: no cache.",
+    )
+    cache_size: int = declare(
+        "1G", size_between(1 << 20, 1 << 50), "How much the cache folder holds at most."
     )
 
     @property

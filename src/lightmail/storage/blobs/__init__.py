@@ -20,6 +20,7 @@ from lightmail.storage.blobs.base import (
     validate_key,
     validate_prefix,
 )
+from lightmail.storage.blobs.cache import CachedBlobStore, empty_cache
 from lightmail.storage.blobs.filesystem import FileSystemBlobStore
 from lightmail.storage.blobs.s3 import S3BlobStore
 
@@ -32,10 +33,12 @@ __all__ = [
     "BlobInfo",
     "BlobNotFound",
     "BlobStore",
+    "CachedBlobStore",
     "FileSystemBlobStore",
     "PutResult",
     "S3BlobStore",
     "blob_key_time",
+    "empty_cache",
     "new_blob_key",
     "open_blob_store",
     "validate_key",

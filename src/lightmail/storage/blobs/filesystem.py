@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, ParamSpec, TypeVar
+from typing import IO, ClassVar, ParamSpec, TypeVar
 
 from lightmail.errors import TemporaryFailure
 from lightmail.storage.blobs._timed import TimedBlobStore
@@ -55,6 +55,9 @@ class FileSystemBlobStore(TimedBlobStore):
     __slots__ = ("_root", "_root_text", "description")
     backend = "filesystem"
     read_ahead = 0  # a read of a cached file does not even leave the event loop
+    # False: a put returns once the file has its name, unsynced (copies that may be
+    # lost: lightmail.storage.blobs.cache)
+    durable: ClassVar[bool] = True
 
     def __init__(self, root: Path) -> None:
         self._root = root.absolute()
@@ -176,8 +179,8 @@ class FileSystemBlobStore(TimedBlobStore):
             with contextlib.suppress(ValueError):
                 walker.close()
 
-    @staticmethod
     def _commit(
+        self,
         file: IO[bytes] | None,
         temp: Path,
         final: Path,
@@ -185,12 +188,19 @@ class FileSystemBlobStore(TimedBlobStore):
         batch: builtins.list[bytes],
     ) -> None:
         file = _write(file, temp, digest, batch)
-        file.flush()
         try:
-            os.replace(temp, final)
-        except FileNotFoundError:  # the shard directory's first blob
-            _ensure_dir(final.parent)
-            os.replace(temp, final)
+            file.flush()
+            try:
+                os.replace(temp, final)
+            except FileNotFoundError:  # the shard directory's first blob
+                _ensure_dir(final.parent)
+                os.replace(temp, final)
+        except BaseException:
+            file.close()  # put() removes the temporary file
+            raise
+        if not self.durable:
+            file.close()
+            return
         # Renamed before the fsync, so that on ext4 with its journal the one
         # journal commit the file's fsync makes also holds its new name, and the
         # directory's fsync finds nothing left to do: one commit per blob, not
