@@ -362,7 +362,11 @@ def services_line(before: Mapping[str, float], after: Mapping[str, float], count
     )
 
 
-BACKEND_NAMES = {"sqlite": "SQLite + filesystem", "s3": "MariaDB + SeaweedFS"}
+BACKEND_NAMES = {
+    "sqlite": "SQLite + filesystem",
+    "s3": "MariaDB + SeaweedFS",
+    "s3-copies": "MariaDB + SeaweedFS + local copies",  # [blobs] cache_folder
+}
 
 
 def workers_list(text: str) -> list[str]:

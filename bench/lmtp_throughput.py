@@ -8,6 +8,8 @@ Throughput: Postfix's ``smtp-source -L`` (Debian's ``postfix`` package) sends
 
 - LightMail on SQLite + filesystem, without and with clamd,
 - LightMail on MariaDB + SeaweedFS, without and with clamd,
+- with ``--backend s3-copies`` (or ``all``), the same with ``[blobs]
+  cache_folder``: each delivery also writes a local copy,
 - Dovecot's LMTP (``dovecot-lmtpd``, configured in a temporary folder,
   maildir, users in a passwd-file),
 
@@ -650,7 +652,9 @@ async def peak_rss(target: Target, size: int) -> None:
 
 
 def lightmail_variants(args: argparse.Namespace) -> list[tuple[str, bool]]:
-    backends = ["sqlite", "s3"] if args.backend == "both" else [args.backend]
+    backends = {"both": ["sqlite", "s3"], "all": ["sqlite", "s3", "s3-copies"]}.get(
+        args.backend, [args.backend]
+    )
     clamd = {"off": [False], "on": [True], "both": [False, True]}[args.antivirus]
     return [(backend, with_clamd) for backend in backends for with_clamd in clamd]
 
@@ -670,10 +674,12 @@ async def run(args: argparse.Namespace, smtp_source: Path | None, seaweed: S3Ser
             name = lightmail_name(backend, workers, " + clamd" if with_clamd else "")
             env = {**base_env, "LIGHTMAIL_SERVER_WORKERS": workers}
             mysql_url = None
-            if backend == "s3":
+            if backend.startswith("s3"):
                 assert seaweed is not None
                 env.update(s3_env(args.mysql_url, seaweed))
                 mysql_url = args.mysql_url
+            if backend == "s3-copies":
+                env["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
             with contextlib.ExitStack() as stack:
                 if with_clamd:
                     clamd_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -765,7 +771,12 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=100, help="recipients (100)")
     parser.add_argument("--size", type=parse_size, default=10240, help="payload bytes (10240)")
-    parser.add_argument("--backend", choices=["sqlite", "s3", "both"], default="both")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "s3", "s3-copies", "both", "all"],
+        default="both",
+        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
+    )
     parser.add_argument(
         "--antivirus",
         choices=["off", "on", "both"],
@@ -813,7 +824,7 @@ def main() -> None:
             parser.error("clamd not found: apt-get install clamav-daemon (or --antivirus off)")
         if args.dovecot and (missing := dovecot_missing("lmtp")) is not None:
             parser.error(f"{missing} (or --no-dovecot)")
-    needs_s3 = (not args.only_rss and args.backend in ("s3", "both")) or (
+    needs_s3 = (not args.only_rss and args.backend != "sqlite") or (
         args.rss_size > 0 and args.rss_backend == "s3"
     )
     if needs_s3 and not mariadb_listening():

@@ -24,6 +24,10 @@ messages:
 - LightMail on MariaDB + SeaweedFS (``--backend s3``; the ``lightmail_bench``
   database on 127.0.0.1:3306, created if missing, tables dropped and
   re-created; ``--mysql-url`` chooses another),
+- the same with ``[blobs] cache_folder`` (``--backend s3-copies``): the
+  server starts with no copies, so the timed runs are made twice, "first
+  read" (each RETR reads S3 and writes a copy) and "read again" (each RETR
+  reads its copy), as for mail read soon after this node delivered it,
 - Dovecot's POP3 (``dovecot-pop3d``, configured in a temporary folder,
   maildir; ``--no-dovecot`` leaves it out).
 
@@ -38,6 +42,7 @@ Dovecot's.
 
     uv run python bench/pop3_retr.py                      # both backends + Dovecot
     uv run python bench/pop3_retr.py --backend sqlite --no-dovecot
+    uv run python bench/pop3_retr.py --backend all        # and MariaDB + SeaweedFS + copies
     uv run python bench/pop3_retr.py --backend s3 --workers 1,2,auto
     uv run python bench/pop3_retr.py --messages 5000 --connections 50
 """
@@ -54,7 +59,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lightmail.config import load_settings
@@ -486,17 +491,26 @@ def summary(layout: Layout, results: Mapping[str, tuple[str, dict[int, Run]]]) -
 async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     layout = Layout(args.messages, args.connections, args.size)
     results: dict[str, tuple[str, dict[int, Run]]] = {}
-    backends = ["sqlite", "s3"] if args.backend == "both" else [args.backend]
+    backends = {"both": ["sqlite", "s3"], "all": ["sqlite", "s3", "s3-copies"]}.get(
+        args.backend, [args.backend]
+    )
     for workers, backend in [(w, b) for w in args.workers for b in backends]:
         key, name = f"{backend}, workers {workers}", lightmail_name(backend, workers)
         env = {"LIGHTMAIL_SERVER_WORKERS": workers}
         mysql_url = None
-        if backend == "s3":
+        if backend.startswith("s3"):
             assert seaweed is not None
             env.update(s3_env(args.mysql_url, seaweed))
             mysql_url = args.mysql_url
+        copies = backend == "s3-copies"
+        if copies:  # the server empties it at start: the first read of each is from S3
+            env["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
+            name = lightmail_name(backend, workers, ", first read")
         async with running_lightmail(key, name, layout, env, mysql_url=mysql_url) as target:
             results[key] = (name, await bench_target(target, layout))
+            if copies:  # the same messages again: each read a copy
+                key, name = f"{key}, again", name.replace("first read", "read again")
+                results[key] = (name, await bench_target(replace(target, name=name), layout))
     if args.dovecot:
         with dovecot_target(layout) as target:
             results["dovecot"] = (target.name, await bench_target(target, layout))
@@ -515,7 +529,12 @@ def main() -> None:
         "--connections", type=int, default=20, help="connections of the concurrent run (20)"
     )
     parser.add_argument("--size", type=int, default=10240, help="bytes per message (10240)")
-    parser.add_argument("--backend", choices=["sqlite", "s3", "both"], default="both")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "s3", "s3-copies", "both", "all"],
+        default="both",
+        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
+    )
     add_workers_option(parser)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
@@ -528,7 +547,7 @@ def main() -> None:
         parser.error("--messages must be at most 1000000")
     if not 400 <= args.size <= 64 << 20:
         parser.error("--size must be from 400 bytes to 64 MiB")
-    if args.backend in ("s3", "both") and not mariadb_listening():
+    if args.backend != "sqlite" and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
     if args.dovecot and (missing := dovecot_missing("pop3")) is not None:
         parser.error(f"{missing} (or --no-dovecot)")
@@ -537,7 +556,7 @@ def main() -> None:
         f"(1 user) and over {args.connections} connections "
         f"({args.connections} users x {args.messages // args.connections})"
     )
-    if args.backend in ("s3", "both"):
+    if args.backend != "sqlite":
         with running_seaweedfs() as seaweed:
             asyncio.run(run(args, seaweed))
     else:

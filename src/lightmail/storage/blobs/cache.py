@@ -12,10 +12,11 @@ whole.
 A copy is only ever a copy:
 
 - S3 stays the only durable place. A put returns once S3 holds the blob, as
-  without a cache; the copy is written after that, without an fsync. A copy
-  that cannot be written or read is logged and counted
-  (``lightmail_blob_errors{backend="cache"}``), never an error of the put or
-  the read: S3 answers instead.
+  without a cache. The copy is written after that, without an fsync, by a
+  task that writes the copies made meanwhile in one trip to a thread: no put
+  or read waits for it. A copy that cannot be written or read is logged and
+  counted (``lightmail_blob_errors{backend="cache"}``), never an error of the
+  put or the read: S3 answers instead.
 - A blob is written once and never changed, so a copy is never stale. A
   deleted blob's copy is deleted with it on this node; another node's copy
   of it is never read again (no row names the key) and goes when it is the
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from lightmail.errors import TemporaryFailure
 from lightmail.metrics import BLOB_CACHE_EVICTED, BLOB_CACHE_READS, labelled
+from lightmail.storage.blobs._timing import BlobTiming
 from lightmail.storage.blobs.base import (
     LIST_PAGE_SIZE,
     BlobInfo,
@@ -52,7 +54,7 @@ from lightmail.storage.blobs.base import (
     validate_key,
     validate_range,
 )
-from lightmail.storage.blobs.filesystem import FileSystemBlobStore
+from lightmail.storage.blobs.filesystem import _TMP_DIR, FileSystemBlobStore, _ensure_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +65,43 @@ _LIVE = "copies"  # the folder's subfolder in use; the rest is left from earlier
 _STALE = ".stale-"  # what empty_cache moved aside, deleted in the background
 _EVICT_EVERY = 16  # a process evicts after adding 1/16 of cache_size ...
 _KEEP = 15 / 16  # ... down to 15/16 of it
+_MAX_PENDING = 64 << 20  # bytes of copies waiting to be written; more are not kept
 _LEFT_BEHIND = timedelta(hours=1)  # a copy half written this long ago was abandoned
 _HIT = labelled(BLOB_CACHE_READS, "hit")
 _MISS = labelled(BLOB_CACHE_READS, "miss")
 
 
 class _Copies(FileSystemBlobStore):
-    """The copies: files as a folder store writes them, but not fsynced."""
+    """The copies: read, listed and deleted as a folder store's files; written by
+    :meth:`write`, many in one trip to a thread, without fsync."""
 
     __slots__ = ()
     backend = "cache"
-    durable = False
+
+    def write(self, copies: Sequence[tuple[str, Sequence[bytes]]]) -> None:
+        """Write each copy whole under its key (blocking: run it in a thread). Each goes
+        through ``.tmp/``, as a put's file does, so that no reader sees part of one;
+        the first OSError ends the batch."""
+        for key, chunks in copies:
+            final = self.path_of(key)
+            temp = self.root / _TMP_DIR / f"{uuid.uuid4().hex}.part"
+            try:
+                try:
+                    file = open(temp, "xb")  # noqa: SIM115 (closed below)
+                except FileNotFoundError:  # the first copy
+                    _ensure_dir(temp.parent, sync=False)
+                    file = open(temp, "xb")  # noqa: SIM115
+                with file:
+                    file.writelines(chunks)
+                try:
+                    os.replace(temp, final)
+                except FileNotFoundError:  # the shard's first copy
+                    _ensure_dir(final.parent, sync=False)
+                    os.replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
 
 
 class CachedBlobStore:
@@ -84,8 +112,11 @@ class CachedBlobStore:
         self._remote = remote
         self._copies = _Copies(folder / _LIVE)
         self._size = size
-        self._added = 0  # bytes of copies written since the last eviction began
-        self._evicting: asyncio.Task[None] | None = None
+        self._added = 0  # bytes of copies written since the last eviction
+        self._pending: dict[str, builtins.list[bytes]] = {}  # copies to write, by key
+        self._pending_size = 0
+        self._in_flight: asyncio.Task[None] | None = None  # the batch being written
+        self._writer: asyncio.Task[None] | None = None  # writes what is pending, evicts
         self.read_ahead = remote.read_ahead  # a miss waits for S3
         self.description = (
             f"{remote.description}, copies in {folder.absolute()} (at most {size >> 20} MiB)"
@@ -94,7 +125,7 @@ class CachedBlobStore:
     async def put(self, key: str, chunks: AsyncIterable[bytes]) -> PutResult:
         copy = _Copy()
         put = await self._remote.put(key, copy.tee(chunks))
-        await self._keep(key, copy)
+        self._keep(key, copy)
         return put
 
     def get(self, key: str) -> AsyncIterator[bytes]:
@@ -113,6 +144,10 @@ class CachedBlobStore:
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         await self._remote.delete_many(keys)
+        for key in keys:  # not to be written after the delete
+            self._pending_size -= sum(map(len, self._pending.pop(key, ())))
+        if self._in_flight is not None:  # may be writing one
+            await asyncio.wait([self._in_flight])
         try:
             await self._copies.delete_many(keys)
         except TemporaryFailure as error:
@@ -127,10 +162,10 @@ class CachedBlobStore:
         return await self._remote.sweep_incomplete(older_than, dry_run=dry_run)
 
     async def close(self) -> None:
-        if self._evicting is not None:
-            self._evicting.cancel()
+        if self._writer is not None:  # the copies not yet written are not needed
+            self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._evicting
+                await self._writer
         await self._remote.close()
 
     # -- internals ---------------------------------------------------------------
@@ -163,7 +198,7 @@ class CachedBlobStore:
         finally:
             await _close(chunks)
         if copy is not None:
-            await self._keep(key, copy)
+            self._keep(key, copy)
 
     async def _opened(self, key: str, local: AsyncIterator[bytes]) -> builtins.list[bytes] | None:
         """The first chunk of a copy's read (``[]`` if it has none); None if there is no
@@ -180,22 +215,37 @@ class CachedBlobStore:
         _HIT.inc()
         return [] if first is None else [first]
 
-    async def _keep(self, key: str, copy: _Copy) -> None:
-        """Write ``copy`` of ``key``'s blob, if it was kept whole; start an eviction
-        once this process has added a sixteenth of the cache's size."""
-        if copy.chunks is None:
-            return
-        try:
-            await self._copies.put(key, copy.replay())
-        except TemporaryFailure as error:
-            log.warning("blob cache: no copy of %s: %s", key, error)
-            return
-        self._added += copy.size
-        if self._added >= self._size // _EVICT_EVERY and (
-            self._evicting is None or self._evicting.done()
+    def _keep(self, key: str, copy: _Copy) -> None:
+        """Have ``copy`` of ``key``'s blob written, if it was kept whole: later, by one
+        task that writes what has come meanwhile in one trip to a thread, so that no
+        put or read waits for it. Dropped if :data:`_MAX_PENDING` bytes wait already."""
+        if (
+            copy.chunks is None
+            or key in self._pending
+            or self._pending_size + copy.size > _MAX_PENDING
         ):
-            self._added = 0
-            self._evicting = asyncio.create_task(self._evict(), name="blob cache eviction")
+            return
+        self._pending[key] = copy.chunks
+        self._pending_size += copy.size
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="blob cache writes")
+
+    async def _write(self) -> None:
+        """Write the pending copies; evict after each sixteenth of the size added."""
+        while self._pending:
+            batch, size = list(self._pending.items()), self._pending_size
+            self._pending, self._pending_size = {}, 0
+            self._in_flight = asyncio.create_task(asyncio.to_thread(self._copies.write, batch))
+            try:
+                with BlobTiming(_Copies.backend, "put"):
+                    await self._in_flight
+            except OSError as error:
+                log.warning("blob cache: copies not written: %s", error)
+                continue
+            self._added += size
+            if self._added >= self._size // _EVICT_EVERY:
+                self._added = 0
+                await self._evict()
 
     async def _evict(self) -> None:
         """Delete the oldest copies until they fill at most 15/16 of the cache's size,

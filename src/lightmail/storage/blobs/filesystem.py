@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, ClassVar, ParamSpec, TypeVar
+from typing import IO, ParamSpec, TypeVar
 
 from lightmail.errors import TemporaryFailure
 from lightmail.storage.blobs._timed import TimedBlobStore
@@ -55,9 +55,6 @@ class FileSystemBlobStore(TimedBlobStore):
     __slots__ = ("_root", "_root_text", "description")
     backend = "filesystem"
     read_ahead = 0  # a read of a cached file does not even leave the event loop
-    # False: a put returns once the file has its name, unsynced (copies that may be
-    # lost: lightmail.storage.blobs.cache)
-    durable: ClassVar[bool] = True
 
     def __init__(self, root: Path) -> None:
         self._root = root.absolute()
@@ -179,8 +176,8 @@ class FileSystemBlobStore(TimedBlobStore):
             with contextlib.suppress(ValueError):
                 walker.close()
 
+    @staticmethod
     def _commit(
-        self,
         file: IO[bytes] | None,
         temp: Path,
         final: Path,
@@ -198,9 +195,6 @@ class FileSystemBlobStore(TimedBlobStore):
         except BaseException:
             file.close()  # put() removes the temporary file
             raise
-        if not self.durable:
-            file.close()
-            return
         # Renamed before the fsync, so that on ext4 with its journal the one
         # journal commit the file's fsync makes also holds its new name, and the
         # directory's fsync finds nothing left to do: one commit per blob, not
@@ -316,8 +310,9 @@ def _write(
     return file
 
 
-def _ensure_dir(folder: Path) -> None:
-    """Create ``folder`` and its missing parents, fsyncing each new entry's parent."""
+def _ensure_dir(folder: Path, *, sync: bool = True) -> None:
+    """Create ``folder`` and its missing parents, fsyncing each new entry's parent
+    (unless not ``sync``)."""
     if folder.is_dir():
         return
     missing = [folder]
@@ -325,7 +320,8 @@ def _ensure_dir(folder: Path) -> None:
         missing.append(missing[-1].parent)
     for path in reversed(missing):
         path.mkdir(exist_ok=True)
-        _fsync_dir(path.parent)
+        if sync:
+            _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
