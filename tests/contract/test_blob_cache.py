@@ -156,12 +156,14 @@ async def test_a_folder_that_cannot_hold_copies_leaves_puts_and_reads_to_s3(
         await cache.put(key, chunked(b"hello", 5))
         assert await read_all(cache.get(key)) == b"hello"
         for _ in range(500):
-            if caplog.text.count("blob cache: copies not written") == 2:
+            if "blob cache: copies not written" in caplog.text:
                 break
             await asyncio.sleep(0.01)
-    assert caplog.text.count("blob cache: copies not written") == 2, caplog.text
+        await asyncio.sleep(0.1)  # the read's copy may come in a batch of its own
+    failures = caplog.text.count("blob cache: copies not written")  # one a batch
+    assert failures in (1, 2), caplog.text
     assert changes("lightmail_blob_cache_reads_total", result="miss") == 1
-    assert changes("lightmail_blob_errors_total", backend="cache", operation="put") == 2
+    assert changes("lightmail_blob_errors_total", backend="cache", operation="put") == failures
 
 
 async def test_a_copy_that_cannot_be_read_is_a_miss_answered_by_s3(

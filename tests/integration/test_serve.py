@@ -80,6 +80,30 @@ def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
+def test_serve_refuses_a_blob_cache_folder_it_cannot_make_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    env = {
+        **os.environ,
+        "LIGHTMAIL_BLOBS_URL": "s3://mail",
+        "LIGHTMAIL_BLOBS_CACHE_FOLDER": str(tmp_path / "file" / "copies"),
+    }
+    env.pop("LIGHTMAIL_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "lightmail", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"lightmail: config [blobs] cache_folder = '{tmp_path}/file/copies' is invalid: "
+        "expected a folder LightMail can write (Not a directory)\n"
+    )
+
+
 def test_gc_run_without_once_keeps_running_until_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,

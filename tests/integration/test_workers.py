@@ -281,6 +281,10 @@ async def test_metrics_count_the_connections_of_both_workers(
             await client.close()
 
 
+def copies(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*.eml") if path.is_file()]
+
+
 @pytest.mark.parametrize("backend_name", ["mariadb"])
 async def test_the_workers_read_the_copies_of_s3_blobs_and_a_node_starts_with_none(
     storage: tuple[str, dict[str, Any]], tmp_path: Path
@@ -303,7 +307,11 @@ async def test_the_workers_read_the_copies_of_s3_blobs_and_a_node_starts_with_no
             lmtp = await lmtp_session(served.port("lmtp"))
             await deliver(lmtp, address)
             await lmtp.close()
-        (copy,) = [path for path in cache.rglob("*.eml") if path.is_file()]
+        deadline = time.monotonic() + 10
+        while not (found := copies(cache)):  # written in the background
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        (copy,) = found
         assert copy.read_bytes().endswith(MESSAGE)  # after the Return-Path and Received
         with paused(pids[0]):
             pop3 = await Client.connect(served.port("pop3"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from lightmail import runtime
 from lightmail.config import Settings
+from lightmail.errors import ConfigError
 from lightmail.storage.blobs import empty_cache
 from lightmail.workers.supervisor import Supervisor
 from lightmail.workers.worker import run_worker
@@ -25,8 +26,15 @@ async def serve(settings: Settings, workers: int | None, channel: int | None) ->
     if channel is not None:
         await run_worker(settings, channel)
         return
-    if settings.blobs.cache_folder is not None:  # before any process of the node opens it
-        empty_cache(settings.blobs.cache_folder)
+    folder = settings.blobs.cache_folder
+    if folder is not None:  # before any process of the node opens it
+        try:
+            empty_cache(folder)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ConfigError(
+                "blobs", "cache_folder", str(folder), f"a folder LightMail can write ({reason})"
+            ) from None
     count = settings.server.workers if workers is None else workers
     if count > 1:
         await Supervisor(settings, count).run()

@@ -65,6 +65,7 @@ _LIVE = "copies"  # the folder's subfolder in use; the rest is left from earlier
 _STALE = ".stale-"  # what empty_cache moved aside, deleted in the background
 _EVICT_EVERY = 16  # a process evicts after adding 1/16 of cache_size ...
 _KEEP = 15 / 16  # ... down to 15/16 of it
+_GATHER = 0.02  # seconds a copy may wait for others to be written with it
 _MAX_PENDING = 64 << 20  # bytes of copies waiting to be written; more are not kept
 _LEFT_BEHIND = timedelta(hours=1)  # a copy half written this long ago was abandoned
 _HIT = labelled(BLOB_CACHE_READS, "hit")
@@ -233,6 +234,9 @@ class CachedBlobStore:
     async def _write(self) -> None:
         """Write the pending copies; evict after each sixteenth of the size added."""
         while self._pending:
+            # Each trip to a thread costs more CPU than writing a small copy: let the
+            # copies of a few more reads and puts come first.
+            await asyncio.sleep(_GATHER)
             batch, size = list(self._pending.items()), self._pending_size
             self._pending, self._pending_size = {}, 0
             self._in_flight = asyncio.create_task(asyncio.to_thread(self._copies.write, batch))
