@@ -7,6 +7,7 @@ each other's blobs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import random
 import socket
@@ -321,6 +322,18 @@ async def test_filesystem_a_failed_fsync_after_the_rename_leaves_no_blob(
         await store.put(key, chunked(b"body", 2))
 
     assert not store.path_of(key).exists()
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+async def test_filesystem_a_failed_rename_closes_and_removes_its_file(tmp_path: Path) -> None:
+    """A directory where the blob's file goes: the put fails, and its temporary file
+    is closed (an open one is an unraisable ResourceWarning here) and removed."""
+    store = FileSystemBlobStore(tmp_path)
+    key = new_blob_key()
+    store.path_of(key).mkdir(parents=True)
+    with pytest.raises(TemporaryFailure, match="Is a directory"):
+        await store.put(key, chunked(b"body", 2))
+    gc.collect()
     assert list((tmp_path / ".tmp").iterdir()) == []
 
 

@@ -63,10 +63,12 @@ def test_serve_starts_and_stops_cleanly(tmp_path: Path, signum: signal.Signals) 
     assert not (tmp_path / "data" / "lmtp.sock").exists()  # removed at stop
 
 
-def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:99999"}
+def serve_refused(tmp_path: Path, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``lightmail serve`` in ``tmp_path`` with ``settings`` over the environment,
+    expected to stop at once."""
+    env = {**os.environ, **settings}
     env.pop("LIGHTMAIL_CONFIG", None)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "lightmail", "serve"],
         cwd=tmp_path,
         env=env,
@@ -75,6 +77,10 @@ def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
+    result = serve_refused(tmp_path, {"LIGHTMAIL_IMAP_LISTEN": "127.0.0.1:99999"})
     assert result.returncode == 2
     assert result.stderr.startswith("lightmail: config [imap] listen = '127.0.0.1:99999'")
     assert result.stderr.count("\n") == 1
@@ -82,21 +88,11 @@ def test_serve_refuses_a_bad_config_with_one_line(tmp_path: Path) -> None:
 
 def test_serve_refuses_a_blob_cache_folder_it_cannot_make_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
-    env = {
-        **os.environ,
+    settings = {
         "LIGHTMAIL_BLOBS_URL": "s3://mail",
         "LIGHTMAIL_BLOBS_CACHE_FOLDER": str(tmp_path / "file" / "copies"),
     }
-    env.pop("LIGHTMAIL_CONFIG", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "lightmail", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_refused(tmp_path, settings)
     assert result.returncode == 2
     assert result.stderr == (
         f"lightmail: config [blobs] cache_folder = '{tmp_path}/file/copies' is invalid: "

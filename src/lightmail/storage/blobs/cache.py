@@ -246,6 +246,9 @@ class CachedBlobStore:
             except OSError as error:
                 log.warning("blob cache: copies not written: %s", error)
                 continue
+            except Exception:  # a task of its own: nobody else would hear of it
+                log.exception("blob cache: copies not written")
+                continue
             self._added += size
             if self._added >= self._size // _EVICT_EVERY:
                 self._added = 0
