@@ -21,6 +21,8 @@ seeded through IMAP APPEND with the same ``--messages`` messages per user
   missing, whose tables are dropped and re-created; not ``test``, whose tables
   a test run going on at the same time would drop under the benchmark;
   ``--mysql-url`` chooses another),
+- the same with ``[blobs] cache_folder`` (``--backend s3-copies``, or
+  ``all``): the seeding APPENDs leave a local copy of each message,
 - Dovecot (``dovecot-imapd``, configured in a temporary folder, maildir).
 
 Both servers verify the same argon2id password hash (argon2-cffi's defaults,
@@ -800,20 +802,27 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     limits = connection_limits(args.clients, args.users)
     for workers in args.workers:
         env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
-        if args.backend in ("sqlite", "both"):
+        if args.backend in ("sqlite", "both", "all"):
             async with running_lightmail(
                 lightmail_name("sqlite", workers), args.users, env
             ) as target:
                 results[f"sqlite, workers {workers}"] = await bench_target(target, args)
-        if args.backend in ("s3", "both"):
+        for backend in {"both": ["s3"], "all": ["s3", "s3-copies"]}.get(
+            args.backend, [args.backend]
+        ):
+            if backend == "sqlite":
+                continue
             assert seaweed is not None
+            s3 = s3_env(args.mysql_url, seaweed)
+            if backend == "s3-copies":
+                s3["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
             async with running_lightmail(
-                lightmail_name("s3", workers),
+                lightmail_name(backend, workers),
                 args.users,
-                {**env, **s3_env(args.mysql_url, seaweed)},
+                {**env, **s3},
                 mysql_url=args.mysql_url,
             ) as target:
-                results[f"s3, workers {workers}"] = await bench_target(target, args)
+                results[f"{backend}, workers {workers}"] = await bench_target(target, args)
     dovecot: Result | None = None
     if args.dovecot:
         with dovecot_target(
@@ -842,7 +851,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per client instead of --duration")
     parser.add_argument("--users", type=int, default=10, help="users; client i is user i %% users")
     parser.add_argument("--messages", type=int, default=200, help="messages seeded per user")
-    parser.add_argument("--backend", choices=["sqlite", "s3", "both"], default="both")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "s3", "s3-copies", "both", "all"],
+        default="both",
+        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
+    )
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--dovecot-login",
@@ -867,7 +881,7 @@ def main() -> None:
         parser.error("--rounds must be at least 1")
     if args.duration <= 0 or args.duration > 3600:
         parser.error("--duration must be above 0 and at most 3600")
-    if args.backend in ("s3", "both") and not mariadb_listening():
+    if args.backend != "sqlite" and not mariadb_listening():
         parser.error("--backend s3 needs MariaDB on 127.0.0.1:3306")
     if args.dovecot and (missing := dovecot_missing("imap")) is not None:
         parser.error(f"{missing} (or --no-dovecot)")
@@ -875,7 +889,7 @@ def main() -> None:
         f"{args.clients} clients, {args.users} users, {args.messages} messages seeded per user, "
         + (f"{args.rounds} rounds per client" if args.rounds else f"{args.duration:g} s per target")
     )
-    if args.backend in ("s3", "both"):
+    if args.backend != "sqlite":
         with running_seaweedfs() as seaweed:
             asyncio.run(run(args, seaweed))
     else:
