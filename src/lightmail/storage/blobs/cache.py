@@ -304,10 +304,6 @@ class _Copy:
             self.add(chunk)
             yield chunk
 
-    async def replay(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks or ():
-            yield chunk
-
 
 async def _close(chunks: AsyncIterator[bytes]) -> None:
     """End a blob read that may not have reached its end (every store's reads are
