@@ -140,7 +140,8 @@ def test_message_ids_never_raise(value: str) -> None:
 
 
 def _keys(header: bytes) -> SortKeys:
-    return sort_keys(parse_envelope(header_fields(header)), header)
+    fields = header_fields(header)
+    return sort_keys(parse_envelope(fields), fields)
 
 
 def test_sort_keys_of_a_message() -> None:

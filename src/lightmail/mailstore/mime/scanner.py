@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 from lightmail.mailstore.mime.addresses import display, parse_envelope
 from lightmail.mailstore.mime.content import MAX_BOUNDARY, Kind, MimeInfo, mime_info
 from lightmail.mailstore.mime.delimiters import delimiter_pattern, line_pattern
-from lightmail.mailstore.mime.headers import header_fields, parse_date
+from lightmail.mailstore.mime.headers import Fields, header_fields, parse_date
 from lightmail.mailstore.mime.sorting import sort_keys
 from lightmail.mailstore.mime.types import EMPTY_ENVELOPE, BodyPart, Envelope, ParsedMessage
 from lightmail.mailstore.mime.words import decode_words
@@ -121,6 +121,7 @@ class MimeScanner:
         self._prefix = bytearray()  # first octets of the current line, not yet consumed
         self._open_child = False
         self._stack = [_Frame(0, self._max_header, in_digest=False, is_message=True)]
+        self._root_fields: Fields = []  # the message's own header, for its sort keys
         self._parts = 1
         self._cut = False
         self._delimiters: tuple[bytes, ...] = ()  # those that can end the current part
@@ -399,7 +400,9 @@ class MimeScanner:
         if frame.is_message:
             frame.envelope = parse_envelope(fields)
         self._header_budget -= len(frame.header)
-        if frame is not self._stack[0]:
+        if frame is self._stack[0]:
+            self._root_fields = fields
+        else:
             frame.header = bytearray()  # only the top-level header block is kept
         return info
 
@@ -462,14 +465,18 @@ class MimeScanner:
         self._close_above(0, self._at, self._lf)
         root = self._stack[0]
         body = self._finish(root, self._at, self._lf)
-        return _parsed(self._at, bytes(root.header), root.envelope or EMPTY_ENVELOPE, body)
+        envelope = root.envelope or EMPTY_ENVELOPE
+        return _parsed(self._at, bytes(root.header), envelope, self._root_fields, body)
 
     def _fallback(self) -> ParsedMessage:
-        return _parsed(self._fed, b"", EMPTY_ENVELOPE, _synthetic(0, self._fed, 0, "7BIT"))
+        return _parsed(self._fed, b"", EMPTY_ENVELOPE, [], _synthetic(0, self._fed, 0, "7BIT"))
 
 
-def _parsed(size: int, header: bytes, envelope: Envelope, body: BodyPart) -> ParsedMessage:
-    """The parse results, with the search and sort fields derived from the envelope."""
+def _parsed(
+    size: int, header: bytes, envelope: Envelope, fields: Fields, body: BodyPart
+) -> ParsedMessage:
+    """The parse results, with the search and sort fields derived from the envelope
+    and the header's ``fields``."""
     return ParsedMessage(
         size=size,
         header=header,
@@ -482,7 +489,7 @@ def _parsed(size: int, header: bytes, envelope: Envelope, body: BodyPart) -> Par
         cc=display(envelope.cc),
         bcc=display(envelope.bcc),
         message_id=envelope.message_id or "",
-        sort=sort_keys(envelope, header),
+        sort=sort_keys(envelope, fields),
     )
 
 

@@ -9,7 +9,8 @@
 - `message_ids`: msg-ids (RFC 5322 section 3.6.4) normalized as RFC 5256
   section BASE.6.4.THREAD demands (quoting removed), for Message-ID,
   References and In-Reply-To.
-- `sort_keys`: all of the above for one message, from its ENVELOPE and header.
+- `sort_keys`: all of the above for one message, from its ENVELOPE and header
+  fields.
 
 Choices where the RFCs leave room: a msg-id longer than 998 characters (the
 line limit of RFC 5322 section 2.1.1) or with white space in it after quoting
@@ -27,10 +28,10 @@ import re
 import unicodedata
 
 from lightmail.mailstore.mime.headers import (
+    Fields,
     as_ntext,
     comment_end,
     first_field,
-    header_fields,
     quoted,
 )
 from lightmail.mailstore.mime.types import AddressList, Envelope, SortKeys
@@ -201,15 +202,16 @@ def _display(addresses: AddressList) -> str:
     return first.mailbox or ""
 
 
-def sort_keys(envelope: Envelope, header: bytes) -> SortKeys:
-    """The SORT and THREAD keys of a message from its ENVELOPE and header block.
+def sort_keys(envelope: Envelope, fields: Fields) -> SortKeys:
+    """The SORT and THREAD keys of a message from its ENVELOPE and the fields of its
+    header block (:func:`~lightmail.mailstore.mime.headers.header_fields`).
 
     References come from the References field, else the first valid msg-id of
     In-Reply-To (RFC 5256, REFERENCES).
     """
     subject, reply = base_subject(decode_words(envelope.subject or ""))
     own = message_ids(envelope.message_id)
-    references = message_ids(as_ntext(first_field(header_fields(header), "references")))
+    references = message_ids(as_ntext(first_field(fields, "references")))
     if not references:
         references = message_ids(envelope.in_reply_to)[:1]
     return SortKeys(

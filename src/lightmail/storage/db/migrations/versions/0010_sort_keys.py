@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from lightmail.mailstore.mime.headers import header_fields
 from lightmail.mailstore.mime.sorting import sort_keys
 from lightmail.mailstore.mime.types import Envelope
 from lightmail.mailstore.rows import SORT_KEY_COLUMNS, sort_key_values
@@ -55,7 +56,9 @@ def upgrade() -> None:
             update,
             [
                 {
-                    **sort_key_values(sort_keys(Envelope.from_json(json.loads(envelope)), header)),
+                    **sort_key_values(
+                        sort_keys(Envelope.from_json(json.loads(envelope)), header_fields(header))
+                    ),
                     "row_id": row_id,
                 }
                 for row_id, header, envelope in rows
