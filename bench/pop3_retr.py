@@ -37,8 +37,9 @@ LightMail runs as ``python -m lightmail serve`` with POP3 only, once for each
 (``node.store.deliver``). Dovecot's messages are written into each user's
 ``Maildir/new``. It prints seconds, messages/s and the server's CPU time (the
 whole server: the supervisor and every worker; Dovecot's master and its
-children) per target and run, and each LightMail run's time as a ratio of
-Dovecot's.
+children) per target and run, then the CPU the services the run kept busy
+spent meanwhile (``mariadbd``, ``weed``: any process of that name on the
+machine), and each LightMail run's time as a ratio of Dovecot's.
 
     uv run python bench/pop3_retr.py                      # both backends + Dovecot
     uv run python bench/pop3_retr.py --backend sqlite --no-dovecot
@@ -79,6 +80,8 @@ from imap_load import (
     log_tail,
     s3_env,
     serve_process,
+    services_cpu,
+    services_line,
     user_address,
     user_password,
 )
@@ -358,6 +361,7 @@ class Run:
     messages: int = 0  # RETRs that returned the expected octets
     elapsed: float = 0.0
     server_cpu: float = 0.0
+    services: str = ""  # the CPU MariaDB and SeaweedFS spent meanwhile
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -420,13 +424,14 @@ async def retr_run(target: Target, layout: Layout, users: Sequence[int]) -> Run:
             else:
                 run.messages += 1
 
-    cpu_before = cpu_seconds(target.pid)
+    cpu_before, services_before = cpu_seconds(target.pid), services_cpu()
     started = time.perf_counter()
     await asyncio.gather(
         *(retrieve(client, user) for client, user in zip(opened, users, strict=True))
     )
     run.elapsed = time.perf_counter() - started
     run.server_cpu = cpu_seconds(target.pid) - cpu_before
+    run.services = services_line(services_before, services_cpu(), run.messages)
     await asyncio.gather(*(client.quit() for client in opened))
     return run
 
@@ -443,6 +448,7 @@ async def bench_target(target: Target, layout: Layout) -> dict[int, Run]:
             f"{connections:>3} connection(s): {run.messages} RETRs in {run.elapsed:.3f} s "
             f"= {run.rate:.0f} msg/s; server CPU {run.server_cpu:.2f} s "
             f"({1000 * run.server_cpu / max(1, run.messages):.3f} ms/msg)"
+            + (f"; meanwhile {run.services}" if run.services else "")
         )
         for failure in run.failures[:5]:
             print(f"   !! {failure}")
