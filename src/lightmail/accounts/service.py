@@ -10,11 +10,14 @@ soft-deleted, so the garbage collector frees them after retention.
 (:mod:`lightmail.auth.throttle`), answers every failure after the same
 ``[auth] failure_delay`` so that timing tells nothing, and lets a password
 verified recently in without hashing (:mod:`lightmail.auth.credentials`).
+Logins that bring the same password for the same account at the same time (a
+client opening several connections at once) share one hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -27,7 +30,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.auth.credentials import CredentialCache
-from lightmail.auth.passwords import hash_password, verify_password
+from lightmail.auth.passwords import Verification, hash_password, verify_password
 from lightmail.auth.throttle import (
     InProcessLoginThrottle,
     IPAddress,
@@ -187,6 +190,8 @@ class Accounts:
         self.auth = auth
         self.throttle = throttle if throttle is not None else InProcessLoginThrottle(auth, clock)
         self.credentials = CredentialCache(auth.cache_ttl, clock)
+        # Password checks running, by (address, keyed hash of the password, stored hash).
+        self._verifying: dict[tuple[str, bytes, str], asyncio.Task[Verification]] = {}
         self._clock = clock
         self._sleep = sleep
 
@@ -327,7 +332,9 @@ class Accounts:
             if row is None or not row.enabled:
                 await self.throttle.failed(by_client)
                 raise AuthenticationFailed()
-            verification = await verify_password(row.password_hash, password)
+            if self.credentials.lookup(address, digest) == row.password_hash:
+                return _user(row)  # another login verified it while this one waited
+            verification = await self._verify(address, digest, row.password_hash, password)
             if not verification.ok:
                 await self.throttle.failed(by_client)
                 await self.throttle.failed(by_account)
@@ -344,6 +351,27 @@ class Accounts:
                 password_hash = verification.new_hash
         self.credentials.remember(address, digest, password_hash)
         return _user(row)
+
+    async def _verify(
+        self, address: str, digest: bytes, stored_hash: str, password: str
+    ) -> Verification:
+        """Check ``password`` against ``stored_hash``; a login that brings the same
+        password (``digest``) for the same stored hash while one is being checked
+        waits for that check's answer instead of hashing again. Each login still
+        counts its own failure."""
+        key = (address, digest, stored_hash)
+        check = self._verifying.get(key)
+        if check is None:
+            check = asyncio.ensure_future(verify_password(stored_hash, password))
+            self._verifying[key] = check
+            check.add_done_callback(functools.partial(self._verified, key))
+        # A login that gives up (its client left) leaves the check to the others.
+        return await asyncio.shield(check)
+
+    def _verified(self, key: tuple[str, bytes, str], check: asyncio.Task[Verification]) -> None:
+        del self._verifying[key]
+        if not check.cancelled():
+            check.exception()  # raised to each login waiting; seen even if none is left
 
     async def _throttled(
         self, key: str, scope: str, address: str, client: IPAddress | None
