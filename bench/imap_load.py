@@ -394,6 +394,33 @@ def add_workers_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, as every benchmark that runs LightMail on each backend takes it."""
+    parser.add_argument(
+        "--backend",
+        choices=[*BACKEND_NAMES, "both", "all"],
+        default="both",
+        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
+    )
+
+
+def backends(choice: str) -> list[str]:
+    """The backends ``--backend choice`` runs, in order."""
+    return {"both": ["sqlite", "s3"], "all": list(BACKEND_NAMES)}.get(choice, [choice])
+
+
+def backend_env(backend: str, mysql_url: str, seaweed: S3Server | None) -> dict[str, str]:
+    """LIGHTMAIL_* settings for ``backend``: none for SQLite; :func:`s3_env` for
+    ``s3``; and a cache folder in the server's data folder for ``s3-copies``."""
+    if backend == "sqlite":
+        return {}
+    assert seaweed is not None
+    env = s3_env(mysql_url, seaweed)
+    if backend == "s3-copies":
+        env["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
+    return env
+
+
 def lightmail_name(backend: str, workers: str, extra: str = "") -> str:
     """A run's label: ``LightMail (SQLite + filesystem + clamd, workers 1)``."""
     return f"LightMail ({BACKEND_NAMES[backend]}{extra}, workers {workers})"
@@ -802,25 +829,12 @@ async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     limits = connection_limits(args.clients, args.users)
     for workers in args.workers:
         env = {**limits, "LIGHTMAIL_SERVER_WORKERS": workers}
-        if args.backend in ("sqlite", "both", "all"):
-            async with running_lightmail(
-                lightmail_name("sqlite", workers), args.users, env
-            ) as target:
-                results[f"sqlite, workers {workers}"] = await bench_target(target, args)
-        for backend in {"both": ["s3"], "all": ["s3", "s3-copies"]}.get(
-            args.backend, [args.backend]
-        ):
-            if backend == "sqlite":
-                continue
-            assert seaweed is not None
-            s3 = s3_env(args.mysql_url, seaweed)
-            if backend == "s3-copies":
-                s3["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
+        for backend in backends(args.backend):
             async with running_lightmail(
                 lightmail_name(backend, workers),
                 args.users,
-                {**env, **s3},
-                mysql_url=args.mysql_url,
+                {**env, **backend_env(backend, args.mysql_url, seaweed)},
+                mysql_url=None if backend == "sqlite" else args.mysql_url,
             ) as target:
                 results[f"{backend}, workers {workers}"] = await bench_target(target, args)
     dovecot: Result | None = None
@@ -851,12 +865,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per client instead of --duration")
     parser.add_argument("--users", type=int, default=10, help="users; client i is user i %% users")
     parser.add_argument("--messages", type=int, default=200, help="messages seeded per user")
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "s3", "s3-copies", "both", "all"],
-        default="both",
-        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
-    )
+    add_backend_option(parser)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--dovecot-login",

@@ -102,7 +102,10 @@ from _dovecot import (
     running_dovecot_lmtp,
 )
 from imap_load import (
+    add_backend_option,
     add_workers_option,
+    backend_env,
+    backends,
     cpu_seconds,
     ensure_database,
     lightmail_env,
@@ -652,11 +655,8 @@ async def peak_rss(target: Target, size: int) -> None:
 
 
 def lightmail_variants(args: argparse.Namespace) -> list[tuple[str, bool]]:
-    backends = {"both": ["sqlite", "s3"], "all": ["sqlite", "s3", "s3-copies"]}.get(
-        args.backend, [args.backend]
-    )
     clamd = {"off": [False], "on": [True], "both": [False, True]}[args.antivirus]
-    return [(backend, with_clamd) for backend in backends for with_clamd in clamd]
+    return [(backend, with_clamd) for backend in backends(args.backend) for with_clamd in clamd]
 
 
 async def run(args: argparse.Namespace, smtp_source: Path | None, seaweed: S3Server | None) -> None:
@@ -672,14 +672,12 @@ async def run(args: argparse.Namespace, smtp_source: Path | None, seaweed: S3Ser
         for workers, backend, with_clamd in runs:
             key = backend + ("+clamd" if with_clamd else "") + f", workers {workers}"
             name = lightmail_name(backend, workers, " + clamd" if with_clamd else "")
-            env = {**base_env, "LIGHTMAIL_SERVER_WORKERS": workers}
-            mysql_url = None
-            if backend.startswith("s3"):
-                assert seaweed is not None
-                env.update(s3_env(args.mysql_url, seaweed))
-                mysql_url = args.mysql_url
-            if backend == "s3-copies":
-                env["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
+            env = {
+                **base_env,
+                "LIGHTMAIL_SERVER_WORKERS": workers,
+                **backend_env(backend, args.mysql_url, seaweed),
+            }
+            mysql_url = None if backend == "sqlite" else args.mysql_url
             with contextlib.ExitStack() as stack:
                 if with_clamd:
                     clamd_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -771,12 +769,7 @@ def main() -> None:
     )
     parser.add_argument("--users", type=int, default=100, help="recipients (100)")
     parser.add_argument("--size", type=parse_size, default=10240, help="payload bytes (10240)")
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "s3", "s3-copies", "both", "all"],
-        default="both",
-        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
-    )
+    add_backend_option(parser)
     parser.add_argument(
         "--antivirus",
         choices=["off", "on", "both"],

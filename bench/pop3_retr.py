@@ -71,14 +71,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _dovecot import dovecot_missing, free_port, running_dovecot_pop3
 from imap_load import (
+    add_backend_option,
     add_workers_option,
+    backend_env,
+    backends,
     cpu_seconds,
     dovecot_users,
     ensure_database,
     lightmail_env,
     lightmail_name,
     log_tail,
-    s3_env,
     serve_process,
     services_cpu,
     services_line,
@@ -497,20 +499,12 @@ def summary(layout: Layout, results: Mapping[str, tuple[str, dict[int, Run]]]) -
 async def run(args: argparse.Namespace, seaweed: S3Server | None) -> None:
     layout = Layout(args.messages, args.connections, args.size)
     results: dict[str, tuple[str, dict[int, Run]]] = {}
-    backends = {"both": ["sqlite", "s3"], "all": ["sqlite", "s3", "s3-copies"]}.get(
-        args.backend, [args.backend]
-    )
-    for workers, backend in [(w, b) for w in args.workers for b in backends]:
+    for workers, backend in [(w, b) for w in args.workers for b in backends(args.backend)]:
         key, name = f"{backend}, workers {workers}", lightmail_name(backend, workers)
-        env = {"LIGHTMAIL_SERVER_WORKERS": workers}
-        mysql_url = None
-        if backend.startswith("s3"):
-            assert seaweed is not None
-            env.update(s3_env(args.mysql_url, seaweed))
-            mysql_url = args.mysql_url
+        env = {"LIGHTMAIL_SERVER_WORKERS": workers, **backend_env(backend, args.mysql_url, seaweed)}
+        mysql_url = None if backend == "sqlite" else args.mysql_url
         copies = backend == "s3-copies"
-        if copies:  # the server empties it at start: the first read of each is from S3
-            env["LIGHTMAIL_BLOBS_CACHE_FOLDER"] = "{data_dir}/blob-copies"
+        if copies:  # the server empties its copies at start: the first read of each is from S3
             name = lightmail_name(backend, workers, ", first read")
         async with running_lightmail(key, name, layout, env, mysql_url=mysql_url) as target:
             results[key] = (name, await bench_target(target, layout))
@@ -535,12 +529,7 @@ def main() -> None:
         "--connections", type=int, default=20, help="connections of the concurrent run (20)"
     )
     parser.add_argument("--size", type=int, default=10240, help="bytes per message (10240)")
-    parser.add_argument(
-        "--backend",
-        choices=["sqlite", "s3", "s3-copies", "both", "all"],
-        default="both",
-        help="both: sqlite and s3; all: also s3-copies ([blobs] cache_folder)",
-    )
+    add_backend_option(parser)
     add_workers_option(parser)
     parser.add_argument("--dovecot", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--mysql-url", default=BENCH_MYSQL_URL)
