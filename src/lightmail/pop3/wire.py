@@ -51,10 +51,11 @@ the exchange with -ERR; a longer line is discarded to its end as above).
 Pipelining (RFC 2449 PIPELINING): commands come out strictly in order, and a
 line is only parsed when ``next_event`` reaches it, so a line sent right after
 an AUTH is read as a SASL response if and only if the session called
-``expect_sasl_response()`` first. After ``StlsCommand`` the session must check
-``buffered`` is 0 before starting TLS: octets sent after STLS in the clear
-must not be read as if they came over TLS (RFC 2595 section 3.1; the
-CVE-2011-0411 class of bug). ``receive_data`` keeps what it is given: call
+``expect_sasl_response()`` first. After ``StlsCommand`` and its +OK,
+``discard_pending()`` drops what the client sent after STLS in the clear
+(the connection driver calls it before starting TLS): it must not be read
+as if it came over TLS (RFC 2595 section 3.1; the CVE-2011-0411 class of
+bug). ``receive_data`` keeps what it is given: call
 ``next_event`` until ``NEED_DATA`` before feeding more, and memory is bounded
 by one read plus ``max_sasl_line``.
 
@@ -167,7 +168,8 @@ class CapaCommand:
 
 @dataclass(frozen=True, slots=True)
 class StlsCommand:
-    """``STLS`` (RFC 2595 section 4): check ``Pop3Receiver.buffered`` is 0 before TLS."""
+    """``STLS`` (RFC 2595 section 4): what was pipelined after it is dropped before TLS
+    (``Pop3Receiver.discard_pending``, from the connection driver)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +472,7 @@ class Pop3Receiver(LineBuffer[Event]):
 
     @property
     def buffered(self) -> int:
-        """Octets received but not yet consumed (after STLS: must be 0)."""
+        """Octets received but not yet consumed."""
         return len(self._buf)
 
     def expect_sasl_response(self) -> None:
