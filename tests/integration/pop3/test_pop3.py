@@ -228,6 +228,27 @@ async def test_stls_then_login(pop3_factory: Pop3Factory) -> None:
     assert await asyncio.to_thread(conversation) == (1, len(MESSAGES[0]))
 
 
+async def test_stls_discards_pipelined_plaintext_injection(pop3_factory: Pop3Factory) -> None:
+    """A USER pipelined after STLS in clear text must not count once TLS is up
+    (RFC 2595 section 3.1), or a PASS over TLS would log in as its name."""
+    target = await pop3_factory(tls=True, plaintext_networks="192.0.2.0/24")
+    user = await target.new_user()
+
+    def conversation() -> bytes:
+        with socket.create_connection((target.host, target.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            assert reader.readline().startswith(b"+OK")
+            raw.sendall(b"STLS\r\nUSER " + user.address.encode() + b"\r\n")
+            assert reader.readline().startswith(b"+OK")
+            context = target.client_ssl_context()
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"PASS secret\r\n")
+                # Had the USER survived, "+OK Send PASS" would come first.
+                return tls.makefile("rb").readline()
+
+    assert (await asyncio.to_thread(conversation)).startswith(b"-ERR")
+
+
 async def test_octet_counts_are_exact_for_a_bare_lf_message(pop3: Pop3Target) -> None:
     user = await pop3.new_user()
     bare = b"Subject: bare\n\nline one\nline two\r\nline three\n"
