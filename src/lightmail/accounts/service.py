@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lightmail.auth.credentials import CredentialCache
-from lightmail.auth.passwords import Verification, hash_password, verify_password
+from lightmail.auth.passwords import hash_password, verify_password
 from lightmail.auth.throttle import (
     InProcessLoginThrottle,
     IPAddress,
@@ -191,7 +191,7 @@ class Accounts:
         self.throttle = throttle if throttle is not None else InProcessLoginThrottle(auth, clock)
         self.credentials = CredentialCache(auth.cache_ttl, clock)
         # Password checks running, by (address, keyed hash of the password, stored hash).
-        self._verifying: dict[tuple[str, bytes, str], asyncio.Task[Verification]] = {}
+        self._verifying: dict[tuple[str, bytes, str], asyncio.Task[str | None]] = {}
         self._clock = clock
         self._sleep = sleep
 
@@ -334,41 +334,47 @@ class Accounts:
                 raise AuthenticationFailed()
             if self.credentials.lookup(address, digest) == row.password_hash:
                 return _user(row)  # another login verified it while this one waited
-            verification = await self._verify(address, digest, row.password_hash, password)
-            if not verification.ok:
+            password_hash = await self._verify(row.id, address, digest, row.password_hash, password)
+            if password_hash is None:
                 await self.throttle.failed(by_client)
                 await self.throttle.failed(by_account)
                 raise AuthenticationFailed()
-        password_hash = row.password_hash
-        if verification.new_hash is not None:
-            async with self.db.write() as conn:
-                result = await conn.execute(
-                    update(t.users)
-                    .where(t.users.c.id == row.id, t.users.c.password_hash == row.password_hash)
-                    .values(password_hash=verification.new_hash)
-                )
-            if result.rowcount:
-                password_hash = verification.new_hash
         self.credentials.remember(address, digest, password_hash)
         return _user(row)
 
     async def _verify(
-        self, address: str, digest: bytes, stored_hash: str, password: str
-    ) -> Verification:
-        """Check ``password`` against ``stored_hash``; a login that brings the same
+        self, user_id: int, address: str, digest: bytes, stored_hash: str, password: str
+    ) -> str | None:
+        """The hash stored for ``password`` once it is checked against ``stored_hash``
+        (replaced if outdated), None if it is wrong. A login that brings the same
         password (``digest``) for the same stored hash while one is being checked
-        waits for that check's answer instead of hashing again. Each login still
-        counts its own failure."""
+        waits for that check's answer instead of hashing (and rehashing) again.
+        Each login still counts its own failure."""
         key = (address, digest, stored_hash)
         check = self._verifying.get(key)
         if check is None:
-            check = asyncio.ensure_future(verify_password(stored_hash, password))
+            check = asyncio.ensure_future(self._check(user_id, stored_hash, password))
             self._verifying[key] = check
             check.add_done_callback(functools.partial(self._verified, key))
         # A login that gives up (its client left) leaves the check to the others.
         return await asyncio.shield(check)
 
-    def _verified(self, key: tuple[str, bytes, str], check: asyncio.Task[Verification]) -> None:
+    async def _check(self, user_id: int, stored_hash: str, password: str) -> str | None:
+        verification = await verify_password(stored_hash, password)
+        if not verification.ok:
+            return None
+        if verification.new_hash is None:
+            return stored_hash
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(t.users)
+                .where(t.users.c.id == user_id, t.users.c.password_hash == stored_hash)
+                .values(password_hash=verification.new_hash)
+            )
+        # No row: the hash changed meanwhile; the next login sees it and checks again.
+        return verification.new_hash if result.rowcount else stored_hash
+
+    def _verified(self, key: tuple[str, bytes, str], check: asyncio.Task[str | None]) -> None:
         del self._verifying[key]
         if not check.cancelled():
             check.exception()  # raised to each login waiting; seen even if none is left
