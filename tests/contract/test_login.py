@@ -298,22 +298,6 @@ async def test_a_shared_check_fails_each_login_and_counts_each_failure(
     assert hasher == ["wrong"]
 
 
-async def test_logins_at_once_on_an_outdated_hash_rehash_it_once_and_remember_the_new_one(
-    backend: Backend, fake: FakeTime, hasher: list[str]
-) -> None:
-    accounts = make_accounts(backend, fake)
-    user = await backend.new_user()
-    legacy = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()
-    async with backend.db.write() as conn:
-        await conn.execute(
-            update(t.users).where(t.users.c.id == user.id).values(password_hash=legacy)
-        )
-    await asyncio.gather(*(accounts.authenticate(user.address, "secret", OWNER) for _ in range(3)))
-    assert (await password_hash(backend, user)).startswith("$argon2id$")
-    await accounts.authenticate(user.address, "secret", OWNER)  # from the cache
-    assert hasher == ["secret"]
-
-
 async def test_a_rehash_is_remembered_and_cache_ttl_zero_remembers_nothing(
     backend: Backend, fake: FakeTime, hasher: list[str]
 ) -> None:
@@ -324,7 +308,8 @@ async def test_a_rehash_is_remembered_and_cache_ttl_zero_remembers_nothing(
         await conn.execute(
             update(t.users).where(t.users.c.id == user.id).values(password_hash=legacy)
         )
-    await accounts.authenticate(user.address, "secret", OWNER)
+    # Three logins at once share one check and one rehash, and all remember the new hash.
+    await asyncio.gather(*(accounts.authenticate(user.address, "secret", OWNER) for _ in range(3)))
     assert (await password_hash(backend, user)).startswith("$argon2id$")
     await accounts.authenticate(user.address, "secret", OWNER)
     assert hasher == ["secret"]
